@@ -1,0 +1,1 @@
+"""monitoring/: metric catalogue, Prometheus rules and Grafana dashboards."""

@@ -1,0 +1,7 @@
+"""``python -m recoil`` is the ``recoil`` command."""
+
+import sys
+
+from recoil.cli import main
+
+sys.exit(main())

@@ -1,0 +1,208 @@
+"""A real Apache Kafka broker started as a child process: KRaft, one combined node.
+
+Used by the test fixtures, ``recoil broker`` and ``recoil demo``. It formats
+KRaft storage in a fresh temporary directory, listens on 127.0.0.1 on free ports,
+writes the broker's own log to ``<workdir>/server.log`` and is stopped (only it,
+never other JVMs) on ``stop()``. On Linux the child also receives SIGKILL if
+its parent dies, so a killed test run leaves no broker behind.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import ctypes
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from types import TracebackType
+
+from recoil.broker.jars import kafka_classpath
+
+LOG4J_CONFIG = Path(__file__).with_name("log4j2.properties")
+_PR_SET_PDEATHSIG = 1
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """Ask the kernel for a port nobody listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def _die_with_parent() -> None:
+    """Run in the child before exec: deliver SIGKILL to it when the parent exits."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def server_properties(
+    host: str, port: int, controller_port: int, log_dir: Path, extra: dict[str, str]
+) -> str:
+    """The broker's configuration: single node, replication 1, fast group joins."""
+    props = {
+        "process.roles": "broker,controller",
+        "node.id": "1",
+        "controller.quorum.bootstrap.servers": f"{host}:{controller_port}",
+        "listeners": f"PLAINTEXT://{host}:{port},CONTROLLER://{host}:{controller_port}",
+        "advertised.listeners": f"PLAINTEXT://{host}:{port}",
+        "controller.listener.names": "CONTROLLER",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "log.dirs": str(log_dir),
+        # One node: every internal topic has a single replica.
+        "offsets.topic.replication.factor": "1",
+        "offsets.topic.num.partitions": "10",
+        "transaction.state.log.replication.factor": "1",
+        "transaction.state.log.min.isr": "1",
+        "transaction.state.log.num.partitions": "10",
+        "share.coordinator.state.topic.replication.factor": "1",
+        "share.coordinator.state.topic.min.isr": "1",
+        # No artificial wait before the first rebalance of a new group.
+        "group.initial.rebalance.delay.ms": "0",
+        "num.partitions": "1",
+        "auto.create.topics.enable": "true",
+    }
+    props.update(extra)
+    return "".join(f"{key}={value}\n" for key, value in props.items())
+
+
+class EmbeddedKafka:
+    """Start, wait for and stop one Kafka broker process.
+
+    ``bootstrap_servers`` is valid once ``start()`` returns. ``log_file`` holds
+    everything the broker logged, for a failing test to print.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        workdir: Path | None = None,
+        heap: str = "768m",
+        extra_properties: dict[str, str] | None = None,
+    ) -> None:
+        self.host = host
+        self.port = port or free_port(host)
+        self.controller_port = free_port(host)
+        self._own_workdir = workdir is None
+        self.workdir = workdir or Path(tempfile.mkdtemp(prefix="recoil-kafka-"))
+        self.heap = heap
+        self.extra_properties = extra_properties or {}
+        self.log_file = self.workdir / "server.log"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def _java(self, libs: Path, main: str, *args: str) -> list[str]:
+        return [
+            shutil.which("java") or "java",
+            f"-Xmx{self.heap}",
+            f"-Dkafka.logs.dir={self.workdir}",
+            f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",
+            "-cp",
+            f"{libs}/*",
+            main,
+            *args,
+        ]
+
+    def start(self, timeout: float = 60.0) -> EmbeddedKafka:
+        libs = kafka_classpath()
+        data = self.workdir / "data"
+        config = self.workdir / "server.properties"
+        config.write_text(
+            server_properties(
+                self.host, self.port, self.controller_port, data, self.extra_properties
+            )
+        )
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        fmt = self._java(
+            libs, "kafka.tools.StorageTool", "format", "-t", cluster_id,
+            "-c", str(config), "--standalone", "--ignore-formatted",
+        )  # fmt: skip
+        done = subprocess.run(fmt, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"formatting KRaft storage failed:\n{done.stdout}{done.stderr}")
+        out = (self.workdir / "broker.out").open("wb")
+        self._process = subprocess.Popen(
+            self._java(libs, "kafka.Kafka", str(config)),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+        out.close()
+        self._wait_ready(timeout)
+        return self
+
+    def _wait_ready(self, timeout: float) -> None:
+        from kafka import KafkaAdminClient
+
+        deadline = time.monotonic() + timeout
+        last_error: Exception | None = None
+        while time.monotonic() < deadline:
+            if self._process is not None and self._process.poll() is not None:
+                raise RuntimeError(f"Kafka broker exited early:\n{self.log_tail()}")
+            try:
+                admin = KafkaAdminClient(
+                    bootstrap_servers=self.bootstrap_servers, request_timeout_ms=5000
+                )
+                try:
+                    admin.list_topics()
+                    return
+                finally:
+                    admin.close()
+            except Exception as exc:  # the broker is still starting: retry until the deadline
+                last_error = exc
+                time.sleep(0.3)
+        self.stop()
+        raise RuntimeError(f"Kafka broker not ready after {timeout}s ({last_error}):\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 80) -> str:
+        """The last lines the broker logged (server.log, else its stdout)."""
+        for path in (self.log_file, self.workdir / "broker.out"):
+            if path.exists() and path.stat().st_size:
+                return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+        return "(the broker logged nothing)"
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def wait(self) -> int:
+        """Block until the broker exits; return its exit status."""
+        assert self._process is not None, "start() first"
+        return self._process.wait()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """SIGTERM the broker (controlled shutdown), SIGKILL it if it hangs."""
+        proc, self._process = self._process, None
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if self._own_workdir and os.environ.get("RECOIL_KEEP_BROKER_DIR") != "1":
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> EmbeddedKafka:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

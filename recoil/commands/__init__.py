@@ -1,0 +1,1 @@
+"""Subcommands of ``recoil``: every public module here defines ``register(subparsers)``."""

@@ -1,0 +1,1 @@
+"""simulator/: a synthetic world, simulated users and counterfactual responsiveness probes."""

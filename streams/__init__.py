@@ -1,0 +1,1 @@
+"""streams/: Faust agents that turn interaction events into labelled sequence windows."""
