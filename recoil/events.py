@@ -36,9 +36,7 @@ MAX_ID_CHARS = 256
 _STR_FIELDS = ("event_id", "user_id", "item_id", "creator_id", "surface")
 _NUM_FIELDS = ("timestamp", "dwell_seconds", "item_duration_seconds")
 _BOOL_FIELDS = ("liked", "disliked", "dismissed")
-REQUIRED_FIELDS = frozenset(
-    (*_STR_FIELDS, *_NUM_FIELDS, *_BOOL_FIELDS, "schema_version")
-)
+REQUIRED_FIELDS = frozenset((*_STR_FIELDS, *_NUM_FIELDS, *_BOOL_FIELDS, "schema_version"))
 OPTIONAL_FIELDS = frozenset({"cluster_id"})
 INVALID_CODES = (
     "oversized",
@@ -157,7 +155,8 @@ def validate_event(obj: object) -> InteractionEvent | Invalid:
     if obj["item_duration_seconds"] < 0:
         return Invalid(
             "negative_duration",
-            f"'item_duration_seconds' is {obj['item_duration_seconds']}, must be >= 0 (0 = unknown)",
+            f"'item_duration_seconds' is {obj['item_duration_seconds']}, "
+            "must be >= 0 (0 = unknown)",
         )
     if obj["timestamp"] <= 0:
         return Invalid(

@@ -165,7 +165,9 @@ class EmbeddedKafka:
                 last_error = exc
                 time.sleep(0.3)
         self.stop()
-        raise RuntimeError(f"Kafka broker not ready after {timeout}s ({last_error}):\n{self.log_tail()}")
+        raise RuntimeError(
+            f"Kafka broker not ready after {timeout}s ({last_error}):\n{self.log_tail()}"
+        )
 
     def log_tail(self, lines: int = 80) -> str:
         """The last lines the broker logged (server.log, else its stdout)."""

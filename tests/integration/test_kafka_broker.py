@@ -69,10 +69,10 @@ def test_produce_consume_commit_restart_resumes_exactly(
     while len(seen) < N_EVENTS // 2:
         for tp, records in first.poll(timeout_ms=2000).items():
             for record in records:
-                event = parse_event(record.value)
-                assert isinstance(event, InteractionEvent), event
-                seen.append(event.event_id)
-                partitions_by_user.setdefault(event.user_id, set()).add(tp.partition)
+                parsed = parse_event(record.value)
+                assert isinstance(parsed, InteractionEvent), parsed
+                seen.append(parsed.event_id)
+                partitions_by_user.setdefault(parsed.user_id, set()).add(tp.partition)
     first.commit()
     committed_after_first = len(seen)
     first.close()
@@ -85,10 +85,10 @@ def test_produce_consume_commit_restart_resumes_exactly(
         assert batch, f"stalled after {len(seen)} records"
         for tp, records in batch.items():
             for record in records:
-                event = parse_event(record.value)
-                assert isinstance(event, InteractionEvent), event
-                seen.append(event.event_id)
-                partitions_by_user.setdefault(event.user_id, set()).add(tp.partition)
+                parsed = parse_event(record.value)
+                assert isinstance(parsed, InteractionEvent), parsed
+                seen.append(parsed.event_id)
+                partitions_by_user.setdefault(parsed.user_id, set()).add(tp.partition)
     second.commit()
     # Nothing more arrives: the group's position is the end of every partition.
     assert second.poll(timeout_ms=1000) == {}

@@ -106,7 +106,9 @@ class PrometheusServer:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def scrape_config(targets: list[str], interval: str = "1s", rule_files: list[Path] | None = None) -> str:
+def scrape_config(
+    targets: list[str], interval: str = "1s", rule_files: list[Path] | None = None
+) -> str:
     """A minimal prometheus.yml scraping ``targets`` (host:port) every ``interval``."""
     rules = "".join(f"  - {p}\n" for p in rule_files or [])
     return (
