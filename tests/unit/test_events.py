@@ -1,0 +1,124 @@
+"""The event schema: valid events round-trip, each kind of bad input gets its own reason."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from recoil.events import (
+    INVALID_CODES,
+    MAX_EVENT_BYTES,
+    InteractionEvent,
+    Invalid,
+    parse_event,
+    validate_event,
+)
+
+GOOD: dict[str, Any] = {
+    "event_id": "e1",
+    "user_id": "u1",
+    "item_id": "i1",
+    "creator_id": "c1",
+    "cluster_id": "k1",
+    "timestamp": 1_700_000_000.5,
+    "surface": "home",
+    "dwell_seconds": 12.5,
+    "item_duration_seconds": 30,
+    "liked": False,
+    "disliked": True,
+    "dismissed": False,
+    "schema_version": 1,
+}
+
+
+def _with(**changes: Any) -> bytes:
+    obj = dict(GOOD)
+    for key, value in changes.items():
+        if value is _DROP:
+            del obj[key]
+        else:
+            obj[key] = value
+    return json.dumps(obj).encode()
+
+
+_DROP = object()
+
+
+def test_valid_event_parses_and_round_trips() -> None:
+    event = parse_event(json.dumps(GOOD).encode())
+    assert isinstance(event, InteractionEvent)
+    assert event.item_duration_seconds == 30.0 and isinstance(event.item_duration_seconds, float)
+    assert event.dwell_ratio == pytest.approx(12.5 / 30)
+    assert parse_event(event.to_json()) == event
+
+
+def test_cluster_id_is_optional_and_may_be_null() -> None:
+    assert isinstance(parse_event(_with(cluster_id=_DROP)), InteractionEvent)
+    parsed = parse_event(_with(cluster_id=None))
+    assert isinstance(parsed, InteractionEvent) and parsed.cluster_id is None
+
+
+def test_unknown_duration_has_no_ratio() -> None:
+    parsed = parse_event(_with(item_duration_seconds=0))
+    assert isinstance(parsed, InteractionEvent) and parsed.dwell_ratio is None
+
+
+BAD: list[tuple[str, bytes, str, str]] = [
+    ("truncated json", json.dumps(GOOD).encode()[:-7], "invalid_json", "not JSON"),
+    ("empty payload", b"", "invalid_json", "not JSON"),
+    ("invalid utf-8", b'{"event_id": "\xff\xfe"}', "invalid_utf8", "not UTF-8"),
+    ("oversized", b"{" + b" " * (MAX_EVENT_BYTES + 1) + b"}", "oversized", "limit"),
+    ("array", b"[1, 2]", "not_an_object", "got array"),
+    ("string", b'"hello"', "not_an_object", "got string"),
+    ("no version", _with(schema_version=_DROP), "missing_field", "'schema_version'"),
+    ("future version", _with(schema_version=2), "unknown_schema_version", "2"),
+    ("version as string", _with(schema_version="1"), "unknown_schema_version", "'1'"),
+    ("missing user", _with(user_id=_DROP), "missing_field", "'user_id'"),
+    (
+        "two missing",
+        _with(user_id=_DROP, item_id=_DROP),
+        "missing_field",
+        "fields 'item_id', 'user_id'",
+    ),
+    ("unknown field", _with(rating=5), "unknown_field", "'rating'"),
+    ("id as number", _with(item_id=17), "wrong_type", "'item_id' must be a string, got number"),
+    ("empty id", _with(user_id=""), "empty_id", "'user_id'"),
+    ("huge id", _with(user_id="u" * 300), "wrong_type", "limit"),
+    ("cluster as list", _with(cluster_id=["a"]), "wrong_type", "'cluster_id'"),
+    ("dwell as string", _with(dwell_seconds="3"), "wrong_type", "'dwell_seconds' must be a number"),
+    ("dwell as bool", _with(dwell_seconds=True), "wrong_type", "got boolean"),
+    ("liked as int", _with(liked=1), "wrong_type", "'liked' must be true or false"),
+    ("negative dwell", _with(dwell_seconds=-1.0), "negative_dwell", "-1.0"),
+    ("negative duration", _with(item_duration_seconds=-5), "negative_duration", "-5"),
+    ("zero timestamp", _with(timestamp=0), "bad_timestamp", "epoch"),
+    (
+        "infinite dwell",
+        _with(dwell_seconds=_DROP)[:-1] + b', "dwell_seconds": Infinity}',
+        "not_finite",
+        "'dwell_seconds'",
+    ),
+    ("partial object", b'{"schema_version": 1, "user_id": "u"}', "missing_field", "'creator_id'"),
+    ("nan timestamp", _with(timestamp=float("nan")), "not_finite", "'timestamp'"),
+]
+
+
+@pytest.mark.parametrize(("case", "raw", "code", "fragment"), BAD, ids=[b[0] for b in BAD])
+def test_bad_input_gets_its_reason(case: str, raw: bytes, code: str, fragment: str) -> None:
+    result = parse_event(raw)
+    assert isinstance(result, Invalid), case
+    assert result.code == code
+    assert fragment in result.reason
+    assert result.code in INVALID_CODES
+
+
+def test_deeply_nested_json_is_rejected_not_raised() -> None:
+    raw = b"[" * 5000 + b"]" * 5000
+    result = parse_event(raw)
+    assert isinstance(result, Invalid) and result.code in {"invalid_json", "oversized"}
+
+
+def test_validate_event_accepts_decoded_objects() -> None:
+    assert isinstance(validate_event(dict(GOOD)), InteractionEvent)
+    assert isinstance(validate_event(None), Invalid)
