@@ -25,7 +25,7 @@ deps_stamp=$home/deps.sha256
 want=$(sha256sum "$repo/pyproject.toml" | cut -d' ' -f1)
 if [ "$(cat "$deps_stamp" 2>/dev/null)" != "$want" ]; then
     say "installing dependencies (first run downloads torch, several GB)"
-    "$venv/bin/pip" install -q -e "$repo[dev]"
+    "$venv/bin/pip" install -q -e "$repo[dev]" 2> "$home/pip.log" || { cat "$home/pip.log" >&2; exit 1; }
     echo "$want" > "$deps_stamp"
 fi
 # The project itself: an editable install pointing at this clone (no download).
@@ -35,11 +35,12 @@ sys.exit(pathlib.Path(recoil.__file__).resolve().parents[1] != pathlib.Path(sys.
 PY
 then
     say "pointing the editable install at $repo"
-    "$venv/bin/pip" install -q --no-deps --no-build-isolation -e "$repo"
+    "$venv/bin/pip" install -q --no-deps --no-build-isolation -e "$repo" 2> "$home/pip.log" \
+        || { cat "$home/pip.log" >&2; exit 1; }
 fi
 
 # Kafka broker jars (Maven Central), once per pom.
-"$venv/bin/python" -m recoil.broker.jars >/dev/null
+"$venv/bin/python" -c "from recoil.broker.jars import kafka_classpath; kafka_classpath()"
 
 # Debian's prometheus (server + promtool) for the monitoring tests.
 if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
