@@ -10,8 +10,6 @@ its parent dies, so a killed test run leaves no broker behind.
 from __future__ import annotations
 
 import base64
-import contextlib
-import ctypes
 import os
 import shutil
 import signal
@@ -24,9 +22,9 @@ from pathlib import Path
 from types import TracebackType
 
 from recoil.broker.jars import kafka_classpath
+from recoil.processes import die_with_parent
 
 LOG4J_CONFIG = Path(__file__).with_name("log4j2.properties")
-_PR_SET_PDEATHSIG = 1
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -34,13 +32,6 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
-
-
-def _die_with_parent() -> None:
-    """Run in the child before exec: deliver SIGKILL to it when the parent exits."""
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def server_properties(
@@ -138,7 +129,7 @@ class EmbeddedKafka:
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
         out.close()
         self._wait_ready(timeout)
