@@ -1,0 +1,222 @@
+"""The recommend API: aiohttp handlers over a hot-swappable snapshot and a history source.
+
+    GET  /recommend/{user_id}?k=10   live history (from the stream workers) -> top-k
+    POST /recommend                  explicit history (stateless; counterfactual probes)
+    GET  /snapshot                   the version being served
+    GET  /healthz, /readyz           liveness; readiness = a snapshot is loaded
+    GET  /metrics                    Prometheus
+
+Hot swap: a watcher loads a newer snapshot off the event loop and replaces one
+reference; each request reads that reference once, so in-flight requests finish
+on the snapshot they started with and no request fails during a swap. Snapshots
+are never mutated after loading (faiss indexes are not safe to mutate while
+searched).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from recoil.records import HistoryItem
+from recoil.serving.metrics import ServingMetrics
+from recoil.serving.requests import (
+    MAX_BODY_BYTES,
+    BadRequestError,
+    parse_k,
+    parse_recommend_body,
+)
+
+log = logging.getLogger(__name__)
+
+
+class ServableSnapshot(Protocol):
+    """What serving needs of a model snapshot."""
+
+    @property
+    def version(self) -> int: ...
+
+    def recommend(
+        self, histories: Sequence[Sequence[HistoryItem]], k: int, exclude_seen: bool = True
+    ) -> list[list[tuple[str, float]]]: ...
+
+
+class HistorySource(Protocol):
+    """Where a user's live history comes from (the stream workers' table)."""
+
+    async def history(self, user_id: str) -> tuple[HistoryItem, ...]: ...
+
+
+class HistoryUnavailableError(RuntimeError):
+    """The history service could not answer (a 503 for the client, not a 4xx)."""
+
+
+@dataclass
+class SnapshotHolder:
+    """One reference to the snapshot being served, swapped whole."""
+
+    snapshot: ServableSnapshot | None = None
+    swapped_at: float = field(default_factory=time.time)
+
+    def swap(self, snapshot: ServableSnapshot) -> None:
+        self.snapshot = snapshot
+        self.swapped_at = time.time()
+
+
+async def watch_snapshots(
+    holder: SnapshotHolder,
+    latest_version: Callable[[], int | None],
+    load: Callable[[int], ServableSnapshot],
+    metrics: ServingMetrics,
+    interval: float = 0.5,
+) -> None:
+    """Poll for newer versions; load each in a thread and swap it in."""
+    while True:
+        try:
+            version = await asyncio.to_thread(latest_version)
+            current = holder.snapshot.version if holder.snapshot else None
+            if version is not None and (current is None or version > current):
+                snapshot = await asyncio.to_thread(load, version)
+                holder.swap(snapshot)
+                metrics.snapshot_version.set(snapshot.version)
+                log.info("serving snapshot version %d", snapshot.version)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a bad snapshot must not stop serving the current one
+            log.exception("loading a new snapshot failed; still serving the previous one")
+        await asyncio.sleep(interval)
+
+
+def _error(status: int, error: str, reason: str) -> web.Response:
+    return web.json_response({"error": error, "reason": reason}, status=status)
+
+
+def _items(ranked: list[tuple[str, float]]) -> list[dict[str, Any]]:
+    return [{"item_id": item, "score": round(float(score), 6)} for item, score in ranked]
+
+
+def create_app(
+    holder: SnapshotHolder,
+    history_source: HistorySource | None,
+    registry: CollectorRegistry,
+    metrics: ServingMetrics,
+    background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
+) -> web.Application:
+    """The aiohttp application; ``background`` coroutines run for the app's lifetime."""
+    app = web.Application(client_max_size=MAX_BODY_BYTES)
+
+    @web.middleware
+    async def measure(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        route = request.match_info.route.resource
+        endpoint = route.canonical if route is not None else "unmatched"
+        start = time.perf_counter()
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        finally:
+            metrics.requests.labels(endpoint=endpoint, status=str(status)).inc()
+            metrics.latency.labels(endpoint=endpoint).observe(time.perf_counter() - start)
+
+    app.middlewares.append(measure)
+
+    def current() -> ServableSnapshot:
+        snapshot = holder.snapshot
+        if snapshot is None:
+            raise web.HTTPServiceUnavailable(
+                text=json.dumps({"error": "no_snapshot", "reason": "no model snapshot yet"}),
+                content_type="application/json",
+            )
+        return snapshot
+
+    def respond(snapshot: ServableSnapshot, history: Sequence[HistoryItem], k: int,
+                exclude_seen: bool, **extra: Any) -> web.Response:  # fmt: skip
+        ranked = snapshot.recommend([history], k, exclude_seen)[0]
+        return web.json_response(
+            {
+                **extra,
+                "model_version": snapshot.version,
+                "history_length": len(history),
+                "items": _items(ranked),
+            }
+        )
+
+    async def recommend_user(request: web.Request) -> web.Response:
+        user_id = request.match_info["user_id"]
+        try:
+            k = parse_k(request.query.get("k"))
+        except BadRequestError as exc:
+            return _error(exc.status, "bad_request", exc.reason)
+        snapshot = current()
+        if history_source is None:
+            return _error(503, "no_history_source", "serving runs without --history-url")
+        try:
+            history = await history_source.history(user_id)
+        except HistoryUnavailableError as exc:
+            return _error(503, "history_unavailable", str(exc))
+        last = history[-1].timestamp if history else None
+        return respond(snapshot, history, k, True, user_id=user_id, last_event_timestamp=last)
+
+    async def recommend_history(request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+        except json.JSONDecodeError as exc:
+            return _error(400, "bad_request", f"body is not JSON: {exc.msg}")
+        except web.HTTPRequestEntityTooLarge:
+            return _error(413, "too_large", f"body is over {MAX_BODY_BYTES} bytes")
+        try:
+            req = parse_recommend_body(body)
+        except BadRequestError as exc:
+            return _error(exc.status, "bad_request", exc.reason)
+        return respond(current(), req.history, req.k, req.exclude_seen)
+
+    async def snapshot_info(request: web.Request) -> web.Response:
+        snapshot = current()
+        return web.json_response({"version": snapshot.version, "loaded_at": holder.swapped_at})
+
+    async def healthz(request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(request: web.Request) -> web.Response:
+        if holder.snapshot is None:
+            return _error(503, "not_ready", "no model snapshot loaded yet")
+        return web.json_response({"status": "ready", "version": holder.snapshot.version})
+
+    async def metrics_page(request: web.Request) -> web.Response:
+        response = web.Response(body=generate_latest(registry))
+        response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
+        return response
+
+    app.router.add_get("/recommend/{user_id}", recommend_user)
+    app.router.add_post("/recommend", recommend_history)
+    app.router.add_get("/snapshot", snapshot_info)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_page)
+
+    async def run_background(app: web.Application) -> AsyncIterator[None]:
+        tasks = [asyncio.create_task(make()) for make in background]
+        yield
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    app.cleanup_ctx.append(run_background)
+    return app

@@ -1,0 +1,109 @@
+"""Parsing and validating recommend requests: pure, every rejection has a reason.
+
+A rejected request becomes an HTTP 4xx whose JSON body carries ``error`` and
+``reason``; nothing here touches the network or the model.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from recoil.records import HISTORY_COLUMNS, NUM_DWELL_BUCKETS, NUM_GAP_BUCKETS, HistoryItem
+
+MAX_K = 500
+DEFAULT_K = 10
+MAX_HISTORY = 1000  # longer histories are refused rather than silently cut
+MAX_BODY_BYTES = 1 << 20
+
+
+class BadRequestError(ValueError):
+    """The request cannot be served as sent; ``reason`` says what to change."""
+
+    def __init__(self, reason: str, status: int = 400) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+
+
+@dataclass(frozen=True)
+class RecommendRequest:
+    history: tuple[HistoryItem, ...]
+    k: int
+    exclude_seen: bool
+
+
+def parse_k(raw: str | None) -> int:
+    if raw is None or raw == "":
+        return DEFAULT_K
+    try:
+        k = int(raw)
+    except ValueError:
+        raise BadRequestError(f"k must be an integer, got {raw!r}") from None
+    return check_k(k)
+
+
+def check_k(k: object) -> int:
+    if isinstance(k, bool) or not isinstance(k, int):
+        raise BadRequestError(f"k must be an integer, got {k!r}")
+    if not 1 <= k <= MAX_K:
+        raise BadRequestError(f"k must be between 1 and {MAX_K}, got {k}")
+    return k
+
+
+def parse_history_item(obj: object, position: int) -> HistoryItem:
+    """One history item from a JSON object (named fields) or a row in HISTORY_COLUMNS order."""
+    where = f"history[{position}]"
+    if isinstance(obj, list):
+        if len(obj) != len(HISTORY_COLUMNS):
+            raise BadRequestError(
+                f"{where} must have {len(HISTORY_COLUMNS)} columns {HISTORY_COLUMNS}"
+            )
+        obj = dict(zip(HISTORY_COLUMNS, obj, strict=True))
+    if not isinstance(obj, dict):
+        raise BadRequestError(f"{where} must be an object or a row, got {type(obj).__name__}")
+    for name in ("item_id", "creator_id"):
+        if not isinstance(obj.get(name), str) or not obj[name]:
+            raise BadRequestError(f"{where}.{name} must be a non-empty string")
+    cluster = obj.get("cluster_id")
+    if cluster is not None and not isinstance(cluster, str):
+        raise BadRequestError(f"{where}.cluster_id must be a string or null")
+    disliked = obj.get("disliked", False)
+    if not isinstance(disliked, bool | int) or disliked not in (0, 1):
+        raise BadRequestError(f"{where}.disliked must be true or false")
+    dwell = _bucket(
+        obj.get("dwell_bucket", NUM_DWELL_BUCKETS - 1), NUM_DWELL_BUCKETS, where, "dwell"
+    )
+    gap = _bucket(obj.get("gap_bucket", 0), NUM_GAP_BUCKETS, where, "gap")
+    ts = obj.get("timestamp", 0.0)
+    if isinstance(ts, bool) or not isinstance(ts, int | float) or not math.isfinite(ts):
+        raise BadRequestError(f"{where}.timestamp must be a finite number")
+    return HistoryItem(obj["item_id"], obj["creator_id"], cluster, bool(disliked), dwell, gap, ts)
+
+
+def _bucket(value: object, count: int, where: str, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < count:
+        raise BadRequestError(f"{where}.{name}_bucket must be an integer in [0, {count - 1}]")
+    return value
+
+
+def parse_recommend_body(body: Any) -> RecommendRequest:
+    """The body of ``POST /recommend``: ``{"history": [...], "k": 10, "exclude_seen": true}``."""
+    if not isinstance(body, dict):
+        raise BadRequestError("body must be a JSON object with a 'history' list")
+    unknown = body.keys() - {"history", "k", "exclude_seen"}
+    if unknown:
+        raise BadRequestError(f"unknown fields {sorted(unknown)}")
+    history = body.get("history")
+    if not isinstance(history, list):
+        raise BadRequestError("'history' must be a list of history items (oldest first)")
+    if len(history) > MAX_HISTORY:
+        raise BadRequestError(
+            f"'history' has {len(history)} items, the limit is {MAX_HISTORY}", 413
+        )
+    exclude_seen = body.get("exclude_seen", True)
+    if not isinstance(exclude_seen, bool):
+        raise BadRequestError("'exclude_seen' must be true or false")
+    items = tuple(parse_history_item(obj, i) for i, obj in enumerate(history))
+    return RecommendRequest(items, check_k(body.get("k", DEFAULT_K)), exclude_seen)

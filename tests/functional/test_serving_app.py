@@ -1,0 +1,180 @@
+"""The recommend API's HTTP layer: 4xx with reasons, readiness, hot swap under load.
+
+The snapshot here is a small deterministic recommender that satisfies serving's
+``ServableSnapshot`` protocol, so the HTTP behaviour is checked exactly; the
+real-snapshot path is covered by the loop's integration test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client import CollectorRegistry
+
+from recoil.records import HistoryItem
+from recoil.serving.app import (
+    HistoryUnavailableError,
+    SnapshotHolder,
+    create_app,
+    watch_snapshots,
+)
+from recoil.serving.metrics import ServingMetrics
+
+
+class RankedSnapshot:
+    """Recommends items "i0".."i{n-1}" in order, skipping seen ones."""
+
+    def __init__(self, version: int, n: int = 20) -> None:
+        self._version = version
+        self.n = n
+
+    @property
+    def version(self) -> int:
+        return self._version
+
+    def recommend(
+        self, histories: Sequence[Sequence[HistoryItem]], k: int, exclude_seen: bool = True
+    ) -> list[list[tuple[str, float]]]:
+        out = []
+        for history in histories:
+            seen = {h.item_id for h in history} if exclude_seen else set()
+            ranked = [(f"i{j}", float(self.n - j)) for j in range(self.n) if f"i{j}" not in seen]
+            out.append(ranked[:k])
+        return out
+
+
+class TableHistory:
+    def __init__(self, table: dict[str, tuple[HistoryItem, ...]]) -> None:
+        self.table = table
+
+    async def history(self, user_id: str) -> tuple[HistoryItem, ...]:
+        if user_id == "broken":
+            raise HistoryUnavailableError("worker for partition 3 did not answer")
+        return self.table.get(user_id, ())
+
+
+ITEM = HistoryItem("i0", "c0", "k0", True, 5, 0, 100.0)
+
+
+async def _client(
+    holder: SnapshotHolder, **kwargs: Any
+) -> tuple[TestClient[Any, Any], ServingMetrics, CollectorRegistry]:
+    registry = CollectorRegistry()
+    metrics = ServingMetrics(registry)
+    app = create_app(holder, TableHistory({"u1": (ITEM,)}), registry, metrics, **kwargs)
+    client = TestClient(TestServer(app))
+    await client.start_server()
+    return client, metrics, registry
+
+
+def test_readiness_and_no_snapshot_is_503() -> None:
+    async def run() -> None:
+        holder = SnapshotHolder()
+        client, _, _ = await _client(holder)
+        try:
+            assert (await client.get("/healthz")).status == 200
+            resp = await client.get("/readyz")
+            assert resp.status == 503
+            resp = await client.post("/recommend", json={"history": []})
+            assert resp.status == 503 and (await resp.json())["error"] == "no_snapshot"
+            holder.swap(RankedSnapshot(3))
+            assert (await (await client.get("/readyz")).json())["version"] == 3
+        finally:
+            await client.close()
+
+    asyncio.run(run())
+
+
+def test_recommend_for_user_and_for_explicit_history() -> None:
+    async def run() -> None:
+        client, _, registry = await _client(SnapshotHolder(RankedSnapshot(7)))
+        try:
+            body = await (await client.get("/recommend/u1?k=3")).json()
+            assert body["model_version"] == 7
+            assert body["history_length"] == 1
+            assert [i["item_id"] for i in body["items"]] == ["i1", "i2", "i3"]
+            resp = await client.post(
+                "/recommend",
+                json={"history": [ITEM.to_row()], "k": 2, "exclude_seen": False},
+            )
+            assert [i["item_id"] for i in (await resp.json())["items"]] == ["i0", "i1"]
+            resp = await client.get("/recommend/broken")
+            assert resp.status == 503 and (await resp.json())["error"] == "history_unavailable"
+            ok = registry.get_sample_value(
+                "recoil_serving_requests_total",
+                {"endpoint": "/recommend/{user_id}", "status": "200"},
+            )
+            assert ok == 1.0
+        finally:
+            await client.close()
+
+    asyncio.run(run())
+
+
+BAD_POSTS: list[tuple[Any, int, str]] = [
+    ([1, 2], 400, "JSON object"),
+    ({"history": "x"}, 400, "'history' must be a list"),
+    ({"history": [], "k": 0}, 400, "between 1 and"),
+    ({"history": [], "k": "5"}, 400, "integer"),
+    ({"history": [], "colour": 1}, 400, "unknown fields"),
+    ({"history": [{"item_id": "i"}]}, 400, "history[0].creator_id"),
+    ({"history": [["i", "c", None, 0, 9, 0, 1.0]]}, 400, "dwell_bucket"),
+    ({"history": [["i", "c"]]}, 400, "columns"),
+    ({"history": [ITEM.to_row()] * 1001}, 413, "limit"),
+]
+
+
+@pytest.mark.parametrize(("body", "status", "fragment"), BAD_POSTS)
+def test_bad_requests_get_4xx_with_reason(body: Any, status: int, fragment: str) -> None:
+    async def run() -> None:
+        client, _, _ = await _client(SnapshotHolder(RankedSnapshot(1)))
+        try:
+            resp = await client.post("/recommend", json=body)
+            assert resp.status == status
+            assert fragment in (await resp.json())["reason"]
+            resp = await client.post("/recommend", data=b"{not json")
+            assert resp.status == 400 and "not JSON" in (await resp.json())["reason"]
+            resp = await client.get("/recommend/u1?k=abc")
+            assert resp.status == 400 and "integer" in (await resp.json())["reason"]
+        finally:
+            await client.close()
+
+    asyncio.run(run())
+
+
+def test_hot_swap_under_load_drops_no_request() -> None:
+    async def run() -> None:
+        published = {"latest": 1}
+
+        def load(version: int) -> RankedSnapshot:
+            return RankedSnapshot(version)
+
+        holder = SnapshotHolder(RankedSnapshot(1))
+        registry = CollectorRegistry()
+        metrics = ServingMetrics(registry)
+        watcher = lambda: watch_snapshots(  # noqa: E731
+            holder, lambda: published["latest"], load, metrics, interval=0.01
+        )
+        app = create_app(holder, None, registry, metrics, background=[watcher])
+        client = TestClient(TestServer(app))
+        await client.start_server()
+        versions: list[int] = []
+        try:
+            for i in range(300):
+                if i % 50 == 0:
+                    published["latest"] += 1
+                resp = await client.post("/recommend", json={"history": [], "k": 1})
+                assert resp.status == 200
+                versions.append((await resp.json())["model_version"])
+                await asyncio.sleep(0.002)
+        finally:
+            await client.close()
+        assert versions == sorted(versions), "a request saw an older snapshot after a newer one"
+        assert versions[0] == 1 and versions[-1] == 7
+        assert registry.get_sample_value("recoil_serving_snapshot_version") == 7
+
+    asyncio.run(run())
