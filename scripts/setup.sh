@@ -29,11 +29,12 @@ if [ "$(cat "$deps_stamp" 2>/dev/null)" != "$want" ]; then
     echo "$want" > "$deps_stamp"
 fi
 # The project itself: an editable install pointing at this clone (no download).
-if ! "$venv/bin/python" - "$repo" <<'PY' 2>/dev/null
+# (Run from / so the clone's own recoil/ directory cannot shadow the installed one.)
+if ! (cd / && "$venv/bin/python" - "$repo" <<'PY' 2>/dev/null
 import pathlib, sys, recoil
 sys.exit(pathlib.Path(recoil.__file__).resolve().parents[1] != pathlib.Path(sys.argv[1]).resolve())
 PY
-then
+); then
     say "pointing the editable install at $repo"
     "$venv/bin/pip" install -q --no-deps --no-build-isolation -e "$repo" 2> "$home/pip.log" \
         || { cat "$home/pip.log" >&2; exit 1; }
