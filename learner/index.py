@@ -275,7 +275,7 @@ def read_index(
     searched, resources = _maybe_to_gpu(cpu, config or IndexConfig())
     if nprobe is not None and resources is not None:
         _set_nprobe(searched, nprobe)
-    info = {"nlist": int(cpu.nlist)} if kind == "ivf" else {}
+    info = {"nlist": int(faiss.extract_index_ivf(cpu).nlist)} if kind == "ivf" else {}
     return ItemIndex(
         searched, cpu, kind, int(cpu.d), int(cpu.ntotal), nprobe, recall,
         resources is not None, info, resources,

@@ -85,7 +85,7 @@ def test_write_and_read_round_trip(tmp_path: Path) -> None:
     ids = np.arange(2, 2002, dtype=np.int64)
     queries = _clustered(50, 8, clusters=20, seed=6)
     for kind in ("flat", "ivf"):
-        index = build_index(emb, ids, IndexConfig(kind=kind))  # type: ignore[arg-type]
+        index = build_index(emb, ids, IndexConfig(kind=kind))
         path = tmp_path / f"{kind}.faiss"
         write_index(index, path)
         again = read_index(path, index.kind, index.nprobe, index.recall)
