@@ -1,0 +1,71 @@
+"""The arms of the paper's ablation: how dislikes and skips reach the model.
+
+Each arm is a pure description of two choices: what the model's *input*
+history shows about past negative feedback, and which negative events become
+*labels* of the not-to-recommend loss (Eq. 1). Skips always reach the input
+through the dwell-time feature (a skip is dwell bucket 0), as in the paper.
+
+===================== ============== ===================== ===================
+arm                   dislike flag   disliked items         negative labels
+                      in the input   in the input history
+===================== ============== ===================== ===================
+no_signal             zeroed         kept                   none
+feature_only          yes            kept                   none
+exclude_heuristic     zeroed         removed                none
+feature_and_labels    yes            kept                   dislikes
+feature_labels_skips  yes            kept                   dislikes and skips
+===================== ============== ===================== ===================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ArmConfig:
+    """One variant of the model: input transform plus label selection."""
+
+    name: str
+    dislike_feature: bool  # the per-item dislike flag is visible in the input history
+    exclude_disliked: bool  # disliked items are removed from the input history
+    dislike_labels: bool  # dislikes are not-to-recommend labels (else dropped)
+    skip_labels: bool  # skips are not-to-recommend labels (else dropped)
+
+    def __post_init__(self) -> None:
+        if self.dislike_feature and self.exclude_disliked:
+            raise ValueError(
+                f"arm {self.name!r}: a removed item cannot carry a dislike flag; "
+                "set at most one of dislike_feature and exclude_disliked"
+            )
+
+    @property
+    def uses_negative_labels(self) -> bool:
+        return self.dislike_labels or self.skip_labels
+
+
+ARMS: dict[str, ArmConfig] = {
+    arm.name: arm
+    for arm in (
+        ArmConfig("no_signal", dislike_feature=False, exclude_disliked=False,
+                  dislike_labels=False, skip_labels=False),
+        ArmConfig("feature_only", dislike_feature=True, exclude_disliked=False,
+                  dislike_labels=False, skip_labels=False),
+        ArmConfig("exclude_heuristic", dislike_feature=False, exclude_disliked=True,
+                  dislike_labels=False, skip_labels=False),
+        ArmConfig("feature_and_labels", dislike_feature=True, exclude_disliked=False,
+                  dislike_labels=True, skip_labels=False),
+        ArmConfig("feature_labels_skips", dislike_feature=True, exclude_disliked=False,
+                  dislike_labels=True, skip_labels=True),
+    )
+}  # fmt: skip
+
+
+def resolve_arm(arm: str | ArmConfig) -> ArmConfig:
+    """An ``ArmConfig`` from its name (or itself), with a clear error for unknown names."""
+    if isinstance(arm, ArmConfig):
+        return arm
+    try:
+        return ARMS[arm]
+    except KeyError:
+        raise ValueError(f"unknown arm {arm!r}; choose one of {sorted(ARMS)}") from None

@@ -1,0 +1,177 @@
+"""The sequential recommender: history -> user state ``s``; items -> embeddings ``v``.
+
+A history item's input is the sum of its item, creator, dislike-flag,
+dwell-bucket and time-gap embeddings (summing keeps the encoder's width
+independent of the number of features; a LayerNorm evens out their scales).
+A GRU (the paper's choice) or a causal transformer reads the sequence, and a
+linear map turns its last output into ``s`` (B, D). Scores are ``s @ v.T`` and
+``p(y|s) = softmax(s @ v.T)[y]`` (see ``learner.loss``).
+
+Item tables grow in place (``grow_items``): the Parameter objects are kept and
+their data extended, so an optimizer holding them stays valid once its state
+is padded (``pad_optimizer_state``); trained rows are never touched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from learner.encoder import CausalTransformerEncoder, GRUEncoder
+from learner.features import HistoryBatch
+from learner.vocab import FIRST_INDEX, PAD_INDEX
+from recoil.records import NUM_DWELL_BUCKETS, NUM_GAP_BUCKETS
+
+EncoderKind = Literal["gru", "sasrec"]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Shape of the model. ``num_items``/``num_creators`` are table rows (vocabulary
+    length, reserved rows included); training sets them from the vocabularies."""
+
+    num_items: int = FIRST_INDEX + 1  # item table rows; grows with the item vocabulary
+    num_creators: int = FIRST_INDEX + 1  # creator table rows
+    embedding_dim: int = 64  # D: width of item embeddings and of the user state
+    hidden_dim: int = 64  # GRU hidden size, or the transformer's feed-forward width
+    encoder: EncoderKind = "gru"  # "gru" as in the paper, or "sasrec" (causal transformer)
+    num_layers: int = 1  # stacked GRU / transformer layers
+    num_heads: int = 2  # attention heads (sasrec only)
+    max_len: int = 50  # history items the model reads (the newest ones)
+    dropout: float = 0.1  # on the summed input embeddings (and inside the transformer)
+    tie_embeddings: bool = False  # output item embeddings v share the input item table
+    init_std: float = 0.05  # normal init of embedding rows, also for rows added by growth
+
+    def __post_init__(self) -> None:
+        if self.encoder not in ("gru", "sasrec"):
+            raise ValueError(f"encoder must be 'gru' or 'sasrec', got {self.encoder!r}")
+        for name in ("embedding_dim", "hidden_dim", "num_layers", "num_heads", "max_len"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.num_items < FIRST_INDEX or self.num_creators < FIRST_INDEX:
+            raise ValueError(f"num_items and num_creators must be >= {FIRST_INDEX}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+
+def _grow_embedding(table: nn.Embedding, rows: int, std: float) -> bool:
+    """Extend ``table`` to ``rows`` rows in place (same Parameter); True if it grew."""
+    old = table.weight.shape[0]
+    if rows <= old:
+        return False
+    weight = table.weight
+    extra = torch.empty(rows - old, weight.shape[1], dtype=weight.dtype, device=weight.device)
+    nn.init.normal_(extra, std=std)
+    with torch.no_grad():
+        weight.data = torch.cat([weight.data, extra])
+    if weight.grad is not None:
+        weight.grad = torch.cat([weight.grad, torch.zeros_like(extra)])
+    table.num_embeddings = rows
+    return True
+
+
+def pad_optimizer_state(optimizer: torch.optim.Optimizer) -> None:
+    """After ``grow_items``: zero-pad per-parameter state (Adam moments) of grown tables,
+    so new rows start with fresh statistics and trained rows keep theirs."""
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            for key, value in optimizer.state.get(param, {}).items():
+                if (
+                    isinstance(value, Tensor)
+                    and value.dim() == param.dim()
+                    and value.dim() > 0
+                    and value.shape[1:] == param.shape[1:]
+                    and value.shape[0] < param.shape[0]
+                ):
+                    pad = value.new_zeros((param.shape[0] - value.shape[0], *value.shape[1:]))
+                    optimizer.state[param][key] = torch.cat([value, pad])
+
+
+class SequenceRecommender(nn.Module):
+    """User state from a history batch, item embeddings, and their dot-product scores."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        dim = config.embedding_dim
+        self.item_input = nn.Embedding(config.num_items, dim, padding_idx=PAD_INDEX)
+        self.creator_input = nn.Embedding(config.num_creators, dim, padding_idx=PAD_INDEX)
+        self.dislike_input = nn.Embedding(2, dim)
+        self.dwell_input = nn.Embedding(NUM_DWELL_BUCKETS, dim)
+        self.gap_input = nn.Embedding(NUM_GAP_BUCKETS, dim)
+        self.input_norm = nn.LayerNorm(dim)
+        self.input_dropout = nn.Dropout(config.dropout)
+        self.encoder: GRUEncoder | CausalTransformerEncoder
+        if config.encoder == "gru":
+            self.encoder = GRUEncoder(dim, config.hidden_dim, config.num_layers, config.dropout)
+        else:
+            self.encoder = CausalTransformerEncoder(
+                dim,
+                config.hidden_dim,
+                config.num_layers,
+                config.num_heads,
+                config.dropout,
+                config.max_len,
+            )
+        self.to_state = nn.Linear(self.encoder.output_dim, dim)
+        self.item_output = None if config.tie_embeddings else nn.Embedding(config.num_items, dim)
+        for table in [*self._item_tables(), self.creator_input]:
+            nn.init.normal_(table.weight, std=config.init_std)
+        with torch.no_grad():
+            self.item_input.weight[PAD_INDEX].zero_()
+            self.creator_input.weight[PAD_INDEX].zero_()
+
+    def _item_tables(self) -> list[nn.Embedding]:
+        return [self.item_input] + ([self.item_output] if self.item_output is not None else [])
+
+    @property
+    def num_items(self) -> int:
+        """Rows of the item tables (vocabulary length, reserved rows included)."""
+        return int(self.item_input.weight.shape[0])
+
+    @property
+    def num_creators(self) -> int:
+        return int(self.creator_input.weight.shape[0])
+
+    def embed(self, batch: HistoryBatch) -> Tensor:
+        """The summed per-item input embeddings, (B, T, D)."""
+        x = (
+            self.item_input(batch.item.long())
+            + self.creator_input(batch.creator.long())
+            + self.dislike_input(batch.disliked.long())
+            + self.dwell_input(batch.dwell.long())
+            + self.gap_input(batch.gap.long())
+        )  # (B, T, D)
+        return self.input_dropout(self.input_norm(x))
+
+    def user_state(self, batch: HistoryBatch) -> Tensor:
+        """s, (B, D)."""
+        return self.to_state(self.encoder(self.embed(batch), batch.mask))  # (B, D)
+
+    def item_embeddings(self) -> Tensor:
+        """v for every row, (N, D); rows below ``FIRST_INDEX`` are padding/unknown."""
+        table = self.item_output if self.item_output is not None else self.item_input
+        return table.weight
+
+    def scores(self, batch: HistoryBatch) -> Tensor:
+        """s @ v.T over the real items, (B, N - FIRST_INDEX); column j is item FIRST_INDEX + j."""
+        return self.user_state(batch) @ self.item_embeddings()[FIRST_INDEX:].T
+
+    def grow_items(self, num_items: int) -> bool:
+        """Make the item tables ``num_items`` rows long, keeping trained rows.
+        Returns True if they grew; then call ``pad_optimizer_state`` on any optimizer."""
+        grew = False
+        for table in self._item_tables():
+            grew |= _grow_embedding(table, num_items, self.config.init_std)
+        return grew
+
+    def grow_creators(self, num_creators: int) -> bool:
+        """Make the creator table ``num_creators`` rows long, keeping trained rows."""
+        return _grow_embedding(self.creator_input, num_creators, self.config.init_std)
+
+    def current_config(self) -> ModelConfig:
+        """The config with the tables' current sizes (what rebuilds this model)."""
+        return replace(self.config, num_items=self.num_items, num_creators=self.num_creators)

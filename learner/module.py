@@ -1,0 +1,131 @@
+"""The LightningModule: model + Eq. 1 loss + AdamW, nothing else.
+
+Its constructor arguments are the configuration (``save_hyperparameters()``),
+all plain values so checkpoints load with ``torch.load(weights_only=True)``.
+Training is counted in optimizer steps (``Trainer(max_steps=...)``).
+
+Checkpoints restore exactly: model tables are regrown to the checkpoint's
+sizes before the weights load, and the sampled-softmax random generator's
+state travels with the checkpoint, so a resumed run draws the same negatives.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any, Literal
+
+import lightning as L
+import torch
+from torch import Tensor
+
+from learner.features import ExampleTensors
+from learner.loss import LossTerms, combined_loss, sampled_logits
+from learner.model import ModelConfig, SequenceRecommender, pad_optimizer_state
+from learner.vocab import FIRST_INDEX
+
+SoftmaxMode = Literal["full", "sampled"]
+_RNG_KEY = "recoil_sampler_rng_state"
+
+
+class RecommenderModule(L.LightningModule):
+    """Trains a ``SequenceRecommender`` with the combined loss of Eq. 1."""
+
+    label_counts: Tensor  # (N,) float, times each item was a training label (+1)
+
+    def __init__(
+        self,
+        model_config: dict[str, Any],
+        lr: float = 2e-3,
+        weight_decay: float = 0.0,
+        softmax: SoftmaxMode = "full",
+        num_sampled: int = 1024,
+        sampler_seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if softmax not in ("full", "sampled"):
+            raise ValueError(f"softmax must be 'full' or 'sampled', got {softmax!r}")
+        self.save_hyperparameters()
+        self.lr, self.weight_decay = lr, weight_decay
+        self.softmax, self.num_sampled = softmax, num_sampled
+        self.model = SequenceRecommender(ModelConfig(**model_config))
+        # How often each item has been a label: its in-batch sampling probability
+        # for the log-Q correction of sampled softmax (add-one smoothed).
+        self.register_buffer("label_counts", torch.ones(self.model.num_items))
+        self.sampler = torch.Generator().manual_seed(sampler_seed)
+
+    @classmethod
+    def from_config(cls, config: ModelConfig, **kwargs: Any) -> RecommenderModule:
+        return cls(asdict(config), **kwargs)
+
+    def forward(self, batch: ExampleTensors) -> Tensor:
+        """User states (B, D) for a batch."""
+        return self.model.user_state(batch.history)
+
+    def loss_terms(self, batch: ExampleTensors, sampled: bool) -> LossTerms:
+        state = self.model.user_state(batch.history)  # (B, D)
+        items = self.model.item_embeddings()  # (N, D)
+        if sampled:
+            log_q = (self.label_counts / self.label_counts.sum()).log()  # (N,)
+            logits = sampled_logits(
+                state, items, batch.label, self.num_sampled, log_q, self.sampler
+            )  # (B, 1 + K), label in column 0
+            labels = torch.zeros_like(batch.label)
+        else:
+            logits = state @ items[FIRST_INDEX:].T  # (B, N - FIRST_INDEX)
+            labels = batch.label - FIRST_INDEX
+        return combined_loss(logits, labels, batch.weight, batch.is_negative)
+
+    def _common_step(self, batch: ExampleTensors, stage: str) -> Tensor:
+        # Evaluation always uses the exact full softmax; training may sample.
+        sampled = stage == "train" and self.softmax == "sampled"
+        if stage == "train":
+            self.label_counts.index_add_(0, batch.label, torch.ones_like(batch.weight))
+        terms = self.loss_terms(batch, sampled)
+        size = batch.num_examples
+        self.log(f"{stage}/loss", terms.total, prog_bar=True, batch_size=size)
+        self.log(f"{stage}/loss_pos", terms.positive, batch_size=size)
+        self.log(f"{stage}/loss_neg", terms.not_to_recommend, batch_size=size)
+        return terms.total
+
+    def training_step(self, batch: ExampleTensors, batch_idx: int) -> Tensor:
+        return self._common_step(batch, "train")
+
+    def validation_step(self, batch: ExampleTensors, batch_idx: int) -> Tensor:
+        return self._common_step(batch, "val")
+
+    def test_step(self, batch: ExampleTensors, batch_idx: int) -> Tensor:
+        return self._common_step(batch, "test")
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+
+    def grow_items(self, num_items: int, optimizer: torch.optim.Optimizer | None = None) -> bool:
+        """Grow the item tables (and label counts) to ``num_items`` rows, padding the
+        optimizer's state to match; trained rows and their moments are kept."""
+        if not self.model.grow_items(num_items):
+            return False
+        extra = num_items - self.label_counts.shape[0]
+        self.label_counts = torch.cat([self.label_counts, self.label_counts.new_ones(extra)])
+        if optimizer is not None:
+            pad_optimizer_state(optimizer)
+        return True
+
+    def grow_creators(
+        self, num_creators: int, optimizer: torch.optim.Optimizer | None = None
+    ) -> bool:
+        if not self.model.grow_creators(num_creators):
+            return False
+        if optimizer is not None:
+            pad_optimizer_state(optimizer)
+        return True
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[_RNG_KEY] = self.sampler.get_state()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Tables may have grown after construction: match the saved shapes first.
+        state = checkpoint["state_dict"]
+        self.grow_items(int(state["model.item_input.weight"].shape[0]))
+        self.grow_creators(int(state["model.creator_input.weight"].shape[0]))
+        if _RNG_KEY in checkpoint:
+            self.sampler.set_state(checkpoint[_RNG_KEY])

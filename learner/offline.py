@@ -1,0 +1,293 @@
+"""Offline training and serving: the API the experiment and backtest use.
+
+``train_offline`` encodes examples under an arm, trains with Lightning for a
+fixed number of steps and returns a ``TrainedRecommender``, which scores and
+ranks items for explicit histories, applying the *same* arm transform to them
+that training applied. ``save``/``load`` use safetensors for weights and JSON
+for the rest; nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import lightning as L
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler
+
+from learner.arms import ArmConfig, resolve_arm
+from learner.features import ExampleTensors, encode_examples, encode_histories
+from learner.model import ModelConfig, SequenceRecommender
+from learner.module import RecommenderModule
+from learner.vocab import FIRST_INDEX, Vocabularies
+from recoil.records import HistoryItem, TrainingExample
+
+log = logging.getLogger(__name__)
+
+_FORMAT = "recoil.trained_recommender/1"
+_CONFIG_FILE = "recommender.json"
+_WEIGHTS_FILE = "model.safetensors"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train; the defaults fit ~5 arms x ~400k examples in a CPU budget."""
+
+    max_steps: int = 2000  # optimizer steps (not epochs); ~2.5 epochs of 400k examples
+    batch_size: int = 512  # examples per step
+    lr: float = 2e-3  # AdamW learning rate
+    weight_decay: float = 0.0  # AdamW decoupled weight decay (embeddings dominate: keep 0)
+    softmax: Literal["full", "sampled"] = "full"  # full corpus softmax, or sampled + log-Q
+    num_sampled: int = 1024  # uniform negatives per batch in sampled mode
+    seed: int = 0  # seeds init, shuffling, dropout and negative sampling
+    num_threads: int | None = None  # torch CPU threads; None leaves torch's default
+    accelerator: str = "auto"  # Lightning accelerator: CUDA where present, else CPU
+    gradient_clip_val: float | None = 1.0  # clip the gradient norm (None: no clipping)
+
+    def __post_init__(self) -> None:
+        if self.max_steps < 1 or self.batch_size < 1:
+            raise ValueError("max_steps and batch_size must be >= 1")
+        if self.softmax not in ("full", "sampled"):
+            raise ValueError(f"softmax must be 'full' or 'sampled', got {self.softmax!r}")
+        if not self.lr > 0 or self.weight_decay < 0 or self.num_sampled < 1:
+            raise ValueError("need lr > 0, weight_decay >= 0 and num_sampled >= 1")
+
+
+@dataclass(frozen=True)
+class TrainingReport:
+    """What a training run did: sizes, time and the loss curve."""
+
+    num_examples: int  # examples kept by the arm (rows trained on)
+    num_negative: int  # of which not-to-recommend labels
+    num_items: int  # real items in the vocabulary
+    steps: int  # optimizer steps taken
+    encode_seconds: float  # time to encode the examples
+    train_seconds: float  # wall time of the Lightning fit
+    loss_curve: list[tuple[int, float]] = field(default_factory=list)  # (step, total loss)
+
+    @property
+    def steps_per_second(self) -> float:
+        return self.steps / self.train_seconds if self.train_seconds > 0 else math.nan
+
+
+class _Batches(Dataset[ExampleTensors]):
+    """Indexing with a list of rows returns a whole batch (no per-row collation)."""
+
+    def __init__(self, tensors: ExampleTensors) -> None:
+        self.tensors = tensors
+
+    def __len__(self) -> int:
+        return self.tensors.num_examples
+
+    def __getitem__(self, rows: list[int]) -> ExampleTensors:
+        return self.tensors.select(torch.as_tensor(rows))
+
+
+def example_loader(tensors: ExampleTensors, batch_size: int, seed: int) -> DataLoader[Any]:
+    """Shuffled full batches, reshuffled every epoch from a seeded generator."""
+    data = _Batches(tensors)
+    size = min(batch_size, len(data))
+    order = RandomSampler(data, generator=torch.Generator().manual_seed(seed))
+    return DataLoader(data, sampler=BatchSampler(order, size, drop_last=True), batch_size=None)
+
+
+class _LossCurve(L.Callback):
+    def __init__(self, every: int) -> None:
+        self.every = every
+        self.points: list[tuple[int, float]] = []
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, module: L.LightningModule, outputs: Any, batch: Any, idx: int
+    ) -> None:
+        step = trainer.global_step
+        if step % self.every == 0 or step == trainer.max_steps:
+            loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+            self.points.append((step, float(loss)))
+
+
+class TrainedRecommender:
+    """A trained model with its vocabularies and arm, ready to rank items."""
+
+    def __init__(
+        self,
+        model: SequenceRecommender,
+        vocabs: Vocabularies,
+        arm: ArmConfig,
+        max_len: int,
+        report: TrainingReport | None = None,
+    ) -> None:
+        if model.num_items != len(vocabs.items):
+            raise ValueError(
+                f"model has {model.num_items} item rows but the vocabulary {len(vocabs.items)}"
+            )
+        self.model = model.eval()
+        self.vocabs = vocabs
+        self.arm = arm
+        self.max_len = max_len
+        self.report = report
+        self.batch_size = 1024  # histories scored per forward pass
+
+    def item_ids(self) -> list[str]:
+        """Known items; column j of ``scores`` is ``item_ids()[j]``."""
+        return self.vocabs.items.ids()
+
+    @torch.inference_mode()
+    def _score_chunk(self, histories: Sequence[Sequence[HistoryItem]]) -> torch.Tensor:
+        device = next(self.model.parameters()).device
+        batch = encode_histories(histories, self.vocabs, self.max_len, self.arm).to(device)
+        return self.model.scores(batch).float()  # (b, num_items)
+
+    def scores(self, histories: Sequence[Sequence[HistoryItem]]) -> np.ndarray:
+        """s.v for every known item, (B, num_items) float32, columns as ``item_ids()``."""
+        chunks = [
+            self._score_chunk(histories[i : i + self.batch_size]).cpu().numpy()
+            for i in range(0, len(histories), self.batch_size)
+        ]
+        if not chunks:
+            return np.zeros((0, self.vocabs.items.num_ids), dtype=np.float32)
+        return np.concatenate(chunks)
+
+    def top_k(
+        self,
+        histories: Sequence[Sequence[HistoryItem]],
+        k: int,
+        exclude_seen: bool = False,
+    ) -> list[list[str]]:
+        """The k best item ids per history, best first.
+
+        ``exclude_seen`` removes every item of the given history (all of it, not
+        just the model's window). Ties break towards the lower item index.
+        """
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        ids = self.item_ids()
+        k = min(k, len(ids))
+        result: list[list[str]] = []
+        for start in range(0, len(histories), self.batch_size):
+            chunk = histories[start : start + self.batch_size]
+            scores = self._score_chunk(chunk)  # (b, N)
+            if exclude_seen:
+                rows, cols = [], []
+                for b, history in enumerate(chunk):
+                    seen = self.vocabs.items.lookup([h.item_id for h in history]) - FIRST_INDEX
+                    seen = seen[seen >= 0]  # unknown ids are not among the columns
+                    rows.append(np.full(len(seen), b))
+                    cols.append(seen)
+                if rows:
+                    r = torch.from_numpy(np.concatenate(rows)).to(scores.device)
+                    c = torch.from_numpy(np.concatenate(cols)).to(scores.device)
+                    scores[r, c] = -math.inf
+            best = torch.topk(scores, k, dim=1, sorted=True).indices.cpu().numpy()
+            for b, row in enumerate(best):
+                finite = scores[b, torch.from_numpy(row).to(scores.device)].isfinite().cpu()
+                result.append([ids[j] for j, ok in zip(row, finite.numpy(), strict=True) if ok])
+        return result
+
+    def save(self, directory: str | os.PathLike[str]) -> None:
+        """Write weights (safetensors), config, arm and vocabularies (JSON) to ``directory``."""
+        path = Path(directory)
+        path.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
+        save_file(state, str(path / _WEIGHTS_FILE))
+        self.vocabs.save(path)
+        meta = {
+            "format": _FORMAT,
+            "model_config": asdict(self.model.current_config()),
+            "arm": asdict(self.arm),
+            "max_len": self.max_len,
+        }
+        (path / _CONFIG_FILE).write_text(json.dumps(meta, indent=2))
+
+    @classmethod
+    def load(
+        cls, directory: str | os.PathLike[str], device: str | torch.device = "cpu"
+    ) -> TrainedRecommender:
+        path = Path(directory)
+        meta = json.loads((path / _CONFIG_FILE).read_text())
+        if meta.get("format") != _FORMAT:
+            raise ValueError(f"{path} does not hold a recoil recommender ({_FORMAT})")
+        model = SequenceRecommender(ModelConfig(**meta["model_config"]))
+        model.load_state_dict(load_file(str(path / _WEIGHTS_FILE), device=str(device)))
+        model.to(device)
+        return cls(model, Vocabularies.load(path), ArmConfig(**meta["arm"]), meta["max_len"])
+
+
+def train_offline(
+    examples: Sequence[TrainingExample],
+    arm: str | ArmConfig,
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    progress: bool = True,
+) -> TrainedRecommender:
+    """Train one arm on logged examples for ``train_config.max_steps`` steps.
+
+    The vocabularies are built from all examples (so every arm sees the same
+    items); ``model_config``'s table sizes are replaced by theirs.
+    """
+    arm = resolve_arm(arm)
+    if train_config.num_threads is not None:
+        torch.set_num_threads(train_config.num_threads)
+    started = time.perf_counter()
+    vocabs = Vocabularies()
+    tensors = encode_examples(examples, vocabs, model_config.max_len, arm, grow=True)
+    encode_seconds = time.perf_counter() - started
+    if tensors.num_examples == 0:
+        raise ValueError(f"arm {arm.name!r} keeps none of the {len(examples)} examples")
+    config = replace(model_config, num_items=len(vocabs.items), num_creators=len(vocabs.creators))
+    log.info(
+        "arm %s: %d examples (%d negative), %d items, encoded in %.1fs",
+        arm.name, tensors.num_examples, int(tensors.is_negative.sum()),
+        vocabs.items.num_ids, encode_seconds,
+    )  # fmt: skip
+
+    L.seed_everything(train_config.seed, verbose=False)
+    module = RecommenderModule.from_config(
+        config,
+        lr=train_config.lr,
+        weight_decay=train_config.weight_decay,
+        softmax=train_config.softmax,
+        num_sampled=train_config.num_sampled,
+        sampler_seed=train_config.seed,
+    )
+    curve = _LossCurve(every=max(1, train_config.max_steps // 100))
+    trainer = L.Trainer(
+        accelerator=train_config.accelerator,
+        devices=1,
+        max_steps=train_config.max_steps,
+        max_epochs=-1,
+        enable_checkpointing=False,
+        logger=False,
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        gradient_clip_val=train_config.gradient_clip_val,
+        callbacks=[curve],
+    )
+    loader = example_loader(tensors, train_config.batch_size, train_config.seed)
+    fit_started = time.perf_counter()
+    trainer.fit(module, loader)
+    train_seconds = time.perf_counter() - fit_started
+    report = TrainingReport(
+        num_examples=tensors.num_examples,
+        num_negative=int(tensors.is_negative.sum()),
+        num_items=vocabs.items.num_ids,
+        steps=trainer.global_step,
+        encode_seconds=encode_seconds,
+        train_seconds=train_seconds,
+        loss_curve=curve.points,
+    )
+    log.info(
+        "arm %s: %d steps in %.1fs (%.1f steps/s), final loss %.4f",
+        arm.name, report.steps, train_seconds, report.steps_per_second,
+        curve.points[-1][1] if curve.points else math.nan,
+    )  # fmt: skip
+    return TrainedRecommender(module.model.cpu().eval(), vocabs, arm, config.max_len, report)
