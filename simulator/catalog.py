@@ -1,0 +1,73 @@
+"""The item catalogue: which creator and content cluster each item belongs to.
+
+The probe and the closed loop only need an item's metadata (creator, cluster,
+duration) to build events and to measure similarity; they never see a user's
+latent tastes. Ids are strings, as on the wire (``recoil.events``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """Items with their creator, content cluster and duration, by position and by id."""
+
+    item_ids: tuple[str, ...]
+    creator_ids: tuple[str, ...]  # creator of item j
+    cluster_ids: tuple[str | None, ...]  # content cluster of item j (None when unknown)
+    durations: tuple[float, ...]  # seconds; 0 means unknown
+    _index: dict[str, int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        n = len(self.item_ids)
+        if not (len(self.creator_ids) == len(self.cluster_ids) == len(self.durations) == n):
+            raise ValueError("catalog columns must all have one entry per item")
+        index = {item: j for j, item in enumerate(self.item_ids)}
+        if len(index) != n:
+            raise ValueError("catalog item ids must be unique")
+        object.__setattr__(self, "_index", index)
+
+    def __len__(self) -> int:
+        return len(self.item_ids)
+
+    def index(self, item_id: str) -> int:
+        """Position of an item; a clear error for an id the catalogue does not hold."""
+        try:
+            return self._index[item_id]
+        except KeyError:
+            raise KeyError(f"item {item_id!r} is not in the catalog") from None
+
+    def creator_of(self, item_id: str) -> str:
+        return self.creator_ids[self.index(item_id)]
+
+    def cluster_of(self, item_id: str) -> str | None:
+        return self.cluster_ids[self.index(item_id)]
+
+    def same_share(self, recommended: Sequence[Sequence[str]], anchors: Sequence[str]) -> SameShare:
+        """Per row, the share of recommended items from the anchor's cluster and creator."""
+        if len(recommended) != len(anchors):
+            raise ValueError(f"{len(recommended)} recommendation rows for {len(anchors)} anchors")
+        cluster = np.zeros(len(anchors))
+        creator = np.zeros(len(anchors))
+        for row, (recs, anchor) in enumerate(zip(recommended, anchors, strict=True)):
+            if not recs:
+                continue
+            a = self.index(anchor)
+            same_cluster = sum(self.cluster_ids[self.index(r)] == self.cluster_ids[a] for r in recs)
+            same_creator = sum(self.creator_ids[self.index(r)] == self.creator_ids[a] for r in recs)
+            cluster[row] = same_cluster / len(recs)
+            creator[row] = same_creator / len(recs)
+        return SameShare(cluster=cluster, creator=creator)
+
+
+@dataclass(frozen=True)
+class SameShare:
+    """Similarity of recommendations to an anchor item, one value per row in [0, 1]."""
+
+    cluster: np.ndarray  # (B,) share from the anchor's content cluster
+    creator: np.ndarray  # (B,) share from the anchor's creator

@@ -1,0 +1,148 @@
+"""Logged training data: the world's users consuming the logging policy's items.
+
+Every impression becomes a ``recoil.events.InteractionEvent`` (ids as strings,
+cluster filled), the same schema the stream agents read, so offline training
+data comes from ``recoil.windows.events_to_examples`` exactly as online.
+
+Randomness is per user (``default_rng([seed, 1, user])``): a user's log does not
+depend on how many other users there are or in what order they are simulated.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from recoil.events import InteractionEvent
+from recoil.labels import LabelConfig, is_long_dwell, is_negative_feedback, is_skip
+from simulator.policy import EngagementPolicy, LoggingPolicyConfig, PolicyMemory
+from simulator.world import Response, UserState, World
+
+START_TIME = 1_704_067_200.0  # 2024-01-01T00:00:00Z; logs start within a day of it
+MEAN_GAP_SECONDS = 3.0  # pause between two items in a session
+SESSION_BREAK_PROBABILITY = 1 / 40  # chance a session ends after an impression
+MEAN_SESSION_BREAK_SECONDS = 6 * 3600.0  # mean pause between sessions
+SURFACE = "home"
+
+
+@dataclass(frozen=True)
+class WorldLog:
+    """The logged events (per user, in time order) and each user's state afterwards."""
+
+    events: list[InteractionEvent]
+    final_states: list[UserState]
+    end_times: list[float]  # each user's clock after their last event
+
+
+def make_event(
+    world: World, user: int, step: int, item: int, response: Response, timestamp: float
+) -> InteractionEvent:
+    """The wire event for one impression."""
+    catalog = world.catalog
+    duration = catalog.durations[item]
+    return InteractionEvent(
+        event_id=f"u{user}-{step}",
+        user_id=f"u{user}",
+        item_id=catalog.item_ids[item],
+        creator_id=catalog.creator_ids[item],
+        cluster_id=catalog.cluster_ids[item],
+        timestamp=round(timestamp, 3),
+        surface=SURFACE,
+        dwell_seconds=round(response.dwell_ratio * duration, 3),
+        item_duration_seconds=duration,
+        liked=response.liked,
+        disliked=response.disliked,
+        dismissed=False,
+    )
+
+
+def next_timestamp(now: float, dwell_seconds: float, rng: np.random.Generator) -> float:
+    """When the next impression happens: after the dwell, a short gap or a session break."""
+    gap_u, break_u = rng.random(2).tolist()
+    if break_u < SESSION_BREAK_PROBABILITY:
+        return now + dwell_seconds - MEAN_SESSION_BREAK_SECONDS * math.log1p(-gap_u)
+    return now + dwell_seconds - MEAN_GAP_SECONDS * math.log1p(-gap_u)
+
+
+def simulate_logs(
+    world: World,
+    policy_config: LoggingPolicyConfig,
+    users: Sequence[int] | None = None,
+    progress: bool = False,
+) -> WorldLog:
+    """Each user consumes ``steps_per_user`` items chosen by the logging policy."""
+    cfg = world.config
+    policy = EngagementPolicy(world.item_creator, world.item_cluster, policy_config)
+    users = range(cfg.num_users) if users is None else users
+    events: list[InteractionEvent] = []
+    states: list[UserState] = []
+    end_times: list[float] = []
+    for user in tqdm(users, desc="logging world users", unit="user", disable=not progress):
+        rng = np.random.default_rng([cfg.seed, 1, user])
+        state = world.initial_state(user)
+        memory = PolicyMemory()
+        now = START_TIME + 86_400.0 * float(rng.random())
+        for step in range(cfg.steps_per_user):
+            item = policy.choose(memory, rng)
+            response = world.next_response(state, item, rng)
+            event = make_event(world, user, step, item, response, now)
+            events.append(event)
+            policy.observe(memory, item, response.dwell_ratio, response.liked)
+            state = world.next_state(state, response, item)
+            now = next_timestamp(now, event.dwell_seconds, rng)
+        states.append(state)
+        end_times.append(now)
+    return WorldLog(events=events, final_states=states, end_times=end_times)
+
+
+def log_statistics(
+    events: Iterable[InteractionEvent], config: LabelConfig, horizon: int = 20
+) -> dict[str, Any]:
+    """Rates that say whether a logged world is realistic and shows what follows a dislike.
+
+    ``reexposed_after_dislike``: share of dislikes followed, within ``horizon``
+    impressions, by another item of the same creator. ``dislike_rate_reexposed``:
+    dislike rate of impressions whose creator the user disliked within the
+    previous ``horizon`` impressions (compare with ``dislike_rate``).
+    """
+    by_user: dict[str, list[InteractionEvent]] = defaultdict(list)
+    for event in events:
+        by_user[event.user_id].append(event)
+    n = dislikes = skips = long_dwells = likes = long_dislikes = 0
+    followed = reexposures = redislikes = 0
+    for user_events in by_user.values():
+        user_events.sort(key=lambda e: (e.timestamp, e.event_id))
+        flags = [is_negative_feedback(e, config) for e in user_events]
+        for i, event in enumerate(user_events):
+            n += 1
+            dislikes += flags[i]
+            skips += is_skip(event, config)
+            long_dwells += is_long_dwell(event, config)
+            likes += event.liked
+            long_dislikes += flags[i] and is_long_dwell(event, config)
+            if flags[i]:
+                ahead = user_events[i + 1 : i + 1 + horizon]
+                followed += any(e.creator_id == event.creator_id for e in ahead)
+            behind = range(max(0, i - horizon), i)
+            if any(flags[j] and user_events[j].creator_id == event.creator_id for j in behind):
+                reexposures += 1
+                redislikes += flags[i]
+    return {
+        "users": len(by_user),
+        "impressions": n,
+        "dislike_rate": dislikes / max(n, 1),
+        "skip_rate": skips / max(n, 1),
+        "long_dwell_rate": long_dwells / max(n, 1),
+        "like_rate": likes / max(n, 1),
+        "dislikes_with_long_dwell": long_dislikes / max(dislikes, 1),
+        "reexposed_after_dislike": followed / max(dislikes, 1),
+        "reexposures": reexposures,
+        "dislike_rate_reexposed": redislikes / max(reexposures, 1),
+        "reexposure_horizon": horizon,
+    }
