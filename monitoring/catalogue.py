@@ -1,0 +1,267 @@
+"""The metric catalogue: every metric recoil's processes export, as data.
+
+This is the contract between the parts (streams worker, learner, serving,
+simulator) and everything that reads their metrics: the recording and alert
+rules (:mod:`monitoring.rules`), the Grafana dashboards
+(:mod:`monitoring.dashboards`), ``recoil report`` and ``catalogue.md``
+(``python -m monitoring.catalogue`` regenerates it). Names follow Prometheus'
+conventions: a ``recoil_`` prefix, base units as suffixes (``_seconds``,
+``_ratio``, ``_messages``), ``_total`` on counters only.
+
+Each part creates its metrics itself, with an explicit ``registry=``; a unit
+test checks that every part's metrics class registers exactly its catalogued
+names, types and labels.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics import MetricWrapperBase
+
+
+class MetricType(StrEnum):
+    COUNTER = "counter"
+    GAUGE = "gauge"
+    HISTOGRAM = "histogram"
+
+
+class Part(StrEnum):
+    """The processes that export metrics; each is one Prometheus scrape job."""
+
+    STREAMS = "streams"
+    LEARNER = "learner"
+    SERVING = "serving"
+    SIMULATOR = "simulator"
+
+
+@dataclass(frozen=True)
+class Label:
+    """A label name with its known values (empty when the set is open)."""
+
+    name: str
+    values: tuple[str, ...] = ()  # every value the label takes, when the set is closed
+    doc: str = ""  # what the value means when the set is open
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One catalogued metric family."""
+
+    name: str  # the exposed name; counters include `_total`
+    type: MetricType
+    part: Part
+    help: str
+    unit: str = ""  # base unit the name ends with ("" for plain counts and versions)
+    labels: tuple[Label, ...] = ()
+    # Suggested histogram buckets (seconds); parts may choose their own.
+    buckets: tuple[float, ...] = ()
+
+    @property
+    def label_names(self) -> tuple[str, ...]:
+        return tuple(label.name for label in self.labels)
+
+    @property
+    def family(self) -> str:
+        """The family name prometheus-client reports (counters drop `_total`)."""
+        return self.name.removesuffix("_total") if self.type is MetricType.COUNTER else self.name
+
+    def selector(self, **matchers: str) -> str:
+        """A PromQL selector for this metric's main series (the `_bucket`s for histograms)."""
+        name = f"{self.name}_bucket" if self.type is MetricType.HISTOGRAM else self.name
+        if not matchers:
+            return name
+        inner = ",".join(f'{key}=~"{value}"' for key, value in matchers.items())
+        return f"{name}{{{inner}}}"
+
+
+# Invalid.code values from recoil/events.py (the set grows with the schema).
+INVALID_CODES = (
+    "oversized",
+    "invalid_utf8",
+    "invalid_json",
+    "not_an_object",
+    "missing_field",
+    "unknown_schema_version",
+    "unknown_field",
+    "wrong_type",
+    "not_finite",
+    "negative_dwell",
+    "negative_duration",
+    "bad_timestamp",
+    "empty_id",
+)
+OUTCOMES = ("positive", "dislike", "skip", "none", "invalid", "duplicate", "out_of_order")
+EXAMPLE_KINDS = ("positive", "dislike", "skip")
+LOSS_TERMS = ("positive", "not_to_recommend", "total")
+SIMILARITIES = ("cluster", "creator")
+RESPONSES = ("like", "long_dwell", "short_dwell", "skip", "dislike")
+ARM_DOC = "model arm (learner/arms.py), e.g. feature_and_labels, no_signal"
+VERSION_DOC = "snapshot version of the probed model, as a decimal string"
+
+_ARM = Label("arm", doc=ARM_DOC)
+_VERSION = Label("model_version", doc=VERSION_DOC)
+_SIMILARITY = Label("similarity", SIMILARITIES)
+_PARTITION = Label("partition", doc="Kafka partition number")
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+C, G, H = MetricType.COUNTER, MetricType.GAUGE, MetricType.HISTOGRAM
+S, LRN, SRV, SIM = Part.STREAMS, Part.LEARNER, Part.SERVING, Part.SIMULATOR
+
+CATALOGUE: tuple[Metric, ...] = (
+    # streams worker: streams/metrics.py, StreamMetrics(registry)
+    Metric("recoil_stream_events_total", C, S, "Interaction events consumed, by outcome.",
+           labels=(Label("outcome", OUTCOMES),)),
+    Metric("recoil_stream_invalid_events_total", C, S, "Events rejected by the schema, by reason.",
+           labels=(Label("reason", INVALID_CODES, doc="Invalid.code from recoil/events.py"),)),
+    Metric("recoil_stream_dlq_events_total", C, S, "Events written to interactions.dlq."),
+    Metric("recoil_stream_training_examples_total", C, S, "Training examples produced, by kind.",
+           labels=(Label("kind", EXAMPLE_KINDS),)),
+    Metric("recoil_stream_processing_seconds", H, S, "Per-event time from decode to send.",
+           unit="seconds", buckets=_LATENCY_BUCKETS),
+    Metric("recoil_stream_history_users", G, S, "Users in this worker's history table."),
+    Metric("recoil_stream_consumer_lag_messages", G, S, "Messages not yet consumed by the worker.",
+           unit="messages", labels=(Label("topic", doc="input topic"), _PARTITION)),
+    # learner: learner/metrics.py, LearnerMetrics(registry)
+    Metric("recoil_learner_steps_total", C, LRN, "Optimizer steps taken."),
+    Metric("recoil_learner_examples_total", C, LRN, "Training examples consumed."),
+    Metric("recoil_learner_examples_per_second", G, LRN,
+           "Training throughput over the last interval (rate() of examples_total is preferred)."),
+    Metric("recoil_learner_loss", G, LRN, "Mean loss of the last step, by term of Eq. 1.",
+           labels=(Label("term", LOSS_TERMS),)),
+    Metric("recoil_learner_snapshot_version", G, LRN, "Version of the last published snapshot."),
+    Metric("recoil_learner_snapshot_timestamp_seconds", G, LRN,
+           "Unix time of the last snapshot publish.", unit="seconds"),
+    Metric("recoil_learner_snapshot_publish_seconds", H, LRN,
+           "Time to write, verify and publish one snapshot.", unit="seconds",
+           buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)),
+    Metric("recoil_learner_consumer_lag_messages", G, LRN,
+           "training-examples messages not yet consumed by the learner.", unit="messages",
+           labels=(_PARTITION,)),
+    Metric("recoil_learner_last_step_timestamp_seconds", G, LRN,
+           "Unix time of the last optimizer step.", unit="seconds"),
+    # serving: ServingMetrics(registry)
+    Metric("recoil_serving_requests_total", C, SRV, "HTTP requests answered.",
+           labels=(Label("endpoint", doc="route, e.g. /recommend/{user_id}"),
+                   Label("status", doc="HTTP status code as a string"))),
+    Metric("recoil_serving_request_seconds", H, SRV, "HTTP request latency.", unit="seconds",
+           labels=(Label("endpoint", doc="route, e.g. /recommend/{user_id}"),),
+           buckets=_LATENCY_BUCKETS),
+    Metric("recoil_serving_snapshot_version", G, SRV, "Version of the snapshot being served."),
+    # simulator / probes: simulator/metrics.py, SimulatorMetrics(registry)
+    Metric("recoil_responsiveness_ratio", G, SIM,
+           "Relative change of same-cluster/creator share after a dislike (e.g. -0.6).",
+           unit="ratio", labels=(_SIMILARITY, _VERSION, _ARM)),
+    Metric("recoil_responsiveness_ci_lower_ratio", G, SIM,
+           "Lower bound of the bootstrap 95% interval of responsiveness.", unit="ratio",
+           labels=(_SIMILARITY, _VERSION, _ARM)),
+    Metric("recoil_responsiveness_ci_upper_ratio", G, SIM,
+           "Upper bound of the bootstrap 95% interval of responsiveness.", unit="ratio",
+           labels=(_SIMILARITY, _VERSION, _ARM)),
+    Metric("recoil_sim_impressions_total", C, SIM, "Simulated impressions, by user response.",
+           labels=(_ARM, Label("response", RESPONSES))),
+    Metric("recoil_sim_dislike_rate_ratio", G, SIM, "Share of simulated impressions disliked.",
+           unit="ratio", labels=(_ARM, _VERSION)),
+    Metric("recoil_sim_repeat_dislike_creator_rate_ratio", G, SIM,
+           "Share of simulated impressions disliking a creator the user disliked before.",
+           unit="ratio", labels=(_ARM, _VERSION)),
+    Metric("recoil_freshness_feature_seconds", H, SIM,
+           "Dislike event produced until GET /recommend reflects it.", unit="seconds",
+           buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)),
+    Metric("recoil_freshness_snapshot_seconds", H, SIM,
+           "Event produced until the first snapshot trained on it is published.",
+           unit="seconds", buckets=(1.0, 2.5, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0)),
+)  # fmt: skip
+
+BY_NAME: dict[str, Metric] = {metric.name: metric for metric in CATALOGUE}
+
+# Where each part's metrics class is expected; the catalogue test finds each class by name
+# wherever it is defined (serving's placement is up to its developers).
+PART_CLASSES: dict[Part, tuple[str | None, str]] = {
+    Part.STREAMS: ("streams.metrics", "StreamMetrics"),
+    Part.LEARNER: ("learner.metrics", "LearnerMetrics"),
+    Part.SERVING: (None, "ServingMetrics"),
+    Part.SIMULATOR: ("simulator.metrics", "SimulatorMetrics"),
+}
+
+
+def metric(name: str) -> Metric:
+    """The catalogued metric called ``name``; KeyError names the catalogue if it is unknown."""
+    try:
+        return BY_NAME[name]
+    except KeyError:
+        raise KeyError(f"{name!r} is not in monitoring/catalogue.py") from None
+
+
+def of_part(part: Part) -> tuple[Metric, ...]:
+    return tuple(m for m in CATALOGUE if m.part is part)
+
+
+def create(metric: Metric, registry: CollectorRegistry) -> MetricWrapperBase:
+    """Create one catalogued metric in ``registry`` (with its suggested buckets)."""
+    if metric.type is MetricType.COUNTER:
+        return Counter(metric.name, metric.help, metric.label_names, registry=registry)
+    if metric.type is MetricType.GAUGE:
+        return Gauge(metric.name, metric.help, metric.label_names, registry=registry)
+    return Histogram(
+        metric.name, metric.help, metric.label_names, registry=registry, buckets=metric.buckets
+    )
+
+
+def create_all(
+    registry: CollectorRegistry, metrics: tuple[Metric, ...] = CATALOGUE
+) -> dict[str, MetricWrapperBase]:
+    """Every catalogued metric in ``registry``, by name (for exporters of sample data)."""
+    return {m.name: create(m, registry) for m in metrics}
+
+
+def _label_cell(label: Label) -> str:
+    if label.values:
+        return f"`{label.name}`: " + "\\|".join(label.values)
+    return f"`{label.name}`: {label.doc}"
+
+
+def markdown_table() -> str:
+    """``catalogue.md``: one table per part."""
+    lines = [
+        "# recoil metric catalogue",
+        "",
+        "Generated from `monitoring/catalogue.py` by `python -m monitoring.catalogue`; "
+        "do not edit by hand.",
+    ]
+    for part in Part:
+        module, cls = PART_CLASSES[part]
+        where = f"`{module}.{cls}`" if module else f"`{cls}`"
+        lines += ["", f"## {part.value} ({where})", ""]
+        lines += ["| name | type | unit | labels | help |", "|---|---|---|---|---|"]
+        for m in of_part(part):
+            labels = "<br>".join(_label_cell(label) for label in m.labels) or "—"
+            lines.append(f"| `{m.name}` | {m.type} | {m.unit or '—'} | {labels} | {m.help} |")
+    return "\n".join(lines) + "\n"
+
+
+MARKDOWN_PATH = Path(__file__).with_name("catalogue.md")
+
+
+def iter_label_sets(metric: Metric) -> Iterator[dict[str, str]]:
+    """Every combination of the closed label sets (open labels omitted)."""
+    combos: list[dict[str, str]] = [{}]
+    for label in metric.labels:
+        if label.values:
+            combos = [c | {label.name: v} for c in combos for v in label.values]
+    yield from combos
+
+
+def main() -> int:
+    MARKDOWN_PATH.write_text(markdown_table())
+    print(f"wrote {MARKDOWN_PATH}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
