@@ -9,12 +9,14 @@ for the rest; nothing is pickled.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import os
 import time
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -23,7 +25,6 @@ import lightning as L
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler
 
 from learner.arms import ArmConfig, resolve_arm
 from learner.features import ExampleTensors, encode_examples, encode_histories
@@ -80,25 +81,52 @@ class TrainingReport:
         return self.steps / self.train_seconds if self.train_seconds > 0 else math.nan
 
 
-class _Batches(Dataset[ExampleTensors]):
-    """Indexing with a list of rows returns a whole batch (no per-row collation)."""
+class ExampleLoader:
+    """Shuffled minibatches of encoded examples that a checkpoint can resume exactly.
 
-    def __init__(self, tensors: ExampleTensors) -> None:
+    Epoch ``e`` visits the rows in ``randperm(n)`` drawn from ``seed + e``, in
+    full batches (a last partial batch is dropped; a dataset smaller than one
+    batch is one batch). ``state_dict`` holds (epoch, batches taken), so Lightning
+    stores it in checkpoints and a resumed fit sees exactly the batches an
+    uninterrupted one would have. Batches are sliced from the tensors directly:
+    no per-example collation.
+    """
+
+    def __init__(
+        self, tensors: ExampleTensors, batch_size: int, seed: int = 0, shuffle: bool = True
+    ) -> None:
+        if tensors.num_examples == 0:
+            raise ValueError("no examples to load")
         self.tensors = tensors
+        self.batch_size = min(batch_size, tensors.num_examples)
+        self.seed = seed
+        self.shuffle = shuffle
+        self.epoch = 0  # epochs completed
+        self.taken = 0  # batches handed out in the current epoch
 
     def __len__(self) -> int:
-        return self.tensors.num_examples
+        return self.tensors.num_examples // self.batch_size
 
-    def __getitem__(self, rows: list[int]) -> ExampleTensors:
-        return self.tensors.select(torch.as_tensor(rows))
+    def _order(self, epoch: int) -> torch.Tensor:
+        n = self.tensors.num_examples
+        if not self.shuffle:
+            return torch.arange(n)
+        return torch.randperm(n, generator=torch.Generator().manual_seed(self.seed + epoch))
 
+    def __iter__(self) -> Iterator[ExampleTensors]:
+        order = self._order(self.epoch)
+        while self.taken < len(self):
+            rows = order[self.taken * self.batch_size : (self.taken + 1) * self.batch_size]
+            self.taken += 1
+            yield self.tensors.select(rows)
+        self.epoch += 1
+        self.taken = 0
 
-def example_loader(tensors: ExampleTensors, batch_size: int, seed: int) -> DataLoader[Any]:
-    """Shuffled full batches, reshuffled every epoch from a seeded generator."""
-    data = _Batches(tensors)
-    size = min(batch_size, len(data))
-    order = RandomSampler(data, generator=torch.Generator().manual_seed(seed))
-    return DataLoader(data, sampler=BatchSampler(order, size, drop_last=True), batch_size=None)
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "taken": self.taken, "seed": self.seed}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.epoch, self.taken, self.seed = state["epoch"], state["taken"], state["seed"]
 
 
 class _LossCurve(L.Callback):
@@ -113,6 +141,25 @@ class _LossCurve(L.Callback):
         if step % self.every == 0 or step == trainer.max_steps:
             loss = outputs["loss"] if isinstance(outputs, dict) else outputs
             self.points.append((step, float(loss)))
+
+
+@contextlib.contextmanager
+def _quiet(quiet: bool) -> Iterator[None]:
+    """Without a progress bar, keep Lightning's banner and known-harmless warnings out of
+    the caller's output; the logger's level is restored afterwards."""
+    if not quiet:
+        yield
+        return
+    logger = logging.getLogger("lightning.pytorch")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", ".*no `val_dataloader`.*")
+            warnings.filterwarnings("ignore", ".*LeafSpec.*")
+            yield
+    finally:
+        logger.setLevel(level)
 
 
 class TrainedRecommender:
@@ -175,23 +222,36 @@ class TrainedRecommender:
         result: list[list[str]] = []
         for start in range(0, len(histories), self.batch_size):
             chunk = histories[start : start + self.batch_size]
-            scores = self._score_chunk(chunk)  # (b, N)
-            if exclude_seen:
-                rows, cols = [], []
-                for b, history in enumerate(chunk):
-                    seen = self.vocabs.items.lookup([h.item_id for h in history]) - FIRST_INDEX
-                    seen = seen[seen >= 0]  # unknown ids are not among the columns
-                    rows.append(np.full(len(seen), b))
-                    cols.append(seen)
-                if rows:
-                    r = torch.from_numpy(np.concatenate(rows)).to(scores.device)
-                    c = torch.from_numpy(np.concatenate(cols)).to(scores.device)
-                    scores[r, c] = -math.inf
-            best = torch.topk(scores, k, dim=1, sorted=True).indices.cpu().numpy()
-            for b, row in enumerate(best):
-                finite = scores[b, torch.from_numpy(row).to(scores.device)].isfinite().cpu()
-                result.append([ids[j] for j, ok in zip(row, finite.numpy(), strict=True) if ok])
+            result.extend(self._top_k_chunk(chunk, k, exclude_seen, ids))
         return result
+
+    @torch.inference_mode()
+    def _top_k_chunk(
+        self,
+        chunk: Sequence[Sequence[HistoryItem]],
+        k: int,
+        exclude_seen: bool,
+        ids: list[str],
+    ) -> list[list[str]]:
+        scores = self._score_chunk(chunk)  # (b, N)
+        if exclude_seen:
+            rows, cols = [], []
+            for b, history in enumerate(chunk):
+                seen = self.vocabs.items.lookup([h.item_id for h in history]) - FIRST_INDEX
+                seen = seen[seen >= 0]  # unknown ids are not among the columns
+                rows.append(np.full(len(seen), b))
+                cols.append(seen)
+            if rows:
+                r = torch.from_numpy(np.concatenate(rows)).to(scores.device)
+                c = torch.from_numpy(np.concatenate(cols)).to(scores.device)
+                scores[r, c] = -math.inf
+        top = torch.topk(scores, k, dim=1, sorted=True)
+        best, finite = top.indices.cpu().numpy(), top.values.isfinite().cpu().numpy()
+        # excluded (-inf) items only fill the tail when fewer than k remain: drop them
+        return [
+            [ids[j] for j, ok in zip(row, keep, strict=True) if ok]
+            for row, keep in zip(best, finite, strict=True)
+        ]
 
     def save(self, directory: str | os.PathLike[str]) -> None:
         """Write weights (safetensors), config, arm and vocabularies (JSON) to ``directory``."""
@@ -260,21 +320,23 @@ def train_offline(
         sampler_seed=train_config.seed,
     )
     curve = _LossCurve(every=max(1, train_config.max_steps // 100))
-    trainer = L.Trainer(
-        accelerator=train_config.accelerator,
-        devices=1,
-        max_steps=train_config.max_steps,
-        max_epochs=-1,
-        enable_checkpointing=False,
-        logger=False,
-        enable_progress_bar=progress,
-        enable_model_summary=False,
-        gradient_clip_val=train_config.gradient_clip_val,
-        callbacks=[curve],
-    )
-    loader = example_loader(tensors, train_config.batch_size, train_config.seed)
+    with _quiet(not progress):
+        trainer = L.Trainer(
+            accelerator=train_config.accelerator,
+            devices=1,
+            max_steps=train_config.max_steps,
+            max_epochs=-1,
+            enable_checkpointing=False,
+            logger=False,
+            enable_progress_bar=progress,
+            enable_model_summary=False,
+            gradient_clip_val=train_config.gradient_clip_val,
+            callbacks=[curve],
+        )
+    loader = ExampleLoader(tensors, train_config.batch_size, train_config.seed)
     fit_started = time.perf_counter()
-    trainer.fit(module, loader)
+    with _quiet(not progress):
+        trainer.fit(module, loader)
     train_seconds = time.perf_counter() - fit_started
     report = TrainingReport(
         num_examples=tensors.num_examples,

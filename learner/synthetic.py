@@ -50,7 +50,7 @@ def synthetic_events(
                 ratio = rng.uniform(0.0, 0.1) if rng.random() < 0.5 else rng.uniform(0.8, 1.0)
             else:
                 ratio = rng.uniform(0.0, 0.6)
-            if dislike or ratio < 0.5 and cluster not in liked:
+            if dislike or (ratio < 0.5 and cluster not in liked):
                 cluster = int(rng.integers(num_clusters))  # the user moves on
             now += float(rng.uniform(5.0, 60.0))
             events.append(

@@ -1,0 +1,118 @@
+"""The sequence model: shapes, padding invariance, empty histories, growth."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from learner.features import HistoryBatch, encode_histories
+from learner.model import ModelConfig, SequenceRecommender, pad_optimizer_state
+from learner.vocab import Vocabularies, Vocabulary
+from recoil.records import HistoryItem
+
+torch.set_num_threads(1)
+
+VOCABS = Vocabularies(Vocabulary([f"i{n}" for n in range(10)]), Vocabulary(["c0", "c1"]))
+HISTORIES = [
+    [HistoryItem(f"i{n}", f"c{n % 2}", None, n == 3, n % 6, n % 8, 0.0) for n in range(5)],
+    [HistoryItem("i7", "c1", None, False, 5, 0, 0.0)],
+    [],
+]
+
+
+def model(encoder: str, **kw: object) -> SequenceRecommender:
+    torch.manual_seed(0)
+    config = ModelConfig(num_items=12, num_creators=4, embedding_dim=8, hidden_dim=16,
+                         encoder=encoder, max_len=8, dropout=0.0, **kw)  # type: ignore[arg-type]  # fmt: skip
+    return SequenceRecommender(config).eval()
+
+
+@pytest.mark.parametrize("encoder", ["gru", "sasrec"])
+def test_shapes_and_padding_invariance(encoder: str) -> None:
+    m = model(encoder)
+    short = encode_histories(HISTORIES, VOCABS, 5, "feature_only")
+    long = encode_histories(HISTORIES, VOCABS, 8, "feature_only")
+    with torch.no_grad():
+        s_short, s_long = m.user_state(short), m.user_state(long)
+        assert s_short.shape == (3, 8)
+        assert m.item_embeddings().shape == (12, 8)
+        assert m.scores(long).shape == (3, 10)
+        # left-aligned + causal: padding after the last item never changes the state
+        assert torch.allclose(s_short, s_long, atol=1e-6)
+        # also inside the encoder itself (user_state trims the common padding first)
+        raw_long = m.encoder(m.embed(long), long.mask)
+        raw_short = m.encoder(m.embed(short), short.mask)
+        assert torch.allclose(raw_short, raw_long, atol=1e-6)
+        # the empty history gets the learned empty state, whatever its padding
+        empty = m.to_state(m.encoder.empty)
+        assert torch.allclose(s_long[2], empty, atol=1e-6)
+        # the newest item matters
+        other = encode_histories([HISTORIES[0][:4]], VOCABS, 8, "feature_only")
+        assert not torch.allclose(m.user_state(other)[0], s_long[0])
+
+
+def test_dislike_flag_changes_the_state_only_when_visible() -> None:
+    m = model("gru")
+    with torch.no_grad():
+        states = {
+            arm: m.user_state(encode_histories(HISTORIES[:1], VOCABS, 8, arm))
+            for arm in ("no_signal", "feature_only")
+        }
+    assert not torch.allclose(states["no_signal"], states["feature_only"])
+
+
+def test_tied_embeddings_share_the_input_table() -> None:
+    m = model("gru", tie_embeddings=True)
+    assert m.item_output is None and m.item_embeddings() is m.item_input.weight
+    untied = model("gru")
+    assert untied.item_output is not None
+    count = sum(p.numel() for p in m.parameters())
+    assert sum(p.numel() for p in untied.parameters()) - count == 12 * 8
+
+
+def test_bad_config_says_what_to_fix() -> None:
+    with pytest.raises(ValueError, match="encoder must be"):
+        ModelConfig(encoder="lstm")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="embedding_dim must be >= 1"):
+        ModelConfig(embedding_dim=0)
+    with pytest.raises(ValueError, match="divisible"):
+        SequenceRecommender(ModelConfig(encoder="sasrec", embedding_dim=7, num_heads=2))
+
+
+@pytest.mark.parametrize("tie", [False, True])
+def test_grow_items_keeps_trained_rows_and_optimizer_state(tie: bool) -> None:
+    m = model("gru", tie_embeddings=tie).train()
+    opt = torch.optim.AdamW(m.parameters(), lr=0.01)
+    batch = encode_histories(HISTORIES, VOCABS, 8, "feature_only")
+    m.scores(batch).logsumexp(1).sum().backward()
+    opt.step()
+    before = {n: p.detach().clone() for n, p in m.named_parameters()}
+    table = m.item_input.weight
+    moments = opt.state[table]["exp_avg"].clone()
+    assert m.grow_items(20) and not m.grow_items(20) and not m.grow_items(15)
+    pad_optimizer_state(opt)
+    assert m.item_input.weight is table  # same Parameter: the optimizer still holds it
+    assert m.num_items == 20 and m.item_embeddings().shape == (20, 8)
+    assert m.current_config() == dataclasses.replace(m.config, num_items=20)
+    for name, param in m.named_parameters():
+        rows = before[name].shape[0]
+        assert torch.equal(param[:rows], before[name]), name
+    assert torch.all(m.item_input.weight[0] == 0)  # padding row stays zero
+    state = opt.state[table]["exp_avg"]
+    assert state.shape == (20, 8)
+    assert torch.equal(state[:12], moments) and torch.all(state[12:] == 0)
+    # training continues with the grown tables
+    opt.zero_grad()
+    m.scores(batch).logsumexp(1).sum().backward()
+    opt.step()
+    assert m.grow_creators(6) and m.num_creators == 6
+
+
+def test_history_batch_select_and_to() -> None:
+    batch = encode_histories(HISTORIES, VOCABS, 4, "no_signal")
+    picked = batch.select(torch.tensor([2, 0]))
+    assert isinstance(picked, HistoryBatch)
+    assert picked.lengths.tolist() == [0, 4]
+    assert picked.to("cpu").item.tolist() == picked.item.tolist()
