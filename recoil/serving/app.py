@@ -100,8 +100,18 @@ def _error(status: int, error: str, reason: str) -> web.Response:
     return web.json_response({"error": error, "reason": reason}, status=status)
 
 
-def _items(ranked: list[tuple[str, float]]) -> list[dict[str, Any]]:
-    return [{"item_id": item, "score": round(float(score), 6)} for item, score in ranked]
+def _items(snapshot: ServableSnapshot, ranked: list[tuple[str, float]]) -> list[dict[str, Any]]:
+    """Ranked items as JSON, with creator and cluster where the snapshot knows them."""
+    describe = getattr(snapshot, "item_meta", None)
+    items = []
+    for item, score in ranked:
+        entry: dict[str, Any] = {"item_id": item, "score": round(float(score), 6)}
+        meta = describe(item) if describe is not None else None
+        if meta is not None:
+            entry["creator_id"] = meta.creator_id
+            entry["cluster_id"] = meta.cluster_id
+        items.append(entry)
+    return items
 
 
 def create_app(
@@ -152,7 +162,7 @@ def create_app(
                 **extra,
                 "model_version": snapshot.version,
                 "history_length": len(history),
-                "items": _items(ranked),
+                "items": _items(snapshot, ranked),
             }
         )
 

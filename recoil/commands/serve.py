@@ -1,0 +1,84 @@
+"""``recoil serve``: the recommend API over the newest snapshot in a store."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+from recoil.kafka_settings import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def register(sub: Any) -> None:
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "serve",
+        help="serve GET /recommend/{user_id} and POST /recommend over the newest snapshot",
+        description="HTTP recommend API. Loads the newest snapshot from --store and hot-swaps "
+        "to newer ones as the learner publishes them; live histories come from a stream "
+        "worker's web view (--history-url).",
+    )
+    parser.add_argument("--store", type=Path, required=True, help="snapshot store directory")
+    parser.add_argument(
+        "--history-url",
+        default="http://127.0.0.1:6066",
+        help="a stream worker's web address (serves /history/{user_id}); '' disables "
+        "GET /recommend/{user_id}",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument(
+        "--poll-seconds", type=float, default=0.5, help="how often to look for a new snapshot"
+    )
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if not 0 < args.port < 65536:
+        raise ConfigError(f"--port {args.port} is not a TCP port")
+    if args.poll_seconds <= 0:
+        raise ConfigError("--poll-seconds must be > 0")
+    args.store.mkdir(parents=True, exist_ok=True)
+    asyncio.run(serve(args))
+    return 0
+
+
+async def serve(args: argparse.Namespace) -> None:
+    from aiohttp import web
+    from prometheus_client import CollectorRegistry
+
+    from learner.snapshot import latest_version, load_snapshot
+    from recoil.serving.app import SnapshotHolder, create_app, watch_snapshots
+    from recoil.serving.history import HttpHistorySource
+    from recoil.serving.metrics import ServingMetrics
+
+    registry = CollectorRegistry()
+    metrics = ServingMetrics(registry)
+    holder = SnapshotHolder()
+    history = HttpHistorySource(args.history_url) if args.history_url else None
+    store: Path = args.store
+
+    def watcher() -> Any:
+        return watch_snapshots(
+            holder,
+            lambda: latest_version(store),
+            lambda version: load_snapshot(store, version),
+            metrics,
+            interval=args.poll_seconds,
+        )
+
+    app = create_app(holder, history, registry, metrics, background=[watcher])
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, args.host, args.port)
+    await site.start()
+    print(f"serving on http://{args.host}:{args.port} from {store}", flush=True)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        if history is not None:
+            await history.close()
+        await runner.cleanup()
