@@ -2,6 +2,7 @@
 
     GET  /recommend/{user_id}?k=10   live history (from the stream workers) -> top-k
     POST /recommend                  explicit history (stateless; counterfactual probes)
+    POST /recommend/batch            many explicit histories, one snapshot answers all
     GET  /snapshot                   the version being served
     GET  /healthz, /readyz           liveness; readiness = a snapshot is loaded
     GET  /metrics                    Prometheus
@@ -32,6 +33,7 @@ from recoil.serving.metrics import ServingMetrics
 from recoil.serving.requests import (
     MAX_BODY_BYTES,
     BadRequestError,
+    parse_batch_body,
     parse_k,
     parse_recommend_body,
 )
@@ -182,18 +184,34 @@ def create_app(
         last = history[-1].timestamp if history else None
         return respond(snapshot, history, k, True, user_id=user_id, last_event_timestamp=last)
 
+    async def read_json(request: web.Request) -> Any:
+        try:
+            return await request.json()
+        except json.JSONDecodeError as exc:
+            raise BadRequestError(f"body is not JSON: {exc.msg}") from None
+        except web.HTTPRequestEntityTooLarge:
+            raise BadRequestError(f"body is over {MAX_BODY_BYTES} bytes", 413) from None
+
     async def recommend_history(request: web.Request) -> web.Response:
         try:
-            body = await request.json()
-        except json.JSONDecodeError as exc:
-            return _error(400, "bad_request", f"body is not JSON: {exc.msg}")
-        except web.HTTPRequestEntityTooLarge:
-            return _error(413, "too_large", f"body is over {MAX_BODY_BYTES} bytes")
-        try:
-            req = parse_recommend_body(body)
+            req = parse_recommend_body(await read_json(request))
         except BadRequestError as exc:
             return _error(exc.status, "bad_request", exc.reason)
         return respond(current(), req.history, req.k, req.exclude_seen)
+
+    async def recommend_batch(request: web.Request) -> web.Response:
+        try:
+            req = parse_batch_body(await read_json(request))
+        except BadRequestError as exc:
+            return _error(exc.status, "bad_request", exc.reason)
+        snapshot = current()
+        ranked = snapshot.recommend(req.histories, req.k, req.exclude_seen)
+        return web.json_response(
+            {
+                "model_version": snapshot.version,
+                "results": [_items(snapshot, one) for one in ranked],
+            }
+        )
 
     async def snapshot_info(request: web.Request) -> web.Response:
         snapshot = current()
@@ -214,6 +232,7 @@ def create_app(
 
     app.router.add_get("/recommend/{user_id}", recommend_user)
     app.router.add_post("/recommend", recommend_history)
+    app.router.add_post("/recommend/batch", recommend_batch)
     app.router.add_get("/snapshot", snapshot_info)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

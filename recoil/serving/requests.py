@@ -15,7 +15,8 @@ from recoil.records import HISTORY_COLUMNS, NUM_DWELL_BUCKETS, NUM_GAP_BUCKETS, 
 MAX_K = 500
 DEFAULT_K = 10
 MAX_HISTORY = 1000  # longer histories are refused rather than silently cut
-MAX_BODY_BYTES = 1 << 20
+MAX_BODY_BYTES = 8 << 20
+MAX_BATCH = 1024  # histories per POST /recommend/batch
 
 
 class BadRequestError(ValueError):
@@ -107,3 +108,41 @@ def parse_recommend_body(body: Any) -> RecommendRequest:
         raise BadRequestError("'exclude_seen' must be true or false")
     items = tuple(parse_history_item(obj, i) for i, obj in enumerate(history))
     return RecommendRequest(items, check_k(body.get("k", DEFAULT_K)), exclude_seen)
+
+
+@dataclass(frozen=True)
+class BatchRequest:
+    histories: tuple[tuple[HistoryItem, ...], ...]
+    k: int
+    exclude_seen: bool
+
+
+def parse_batch_body(body: Any) -> BatchRequest:
+    """``POST /recommend/batch``: ``{"histories": [[...], ...], "k": 10, "exclude_seen": true}``.
+
+    One snapshot answers the whole batch, so a counterfactual probe's branches are
+    always compared on the same model version.
+    """
+    if not isinstance(body, dict):
+        raise BadRequestError("body must be a JSON object with a 'histories' list")
+    unknown = body.keys() - {"histories", "k", "exclude_seen"}
+    if unknown:
+        raise BadRequestError(f"unknown fields {sorted(unknown)}")
+    histories = body.get("histories")
+    if not isinstance(histories, list) or not histories:
+        raise BadRequestError("'histories' must be a non-empty list of histories")
+    if len(histories) > MAX_BATCH:
+        raise BadRequestError(
+            f"'histories' has {len(histories)} entries, the limit is {MAX_BATCH}", 413
+        )
+    parsed = []
+    for b, history in enumerate(histories):
+        try:
+            one = parse_recommend_body({"history": history})
+        except BadRequestError as exc:
+            raise BadRequestError(f"histories[{b}]: {exc.reason}", exc.status) from None
+        parsed.append(one.history)
+    exclude_seen = body.get("exclude_seen", True)
+    if not isinstance(exclude_seen, bool):
+        raise BadRequestError("'exclude_seen' must be true or false")
+    return BatchRequest(tuple(parsed), check_k(body.get("k", DEFAULT_K)), exclude_seen)

@@ -102,6 +102,19 @@ def test_recommend_for_user_and_for_explicit_history() -> None:
                 json={"history": [ITEM.to_row()], "k": 2, "exclude_seen": False},
             )
             assert [i["item_id"] for i in (await resp.json())["items"]] == ["i0", "i1"]
+            resp = await client.post(
+                "/recommend/batch",
+                json={"histories": [[], [ITEM.to_row()]], "k": 2},
+            )
+            body = await resp.json()
+            assert body["model_version"] == 7
+            assert [[i["item_id"] for i in r] for r in body["results"]] == [
+                ["i0", "i1"],
+                ["i1", "i2"],
+            ]
+            resp = await client.post("/recommend/batch", json={"histories": [[["i"]]]})
+            assert resp.status == 400
+            assert "histories[0]: history[0] must have" in (await resp.json())["reason"]
             resp = await client.get("/recommend/broken")
             assert resp.status == 503 and (await resp.json())["error"] == "history_unavailable"
             ok = registry.get_sample_value(
