@@ -1,0 +1,24 @@
+"""The simulator's Prometheus metrics, built from monitoring's catalogue (one source of names)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from monitoring.catalogue import Part, create_all, of_part
+
+
+class SimulatorMetrics:
+    """Responsiveness per model version and arm, simulated rates, freshness."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        m: dict[str, Any] = create_all(registry, of_part(Part.SIMULATOR))
+        self.responsiveness = m["recoil_responsiveness_ratio"]
+        self.ci_lower = m["recoil_responsiveness_ci_lower_ratio"]
+        self.ci_upper = m["recoil_responsiveness_ci_upper_ratio"]
+        self.impressions = m["recoil_sim_impressions_total"]
+        self.dislike_rate = m["recoil_sim_dislike_rate_ratio"]
+        self.repeat_dislike_rate = m["recoil_sim_repeat_dislike_creator_rate_ratio"]
+        self.freshness_feature = m["recoil_freshness_feature_seconds"]
+        self.freshness_snapshot = m["recoil_freshness_snapshot_seconds"]

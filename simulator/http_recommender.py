@@ -1,0 +1,73 @@
+"""A ``Recommender`` over the serving API, for probing a live model.
+
+``top_k`` posts explicit histories to ``POST /recommend/batch``; every answer
+names the snapshot version that produced it, and ``versions`` collects them so
+a probe can tell whether a hot swap happened half way (then it is discarded).
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+
+from recoil.records import HistoryItem
+
+
+class ServingError(RuntimeError):
+    """The serving API refused or failed a request."""
+
+
+class HttpRecommender:
+    def __init__(self, base_url: str, batch_size: int = 256, timeout: float = 30.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.batch_size = batch_size
+        self.timeout = timeout
+        self.versions: set[int] = set()
+
+    def _post(self, path: str, body: object) -> dict[str, object]:
+        request = urllib.request.Request(
+            f"{self.base_url}{path}",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as resp:
+                answer: dict[str, object] = json.load(resp)
+                return answer
+        except urllib.error.HTTPError as exc:
+            raise ServingError(f"{path}: {exc.code} {exc.read()[:300]!r}") from exc
+        except OSError as exc:
+            raise ServingError(f"{path}: {exc}") from exc
+
+    def top_k(
+        self, histories: Sequence[Sequence[HistoryItem]], k: int, exclude_seen: bool = False
+    ) -> list[list[str]]:
+        out: list[list[str]] = []
+        for start in range(0, len(histories), self.batch_size):
+            chunk = histories[start : start + self.batch_size]
+            body = {
+                "histories": [[h.to_row() for h in history] for history in chunk],
+                "k": k,
+                "exclude_seen": exclude_seen,
+            }
+            answer = self._post("/recommend/batch", body)
+            self.versions.add(int(answer["model_version"]))  # type: ignore[call-overload]
+            results = answer["results"]
+            assert isinstance(results, list)
+            out.extend([item["item_id"] for item in row] for row in results)
+        return out
+
+    def snapshot_version(self) -> int | None:
+        """The version being served now, or None before the first snapshot."""
+        try:
+            with urllib.request.urlopen(f"{self.base_url}/snapshot", timeout=self.timeout) as r:
+                return int(json.load(r)["version"])
+        except urllib.error.HTTPError as exc:
+            if exc.code == 503:
+                return None
+            raise ServingError(f"/snapshot: {exc.code}") from exc
+        except OSError as exc:
+            raise ServingError(f"/snapshot: {exc}") from exc
