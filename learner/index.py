@@ -265,9 +265,12 @@ def write_index(index: ItemIndex, path: str | os.PathLike[str]) -> None:
 
 
 def read_index(
-    path: str | os.PathLike[str], kind: IndexKind, nprobe: int | None = None,
-    recall: float | None = None, config: IndexConfig | None = None,
-) -> ItemIndex:  # fmt: skip
+    path: str | os.PathLike[str],
+    kind: IndexKind,
+    nprobe: int | None = None,
+    recall: float | None = None,
+    config: IndexConfig | None = None,
+) -> ItemIndex:
     """Read an index written by ``write_index``; cloned to a GPU when one is usable."""
     cpu = faiss.read_index(os.fspath(path))
     if nprobe is not None:
@@ -277,6 +280,14 @@ def read_index(
         _set_nprobe(searched, nprobe)
     info = {"nlist": int(faiss.extract_index_ivf(cpu).nlist)} if kind == "ivf" else {}
     return ItemIndex(
-        searched, cpu, kind, int(cpu.d), int(cpu.ntotal), nprobe, recall,
-        resources is not None, info, resources,
-    )  # fmt: skip
+        searched,
+        cpu,
+        kind,
+        int(cpu.d),
+        int(cpu.ntotal),
+        nprobe,
+        recall,
+        resources is not None,
+        info,
+        resources,
+    )

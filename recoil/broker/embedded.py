@@ -115,7 +115,9 @@ class EmbeddedKafka:
                 self.host, self.port, self.controller_port, data, self.extra_properties
             )
         )
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = "-"
+        while cluster_id.startswith("-"):  # as Kafka's Uuid.randomUuid: "-..." reads as an option
+            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         fmt = self._java(
             libs, "kafka.tools.StorageTool", "format", "-t", cluster_id,
             "-c", str(config), "--standalone", "--ignore-formatted",
