@@ -1,0 +1,183 @@
+"""The whole loop as child processes: stream worker, learners, serving, simulated users.
+
+Used by ``recoil demo`` and by the loop's integration test, so what the test
+checks is what users run. One learner and one serving process per arm, all
+reading the same ``training-examples`` topic (each learner in its own consumer
+group) so arms are compared on identical data; the simulated users consume the
+first arm's model and every arm is probed at each new snapshot version.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from recoil.broker.embedded import free_port
+from recoil.kafka_settings import KafkaSettings
+from recoil.processes import Child, ProcessGroup, recoil_command
+from recoil.topics import DLQ, INTERACTIONS, MODEL_UPDATES, TRAINING_EXAMPLES, ensure_topics
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    """What the loop runs; defaults make a small demo on one laptop."""
+
+    workdir: Path  # snapshots, checkpoints, worker state, logs, probe results
+    arms: tuple[str, ...] = ("feature_and_labels", "no_signal")  # first arm serves the users
+    world: str = "tiny"  # simulator world preset
+    users: int = 100  # simulated users
+    rate: float = 150.0  # impressions per second
+    policy_share: float = 0.5  # share of impressions from the logging policy
+    partitions: int = 4  # of interactions and training-examples
+    topic_suffix: str = ""  # tests give each run its own topics
+    snapshot_every_steps: int = 150  # learner publishes after this many steps...
+    snapshot_every_seconds: float = 20.0  # ...or this many seconds, whichever first
+    batch_size: int = 128  # examples per training step
+    probe_simulations: int = 200  # counterfactual simulations per probe
+    probe_k: int = 20  # branch position of the probe
+    seed: int = 0
+
+    def topic(self, name: str) -> str:
+        return name + self.topic_suffix
+
+    @property
+    def results_file(self) -> Path:
+        """Probe results, one JSON line per (arm, model version)."""
+        return self.workdir / "probes.jsonl"
+
+
+def read_probe_results(path: Path) -> list[dict[str, Any]]:
+    """Every probe result so far, in the order they were measured."""
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@dataclass
+class Ports:
+    worker_web: int
+    worker_metrics: int
+    simulator_metrics: int
+    serving: dict[str, int]
+    learner_metrics: dict[str, int]
+
+
+class Loop:
+    """Start the roles in dependency order; the caller's ProcessGroup stops them."""
+
+    def __init__(self, config: LoopConfig, kafka: KafkaSettings, group: ProcessGroup) -> None:
+        self.config = config
+        self.kafka = kafka
+        self.group = group
+        self.ports = Ports(
+            worker_web=free_port(),
+            worker_metrics=free_port(),
+            simulator_metrics=free_port(),
+            serving={arm: free_port() for arm in config.arms},
+            learner_metrics={arm: free_port() for arm in config.arms},
+        )
+        self.children: dict[str, Child] = {}
+
+    def store(self, arm: str) -> Path:
+        return self.config.workdir / "snapshots" / arm
+
+    def serving_url(self, arm: str) -> str:
+        return f"http://127.0.0.1:{self.ports.serving[arm]}"
+
+    def metrics_targets(self) -> list[str]:
+        """host:port of every /metrics endpoint the loop exposes."""
+        ports = [self.ports.worker_metrics, self.ports.simulator_metrics]
+        ports += list(self.ports.learner_metrics.values()) + list(self.ports.serving.values())
+        return [f"127.0.0.1:{p}" for p in ports]
+
+    def start(self) -> None:
+        cfg = self.config
+        cfg.workdir.mkdir(parents=True, exist_ok=True)
+        bootstrap = ["--bootstrap-servers", self.kafka.bootstrap_servers]
+        ensure_topics(
+            self.kafka,
+            [cfg.topic(INTERACTIONS), cfg.topic(TRAINING_EXAMPLES)],
+            partitions=cfg.partitions,
+        )
+        ensure_topics(self.kafka, [cfg.topic(DLQ), cfg.topic(MODEL_UPDATES)], partitions=1)
+        self.children["worker"] = self.group.start(
+            "worker",
+            recoil_command(
+                "worker", *bootstrap,
+                "--app-id", f"recoil-streams{cfg.topic_suffix}",
+                "--input-topic", cfg.topic(INTERACTIONS),
+                "--output-topic", cfg.topic(TRAINING_EXAMPLES),
+                "--dlq-topic", cfg.topic(DLQ),
+                "--data-dir", str(cfg.workdir / "worker"),
+                "--web-port", str(self.ports.worker_web),
+                "--metrics-port", str(self.ports.worker_metrics),
+            ),
+        )  # fmt: skip
+        for arm in cfg.arms:
+            self.children[f"learner-{arm}"] = self.group.start(
+                f"learner-{arm}",
+                recoil_command(
+                    "learn", *bootstrap,
+                    "--topic", cfg.topic(TRAINING_EXAMPLES),
+                    "--group", f"recoil-learner-{arm}{cfg.topic_suffix}",
+                    "--arm", arm,
+                    "--store", str(self.store(arm)),
+                    "--checkpoint-dir", str(cfg.workdir / "checkpoints" / arm),
+                    "--snapshot-every-steps", str(cfg.snapshot_every_steps),
+                    "--snapshot-every-seconds", str(cfg.snapshot_every_seconds),
+                    "--batch-size", str(cfg.batch_size),
+                    "--model-updates-topic", cfg.topic(MODEL_UPDATES),
+                    "--metrics-port", str(self.ports.learner_metrics[arm]),
+                    "--seed", str(cfg.seed),
+                    "--threads", "1",
+                ),
+            )  # fmt: skip
+            self.children[f"serving-{arm}"] = self.group.start(
+                f"serving-{arm}",
+                recoil_command(
+                    "serve",
+                    "--store", str(self.store(arm)),
+                    "--history-url", f"http://127.0.0.1:{self.ports.worker_web}",
+                    "--port", str(self.ports.serving[arm]),
+                ),
+            )  # fmt: skip
+        primary = cfg.arms[0]
+        probes = [f"--probe={arm}={self.serving_url(arm)}" for arm in cfg.arms]
+        self.children["simulator"] = self.group.start(
+            "simulator",
+            recoil_command(
+                "simulate", *bootstrap,
+                "--topic", cfg.topic(INTERACTIONS),
+                "--serving-url", self.serving_url(primary),
+                "--arm", primary,
+                *probes,
+                "--world", cfg.world,
+                "--users", str(cfg.users),
+                "--rate", str(cfg.rate),
+                "--policy-share", str(cfg.policy_share),
+                "--probe-simulations", str(cfg.probe_simulations),
+                "--probe-k", str(cfg.probe_k),
+                "--seed", str(cfg.seed),
+                "--metrics-port", str(self.ports.simulator_metrics),
+                "--results", str(cfg.results_file),
+            ),
+        )  # fmt: skip
+
+    def probe_results(self) -> list[dict[str, Any]]:
+        return read_probe_results(self.config.results_file)
+
+    def learner_metric(self, arm: str, name: str) -> float | None:
+        """One unlabelled sample of a learner's /metrics, or None while it is unreachable."""
+        url = f"http://127.0.0.1:{self.ports.learner_metrics[arm]}/metrics"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                text = resp.read().decode()
+        except OSError:
+            return None
+        for line in text.splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        return None
