@@ -1,0 +1,153 @@
+"""Offline evaluation on held-out logged events: a time split per user, then ranking metrics.
+
+Two protocols:
+
+- ``holdout_ranking`` (world experiment): one recommendation list per user,
+  from the history at the split; Recall@K and NDCG@K of the user's held-out
+  positive items (users without one are skipped).
+- ``next_item_ranking`` (backtest): every held-out event is a test case whose
+  history is everything before it (earlier held-out events included, as
+  input only); HR@K and NDCG@K of its item, separately for positive and for
+  disliked events. A disliked item in the top K is a recommendation the user
+  had told us they did not want.
+
+Seen items are excluded from every list (a retrieval system does not re-serve them).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from recoil.events import InteractionEvent
+from recoil.labels import LabelConfig, is_negative_feedback, label_event
+from recoil.windows import History, step
+from simulator.metrics import hit_at_k, ndcg_at_k, ndcg_single, recall_at_k
+from simulator.recommender import Recommender, top_k_batched
+
+
+def split_last_events(
+    events: Iterable[InteractionEvent], holdout: int
+) -> tuple[list[InteractionEvent], list[InteractionEvent]]:
+    """Per user, in time order: all but the last ``holdout`` events, and those last ones.
+
+    Users with no more than ``holdout`` events keep them all in training.
+    """
+    if holdout < 1:
+        raise ValueError("holdout must be >= 1 event per user")
+    by_user: dict[str, list[InteractionEvent]] = defaultdict(list)
+    for event in events:
+        by_user[event.user_id].append(event)
+    train: list[InteractionEvent] = []
+    test: list[InteractionEvent] = []
+    for user_events in by_user.values():
+        user_events.sort(key=lambda e: (e.timestamp, e.event_id))
+        cut = len(user_events) - holdout if len(user_events) > holdout else len(user_events)
+        train.extend(user_events[:cut])
+        test.extend(user_events[cut:])
+    return train, test
+
+
+@dataclass(frozen=True)
+class HoldoutRanking:
+    recall: float  # mean over evaluated users
+    ndcg: float
+    per_user_recall: np.ndarray  # (users,) in ``users`` order
+    per_user_ndcg: np.ndarray
+    users: list[str]
+
+
+def holdout_ranking(
+    recommender: Recommender,
+    histories: dict[str, History],
+    test_events: Iterable[InteractionEvent],
+    labels: LabelConfig,
+    k: int,
+    batch_size: int = 4096,
+) -> HoldoutRanking:
+    """Recall@K / NDCG@K of each user's held-out positives from the history at the split."""
+    relevant: dict[str, set[str]] = defaultdict(set)
+    for event in test_events:
+        label = label_event(event, labels)
+        if label is not None and label[0] == "positive":
+            relevant[event.user_id].add(event.item_id)
+    users = sorted(u for u in relevant if u in histories)
+    recs = top_k_batched(
+        recommender, [histories[u] for u in users], k, exclude_seen=True, batch_size=batch_size
+    )
+    recall = np.array([recall_at_k(r, relevant[u], k) for r, u in zip(recs, users, strict=True)])
+    ndcg = np.array([ndcg_at_k(r, relevant[u], k) for r, u in zip(recs, users, strict=True)])
+    return HoldoutRanking(
+        recall=float(recall.mean()) if users else float("nan"),
+        ndcg=float(ndcg.mean()) if users else float("nan"),
+        per_user_recall=recall,
+        per_user_ndcg=ndcg,
+        users=users,
+    )
+
+
+@dataclass(frozen=True)
+class NextItemRanking:
+    hr_positive: float  # share of held-out positives whose item is in the top K
+    ndcg_positive: float
+    hr_dislike: float  # share of held-out dislikes whose item is in the top K
+    positives: int  # test cases of each kind
+    dislikes: int
+    hits_positive: np.ndarray  # (positives,) 0/1 per case, for intervals
+    hits_dislike: np.ndarray  # (dislikes,)
+
+
+def next_item_cases(
+    train_histories: dict[str, History],
+    test_events: Sequence[InteractionEvent],
+    labels: LabelConfig,
+) -> tuple[list[History], list[InteractionEvent]]:
+    """Each held-out event with the history before it (test events enter it as input)."""
+    by_user: dict[str, list[InteractionEvent]] = defaultdict(list)
+    for event in test_events:
+        by_user[event.user_id].append(event)
+    histories: list[History] = []
+    cases: list[InteractionEvent] = []
+    for user in sorted(by_user):
+        history = train_histories.get(user, ())
+        for event in sorted(by_user[user], key=lambda e: (e.timestamp, e.event_id)):
+            if history:
+                histories.append(history)
+                cases.append(event)
+            history, _ = step(event, history, labels)
+    return histories, cases
+
+
+def next_item_ranking(
+    recommender: Recommender,
+    histories: Sequence[History],
+    cases: Sequence[InteractionEvent],
+    labels: LabelConfig,
+    k: int,
+    batch_size: int = 4096,
+) -> NextItemRanking:
+    """HR@K and NDCG@K of held-out positives, HR@K of held-out dislikes."""
+    recs = top_k_batched(recommender, histories, k, exclude_seen=True, batch_size=batch_size)
+    hits_pos: list[float] = []
+    ndcg_pos: list[float] = []
+    hits_dis: list[float] = []
+    for rec, event in zip(recs, cases, strict=True):
+        if is_negative_feedback(event, labels):
+            hits_dis.append(hit_at_k(rec, event.item_id, k))
+            continue
+        label = label_event(event, labels)
+        if label is not None and label[0] == "positive":
+            hits_pos.append(hit_at_k(rec, event.item_id, k))
+            ndcg_pos.append(ndcg_single(rec, event.item_id, k))
+    return NextItemRanking(
+        hr_positive=float(np.mean(hits_pos)) if hits_pos else float("nan"),
+        ndcg_positive=float(np.mean(ndcg_pos)) if ndcg_pos else float("nan"),
+        hr_dislike=float(np.mean(hits_dis)) if hits_dis else float("nan"),
+        positives=len(hits_pos),
+        dislikes=len(hits_dis),
+        hits_positive=np.array(hits_pos),
+        hits_dislike=np.array(hits_dis),
+    )

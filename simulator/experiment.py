@@ -1,0 +1,306 @@
+"""The paper's ablation on the synthetic world: every arm trained on the same logged data.
+
+Steps (``run_experiment``):
+
+1. Build the world and log ``steps_per_user`` impressions per user through the
+   engagement-driven logging policy (``simulator.policy``).
+2. Hold out each user's last ``holdout_events`` events; window the rest into
+   training examples with ``recoil.windows.events_to_examples`` (the streams' rules).
+3. For each arm: train (``learner.offline.train_offline``), run the
+   counterfactual probe, the closed loop, and Recall@K / NDCG@K of held-out positives.
+
+``ablation.json`` holds exactly ``{"arms": {ARM: {responsiveness_cluster,
+responsiveness_creator, ci95_cluster, ci95_creator, dislike_rate,
+repeat_dislike_creator_rate, recall_at_k, ndcg_at_k}}, "config": {...}}``;
+diagnostics (shares, intervals against ``no_signal``, training reports) go to
+``details.json``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from learner.arms import ARMS
+from learner.model import ModelConfig
+from learner.offline import TrainConfig, TrainedRecommender, train_offline
+from recoil.labels import LabelConfig
+from recoil.windows import events_to_examples, user_histories
+from simulator.closed_loop import ClosedLoopConfig, ClosedLoopResult, UserStart, run_closed_loop
+from simulator.evaluation import HoldoutRanking, holdout_ranking, split_last_events
+from simulator.logged_data import WorldLog, log_statistics, simulate_logs
+from simulator.metrics import bootstrap_relative_change, relative_change
+from simulator.policy import LoggingPolicyConfig
+from simulator.probe import ProbeConfig, Responsiveness, run_probe
+from simulator.report import write_ablation
+from simulator.world import World, WorldConfig, world_preset
+
+log = logging.getLogger(__name__)
+
+BASELINE_ARM = "no_signal"
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """Everything an experiment run depends on; recorded in ``ablation.json``."""
+
+    world: WorldConfig
+    policy: LoggingPolicyConfig = field(default_factory=LoggingPolicyConfig)
+    labels: LabelConfig = field(default_factory=LabelConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
+    closed_loop: ClosedLoopConfig = field(default_factory=ClosedLoopConfig)
+    holdout_events: int = 10  # last events per user held out for Recall@K / NDCG@K
+    recall_k: int = 20  # K of Recall@K and NDCG@K
+    arms: tuple[str, ...] = tuple(ARMS)  # arms trained, in report order
+
+    def __post_init__(self) -> None:
+        unknown = [a for a in self.arms if a not in ARMS]
+        if unknown:
+            raise ValueError(f"unknown arms {unknown}; choose from {sorted(ARMS)}")
+        if self.holdout_events >= self.world.steps_per_user:
+            raise ValueError("holdout_events must be smaller than the world's steps_per_user")
+        if self.model.max_len > self.labels.history_length:
+            raise ValueError(
+                f"model.max_len ({self.model.max_len}) must not exceed labels.history_length "
+                f"({self.labels.history_length}): the model cannot read more than the window"
+            )
+
+
+@dataclass(frozen=True)
+class RunSize:
+    """How much work a world preset gets: training and closed-loop sizes."""
+
+    train_steps: int  # optimizer steps per arm
+    batch_size: int  # examples per step
+    loop_users: int  # closed-loop users
+    loop_steps: int  # closed-loop impressions per user
+
+
+# Chosen so tiny runs in seconds (few examples: small batches, else Lightning spends
+# its time restarting epochs) and medium (the default) fits 30 minutes on 2 CPU cores.
+RUN_SIZES: dict[str, RunSize] = {
+    "tiny": RunSize(train_steps=60, batch_size=64, loop_users=60, loop_steps=20),
+    "small": RunSize(train_steps=1000, batch_size=512, loop_users=500, loop_steps=50),
+    "medium": RunSize(train_steps=2000, batch_size=512, loop_users=1000, loop_steps=100),
+    "large": RunSize(train_steps=4000, batch_size=1024, loop_users=2000, loop_steps=100),
+}
+
+
+def experiment_config(
+    world: str,
+    seed: int = 0,
+    simulations: int = 2000,
+    k: int = 50,
+    max_steps: int | None = None,
+    arms: tuple[str, ...] = tuple(ARMS),
+) -> ExperimentConfig:
+    """The documented defaults for a world preset; one seed drives every random choice."""
+    world_config = world_preset(world, seed)
+    size = RUN_SIZES[world]
+    softmax: Literal["full", "sampled"] = "sampled" if world == "large" else "full"  # 100k items
+    return ExperimentConfig(
+        world=world_config,
+        train=TrainConfig(
+            max_steps=max_steps or size.train_steps,
+            batch_size=size.batch_size,
+            seed=seed,
+            softmax=softmax,
+        ),
+        probe=ProbeConfig(simulations=simulations, k=k, seed=seed),
+        closed_loop=ClosedLoopConfig(
+            users=min(size.loop_users, world_config.num_users), steps=size.loop_steps, seed=seed
+        ),
+        arms=arms,
+    )
+
+
+@dataclass
+class ArmOutcome:
+    """Everything measured for one arm."""
+
+    responsiveness: Responsiveness
+    loop: ClosedLoopResult
+    ranking: HoldoutRanking
+    train_seconds: float
+    eval_seconds: float
+    training: dict[str, Any]
+
+
+def user_starts(
+    world: World, world_log: WorldLog, users: int, labels: LabelConfig
+) -> list[UserStart]:
+    """The first ``users`` users as the logging left them: state, history, clock, dislikes."""
+    histories = user_histories(world_log.events, labels)
+    disliked: dict[str, set[str]] = {}
+    for event in world_log.events:
+        if event.disliked:
+            disliked.setdefault(event.user_id, set()).add(event.creator_id)
+    starts = []
+    for state, end in zip(world_log.final_states[:users], world_log.end_times, strict=False):
+        user_id = f"u{state.user}"
+        starts.append(
+            UserStart(state, histories[user_id], end, frozenset(disliked.get(user_id, ())))
+        )
+    return starts
+
+
+def evaluate_arm(
+    recommender: TrainedRecommender,
+    world: World,
+    config: ExperimentConfig,
+    starts: list[UserStart],
+    split_histories: dict[str, Any],
+    test_events: list[Any],
+    progress: bool,
+) -> tuple[Responsiveness, ClosedLoopResult, HoldoutRanking]:
+    # Evaluation never needs gradients; inference mode is also what lets top_k mask
+    # seen items in place on the scores it computed under inference mode.
+    with torch.inference_mode():
+        probe = run_probe(recommender, world.catalog, config.probe, config.labels, progress)
+        loop = run_closed_loop(
+            world, recommender, starts, config.closed_loop, config.labels, progress
+        )
+        ranking = holdout_ranking(
+            recommender, split_histories, test_events, config.labels, config.recall_k
+        )
+    return probe, loop, ranking
+
+
+def run_experiment(
+    config: ExperimentConfig, out_dir: Path, progress: bool = True
+) -> dict[str, Any]:
+    """Run every arm, write ``ablation.json``/``.md``/``responsiveness.png``; return the JSON."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    world = World(config.world)
+    world_log = simulate_logs(world, config.policy, progress=progress)
+    stats = log_statistics(world_log.events, config.labels)
+    train_events, test_events = split_last_events(world_log.events, config.holdout_events)
+    examples = events_to_examples(train_events, config.labels)
+    split_histories = user_histories(train_events, config.labels)
+    starts = user_starts(world, world_log, config.closed_loop.users, config.labels)
+    data_seconds = time.perf_counter() - started
+    log.info(
+        "world %s: %d events, %d training examples, dislikes %.2f%%, skips %.1f%% (%.1fs)",
+        config.world.name, len(world_log.events), len(examples), 100 * stats["dislike_rate"],
+        100 * stats["skip_rate"], data_seconds,
+    )  # fmt: skip
+    outcomes: dict[str, ArmOutcome] = {}
+    for n, arm in enumerate(config.arms, start=1):
+        log.info("arm %d/%d: %s: training", n, len(config.arms), arm)
+        t0 = time.perf_counter()
+        recommender = train_offline(examples, arm, config.model, config.train, progress)
+        t1 = time.perf_counter()
+        log.info("arm %s: trained in %.1fs; probing and closed loop", arm, t1 - t0)
+        probe, loop, ranking = evaluate_arm(
+            recommender, world, config, starts, split_histories, test_events, progress
+        )
+        report = recommender.report
+        training = {} if report is None else {
+            "examples": report.num_examples, "negative_labels": report.num_negative,
+            "steps": report.steps, "steps_per_second": report.steps_per_second,
+            "final_loss": report.loss_curve[-1][1] if report.loss_curve else None,
+        }  # fmt: skip
+        outcomes[arm] = ArmOutcome(
+            probe, loop, ranking, t1 - t0, time.perf_counter() - t1, training
+        )
+        log.info(
+            "arm %s: responsiveness cluster %+.1f%% creator %+.1f%%, dislike rate %.3f%%, "
+            "Recall@%d %.4f (%.1fs)",
+            arm, 100 * probe.cluster, 100 * probe.creator, 100 * loop.dislike_rate,
+            config.recall_k, ranking.recall, time.perf_counter() - t0,
+        )  # fmt: skip
+    total_seconds = time.perf_counter() - started
+    ablation = ablation_json(config, stats, outcomes, data_seconds, total_seconds)
+    write_ablation(out_dir, ablation, details_json(config, outcomes))
+    log.info("experiment done in %.1fs; results in %s", total_seconds, out_dir)
+    return ablation
+
+
+def ablation_json(
+    config: ExperimentConfig,
+    stats: dict[str, Any],
+    outcomes: dict[str, ArmOutcome],
+    data_seconds: float,
+    total_seconds: float,
+) -> dict[str, Any]:
+    arms = {
+        arm: {
+            "responsiveness_cluster": o.responsiveness.cluster,
+            "responsiveness_creator": o.responsiveness.creator,
+            "ci95_cluster": list(o.responsiveness.ci95_cluster),
+            "ci95_creator": list(o.responsiveness.ci95_creator),
+            "dislike_rate": o.loop.dislike_rate,
+            "repeat_dislike_creator_rate": o.loop.repeat_dislike_creator_rate,
+            "recall_at_k": o.ranking.recall,
+            "ndcg_at_k": o.ranking.ndcg,
+        }
+        for arm, o in outcomes.items()
+    }
+    return {
+        "arms": arms,
+        "config": {
+            "world": config.world.to_dict(),
+            "world_stats": stats,
+            "logging_policy": asdict(config.policy),
+            "labels": asdict(config.labels),
+            "model": asdict(config.model),
+            "train": asdict(config.train),
+            "probe": asdict(config.probe),
+            "closed_loop": asdict(config.closed_loop),
+            "holdout_events": config.holdout_events,
+            "k": config.recall_k,
+            "seconds": {
+                "data": round(data_seconds, 1),
+                "total": round(total_seconds, 1),
+                **{
+                    f"arm_{a}": round(o.train_seconds + o.eval_seconds, 1)
+                    for a, o in outcomes.items()
+                },
+            },
+        },
+    }
+
+
+def details_json(config: ExperimentConfig, outcomes: dict[str, ArmOutcome]) -> dict[str, Any]:
+    """Per-arm diagnostics, and each arm's change against ``no_signal`` with 95% intervals."""
+    rng = np.random.default_rng([config.probe.seed, 9])
+    base = outcomes.get(BASELINE_ARM)
+    result: dict[str, Any] = {}
+    for arm, o in outcomes.items():
+        entry: dict[str, Any] = {
+            "probe": o.responsiveness.to_dict(),
+            "closed_loop": o.loop.to_dict(),
+            "holdout_users": len(o.ranking.users),
+            "training": o.training,
+            "train_seconds": round(o.train_seconds, 1),
+            "eval_seconds": round(o.eval_seconds, 1),
+        }
+        if base is not None and arm != BASELINE_ARM:
+            b_dis = np.array(base.loop.per_user_dislikes, dtype=float)
+            a_dis = np.array(o.loop.per_user_dislikes, dtype=float)
+            entry["vs_no_signal"] = {
+                "dislike_rate": relative_change(b_dis, a_dis),
+                "dislike_rate_ci95": bootstrap_relative_change(b_dis, a_dis, rng),
+                "repeat_dislike_creator_rate": relative_change(
+                    np.array([base.loop.repeat_dislike_creator_rate]),
+                    np.array([o.loop.repeat_dislike_creator_rate]),
+                ),
+                "recall_at_k": relative_change(
+                    base.ranking.per_user_recall, o.ranking.per_user_recall
+                ),
+                "recall_at_k_ci95": bootstrap_relative_change(
+                    base.ranking.per_user_recall, o.ranking.per_user_recall, rng
+                ),
+                "ndcg_at_k": relative_change(base.ranking.per_user_ndcg, o.ranking.per_user_ndcg),
+            }
+        result[arm] = entry
+    return result

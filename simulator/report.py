@@ -1,0 +1,162 @@
+"""Writing results: JSON, a Markdown table and a PNG plot (matplotlib, Agg backend)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt
+
+# The paper's Fig. 3b (section 4), for reference on the plot: (cluster, creator).
+PAPER_RESPONSIVENESS = {
+    "no_signal": (0.0, 0.0),
+    "feature_only": (-0.227, -0.228),
+    "feature_and_labels": (-0.608, -0.641),
+}
+
+
+def _pct(x: float | None, signed: bool = True) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "n/a"
+    return f"{100 * x:+.1f}%" if signed else f"{100 * x:.2f}%"
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, allow_nan=True) + "\n")
+    tmp.replace(path)  # readers never see half a file
+
+
+def ablation_markdown(ablation: dict[str, Any], details: dict[str, Any]) -> str:
+    cfg = ablation["config"]
+    stats = cfg["world_stats"]
+    k = cfg["k"]
+    lines = [
+        f"# Responsiveness ablation — world `{cfg['world']['name']}` (seed {cfg['world']['seed']})",
+        "",
+        f"Logged {stats['impressions']:,} impressions of {stats['users']:,} users: "
+        f"dislikes {_pct(stats['dislike_rate'], False)}, skips {_pct(stats['skip_rate'], False)}, "
+        f"long dwells {_pct(stats['long_dwell_rate'], False)}; "
+        f"{_pct(stats['dislikes_with_long_dwell'], False)} of dislikes follow a long dwell; "
+        f"{_pct(stats['reexposed_after_dislike'], False)} of dislikes are followed by the same "
+        f"creator within {stats['reexposure_horizon']} impressions, disliked again "
+        f"{_pct(stats['dislike_rate_reexposed'], False)} of the time.",
+        "",
+        f"Probe: {cfg['probe']['simulations']} simulations, k = {cfg['probe']['k']}, "
+        f"top {cfg['probe']['top_n']} at step k+1. Closed loop: {cfg['closed_loop']['users']} "
+        f"users x {cfg['closed_loop']['steps']} steps. Intervals: bootstrap 95%.",
+        "",
+        "| arm | responsiveness cluster | responsiveness creator | dislike rate (vs no_signal) "
+        f"| repeat dislike / creator | Recall@{k} (vs no_signal) | NDCG@{k} |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for arm, r in ablation["arms"].items():
+        vs = details.get(arm, {}).get("vs_no_signal", {})
+        lo_c, hi_c = r["ci95_cluster"]
+        lo_r, hi_r = r["ci95_creator"]
+        dislike = _pct(r["dislike_rate"], False)
+        recall = f"{r['recall_at_k']:.4f}"
+        if vs:
+            dislike += f" ({_pct(vs['dislike_rate'])})"
+            recall += f" ({_pct(vs['recall_at_k'])})"
+        lines.append(
+            f"| {arm} | {_pct(r['responsiveness_cluster'])} [{_pct(lo_c)}, {_pct(hi_c)}] "
+            f"| {_pct(r['responsiveness_creator'])} [{_pct(lo_r)}, {_pct(hi_r)}] "
+            f"| {dislike} | {_pct(r['repeat_dislike_creator_rate'], False)} "
+            f"| {recall} | {r['ndcg_at_k']:.4f} |"
+        )
+    lines += ["", f"Total time {cfg['seconds']['total']:.0f} s.", ""]
+    return "\n".join(lines)
+
+
+def responsiveness_plot(ablation: dict[str, Any], path: Path) -> None:
+    """Bars per arm (cluster, creator) with 95% intervals, the paper's values as markers."""
+    arms = list(ablation["arms"])
+    fig, ax = plt.subplots(figsize=(1.6 * len(arms) + 2.5, 4.2))
+    width = 0.38
+    for offset, (kind, colour) in zip(
+        (-width / 2, width / 2), (("cluster", "tab:blue"), ("creator", "tab:orange")), strict=True
+    ):
+        values = [100 * ablation["arms"][a][f"responsiveness_{kind}"] for a in arms]
+        cis = [ablation["arms"][a][f"ci95_{kind}"] for a in arms]
+        lower = [v - 100 * lo for v, (lo, _) in zip(values, cis, strict=True)]
+        upper = [100 * hi - v for v, (_, hi) in zip(values, cis, strict=True)]
+        xs = [i + offset for i in range(len(arms))]
+        ax.bar(xs, values, width, yerr=[lower, upper], capsize=4, color=colour, label=kind)
+        for x, arm in zip(xs, arms, strict=True):
+            if arm in PAPER_RESPONSIVENESS:
+                paper = 100 * PAPER_RESPONSIVENESS[arm][0 if kind == "cluster" else 1]
+                ax.plot(x, paper, marker="_", markersize=18, color="black")
+    ax.plot([], [], marker="_", markersize=12, color="black", linestyle="", label="paper")
+    ax.axhline(0, color="grey", linewidth=0.8)
+    ax.set_xticks(range(len(arms)), arms, rotation=20, ha="right")
+    ax.set_ylabel("responsiveness to a dislike (%)")
+    world = ablation["config"]["world"]["name"]
+    ax.set_title(f"Change of same-cluster / same-creator recommendations after a dislike ({world})")
+    ax.title.set_fontsize(9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_ablation(out_dir: Path, ablation: dict[str, Any], details: dict[str, Any]) -> None:
+    _write_json(out_dir / "ablation.json", ablation)
+    _write_json(out_dir / "details.json", details)
+    (out_dir / "ablation.md").write_text(ablation_markdown(ablation, details))
+    responsiveness_plot(ablation, out_dir / "responsiveness.png")
+
+
+def backtest_markdown(result: dict[str, Any]) -> str:
+    cfg = result["config"]
+    lines = [
+        f"# Backtest — `{cfg['file']}`",
+        "",
+        f"{cfg['events']:,} events of {cfg['users']:,} users; the last {cfg['holdout_events']} "
+        f"events of each user are held out ({cfg['test_positives']:,} positives, "
+        f"{cfg['test_dislikes']:,} dislikes). Creator: {cfg['creator_note']}",
+        "",
+        "| arm | HR@10 positives | NDCG@10 positives | HR@10 dislikes (lower is better) |",
+        "|---|---|---|---|",
+    ]
+    for arm, r in result["arms"].items():
+        hr, ndcg, hr_dislikes = r["hr_at_10"], r["ndcg_at_10"], r["hr_at_10_dislikes"]
+        lines.append(f"| {arm} | {hr:.4f} | {ndcg:.4f} | {hr_dislikes:.4f} |")
+    lines += ["", f"Total time {cfg['seconds']['total']:.0f} s.", ""]
+    return "\n".join(lines)
+
+
+def backtest_plot(result: dict[str, Any], path: Path) -> None:
+    arms = list(result["arms"])
+    fig, axes = plt.subplots(1, 2, figsize=(2 * len(arms) + 3, 4.0))
+    for ax, (key, title) in zip(
+        axes,
+        (
+            ("hr_at_10", "HR@10 of held-out positives"),
+            ("hr_at_10_dislikes", "HR@10 of held-out dislikes"),
+        ),
+        strict=True,
+    ):
+        values = [result["arms"][a][key] for a in arms]
+        cis = [
+            result["arms"][a].get(f"{key}_ci95", [v, v]) for a, v in zip(arms, values, strict=True)
+        ]
+        lower = [v - lo for v, (lo, _) in zip(values, cis, strict=True)]
+        upper = [hi - v for v, (_, hi) in zip(values, cis, strict=True)]
+        ax.bar(range(len(arms)), values, yerr=[lower, upper], capsize=4, color="tab:green")
+        ax.set_xticks(range(len(arms)), arms, rotation=20, ha="right")
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_backtest(out_dir: Path, result: dict[str, Any]) -> None:
+    _write_json(out_dir / "backtest.json", result)
+    (out_dir / "backtest.md").write_text(backtest_markdown(result))
+    backtest_plot(result, out_dir / "backtest.png")
