@@ -1,0 +1,60 @@
+"""`recoil backtest` on a slice of the real KuaiRand file, with real Lightning training."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from recoil.cli import main
+
+KUAIRAND = Path(__file__).parents[2].parent / "shared" / "data" / "kuairand_k15_likes_hates.tsv"
+
+
+@pytest.fixture(scope="module")
+def sliced(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """All rows of the file's first 30 users (in order of first appearance)."""
+    lines = KUAIRAND.read_text().splitlines()
+    users: set[str] = set()
+    keep = [lines[0]]
+    for line in lines[1:]:
+        user = line.split("\t", 1)[0]
+        if user not in users and len(users) < 30:
+            users.add(user)
+        if user in users:
+            keep.append(line)
+    path = tmp_path_factory.mktemp("data") / "slice.tsv"
+    path.write_text("\n".join(keep) + "\n")
+    return path
+
+
+def test_backtest_on_a_kuairand_slice(sliced: Path, tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    argv = ["backtest", str(sliced), "--out", str(tmp_path), "--max-steps", "40", "--no-progress"]
+    assert main([*argv, "--arms", "no_signal,feature_and_labels", "--holdout", "5"]) == 0
+    result = json.loads((tmp_path / "backtest.json").read_text())
+    assert list(result["arms"]) == ["no_signal", "feature_and_labels"]
+    for metrics in result["arms"].values():
+        for key in ("hr_at_10", "ndcg_at_10", "hr_at_10_dislikes"):
+            assert 0.0 <= metrics[key] <= 1.0
+        assert metrics["ndcg_at_10"] <= metrics["hr_at_10"]
+    config = result["config"]
+    assert config["test_dislikes"] > 0  # these users do dislike in their last events
+    assert config["users"] == 30 and config["holdout_events"] == 5
+    assert config["test_positives"] + config["test_dislikes"] == 30 * 5
+    assert config["train"]["max_steps"] == 40
+    assert (tmp_path / "backtest.png").read_bytes()[:4] == b"\x89PNG"
+    assert "| feature_and_labels |" in (tmp_path / "backtest.md").read_text()
+
+
+def test_a_table_without_mapping_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "other.csv"
+    path.write_text("a,b\n1,2\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["backtest", str(path), "--out", str(tmp_path / "out")])
+    assert exit_info.value.code == 2
+    assert "give a column mapping" in capsys.readouterr().err
