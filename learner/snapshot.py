@@ -470,9 +470,11 @@ def _write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
 
 def kafka_announcer(producer: Any, topic: str) -> Callable[[SnapshotInfo], None]:
     """An ``announce`` callback sending ``SnapshotInfo.announcement()`` with a kafka-python
-    producer (key: the version), waiting for the broker's acknowledgement."""
+    producer, waiting for the broker's acknowledgement. The key is the store's path, so
+    one store's announcements share a partition and arrive in version order."""
 
     def announce(info: SnapshotInfo) -> None:
-        producer.send(topic, key=str(info.version).encode(), value=info.announcement()).get(30)
+        key = str(Path(info.path).parent).encode()
+        producer.send(topic, key=key, value=info.announcement()).get(30)
 
     return announce

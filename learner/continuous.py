@@ -1,0 +1,258 @@
+"""The continuous learner: Lightning fine-tuning on ``training-examples`` as they arrive.
+
+Data path: ``KafkaExampleSource`` (mini-batches with their end offsets) ->
+``StreamDataset`` (an endless ``IterableDataset``: encodes each batch under the
+arm, growing the vocabularies) -> ``ContinuousModule`` (the learner's
+``RecommenderModule`` with manual optimization) -> ``ContinuousLoop`` (a
+callback: commits offsets, logs lineage, checkpoints, publishes snapshots,
+exports metrics, stops).
+
+Lightning and an endless stream: ``max_epochs=-1``, an epoch never ends, and
+everything periodic is counted in integer optimizer steps or seconds, never in
+fractions of an epoch (Lightning #698, #1141). Batches with nothing to train
+(the topic is idle, or the arm dropped every label) reach the loop as "ticks":
+the module takes no optimizer step for them (so ``global_step`` counts real
+steps only) while the callback still commits, reports, publishes on time and
+stops when asked. Lightning fetches one batch ahead; offsets, event ids and
+vocabulary sizes therefore travel *with* each batch, never read from the source.
+
+New items without restart (a growable table, not hashing): ids that first
+appear in a batch get the next vocabulary index while the batch is encoded;
+before that batch's step the model's item and creator tables are extended in
+place (``SequenceRecommender.grow_items``: trained rows kept, new rows
+initialised) and the optimizer's moments zero-padded, so training continues
+with the same optimizer. Snapshots publish only rows the model has.
+
+Exactly-once training across restarts: after each step the callback commits the
+batch's offsets, and appends ``{"step", "event_ids", "offsets", "rows"}`` to
+``<checkpoint_dir>/trained.jsonl``. A checkpoint (``last.ckpt``, written just
+before every snapshot and on a clean stop; tmp file + ``os.replace``) stores
+the offsets, vocabularies, item metadata, the de-duplication window and the
+length of ``trained.jsonl`` at that moment. A restart loads it, truncates
+``trained.jsonl`` back to that length (the cut tail goes to
+``rolled_back.jsonl``: work the checkpointed model never saw), and seeks every
+partition to the checkpoint's offsets. ``trained.jsonl`` is thus always the
+lineage of the current model: each event id in it exactly once.
+
+Snapshot versions come from the store (one above the newest there), so they
+strictly increase across restarts as well.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+from torch.utils.data import DataLoader
+
+from learner.arms import resolve_arm
+from learner.continuous_loop import (
+    CHECKPOINT_FILE,
+    LINEAGE_FILE,
+    ROLLED_BACK_FILE,
+    STATE_FORMAT,
+    STATE_KEY,
+    ContinuousLoop,
+    LearnerConfig,
+    LearnerResult,
+)
+from learner.kafka_source import KafkaExampleSource, SourceConfig, make_consumer
+from learner.metrics import LearnerMetrics
+from learner.snapshot import ItemMeta, kafka_announcer
+from learner.stream_training import ContinuousModule, StreamDataset, StreamState, no_collate
+from learner.vocab import Vocabularies, Vocabulary
+from recoil.kafka_settings import ConfigError, KafkaSettings
+from recoil.topics import ensure_topics
+
+__all__ = [
+    "LearnerConfig", "LearnerResult", "ResumeState", "SourceConfig", "read_resume_state",
+    "rollback_lineage", "run_learner",
+]  # fmt: skip
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ResumeState:
+    """What ``last.ckpt`` says about the stream, besides the weights Lightning restores."""
+
+    step: int
+    hparams: dict[str, Any]
+    arm: str
+    topic: str
+    offsets: dict[int, int]
+    vocabs: Vocabularies
+    items_meta: dict[str, ItemMeta]
+    seen_ids: list[str]
+    examples_total: int
+    lineage_bytes: int
+
+
+def read_resume_state(path: Path) -> ResumeState:
+    """The stream state in a learner checkpoint (loaded with ``weights_only=True``)."""
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    state = checkpoint.get(STATE_KEY)
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        raise ConfigError(
+            f"{path} is not a checkpoint of `recoil learn` ({STATE_FORMAT}); "
+            "point --checkpoint-dir at an empty directory or one the learner wrote"
+        )
+    return ResumeState(
+        step=int(checkpoint["global_step"]),
+        hparams=dict(checkpoint["hyper_parameters"]),
+        arm=state["arm"],
+        topic=state["topic"],
+        offsets={int(p): int(o) for p, o in state["offsets"].items()},
+        vocabs=Vocabularies(Vocabulary(state["vocab_items"]), Vocabulary(state["vocab_creators"])),
+        items_meta={i: ItemMeta(c, k) for i, (c, k) in state["items_meta"].items()},
+        seen_ids=list(state["seen_ids"]),
+        examples_total=int(state["examples_total"]),
+        lineage_bytes=int(state["lineage_bytes"]),
+    )
+
+
+def rollback_lineage(checkpoint_dir: Path, length: int) -> int:
+    """Cut ``trained.jsonl`` back to ``length`` bytes (the checkpoint's lineage), moving
+    the cut entries to ``rolled_back.jsonl``; returns how many entries were cut."""
+    path = checkpoint_dir / LINEAGE_FILE
+    if not path.exists():
+        if length:
+            log.warning("%s is missing; the lineage before this run is lost", path)
+        return 0
+    size = path.stat().st_size
+    if size < length:
+        log.warning("%s is shorter than the checkpoint says (%d < %d)", path, size, length)
+        return 0
+    with path.open("rb") as f:
+        f.seek(length)
+        tail = f.read()
+    if tail:
+        with (checkpoint_dir / ROLLED_BACK_FILE).open("ab") as f:
+            f.write(tail)
+        os.truncate(path, length)
+    return tail.count(b"\n")
+
+
+def _new_module(config: LearnerConfig) -> ContinuousModule:
+    L.seed_everything(config.seed, verbose=False)
+    return cast(
+        ContinuousModule,
+        ContinuousModule.from_config(
+            config.model, lr=config.lr, weight_decay=config.weight_decay,
+            softmax=config.softmax, num_sampled=config.num_sampled, sampler_seed=config.seed,
+        ),
+    )  # fmt: skip
+
+
+def run_learner(
+    settings: KafkaSettings,
+    config: LearnerConfig,
+    source_config: SourceConfig,
+    metrics: LearnerMetrics,
+    stop: threading.Event | None = None,
+) -> LearnerResult:
+    """Train from ``source_config.topic`` until ``stop`` is set, ``max_steps`` is reached,
+    the stream stays idle ``stop_when_idle_s``, or SIGTERM; resumes from ``last.ckpt``."""
+    arm = resolve_arm(config.arm)
+    checkpoint = config.checkpoint_dir / CHECKPOINT_FILE
+    resume = read_resume_state(checkpoint) if checkpoint.exists() else None
+    result = LearnerResult()
+    if resume is not None:
+        if resume.arm != arm.name or resume.topic != source_config.topic:
+            raise ConfigError(
+                f"{checkpoint} was trained with arm {resume.arm!r} on topic {resume.topic!r}; "
+                f"pass --arm {resume.arm} --topic {resume.topic}, or another --checkpoint-dir"
+            )
+        module = ContinuousModule(**resume.hparams)
+        cut = rollback_lineage(config.checkpoint_dir, resume.lineage_bytes)
+        result.resumed_from_step = resume.step
+        log.info(
+            "resuming from %s: step %d, offsets %s, %d items (%d lineage entries rolled back)",
+            checkpoint, resume.step, resume.offsets, resume.vocabs.items.num_ids, cut,
+        )  # fmt: skip
+        state = StreamState(resume.vocabs, resume.items_meta)
+    else:
+        module = _new_module(config)
+        state = StreamState(Vocabularies(), {})
+        log.info("starting a new model (no checkpoint in %s)", config.checkpoint_dir)
+    module.gradient_clip_val = config.gradient_clip_val
+    topics = [source_config.topic]
+    if config.model_updates_topic:
+        topics.append(config.model_updates_topic)
+    ensure_topics(settings, topics)
+    source = KafkaExampleSource(
+        make_consumer(settings, source_config), source_config,
+        resume.offsets if resume else None, resume.seen_ids if resume else (),
+    )  # fmt: skip
+    producer = None
+    announce = None
+    if config.model_updates_topic:
+        from kafka import KafkaProducer
+
+        producer = KafkaProducer(**settings.kafka_python(), acks="all")
+        announce = kafka_announcer(producer, config.model_updates_topic)
+    stop_event = stop or threading.Event()
+    dataset = StreamDataset(source, state, arm, module.model.config.max_len, stop_event.is_set)
+    loop = ContinuousLoop(
+        config, source, state, metrics, result,
+        resume.offsets if resume else {}, resume.examples_total if resume else 0,
+        source_config.topic, stop_event.is_set, announce,
+    )  # fmt: skip
+    with _quiet_lightning():
+        trainer = _trainer(config, loop)
+        log.info("training on %s", trainer.strategy.root_device)
+    # One process, one thread for Kafka: no loader workers. Batches come whole.
+    loader = DataLoader(dataset, batch_size=None, collate_fn=no_collate, num_workers=0)
+    try:
+        with _quiet_lightning():
+            trainer.fit(module, loader, ckpt_path=checkpoint if resume else None, weights_only=True)
+    except SIGTERMException:
+        log.info("stopped by SIGTERM after a final checkpoint")
+    finally:
+        source.close()
+        if producer is not None:
+            producer.close()
+    return result
+
+
+def _trainer(config: LearnerConfig, loop: ContinuousLoop) -> L.Trainer:
+    return L.Trainer(
+        accelerator=config.accelerator,
+        devices=1,
+        max_epochs=-1,  # an endless stream: one epoch that never ends
+        max_steps=config.max_steps or -1,  # in total, counting the checkpoint's steps
+        logger=False,
+        enable_checkpointing=False,  # ContinuousLoop writes last.ckpt itself, atomically
+        enable_progress_bar=False,  # ContinuousLoop logs progress lines instead
+        enable_model_summary=False,
+        limit_val_batches=0,  # no validation on a stream; nothing counted in epochs
+        num_sanity_val_steps=0,
+        callbacks=[loop],
+        default_root_dir=config.checkpoint_dir,
+    )
+
+
+@contextlib.contextmanager
+def _quiet_lightning() -> Iterator[None]:
+    """Keep Lightning's banner, tips and known-harmless warnings out of the learner's log."""
+    logger = logging.getLogger("lightning.pytorch")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", ".*no `val_dataloader`.*")
+            warnings.filterwarnings("ignore", ".*LeafSpec.*")
+            warnings.filterwarnings("ignore", ".*not resumable.*")
+            yield
+    finally:
+        logger.setLevel(level)

@@ -1,0 +1,294 @@
+"""The continuous learner's per-batch duties, as a Lightning callback.
+
+After every batch (trained or a tick): commit the batch's offsets, append its
+event ids to the lineage log, export metrics, publish a snapshot when
+``snapshot_every_steps`` steps or ``snapshot_every_seconds`` seconds have
+passed (checkpointing first), and stop when asked. ``learner.continuous``
+explains the guarantees this gives across restarts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+from learner.arms import resolve_arm
+from learner.index import IndexConfig, choose_kind
+from learner.kafka_source import KafkaExampleSource
+from learner.metrics import LearnerMetrics
+from learner.model import ModelConfig
+from learner.snapshot import SnapshotInfo, publish_snapshot
+from learner.stream_training import ContinuousModule, StreamBatch, StreamState
+from learner.vocab import FIRST_INDEX
+from recoil.topics import MODEL_UPDATES
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FILE = "last.ckpt"
+LINEAGE_FILE = "trained.jsonl"
+ROLLED_BACK_FILE = "rolled_back.jsonl"
+STATE_KEY = "recoil_stream"
+STATE_FORMAT = "recoil.learner-state/1"
+
+
+@dataclass(frozen=True)
+class LearnerConfig:
+    """What the continuous learner trains and when it publishes."""
+
+    store: Path  # snapshot store (learner.snapshot)
+    checkpoint_dir: Path  # last.ckpt and the lineage log
+    arm: str = "feature_and_labels"  # learner.arms name; a checkpoint must match it
+    model: ModelConfig = field(default_factory=ModelConfig)  # ignored when resuming (ckpt wins)
+    lr: float = 2e-3  # AdamW learning rate
+    weight_decay: float = 0.0  # AdamW decoupled weight decay
+    softmax: str = "full"  # "full" softmax over the corpus, or "sampled" (large corpora)
+    num_sampled: int = 1024  # uniform negatives per step in sampled mode
+    gradient_clip_val: float | None = 1.0  # gradient norm clip, as offline training does
+    seed: int = 0  # model init, dropout and negative sampling
+    snapshot_every_steps: int = 200  # publish after this many steps since the last snapshot
+    snapshot_every_seconds: float = 30.0  # ... or this long after it, if any step was taken
+    max_steps: int | None = None  # stop after this many optimizer steps in total
+    stop_when_idle_s: float | None = None  # stop after this long without examples (tests)
+    keep_snapshots: int = 10  # versions kept in the store (< 1 keeps all)
+    index: IndexConfig = field(default_factory=IndexConfig)  # FAISS index per snapshot
+    accelerator: str = "auto"  # Lightning accelerator: CUDA where present, else CPU
+    log_every_s: float = 10.0  # progress log line interval
+    model_updates_topic: str | None = MODEL_UPDATES  # snapshot announcements; None: none
+
+    def __post_init__(self) -> None:
+        resolve_arm(self.arm)
+        if self.snapshot_every_steps < 1:
+            raise ValueError(f"snapshot_every_steps must be >= 1, got {self.snapshot_every_steps}")
+        if self.snapshot_every_seconds <= 0:
+            raise ValueError("snapshot_every_seconds must be > 0")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
+        if self.softmax not in ("full", "sampled"):
+            raise ValueError(f"softmax must be 'full' or 'sampled', got {self.softmax!r}")
+
+
+@dataclass
+class LearnerResult:
+    """What a run did (for tests and the command's exit summary)."""
+
+    steps: int = 0  # global step at the end (including steps before a resume)
+    resumed_from_step: int | None = None  # the checkpoint's step, when the run resumed
+    examples: int = 0  # examples consumed in this run
+    duplicates: int = 0  # re-delivered examples dropped in this run
+    snapshots: list[SnapshotInfo] = field(default_factory=list)
+    offsets: dict[int, int] = field(default_factory=dict)  # trained through, at the end
+
+
+class ContinuousLoop(L.Callback):
+    """After every batch: commit, lineage, metrics, snapshot on schedule, stop."""
+
+    def __init__(
+        self,
+        config: LearnerConfig,
+        source: KafkaExampleSource,
+        state: StreamState,
+        metrics: LearnerMetrics,
+        result: LearnerResult,
+        offsets: dict[int, int],
+        examples_total: int,
+        topic: str,
+        should_stop: Callable[[], bool],
+        announce: Callable[[SnapshotInfo], None] | None,
+    ) -> None:
+        self.config = config
+        self.source = source
+        self.state = state
+        self.metrics = metrics
+        self.result = result
+        self.offsets = dict(offsets)  # trained through: what a checkpoint stores
+        self.examples_total = examples_total  # consumed over the model's whole lineage
+        self.topic = topic
+        self.should_stop = should_stop
+        self.announce = announce
+        self.arm = resolve_arm(config.arm)
+        config.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        self.checkpoint_path = config.checkpoint_dir / CHECKPOINT_FILE
+        self._lineage = (config.checkpoint_dir / LINEAGE_FILE).open("a")
+        self._last_batch: StreamBatch | None = None
+        self._snapshot_step = -1
+        self._snapshot_time = time.monotonic()
+        self._last_example_time = time.monotonic()
+        self._last_log = time.monotonic()
+        self._last_losses: dict[str, float] = {}
+        self._finished = False
+
+    # -- per batch -------------------------------------------------------------------------
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._snapshot_step = trainer.global_step
+        self._snapshot_time = time.monotonic()
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+        batch_idx: int,
+    ) -> None:  # fmt: skip
+        batch = cast(StreamBatch, batch)
+        self.state.pending.popleft()  # this batch is trained (or was a tick)
+        now = time.monotonic()
+        stepped = bool(outputs)
+        taken = len(batch.event_ids)
+        self.result.duplicates += batch.duplicates
+        if taken:
+            self._last_example_time = now
+            self.examples_total += taken
+            self.result.examples += taken
+            record = {"step": trainer.global_step, "rows": int(outputs["rows"]) if stepped else 0,
+                      "event_ids": list(batch.event_ids), "offsets": batch.offsets}  # fmt: skip
+            self._lineage.write(json.dumps(record, separators=(",", ":")) + "\n")
+            self._lineage.flush()
+        if stepped:
+            self._last_batch = batch
+            self._last_losses = {k: outputs[k] for k in ("positive", "not_to_recommend", "total")}
+            self.metrics.record_step(taken, self._last_losses)
+        elif taken:
+            self.metrics.record_consumed(taken)
+        if batch.offsets != self.offsets:
+            self.offsets = dict(batch.offsets)
+            self.source.commit(self.offsets)  # only after the step that used them
+        self.metrics.record_lag(self.source.lag(self.offsets))
+        self.result.steps = trainer.global_step
+        self.result.offsets = dict(self.offsets)
+        if self._snapshot_due(trainer.global_step, now):
+            self.publish(trainer, pl_module)
+        if now - self._last_log >= self.config.log_every_s:
+            self._log_progress(trainer.global_step)
+            self._last_log = now
+        if self._should_stop(now):
+            trainer.should_stop = True
+
+    def _snapshot_due(self, step: int, now: float) -> bool:
+        new_steps = step - self._snapshot_step
+        if new_steps <= 0:
+            return False
+        return (
+            new_steps >= self.config.snapshot_every_steps
+            or now - self._snapshot_time >= self.config.snapshot_every_seconds
+        )
+
+    def _should_stop(self, now: float) -> bool:
+        if self.should_stop():
+            return True
+        idle = self.config.stop_when_idle_s
+        return idle is not None and now - self._last_example_time >= idle
+
+    def _log_progress(self, step: int) -> None:
+        losses = self._last_losses
+        log.info(
+            "step %d | %d examples this run | loss %.4f (positive %.4f, not-to-recommend %.4f) "
+            "| lag %d | %d items",
+            step, self.result.examples, losses.get("total", float("nan")),
+            losses.get("positive", float("nan")), losses.get("not_to_recommend", float("nan")),
+            sum(self.source.lag(self.offsets).values()), self.state.vocabs.items.num_ids,
+        )  # fmt: skip
+
+    # -- checkpoints and snapshots ---------------------------------------------------------
+    def save_checkpoint(self, trainer: L.Trainer) -> None:
+        """``last.ckpt`` via a temporary file and ``os.replace``: never half written."""
+        tmp = self.checkpoint_path.with_name(f".{CHECKPOINT_FILE}.{uuid.uuid4().hex}")
+        try:
+            trainer.save_checkpoint(tmp, weights_only=False)  # optimizer state too
+            os.replace(tmp, self.checkpoint_path)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def on_save_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        module = cast(ContinuousModule, pl_module)
+        vocabs = self.state.vocabs
+        items = vocabs.items.ids()[: module.model.num_items - FIRST_INDEX]
+        creators = vocabs.creators.ids()[: module.model.num_creators - FIRST_INDEX]
+        pending = {i for ids in self.state.pending for i in ids}  # fetched, not trained
+        self._lineage.flush()
+        checkpoint[STATE_KEY] = {
+            "format": STATE_FORMAT,
+            "topic": self.topic,
+            "arm": self.arm.name,
+            "offsets": dict(self.offsets),
+            "vocab_items": items,
+            "vocab_creators": creators,
+            "items_meta": {
+                i: [m.creator_id, m.cluster_id]
+                for i in items
+                if (m := self.state.items_meta.get(i)) is not None
+            },
+            "seen_ids": [i for i in self.source.seen if i not in pending],
+            "examples_total": self.examples_total,
+            "lineage_bytes": self._lineage.tell(),
+        }
+
+    def publish(self, trainer: L.Trainer, pl_module: L.LightningModule) -> SnapshotInfo | None:
+        """Checkpoint, then publish a snapshot of the same step (failures are logged:
+        training goes on and the next trigger tries again)."""
+        module = cast(ContinuousModule, pl_module)
+        self._snapshot_step = trainer.global_step
+        self._snapshot_time = time.monotonic()
+        self.save_checkpoint(trainer)
+        try:
+            info = publish_snapshot(
+                self.config.store, module.model, self.state.vocabs, self.arm,
+                self.state.items_meta, trainer.global_step, self.offsets, topic=self.topic,
+                examples=self.examples_total, index_config=self.config.index,
+                queries=self._recent_states(module), announce=self.announce,
+                keep=self.config.keep_snapshots,
+                extra={"checkpoint": str(self.checkpoint_path.resolve())},
+            )  # fmt: skip
+        except Exception:
+            log.exception("publishing a snapshot failed; training continues")
+            return None
+        self.metrics.record_snapshot(info.version, info.created_at, info.publish_seconds)
+        self.result.snapshots.append(info)
+        return info
+
+    def _recent_states(self, module: ContinuousModule) -> Any:
+        """User states of the last batch: realistic queries to tune an IVF index."""
+        batch = self._last_batch
+        if batch is None or batch.examples is None:
+            return None
+        if choose_kind(module.model.num_items - FIRST_INDEX, self.config.index) != "ivf":
+            return None
+        model = module.model
+        was_training = model.training
+        model.eval()
+        with torch.no_grad():
+            states = model.user_state(batch.examples.history.to(module.device))
+        model.train(was_training)
+        return states.cpu().numpy()
+
+    # -- the end ---------------------------------------------------------------------------
+    def finish(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Final checkpoint, and a snapshot if anything was trained since the last one."""
+        if self._finished:
+            return
+        self._finished = True
+        if trainer.global_step > self._snapshot_step:
+            self.publish(trainer, pl_module)
+        else:
+            self.save_checkpoint(trainer)
+        self.source.commit(self.offsets)
+        self._log_progress(trainer.global_step)
+        self._lineage.close()
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.finish(trainer, pl_module)
+
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
+        if isinstance(exception, SIGTERMException | KeyboardInterrupt):
+            self.finish(trainer, pl_module)

@@ -1,0 +1,278 @@
+"""Training examples from Kafka, in mini-batches that know the offsets they end at.
+
+A thin adapter over a kafka-python ``KafkaConsumer`` (passed in; see
+``make_consumer``) in a consumer group, with ``enable_auto_commit=False`` and
+``isolation_level="read_committed"`` (only examples of committed transactions).
+
+Batches: ``next_batch`` returns as soon as ``batch_size`` examples are ready,
+or once the first example of a short batch has waited ``batch_timeout_s``
+(low traffic still trains, with bounded delay), or with no examples at all
+after ``idle_tick_s`` (so the trainer can publish, report and stop while the
+topic is quiet). Each batch carries ``offsets``: partition -> the offset after
+the last record it covers, for every partition seen so far. Committing those
+offsets after the step that trained the batch, and storing them in
+checkpoints, is the trainer's job; on (re)assignment the source seeks every
+partition it has an offset for (from a checkpoint, or from batches already
+taken), so a restart resumes exactly where the checkpoint's model left off.
+
+Duplicates: the streams side is at-least-once, so the same ``event_id`` can
+arrive twice; the source drops ids it has already put into a batch (the last
+``dedupe_window`` ids are remembered; the trainer checkpoints them too).
+Undecodable records are logged and skipped; their offsets still advance.
+
+Not starving the consumer: the consumer is polled only between training
+steps, so ``max_poll_interval_ms`` must exceed the longest gap between polls:
+one step plus a snapshot publish (seconds). The default (10 minutes) leaves a
+wide margin; group heartbeats run on kafka-python's background thread, so
+``session_timeout_ms`` is independent of step time (kafka-python #1401, #2179).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from recoil.kafka_settings import KafkaSettings
+from recoil.records import TrainingExample
+from recoil.topics import TRAINING_EXAMPLES
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """Where examples come from and how they are batched."""
+
+    topic: str = TRAINING_EXAMPLES  # the topic streams/ writes examples to
+    group: str = "recoil-learner"  # consumer group; committed offsets are shared by restarts
+    batch_size: int = 256  # examples per training step when traffic allows
+    batch_timeout_s: float = 0.5  # a short batch is trained once its first example waited this
+    idle_tick_s: float = 1.0  # with nothing to train, return an empty batch this often
+    poll_timeout_ms: int = 100  # longest single poll; bounds the reaction to a stop request
+    max_poll_records: int = 2048  # records per poll; the buffer never holds more
+    max_poll_interval_ms: int = 600_000  # must outlast a step + a snapshot publish (see above)
+    session_timeout_ms: int = 30_000  # heartbeats come from a background thread
+    dedupe_window: int = 100_000  # event ids remembered to drop re-deliveries
+    lag_refresh_s: float = 2.0  # end offsets (a broker round trip) are fetched at most this often
+
+    def __post_init__(self) -> None:
+        if not self.topic:
+            raise ValueError("topic must not be empty")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        for name in ("batch_timeout_s", "idle_tick_s", "lag_refresh_s"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.poll_timeout_ms < 1 or self.max_poll_records < 1 or self.dedupe_window < 1:
+            raise ValueError("poll_timeout_ms, max_poll_records and dedupe_window must be >= 1")
+
+
+@dataclass(frozen=True)
+class RawBatch:
+    """Decoded, de-duplicated examples and the offsets the batch ends at."""
+
+    examples: tuple[TrainingExample, ...]
+    offsets: dict[int, int]  # partition -> next offset, for every partition seen so far
+    duplicates: int  # records dropped because their event_id was already taken
+    invalid: int  # records that did not decode as a TrainingExample
+
+
+class SeenIds:
+    """The last ``capacity`` event ids, in arrival order (a bounded ordered set)."""
+
+    def __init__(self, capacity: int, ids: Iterable[str] = ()) -> None:
+        self.capacity = capacity
+        self._ids: OrderedDict[str, None] = OrderedDict()
+        for event_id in ids:
+            self.add(event_id)
+
+    def add(self, event_id: str) -> bool:
+        """Remember ``event_id``; False if it was already remembered."""
+        if event_id in self._ids:
+            return False
+        self._ids[event_id] = None
+        if len(self._ids) > self.capacity:
+            self._ids.popitem(last=False)
+        return True
+
+    def __contains__(self, event_id: object) -> bool:
+        return event_id in self._ids
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._ids)
+
+
+def make_consumer(settings: KafkaSettings, config: SourceConfig) -> Any:
+    """A kafka-python consumer configured as the module docstring says (not subscribed)."""
+    from kafka import KafkaConsumer
+
+    return KafkaConsumer(
+        **settings.kafka_python(),
+        group_id=config.group,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        auto_offset_reset="earliest",  # a new group trains on everything retained
+        max_poll_records=config.max_poll_records,
+        max_poll_interval_ms=config.max_poll_interval_ms,
+        session_timeout_ms=config.session_timeout_ms,
+        client_id="recoil-learner",
+    )
+
+
+class KafkaExampleSource:
+    """Batches of training examples from a subscribed consumer (one thread only)."""
+
+    def __init__(
+        self,
+        consumer: Any,
+        config: SourceConfig,
+        start_offsets: Mapping[int, int] | None = None,
+        seen_ids: Iterable[str] = (),
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        from kafka import ConsumerRebalanceListener
+
+        self.consumer = consumer
+        self.config = config
+        self.seen = SeenIds(config.dedupe_window, seen_ids)
+        self._next: dict[int, int] = dict(start_offsets or {})  # partition -> next offset to take
+        self._buffer: deque[tuple[int, int, bytes]] = deque()  # (partition, offset, value)
+        self._clock = clock
+        self._end_offsets: dict[int, int] = {}
+        self._end_offsets_at = -float("inf")
+        self._invalid_logged = 0
+        source = self
+
+        class _Seek(ConsumerRebalanceListener):
+            def on_partitions_revoked(self, revoked: Any) -> None:
+                source._on_revoked({tp.partition for tp in revoked})
+
+            def on_partitions_assigned(self, assigned: Any) -> None:
+                source._on_assigned(assigned)
+
+        consumer.subscribe([config.topic], listener=_Seek())
+
+    def _on_assigned(self, assigned: Iterable[Any]) -> None:
+        for tp in assigned:
+            if tp.partition in self._next:
+                self.consumer.seek(tp, self._next[tp.partition])
+        log.info(
+            "assigned partitions %s of %s; resuming at %s",
+            sorted(tp.partition for tp in assigned),
+            self.config.topic,
+            {p: o for p, o in sorted(self._next.items())} or "committed offsets",
+        )
+
+    def _on_revoked(self, partitions: set[int]) -> None:
+        # Records not yet in a batch are re-read by whoever gets the partition next.
+        self._buffer = deque(r for r in self._buffer if r[0] not in partitions)
+
+    def next_batch(self, should_stop: Callable[[], bool] = lambda: False) -> RawBatch:
+        """The next batch (see module docstring for when it returns); may be empty."""
+        config = self.config
+        examples: list[TrainingExample] = []
+        duplicates = invalid = 0
+        started = self._clock()
+        first_at: float | None = None
+        while True:
+            while self._buffer and len(examples) < config.batch_size:
+                partition, offset, value = self._buffer.popleft()
+                self._next[partition] = offset + 1
+                example = self._decode(partition, offset, value)
+                if example is None:
+                    invalid += 1
+                elif not self.seen.add(example.event_id):
+                    duplicates += 1
+                else:
+                    examples.append(example)
+                    first_at = first_at if first_at is not None else self._clock()
+            now = self._clock()
+            if len(examples) >= config.batch_size or should_stop():
+                break
+            if first_at is not None and now - first_at >= config.batch_timeout_s:
+                break
+            if first_at is None and now - started >= config.idle_tick_s:
+                break
+            deadline = (
+                (first_at + config.batch_timeout_s)
+                if first_at is not None
+                else (started + config.idle_tick_s)
+            )
+            wait_ms = max(1, min(config.poll_timeout_ms, int((deadline - now) * 1000) + 1))
+            self._poll(wait_ms)
+        if not self._buffer:
+            self._skip_to_positions()
+        return RawBatch(tuple(examples), dict(self._next), duplicates, invalid)
+
+    def _poll(self, timeout_ms: int) -> None:
+        records = self.consumer.poll(
+            timeout_ms=timeout_ms, max_records=self.config.max_poll_records
+        )
+        for tp, batch in records.items():
+            if tp.topic == self.config.topic:
+                self._buffer.extend((tp.partition, r.offset, r.value) for r in batch)
+
+    def _skip_to_positions(self) -> None:
+        """With nothing buffered, every record before the consumer's position is handled:
+        move past transaction markers and aborted records so commits and lag reach the end."""
+        for tp in self.consumer.assignment():
+            if tp.partition not in self._next:
+                continue
+            position = self.consumer.position(tp, timeout_ms=1000)
+            if position is not None and position > self._next[tp.partition]:
+                self._next[tp.partition] = position
+
+    def _decode(self, partition: int, offset: int, value: bytes | None) -> TrainingExample | None:
+        try:
+            if value is None:
+                raise ValueError("empty record value")
+            return TrainingExample.from_json(value)
+        except (ValueError, KeyError, TypeError) as exc:
+            self._invalid_logged += 1
+            if self._invalid_logged <= 20 or self._invalid_logged % 1000 == 0:
+                log.warning(
+                    "skipping undecodable training example %s[%d]@%d (%d so far): %s",
+                    self.config.topic, partition, offset, self._invalid_logged, exc,
+                )  # fmt: skip
+            return None
+
+    def commit(self, offsets: Mapping[int, int]) -> bool:
+        """Commit ``offsets`` for the partitions this consumer holds; False if Kafka refused
+        (a rebalance: the checkpointed offsets remain the source of truth)."""
+        from kafka import OffsetAndMetadata, TopicPartition
+        from kafka.errors import KafkaError
+
+        held = {tp.partition for tp in self.consumer.assignment()}
+        wanted = {
+            TopicPartition(self.config.topic, p): OffsetAndMetadata(o, "", -1)
+            for p, o in offsets.items()
+            if p in held
+        }
+        if not wanted:
+            return True
+        try:
+            self.consumer.commit(wanted)
+        except KafkaError as exc:
+            log.warning("offset commit failed (will retry with the next step): %s", exc)
+            return False
+        return True
+
+    def lag(self, trained: Mapping[int, int]) -> dict[int, int]:
+        """Messages per assigned partition not yet trained on (end offset - trained offset)."""
+        now = self._clock()
+        assigned = list(self.consumer.assignment())
+        if now - self._end_offsets_at >= self.config.lag_refresh_s and assigned:
+            ends = self.consumer.end_offsets(assigned)
+            self._end_offsets = {tp.partition: int(o) for tp, o in ends.items()}
+            self._end_offsets_at = now
+        return {p: max(0, end - trained.get(p, 0)) for p, end in self._end_offsets.items()}
+
+    def close(self) -> None:
+        self.consumer.close(autocommit=False)

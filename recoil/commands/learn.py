@@ -1,0 +1,144 @@
+"""``recoil learn``: the continuous learner (Kafka -> Lightning -> snapshot store)."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from recoil.commands._kafka_args import add_kafka_arguments, kafka_settings
+from recoil.kafka_settings import ConfigError
+
+
+def register(sub: Any) -> None:
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "learn",
+        help="train continuously on training-examples and publish model snapshots",
+        description="Fine-tune the sequence recommender on the training-examples topic as "
+        "examples arrive (warm-starting from the checkpoint in --checkpoint-dir), and publish "
+        "versioned snapshots (weights + FAISS index) into --store every N steps or T seconds. "
+        "Stops cleanly on Ctrl-C / SIGTERM after a final checkpoint and snapshot.",
+    )
+    add_kafka_arguments(parser)
+    parser.add_argument("--store", type=Path, required=True, help="snapshot store directory")
+    parser.add_argument("--topic", default="training-examples", help="training examples topic")
+    parser.add_argument("--group", default="recoil-learner", help="Kafka consumer group")
+    parser.add_argument("--arm", default="feature_and_labels", help="model arm (learner/arms.py)")
+    parser.add_argument(
+        "--checkpoint-dir",
+        type=Path,
+        default=None,
+        help="checkpoint + lineage directory (default: STORE/checkpoints)",
+    )
+    parser.add_argument("--snapshot-every-steps", type=int, default=200)
+    parser.add_argument("--snapshot-every-seconds", type=float, default=30.0)
+    parser.add_argument("--batch-size", type=int, default=256, help="examples per step")
+    parser.add_argument(
+        "--batch-timeout",
+        type=float,
+        default=0.5,
+        help="seconds a short batch waits for more examples before training",
+    )
+    parser.add_argument("--max-steps", type=int, default=None, help="stop after this many steps")
+    parser.add_argument(
+        "--stop-when-idle",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="stop after this long without new examples",
+    )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="serve Prometheus /metrics on this port (0 = any free port)",
+    )
+    parser.add_argument("--metrics-host", default="127.0.0.1", help="address for /metrics")
+    parser.add_argument(
+        "--model-updates-topic",
+        default="model-updates",
+        help="topic announcing snapshots ('' = do not announce)",
+    )
+    parser.add_argument(
+        "--keep-snapshots", type=int, default=10, help="versions kept in the store (0 = all)"
+    )
+    model = parser.add_argument_group("model (a new model only; a checkpoint keeps its own)")
+    model.add_argument("--encoder", choices=["gru", "sasrec"], default="gru")
+    model.add_argument("--embedding-dim", type=int, default=64)
+    model.add_argument("--hidden-dim", type=int, default=64)
+    model.add_argument("--max-len", type=int, default=50, help="history items the model reads")
+    model.add_argument("--lr", type=float, default=2e-3)
+    model.add_argument("--softmax", choices=["full", "sampled"], default="full")
+    model.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    from learner.continuous import LearnerConfig, run_learner
+    from learner.kafka_source import SourceConfig
+    from learner.metrics import LearnerMetrics
+    from learner.model import ModelConfig
+
+    settings = kafka_settings(args)
+    try:
+        model = ModelConfig(
+            encoder=args.encoder, embedding_dim=args.embedding_dim, hidden_dim=args.hidden_dim,
+            max_len=args.max_len,
+        )  # fmt: skip
+        config = LearnerConfig(
+            store=args.store,
+            checkpoint_dir=args.checkpoint_dir or args.store / "checkpoints",
+            arm=args.arm,
+            model=model,
+            lr=args.lr,
+            softmax=args.softmax,
+            seed=args.seed,
+            snapshot_every_steps=args.snapshot_every_steps,
+            snapshot_every_seconds=args.snapshot_every_seconds,
+            max_steps=args.max_steps,
+            stop_when_idle_s=args.stop_when_idle,
+            keep_snapshots=args.keep_snapshots,
+            model_updates_topic=args.model_updates_topic or None,
+        )
+        source = SourceConfig(
+            topic=args.topic, group=args.group, batch_size=args.batch_size,
+            batch_timeout_s=args.batch_timeout,
+        )  # fmt: skip
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    registry = CollectorRegistry()
+    metrics = LearnerMetrics(registry)
+    server = None
+    if args.metrics_port is not None:
+        server, _ = start_http_server(args.metrics_port, addr=args.metrics_host, registry=registry)
+        print(f"metrics: http://{args.metrics_host}:{server.server_port}/metrics", flush=True)
+
+    import threading
+
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()  # the learner finishes its step, checkpoints, publishes and returns
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    try:
+        result = run_learner(settings, config, source, metrics, stop)
+    finally:
+        if server is not None:
+            server.shutdown()
+    last = result.snapshots[-1].version if result.snapshots else None
+    print(
+        f"learner stopped at step {result.steps}: {result.examples} examples this run, "
+        f"{len(result.snapshots)} snapshots (last version {last}), offsets {result.offsets}",
+        flush=True,
+    )
+    return 0
