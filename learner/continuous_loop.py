@@ -183,6 +183,8 @@ class ContinuousLoop(L.Callback):
     def _should_stop(self, now: float) -> bool:
         if self.should_stop():
             return True
+        if not self.source.assigned():  # waiting for the group is not idleness
+            self._last_example_time = now
         idle = self.config.stop_when_idle_s
         return idle is not None and now - self._last_example_time >= idle
 

@@ -56,6 +56,7 @@ class SourceConfig:
     max_poll_records: int = 2048  # records per poll; the buffer never holds more
     max_poll_interval_ms: int = 600_000  # must outlast a step + a snapshot publish (see above)
     session_timeout_ms: int = 30_000  # heartbeats come from a background thread
+    instance_id: str | None = "learner-0"  # static membership: see make_consumer; None: dynamic
     dedupe_window: int = 100_000  # event ids remembered to drop re-deliveries
     lag_refresh_s: float = 2.0  # end offsets (a broker round trip) are fetched at most this often
 
@@ -110,7 +111,13 @@ class SeenIds:
 
 
 def make_consumer(settings: KafkaSettings, config: SourceConfig) -> Any:
-    """A kafka-python consumer configured as the module docstring says (not subscribed)."""
+    """A kafka-python consumer configured as the module docstring says (not subscribed).
+
+    With ``instance_id`` the consumer is a static group member: a learner restarted
+    after a crash takes its partitions back at once, where a dynamic member would
+    wait ``session_timeout_ms`` for the dead one to expire. Two learners with the same
+    instance id fence each other (one learner per group is the design).
+    """
     from kafka import KafkaConsumer
 
     return KafkaConsumer(
@@ -122,6 +129,7 @@ def make_consumer(settings: KafkaSettings, config: SourceConfig) -> Any:
         max_poll_records=config.max_poll_records,
         max_poll_interval_ms=config.max_poll_interval_ms,
         session_timeout_ms=config.session_timeout_ms,
+        group_instance_id=config.instance_id,
         client_id="recoil-learner",
     )
 
@@ -242,6 +250,10 @@ class KafkaExampleSource:
                     self.config.topic, partition, offset, self._invalid_logged, exc,
                 )  # fmt: skip
             return None
+
+    def assigned(self) -> bool:
+        """Whether the group has given this consumer any partitions yet."""
+        return bool(self.consumer.assignment())
 
     def commit(self, offsets: Mapping[int, int]) -> bool:
         """Commit ``offsets`` for the partitions this consumer holds; False if Kafka refused

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
+import threading
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -25,6 +27,12 @@ def register(sub: Any) -> None:
     parser.add_argument("--store", type=Path, required=True, help="snapshot store directory")
     parser.add_argument("--topic", default="training-examples", help="training examples topic")
     parser.add_argument("--group", default="recoil-learner", help="Kafka consumer group")
+    parser.add_argument(
+        "--instance-id",
+        default="learner-0",
+        help="static group membership id: a restart takes its partitions back "
+        "at once ('' = dynamic membership)",
+    )
     parser.add_argument("--arm", default="feature_and_labels", help="model arm (learner/arms.py)")
     parser.add_argument(
         "--checkpoint-dir",
@@ -85,6 +93,11 @@ def run(args: argparse.Namespace) -> int:
     from learner.metrics import LearnerMetrics
     from learner.model import ModelConfig
 
+    # kafka-python narrates every connection at INFO; the learner's own lines are enough.
+    # faiss announces which CPU build it loaded, also at INFO.
+    quiet = max(logging.WARNING, logging.getLogger().getEffectiveLevel())
+    for name in ("kafka", "faiss.loader"):
+        logging.getLogger(name).setLevel(quiet)
     settings = kafka_settings(args)
     try:
         model = ModelConfig(
@@ -108,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
         )
         source = SourceConfig(
             topic=args.topic, group=args.group, batch_size=args.batch_size,
-            batch_timeout_s=args.batch_timeout,
+            batch_timeout_s=args.batch_timeout, instance_id=args.instance_id or None,
         )  # fmt: skip
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
@@ -120,8 +133,6 @@ def run(args: argparse.Namespace) -> int:
     if args.metrics_port is not None:
         server, _ = start_http_server(args.metrics_port, addr=args.metrics_host, registry=registry)
         print(f"metrics: http://{args.metrics_host}:{server.server_port}/metrics", flush=True)
-
-    import threading
 
     stop = threading.Event()
 

@@ -1,0 +1,165 @@
+"""``recoil learn`` killed with SIGKILL mid-run resumes from checkpoint + offsets, skipping
+nothing, training nothing twice, and publishing versions above the last one."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from learner.snapshot import latest_version, list_versions, load_snapshot
+from learner.synthetic import synthetic_examples
+from recoil.kafka_settings import KafkaSettings
+from recoil.records import TrainingExample
+from recoil.topics import ensure_topics
+
+pytestmark = pytest.mark.integration
+
+PARTITIONS = 2
+
+
+def _learner(
+    kafka: KafkaSettings, topic: str, store: Path, log: Path, *extra: str
+) -> subprocess.Popen[bytes]:
+    argv = [
+        sys.executable, "-m", "recoil", "learn", "--bootstrap-servers", kafka.bootstrap_servers,
+        "--topic", topic, "--group", "kill-test", "--store", str(store),
+        "--model-updates-topic", "", "--batch-size", "8", "--batch-timeout", "0.2",
+        "--snapshot-every-steps", "5", "--embedding-dim", "16", "--hidden-dim", "16",
+        "--max-len", "20", "--threads", "1", "--metrics-port", "0", *extra,
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    with log.open("ab") as out:
+        return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float, what: str, log: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}; learner log:\n{log.read_text()}")
+        time.sleep(0.05)
+
+
+def _metrics_url(log: Path, start: int) -> str | None:
+    found = re.findall(r"metrics: (http://\S+)", log.read_text()[start:])
+    return found[0] if found else None
+
+
+def _scrape(url: str, name: str) -> float | None:
+    try:
+        text = urllib.request.urlopen(url, timeout=2).read().decode()
+    except OSError:
+        return None
+    match = re.search(rf"^{name} (\S+)$", text, re.MULTILINE)
+    return float(match.group(1)) if match else None
+
+
+def _produce_slowly(kafka: KafkaSettings, topic: str, examples: list[TrainingExample]) -> None:
+    producer = KafkaProducer(**kafka.kafka_python(), acks="all", linger_ms=5)
+    for start in range(0, len(examples), 8):
+        for e in examples[start : start + 8]:
+            producer.send(topic, key=e.user_id.encode(), value=e.to_json())
+        producer.flush()
+        time.sleep(0.1)
+    producer.close()
+
+
+def test_killed_learner_resumes_exactly(
+    kafka: KafkaSettings, topic_name: Callable[[str], str], tmp_path: Path
+) -> None:
+    topic = topic_name("examples")
+    ensure_topics(kafka, [topic], partitions=PARTITIONS)
+    examples = synthetic_examples(num_users=16, events_per_user=60, num_items=120, seed=5)
+    store, log = tmp_path / "store", tmp_path / "learner.log"
+
+    first = _learner(kafka, topic, store, log)
+    try:
+        _wait_for(lambda: _metrics_url(log, 0) is not None, 120, "the learner to start", log)
+        producer = threading.Thread(target=_produce_slowly, args=(kafka, topic, examples))
+        producer.start()
+        lineage = store / "checkpoints" / "trained.jsonl"
+
+        def between_checkpoints() -> bool:
+            # Two snapshots out, and steps taken since the last checkpoint (every 5 steps):
+            # the restart then has trained work to roll back and redo.
+            steps = len(lineage.read_text().splitlines()) if lineage.exists() else 0
+            return (latest_version(store) or 0) >= 2 and steps >= 12 and steps % 5 in (1, 2, 3)
+
+        _wait_for(between_checkpoints, 120, "two snapshots and a few steps more", log)
+        assert producer.is_alive(), "the kill must land while examples are still arriving"
+        first.send_signal(signal.SIGKILL)
+        assert first.wait(30) == -signal.SIGKILL
+    finally:
+        if first.poll() is None:
+            first.kill()
+    producer.join()
+    killed_at = max(list_versions(store))
+    checkpoint = _checkpoint_step(store)
+
+    offset = len(log.read_text())
+    second = _learner(kafka, topic, store, log, "--stop-when-idle", "4")
+    try:
+        _wait_for(lambda: _metrics_url(log, offset) is not None, 120, "the restart", log)
+        url = _metrics_url(log, offset)
+        assert url is not None
+        _wait_for(
+            lambda: (_scrape(url, "recoil_learner_snapshot_version") or 0) > killed_at,
+            120, "a snapshot after the restart", log,
+        )  # fmt: skip
+        assert (_scrape(url, "recoil_learner_steps_total") or 0) > 0
+        assert second.wait(120) == 0, log.read_text()[offset:]
+    finally:
+        if second.poll() is None:
+            second.kill()
+
+    restart_log = log.read_text()[offset:]
+    assert f"resuming from {store / 'checkpoints' / 'last.ckpt'}: step {checkpoint}" in restart_log
+    trained = Counter(
+        i
+        for line in (store / "checkpoints" / "trained.jsonl").read_text().splitlines()
+        for i in json.loads(line)["event_ids"]
+    )
+    assert set(trained) == {e.event_id for e in examples}, "nothing skipped"
+    assert max(trained.values()) == 1, "nothing trained twice in the model's lineage"
+    rolled_back = store / "checkpoints" / "rolled_back.jsonl"
+    if rolled_back.exists():  # work after the checkpoint the model never kept: redone
+        redone = [i for line in rolled_back.read_text().splitlines()
+                  for i in json.loads(line)["event_ids"]]  # fmt: skip
+        assert set(redone) <= set(trained)
+    versions = list_versions(store)
+    assert versions[-1] > killed_at
+    newest = load_snapshot(store)
+    assert newest.step > checkpoint
+    assert newest.manifest["counts"]["examples"] == len(examples)
+    ends, committed = _offsets(kafka, topic)
+    assert newest.offsets == ends == committed
+
+
+def _checkpoint_step(store: Path) -> int:
+    import torch
+
+    ckpt = torch.load(store / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    return int(ckpt["global_step"])
+
+
+def _offsets(kafka: KafkaSettings, topic: str) -> tuple[dict[int, int], dict[int, int | None]]:
+    consumer = KafkaConsumer(**kafka.kafka_python(), group_id="kill-test")
+    try:
+        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        ends = {tp.partition: o for tp, o in consumer.end_offsets(tps).items()}
+        return ends, {tp.partition: consumer.committed(tp) for tp in tps}
+    finally:
+        consumer.close()
