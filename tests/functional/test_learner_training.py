@@ -4,7 +4,6 @@ saves and loads, and checkpoints restore exactly."""
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,10 @@ from learner.vocab import Vocabularies
 from recoil.records import TrainingExample
 
 torch.set_num_threads(1)
-warnings.filterwarnings("ignore", ".*does not have many workers.*")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:.*val_dataloader.*"),
+    pytest.mark.filterwarnings("ignore:.*LeafSpec.*"),
+]
 
 SMALL = ModelConfig(embedding_dim=16, hidden_dim=16, max_len=10, dropout=0.0)
 
