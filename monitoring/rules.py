@@ -8,11 +8,15 @@ healthy loop must not fire the alerts themselves.
 
 Responsiveness regression. ``model_version`` is a label, and PromQL cannot
 order label values, so "newest" and "previous" versions are ordered by when
-each version's series was *first seen* (a 1-minute subquery over
-``REGRESSION_WINDOW``). This works whether the simulator keeps exporting every
-probed version or only the newest one. The newest version counts only while it
-was first seen inside the window; with no new version for that long, the
-``latest``/``previous`` series are empty and the alert resolves.
+each version's series was *first seen*: a recorded series holds each version's
+scrape timestamp at every evaluation, and ``min_over_time`` of it over
+``regression_window`` is the first time it was seen (to one evaluation
+interval; it survives Prometheus restarts, being stored). This works whether
+the simulator keeps exporting every probed version or only the newest one.
+The newest version counts only while it was first seen inside the window; with
+no new version for that long, ``latest``/``previous`` are empty and the alert
+resolves. Cost: the window's samples of one series per (arm, similarity,
+version), read at every evaluation; shorten the window for thousands of versions.
 """
 
 from __future__ import annotations
@@ -79,6 +83,7 @@ def _seconds(duration: str) -> int:
 def recording_groups(t: Thresholds = Thresholds()) -> tuple[RuleGroup, ...]:
     """The recording rules, one group per part (rules in a group run in order)."""
     window = t.regression_window
+    seen = "arm_similarity_version:recoil_responsiveness_seen:timestamp"
     fs = "arm_similarity_version:recoil_responsiveness_first_seen:timestamp"
     last = "arm_similarity_version:recoil_responsiveness_ratio:last"
     latest = "arm_similarity:recoil_responsiveness_ratio:latest"
@@ -177,11 +182,10 @@ def recording_groups(t: Thresholds = Thresholds()) -> tuple[RuleGroup, ...]:
             f"(last_over_time(recoil_responsiveness_ratio[{window}]))",
         ),
         RecordingRule(
-            fs,
-            "min_over_time(timestamp(\n"
-            "  max by (arm, similarity, model_version) (recoil_responsiveness_ratio))"
-            f"[{window}:1m])",
+            seen,
+            "max by (arm, similarity, model_version) (timestamp(recoil_responsiveness_ratio))",
         ),
+        RecordingRule(fs, f"min_over_time({seen}[{window}])"),
         # The newest version per arm and similarity, if it appeared inside the window.
         RecordingRule(
             latest,

@@ -15,11 +15,15 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import matplotlib.image
 import pytest
 
 from monitoring import catalogue, expressions
 from monitoring.catalogue import Part
+from monitoring.dashboards import DASHBOARDS
+from monitoring.report import PrometheusClient, ReportError, write_report
 from monitoring.scrape import JOBS
+from recoil import cli
 from recoil.broker.embedded import free_port
 from recoil.processes import die_with_parent
 from tests.support.monitoring_check import check_monitoring
@@ -32,6 +36,22 @@ def scrape(target: str) -> bytes:
     with urllib.request.urlopen(f"http://{target}/metrics", timeout=5) as response:
         body: bytes = response.read()
         return body
+
+
+def newest_version(server: PrometheusServer) -> int:
+    return max(
+        int(r["metric"]["model_version"]) for r in server.query("recoil_responsiveness_ratio")
+    )
+
+
+def version_order(server: PrometheusServer) -> dict[tuple[str, str], tuple[int, int]]:
+    """(previous, latest) model version per (arm, similarity), from the recording rules."""
+    order: dict[tuple[str, str], list[int]] = {}
+    for i, rule in enumerate(("previous", "latest")):
+        for r in server.query(f"arm_similarity:recoil_responsiveness_ratio:{rule}"):
+            key = (r["metric"]["arm"], r["metric"]["similarity"])
+            order.setdefault(key, [0, 0])[i] = int(r["metric"]["model_version"])
+    return {key: (pair[0], pair[1]) for key, pair in order.items()}
 
 
 @pytest.fixture(scope="module")
@@ -83,9 +103,14 @@ def test_real_scrape_passes_promtool_check_metrics(exporters: dict[Part, str]) -
             assert f"# TYPE {metric.name} {metric.type}".encode() in body
 
 
-def test_every_panel_rule_and_signal_returns_data(
-    exporters: dict[Part, str], prometheus_factory: Callable[..., PrometheusServer]
+def test_every_panel_rule_and_signal_returns_data_and_report_plots_them(
+    exporters: dict[Part, str],
+    prometheus_factory: Callable[..., PrometheusServer],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
+    """One Prometheus for both halves: the rules need a minute of data before they answer."""
+    started = time.monotonic()
     check = check_monitoring(
         prometheus_factory, {JOBS[part]: [target] for part, target in exporters.items()}
     )
@@ -102,6 +127,46 @@ def test_every_panel_rule_and_signal_returns_data(
         (a, s) for a in ("feature_and_labels", "no_signal") for s in ("cluster", "creator")
     }
     assert {(r["metric"]["arm"], r["metric"]["similarity"]) for r in previous} == pairs
+    # Versions appear every 4 s and rules run every 1 s, so versions first seen after
+    # Prometheus started are ordered exactly (those already there at its first scrape tie).
+    at_start = newest_version(server)
+    deadline = time.monotonic() + 30
+    while True:
+        order = version_order(server)
+        if min(prev for prev, _ in order.values()) > at_start or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert len(order) == 4
+    for previous_version, latest_version in order.values():
+        assert previous_version > at_start
+        assert latest_version == previous_version + 1
     # 400s are client errors: the 5xx ratio is exactly 0, present although no 5xx series exists.
     ratio = server.query("job:recoil_serving_requests:error_ratio_rate5m")
     assert [r["value"][1] for r in ratio] == ["0"]
+
+    # recoil report on the same server: every panel of every dashboard has curves.
+    time.sleep(max(0.0, 40 - (time.monotonic() - started)))  # 40 s of data: curves, not dots
+    written = write_report(server.url, tmp_path, range_seconds=40, step_seconds=1)
+    assert sorted(p.name for p in written) == sorted(f"{d.uid}.png" for d in DASHBOARDS)
+    for path, panels in written.items():
+        assert [p.panel.title for p in panels if p.empty] == [], path.name
+        image = matplotlib.image.imread(path)  # (H, W, 4) floats
+        assert image.shape[0] > 300 and image.shape[1] == 1440
+        colours = {tuple(px) for px in (image[::4, ::4, :3] * 255).astype(int).reshape(-1, 3)}
+        assert len(colours) > 50, f"{path.name} looks blank"
+    responsiveness = written[tmp_path / "recoil-responsiveness.png"]
+    cluster = responsiveness[0]
+    assert cluster.panel.title == "Cluster responsiveness by model version"
+    versions = {series.labels["model_version"] for _, series in cluster.lines}
+    assert len(versions) >= 2 and len(cluster.bands) == len(cluster.lines)
+    # The command: same output, one line per PNG.
+    code = cli.main(
+        ["report", "--prometheus", server.url, "--out", str(tmp_path / "cli"), "--range", "40s",
+         "--step", "2s", "--dashboard", "recoil-responsiveness"]
+    )  # fmt: skip
+    assert code == 0
+    out = capsys.readouterr().out
+    assert f"{tmp_path / 'cli' / 'recoil-responsiveness.png'}  (6 panels, 0 without data)" in out
+    # A query Prometheus rejects names Prometheus' reason.
+    with pytest.raises(ReportError, match=r"answered 400: .*parse error"):
+        PrometheusClient(server.url).query_range("sum(", 0, 10, 1)

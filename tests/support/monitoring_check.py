@@ -35,8 +35,8 @@ def check_monitoring(
 ) -> LiveCheck:
     """Run the check; raise AssertionError naming every expression that stayed empty.
 
-    ``timeout`` covers the slowest expressions: the responsiveness rules order model
-    versions on a 1-minute grid, so they need up to a minute after the second version.
+    ``timeout`` covers the slowest expressions: the responsiveness rules need two probed
+    model versions, and the rate and quantile panels two scrapes with observations.
     """
     server = prometheus_factory(scrape_config_for(targets, interval=scrape_interval))
     hosts = list(targets) if not isinstance(targets, Mapping) else []
