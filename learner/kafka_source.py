@@ -229,12 +229,11 @@ class KafkaExampleSource:
 
     def _skip_to_positions(self) -> None:
         """With nothing buffered, every record before the consumer's position is handled:
-        move past transaction markers and aborted records so commits and lag reach the end."""
+        move past transaction markers and aborted records so commits and lag reach the end,
+        and give partitions that never had a record an offset too."""
         for tp in self.consumer.assignment():
-            if tp.partition not in self._next:
-                continue
             position = self.consumer.position(tp, timeout_ms=1000)
-            if position is not None and position > self._next[tp.partition]:
+            if position is not None and position > self._next.get(tp.partition, -1):
                 self._next[tp.partition] = position
 
     def _decode(self, partition: int, offset: int, value: bytes | None) -> TrainingExample | None:

@@ -40,8 +40,18 @@ def register(sub: Any) -> None:
         default=None,
         help="checkpoint + lineage directory (default: STORE/checkpoints)",
     )
-    parser.add_argument("--snapshot-every-steps", type=int, default=200)
-    parser.add_argument("--snapshot-every-seconds", type=float, default=30.0)
+    parser.add_argument(
+        "--snapshot-every-steps",
+        type=int,
+        default=200,
+        help="publish a snapshot after this many optimizer steps",
+    )
+    parser.add_argument(
+        "--snapshot-every-seconds",
+        type=float,
+        default=30.0,
+        help="... or after this many seconds, if anything was trained",
+    )
     parser.add_argument("--batch-size", type=int, default=256, help="examples per step")
     parser.add_argument(
         "--batch-timeout",
@@ -73,18 +83,31 @@ def register(sub: Any) -> None:
         "--keep-snapshots", type=int, default=10, help="versions kept in the store (0 = all)"
     )
     model = parser.add_argument_group("model (a new model only; a checkpoint keeps its own)")
-    model.add_argument("--encoder", choices=["gru", "sasrec"], default="gru")
-    model.add_argument("--embedding-dim", type=int, default=64)
-    model.add_argument("--hidden-dim", type=int, default=64)
+    model.add_argument(
+        "--encoder", choices=["gru", "sasrec"], default="gru", help="sequence encoder"
+    )
+    model.add_argument("--embedding-dim", type=int, default=64, help="D of s and v")
+    model.add_argument("--hidden-dim", type=int, default=64, help="GRU / feed-forward width")
     model.add_argument("--max-len", type=int, default=50, help="history items the model reads")
-    model.add_argument("--lr", type=float, default=2e-3)
-    model.add_argument("--softmax", choices=["full", "sampled"], default="full")
-    model.add_argument("--seed", type=int, default=0)
+    model.add_argument("--lr", type=float, default=2e-3, help="AdamW learning rate")
+    model.add_argument(
+        "--softmax",
+        choices=["full", "sampled"],
+        default="full",
+        help="full softmax over the corpus, or sampled (large corpora)",
+    )
+    model.add_argument("--seed", type=int, default=0, help="init, dropout and sampling seed")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    # kafka-python narrates every connection at INFO; the learner's own lines are enough.
+    # faiss announces which CPU build it loaded, also at INFO.
+    quiet = max(logging.WARNING, logging.getLogger().getEffectiveLevel())
+    for name in ("kafka", "faiss.loader"):
+        logging.getLogger(name).setLevel(quiet)
+
     import torch
     from prometheus_client import CollectorRegistry, start_http_server
 
@@ -93,11 +116,6 @@ def run(args: argparse.Namespace) -> int:
     from learner.metrics import LearnerMetrics
     from learner.model import ModelConfig
 
-    # kafka-python narrates every connection at INFO; the learner's own lines are enough.
-    # faiss announces which CPU build it loaded, also at INFO.
-    quiet = max(logging.WARNING, logging.getLogger().getEffectiveLevel())
-    for name in ("kafka", "faiss.loader"):
-        logging.getLogger(name).setLevel(quiet)
     settings = kafka_settings(args)
     try:
         model = ModelConfig(

@@ -163,3 +163,38 @@ def _offsets(kafka: KafkaSettings, topic: str) -> tuple[dict[int, int], dict[int
         return ends, {tp.partition: consumer.committed(tp) for tp in tps}
     finally:
         consumer.close()
+
+
+def test_sigterm_stops_after_a_final_checkpoint_and_snapshot(
+    kafka: KafkaSettings, topic_name: Callable[[str], str], tmp_path: Path
+) -> None:
+    topic = topic_name("examples")
+    ensure_topics(kafka, [topic], partitions=PARTITIONS)
+    examples = synthetic_examples(num_users=4, events_per_user=30, num_items=40, seed=6)
+    producer = KafkaProducer(**kafka.kafka_python(), acks="all")
+    for e in examples:
+        producer.send(topic, key=e.user_id.encode(), value=e.to_json())
+    producer.close()
+    store, log = tmp_path / "store", tmp_path / "learner.log"
+    # Snapshots only on time (far off), so the one published comes from the stop itself.
+    learner = _learner(kafka, topic, store, log, "--snapshot-every-steps", "100000",
+                       "--snapshot-every-seconds", "3600")  # fmt: skip
+    try:
+        lineage = store / "checkpoints" / "trained.jsonl"
+
+        def trained_all() -> bool:
+            text = lineage.read_text() if lineage.exists() else ""
+            return sum(len(json.loads(x)["event_ids"]) for x in text.splitlines()) == len(examples)
+
+        _wait_for(trained_all, 120, "every example trained", log)
+        assert list_versions(store) == []
+        learner.send_signal(signal.SIGTERM)
+        assert learner.wait(60) == 0, log.read_text()
+    finally:
+        if learner.poll() is None:
+            learner.kill()
+    snapshot = load_snapshot(store)
+    assert snapshot.version == 1
+    assert snapshot.step == _checkpoint_step(store) > 0
+    ends, committed = _offsets(kafka, topic)
+    assert snapshot.offsets == ends == committed
