@@ -1,0 +1,151 @@
+"""Configuration of a stream worker: one frozen dataclass, validated at start.
+
+Every field has a documented default; :meth:`StreamsConfig.validate` runs in
+``__post_init__`` and raises :class:`recoil.kafka_settings.ConfigError` with a
+message that names the setting and says what to fix, so a bad configuration
+stops the worker before it touches Kafka.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from recoil import topics
+from recoil.kafka_settings import ConfigError
+from recoil.labels import LabelConfig
+
+Store = Literal["rocksdb", "memory"]
+Guarantee = Literal["exactly_once", "at_least_once"]
+STORES: tuple[Store, ...] = ("rocksdb", "memory")
+GUARANTEES: tuple[Guarantee, ...] = ("exactly_once", "at_least_once")
+
+# Kafka's legal topic / group name characters.
+_NAME = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
+
+
+@dataclass(frozen=True)
+class StreamsConfig:
+    """Everything a stream worker needs besides the Kafka connection."""
+
+    app_id: str = "recoil-streams"  # consumer group, transactional-id and changelog prefix
+    input_topic: str = topics.INTERACTIONS  # events, key = user id
+    output_topic: str = topics.TRAINING_EXAMPLES  # TrainingExample JSON, key = user id
+    dlq_topic: str = topics.DLQ  # invalid events: original bytes + reason headers
+    store: Store = "rocksdb"  # table store; rocksdb restarts from local state after a clean stop
+    data_dir: Path = Path("recoil-data/streams")  # RocksDB files live under data_dir/app_id
+    labels: LabelConfig = field(default_factory=LabelConfig)  # thresholds, weights, history length
+    dedupe_window: int = 100  # recent event ids kept per user; retries older than this repeat
+    state_cache_users: int = 10_000  # decoded user states kept in memory (~10 KB each)
+    processing_guarantee: Guarantee = "exactly_once"  # Kafka transactions; at_least_once fallback
+    partitions: int = 4  # partitions of topics this worker creates (existing ones are kept)
+    replication_factor: int = 1  # replicas of topics it creates, changelog included; 3 in prod
+    web_host: str = "127.0.0.1"  # history view bind address; 0.0.0.0 only behind a firewall
+    web_port: int = 6066  # GET /history/{user_id}; Faust's default web port
+    metrics_port: int | None = None  # /metrics on 127.0.0.1; None = not served
+    metrics_host: str = "127.0.0.1"  # bind address of /metrics
+    batch_size: int = 500  # events per agent batch: amortises sends, flushes and commits
+    batch_timeout: float = 0.05  # seconds a partial batch waits: bounds added latency
+    producer_linger: float = 0.005  # seconds a send waits to share a produce request
+    commit_interval: float = 1.0  # seconds between commits = transaction length in EOS mode
+    session_timeout: float = 10.0  # group session; a dead worker's partitions move after this
+    heartbeat_interval: float = 1.0  # must be well under session_timeout
+    offset_guard: bool = True  # strict commits + hole checks (faust #596/#606); off only to demo
+    hole_grace: float = 2.0  # seconds a commit hole may persist before the broker is asked
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        for name in ("app_id", "input_topic", "output_topic", "dlq_topic"):
+            value = getattr(self, name)
+            if not _NAME.match(value):
+                raise ConfigError(
+                    f"{name}={value!r}: use 1-200 characters from letters, digits, '.', '_', '-'"
+                )
+        names = {self.input_topic, self.output_topic, self.dlq_topic}
+        if len(names) != 3:
+            raise ConfigError(
+                "input, output and DLQ topics must differ "
+                f"(got {self.input_topic!r}, {self.output_topic!r}, {self.dlq_topic!r})"
+            )
+        if self.store not in STORES:
+            raise ConfigError(f"store={self.store!r}: choose one of {', '.join(STORES)}")
+        if self.processing_guarantee not in GUARANTEES:
+            raise ConfigError(
+                f"processing_guarantee={self.processing_guarantee!r}: "
+                f"choose one of {', '.join(GUARANTEES)}"
+            )
+        for name in ("dedupe_window", "partitions", "batch_size", "replication_factor",
+                     "state_cache_users"):  # fmt: skip
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}={getattr(self, name)}: must be >= 1")
+        if not 0 <= self.producer_linger <= 1:
+            raise ConfigError(f"producer_linger={self.producer_linger}: use 0..1 seconds")
+        for name in ("batch_timeout", "commit_interval", "hole_grace"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name}={getattr(self, name)}: must be > 0 seconds")
+        if not 0 < self.heartbeat_interval * 3 <= self.session_timeout:
+            raise ConfigError(
+                f"heartbeat_interval={self.heartbeat_interval} must be > 0 and at most a third "
+                f"of session_timeout={self.session_timeout}"
+            )
+        for name in ("web_port", "metrics_port"):
+            port = getattr(self, name)
+            if port is not None and not 0 < port < 65536:
+                raise ConfigError(f"{name}={port}: must be a TCP port in 1..65535")
+        if self.metrics_port is not None and self.metrics_port == self.web_port:
+            raise ConfigError(f"metrics_port and web_port are both {self.web_port}: pick two")
+
+    @property
+    def exactly_once(self) -> bool:
+        return self.processing_guarantee == "exactly_once"
+
+    @property
+    def history_length(self) -> int:
+        return self.labels.history_length
+
+    @property
+    def app_data_dir(self) -> Path:
+        """This app's own directory (tables, the clean-shutdown marker)."""
+        return self.data_dir / self.app_id
+
+
+def label_config(history_length: int, overrides: Sequence[str] = ()) -> LabelConfig:
+    """A LabelConfig from ``--history-length`` and ``--label NAME=VALUE`` overrides."""
+    fields = {f.name: f for f in dataclasses.fields(LabelConfig)}
+    values: dict[str, object] = {"history_length": history_length}
+    for item in overrides:
+        name, sep, text = item.partition("=")
+        name = name.strip().replace("-", "_")
+        if not sep or name not in fields or name == "history_length":
+            choices = ", ".join(sorted(n for n in fields if n != "history_length"))
+            raise ConfigError(f"--label {item!r}: expected NAME=VALUE with NAME one of {choices}")
+        values[name] = _parse_value(name, text.strip(), fields[name].type)
+    try:
+        return LabelConfig(**values)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise ConfigError(f"label settings: {exc}") from exc
+
+
+def _parse_value(name: str, text: str, annotation: object) -> object:
+    if annotation in (bool, "bool"):
+        lowered = text.lower()
+        if lowered not in ("true", "false", "1", "0", "yes", "no"):
+            raise ConfigError(f"--label {name}={text!r}: expected true or false")
+        return lowered in ("true", "1", "yes")
+    try:
+        return int(text) if annotation in (int, "int") else float(text)
+    except ValueError:
+        raise ConfigError(f"--label {name}={text!r}: expected a number") from None
+
+
+def describe(config: StreamsConfig) -> Mapping[str, object]:
+    """The settings as a flat mapping, for the start-up log line."""
+    flat = {k: v for k, v in dataclasses.asdict(config).items() if k != "labels"}
+    flat.update({f"labels.{k}": v for k, v in dataclasses.asdict(config.labels).items()})
+    return flat
