@@ -1,0 +1,204 @@
+"""The Faust app of a stream worker: source topic, history table, agent, web view, timers.
+
+:func:`build_app` wires the parts for one :class:`~streams.config.StreamsConfig`;
+the agent itself stays thin (take a batch, hand it to
+:class:`~streams.processor.BatchProcessor`). The history view answers
+``GET /history/{user_id}`` on the worker that owns the user's partition (other
+workers forward the request through Faust's table route):
+
+    {"user_id": "u1", "columns": ["item_id", ...], "history": [[...], ...]}
+
+rows oldest first, in :data:`recoil.records.HISTORY_COLUMNS` order; a user
+never seen has an empty history.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from dataclasses import dataclass
+from typing import Any, cast
+
+import faust
+from faust.web import Request, Response, View
+
+from recoil.kafka_settings import KafkaSettings
+from recoil.records import HISTORY_COLUMNS
+from streams.config import StreamsConfig
+from streams.consumer import HoleProbe, RecoilConsumer, RecoilTransport
+from streams.metrics import StreamMetrics
+from streams.processor import BatchProcessor
+from streams.state import UserState
+from streams.table import HistoryTable
+from streams.topics import TABLE_NAME
+
+log = logging.getLogger(__name__)
+
+AGENT_NAME = "recoil.streams.history_agent"
+
+
+class StreamsApp(faust.App):
+    """A Faust app whose consumer is :class:`~streams.consumer.RecoilConsumer`."""
+
+    offset_guard: bool = True  # read by RecoilConsumer when Faust creates it
+    hole_grace: float = 2.0
+
+    def _new_transport(self) -> Any:
+        return RecoilTransport(self.conf.broker_consumer, self)
+
+
+@dataclass
+class StreamsWorkerApp:
+    """The app and the parts tests and the worker command reach into."""
+
+    app: StreamsApp
+    table: HistoryTable
+    processor: BatchProcessor
+    probe: HoleProbe
+
+    @property
+    def consumer(self) -> RecoilConsumer:
+        return cast(RecoilConsumer, self.app.consumer)
+
+
+def canonical_url(config: StreamsConfig) -> str:
+    """The URL other workers use to forward history requests to this one."""
+    host = config.web_host
+    if host in ("0.0.0.0", "::", ""):
+        host = socket.getfqdn()
+    return f"http://{host}:{config.web_port}"
+
+
+def build_app(
+    config: StreamsConfig,
+    settings: KafkaSettings,
+    metrics: StreamMetrics,
+    partitions: int,
+) -> StreamsWorkerApp:
+    """A configured Faust app for ``partitions`` input partitions (not started)."""
+    app = StreamsApp(
+        config.app_id,
+        broker=settings.faust_broker(),
+        broker_credentials=settings.faust_credentials(),
+        store="rocksdb://" if config.store == "rocksdb" else "memory://",
+        datadir=str(config.app_data_dir),
+        processing_guarantee=config.processing_guarantee,
+        topic_partitions=partitions,
+        topic_replication_factor=config.replication_factor,
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=config.session_timeout,
+        broker_heartbeat_interval=config.heartbeat_interval,
+        broker_commit_interval=config.commit_interval,
+        # Batch sends: one produce request per event costs a syscall each, and with the
+        # consumer's thread busy every syscall waits for the GIL.
+        producer_linger=config.producer_linger,
+        producer_max_batch_size=256 * 1024,
+        web_enabled=True,
+        web_bind=config.web_host,
+        web_port=config.web_port,
+        canonical_url=canonical_url(config),
+        autodiscover=False,
+    )
+    table = HistoryTable(
+        app,
+        name=TABLE_NAME,
+        default=None,
+        key_type=bytes,  # raw UTF-8 user ids: the same bytes (and partition) as input keys
+        value_type=bytes,  # UserState.to_bytes()
+        partitions=partitions,
+        help="Per-user history and recent event ids (streams.state.UserState)",
+    )
+    app.tables.add(table)
+    processor = BatchProcessor(app, table, config, metrics)
+    source = app.topic(
+        config.input_topic, key_serializer="raw", value_serializer="raw", partitions=partitions
+    )
+
+    async def history_agent(stream: faust.StreamT[bytes]) -> None:
+        batches = cast("faust.Stream[bytes]", stream).take_events(
+            config.batch_size, within=config.batch_timeout
+        )
+        async for events in batches:
+            await processor.process_batch(events)
+
+    app.agent(source, name=AGENT_NAME, concurrency=1)(history_agent)
+
+    class HistoryView(View):
+        @app.table_route(table=table, match_info="user_id")
+        async def get(self: View, request: Request, *args: Any, **kwargs: Any) -> Response:
+            user_id = request.match_info["user_id"]
+            raw = table.get(user_id.encode())
+            history = UserState.from_bytes(raw).history if raw is not None else ()
+            return self.json(
+                {
+                    "user_id": user_id,
+                    "columns": list(HISTORY_COLUMNS),
+                    "history": [item.to_row() for item in history],
+                }
+            )
+
+    app.page("/history/{user_id}")(HistoryView)
+
+    isolation = "read_committed" if config.exactly_once else "read_uncommitted"
+    probe = HoleProbe(settings.aiokafka(), isolation)
+
+    if config.offset_guard:
+
+        @app.timer(interval=config.hole_grace / 2)
+        async def repair_holes() -> None:
+            consumer = cast(RecoilConsumer, app.consumer)
+            if not app.rebalancing:
+                await consumer.repair_holes(probe)
+
+    gauges = GaugeUpdater(app, table, processor, metrics, config.input_topic)
+
+    @app.timer(interval=1.0)
+    async def update_gauges() -> None:
+        gauges.update()
+
+    # Not app.consumer.x = ...: touching app.consumer before the worker starts would
+    # create the consumer early and freeze Faust's exactly-once switch to "off".
+    app.offset_guard = config.offset_guard
+    app.hole_grace = config.hole_grace
+    return StreamsWorkerApp(app, table, processor, probe)
+
+
+class GaugeUpdater:
+    """Keeps the lag and table-size gauges current (called once a second)."""
+
+    def __init__(
+        self, app: Any, table: HistoryTable, processor: BatchProcessor, metrics: StreamMetrics,
+        topic: str,
+    ) -> None:  # fmt: skip
+        self.app, self.table, self.processor, self.metrics = app, table, processor, metrics
+        self.topic = topic
+        self.lag_partitions: set[int] = set()
+        self.counted_at_rebalance: int | None = None
+
+    def update(self) -> None:
+        if self.app.rebalancing:
+            return
+        self.update_lag()
+        self.update_users()
+
+    def update_lag(self) -> None:
+        consumer = self.app.consumer
+        owned = {tp for tp in consumer.assignment() if tp.topic == self.topic}
+        for partition in self.lag_partitions - {tp.partition for tp in owned}:
+            self.metrics.forget_partition(self.topic, partition)
+        self.lag_partitions = {tp.partition for tp in owned}
+        for tp in owned:
+            end = consumer.highwater(tp)
+            position = self.processor.next_offsets.get(tp.partition)
+            if end is not None and position is not None:
+                self.metrics.set_lag(self.topic, tp.partition, int(end) - position)
+
+    def update_users(self) -> None:
+        # A full count walks the store: only after a rebalance; between, add new users.
+        if self.counted_at_rebalance != self.app.rebalancing_count:
+            self.processor.new_users = 0
+            self.metrics.history_users.set(len(self.table))
+            self.counted_at_rebalance = self.app.rebalancing_count
+        elif self.processor.new_users:
+            self.metrics.history_users.inc(self.processor.new_users)
+            self.processor.new_users = 0

@@ -1,0 +1,107 @@
+"""Run one stream worker until SIGTERM/SIGINT: topics, metrics server, Faust worker.
+
+Local RocksDB state after a crash. Faust writes a table change to RocksDB
+when the agent makes it, but in exactly-once mode the change only counts once
+its transaction commits. After a SIGKILL the local files may hold changes of a
+transaction that the broker then aborted -- events the table would call
+"seen" although their examples were never committed, so a restart would drop
+them as duplicates. The worker therefore writes ``CLEAN_SHUTDOWN`` into its data
+directory after a graceful stop (everything committed), deletes it at start,
+and when it is missing on an exactly-once start, deletes the local table
+files: the table is rebuilt from the changelog, reading committed data only.
+A clean restart keeps the files and only reads the changelog's tail.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, start_http_server
+
+from recoil.kafka_settings import KafkaSettings
+from streams.app import StreamsWorkerApp, build_app
+from streams.config import StreamsConfig, describe
+from streams.metrics import StreamMetrics
+from streams.topics import prepare_topics
+
+log = logging.getLogger(__name__)
+
+CLEAN_MARKER = "CLEAN_SHUTDOWN"
+
+
+def tables_dir(config: StreamsConfig) -> Path:
+    """Where Faust keeps this app's RocksDB table files."""
+    return config.app_data_dir / "v1" / "tables"
+
+
+def discard_unclean_state(config: StreamsConfig) -> bool:
+    """Apply the crash rule in the module docstring; True when local state was deleted."""
+    marker = config.app_data_dir / CLEAN_MARKER
+    clean = marker.exists()
+    marker.unlink(missing_ok=True)
+    tables = tables_dir(config)
+    if clean or config.store != "rocksdb" or not config.exactly_once or not tables.exists():
+        return False
+    log.warning(
+        "no clean shutdown recorded in %s: deleting local table files %s; the table is "
+        "rebuilt from its changelog (committed data only)",
+        config.app_data_dir,
+        tables,
+    )
+    shutil.rmtree(tables)
+    return True
+
+
+def run_worker(
+    config: StreamsConfig,
+    settings: KafkaSettings,
+    customize: Callable[[StreamsWorkerApp], None] | None = None,
+) -> int:
+    """Run until stopped; returns the process exit status.
+
+    ``customize`` sees the built app before it starts (tests use it to inject
+    faults; nothing in production passes it).
+    """
+    import faust
+
+    log.info("stream worker settings: %s", dict(describe(config)))
+    layout = prepare_topics(settings, config)
+    if layout.created:
+        log.info("created topics %s with %d partitions", ", ".join(layout.created),
+                 layout.input_partitions)  # fmt: skip
+    config.app_data_dir.mkdir(parents=True, exist_ok=True)
+    discard_unclean_state(config)
+
+    registry = CollectorRegistry()
+    metrics = StreamMetrics(registry)
+    if config.metrics_port is not None:
+        start_http_server(config.metrics_port, addr=config.metrics_host, registry=registry)
+        log.info("metrics on http://%s:%d/metrics", config.metrics_host, config.metrics_port)
+
+    parts = build_app(config, settings, metrics, layout.input_partitions)
+    if customize is not None:
+        customize(parts)
+    worker = faust.Worker(
+        parts.app,
+        loglevel=logging.getLevelName(logging.getLogger().getEffectiveLevel()),
+        override_logging=False,
+        redirect_stdouts=False,
+        quiet=True,
+    )
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exit_:
+        status = exit_.code if isinstance(exit_.code, int) else 1
+    else:  # pragma: no cover - execute_from_commandline always raises SystemExit
+        status = 0
+    crashed = parts.app.crash_reason is not None or worker.crash_reason is not None
+    if status == 0 and not crashed:
+        (config.app_data_dir / CLEAN_MARKER).write_text("graceful stop: local state committed\n")
+    else:
+        log.error("worker stopped after a crash (%r); local state will be rebuilt",
+                  parts.app.crash_reason or worker.crash_reason)  # fmt: skip
+        status = status or 1
+    return status
