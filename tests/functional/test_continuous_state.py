@@ -1,0 +1,70 @@
+"""The learner's bookkeeping: de-duplication window, lineage rollback, config checks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from learner.continuous import LearnerConfig, read_resume_state, rollback_lineage
+from learner.kafka_source import SeenIds, SourceConfig
+from recoil.kafka_settings import ConfigError
+
+
+def test_seen_ids_remember_a_bounded_window_in_order() -> None:
+    seen = SeenIds(3, ["a", "b"])
+    assert seen.add("c") and not seen.add("a")
+    assert seen.add("d")  # evicts "a", the oldest
+    assert list(seen) == ["b", "c", "d"] and len(seen) == 3
+    assert "a" not in seen and seen.add("a")
+
+
+def test_rollback_cuts_the_lineage_to_the_checkpoint(tmp_path: Path) -> None:
+    lineage = tmp_path / "trained.jsonl"
+    entries = [{"step": s, "event_ids": [f"e{s}"]} for s in (1, 2, 3)]
+    lines = [json.dumps(e) + "\n" for e in entries]
+    lineage.write_text("".join(lines))
+    kept = len(lines[0].encode())
+    assert rollback_lineage(tmp_path, kept) == 2
+    assert lineage.read_text() == lines[0]
+    assert (tmp_path / "rolled_back.jsonl").read_text() == "".join(lines[1:])
+    assert rollback_lineage(tmp_path, kept) == 0  # nothing more to cut
+    assert rollback_lineage(tmp_path / "absent", 0) == 0
+
+
+def test_a_foreign_checkpoint_is_refused_with_a_reason(tmp_path: Path) -> None:
+    path = tmp_path / "last.ckpt"
+    torch.save({"state_dict": {}, "global_step": 3}, path)
+    with pytest.raises(ConfigError, match="not a checkpoint of `recoil learn`"):
+        read_resume_state(path)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"arm": "nope"}, "unknown arm"),
+        ({"snapshot_every_steps": 0}, "snapshot_every_steps"),
+        ({"snapshot_every_seconds": 0.0}, "snapshot_every_seconds"),
+        ({"max_steps": 0}, "max_steps"),
+        ({"softmax": "approximate"}, "softmax"),
+    ],
+)
+def test_bad_learner_config_says_what_to_fix(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        LearnerConfig(store=Path("s"), checkpoint_dir=Path("c"), **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"topic": ""}, "topic"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"batch_timeout_s": 0.0}, "batch_timeout_s"),
+        ({"dedupe_window": 0}, "dedupe_window"),
+    ],
+)
+def test_bad_source_config_says_what_to_fix(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        SourceConfig(**kwargs)  # type: ignore[arg-type]
