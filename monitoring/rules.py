@@ -367,7 +367,7 @@ def _rule_dict(rule: RecordingRule | AlertRule) -> dict[str, Any]:
     }
 
 
-class _Dumper(yaml.SafeDumper):
+class BlockDumper(yaml.SafeDumper):
     """Multi-line expressions as literal blocks, so the YAML reads like PromQL."""
 
 
@@ -376,12 +376,12 @@ def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
 
-_Dumper.add_representer(str, _str)
+BlockDumper.add_representer(str, _str)
 
 
 def to_yaml(groups: tuple[RuleGroup, ...]) -> str:
     doc = {"groups": [{"name": g.name, "rules": [_rule_dict(r) for r in g.rules]} for g in groups]}
-    return HEADER + yaml.dump(doc, Dumper=_Dumper, sort_keys=False, width=1_000_000)
+    return HEADER + yaml.dump(doc, Dumper=BlockDumper, sort_keys=False, width=1_000_000)
 
 
 def all_alerts() -> tuple[AlertRule, ...]:
