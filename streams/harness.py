@@ -1,0 +1,173 @@
+"""Driving real stream workers from outside: for the integration tests and ``recoil bench``.
+
+Workers run as real ``recoil worker`` subprocesses (a SIGKILL is then a real
+crash); records are produced and read with kafka-python, outputs with
+``isolation_level="read_committed"`` -- what a downstream consumer sees.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from recoil.kafka_settings import KafkaSettings
+from recoil.processes import Child, ProcessGroup, recoil_command
+from streams.config import StreamsConfig
+
+
+def worker_argv(settings: KafkaSettings, config: StreamsConfig, *extra: str) -> list[str]:
+    """``recoil worker`` arguments that reproduce ``config`` (labels: history length only)."""
+    argv = [
+        "worker", "--bootstrap-servers", settings.bootstrap_servers,
+        "--app-id", config.app_id, "--input-topic", config.input_topic,
+        "--output-topic", config.output_topic, "--dlq-topic", config.dlq_topic,
+        "--store", config.store, "--data-dir", str(config.data_dir),
+        "--history-length", str(config.history_length),
+        "--dedupe-window", str(config.dedupe_window),
+        "--processing-guarantee", config.processing_guarantee,
+        "--partitions", str(config.partitions),
+        "--web-host", config.web_host, "--web-port", str(config.web_port),
+        "--batch-size", str(config.batch_size), "--batch-timeout", str(config.batch_timeout),
+        "--commit-interval", str(config.commit_interval),
+        "--session-timeout", str(config.session_timeout),
+        "--heartbeat-interval", str(config.heartbeat_interval),
+    ]  # fmt: skip
+    if config.metrics_port is not None:
+        argv += ["--metrics-port", str(config.metrics_port)]
+    if not config.offset_guard:
+        argv.append("--no-offset-guard")
+    return [*recoil_command(*argv), *extra]
+
+
+def start_worker(
+    group: ProcessGroup, name: str, settings: KafkaSettings, config: StreamsConfig
+) -> Child:
+    """Start ``recoil worker`` for ``config`` as a child of ``group`` (log: NAME.log)."""
+    return group.start(name, worker_argv(settings, config))
+
+
+@dataclass(frozen=True)
+class Record:
+    """One consumed record."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...]
+
+
+def read_topic(
+    settings: KafkaSettings,
+    topic: str,
+    until: Callable[[list[Record]], bool],
+    timeout: float,
+    isolation_level: str = "read_committed",
+) -> list[Record]:
+    """Read ``topic`` from the beginning until ``until(records)`` holds; raise on timeout."""
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(
+        topic,
+        **settings.kafka_python(),
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        isolation_level=isolation_level,
+    )
+    records: list[Record] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while not until(records):
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"read {len(records)} records from {topic} in {timeout}s; condition unmet"
+                )
+            for batch in consumer.poll(timeout_ms=200).values():
+                records.extend(
+                    Record(
+                        r.topic,
+                        r.partition,
+                        r.offset,
+                        r.key,
+                        r.value,
+                        tuple((k, bytes(v)) for k, v in (r.headers or ())),
+                    )
+                    for r in batch
+                )
+    finally:
+        consumer.close()
+    return records
+
+
+def produce(
+    settings: KafkaSettings, topic: str, records: Iterable[tuple[bytes | None, bytes]]
+) -> list[tuple[int, int]]:
+    """Produce raw (key, value) records in order; returns each record's (partition, offset)."""
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(
+        **settings.kafka_python(), acks="all", enable_idempotence=True, max_request_size=4_000_000
+    )
+    try:
+        futures = [producer.send(topic, key=key, value=value) for key, value in records]
+        producer.flush()
+        return [(m.partition, m.offset) for m in (f.get(timeout=30) for f in futures)]
+    finally:
+        producer.close()
+
+
+def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Samples of a /metrics page: (name, sorted labels) -> value."""
+    with urllib.request.urlopen(url, timeout=5) as response:
+        text = response.read().decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def metric(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str,
+           **labels: str) -> float | None:  # fmt: skip
+    """One sample's value from :func:`scrape` output (None if absent)."""
+    return samples.get((name, tuple(sorted(labels.items()))))
+
+
+def get_json(url: str, timeout: float = 5.0) -> Any:
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return json.loads(response.read())
+
+
+def wait_until(
+    predicate: Callable[[], object],
+    timeout: float,
+    what: str,
+    children: Sequence[Child] = (),
+    interval: float = 0.2,
+) -> None:
+    """Poll ``predicate`` (exceptions count as "not yet"); on timeout raise with child logs."""
+    deadline = time.monotonic() + timeout
+    last_error: BaseException | None = None
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return
+        except Exception as exc:  # not up yet, connection refused, ...
+            last_error = exc
+        time.sleep(interval)
+    logs = "\n".join(f"--- {c.name} ({c.log_file}) ---\n{c.log_tail(60)}" for c in children)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what} ({last_error!r})\n{logs}")
+
+
+def write_jsonl(path: Path, lines: Iterable[bytes]) -> Path:
+    path.write_bytes(b"".join(line + b"\n" for line in lines))
+    return path
