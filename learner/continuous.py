@@ -32,7 +32,10 @@ length of ``trained.jsonl`` at that moment. A restart loads it, truncates
 ``trained.jsonl`` back to that length (the cut tail goes to
 ``rolled_back.jsonl``: work the checkpointed model never saw), and seeks every
 partition to the checkpoint's offsets. ``trained.jsonl`` is thus always the
-lineage of the current model: each event id in it exactly once.
+lineage of the current model: each event id in it exactly once. Without a
+checkpoint the learner starts a new model on everything the topic retains
+(the group's committed offsets are for monitoring lag; the checkpoint's
+offsets are the truth), so a crash before the first checkpoint loses nothing.
 
 Snapshot versions come from the store (one above the newest there), so they
 strictly increase across restarts as well.
@@ -184,7 +187,13 @@ def run_learner(
     else:
         module = _new_module(config)
         state = StreamState(Vocabularies(), {})
-        log.info("starting a new model (no checkpoint in %s)", config.checkpoint_dir)
+        # A lineage without its checkpoint describes a model that is gone.
+        cut = rollback_lineage(config.checkpoint_dir, 0)
+        log.info(
+            "starting a new model on everything %s retains (no checkpoint in %s%s)",
+            source_config.topic, config.checkpoint_dir,
+            f"; {cut} orphaned lineage entries moved aside" if cut else "",
+        )  # fmt: skip
     module.gradient_clip_val = config.gradient_clip_val
     topics = [source_config.topic]
     if config.model_updates_topic:
@@ -193,6 +202,7 @@ def run_learner(
     source = KafkaExampleSource(
         make_consumer(settings, source_config), source_config,
         resume.offsets if resume else None, resume.seen_ids if resume else (),
+        from_beginning=resume is None,
     )  # fmt: skip
     producer = None
     announce = None

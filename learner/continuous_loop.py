@@ -64,6 +64,7 @@ class LearnerConfig:
     index: IndexConfig = field(default_factory=IndexConfig)  # FAISS index per snapshot
     accelerator: str = "auto"  # Lightning accelerator: CUDA where present, else CPU
     log_every_s: float = 10.0  # progress log line interval
+    lineage_log: bool = True  # trained.jsonl: event ids per step (grows ~30 bytes per example)
     model_updates_topic: str | None = MODEL_UPDATES  # snapshot announcements; None: none
 
     def __post_init__(self) -> None:
@@ -119,7 +120,8 @@ class ContinuousLoop(L.Callback):
         self.arm = resolve_arm(config.arm)
         config.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         self.checkpoint_path = config.checkpoint_dir / CHECKPOINT_FILE
-        self._lineage = (config.checkpoint_dir / LINEAGE_FILE).open("a")
+        lineage = config.checkpoint_dir / LINEAGE_FILE
+        self._lineage = lineage.open("a") if config.lineage_log else None
         self._last_batch: StreamBatch | None = None
         self._snapshot_step = -1
         self._snapshot_time = time.monotonic()
@@ -147,6 +149,7 @@ class ContinuousLoop(L.Callback):
             self._last_example_time = now
             self.examples_total += taken
             self.result.examples += taken
+        if taken and self._lineage is not None:
             record = {"step": trainer.global_step, "rows": int(outputs["rows"]) if stepped else 0,
                       "event_ids": list(batch.event_ids), "offsets": batch.offsets}  # fmt: skip
             self._lineage.write(json.dumps(record, separators=(",", ":")) + "\n")
@@ -216,7 +219,8 @@ class ContinuousLoop(L.Callback):
         items = vocabs.items.ids()[: module.model.num_items - FIRST_INDEX]
         creators = vocabs.creators.ids()[: module.model.num_creators - FIRST_INDEX]
         pending = {i for ids in self.state.pending for i in ids}  # fetched, not trained
-        self._lineage.flush()
+        if self._lineage is not None:
+            self._lineage.flush()
         checkpoint[STATE_KEY] = {
             "format": STATE_FORMAT,
             "topic": self.topic,
@@ -231,7 +235,7 @@ class ContinuousLoop(L.Callback):
             },
             "seen_ids": [i for i in self.source.seen if i not in pending],
             "examples_total": self.examples_total,
-            "lineage_bytes": self._lineage.tell(),
+            "lineage_bytes": self._lineage.tell() if self._lineage is not None else 0,
         }
 
     def publish(self, trainer: L.Trainer, pl_module: L.LightningModule) -> SnapshotInfo | None:
@@ -284,7 +288,8 @@ class ContinuousLoop(L.Callback):
             self.save_checkpoint(trainer)
         self.source.commit(self.offsets)
         self._log_progress(trainer.global_step)
-        self._lineage.close()
+        if self._lineage is not None:
+            self._lineage.close()
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.finish(trainer, pl_module)

@@ -143,6 +143,7 @@ class KafkaExampleSource:
         config: SourceConfig,
         start_offsets: Mapping[int, int] | None = None,
         seen_ids: Iterable[str] = (),
+        from_beginning: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         from kafka import ConsumerRebalanceListener
@@ -151,6 +152,7 @@ class KafkaExampleSource:
         self.config = config
         self.seen = SeenIds(config.dedupe_window, seen_ids)
         self._next: dict[int, int] = dict(start_offsets or {})  # partition -> next offset to take
+        self._from_beginning = from_beginning
         self._buffer: deque[tuple[int, int, bytes]] = deque()  # (partition, offset, value)
         self._clock = clock
         self._end_offsets: dict[int, int] = {}
@@ -168,15 +170,22 @@ class KafkaExampleSource:
         consumer.subscribe([config.topic], listener=_Seek())
 
     def _on_assigned(self, assigned: Iterable[Any]) -> None:
+        fresh = []
         for tp in assigned:
             if tp.partition in self._next:
                 self.consumer.seek(tp, self._next[tp.partition])
+            elif self._from_beginning:
+                fresh.append(tp)
+        if fresh:
+            self.consumer.seek_to_beginning(*fresh)
         log.info(
-            "assigned partitions %s of %s; resuming at %s",
+            "assigned partitions %s of %s; resuming at %s%s",
             sorted(tp.partition for tp in assigned),
             self.config.topic,
-            {p: o for p, o in sorted(self._next.items())} or "committed offsets",
-        )
+            {p: o for p, o in sorted(self._next.items())},
+            f", partitions {sorted(tp.partition for tp in fresh)} from the beginning"
+            if fresh else "",
+        )  # fmt: skip
 
     def _on_revoked(self, partitions: set[int]) -> None:
         # Records not yet in a batch are re-read by whoever gets the partition next.

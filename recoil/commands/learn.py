@@ -80,6 +80,11 @@ def register(sub: Any) -> None:
         help="topic announcing snapshots ('' = do not announce)",
     )
     parser.add_argument(
+        "--no-lineage-log",
+        action="store_true",
+        help="do not log trained event ids to CHECKPOINT_DIR/trained.jsonl (~30 bytes/example)",
+    )
+    parser.add_argument(
         "--keep-snapshots", type=int, default=10, help="versions kept in the store (0 = all)"
     )
     model = parser.add_argument_group("model (a new model only; a checkpoint keeps its own)")
@@ -136,6 +141,7 @@ def run(args: argparse.Namespace) -> int:
             stop_when_idle_s=args.stop_when_idle,
             keep_snapshots=args.keep_snapshots,
             model_updates_topic=args.model_updates_topic or None,
+            lineage_log=not args.no_lineage_log,
         )
         source = SourceConfig(
             topic=args.topic, group=args.group, batch_size=args.batch_size,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -133,3 +134,13 @@ def test_learner_consumes_publishes_commits_and_resumes(
     item = sorted(fresh)[0]
     assert newest.item_meta(item) is not None
     assert len(newest.recommend([list(second[-1].history)], k=5)[0]) == 5
+
+    # The checkpoint is lost: a new model trains on everything retained, whatever the
+    # group committed, and its snapshots still get higher versions than the old model's.
+    shutil.rmtree(config.checkpoint_dir)
+    fresh_run = run_learner(kafka, config, source, LearnerMetrics(CollectorRegistry()))
+    assert fresh_run.resumed_from_step is None
+    assert fresh_run.examples == len(first) + len(second)
+    assert fresh_run.duplicates == len(redelivered)
+    assert fresh_run.snapshots[0].version == again.snapshots[-1].version + 1
+    assert sorted(_lineage(config.checkpoint_dir)) == sorted(e.event_id for e in first + second)
