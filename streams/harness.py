@@ -8,6 +8,7 @@ crash); records are produced and read with kafka-python, outputs with
 from __future__ import annotations
 
 import json
+import random
 import time
 import urllib.request
 from collections.abc import Callable, Iterable, Sequence
@@ -17,6 +18,7 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from recoil.events import InteractionEvent
 from recoil.kafka_settings import KafkaSettings
 from recoil.processes import Child, ProcessGroup, recoil_command
 from streams.config import StreamsConfig
@@ -171,3 +173,46 @@ def wait_until(
 def write_jsonl(path: Path, lines: Iterable[bytes]) -> Path:
     path.write_bytes(b"".join(line + b"\n" for line in lines))
     return path
+
+
+def synthetic_events(
+    count: int, users: int, seed: int, duplicates: float = 0.02, late: float = 0.01
+) -> list[InteractionEvent]:
+    """A deterministic mixed stream: per-user time order, some retries and late events.
+
+    ``duplicates`` of the events are a retry of the user's previous event (same id);
+    ``late`` are older than the user's newest event (out of order).
+    """
+    rng = random.Random(seed)
+    clock = {f"user{u:03d}": 1_700_000_000.0 + u for u in range(users)}
+    last: dict[str, InteractionEvent] = {}
+    events: list[InteractionEvent] = []
+    for n in range(count):
+        user = rng.choice(sorted(clock))
+        roll = rng.random()
+        if roll < duplicates and user in last:
+            events.append(last[user])
+            continue
+        if roll < duplicates + late and user in last:
+            ts = last[user].timestamp - rng.uniform(1, 100)
+        else:
+            clock[user] += rng.choice((0.0, 2.0, 30.0, 700.0, 5000.0))
+            ts = clock[user]
+        event = InteractionEvent(
+            event_id=f"{user}-{n:06d}",
+            user_id=user,
+            item_id=f"item{rng.randrange(300)}",
+            creator_id=f"creator{rng.randrange(30)}",
+            cluster_id=f"cluster{rng.randrange(8)}" if rng.random() < 0.9 else None,
+            timestamp=ts,
+            surface=rng.choice(("home", "immersive")),
+            dwell_seconds=round(rng.uniform(0, 45), 3),
+            item_duration_seconds=rng.choice((0.0, 15.0, 30.0, 60.0)),
+            liked=rng.random() < 0.08,
+            disliked=rng.random() < 0.03,
+            dismissed=rng.random() < 0.01,
+        )
+        events.append(event)
+        if ts >= last.get(user, event).timestamp:
+            last[user] = event
+    return events
