@@ -19,7 +19,10 @@ diagnostics (shares, intervals against ``no_signal``, training reports) go to
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import os
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -29,9 +32,11 @@ import torch
 
 from learner.arms import ARMS
 from learner.model import ModelConfig
-from learner.offline import TrainConfig, TrainedRecommender, train_offline
+from learner.offline import TrainConfig, train_offline
+from recoil.events import InteractionEvent
 from recoil.labels import LabelConfig
-from recoil.windows import events_to_examples, user_histories
+from recoil.records import TrainingExample
+from recoil.windows import History, events_to_examples, user_histories
 from simulator.closed_loop import ClosedLoopConfig, ClosedLoopResult, UserStart, run_closed_loop
 from simulator.evaluation import HoldoutRanking, holdout_ranking, split_last_events
 from simulator.logged_data import WorldLog, log_statistics, simulate_logs
@@ -134,9 +139,7 @@ class ArmOutcome:
     training: dict[str, Any]
 
 
-def user_starts(
-    world: World, world_log: WorldLog, users: int, labels: LabelConfig
-) -> list[UserStart]:
+def user_starts(world_log: WorldLog, users: int, labels: LabelConfig) -> list[UserStart]:
     """The first ``users`` users as the logging left them: state, history, clock, dislikes."""
     histories = user_histories(world_log.events, labels)
     disliked: dict[str, set[str]] = {}
@@ -152,74 +155,119 @@ def user_starts(
     return starts
 
 
-def evaluate_arm(
-    recommender: TrainedRecommender,
-    world: World,
-    config: ExperimentConfig,
-    starts: list[UserStart],
-    split_histories: dict[str, Any],
-    test_events: list[Any],
-    progress: bool,
-) -> tuple[Responsiveness, ClosedLoopResult, HoldoutRanking]:
+@dataclass(frozen=True)
+class PreparedData:
+    """What every arm shares: the world, its training examples and evaluation inputs."""
+
+    world: World
+    stats: dict[str, Any]
+    examples: list[TrainingExample]
+    split_histories: dict[str, History]  # each user's history at the time split
+    test_events: list[InteractionEvent]  # each user's held-out last events
+    starts: list[UserStart]  # closed-loop users as the logging left them
+
+
+def prepare_data(config: ExperimentConfig, progress: bool = False) -> PreparedData:
+    world = World(config.world)
+    world_log = simulate_logs(world, config.policy, progress=progress)
+    train_events, test_events = split_last_events(world_log.events, config.holdout_events)
+    return PreparedData(
+        world=world,
+        stats=log_statistics(world_log.events, config.labels),
+        examples=events_to_examples(train_events, config.labels),
+        split_histories=user_histories(train_events, config.labels),
+        test_events=test_events,
+        starts=user_starts(world_log, config.closed_loop.users, config.labels),
+    )
+
+
+def run_arm(arm: str, data: PreparedData, config: ExperimentConfig, progress: bool) -> ArmOutcome:
+    """Train one arm and measure it: probe, closed loop, held-out ranking."""
+    t0 = time.perf_counter()
+    recommender = train_offline(data.examples, arm, config.model, config.train, progress)
+    t1 = time.perf_counter()
+    log.info("arm %s: trained in %.1fs; probing and closed loop", arm, t1 - t0)
     # Evaluation never needs gradients; inference mode is also what lets top_k mask
     # seen items in place on the scores it computed under inference mode.
     with torch.inference_mode():
-        probe = run_probe(recommender, world.catalog, config.probe, config.labels, progress)
+        catalog = data.world.catalog
+        probe = run_probe(recommender, catalog, config.probe, config.labels, progress)
         loop = run_closed_loop(
-            world, recommender, starts, config.closed_loop, config.labels, progress
+            data.world, recommender, data.starts, config.closed_loop, config.labels, progress
         )
         ranking = holdout_ranking(
-            recommender, split_histories, test_events, config.labels, config.recall_k
+            recommender, data.split_histories, data.test_events, config.labels, config.recall_k
         )
-    return probe, loop, ranking
+    report = recommender.report
+    training = {} if report is None else {
+        "examples": report.num_examples, "negative_labels": report.num_negative,
+        "steps": report.steps, "steps_per_second": report.steps_per_second,
+        "final_loss": report.loss_curve[-1][1] if report.loss_curve else None,
+    }  # fmt: skip
+    log.info(
+        "arm %s: responsiveness cluster %+.1f%% creator %+.1f%%, dislike rate %.3f%%, "
+        "Recall@%d %.4f (%.1fs)",
+        arm, 100 * probe.cluster, 100 * probe.creator, 100 * loop.dislike_rate,
+        config.recall_k, ranking.recall, time.perf_counter() - t0,
+    )  # fmt: skip
+    return ArmOutcome(probe, loop, ranking, t1 - t0, time.perf_counter() - t1, training)
+
+
+# Set in the parent just before forking workers, which inherit it copy-on-write:
+# the examples are never pickled.
+_FORKED: tuple[PreparedData, ExperimentConfig] | None = None
+
+
+def _run_forked_arm(arm: str) -> ArmOutcome:
+    assert _FORKED is not None, "worker started without prepared data"
+    data, config = _FORKED
+    return run_arm(arm, data, config, progress=False)
+
+
+def run_arms(
+    data: PreparedData, config: ExperimentConfig, workers: int, progress: bool
+) -> dict[str, ArmOutcome]:
+    """Every arm, one after another or in ``workers`` forked processes (same results)."""
+    if workers <= 1 or len(config.arms) == 1:
+        outcomes = {}
+        for n, arm in enumerate(config.arms, start=1):
+            log.info("arm %d/%d: %s: training", n, len(config.arms), arm)
+            outcomes[arm] = run_arm(arm, data, config, progress)
+        return outcomes
+    global _FORKED
+    _FORKED = (data, config)
+    log.info("training %d arms in %d worker processes", len(config.arms), workers)
+    try:
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            futures = {arm: pool.submit(_run_forked_arm, arm) for arm in config.arms}
+            return {arm: future.result() for arm, future in futures.items()}
+    finally:
+        _FORKED = None
+
+
+def default_workers(arms: int) -> int:
+    """One worker per core, each training with one thread (TrainConfig.num_threads)."""
+    return max(1, min(arms, os.cpu_count() or 1))
 
 
 def run_experiment(
-    config: ExperimentConfig, out_dir: Path, progress: bool = True
+    config: ExperimentConfig, out_dir: Path, progress: bool = True, workers: int = 1
 ) -> dict[str, Any]:
     """Run every arm, write ``ablation.json``/``.md``/``responsiveness.png``; return the JSON."""
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    world = World(config.world)
-    world_log = simulate_logs(world, config.policy, progress=progress)
-    stats = log_statistics(world_log.events, config.labels)
-    train_events, test_events = split_last_events(world_log.events, config.holdout_events)
-    examples = events_to_examples(train_events, config.labels)
-    split_histories = user_histories(train_events, config.labels)
-    starts = user_starts(world, world_log, config.closed_loop.users, config.labels)
+    data = prepare_data(config, progress)
     data_seconds = time.perf_counter() - started
     log.info(
-        "world %s: %d events, %d training examples, dislikes %.2f%%, skips %.1f%% (%.1fs)",
-        config.world.name, len(world_log.events), len(examples), 100 * stats["dislike_rate"],
-        100 * stats["skip_rate"], data_seconds,
+        "world %s: %d impressions, %d training examples, dislikes %.2f%%, skips %.1f%% (%.1fs)",
+        config.world.name, data.stats["impressions"], len(data.examples),
+        100 * data.stats["dislike_rate"], 100 * data.stats["skip_rate"], data_seconds,
     )  # fmt: skip
-    outcomes: dict[str, ArmOutcome] = {}
-    for n, arm in enumerate(config.arms, start=1):
-        log.info("arm %d/%d: %s: training", n, len(config.arms), arm)
-        t0 = time.perf_counter()
-        recommender = train_offline(examples, arm, config.model, config.train, progress)
-        t1 = time.perf_counter()
-        log.info("arm %s: trained in %.1fs; probing and closed loop", arm, t1 - t0)
-        probe, loop, ranking = evaluate_arm(
-            recommender, world, config, starts, split_histories, test_events, progress
-        )
-        report = recommender.report
-        training = {} if report is None else {
-            "examples": report.num_examples, "negative_labels": report.num_negative,
-            "steps": report.steps, "steps_per_second": report.steps_per_second,
-            "final_loss": report.loss_curve[-1][1] if report.loss_curve else None,
-        }  # fmt: skip
-        outcomes[arm] = ArmOutcome(
-            probe, loop, ranking, t1 - t0, time.perf_counter() - t1, training
-        )
-        log.info(
-            "arm %s: responsiveness cluster %+.1f%% creator %+.1f%%, dislike rate %.3f%%, "
-            "Recall@%d %.4f (%.1fs)",
-            arm, 100 * probe.cluster, 100 * probe.creator, 100 * loop.dislike_rate,
-            config.recall_k, ranking.recall, time.perf_counter() - t0,
-        )  # fmt: skip
+    outcomes = run_arms(data, config, workers, progress)
     total_seconds = time.perf_counter() - started
-    ablation = ablation_json(config, stats, outcomes, data_seconds, total_seconds)
+    ablation = ablation_json(config, data.stats, outcomes, data_seconds, total_seconds)
+    ablation["config"]["workers"] = workers
     write_ablation(out_dir, ablation, details_json(config, outcomes))
     log.info("experiment done in %.1fs; results in %s", total_seconds, out_dir)
     return ablation

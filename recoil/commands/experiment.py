@@ -42,6 +42,12 @@ def register(sub: Any) -> None:
     parser.add_argument(
         "--arms", default=",".join(ARM_NAMES), help="comma-separated arms (default: all five)"
     )
+    parser.add_argument(
+        "--workers",
+        type=_positive,
+        default=None,
+        help="arms trained in parallel processes, one CPU thread each (default: one per core)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(handler=run)
 
@@ -54,12 +60,15 @@ def run(args: argparse.Namespace) -> int:
     if unknown or not arms:
         raise ConfigError(f"--arms: unknown {unknown or 'empty list'}; choose from {ARM_NAMES}")
 
-    from simulator.experiment import experiment_config, run_experiment
+    from simulator.experiment import default_workers, experiment_config, run_experiment
 
     config = experiment_config(
         args.world, seed=args.seed, simulations=args.simulations, k=args.k,
         max_steps=args.max_steps, arms=arms,
     )  # fmt: skip
-    result = run_experiment(config, args.out, progress=not args.no_progress)
+    workers = args.workers or default_workers(len(arms))
+    # Parallel workers would draw interleaved bars; they report by log lines instead.
+    progress = not args.no_progress and workers == 1
+    result = run_experiment(config, args.out, progress=progress, workers=workers)
     print((args.out / "ablation.md").read_text(), end="")
     return 0 if result["arms"] else 1
