@@ -59,7 +59,7 @@ class LearnerConfig:
     snapshot_every_steps: int = 200  # publish after this many steps since the last snapshot
     snapshot_every_seconds: float = 30.0  # ... or this long after it, if any step was taken
     max_steps: int | None = None  # stop after this many optimizer steps in total
-    stop_when_idle_s: float | None = None  # stop after this long without examples (tests)
+    stop_when_idle_s: float | None = None  # stop after this long with nothing left to read
     keep_snapshots: int = 10  # versions kept in the store (< 1 keeps all)
     index: IndexConfig = field(default_factory=IndexConfig)  # FAISS index per snapshot
     accelerator: str = "auto"  # Lightning accelerator: CUDA where present, else CPU
@@ -128,6 +128,7 @@ class ContinuousLoop(L.Callback):
         self._last_example_time = time.monotonic()
         self._last_log = time.monotonic()
         self._last_losses: dict[str, float] = {}
+        self._lag = 0  # messages not yet trained on, all partitions
         self._finished = False
 
     # -- per batch -------------------------------------------------------------------------
@@ -163,7 +164,9 @@ class ContinuousLoop(L.Callback):
         if batch.offsets != self.offsets:
             self.offsets = dict(batch.offsets)
             self.source.commit(self.offsets)  # only after the step that used them
-        self.metrics.record_lag(self.source.lag(self.offsets))
+        lag = self.source.lag(self.offsets)
+        self._lag = sum(lag.values())
+        self.metrics.record_lag(lag)
         self.result.steps = trainer.global_step
         self.result.offsets = dict(self.offsets)
         if self._snapshot_due(trainer.global_step, now):
@@ -186,7 +189,7 @@ class ContinuousLoop(L.Callback):
     def _should_stop(self, now: float) -> bool:
         if self.should_stop():
             return True
-        if not self.source.assigned():  # waiting for the group is not idleness
+        if not self.source.assigned() or self._lag > 0:  # waiting is not idleness
             self._last_example_time = now
         idle = self.config.stop_when_idle_s
         return idle is not None and now - self._last_example_time >= idle
@@ -198,7 +201,7 @@ class ContinuousLoop(L.Callback):
             "| lag %d | %d items",
             step, self.result.examples, losses.get("total", float("nan")),
             losses.get("positive", float("nan")), losses.get("not_to_recommend", float("nan")),
-            sum(self.source.lag(self.offsets).values()), self.state.vocabs.items.num_ids,
+            self._lag, self.state.vocabs.items.num_ids,
         )  # fmt: skip
 
     # -- checkpoints and snapshots ---------------------------------------------------------
