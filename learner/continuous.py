@@ -39,6 +39,11 @@ offsets are the truth), so a crash before the first checkpoint loses nothing.
 
 Snapshot versions come from the store (one above the newest there), so they
 strictly increase across restarts as well.
+
+Scale: one learner process per consumer group and store (static membership,
+``SourceConfig.instance_id``, makes a second one fence the first). The model
+trains on CUDA where Lightning finds it; splitting partitions across DDP ranks
+is not implemented.
 """
 
 from __future__ import annotations

@@ -32,7 +32,14 @@ replace ``LATEST`` (write a temporary file, ``os.replace``). A reader therefore
 sees a version directory complete or not at all. Versions strictly increase:
 the next one is one above the largest in the store, also across restarts.
 
-Readers: ``latest_version(store)`` then ``load_snapshot(store, version)``.
+Readers: ``latest_version(store)`` then ``load_snapshot(store, version)``
+(or ``load_snapshot(store)`` for the newest). A ``Snapshot`` offers
+``recommend(histories, k, exclude_seen=True) -> [[(item_id, score), ...], ...]``
+(the arm's input transform applied as in training; user state by the encoder;
+top-k by FAISS; score = ``s·v``), ``user_states(histories)`` (B, D),
+``item_meta(item_id) -> ItemMeta | None``, ``item_ids()``, and ``version``,
+``step``, ``created_at``, ``offsets`` (what the model has trained on, per
+partition), ``manifest``.
 Loading uses only json, numpy (``allow_pickle=False``), safetensors and
 ``faiss.read_index``. A ``Snapshot`` is never mutated: serving swaps its
 reference to a newer one (FAISS indexes must not change while searched).
