@@ -28,7 +28,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("experiment")
     argv = ["experiment", "--world", "tiny", "--out", str(out), "--simulations", "200", "--k", "20"]
-    assert main([*argv, "--seed", "3", "--no-progress"]) == 0
+    assert main([*argv, "--seed", "3", "--workers", "2", "--no-progress"]) == 0
     return out
 
 
@@ -70,6 +70,18 @@ def test_markdown_plot_and_details(run: Path) -> None:
     details = json.loads((run / "details.json").read_text())
     assert "vs_no_signal" in details["feature_and_labels"]
     assert details["no_signal"]["closed_loop"]["impressions"] == 60 * 20
+
+
+def test_one_process_gives_the_same_results_as_workers(run: Path, tmp_path: Path) -> None:
+    argv = ["experiment", "--world", "tiny", "--out", str(tmp_path), "--simulations", "200"]
+    arms = "feature_only,feature_and_labels"
+    assert (
+        main([*argv, "--k", "20", "--seed", "3", "--workers", "1", "--arms", arms, "--no-progress"])
+        == 0
+    )
+    sequential = json.loads((tmp_path / "ablation.json").read_text())["arms"]
+    parallel = json.loads((run / "ablation.json").read_text())["arms"]
+    assert sequential == {arm: parallel[arm] for arm in arms.split(",")}
 
 
 def test_bad_arguments_fail_at_start(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
