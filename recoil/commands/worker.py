@@ -46,7 +46,8 @@ def register(sub: Any) -> None:
     parser.add_argument("--web-host", default="127.0.0.1", help="history view bind address")
     parser.add_argument("--web-port", type=int, default=6066, help="history view port")
     parser.add_argument("--metrics-port", type=int, default=None,
-                        help="serve /metrics on 127.0.0.1:PORT (default: not served)")  # fmt: skip
+                        help="serve /metrics on HOST:PORT (default: off)")  # fmt: skip
+    parser.add_argument("--metrics-host", default="127.0.0.1", help="/metrics bind address")
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--batch-timeout", type=float, default=0.05,
                         help="seconds a partial batch waits")  # fmt: skip
@@ -80,6 +81,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         web_host=args.web_host,
         web_port=args.web_port,
         metrics_port=args.metrics_port,
+        metrics_host=args.metrics_host,
         batch_size=args.batch_size,
         batch_timeout=args.batch_timeout,
         commit_interval=args.commit_interval,
