@@ -151,6 +151,7 @@ class Loop:
             recoil_command(
                 "simulate", *bootstrap,
                 "--topic", cfg.topic(INTERACTIONS),
+                "--examples-topic", cfg.topic(TRAINING_EXAMPLES),
                 "--serving-url", self.serving_url(primary),
                 "--arm", primary,
                 *probes,

@@ -34,6 +34,12 @@ import numpy as np
 
 from recoil.labels import LabelConfig
 from simulator.exporter import SimulatorMetrics
+from simulator.freshness import (
+    FreshnessSample,
+    feature_freshness,
+    find_example,
+    snapshot_freshness,
+)
 from simulator.http_recommender import HttpRecommender, ServingError
 from simulator.logged_data import make_event
 from simulator.policy import EngagementPolicy, LoggingPolicyConfig, PolicyMemory
@@ -63,6 +69,7 @@ class LiveConfig:
     probe_k: int = 20  # the branch happens at the k-th consumed item
     probe_top_n: int = 10  # recommendations compared with the anchor
     poll_seconds: float = 1.0  # how often to look for new snapshot versions
+    freshness_seconds: float = 5.0  # one freshness measurement this often; 0 = none
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])  # event id prefix
 
     def __post_init__(self) -> None:
@@ -119,6 +126,7 @@ class LiveSimulation:
         metrics: SimulatorMetrics,
         on_probe: Callable[[dict[str, Any]], None] = lambda result: None,
         labels: LabelConfig | None = None,
+        examples_consumer: Any = None,  # a started aiokafka consumer on training-examples
     ) -> None:
         self.config = config
         self.producer = producer
@@ -126,6 +134,8 @@ class LiveSimulation:
         self.metrics = metrics
         self.on_probe = on_probe
         self.labels = labels or LabelConfig()
+        self.examples_consumer = examples_consumer
+        self.freshness: list[dict[str, float]] = []
         self.world = World(world_preset(config.world, config.seed))
         self.policy = EngagementPolicy(
             self.world.item_creator, self.world.item_cluster, LoggingPolicyConfig()
@@ -269,6 +279,49 @@ class LiveSimulation:
                     self.on_probe(result)
             await asyncio.sleep(self.config.poll_seconds)
 
+    async def _snapshot_freshness(
+        self, session: aiohttp.ClientSession, sample: FreshnessSample
+    ) -> None:
+        found = await find_example(self.examples_consumer, {sample.event_id}, timeout=60.0)
+        if sample.event_id not in found:
+            log.warning("the example of %s never appeared on the topic", sample.event_id)
+            return
+        partition, offset = found[sample.event_id]
+        seconds = await snapshot_freshness(
+            session, self.config.serving_url, sample.produced_at, partition, offset
+        )
+        self.metrics.freshness_snapshot.observe(seconds)
+        self.freshness.append({"snapshot_seconds": seconds})
+
+    async def _freshness(self, session: aiohttp.ClientSession) -> None:
+        """Every ``freshness_seconds``: one feature-freshness sample, then its snapshot."""
+        catalog = self.world.catalog
+        rng = np.random.default_rng([self.config.seed, 11])
+        lock = asyncio.Lock()  # one find_example at a time on the shared consumer
+        pending: set[asyncio.Task[None]] = set()
+
+        async def snapshot_part(sample: FreshnessSample) -> None:
+            async with lock:
+                await self._snapshot_freshness(session, sample)
+
+        while True:
+            await asyncio.sleep(self.config.freshness_seconds)
+            j = int(rng.integers(len(catalog)))
+            item = (catalog.item_ids[j], catalog.creator_ids[j], catalog.cluster_ids[j])
+            try:
+                sample = await feature_freshness(
+                    session, self.producer, self.topic, self.config.serving_url, item
+                )
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                log.warning("feature freshness sample failed: %r", exc)
+                continue
+            self.metrics.freshness_feature.observe(sample.feature_seconds)
+            self.freshness.append({"feature_seconds": sample.feature_seconds})
+            if self.examples_consumer is not None and len(pending) < 3:
+                task = asyncio.create_task(snapshot_part(sample))
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+
     async def run(self, stop: asyncio.Event) -> None:
         """Run users and the prober until ``stop`` is set."""
         timeout = aiohttp.ClientTimeout(total=5.0)
@@ -282,6 +335,8 @@ class LiveSimulation:
             ]
             if self.config.probe_urls:
                 tasks.append(asyncio.create_task(self._prober()))
+            if self.config.freshness_seconds > 0:
+                tasks.append(asyncio.create_task(self._freshness(session)))
             waiter = asyncio.create_task(stop.wait())
             done, _ = await asyncio.wait([*tasks, waiter], return_when=asyncio.FIRST_COMPLETED)
             for task in [*tasks, waiter]:

@@ -27,6 +27,14 @@ def register(sub: Any) -> None:
     )
     add_kafka_arguments(parser)
     parser.add_argument("--topic", default="interactions")
+    parser.add_argument(
+        "--examples-topic",
+        default="training-examples",
+        help="where to find a freshness probe's example ('' = no snapshot freshness)",
+    )
+    parser.add_argument(
+        "--freshness-seconds", type=float, default=5.0, help="freshness sample interval, 0 = off"
+    )
     parser.add_argument("--serving-url", default="http://127.0.0.1:8080")
     parser.add_argument("--arm", default="feature_and_labels", help="arm of the served model")
     parser.add_argument(
@@ -74,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
             policy_share=args.policy_share,
             probe_urls=parse_probes(args.probe, args.arm, args.serving_url),
             probe_simulations=args.probe_simulations, probe_k=args.probe_k,
-            probe_top_n=args.probe_top_n,
+            probe_top_n=args.probe_top_n, freshness_seconds=args.freshness_seconds,
         )  # fmt: skip
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
@@ -114,11 +122,28 @@ async def _main(args: argparse.Namespace, settings: Any, config: Any) -> None:
 
     producer = AIOKafkaProducer(**settings.aiokafka(), acks="all", linger_ms=5)
     await producer.start()
+    consumer = None
+    if args.examples_topic and args.freshness_seconds > 0:
+        from aiokafka import AIOKafkaConsumer
+
+        consumer = AIOKafkaConsumer(
+            args.examples_topic, **settings.aiokafka(), group_id=None,
+            isolation_level="read_committed", auto_offset_reset="latest",
+            enable_auto_commit=False,
+        )  # fmt: skip
+        await consumer.start()
+        await consumer.seek_to_end()
+        for tp in consumer.assignment():
+            await consumer.position(tp)  # resolve "latest" now, before any probe event
     try:
-        simulation = LiveSimulation(config, producer, args.topic, metrics, on_probe)
+        simulation = LiveSimulation(
+            config, producer, args.topic, metrics, on_probe, examples_consumer=consumer
+        )
         print(f"simulating {config.users} users of world {config.world!r}", flush=True)
         await simulation.run(stop)
         await producer.flush()
         print(f"produced {simulation.impressions} impressions", flush=True)
     finally:
+        if consumer is not None:
+            await consumer.stop()
         await producer.stop()

@@ -215,7 +215,13 @@ def create_app(
 
     async def snapshot_info(request: web.Request) -> web.Response:
         snapshot = current()
-        return web.json_response({"version": snapshot.version, "loaded_at": holder.swapped_at})
+        body: dict[str, Any] = {"version": snapshot.version, "loaded_at": holder.swapped_at}
+        # What the model has trained on (partition -> next offset), when the snapshot says.
+        for name in ("created_at", "step", "offsets"):
+            value = getattr(snapshot, name, None)
+            if value is not None:
+                body[name] = {str(k): v for k, v in value.items()} if name == "offsets" else value
+        return web.json_response(body)
 
     async def healthz(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})

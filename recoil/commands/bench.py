@@ -1,0 +1,25 @@
+"""``recoil bench NAME``: benchmarks that print their figures and a ratio to a reference.
+
+Each module in the top-level ``bench`` package with a ``register(subparsers)``
+function is one benchmark.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+from typing import Any
+
+
+def register(sub: Any) -> None:
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "bench", help="run a benchmark (recoil bench --help lists them)"
+    )
+    benches = parser.add_subparsers(dest="bench", metavar="NAME", required=True)
+    import bench
+
+    for info in sorted(pkgutil.iter_modules(bench.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"bench.{info.name}")
+        if hasattr(module, "register"):
+            module.register(benches)
