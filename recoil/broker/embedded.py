@@ -108,6 +108,7 @@ class EmbeddedKafka:
 
     def start(self, timeout: float = 60.0) -> EmbeddedKafka:
         libs = kafka_classpath()
+        self.workdir.mkdir(parents=True, exist_ok=True)
         data = self.workdir / "data"
         config = self.workdir / "server.properties"
         config.write_text(
