@@ -61,9 +61,12 @@ async def _measure(args: argparse.Namespace, loop: Any, kafka: Any) -> dict[str,
         async with aiohttp.ClientSession() as session:
             deadline = time.monotonic() + 300
             while time.monotonic() < deadline:  # wait for the first snapshot
-                async with session.get(f"{url}/readyz") as resp:
-                    if resp.status == 200:
-                        break
+                try:
+                    async with session.get(f"{url}/readyz") as resp:
+                        if resp.status == 200:
+                            break
+                except aiohttp.ClientError:
+                    pass  # serving is still starting
                 await asyncio.sleep(1)
             feature, reference, samples = [], [], []
             for i in range(args.samples):
