@@ -61,6 +61,7 @@ async def _measure(args: argparse.Namespace, loop: Any, kafka: Any) -> dict[str,
         async with aiohttp.ClientSession() as session:
             deadline = time.monotonic() + 300
             while time.monotonic() < deadline:  # wait for the first snapshot
+                loop.group.check()
                 try:
                     async with session.get(f"{url}/readyz") as resp:
                         if resp.status == 200:

@@ -28,7 +28,7 @@ class LoopConfig:
     workdir: Path  # snapshots, checkpoints, worker state, logs, probe results
     arms: tuple[str, ...] = ("feature_and_labels", "no_signal")  # first arm serves the users
     world: str = "tiny"  # simulator world preset
-    users: int = 100  # simulated users
+    users: int = 50  # simulated users (tiny world has 60)
     rate: float = 150.0  # impressions per second
     policy_share: float = 0.5  # share of impressions from the logging policy
     partitions: int = 4  # of interactions and training-examples

@@ -59,7 +59,7 @@ class LiveConfig:
     arm: str = "feature_and_labels"  # the served model's arm, for metric labels
     world: str = "tiny"  # world preset (simulator.world.WORLD_PRESETS)
     seed: int = 0  # world and user draws
-    users: int = 100  # simulated users u0..u{users-1}
+    users: int = 50  # simulated users u0..u{users-1} (at most the world's users)
     rate: float = 100.0  # impressions per second over all users; 0 = as fast as possible
     concurrency: int = 8  # users served at once
     policy_share: float = 0.5  # share of impressions chosen by the logging policy
@@ -137,6 +137,11 @@ class LiveSimulation:
         self.examples_consumer = examples_consumer
         self.freshness: list[dict[str, float]] = []
         self.world = World(world_preset(config.world, config.seed))
+        if config.users > self.world.config.num_users:
+            raise ValueError(
+                f"--users {config.users}: world {config.world!r} has "
+                f"{self.world.config.num_users} users"
+            )
         self.policy = EngagementPolicy(
             self.world.item_creator, self.world.item_cluster, LoggingPolicyConfig()
         )

@@ -36,7 +36,7 @@ def register(sub: Any) -> None:
     parser.add_argument("--duration", type=float, default=0.0, help="seconds; 0 = until Ctrl-C")
     parser.add_argument("--arms", default="feature_and_labels,no_signal")
     parser.add_argument("--world", default="tiny")
-    parser.add_argument("--users", type=int, default=100)
+    parser.add_argument("--users", type=int, default=50)
     parser.add_argument("--rate", type=float, default=150.0, help="impressions per second")
     parser.add_argument("--snapshot-every-seconds", type=float, default=20.0)
     parser.set_defaults(handler=run)

@@ -47,7 +47,7 @@ def register(sub: Any) -> None:
     )
     parser.add_argument("--world", default="tiny", help="world preset: tiny|small|medium|large")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--users", type=int, default=100)
+    parser.add_argument("--users", type=int, default=50)
     parser.add_argument("--rate", type=float, default=100.0, help="impressions/s, 0 = unthrottled")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--policy-share", type=float, default=0.5)
@@ -90,6 +90,11 @@ def run(args: argparse.Namespace) -> int:
 
     if args.world not in WORLD_PRESETS:
         raise ConfigError(f"--world {args.world!r}: choose one of {sorted(WORLD_PRESETS)}")
+    from simulator.world import world_preset
+
+    world_users = world_preset(args.world).num_users
+    if args.users > world_users:
+        raise ConfigError(f"--users {args.users}: world {args.world!r} has {world_users} users")
     asyncio.run(_main(args, settings, config))
     return 0
 
