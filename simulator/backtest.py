@@ -25,13 +25,20 @@ from learner.offline import TrainConfig, train_offline
 from recoil.events import InteractionEvent
 from recoil.labels import LabelConfig
 from recoil.windows import events_to_examples, user_histories
-from simulator.evaluation import next_item_cases, next_item_ranking, split_last_events
-from simulator.metrics import bootstrap_mean_ci
+from simulator.evaluation import (
+    NextItemRanking,
+    next_item_cases,
+    next_item_ranking,
+    split_last_events,
+)
+from simulator.metrics import bootstrap_mean_ci, bootstrap_relative_change, relative_change
+from simulator.parallel import map_arms
 from simulator.report import write_backtest
 
 log = logging.getLogger(__name__)
 
 K = 10  # HR@10 and NDCG@10, as the issue asks
+BASELINE_ARM = "no_signal"
 
 CREATOR_NOTE = (
     "taken from the mapped creator column; without one, creator_id = item_id "
@@ -80,8 +87,12 @@ def run_backtest(
     out_dir: Path,
     source: str,
     progress: bool = True,
+    workers: int = 1,
 ) -> dict[str, Any]:
-    """Train each arm on the past, test on each user's last events; write backtest.json/.md/.png."""
+    """Train each arm on the past, test on each user's last events; write backtest.json/.md/.png.
+
+    ``workers`` > 1 trains arms in forked processes (``simulator.parallel``); same results.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     events = select_users(events, config.max_users)
@@ -100,30 +111,26 @@ def run_backtest(
         "positives": _share_known([e for e in cases if not e.disliked], train_items),
         "dislikes": _share_known([e for e in cases if e.disliked], train_items),
     }
-    rng = np.random.default_rng([config.train.seed, 11])
-    arms: dict[str, Any] = {}
-    seconds: dict[str, float] = {}
-    counts = (0, 0)
-    for n, arm in enumerate(config.arms, start=1):
+    # Bars of parallel workers would interleave; log lines report progress instead.
+    bars = progress and workers <= 1
+
+    def run_arm(arm: str) -> tuple[NextItemRanking, float]:
         t0 = time.perf_counter()
-        log.info("arm %d/%d: %s: training", n, len(config.arms), arm)
-        recommender = train_offline(examples, arm, config.model, config.train, progress)
+        recommender = train_offline(examples, arm, config.model, config.train, bars)
         with torch.inference_mode():
             ranking = next_item_ranking(recommender, histories, cases, config.labels, K)
-        counts = (ranking.positives, ranking.dislikes)
-        arms[arm] = {
-            "hr_at_10": ranking.hr_positive,
-            "ndcg_at_10": ranking.ndcg_positive,
-            "hr_at_10_dislikes": ranking.hr_dislike,
-            "hr_at_10_ci95": bootstrap_mean_ci(ranking.hits_positive, rng),
-            "hr_at_10_dislikes_ci95": bootstrap_mean_ci(ranking.hits_dislike, rng),
-        }
-        seconds[f"arm_{arm}"] = round(time.perf_counter() - t0, 1)
         log.info(
             "arm %s: HR@%d positives %.4f, NDCG %.4f, HR@%d dislikes %.4f (%.1fs)",
-            arm, K, ranking.hr_positive, ranking.ndcg_positive, K,
-            ranking.hr_dislike, seconds[f"arm_{arm}"],
+            arm, K, ranking.hr_positive, ranking.ndcg_positive, K, ranking.hr_dislike,
+            time.perf_counter() - t0,
         )  # fmt: skip
+        return ranking, time.perf_counter() - t0
+
+    rankings = map_arms(run_arm, config.arms, workers)
+    arms = arm_metrics({arm: r for arm, (r, _) in rankings.items()}, config.train.seed)
+    seconds = {f"arm_{arm}": round(t, 1) for arm, (_, t) in rankings.items()}
+    first = next(iter(rankings.values()))[0]
+    counts = (first.positives, first.dislikes)
     seconds["total"] = round(time.perf_counter() - started, 1)
     result = {
         "arms": arms,
@@ -139,6 +146,7 @@ def run_backtest(
             "test_items_seen_in_training": known,
             "creator_note": CREATOR_NOTE,
             "max_users": config.max_users,
+            "workers": workers,
             "labels": asdict(config.labels),
             "model": asdict(config.model),
             "train": asdict(config.train),
@@ -152,3 +160,32 @@ def run_backtest(
 def _share_known(cases: list[InteractionEvent], items: set[str]) -> float:
     """Share of test cases whose item occurs in the training events (NaN when none)."""
     return sum(e.item_id in items for e in cases) / len(cases) if cases else float("nan")
+
+
+def arm_metrics(rankings: dict[str, NextItemRanking], seed: int) -> dict[str, Any]:
+    """Per arm: HR/NDCG with 95% intervals, and paired changes against ``no_signal``."""
+    rng = np.random.default_rng([seed, 11])
+    base = rankings.get(BASELINE_ARM)
+    result: dict[str, Any] = {}
+    for arm, r in rankings.items():
+        entry: dict[str, Any] = {
+            "hr_at_10": r.hr_positive,
+            "ndcg_at_10": r.ndcg_positive,
+            "hr_at_10_dislikes": r.hr_dislike,
+            "hr_at_10_ci95": bootstrap_mean_ci(r.hits_positive, rng),
+            "hr_at_10_dislikes_ci95": bootstrap_mean_ci(r.hits_dislike, rng),
+        }
+        if base is not None and arm != BASELINE_ARM:
+            # The same test cases for every arm: resample them paired.
+            entry["vs_no_signal"] = {
+                "hr_at_10": relative_change(base.hits_positive, r.hits_positive),
+                "hr_at_10_ci95": bootstrap_relative_change(
+                    base.hits_positive, r.hits_positive, rng
+                ),
+                "hr_at_10_dislikes": relative_change(base.hits_dislike, r.hits_dislike),
+                "hr_at_10_dislikes_ci95": bootstrap_relative_change(
+                    base.hits_dislike, r.hits_dislike, rng
+                ),
+            }
+        result[arm] = entry
+    return result

@@ -1,19 +1,15 @@
 """Closed-loop evaluation: world users consume a recommender's items for many steps.
 
-At every step the recommender returns its top ``slate_size`` unseen items for
-each user's current history (one batched ``top_k`` call for all users); the
-user is shown one of them uniformly at random (a stand-in for the ranking
-stage that follows retrieval), reacts through the world's response model, and
-the event enters the history through ``recoil.windows.step``.
-
-Measured per impression, as in the paper's live experiments:
+Users are served by ``simulator.serving.serve_users`` (top ``slate_size``
+unseen items per step, one shown at random, no exploration), starting where
+the logging left them. Measured per impression, as in the paper's live
+experiments:
 
 - ``dislike_rate``: dislikes / impressions,
 - ``repeat_dislike_creator_rate``: dislikes of a creator the user had already
   disliked (in the logged history or earlier in the loop) / impressions.
 
-Randomness is per user (``default_rng([seed, 2, user])``) so every arm faces
-the same user draws (common random numbers).
+Every arm faces the same user draws (``default_rng([seed, 2, user])``).
 """
 
 from __future__ import annotations
@@ -22,14 +18,12 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import numpy as np
-from tqdm import tqdm
-
 from recoil.labels import LabelConfig, is_long_dwell, is_skip
-from recoil.windows import History, step
-from simulator.logged_data import make_event, next_timestamp
-from simulator.recommender import Recommender, top_k_batched
-from simulator.world import UserState, World
+from simulator.recommender import Recommender
+from simulator.serving import ServingConfig, UserStart, serve_users
+from simulator.world import World
+
+__all__ = ["ClosedLoopConfig", "ClosedLoopResult", "UserStart", "run_closed_loop"]
 
 
 @dataclass(frozen=True)
@@ -45,16 +39,6 @@ class ClosedLoopConfig:
     def __post_init__(self) -> None:
         if self.users < 1 or self.steps < 1 or self.slate_size < 1:
             raise ValueError("ClosedLoopConfig: users, steps and slate_size must be >= 1")
-
-
-@dataclass(frozen=True)
-class UserStart:
-    """Where a user stands when the closed loop begins."""
-
-    state: UserState
-    history: History
-    time: float  # the user's clock
-    disliked_creators: frozenset[str]  # creators disliked in the logged history
 
 
 @dataclass(frozen=True)
@@ -85,37 +69,24 @@ def run_closed_loop(
     progress: bool = False,
 ) -> ClosedLoopResult:
     """Every user consumes ``config.steps`` recommended items; rates over all impressions."""
-    catalog = world.catalog
-    rngs = [np.random.default_rng([config.seed, 2, s.state.user]) for s in starts]
-    states = [s.state for s in starts]
-    histories = [s.history for s in starts]
-    times = [s.time for s in starts]
-    disliked_creators = [set(s.disliked_creators) for s in starts]
+    serving = ServingConfig(
+        steps=config.steps, slate_size=config.slate_size, explore=0.0, seed=config.seed,
+        stream=2, batch_size=config.batch_size,
+    )  # fmt: skip
+    served, _ = serve_users(world, recommender, starts, serving, labels, progress, "closed loop")
     per_user = [0] * len(starts)
-    dislikes = repeats = skips = long_dwells = 0
-    for _ in tqdm(range(config.steps), desc="closed loop", disable=not progress):
-        slates = top_k_batched(
-            recommender, histories, config.slate_size, exclude_seen=True,
-            batch_size=config.batch_size,
-        )  # fmt: skip
-        for u, slate in enumerate(slates):
-            if not slate:
-                raise ValueError(f"recommender returned no items for user {states[u].user}")
-            rng = rngs[u]
-            item = catalog.index(slate[int(rng.integers(len(slate)))])
-            response = world.next_response(states[u], item, rng)
-            event = make_event(world, states[u].user, states[u].step, item, response, times[u])
-            if response.disliked:
-                dislikes += 1
-                per_user[u] += 1
-                repeats += event.creator_id in disliked_creators[u]
-                disliked_creators[u].add(event.creator_id)
+    repeats = skips = long_dwells = 0
+    for u, (start, events) in enumerate(zip(starts, served, strict=True)):
+        disliked = set(start.disliked_creators)
+        for event in events:
             skips += is_skip(event, labels)
             long_dwells += is_long_dwell(event, labels)
-            states[u] = world.next_state(states[u], response, item)
-            histories[u], _ = step(event, histories[u], labels)
-            times[u] = next_timestamp(times[u], event.dwell_seconds, rng)
+            if event.disliked:
+                per_user[u] += 1
+                repeats += event.creator_id in disliked
+                disliked.add(event.creator_id)
     n = config.steps * len(starts)
+    dislikes = sum(per_user)
     return ClosedLoopResult(
         impressions=n,
         dislikes=dislikes,

@@ -19,10 +19,7 @@ diagnostics (shares, intervals against ``no_signal``, training reports) go to
 from __future__ import annotations
 
 import logging
-import multiprocessing
-import os
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -37,13 +34,16 @@ from recoil.events import InteractionEvent
 from recoil.labels import LabelConfig
 from recoil.records import TrainingExample
 from recoil.windows import History, events_to_examples, user_histories
-from simulator.closed_loop import ClosedLoopConfig, ClosedLoopResult, UserStart, run_closed_loop
+from simulator.closed_loop import ClosedLoopConfig, ClosedLoopResult, run_closed_loop
 from simulator.evaluation import HoldoutRanking, holdout_ranking, split_last_events
-from simulator.logged_data import WorldLog, log_statistics, simulate_logs
+from simulator.logged_data import log_statistics, simulate_logs
 from simulator.metrics import bootstrap_relative_change, relative_change
+from simulator.parallel import map_arms
 from simulator.policy import LoggingPolicyConfig
 from simulator.probe import ProbeConfig, Responsiveness, run_probe
 from simulator.report import write_ablation
+from simulator.served_logs import ServedLoggingConfig, simulate_served_logs
+from simulator.serving import UserStart, starts_from_log
 from simulator.world import World, WorldConfig, world_preset
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,9 @@ class ExperimentConfig:
 
     world: WorldConfig
     policy: LoggingPolicyConfig = field(default_factory=LoggingPolicyConfig)
+    # None: the heuristic policy logs everything (the measured default); else a trained
+    # no_signal model serves the logs after a heuristic bootstrap (simulator.served_logs).
+    served: ServedLoggingConfig | None = None
     labels: LabelConfig = field(default_factory=LabelConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -87,15 +90,18 @@ class RunSize:
     batch_size: int  # examples per step
     loop_users: int  # closed-loop users
     loop_steps: int  # closed-loop impressions per user
+    bootstrap_steps: int  # heuristic-policy impressions per user before the model serves
+    serving_train_steps: int  # training steps of the serving (logging) model
 
 
 # Chosen so tiny runs in seconds (few examples: small batches, else Lightning spends
 # its time restarting epochs) and medium (the default) fits 30 minutes on 2 CPU cores.
 RUN_SIZES: dict[str, RunSize] = {
-    "tiny": RunSize(train_steps=60, batch_size=64, loop_users=60, loop_steps=20),
-    "small": RunSize(train_steps=1000, batch_size=512, loop_users=500, loop_steps=50),
-    "medium": RunSize(train_steps=2000, batch_size=512, loop_users=1000, loop_steps=100),
-    "large": RunSize(train_steps=4000, batch_size=1024, loop_users=2000, loop_steps=100),
+    # (train_steps, batch_size, loop_users, loop_steps, ...)
+    "tiny": RunSize(60, 64, 60, 20, bootstrap_steps=20, serving_train_steps=60),
+    "small": RunSize(1000, 512, 500, 50, bootstrap_steps=40, serving_train_steps=500),
+    "medium": RunSize(2000, 512, 1000, 100, bootstrap_steps=50, serving_train_steps=1000),
+    "large": RunSize(4000, 1024, 2000, 100, bootstrap_steps=70, serving_train_steps=2000),
 }
 
 
@@ -106,6 +112,7 @@ def experiment_config(
     k: int = 50,
     max_steps: int | None = None,
     arms: tuple[str, ...] = tuple(ARMS),
+    served: bool = False,
 ) -> ExperimentConfig:
     """The documented defaults for a world preset; one seed drives every random choice."""
     world_config = world_preset(world, seed)
@@ -124,6 +131,11 @@ def experiment_config(
             users=min(size.loop_users, world_config.num_users), steps=size.loop_steps, seed=seed
         ),
         arms=arms,
+        served=ServedLoggingConfig(
+            bootstrap_steps=size.bootstrap_steps, train_steps=size.serving_train_steps
+        )
+        if served
+        else None,
     )
 
 
@@ -137,22 +149,6 @@ class ArmOutcome:
     train_seconds: float
     eval_seconds: float
     training: dict[str, Any]
-
-
-def user_starts(world_log: WorldLog, users: int, labels: LabelConfig) -> list[UserStart]:
-    """The first ``users`` users as the logging left them: state, history, clock, dislikes."""
-    histories = user_histories(world_log.events, labels)
-    disliked: dict[str, set[str]] = {}
-    for event in world_log.events:
-        if event.disliked:
-            disliked.setdefault(event.user_id, set()).add(event.creator_id)
-    starts = []
-    for state, end in zip(world_log.final_states[:users], world_log.end_times, strict=False):
-        user_id = f"u{state.user}"
-        starts.append(
-            UserStart(state, histories[user_id], end, frozenset(disliked.get(user_id, ())))
-        )
-    return starts
 
 
 @dataclass(frozen=True)
@@ -169,7 +165,13 @@ class PreparedData:
 
 def prepare_data(config: ExperimentConfig, progress: bool = False) -> PreparedData:
     world = World(config.world)
-    world_log = simulate_logs(world, config.policy, progress=progress)
+    if config.served is None:
+        world_log = simulate_logs(world, config.policy, progress=progress)
+    else:
+        world_log = simulate_served_logs(
+            world, config.policy, config.served, config.model, config.train, config.labels,
+            progress,
+        )  # fmt: skip
     train_events, test_events = split_last_events(world_log.events, config.holdout_events)
     return PreparedData(
         world=world,
@@ -177,7 +179,7 @@ def prepare_data(config: ExperimentConfig, progress: bool = False) -> PreparedDa
         examples=events_to_examples(train_events, config.labels),
         split_histories=user_histories(train_events, config.labels),
         test_events=test_events,
-        starts=user_starts(world_log, config.closed_loop.users, config.labels),
+        starts=starts_from_log(world_log, config.closed_loop.users, config.labels),
     )
 
 
@@ -213,42 +215,14 @@ def run_arm(arm: str, data: PreparedData, config: ExperimentConfig, progress: bo
     return ArmOutcome(probe, loop, ranking, t1 - t0, time.perf_counter() - t1, training)
 
 
-# Set in the parent just before forking workers, which inherit it copy-on-write:
-# the examples are never pickled.
-_FORKED: tuple[PreparedData, ExperimentConfig] | None = None
-
-
-def _run_forked_arm(arm: str) -> ArmOutcome:
-    assert _FORKED is not None, "worker started without prepared data"
-    data, config = _FORKED
-    return run_arm(arm, data, config, progress=False)
-
-
 def run_arms(
     data: PreparedData, config: ExperimentConfig, workers: int, progress: bool
 ) -> dict[str, ArmOutcome]:
     """Every arm, one after another or in ``workers`` forked processes (same results)."""
-    if workers <= 1 or len(config.arms) == 1:
-        outcomes = {}
-        for n, arm in enumerate(config.arms, start=1):
-            log.info("arm %d/%d: %s: training", n, len(config.arms), arm)
-            outcomes[arm] = run_arm(arm, data, config, progress)
-        return outcomes
-    global _FORKED
-    _FORKED = (data, config)
-    log.info("training %d arms in %d worker processes", len(config.arms), workers)
-    try:
-        context = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            futures = {arm: pool.submit(_run_forked_arm, arm) for arm in config.arms}
-            return {arm: future.result() for arm, future in futures.items()}
-    finally:
-        _FORKED = None
-
-
-def default_workers(arms: int) -> int:
-    """One worker per core, each training with one thread (TrainConfig.num_threads)."""
-    return max(1, min(arms, os.cpu_count() or 1))
+    if workers > 1:
+        log.info("training %d arms in %d worker processes", len(config.arms), workers)
+        progress = False  # bars of parallel workers would interleave; log lines remain
+    return map_arms(lambda arm: run_arm(arm, data, config, progress), config.arms, workers)
 
 
 def run_experiment(
@@ -299,6 +273,7 @@ def ablation_json(
             "world": config.world.to_dict(),
             "world_stats": stats,
             "logging_policy": asdict(config.policy),
+            "served_logging": None if config.served is None else asdict(config.served),
             "labels": asdict(config.labels),
             "model": asdict(config.model),
             "train": asdict(config.train),

@@ -75,9 +75,11 @@ def simulate_logs(
     policy_config: LoggingPolicyConfig,
     users: Sequence[int] | None = None,
     progress: bool = False,
+    steps: int | None = None,
 ) -> WorldLog:
-    """Each user consumes ``steps_per_user`` items chosen by the logging policy."""
+    """Each user consumes ``steps`` (default ``steps_per_user``) items the policy chose."""
     cfg = world.config
+    steps = cfg.steps_per_user if steps is None else steps
     policy = EngagementPolicy(world.item_creator, world.item_cluster, policy_config)
     users = range(cfg.num_users) if users is None else users
     events: list[InteractionEvent] = []
@@ -88,7 +90,7 @@ def simulate_logs(
         state = world.initial_state(user)
         memory = PolicyMemory()
         now = START_TIME + 86_400.0 * float(rng.random())
-        for step in range(cfg.steps_per_user):
+        for step in range(steps):
             item = policy.choose(memory, rng)
             response = world.next_response(state, item, rng)
             event = make_event(world, user, step, item, response, now)

@@ -42,6 +42,12 @@ def register(sub: Any) -> None:
     parser.add_argument(
         "--arms", default=",".join(ARM_NAMES), help="comma-separated arms (default: all five)"
     )
+    parser.add_argument(
+        "--workers",
+        type=_positive,
+        default=None,
+        help="arms trained in parallel processes, one CPU thread each (default: one per core)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(handler=run)
 
@@ -60,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
 
     from simulator.backtest import BacktestConfig, run_backtest
     from simulator.logs import parse_mapping, read_event_log
+    from simulator.parallel import default_workers
 
     try:
         mapping = None if args.map is None else parse_mapping(args.map)
@@ -71,6 +78,8 @@ def run(args: argparse.Namespace) -> int:
     if args.max_steps is not None:
         train = replace(train, max_steps=args.max_steps)
     config = replace(config, train=train)
-    run_backtest(events, config, args.out, str(args.file), progress=not args.no_progress)
+    workers = args.workers or default_workers(len(arms))
+    progress = not args.no_progress
+    run_backtest(events, config, args.out, str(args.file), progress=progress, workers=workers)
     print((args.out / "backtest.md").read_text(), end="")
     return 0

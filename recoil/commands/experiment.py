@@ -43,6 +43,14 @@ def register(sub: Any) -> None:
         "--arms", default=",".join(ARM_NAMES), help="comma-separated arms (default: all five)"
     )
     parser.add_argument(
+        "--logging",
+        choices=("served", "heuristic"),
+        default="heuristic",
+        help="how the training logs are made: the engagement-driven heuristic policy logs "
+        "everything (heuristic, default), or it bootstraps and a trained no_signal model serves "
+        "the rest like the paper's production system (served)",
+    )
+    parser.add_argument(
         "--workers",
         type=_positive,
         default=None,
@@ -60,15 +68,14 @@ def run(args: argparse.Namespace) -> int:
     if unknown or not arms:
         raise ConfigError(f"--arms: unknown {unknown or 'empty list'}; choose from {ARM_NAMES}")
 
-    from simulator.experiment import default_workers, experiment_config, run_experiment
+    from simulator.experiment import experiment_config, run_experiment
+    from simulator.parallel import default_workers
 
     config = experiment_config(
         args.world, seed=args.seed, simulations=args.simulations, k=args.k,
-        max_steps=args.max_steps, arms=arms,
+        max_steps=args.max_steps, arms=arms, served=args.logging == "served",
     )  # fmt: skip
     workers = args.workers or default_workers(len(arms))
-    # Parallel workers would draw interleaved bars; they report by log lines instead.
-    progress = not args.no_progress and workers == 1
-    result = run_experiment(config, args.out, progress=progress, workers=workers)
+    result = run_experiment(config, args.out, progress=not args.no_progress, workers=workers)
     print((args.out / "ablation.md").read_text(), end="")
     return 0 if result["arms"] else 1

@@ -91,3 +91,13 @@ def test_bad_arguments_fail_at_start(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "unknown ['bogus']" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["experiment", "--out", str(tmp_path), "--simulations", "0"])
+
+
+def test_served_logging_runs_and_is_recorded(tmp_path: Path) -> None:
+    argv = ["experiment", "--world", "tiny", "--out", str(tmp_path), "--simulations", "50"]
+    argv += ["--k", "10", "--arms", "no_signal,feature_and_labels", "--logging", "served"]
+    assert main([*argv, "--no-progress"]) == 0
+    config = json.loads((tmp_path / "ablation.json").read_text())["config"]
+    assert config["served_logging"]["serving_arm"] == "no_signal"
+    assert config["served_logging"]["bootstrap_steps"] == 20
+    assert config["world_stats"]["impressions"] == 60 * 60

@@ -1,0 +1,49 @@
+"""Run one task per arm in forked worker processes, or in this process.
+
+Training dominates an experiment and each arm trains with one CPU thread
+(``TrainConfig.num_threads``), so arms run side by side, one per core. Workers
+are forked: they inherit the prepared data (hundreds of thousands of training
+examples) copy-on-write instead of receiving it pickled; only the arm name
+goes in and the (small) result comes back. Results do not depend on the
+number of workers: every arm's work is seeded on its own.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+# The task of the current ``map_arms`` call; forked workers inherit it.
+_TASK: Callable[[str], Any] | None = None
+
+
+def _call(arm: str) -> Any:
+    assert _TASK is not None, "worker started without a task"
+    return _TASK(arm)
+
+
+def default_workers(tasks: int) -> int:
+    """One worker per core, at most one per task."""
+    return max(1, min(tasks, os.cpu_count() or 1))
+
+
+def map_arms(task: Callable[[str], T], arms: Sequence[str], workers: int) -> dict[str, T]:
+    """``{arm: task(arm)}``, computed by ``workers`` forked processes (1: in this process)."""
+    if workers <= 1 or len(arms) <= 1:
+        return {arm: task(arm) for arm in arms}
+    global _TASK
+    if _TASK is not None:
+        raise RuntimeError("map_arms is not re-entrant")
+    _TASK = task
+    try:
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            futures = {arm: pool.submit(_call, arm) for arm in arms}
+            return {arm: future.result() for arm, future in futures.items()}
+    finally:
+        _TASK = None
