@@ -25,7 +25,7 @@ from faust.web import Request, Response, View
 from recoil.kafka_settings import KafkaSettings
 from recoil.records import HISTORY_COLUMNS
 from streams.config import StreamsConfig
-from streams.consumer import HoleProbe, RecoilConsumer, RecoilTransport
+from streams.consumer import BrokerView, RecoilConsumer, RecoilTransport
 from streams.metrics import StreamMetrics
 from streams.processor import BatchProcessor
 from streams.state import UserState
@@ -40,8 +40,10 @@ AGENT_NAME = "recoil.streams.history_agent"
 class StreamsApp(faust.App):
     """A Faust app whose consumer is :class:`~streams.consumer.RecoilConsumer`."""
 
-    offset_guard: bool = True  # read by RecoilConsumer when Faust creates it
+    # Read by RecoilConsumer when Faust creates it (see build_app).
+    offset_guard: bool = True
     hole_grace: float = 2.0
+    broker_view: BrokerView
 
     def _new_transport(self) -> Any:
         return RecoilTransport(self.conf.broker_consumer, self)
@@ -54,7 +56,7 @@ class StreamsWorkerApp:
     app: StreamsApp
     table: HistoryTable
     processor: BatchProcessor
-    probe: HoleProbe
+    broker_view: BrokerView
 
     @property
     def consumer(self) -> RecoilConsumer:
@@ -86,6 +88,11 @@ def build_app(
         topic_partitions=partitions,
         topic_replication_factor=config.replication_factor,
         consumer_auto_offset_reset="earliest",
+        # No standby replicas: Faust marks *every* topic of a co-partitioned group as
+        # standby (the input topic too), so with standbys a revoked input partition's
+        # transactional producer is never stopped, and when the partition comes back
+        # the fenced producer is reused: every send fails with ProducerFenced.
+        table_standby_replicas=0,
         broker_session_timeout=config.session_timeout,
         broker_heartbeat_interval=config.heartbeat_interval,
         broker_commit_interval=config.commit_interval,
@@ -140,7 +147,7 @@ def build_app(
     app.page("/history/{user_id}")(HistoryView)
 
     isolation = "read_committed" if config.exactly_once else "read_uncommitted"
-    probe = HoleProbe(settings.aiokafka(), isolation)
+    broker_view = BrokerView(settings.aiokafka(), isolation)
 
     if config.offset_guard:
 
@@ -148,7 +155,7 @@ def build_app(
         async def repair_holes() -> None:
             consumer = cast(RecoilConsumer, app.consumer)
             if not app.rebalancing:
-                await consumer.repair_holes(probe)
+                await consumer.repair_holes()
 
     gauges = GaugeUpdater(app, table, processor, metrics, config.input_topic)
 
@@ -160,7 +167,8 @@ def build_app(
     # create the consumer early and freeze Faust's exactly-once switch to "off".
     app.offset_guard = config.offset_guard
     app.hole_grace = config.hole_grace
-    return StreamsWorkerApp(app, table, processor, probe)
+    app.broker_view = broker_view
+    return StreamsWorkerApp(app, table, processor, broker_view)
 
 
 class GaugeUpdater:
@@ -190,6 +198,8 @@ class GaugeUpdater:
         for tp in owned:
             end = consumer.highwater(tp)
             position = self.processor.next_offsets.get(tp.partition)
+            if position is None:  # nothing processed since the last rebalance
+                position = consumer._committed_offset.get(tp)
             if end is not None and position is not None:
                 self.metrics.set_lag(self.topic, tp.partition, int(end) - position)
 

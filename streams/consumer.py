@@ -1,7 +1,9 @@
-"""recoil's Faust consumer: strict commits, a batch barrier, and hole repair.
+"""recoil's Faust consumer: strict commits, a batch barrier, hole repair, true LSOs.
 
 Faust lets an app bring its own transport; :class:`RecoilTransport` is Faust's
-aiokafka transport with :class:`RecoilConsumer`, which changes three things:
+aiokafka transport with :class:`RecoilConsumer`, which changes five things
+(the fifth, in :class:`RecoilConsumerThread`, keeps recovery from crashing
+when a partition returns after a rebalance):
 
 1. **Strict commits** (faust #606). ``_new_offset`` uses
    :func:`streams.offsets.committable_offset`: never past an offset still in
@@ -13,7 +15,9 @@ aiokafka transport with :class:`RecoilConsumer`, which changes three things:
    reaching the agent, so the partition is re-read from the hole; the per-user
    dedupe makes the re-read events ``duplicate`` outcomes, so nothing is
    emitted twice and the dropped event is finally processed.
-3. **Batch barrier.** Commits wait for :attr:`RecoilConsumer.barrier`, which the
+3. **A final commit that happens.** Faust skips the commit of a rebalance
+   when a periodic one is running; see :meth:`RecoilConsumer.commit_and_end_transactions`.
+4. **Batch barrier.** Commits wait for :attr:`RecoilConsumer.barrier`, which the
    agent holds while it queues one batch's sends. In exactly-once mode a Kafka
    transaction therefore always holds all of a batch's output and table
    writes or none of them; without it, a commit could seal a transaction
@@ -34,6 +38,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
 from streams.offsets import committable_offset
+from streams.supervisor import EXIT_UNCOMMITTABLE
 
 log = logging.getLogger(__name__)
 
@@ -46,21 +51,23 @@ class Hole:
     since: float
 
 
-class HoleProbe:
-    """Asks the broker which offset holds the first record at or after a given one.
+class BrokerView:
+    """What the broker says, asked from the worker's own event loop.
 
-    Uses its own group-less aiokafka consumer with the worker's isolation level,
-    so it sees exactly what the worker's consumer would.
+    A group-less aiokafka consumer with the worker's isolation level (so it sees
+    exactly what the worker's consumer would) and an admin client. Never goes
+    through Faust's consumer thread: during a rebalance that thread is busy
+    running the very callback that asks.
     """
 
     def __init__(self, kafka_kwargs: Mapping[str, Any], isolation_level: str) -> None:
         self._kwargs = dict(kafka_kwargs)
         self._isolation_level = isolation_level
         self._consumer: Any = None
+        self._admin: Any = None
 
-    async def first_offset_from(self, tp: TP, offset: int, timeout: float = 5.0) -> int | None:
-        """The offset of the first record the worker could read at or after ``offset``."""
-        from aiokafka import AIOKafkaConsumer, TopicPartition
+    async def _reader(self) -> Any:
+        from aiokafka import AIOKafkaConsumer
 
         if self._consumer is None:
             self._consumer = AIOKafkaConsumer(
@@ -70,17 +77,65 @@ class HoleProbe:
                 isolation_level=self._isolation_level,
             )
             await self._consumer.start()
+        return self._consumer
+
+    async def first_offset_from(self, tp: TP, offset: int, timeout: float = 5.0) -> int | None:
+        """The offset of the first record the worker could read at or after ``offset``."""
+        from aiokafka import TopicPartition
+
+        consumer = await self._reader()
         ktp = TopicPartition(tp.topic, tp.partition)
-        self._consumer.assign([ktp])
-        self._consumer.seek(ktp, offset)
-        records = await self._consumer.getmany(ktp, timeout_ms=int(timeout * 1000), max_records=1)
+        consumer.assign([ktp])
+        consumer.seek(ktp, offset)
+        records = await consumer.getmany(ktp, timeout_ms=int(timeout * 1000), max_records=1)
         found = records.get(ktp) or []
         return int(found[0].offset) if found else None
+
+    async def end_offsets(self, tps: Iterable[TP]) -> dict[TP, int]:
+        """Last stable offsets (read_committed) or high-water marks (read_uncommitted)."""
+        from aiokafka import TopicPartition
+
+        consumer = await self._reader()
+        ends = await consumer.end_offsets([TopicPartition(tp.topic, tp.partition) for tp in tps])
+        return {TP(k.topic, k.partition): int(v) for k, v in ends.items()}
+
+    async def committed(self, group: str, tps: Iterable[TP]) -> dict[TP, int]:
+        """The group's committed offsets as materialised now (-1: none)."""
+        from aiokafka import TopicPartition
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        if self._admin is None:
+            self._admin = AIOKafkaAdminClient(**self._kwargs)
+            await self._admin.start()
+        found = await self._admin.list_consumer_group_offsets(
+            group, partitions=[TopicPartition(tp.topic, tp.partition) for tp in tps]
+        )
+        return {TP(k.topic, k.partition): int(v.offset) for k, v in found.items()}
 
     async def close(self) -> None:
         if self._consumer is not None:
             await self._consumer.stop()
             self._consumer = None
+        if self._admin is not None:
+            await self._admin.close()
+            self._admin = None
+
+
+class RecoilConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    """Faust's consumer thread, asking the broker for the last stable offset.
+
+    In exactly-once mode Faust takes a changelog's high-water mark from the
+    consumer's cached ``last_stable_offset``, which is unknown (-1) for a
+    partition not fetched yet -- e.g. one that comes back to this worker after
+    another worker left. Recovery then sees a persisted offset above "-1" and
+    crashes with ``ConsistencyError``. A ListOffsets request made with the
+    consumer's read_committed isolation returns the real last stable offset.
+    """
+
+    async def _highwaters(self, partitions: list[TP]) -> Mapping[TP, int]:
+        consumer = self._ensure_consumer()
+        offsets: Mapping[TP, int] = await consumer.end_offsets(partitions)
+        return offsets
 
 
 class RecoilConsumer(faust_aiokafka.Consumer):
@@ -91,19 +146,115 @@ class RecoilConsumer(faust_aiokafka.Consumer):
         # Settings travel on the app (streams.app.StreamsApp): Faust builds the consumer.
         self.offset_guard: bool = getattr(self.app, "offset_guard", True)
         self.hole_grace: float = getattr(self.app, "hole_grace", 2.0)
+        self.broker_view: BrokerView = self.app.broker_view  # type: ignore[attr-defined]
         self.barrier = asyncio.Lock()
         self.holes: dict[TP, Hole] = {}
         self.absent: dict[TP, set[int]] = {}
         self.repaired = 0  # partitions re-read from a dropped record (for logs and tests)
+        self.rereading: dict[TP, int] = {}  # partition -> lost offset the agent re-reads from
+
+    async def reread(self, tp: TP, offset: int) -> None:
+        """Seek ``tp`` back to a record the agent never got (see streams.continuity)."""
+        log.warning("%s@%s was fetched but never reached the agent (faust #596): "
+                    "re-reading from it", tp, offset)  # fmt: skip
+        self.rereading[tp] = offset
+        self.repaired += 1
+        await self.seek_wait({tp: offset})
+
+    def _new_consumer_thread(self) -> RecoilConsumerThread:
+        return RecoilConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     async def _commit_tps(self, tps: Iterable[TP], start_new_transaction: bool) -> bool:
         async with self.barrier:
             return await super()._commit_tps(tps, start_new_transaction)
 
+    async def commit_and_end_transactions(self) -> None:
+        """The final commit of a rebalance (and of a shutdown), never skipped.
+
+        Faust's version returns at once when a periodic commit is running, so the
+        events the agent finishes during the revocation stay uncommitted, their
+        output in an open transaction that outlives the rebalance. Faust then
+        seeks back to the committed offsets and re-reads the changelog (committed
+        data only), the events are processed again, and both outputs commit
+        together: every one of them twice. Here the final commit waits for the
+        running one and then commits everything acked.
+        """
+        await self.commit_now(start_new_transaction=False)
+        if not self.in_transaction:
+            return
+        leftover = {tp: sorted(acked)[:3] for tp, acked in self._acked.items() if acked}
+        if leftover:
+            # Processed but not committable (a hole): the same trap as above. Exit like
+            # a crash instead; a restart rebuilds state from committed data only.
+            log.critical("events processed but not committable at a rebalance: %s", leftover)
+            self.on_uncommittable(leftover)
+        await self.wait_transactions_settled()
+
+    async def commit_now(self, start_new_transaction: bool = True) -> None:
+        """Commit everything acked: after a running commit, never instead of it."""
+        await self.maybe_wait_for_commit_to_finish()
+        self._commit_fut = asyncio.Future(loop=self.loop)
+        try:
+            await self.force_commit(start_new_transaction=start_new_transaction)
+        finally:
+            fut, self._commit_fut = self._commit_fut, None
+            fut.set_result(None)
+
+    async def wait_transactions_settled(self, timeout: float = 10.0) -> None:
+        """Wait until our committed transactions are visible: offsets and changelog data.
+
+        A transaction's commit returns once the coordinator has decided it; the
+        markers that make its offsets and records visible follow. A partition
+        this worker keeps across a rebalance is recovered and re-sought right
+        away, and aiokafka's offset fetch cannot ask for stable offsets
+        (KIP-447), so it would read the offsets and changelog of *before* the
+        last transaction and process that transaction's events again. (A worker
+        taking a partition over is safe: initialising the partition's
+        transactional producer waits for the old transaction to complete.)
+        """
+        assigned = self.assignment()
+        offsets = {tp: o for tp, o in self._committed_offset.items()
+                   if o is not None and tp in assigned}  # fmt: skip
+        tables = [t for t in self.app.tables.values() if hasattr(t, "written")]
+        changelog = {tp: offset + 1 for t in tables for tp, offset in t.written.items()
+                     if tp in assigned}  # fmt: skip
+        view = self.broker_view
+        deadline = time.monotonic() + timeout
+        while True:
+            visible = await view.committed(self.app.conf.id, offsets) if offsets else {}
+            ends = await view.end_offsets(changelog) if changelog else {}
+            behind = {tp: (visible.get(tp), want) for tp, want in offsets.items()
+                      if (visible.get(tp) or 0) < want}  # fmt: skip
+            behind.update({tp: (ends.get(tp), want) for tp, want in changelog.items()
+                           if (ends.get(tp) or 0) < want})  # fmt: skip
+            if not behind:
+                # Committed and visible: a restart may read the changelog from here on.
+                for table in tables:
+                    for tp, offset in table.written.items():
+                        if tp in assigned:
+                            table.data.set_persisted_offset(tp, offset)
+                return
+            if time.monotonic() > deadline:
+                log.critical("committed transactions not visible after %ss: %s", timeout, behind)
+                self.on_uncommittable({tp: [want] for tp, (_, want) in behind.items()})
+                return
+            await asyncio.sleep(0.05)
+
+    def on_uncommittable(self, leftover: Mapping[TP, list[int]]) -> None:
+        import os
+
+        logging.shutdown()
+        os._exit(EXIT_UNCOMMITTABLE)
+
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+        # Faust forgets the acks of revoked partitions before it lets the agent finish
+        # and commits: what was acked until now would never be committed, its output
+        # left in an open transaction. Commit it first.
+        await self.commit_now()
         for tp in revoked:
             self.holes.pop(tp, None)
             self.absent.pop(tp, None)
+            self.rereading.pop(tp, None)
         await super().on_partitions_revoked(revoked)
 
     def _new_offset(self, tp: TP) -> int | None:
@@ -127,6 +278,8 @@ class RecoilConsumer(faust_aiokafka.Consumer):
         if decision.offset is None:
             return None
         new = decision.offset
+        if self.rereading.get(tp, new) < new:
+            del self.rereading[tp]  # the re-read record is processed and committed
         kept = [o for o in acked if o >= new]
         acked[:] = kept
         self._acked_index[tp] = set(kept)
@@ -136,14 +289,16 @@ class RecoilConsumer(faust_aiokafka.Consumer):
             self.absent[tp] = {o for o in absent if o >= new}
         return new
 
-    async def repair_holes(self, probe: HoleProbe) -> list[tuple[TP, int, str]]:
+    async def repair_holes(self) -> list[tuple[TP, int, str]]:
         """Resolve holes older than ``hole_grace``; returns (tp, offset, action) per hole."""
         actions: list[tuple[TP, int, str]] = []
         now = time.monotonic()
         for tp, hole in list(self.holes.items()):
             if now - hole.since < self.hole_grace or tp not in self.assignment():
                 continue
-            first = await probe.first_offset_from(tp, hole.offset)
+            if self.rereading.get(tp) == hole.offset:
+                continue  # the agent found it first and is re-reading it
+            first = await self.broker_view.first_offset_from(tp, hole.offset)
             if self.holes.get(tp) is not hole:
                 continue  # resolved (or moved) while we asked
             if first is None:
@@ -154,13 +309,25 @@ class RecoilConsumer(faust_aiokafka.Consumer):
                 actions.append((tp, hole.offset, "absent"))
                 log.info("offsets %s..%s of %s hold no record: committing through", hole.offset,
                          first - 1, tp)  # fmt: skip
+            elif self.in_transaction:
+                # A real record never reached the agent, and the agent processed events
+                # after it (it would have held them back otherwise): re-reading it now
+                # would put it behind later events of its user. Roll back instead:
+                # exit like a crash; the open transaction is aborted, the restart
+                # rebuilds state from committed data and reads from the hole.
+                actions.append((tp, hole.offset, "restart"))
+                log.critical("%s@%s never reached the agent and later events were "
+                             "processed: restarting from committed state",
+                             tp, hole.offset)  # fmt: skip
+                self.on_uncommittable({tp: [hole.offset]})
             else:
-                # A real record was fetched and never delivered (faust #596): re-read it.
+                # At-least-once: no rollback exists; re-read so the event is not lost (it
+                # may now be out of order for its user, and be counted as such).
                 await self.seek_wait({tp: hole.offset})
                 self.repaired += 1
                 actions.append((tp, hole.offset, "reread"))
-                log.warning("%s@%s was dropped before reaching the agent: re-reading from it "
-                            "(dedupe absorbs the repeats)", tp, hole.offset)  # fmt: skip
+                log.warning("%s@%s never reached the agent: re-reading from it", tp,
+                            hole.offset)  # fmt: skip
             del self.holes[tp]
         return actions
 

@@ -20,32 +20,21 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from recoil.events import InteractionEvent
 from recoil.kafka_settings import KafkaSettings
-from recoil.processes import Child, ProcessGroup, recoil_command
+from recoil.processes import Child, ProcessGroup
 from streams.config import StreamsConfig
+from streams.supervisor import worker_command
+from streams.topics import prepare_topics
 
 
 def worker_argv(settings: KafkaSettings, config: StreamsConfig, *extra: str) -> list[str]:
-    """``recoil worker`` arguments that reproduce ``config`` (labels: history length only)."""
-    argv = [
-        "worker", "--bootstrap-servers", settings.bootstrap_servers,
-        "--app-id", config.app_id, "--input-topic", config.input_topic,
-        "--output-topic", config.output_topic, "--dlq-topic", config.dlq_topic,
-        "--store", config.store, "--data-dir", str(config.data_dir),
-        "--history-length", str(config.history_length),
-        "--dedupe-window", str(config.dedupe_window),
-        "--processing-guarantee", config.processing_guarantee,
-        "--partitions", str(config.partitions),
-        "--web-host", config.web_host, "--web-port", str(config.web_port),
-        "--batch-size", str(config.batch_size), "--batch-timeout", str(config.batch_timeout),
-        "--commit-interval", str(config.commit_interval),
-        "--session-timeout", str(config.session_timeout),
-        "--heartbeat-interval", str(config.heartbeat_interval),
-    ]  # fmt: skip
-    if config.metrics_port is not None:
-        argv += ["--metrics-port", str(config.metrics_port)]
-    if not config.offset_guard:
-        argv.append("--no-offset-guard")
-    return [*recoil_command(*argv), *extra]
+    """``recoil worker`` arguments that reproduce ``config`` (supervised, as deployed)."""
+    return worker_command(settings, config, *extra)
+
+
+def create_topics(settings: KafkaSettings, config: StreamsConfig) -> None:
+    """Create the worker's topics now, before any producer can get one auto-created
+    with the broker's default of one partition."""
+    prepare_topics(settings, config)
 
 
 def start_worker(
@@ -163,6 +152,7 @@ def wait_until(
         try:
             if predicate():
                 return
+            last_error = None
         except Exception as exc:  # not up yet, connection refused, ...
             last_error = exc
         time.sleep(interval)
@@ -216,3 +206,32 @@ def synthetic_events(
         if ts >= last.get(user, event).timestamp:
             last[user] = event
     return events
+
+
+def describe_difference(got: Sequence[bytes], expected: Sequence[bytes]) -> str:
+    """A readable account of how two lists of TrainingExample JSON differ."""
+    from collections import Counter
+
+    from recoil.records import TrainingExample
+
+    def by_id(values: Sequence[bytes]) -> dict[str, list[TrainingExample]]:
+        out: dict[str, list[TrainingExample]] = {}
+        for v in values:
+            x = TrainingExample.from_json(v)
+            out.setdefault(x.event_id, []).append(x)
+        return out
+
+    g, e = by_id(got), by_id(expected)
+    lines = [f"{len(got)} records vs {len(expected)} expected"]
+    repeated = sorted(k for k, v in Counter(TrainingExample.from_json(v).event_id
+                                            for v in got).items() if v > 1)  # fmt: skip
+    lines.append(f"repeated: {repeated[:10]} ({len(repeated)})")
+    lines.append(f"missing: {sorted(set(e) - set(g))[:10]} ({len(set(e) - set(g))})")
+    lines.append(f"unexpected: {sorted(set(g) - set(e))[:10]} ({len(set(g) - set(e))})")
+    differing = sorted(k for k in set(g) & set(e) if g[k][0] != e[k][0])
+    lines.append(f"different content: {differing[:10]} ({len(differing)})")
+    for k in differing[:3]:
+        got_items = [h.item_id for h in g[k][0].history]
+        want_items = [h.item_id for h in e[k][0].history]
+        lines.append(f"  {k}: history items got {got_items} want {want_items}")
+    return "\n".join(lines)

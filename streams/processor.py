@@ -30,22 +30,24 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from faust.streams import _current_event
-from faust.types import EventT
+from faust.types import TP, EventT
 
 from recoil.events import InteractionEvent, Invalid, parse_event
 from streams.config import StreamsConfig
 from streams.consumer import RecoilConsumer
+from streams.continuity import OffsetContinuity
 from streams.dlq import dlq_headers
 from streams.metrics import StreamMetrics
 from streams.state import Outcome, UserState, advance
+from streams.supervisor import EXIT_SEND_FAILED
 from streams.table import HistoryTable
 
 log = logging.getLogger(__name__)
 
-EXIT_SEND_FAILED = 70  # EX_SOFTWARE: a send failed; exit like a crash, never commit past it
+REREAD_TIMEOUT = 5.0  # seconds before a re-read that has not come back is sought again
 
 
 @dataclass
@@ -55,6 +57,7 @@ class BatchResult:
     outcomes: dict[Outcome, int] = field(default_factory=dict)
     examples: int = 0
     dead_letters: int = 0
+    reread_from: dict[int, int] = field(default_factory=dict)  # partition -> lost offset
 
 
 def check_key(key: bytes | None, event: InteractionEvent) -> Invalid | None:
@@ -92,6 +95,8 @@ class BatchProcessor:
         # rebalance: a partition that left and came back may have moved on elsewhere.
         self.cache: OrderedDict[str, UserState] = OrderedDict()
         self._cache_rebalance = -1
+        self.failed_send: BaseException | None = None  # a queued send the broker refused
+        self.continuity = OffsetContinuity(self._probe)
 
     def transactional_id(self, partition: int) -> str | None:
         """The Faust transaction of an input partition (None in at-least-once mode)."""
@@ -102,20 +107,43 @@ class BatchProcessor:
 
     async def process_batch(self, events: Sequence[EventT]) -> BatchResult:
         result = BatchResult()
+        if self.failed_send is not None:  # seen by a delivery callback since the last batch
+            self._fatal(self.failed_send)
+        consumer: RecoilConsumer = self.app.consumer
         if self._cache_rebalance != self.app.rebalancing_count:
             self.cache.clear()
+            self.next_offsets.clear()
+            self.continuity.reset(
+                {tp.partition: consumer._committed_offset.get(tp)
+                 for tp in consumer.assignment() if tp.topic == self.config.input_topic}
+            )  # fmt: skip
             self._cache_rebalance = self.app.rebalancing_count
-        consumer: RecoilConsumer = self.app.consumer
         try:
             async with consumer.barrier:
                 await self._process(events, result)
         except Exception as exc:  # a send failed: the producer cannot be trusted any more
-            # Faust would ack the batch and, on its way down, commit it: exit instead,
-            # exactly like SIGKILL, which the restart path is built and tested for.
-            log.critical("send failed; exiting without committing: %r", exc, exc_info=exc)
-            self.on_fatal(exc)
+            self._fatal(exc)
             raise
+        if not self.app.rebalancing:  # during a rebalance Faust re-seeks everything anyway
+            seeks = self.continuity.to_seek() | self.continuity.overdue(REREAD_TIMEOUT)
+            for partition, offset in seeks.items():
+                result.reread_from[partition] = offset
+                await consumer.reread(TP(self.config.input_topic, partition), offset)
         return result
+
+    async def _probe(self, partition: int, offset: int) -> int | None:
+        view = self.app.broker_view
+        return await view.first_offset_from(TP(self.config.input_topic, partition), offset)
+
+    def _fatal(self, exc: BaseException) -> None:
+        # Faust would ack the batch and, on its way down, commit it: exit instead,
+        # exactly like SIGKILL, which the restart path is built and tested for.
+        log.critical("send failed; exiting without committing: %r", exc, exc_info=exc)
+        self.on_fatal(exc)
+
+    def _on_delivery(self, fut: asyncio.Future[Any]) -> None:
+        if not fut.cancelled() and fut.exception() is not None and self.failed_send is None:
+            self.failed_send = fut.exception()
 
     async def _process(self, events: Sequence[EventT], result: BatchResult) -> None:
         pending: dict[str, tuple[UserState, EventT]] = {}
@@ -124,6 +152,18 @@ class BatchProcessor:
         for event in events:
             started = time.perf_counter()
             message = event.message
+            admission = (
+                await self.continuity.admit(message.partition, message.offset)
+                if self.config.offset_guard
+                else "process"
+            )
+            if admission == "held":
+                # Neither processed nor acked: the commit cannot pass it, the re-read does.
+                message.acked = True
+                continue
+            if admission == "repeat":  # processed before a re-read; its output exists
+                self._count(result, "duplicate", message.partition, message.offset, started)
+                continue
             tid = self.transactional_id(message.partition)
             parsed = parse_event(message.value if message.value is not None else b"")
             if isinstance(parsed, InteractionEvent):
@@ -167,11 +207,18 @@ class BatchProcessor:
                     self.metrics.training_examples.labels(kind=step.example.label_kind).inc()
                     result.examples += 1
             self._count(result, outcome, message.partition, message.offset, started)
-        if not self.config.exactly_once and deliveries:
+        if self.config.exactly_once:
+            # The transaction makes waiting unnecessary, but a refused send must not go
+            # unnoticed: the next batch checks (see _on_delivery).
+            for delivery in deliveries:
+                cast("asyncio.Future[Any]", delivery).add_done_callback(self._on_delivery)
+        elif deliveries:
             await asyncio.gather(*deliveries)
         cache, limit = self.cache, self.config.state_cache_users
         for user, (state, event) in pending.items():
-            await self.table.put(user.encode(), state.to_bytes(), event)
+            tid = self.transactional_id(event.message.partition)
+            written = await self.table.put(user.encode(), state.to_bytes(), event, tid)
+            written.add_done_callback(self._on_delivery)
             cache[user] = state
             cache.move_to_end(user)
         while len(cache) > limit:
@@ -180,6 +227,8 @@ class BatchProcessor:
     def _count(
         self, result: BatchResult, outcome: Outcome, partition: int, offset: int, started: float
     ) -> None:
+        if outcome != "duplicate" or offset >= self.continuity.expected.get(partition, -1):
+            self.continuity.processed(partition, offset)
         self.metrics.events.labels(outcome=outcome).inc()
         result.outcomes[outcome] = result.outcomes.get(outcome, 0) + 1
         self.next_offsets[partition] = offset + 1

@@ -56,6 +56,13 @@ def register(sub: Any) -> None:
     parser.add_argument("--session-timeout", type=float, default=10.0,
                         help="consumer group session timeout, seconds")  # fmt: skip
     parser.add_argument("--heartbeat-interval", type=float, default=1.0)
+    parser.add_argument("--producer-linger", type=float, default=0.005,
+                        help="seconds a send waits to share a produce request")  # fmt: skip
+    parser.add_argument("--hole-grace", type=float, default=2.0,
+                        help="seconds a commit hole lasts before the broker is asked")  # fmt: skip
+    parser.add_argument("--no-supervise", dest="supervise", action="store_false",
+                        help="run the Faust worker in this process; by default a supervisor "
+                        "restarts it after a deliberate crash (see docs/streams.md)")  # fmt: skip
     parser.add_argument("--no-offset-guard", dest="offset_guard", action="store_false",
                         help="commit like stock Faust (to reproduce faust #596/#606)")  # fmt: skip
     parser.set_defaults(handler=run)
@@ -82,6 +89,8 @@ def config_from_args(args: argparse.Namespace) -> Any:
         web_port=args.web_port,
         metrics_port=args.metrics_port,
         metrics_host=args.metrics_host,
+        producer_linger=args.producer_linger,
+        hole_grace=args.hole_grace,
         batch_size=args.batch_size,
         batch_timeout=args.batch_timeout,
         commit_interval=args.commit_interval,
@@ -92,7 +101,13 @@ def config_from_args(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    settings = kafka_settings(args)
+    if args.supervise:
+        from streams.supervisor import supervise, worker_command
+
+        return supervise(worker_command(settings, config, supervised=False,
+                                        log_level=args.log_level))  # fmt: skip
     from streams.worker import run_worker
 
-    config = config_from_args(args)
-    return run_worker(config, kafka_settings(args))
+    return run_worker(config, settings)

@@ -26,6 +26,8 @@ from recoil.processes import ProcessGroup
 from recoil.records import TrainingExample
 from streams.config import StreamsConfig
 from streams.harness import (
+    create_topics,
+    describe_difference,
     metric,
     produce,
     read_topic,
@@ -90,6 +92,7 @@ def test_sigkill_mid_stream_loses_and_repeats_nothing(
         web_port=free_port(), metrics_port=free_port(),
     )  # fmt: skip
     url = f"http://127.0.0.1:{killed.metrics_port}/metrics"
+    create_topics(kafka, killed)
     with ProcessGroup(tmp_path / "logs") as group:
         victim = start_worker(group, "killed", kafka, killed)
         start_worker(group, "reference", kafka, reference)
@@ -105,7 +108,8 @@ def test_sigkill_mid_stream_loses_and_repeats_nothing(
         group.check()  # the reference worker and the restarted one are still up
         log = restarted.log_file.read_text()
 
-    assert got_reference == expected  # the uninterrupted run is the pure rule, exactly
-    assert got_killed == got_reference  # ... and so is the killed-and-restarted one
+    # The uninterrupted run is the pure rule, exactly; so is the killed-and-restarted one.
+    assert got_reference == expected, describe_difference(got_reference, expected)
+    assert got_killed == got_reference, describe_difference(got_killed, expected)
     assert len({TrainingExample.from_json(v).event_id for v in got_killed}) == len(expected)
     assert "no clean shutdown recorded" in log  # local RocksDB state was not trusted

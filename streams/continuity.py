@@ -1,0 +1,92 @@
+"""Offset continuity per input partition: never process an event past a lost one.
+
+Faust can fetch a record and never deliver it to the agent (faust #596: a race
+around recovery and rebalances; it shows up in this project's tests). The
+commit rule in :mod:`streams.offsets` keeps such a hole from being committed
+over, but by then the agent has processed the events after it -- and a late
+re-read of the lost event is older than its user's history and would be
+dropped as out of order.
+
+So the agent checks, before processing, that each partition's offsets follow
+on from the last one it processed (or, after a rebalance, from the committed
+offset Faust seeks to). A jump is asked about once (``probe``: the first offset
+readable at or after the expected one): nothing readable in between (a
+transaction marker, an aborted or compacted record) is fine; a real record
+means it was lost, and the partition is re-read from it. Until it comes back,
+later events of that partition are held back (not processed, not acked).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+Admission = Literal["process", "repeat", "held"]
+
+
+@dataclass
+class Reread:
+    """A partition being re-read from ``offset`` (the lost record), since ``since``."""
+
+    offset: int
+    since: float
+    sought: bool = False  # the seek back has been issued
+
+
+class OffsetContinuity:
+    """The next offset expected per partition, and what to do with each message."""
+
+    def __init__(
+        self,
+        probe: Callable[[int, int], Awaitable[int | None]],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.probe = probe  # (partition, offset) -> first readable offset >= offset, or None
+        self.clock = clock
+        self.expected: dict[int, int] = {}
+        self.rereads: dict[int, Reread] = {}
+
+    def reset(self, committed: Mapping[int, int | None]) -> None:
+        """After a rebalance: Faust re-reads every partition from its committed offset."""
+        self.expected = {p: o for p, o in committed.items() if o is not None}
+        self.rereads.clear()
+
+    async def admit(self, partition: int, offset: int) -> Admission:
+        """``process`` it, skip a ``repeat`` (processed already), or ``held`` (re-reading)."""
+        reread = self.rereads.get(partition)
+        if reread is not None:
+            if offset == reread.offset:
+                del self.rereads[partition]
+                return "process"
+            return "repeat" if offset < reread.offset else "held"
+        expected = self.expected.get(partition)
+        if expected is None or offset == expected:
+            return "process"
+        if offset < expected:
+            return "repeat"
+        first = await self.probe(partition, expected)
+        if first is not None and first >= offset:
+            return "process"  # nothing readable between: a marker, an aborted record
+        lost = expected if first is None else first
+        self.rereads[partition] = Reread(lost, self.clock())
+        return "held"
+
+    def to_seek(self) -> dict[int, int]:
+        """Re-reads whose seek is still to be issued (each is returned once)."""
+        due = {p: r.offset for p, r in self.rereads.items() if not r.sought}
+        for partition in due:
+            self.rereads[partition].sought = True
+        return due
+
+    def processed(self, partition: int, offset: int) -> None:
+        self.expected[partition] = offset + 1
+
+    def overdue(self, timeout: float) -> dict[int, int]:
+        """Re-reads waiting longer than ``timeout`` (to seek again); restarts their clocks."""
+        now = self.clock()
+        late = {p: r.offset for p, r in self.rereads.items() if now - r.since > timeout}
+        for partition in late:
+            self.rereads[partition].since = now
+        return late

@@ -1,0 +1,115 @@
+"""Restart the stream worker after a deliberate crash: crash-only recovery, self-served.
+
+When the worker finds that it cannot keep its guarantees in-process (a send
+the broker refused, events processed but not committable at a rebalance, a
+transaction that does not become visible), it exits at once with a
+"restart me" status rather than let Faust's graceful shutdown commit past the
+problem. A restart is what makes that safe: open transactions are aborted,
+local state is rebuilt from committed data, and input is re-read from the
+committed offsets -- the path the SIGKILL test exercises.
+
+``recoil worker`` therefore runs the Faust worker as a child process and starts
+it again after such an exit (a few times per window, then it gives up and
+returns the status, so a real fault still reaches the operator or the
+orchestrator). SIGTERM/SIGINT are passed to the child and end the loop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import signal
+import subprocess
+import time
+from collections import deque
+from collections.abc import Sequence
+from types import FrameType
+
+from recoil.kafka_settings import KafkaSettings
+from recoil.labels import LabelConfig
+from recoil.processes import die_with_parent, recoil_command
+from streams.config import StreamsConfig
+
+log = logging.getLogger(__name__)
+
+EXIT_SEND_FAILED = 70  # streams.processor: a send failed
+EXIT_UNCOMMITTABLE = 75  # streams.consumer: processed work that cannot be committed
+RESTART_CODES = frozenset({EXIT_SEND_FAILED, EXIT_UNCOMMITTABLE})
+
+
+def supervise(argv: Sequence[str], max_restarts: int = 5, window: float = 300.0) -> int:
+    """Run ``argv`` until it exits for good; returns its last exit status."""
+    restarts: deque[float] = deque()
+    stopping = False
+    child: subprocess.Popen[bytes] | None = None
+
+    def forward(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+        if child is not None and child.poll() is None:
+            child.send_signal(signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        while True:
+            child = subprocess.Popen(list(argv), preexec_fn=die_with_parent)
+            status = child.wait()
+            if stopping or status not in RESTART_CODES:
+                return status
+            now = time.monotonic()
+            restarts.append(now)
+            while restarts and now - restarts[0] > window:
+                restarts.popleft()
+            if len(restarts) > max_restarts:
+                log.critical("worker exited %d times with status %d within %.0fs: giving up",
+                             len(restarts), status, window)  # fmt: skip
+                return status
+            log.warning("worker exited with status %d (restart from committed state); "
+                        "restarting", status)  # fmt: skip
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def worker_command(
+    settings: KafkaSettings,
+    config: StreamsConfig,
+    *extra: str,
+    supervised: bool = True,
+    log_level: str | None = None,
+) -> list[str]:
+    """The argv of ``recoil worker`` for exactly this configuration.
+
+    SASL/SSL settings are not in it: they travel in RECOIL_KAFKA_* variables.
+    """
+    c = config
+    args = [] if log_level is None else ["--log-level", log_level]
+    args += [
+        "worker", "--bootstrap-servers", settings.bootstrap_servers,
+        "--app-id", c.app_id, "--input-topic", c.input_topic,
+        "--output-topic", c.output_topic, "--dlq-topic", c.dlq_topic,
+        "--store", c.store, "--data-dir", str(c.data_dir),
+        "--history-length", str(c.history_length), "--dedupe-window", str(c.dedupe_window),
+        "--state-cache-users", str(c.state_cache_users),
+        "--processing-guarantee", c.processing_guarantee,
+        "--partitions", str(c.partitions), "--replication-factor", str(c.replication_factor),
+        "--web-host", c.web_host, "--web-port", str(c.web_port),
+        "--batch-size", str(c.batch_size), "--batch-timeout", str(c.batch_timeout),
+        "--producer-linger", str(c.producer_linger),
+        "--commit-interval", str(c.commit_interval),
+        "--session-timeout", str(c.session_timeout),
+        "--heartbeat-interval", str(c.heartbeat_interval),
+        "--hole-grace", str(c.hole_grace),
+    ]  # fmt: skip
+    defaults = LabelConfig()
+    for f in dataclasses.fields(LabelConfig):
+        value = getattr(c.labels, f.name)
+        if f.name != "history_length" and value != getattr(defaults, f.name):
+            args += ["--label", f"{f.name}={value}"]
+    if c.metrics_port is not None:
+        args += ["--metrics-port", str(c.metrics_port), "--metrics-host", c.metrics_host]
+    if not c.offset_guard:
+        args.append("--no-offset-guard")
+    if not supervised:
+        args.append("--no-supervise")
+    return [*recoil_command(*args), *extra]

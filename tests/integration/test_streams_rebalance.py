@@ -1,0 +1,102 @@
+"""Two workers, one added and one removed mid-stream: the exact output, no duplicates.
+
+Faust's rebalances are where it hangs (faust #532) and processes events twice
+(#502). Here a second worker joins while events flow, takes half the
+partitions (recovering their tables from the changelog), and leaves again
+(SIGTERM, a scale-down) while events still flow; the first worker gets them
+back. The output (read_committed) must equal the pure rule's, each example
+once, and every user's history served by the remaining worker's view must be
+the final state the rule predicts.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from recoil.broker.embedded import free_port
+from recoil.kafka_settings import KafkaSettings
+from recoil.labels import LabelConfig
+from recoil.processes import ProcessGroup
+from streams.config import StreamsConfig
+from streams.harness import (
+    create_topics,
+    describe_difference,
+    get_json,
+    metric,
+    read_topic,
+    scrape,
+    start_worker,
+    synthetic_events,
+    wait_until,
+)
+from streams.state import replay_in_arrival_order
+from tests.integration.test_streams_kill import paced_producer, processed, settled_output
+
+pytestmark = pytest.mark.integration
+
+LABELS = LabelConfig(history_length=10)
+PARTITIONS = 4
+
+
+def caught_up(url: str, topic: str) -> bool:
+    """The worker reports lag 0 on every partition of ``topic``."""
+    samples = scrape(url)
+    lags = [metric(samples, "recoil_stream_consumer_lag_messages", topic=topic, partition=str(p))
+            for p in range(PARTITIONS)]  # fmt: skip
+    return all(lag == 0 for lag in lags)
+
+
+def test_worker_joins_and_leaves_mid_stream(
+    kafka: KafkaSettings, topic_name: Callable[[str], str], tmp_path: Path
+) -> None:
+    events = synthetic_events(6000, users=80, seed=23)
+    expected_examples, states = replay_in_arrival_order(events, LABELS, dedupe_window=100)
+    expected = sorted(x.to_json() for x in expected_examples)
+    first = StreamsConfig(
+        app_id=topic_name("app"), input_topic=topic_name("in"), output_topic=topic_name("out"),
+        dlq_topic=topic_name("dlq"), data_dir=tmp_path / "first", labels=LABELS,
+        partitions=PARTITIONS, web_port=free_port(), metrics_port=free_port(),
+        commit_interval=0.5, session_timeout=6.0, batch_size=100,
+    )  # fmt: skip
+    second = replace(
+        first, data_dir=tmp_path / "second", web_port=free_port(), metrics_port=free_port()
+    )
+    url_first = f"http://127.0.0.1:{first.metrics_port}/metrics"
+    url_second = f"http://127.0.0.1:{second.metrics_port}/metrics"
+    phases = [events[:2000], events[2000:4000], events[4000:]]
+    create_topics(kafka, first)
+    with ProcessGroup(tmp_path / "logs") as group:
+        one = start_worker(group, "first", kafka, first)
+        feeding = paced_producer(kafka, first.input_topic, phases[0], chunk=100, pause=0.2)
+        wait_until(lambda: processed(url_first) >= 500, 120, "first worker busy", [one])
+        feeding.join(timeout=120)
+        # A second worker joins while events keep coming.
+        two = start_worker(group, "second", kafka, second)
+        feeding = paced_producer(kafka, first.input_topic, phases[1], chunk=100, pause=0.2)
+        wait_until(lambda: processed(url_second) >= 200, 180, "second worker busy", [one, two])
+        # ... and leaves again, gracefully, while events keep coming.
+        feeding.join(timeout=120)
+        feeding = paced_producer(kafka, first.input_topic, phases[2], chunk=100, pause=0.2)
+        started_leaving = time.monotonic()
+        assert group.stop(two, sig=signal.SIGTERM) == 0
+        left_in = time.monotonic() - started_leaving
+        group.children.remove(two)
+        feeding.join(timeout=180)
+        got = settled_output(kafka, first.output_topic, len(expected))
+        wait_until(lambda: caught_up(url_first, first.input_topic), 60, "lag 0", [one])
+        histories = {u: get_json(f"http://127.0.0.1:{first.web_port}/history/{u}")["history"]
+                     for u in sorted(states)}  # fmt: skip
+        samples = scrape(url_first)
+        group.check()
+
+    assert left_in < 20, f"the leaving worker took {left_in:.1f}s to stop (rebalance hang?)"
+    assert got == expected, describe_difference(got, expected)
+    assert histories == {u: [h.to_row() for h in states[u].history] for u in histories}
+    assert metric(samples, "recoil_stream_events_total", outcome="invalid") == 0
+    assert read_topic(kafka, first.dlq_topic, lambda rs: True, 5) == []

@@ -1,0 +1,80 @@
+"""Offset continuity: jumps are checked with the broker, lost records held back and re-read."""
+
+from __future__ import annotations
+
+import asyncio
+
+from streams.continuity import OffsetContinuity
+
+
+class Log:
+    """A partition's readable offsets (what the broker would say), and the questions asked."""
+
+    def __init__(self, readable: dict[int, list[int]]) -> None:
+        self.readable = readable
+        self.asked: list[tuple[int, int]] = []
+
+    async def first_from(self, partition: int, offset: int) -> int | None:
+        self.asked.append((partition, offset))
+        return next((o for o in self.readable[partition] if o >= offset), None)
+
+
+def admit_all(continuity: OffsetContinuity, offsets: list[tuple[int, int]]) -> list[str]:
+    async def run() -> list[str]:
+        out: list[str] = []
+        for partition, offset in offsets:
+            admission = await continuity.admit(partition, offset)
+            if admission == "process":
+                continuity.processed(partition, offset)
+            out.append(admission)
+        return out
+
+    return asyncio.run(run())
+
+
+def test_contiguous_offsets_are_processed_without_asking() -> None:
+    log = Log({0: list(range(10))})
+    continuity = OffsetContinuity(log.first_from)
+    continuity.reset({0: 3})
+    assert admit_all(continuity, [(0, 3), (0, 4), (0, 5)]) == ["process"] * 3
+    assert log.asked == []
+
+
+def test_a_jump_over_markers_is_fine() -> None:
+    log = Log({0: [0, 1, 2, 5, 6]})  # 3 and 4: a transaction's commit marker, an abort
+    continuity = OffsetContinuity(log.first_from)
+    continuity.reset({0: 0})
+    assert admit_all(continuity, [(0, 0), (0, 1), (0, 2), (0, 5), (0, 6)]) == ["process"] * 5
+    assert log.asked == [(0, 3)]
+
+
+def test_a_lost_record_holds_the_partition_until_it_is_read_again() -> None:
+    log = Log({0: list(range(10)), 1: list(range(10))})
+    continuity = OffsetContinuity(log.first_from, clock=lambda: 100.0)
+    continuity.reset({0: 0, 1: 0})
+    got = admit_all(continuity, [(0, 0), (0, 1), (0, 3), (1, 0), (0, 4), (0, 5)])
+    assert got == ["process", "process", "held", "process", "held", "held"]
+    assert {p: r.offset for p, r in continuity.rereads.items()} == {0: 2}
+    # The re-read delivers 0..5 again: old ones are repeats, 2 is processed, then on.
+    got = admit_all(continuity, [(0, 0), (0, 1), (0, 2), (0, 3), (0, 4)])
+    assert got == ["repeat", "repeat", "process", "process", "process"]
+    assert continuity.rereads == {}
+    assert log.asked == [(0, 2)]  # asked once; held events were not asked about again
+
+
+def test_unknown_start_accepts_the_first_offset() -> None:
+    continuity = OffsetContinuity(Log({0: []}).first_from)
+    continuity.reset({0: None})
+    assert admit_all(continuity, [(0, 42), (0, 43)]) == ["process", "process"]
+
+
+def test_overdue_rereads_are_reported_once_per_timeout() -> None:
+    now = [0.0]
+    log = Log({0: list(range(5))})
+    continuity = OffsetContinuity(log.first_from, clock=lambda: now[0])
+    continuity.reset({0: 0})
+    admit_all(continuity, [(0, 2)])
+    assert continuity.overdue(5.0) == {}
+    now[0] = 6.0
+    assert continuity.overdue(5.0) == {0: 0}
+    assert continuity.overdue(5.0) == {}
