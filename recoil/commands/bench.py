@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import pkgutil
+from pathlib import Path
 from typing import Any
 
 
@@ -20,6 +21,11 @@ def register(sub: Any) -> None:
     import bench
 
     for info in sorted(pkgutil.iter_modules(bench.__path__), key=lambda m: m.name):
+        # Every recoil command builds this parser: import only modules that register,
+        # not stand-alone scripts with heavy imports (bench/index.py loads FAISS).
+        source = Path(bench.__path__[0], f"{info.name}.py")
+        if source.is_file() and "def register(" not in source.read_text():
+            continue
         module = importlib.import_module(f"bench.{info.name}")
         if hasattr(module, "register"):
             module.register(benches)
