@@ -105,6 +105,7 @@ def build_app(
         web_port=config.web_port,
         canonical_url=canonical_url(config),
         autodiscover=False,
+        Monitor="streams.monitor:QuietMonitor",
     )
     table = HistoryTable(
         app,

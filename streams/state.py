@@ -121,8 +121,17 @@ def advance(
 
 def example_json(example: TrainingExample, history_json: tuple[str, ...]) -> bytes:
     """``example.to_json()``, with the history rows' JSON given ready-made."""
-    shell = example.to_dict()
-    shell["history"] = []
+    shell = {  # TrainingExample.to_dict()'s keys, in its order, history left empty
+        "event_id": example.event_id,
+        "user_id": example.user_id,
+        "timestamp": example.timestamp,
+        "history": [],
+        "label_item_id": example.label_item_id,
+        "label_creator_id": example.label_creator_id,
+        "label_cluster_id": example.label_cluster_id,
+        "label_kind": example.label_kind,
+        "label_weight": example.label_weight,
+    }
     text = json.dumps(shell, separators=(",", ":"))
     # Keys and values before "history" are JSON strings and a number, in which a
     # quote is always escaped, so the first '"history":[]' is the key itself.
