@@ -156,6 +156,7 @@ def build_app(
         async def repair_holes() -> None:
             consumer = cast(RecoilConsumer, app.consumer)
             if not app.rebalancing:
+                await processor.reseek()  # re-reads that did not come back
                 await consumer.repair_holes()
 
     gauges = GaugeUpdater(app, table, processor, metrics, config.input_topic)

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -121,6 +122,28 @@ class BrokerView:
             self._admin = None
 
 
+class ReadOffsets(defaultdict[TP, "int | None"]):
+    """Faust's per-partition read offsets, never above what the agent still needs.
+
+    Faust's fetch loop drops every record below the last offset it read. After
+    a seek back (a re-read) the records it had already fetched past the seek
+    still move that offset up, and the re-fetched records -- the ones the agent
+    is waiting for -- are then dropped too: the #596 race again. Here the read
+    offset Faust sees is capped at the next offset the agent needs.
+    """
+
+    def __init__(self, needed: Mapping[TP, int]) -> None:
+        super().__init__(lambda: None)
+        self.needed = needed
+
+    def __getitem__(self, tp: TP) -> int | None:
+        stored = super().__getitem__(tp)
+        need = self.needed.get(tp)
+        if stored is None or need is None:
+            return stored
+        return min(stored, need)
+
+
 class RecoilConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     """Faust's consumer thread, asking the broker for the last stable offset.
 
@@ -152,6 +175,19 @@ class RecoilConsumer(faust_aiokafka.Consumer):
         self.absent: dict[TP, set[int]] = {}
         self.repaired = 0  # partitions re-read from a dropped record (for logs and tests)
         self.rereading: dict[TP, int] = {}  # partition -> lost offset the agent re-reads from
+        self.needed: dict[TP, int] = {}  # partition -> next offset the agent needs
+        if self.offset_guard:
+            self._read_offset = ReadOffsets(self.needed)
+
+    async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
+        # Faust's gaps come from jumps between fetched offsets; with the guard the
+        # agent checks jumps itself, against the broker, and reports real gaps.
+        if not self.offset_guard:
+            await super()._add_gap(tp, offset_from, offset_to)
+
+    def mark_absent(self, tp: TP, offsets: range) -> None:
+        """Offsets the broker confirmed hold nothing readable: commit through them."""
+        self.absent.setdefault(tp, set()).update(offsets)
 
     async def reread(self, tp: TP, offset: int) -> None:
         """Seek ``tp`` back to a record the agent never got (see streams.continuity)."""
@@ -255,6 +291,7 @@ class RecoilConsumer(faust_aiokafka.Consumer):
             self.holes.pop(tp, None)
             self.absent.pop(tp, None)
             self.rereading.pop(tp, None)
+            self.needed.pop(tp, None)
         await super().on_partitions_revoked(revoked)
 
     def _new_offset(self, tp: TP) -> int | None:
@@ -268,7 +305,7 @@ class RecoilConsumer(faust_aiokafka.Consumer):
         absent = self.absent.get(tp, set())
 
         def is_absent(offset: int) -> bool:
-            return offset in absent or bool(gaps[offset])
+            return offset in absent
 
         decision = committable_offset(self._committed_offset[tp], acked, in_flight, is_absent)
         if decision.hole is None:

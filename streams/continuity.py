@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-Admission = Literal["process", "repeat", "held"]
+Admission = Literal["process", "repeat", "held", "gap"]
 
 
 @dataclass
@@ -47,6 +47,7 @@ class OffsetContinuity:
         self.clock = clock
         self.expected: dict[int, int] = {}
         self.rereads: dict[int, Reread] = {}
+        self.last_gap = range(0)  # the empty offsets behind the last "gap" admission
 
     def reset(self, committed: Mapping[int, int | None]) -> None:
         """After a rebalance: Faust re-reads every partition from its committed offset."""
@@ -54,7 +55,8 @@ class OffsetContinuity:
         self.rereads.clear()
 
     async def admit(self, partition: int, offset: int) -> Admission:
-        """``process`` it, skip a ``repeat`` (processed already), or ``held`` (re-reading)."""
+        """``process`` it, skip a ``repeat`` (processed already), ``held`` (re-reading), or
+        ``gap``: process it, the offsets between are confirmed empty (see ``last_gap``)."""
         reread = self.rereads.get(partition)
         if reread is not None:
             if offset == reread.offset:
@@ -68,7 +70,8 @@ class OffsetContinuity:
             return "repeat"
         first = await self.probe(partition, expected)
         if first is not None and first >= offset:
-            return "process"  # nothing readable between: a marker, an aborted record
+            self.last_gap = range(expected, offset)
+            return "gap"  # nothing readable between: a marker, an aborted record
         lost = expected if first is None else first
         self.rereads[partition] = Reread(lost, self.clock())
         return "held"

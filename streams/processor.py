@@ -113,6 +113,7 @@ class BatchProcessor:
         if self._cache_rebalance != self.app.rebalancing_count:
             self.cache.clear()
             self.next_offsets.clear()
+            consumer.needed.clear()
             self.continuity.reset(
                 {tp.partition: consumer._committed_offset.get(tp)
                  for tp in consumer.assignment() if tp.topic == self.config.input_topic}
@@ -124,12 +125,20 @@ class BatchProcessor:
         except Exception as exc:  # a send failed: the producer cannot be trusted any more
             self._fatal(exc)
             raise
-        if not self.app.rebalancing:  # during a rebalance Faust re-seeks everything anyway
-            seeks = self.continuity.to_seek() | self.continuity.overdue(REREAD_TIMEOUT)
-            for partition, offset in seeks.items():
-                result.reread_from[partition] = offset
-                await consumer.reread(TP(self.config.input_topic, partition), offset)
+        for partition, offset in self.continuity.expected.items():
+            consumer.needed[TP(self.config.input_topic, partition)] = offset
+        result.reread_from.update(await self.reseek())
         return result
+
+    async def reseek(self) -> dict[int, int]:
+        """Issue pending and overdue re-reads (after each batch, and once a second)."""
+        if self.app.rebalancing:  # Faust re-seeks every partition after a rebalance
+            return {}
+        consumer: RecoilConsumer = self.app.consumer
+        seeks = self.continuity.to_seek() | self.continuity.overdue(REREAD_TIMEOUT)
+        for partition, offset in seeks.items():
+            await consumer.reread(TP(self.config.input_topic, partition), offset)
+        return seeks
 
     async def _probe(self, partition: int, offset: int) -> int | None:
         view = self.app.broker_view
@@ -164,6 +173,9 @@ class BatchProcessor:
             if admission == "repeat":  # processed before a re-read; its output exists
                 self._count(result, "duplicate", message.partition, message.offset, started)
                 continue
+            if admission == "gap":  # confirmed empty offsets before this one
+                tp = TP(self.config.input_topic, message.partition)
+                self.app.consumer.mark_absent(tp, self.continuity.last_gap)
             tid = self.transactional_id(message.partition)
             parsed = parse_event(message.value if message.value is not None else b"")
             if isinstance(parsed, InteractionEvent):

@@ -50,3 +50,18 @@ def test_known_absent_offsets_are_committed_through() -> None:
 def test_acked_offsets_below_the_commit_are_ignored() -> None:
     # Re-delivered offsets acked again after a re-read do not move anything back.
     assert committable_offset(20, [12, 13]) == CommitDecision(None)
+
+
+def test_read_offsets_never_pass_what_the_agent_needs() -> None:
+    from faust.types import TP
+
+    from streams.consumer import ReadOffsets
+
+    tp = TP("t", 0)
+    needed: dict[TP, int] = {}
+    offsets = ReadOffsets(needed)
+    assert offsets[tp] is None  # nothing read yet: Faust delivers anything
+    offsets[tp] = 90  # stale records fetched before a seek back moved it up
+    assert offsets[tp] == 90
+    needed[tp] = 5  # the agent re-reads from 5
+    assert offsets[tp] == 5  # so Faust keeps delivering 5, 6, ... instead of dropping them
