@@ -26,9 +26,24 @@ def _pct(x: float | None, signed: bool = True) -> str:
     return f"{100 * x:+.1f}%" if signed else f"{100 * x:.2f}%"
 
 
+def _finite(obj: Any) -> Any:
+    """NaN (e.g. a relative change against a zero baseline) becomes null: valid JSON."""
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def _num(x: float | None) -> str:
+    return "n/a" if x is None or math.isnan(x) else f"{x:.4f}"
+
+
 def _write_json(path: Path, obj: Any) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, allow_nan=True) + "\n")
+    tmp.write_text(json.dumps(_finite(obj), indent=2, allow_nan=False) + "\n")
     tmp.replace(path)  # readers never see half a file
 
 
@@ -125,8 +140,8 @@ def backtest_markdown(result: dict[str, Any]) -> str:
         "|---|---|---|---|",
     ]
     for arm, r in result["arms"].items():
-        hr, ndcg, hr_dislikes = r["hr_at_10"], r["ndcg_at_10"], r["hr_at_10_dislikes"]
-        lines.append(f"| {arm} | {hr:.4f} | {ndcg:.4f} | {hr_dislikes:.4f} |")
+        cells = [_num(r[key]) for key in ("hr_at_10", "ndcg_at_10", "hr_at_10_dislikes")]
+        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
     lines += ["", f"Total time {cfg['seconds']['total']:.0f} s.", ""]
     return "\n".join(lines)
 

@@ -1,0 +1,35 @@
+"""Reports are valid JSON even where a metric is undefined (NaN becomes null)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from simulator.report import write_backtest
+
+
+def test_backtest_report_writes_null_for_undefined_metrics(tmp_path: Path) -> None:
+    nan = math.nan
+    result = {
+        "arms": {
+            "no_signal": {"hr_at_10": 0.03, "ndcg_at_10": 0.01, "hr_at_10_dislikes": 0.0},
+            "feature_and_labels": {
+                "hr_at_10": 0.04, "ndcg_at_10": 0.02, "hr_at_10_dislikes": nan,
+                "vs_no_signal": {"hr_at_10_dislikes": nan, "hr_at_10_dislikes_ci95": (nan, nan)},
+            },
+        },
+        "config": {
+            "file": "x.tsv", "events": 10, "users": 2, "holdout_events": 1, "test_positives": 1,
+            "test_dislikes": 1, "creator_note": "item", "seconds": {"total": 1.0},
+        },
+    }  # fmt: skip
+    write_backtest(tmp_path, result)
+    text = (tmp_path / "backtest.json").read_text()
+    assert "NaN" not in text
+    arm = json.loads(text)["arms"]["feature_and_labels"]
+    assert arm["hr_at_10_dislikes"] is None
+    assert arm["vs_no_signal"]["hr_at_10_dislikes_ci95"] == [None, None]
+    table = (tmp_path / "backtest.md").read_text()
+    assert "| feature_and_labels | 0.0400 | 0.0200 | n/a |" in table
+    assert (tmp_path / "backtest.png").read_bytes()[:4] == b"\x89PNG"
