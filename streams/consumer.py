@@ -35,6 +35,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from aiokafka.errors import IllegalStateError
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
@@ -195,7 +196,10 @@ class RecoilConsumer(faust_aiokafka.Consumer):
                     "re-reading from it", tp, offset)  # fmt: skip
         self.rereading[tp] = offset
         self.repaired += 1
-        await self.seek_wait({tp: offset})
+        try:
+            await self.seek_wait({tp: offset})
+        except IllegalStateError:  # revoked meanwhile: Faust re-seeks after the rebalance
+            log.info("%s was revoked before the re-read; its next owner reads it", tp)
 
     def _new_consumer_thread(self) -> RecoilConsumerThread:
         return RecoilConsumerThread(self, loop=self.loop, beacon=self.beacon)

@@ -135,10 +135,15 @@ class BatchProcessor:
         if self.app.rebalancing:  # Faust re-seeks every partition after a rebalance
             return {}
         consumer: RecoilConsumer = self.app.consumer
+        owned = consumer.assignment()
         seeks = self.continuity.to_seek() | self.continuity.overdue(REREAD_TIMEOUT)
+        done = {}
         for partition, offset in seeks.items():
-            await consumer.reread(TP(self.config.input_topic, partition), offset)
-        return seeks
+            tp = TP(self.config.input_topic, partition)
+            if tp in owned:  # a partition that moved on is re-read by its new owner
+                await consumer.reread(tp, offset)
+                done[partition] = offset
+        return done
 
     async def _probe(self, partition: int, offset: int) -> int | None:
         view = self.app.broker_view

@@ -9,9 +9,11 @@ local state is rebuilt from committed data, and input is re-read from the
 committed offsets -- the path the SIGKILL test exercises.
 
 ``recoil worker`` therefore runs the Faust worker as a child process and starts
-it again after such an exit (a few times per window, then it gives up and
-returns the status, so a real fault still reaches the operator or the
-orchestrator). SIGTERM/SIGINT are passed to the child and end the loop.
+it again after such an exit -- and after any other crash, for the same
+reason (a few times per window, then it gives up and returns the status, so a
+persistent fault still reaches the operator or the orchestrator). A clean exit
+or a configuration error (status 2) ends the loop, and so do SIGTERM/SIGINT,
+which are passed to the child.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ log = logging.getLogger(__name__)
 
 EXIT_SEND_FAILED = 70  # streams.processor: a send failed
 EXIT_UNCOMMITTABLE = 75  # streams.consumer: processed work that cannot be committed
-RESTART_CODES = frozenset({EXIT_SEND_FAILED, EXIT_UNCOMMITTABLE})
+EXIT_CONFIG = 2  # a configuration error: restarting cannot help
 
 
 def supervise(argv: Sequence[str], max_restarts: int = 5, window: float = 300.0) -> int:
@@ -54,7 +56,7 @@ def supervise(argv: Sequence[str], max_restarts: int = 5, window: float = 300.0)
         while True:
             child = subprocess.Popen(list(argv), preexec_fn=die_with_parent)
             status = child.wait()
-            if stopping or status not in RESTART_CODES:
+            if stopping or status in (0, EXIT_CONFIG):
                 return status
             now = time.monotonic()
             restarts.append(now)

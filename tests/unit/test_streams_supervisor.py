@@ -43,7 +43,13 @@ def test_supervisor_restarts_only_deliberate_crashes(tmp_path: Path) -> None:
     assert counter.read_text() == "xxx"
 
 
-def test_supervisor_gives_up_and_passes_other_statuses_through(tmp_path: Path) -> None:
+def test_supervisor_gives_up_and_passes_a_config_error_through(tmp_path: Path) -> None:
     always = [sys.executable, "-c", f"import sys; sys.exit({EXIT_UNCOMMITTABLE})"]
     assert supervise(always, max_restarts=2, window=60.0) == EXIT_UNCOMMITTABLE
-    assert supervise([sys.executable, "-c", "import sys; sys.exit(3)"]) == 3
+    counter = tmp_path / "runs"
+    config_error = (
+        "import pathlib, sys; p = pathlib.Path(sys.argv[1]); "
+        "p.write_text(p.read_text() + 'x' if p.exists() else 'x'); sys.exit(2)"
+    )
+    assert supervise([sys.executable, "-c", config_error, str(counter)]) == 2
+    assert counter.read_text() == "x"  # not restarted
