@@ -48,6 +48,11 @@ class StreamsApp(faust.App):
     def _new_transport(self) -> Any:
         return RecoilTransport(self.conf.broker_consumer, self)
 
+    async def on_stop(self) -> None:
+        await super().on_stop()
+        if getattr(self, "broker_view", None) is not None:
+            await self.broker_view.close()
+
 
 @dataclass
 class StreamsWorkerApp:
