@@ -80,6 +80,11 @@ def test_worker_joins_and_leaves_mid_stream(
         two = start_worker(group, "second", kafka, second)
         feeding = paced_producer(kafka, first.input_topic, phases[1], chunk=100, pause=0.2)
         wait_until(lambda: processed(url_second) >= 200, 180, "second worker busy", [one, two])
+        # Either worker answers for every user: the owner directly, the other by forwarding.
+        for port in (first.web_port, second.web_port):
+            for user in sorted(states)[:20]:
+                answer = get_json(f"http://127.0.0.1:{port}/history/{user}")
+                assert answer["user_id"] == user and isinstance(answer["history"], list)
         # ... and leaves again, gracefully, while events keep coming.
         feeding.join(timeout=120)
         feeding = paced_producer(kafka, first.input_topic, phases[2], chunk=100, pause=0.2)
