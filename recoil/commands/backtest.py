@@ -6,14 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from recoil.commands.experiment import ARM_NAMES
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+from recoil.commands._ablation_args import add_arm_arguments, parse_arms, positive_int
 
 
 def register(sub: Any) -> None:
@@ -35,20 +28,15 @@ def register(sub: Any) -> None:
         "liked=is_like,disliked=is_hate,time_unit=ms', or 'kuairand'. A file without a "
         "creator column gets creator_id = item_id.",
     )
-    parser.add_argument("--holdout", type=_positive, default=10, help="test events per user")
-    parser.add_argument("--max-users", type=_positive, default=None, help="use the first N users")
-    parser.add_argument("--max-steps", type=_positive, default=None, help="training steps per arm")
+    parser.add_argument("--holdout", type=positive_int, default=10, help="test events per user")
+    parser.add_argument(
+        "--max-users", type=positive_int, default=None, help="use the first N users"
+    )
+    parser.add_argument(
+        "--max-steps", type=positive_int, default=None, help="training steps per arm"
+    )
     parser.add_argument("--seed", type=int, default=0, help="training seed")
-    parser.add_argument(
-        "--arms", default=",".join(ARM_NAMES), help="comma-separated arms (default: all five)"
-    )
-    parser.add_argument(
-        "--workers",
-        type=_positive,
-        default=None,
-        help="arms trained in parallel processes, one CPU thread each (default: one per core)",
-    )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_arm_arguments(parser)
     parser.set_defaults(handler=run)
 
 
@@ -57,10 +45,7 @@ def run(args: argparse.Namespace) -> int:
 
     from recoil.kafka_settings import ConfigError
 
-    arms = tuple(a.strip() for a in args.arms.split(",") if a.strip())
-    unknown = [a for a in arms if a not in ARM_NAMES]
-    if unknown or not arms:
-        raise ConfigError(f"--arms: unknown {unknown or 'empty list'}; choose from {ARM_NAMES}")
+    arms = parse_arms(args.arms)
     if not args.file.is_file():
         raise ConfigError(f"no such file: {args.file}")
 

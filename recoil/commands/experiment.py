@@ -6,17 +6,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from recoil.commands._ablation_args import add_arm_arguments, parse_arms, positive_int
+
 WORLDS = ("tiny", "small", "medium", "large")
-ARM_NAMES = (
-    "no_signal", "feature_only", "exclude_heuristic", "feature_and_labels", "feature_labels_skips",
-)  # fmt: skip
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def register(sub: Any) -> None:
@@ -30,17 +22,14 @@ def register(sub: Any) -> None:
     )
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="output directory")
     parser.add_argument("--world", choices=WORLDS, default="medium", help="world preset")
-    parser.add_argument("--simulations", type=_positive, default=2000, help="probe simulations")
-    parser.add_argument("--k", type=_positive, default=50, help="probe branch step")
+    parser.add_argument("--simulations", type=positive_int, default=2000, help="probe simulations")
+    parser.add_argument("--k", type=positive_int, default=50, help="probe branch step")
     parser.add_argument("--seed", type=int, default=0, help="seeds world, training and probes")
     parser.add_argument(
         "--max-steps",
-        type=_positive,
+        type=positive_int,
         default=None,
         help="training steps per arm (default: per world)",
-    )
-    parser.add_argument(
-        "--arms", default=",".join(ARM_NAMES), help="comma-separated arms (default: all five)"
     )
     parser.add_argument(
         "--logging",
@@ -50,23 +39,12 @@ def register(sub: Any) -> None:
         "everything (heuristic, default), or it bootstraps and a trained no_signal model serves "
         "the rest like the paper's production system (served)",
     )
-    parser.add_argument(
-        "--workers",
-        type=_positive,
-        default=None,
-        help="arms trained in parallel processes, one CPU thread each (default: one per core)",
-    )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_arm_arguments(parser)
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from recoil.kafka_settings import ConfigError
-
-    arms = tuple(a.strip() for a in args.arms.split(",") if a.strip())
-    unknown = [a for a in arms if a not in ARM_NAMES]
-    if unknown or not arms:
-        raise ConfigError(f"--arms: unknown {unknown or 'empty list'}; choose from {ARM_NAMES}")
+    arms = parse_arms(args.arms)
 
     from simulator.experiment import experiment_config, run_experiment
     from simulator.parallel import default_workers
