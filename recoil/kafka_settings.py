@@ -112,24 +112,16 @@ class KafkaSettings:
 
     def kafka_python(self) -> dict[str, Any]:
         """Keyword arguments for kafka-python's KafkaProducer/KafkaConsumer/KafkaAdminClient."""
-        kwargs: dict[str, Any] = {
-            "bootstrap_servers": self.bootstrap_servers.split(","),
-            "security_protocol": self.security_protocol,
-        }
-        if self.uses_sasl:
-            kwargs |= {
-                "sasl_mechanism": self.sasl_mechanism,
-                "sasl_plain_username": self.sasl_username,
-                "sasl_plain_password": self.sasl_password,
-            }
-        if self.uses_ssl:
-            kwargs["ssl_context"] = self.ssl_context()
-        return kwargs
+        return self._client_kwargs(self.bootstrap_servers.split(","))
 
     def aiokafka(self) -> dict[str, Any]:
         """Keyword arguments for aiokafka's AIOKafkaProducer/AIOKafkaConsumer."""
+        return self._client_kwargs(self.bootstrap_servers)
+
+    def _client_kwargs(self, bootstrap_servers: str | list[str]) -> dict[str, Any]:
+        # Both clients take the same security keywords; only the server list's form differs.
         kwargs: dict[str, Any] = {
-            "bootstrap_servers": self.bootstrap_servers,
+            "bootstrap_servers": bootstrap_servers,
             "security_protocol": self.security_protocol,
         }
         if self.uses_sasl:
