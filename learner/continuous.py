@@ -48,12 +48,9 @@ is not implemented.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import threading
-import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -76,6 +73,7 @@ from learner.continuous_loop import (
 )
 from learner.kafka_source import KafkaExampleSource, SourceConfig, make_consumer
 from learner.metrics import LearnerMetrics
+from learner.quiet import quiet_lightning
 from learner.snapshot import ItemMeta, kafka_announcer
 from learner.stream_training import ContinuousModule, StreamDataset, StreamState, no_collate
 from learner.vocab import Vocabularies, Vocabulary
@@ -88,6 +86,10 @@ __all__ = [
 ]  # fmt: skip
 
 log = logging.getLogger(__name__)
+
+# Resuming mid-epoch, Lightning warns that the stream's loader is not resumable: the
+# checkpoint's Kafka offsets resume it instead.
+_NOT_RESUMABLE = ".*not resumable.*"
 
 
 @dataclass(frozen=True)
@@ -223,13 +225,13 @@ def run_learner(
         resume.offsets if resume else {}, resume.examples_total if resume else 0,
         source_config.topic, stop_event.is_set, announce,
     )  # fmt: skip
-    with _quiet_lightning():
+    with quiet_lightning(_NOT_RESUMABLE):
         trainer = _trainer(config, loop)
         log.info("training on %s", trainer.strategy.root_device)
     # One process, one thread for Kafka: no loader workers. Batches come whole.
     loader = DataLoader(dataset, batch_size=None, collate_fn=no_collate, num_workers=0)
     try:
-        with _quiet_lightning():
+        with quiet_lightning(_NOT_RESUMABLE):
             trainer.fit(module, loader, ckpt_path=checkpoint if resume else None, weights_only=True)
     except SIGTERMException:
         log.info("stopped by SIGTERM after a final checkpoint")
@@ -255,19 +257,3 @@ def _trainer(config: LearnerConfig, loop: ContinuousLoop) -> L.Trainer:
         callbacks=[loop],
         default_root_dir=config.checkpoint_dir,
     )
-
-
-@contextlib.contextmanager
-def _quiet_lightning() -> Iterator[None]:
-    """Keep Lightning's banner, tips and known-harmless warnings out of the learner's log."""
-    logger = logging.getLogger("lightning.pytorch")
-    level = logger.level
-    logger.setLevel(logging.WARNING)
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", ".*no `val_dataloader`.*")
-            warnings.filterwarnings("ignore", ".*LeafSpec.*")
-            warnings.filterwarnings("ignore", ".*not resumable.*")
-            yield
-    finally:
-        logger.setLevel(level)

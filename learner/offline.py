@@ -15,7 +15,6 @@ import logging
 import math
 import os
 import time
-import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -30,6 +29,7 @@ from learner.arms import ArmConfig, resolve_arm
 from learner.features import ExampleTensors, encode_examples, encode_histories
 from learner.model import ModelConfig, SequenceRecommender
 from learner.module import RecommenderModule
+from learner.quiet import quiet_lightning
 from learner.vocab import FIRST_INDEX, Vocabularies
 from recoil.records import HistoryItem, TrainingExample
 
@@ -148,23 +148,10 @@ class _LossCurve(L.Callback):
             self.points.append((step, float(loss)))
 
 
-@contextlib.contextmanager
-def _quiet(quiet: bool) -> Iterator[None]:
+def _quiet(quiet: bool) -> contextlib.AbstractContextManager[None]:
     """Without a progress bar, keep Lightning's banner and known-harmless warnings out of
-    the caller's output; the logger's level is restored afterwards."""
-    if not quiet:
-        yield
-        return
-    logger = logging.getLogger("lightning.pytorch")
-    level = logger.level
-    logger.setLevel(logging.WARNING)
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", ".*no `val_dataloader`.*")
-            warnings.filterwarnings("ignore", ".*LeafSpec.*")
-            yield
-    finally:
-        logger.setLevel(level)
+    the caller's output."""
+    return quiet_lightning() if quiet else contextlib.nullcontext()
 
 
 class TrainedRecommender:
