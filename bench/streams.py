@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from recoil.commands._kafka_args import add_optional_kafka_arguments, given_or_embedded_kafka
+
 log = logging.getLogger(__name__)
 
 
@@ -35,8 +37,7 @@ def register(sub: Any) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--bootstrap-servers", default=None,
-                        help="a cluster to use (default: start the embedded broker)")  # fmt: skip
+    add_optional_kafka_arguments(parser, default=None)
     parser.add_argument("--events", type=int, default=50_000, help="events to process")
     parser.add_argument("--users", type=int, default=2_000, help="distinct users")
     parser.add_argument("--partitions", type=int, default=4)
@@ -52,25 +53,12 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from recoil.broker import EmbeddedKafka
-    from recoil.kafka_settings import KafkaSettings
-
     if args.events < 1 or args.users < 1 or args.partitions < 1:
         from recoil.kafka_settings import ConfigError
 
         raise ConfigError("--events, --users and --partitions must be >= 1")
-    broker = None
-    if args.bootstrap_servers is None:
-        print("starting the embedded Kafka broker ...", flush=True)
-        broker = EmbeddedKafka().start()
-        settings = KafkaSettings(broker.bootstrap_servers)
-    else:
-        settings = KafkaSettings.from_env(args.bootstrap_servers)
-    try:
+    with given_or_embedded_kafka(args) as settings:
         return _bench(args, settings)
-    finally:
-        if broker is not None:
-            broker.stop()
 
 
 def _bench(args: argparse.Namespace, settings: Any) -> int:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+from collections.abc import Iterator
+from pathlib import Path
 
 from recoil.kafka_settings import KafkaSettings
 
@@ -22,3 +25,28 @@ def add_kafka_arguments(parser: argparse.ArgumentParser) -> None:
 
 def kafka_settings(args: argparse.Namespace) -> KafkaSettings:
     return KafkaSettings.from_env(args.bootstrap_servers)
+
+
+def add_optional_kafka_arguments(parser: argparse.ArgumentParser, default: str | None) -> None:
+    """``--bootstrap-servers`` of a command that starts its own broker when none is given."""
+    parser.add_argument(
+        "--bootstrap-servers",
+        default=default,
+        help="use this Kafka cluster instead of starting the embedded broker",
+    )
+
+
+@contextlib.contextmanager
+def given_or_embedded_kafka(
+    args: argparse.Namespace, workdir: Path | None = None
+) -> Iterator[KafkaSettings]:
+    """The cluster of ``--bootstrap-servers``, or else an embedded broker (files in
+    ``workdir``, default a temporary directory) that runs until the block ends."""
+    if args.bootstrap_servers:
+        yield kafka_settings(args)
+        return
+    from recoil.broker import EmbeddedKafka
+
+    print("starting the embedded Apache Kafka broker ...", flush=True)
+    with EmbeddedKafka(workdir=workdir) as broker:
+        yield KafkaSettings(broker.bootstrap_servers)

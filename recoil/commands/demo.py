@@ -17,7 +17,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from recoil.kafka_settings import ConfigError, KafkaSettings
+from recoil.commands._kafka_args import add_optional_kafka_arguments, given_or_embedded_kafka
+from recoil.kafka_settings import ConfigError
 
 
 def register(sub: Any) -> None:
@@ -27,11 +28,7 @@ def register(sub: Any) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "--bootstrap-servers",
-        default=os.environ.get("RECOIL_BOOTSTRAP_SERVERS"),
-        help="use this Kafka cluster instead of starting the embedded broker",
-    )
+    add_optional_kafka_arguments(parser, default=os.environ.get("RECOIL_BOOTSTRAP_SERVERS"))
     parser.add_argument("--workdir", type=Path, default=None, help="default: a new directory")
     parser.add_argument("--duration", type=float, default=0.0, help="seconds; 0 = until Ctrl-C")
     parser.add_argument("--arms", default="feature_and_labels,no_signal")
@@ -97,7 +94,6 @@ def plot_results(results: list[dict[str, Any]], path: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from recoil.broker import EmbeddedKafka
     from recoil.loop import Loop, LoopConfig, read_probe_results
     from recoil.processes import ProcessGroup
 
@@ -119,17 +115,14 @@ def run(args: argparse.Namespace) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
-    broker = None
     started = time.monotonic()
     shown = 0
-    with ProcessGroup(workdir / "logs") as group:
+    # The roles stop (ProcessGroup's exit) before the broker they talk to.
+    with (
+        given_or_embedded_kafka(args, workdir / "kafka") as kafka,
+        ProcessGroup(workdir / "logs") as group,
+    ):
         try:
-            if args.bootstrap_servers:
-                kafka = KafkaSettings.from_env(args.bootstrap_servers)
-            else:
-                print("starting the embedded Apache Kafka broker ...", flush=True)
-                broker = EmbeddedKafka(workdir=workdir / "kafka").start()
-                kafka = KafkaSettings(broker.bootstrap_servers)
             print(f"kafka at {kafka.bootstrap_servers}; logs in {workdir / 'logs'}", flush=True)
             loop = Loop(config, kafka, group)
             loop.start()
@@ -151,10 +144,6 @@ def run(args: argparse.Namespace) -> int:
                     print(format_table(results), flush=True)
         except KeyboardInterrupt:
             print("\nstopping ...", flush=True)
-        finally:
-            group.stop_all()
-            if broker is not None:
-                broker.stop()
     results = read_probe_results(config.results_file)
     if results:
         (workdir / "responsiveness.md").write_text(format_table(results))
