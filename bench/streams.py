@@ -19,15 +19,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from recoil.commands._kafka_args import add_optional_kafka_arguments, given_or_embedded_kafka
-
-log = logging.getLogger(__name__)
 
 
 def register(sub: Any) -> None:

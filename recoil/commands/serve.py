@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 from pathlib import Path
 from typing import Any
 
 from recoil.kafka_settings import ConfigError
-
-log = logging.getLogger(__name__)
 
 
 def register(sub: Any) -> None:

@@ -5,15 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import signal
 from pathlib import Path
 from typing import Any
 
 from recoil.commands._kafka_args import add_kafka_arguments, kafka_settings
 from recoil.kafka_settings import ConfigError
-
-log = logging.getLogger(__name__)
 
 
 def register(sub: Any) -> None:
