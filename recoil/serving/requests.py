@@ -89,13 +89,25 @@ def _bucket(value: object, count: int, where: str, name: str) -> int:
     return value
 
 
-def parse_recommend_body(body: Any) -> RecommendRequest:
-    """The body of ``POST /recommend``: ``{"history": [...], "k": 10, "exclude_seen": true}``."""
+def _check_fields(body: Any, items: str) -> None:
+    """A POST body is a JSON object of ``items``, ``k`` and ``exclude_seen``, nothing else."""
     if not isinstance(body, dict):
-        raise BadRequestError("body must be a JSON object with a 'history' list")
-    unknown = body.keys() - {"history", "k", "exclude_seen"}
+        raise BadRequestError(f"body must be a JSON object with a '{items}' list")
+    unknown = body.keys() - {items, "k", "exclude_seen"}
     if unknown:
         raise BadRequestError(f"unknown fields {sorted(unknown)}")
+
+
+def _exclude_seen(body: dict[str, Any]) -> bool:
+    exclude_seen = body.get("exclude_seen", True)
+    if not isinstance(exclude_seen, bool):
+        raise BadRequestError("'exclude_seen' must be true or false")
+    return exclude_seen
+
+
+def parse_recommend_body(body: Any) -> RecommendRequest:
+    """The body of ``POST /recommend``: ``{"history": [...], "k": 10, "exclude_seen": true}``."""
+    _check_fields(body, "history")
     history = body.get("history")
     if not isinstance(history, list):
         raise BadRequestError("'history' must be a list of history items (oldest first)")
@@ -103,9 +115,7 @@ def parse_recommend_body(body: Any) -> RecommendRequest:
         raise BadRequestError(
             f"'history' has {len(history)} items, the limit is {MAX_HISTORY}", 413
         )
-    exclude_seen = body.get("exclude_seen", True)
-    if not isinstance(exclude_seen, bool):
-        raise BadRequestError("'exclude_seen' must be true or false")
+    exclude_seen = _exclude_seen(body)
     items = tuple(parse_history_item(obj, i) for i, obj in enumerate(history))
     return RecommendRequest(items, check_k(body.get("k", DEFAULT_K)), exclude_seen)
 
@@ -123,11 +133,7 @@ def parse_batch_body(body: Any) -> BatchRequest:
     One snapshot answers the whole batch, so a counterfactual probe's branches are
     always compared on the same model version.
     """
-    if not isinstance(body, dict):
-        raise BadRequestError("body must be a JSON object with a 'histories' list")
-    unknown = body.keys() - {"histories", "k", "exclude_seen"}
-    if unknown:
-        raise BadRequestError(f"unknown fields {sorted(unknown)}")
+    _check_fields(body, "histories")
     histories = body.get("histories")
     if not isinstance(histories, list) or not histories:
         raise BadRequestError("'histories' must be a non-empty list of histories")
@@ -142,7 +148,5 @@ def parse_batch_body(body: Any) -> BatchRequest:
         except BadRequestError as exc:
             raise BadRequestError(f"histories[{b}]: {exc.reason}", exc.status) from None
         parsed.append(one.history)
-    exclude_seen = body.get("exclude_seen", True)
-    if not isinstance(exclude_seen, bool):
-        raise BadRequestError("'exclude_seen' must be true or false")
+    exclude_seen = _exclude_seen(body)
     return BatchRequest(tuple(parsed), check_k(body.get("k", DEFAULT_K)), exclude_seen)
