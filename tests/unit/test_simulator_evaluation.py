@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 import pytest
 
 from recoil.events import InteractionEvent
 from recoil.labels import LabelConfig
-from recoil.records import HistoryItem
 from recoil.windows import user_histories
 from simulator.evaluation import (
     holdout_ranking,
@@ -17,6 +15,7 @@ from simulator.evaluation import (
     next_item_ranking,
     split_last_events,
 )
+from tests.support.recommenders import FixedOrder
 
 LABELS = LabelConfig()
 
@@ -35,17 +34,7 @@ EVENTS = [
 ]  # fmt: skip
 
 
-class Fixed:
-    """Always ranks i2, i3, i9, i1 (minus seen items)."""
-
-    def top_k(
-        self, histories: Sequence[Sequence[HistoryItem]], k: int, exclude_seen: bool = False
-    ) -> list[list[str]]:
-        out = []
-        for history in histories:
-            seen = {h.item_id for h in history} if exclude_seen else set()
-            out.append([i for i in ("i2", "i3", "i9", "i1") if i not in seen][:k])
-        return out
+FIXED = FixedOrder(("i2", "i3", "i9", "i1"))
 
 
 def test_split_keeps_each_users_last_events() -> None:
@@ -58,7 +47,7 @@ def test_split_keeps_each_users_last_events() -> None:
 
 def test_holdout_ranking_exact() -> None:
     train, test = split_last_events(EVENTS, 2)
-    result = holdout_ranking(Fixed(), user_histories(train, LABELS), test, LABELS, k=2)
+    result = holdout_ranking(FIXED, user_histories(train, LABELS), test, LABELS, k=2)
     # user a: held-out positive {i2} (i3 is a dislike); top 2 = [i2, i3] -> recall 1, NDCG 1
     assert result.users == ["a"]
     assert (result.recall, result.ndcg) == (1.0, 1.0)
@@ -69,9 +58,9 @@ def test_next_item_cases_and_ranking_exact() -> None:
     histories, cases = next_item_cases(user_histories(train, LABELS), test, LABELS)
     assert [c.event_id for c in cases] == ["a-2", "a-3"]
     assert [h.item_id for h in histories[1]] == ["i0", "i1", "i2"]  # a-2 entered as input
-    result = next_item_ranking(Fixed(), histories, cases, LABELS, k=1)
+    result = next_item_ranking(FIXED, histories, cases, LABELS, k=1)
     # a-2 (positive i2): top 1 = [i2] -> hit; a-3 (dislike i3): i2 is seen -> top 1 = [i3] -> hit
     assert (result.hr_positive, result.ndcg_positive, result.hr_dislike) == (1.0, 1.0, 1.0)
     assert (result.positives, result.dislikes) == (1, 1)
-    worse = next_item_ranking(Fixed(), histories[:1], cases[:1], LABELS, k=1)
+    worse = next_item_ranking(FIXED, histories[:1], cases[:1], LABELS, k=1)
     assert math.isnan(worse.hr_dislike)
