@@ -10,8 +10,6 @@ table files deleted, the table rebuilt from committed changelog data).
 from __future__ import annotations
 
 import signal
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -19,79 +17,44 @@ from pathlib import Path
 import pytest
 
 from recoil.broker.embedded import free_port
-from recoil.events import InteractionEvent
 from recoil.kafka_settings import KafkaSettings
-from recoil.labels import LabelConfig
 from recoil.processes import ProcessGroup
 from recoil.records import TrainingExample
-from streams.config import StreamsConfig
 from streams.harness import (
     create_topics,
     describe_difference,
-    metric,
-    produce,
-    read_topic,
-    scrape,
     start_worker,
     synthetic_events,
     wait_until,
 )
-from streams.state import replay_in_arrival_order
+from tests.support.streams import (
+    expected_output,
+    fast_worker_config,
+    metrics_url,
+    paced_producer,
+    processed,
+    settled_output,
+)
 
 pytestmark = pytest.mark.integration
-
-LABELS = LabelConfig(history_length=10)
-
-
-def paced_producer(
-    kafka: KafkaSettings, topic: str, events: list[InteractionEvent], chunk: int, pause: float
-) -> threading.Thread:
-    """Produce ``events`` in order, ``chunk`` at a time, in a background thread."""
-
-    def run() -> None:
-        for start in range(0, len(events), chunk):
-            produce(kafka, topic, [(e.user_id.encode(), e.to_json())
-                                   for e in events[start : start + chunk]])  # fmt: skip
-            time.sleep(pause)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread
-
-
-def settled_output(kafka: KafkaSettings, topic: str, expected: int) -> list[bytes]:
-    """The topic's committed values once ``expected`` are visible and a few commits passed."""
-    read_topic(kafka, topic, lambda rs: len(rs) >= expected, timeout=180)
-    time.sleep(3.0)  # several commit intervals: anything still to come would be visible
-    return sorted(r.value for r in read_topic(kafka, topic, lambda rs: len(rs) >= expected, 30))
-
-
-def processed(url: str) -> float:
-    samples = scrape(url)
-    return sum(
-        metric(samples, "recoil_stream_events_total", outcome=o) or 0.0
-        for o in ("positive", "dislike", "skip", "none", "invalid", "duplicate", "out_of_order")
-    )
 
 
 def test_sigkill_mid_stream_loses_and_repeats_nothing(
     kafka: KafkaSettings, topic_name: Callable[[str], str], tmp_path: Path
 ) -> None:
     events = synthetic_events(4000, users=60, seed=11)
-    expected_examples, _ = replay_in_arrival_order(events, LABELS, dedupe_window=100)
-    expected = sorted(x.to_json() for x in expected_examples)
-    killed = StreamsConfig(
+    expected, _ = expected_output(events)
+    killed = fast_worker_config(
         app_id=topic_name("killed"), input_topic=topic_name("in"),
         output_topic=topic_name("out-killed"), dlq_topic=topic_name("dlq-killed"),
-        data_dir=tmp_path / "killed", labels=LABELS, partitions=4, web_port=free_port(),
-        metrics_port=free_port(), commit_interval=0.5, session_timeout=6.0, batch_size=100,
+        data_dir=tmp_path / "killed",
     )  # fmt: skip
     reference = replace(
         killed, app_id=topic_name("reference"), output_topic=topic_name("out-ref"),
         dlq_topic=topic_name("dlq-ref"), data_dir=tmp_path / "reference",
         web_port=free_port(), metrics_port=free_port(),
     )  # fmt: skip
-    url = f"http://127.0.0.1:{killed.metrics_port}/metrics"
+    url = metrics_url(killed)
     create_topics(kafka, killed)
     with ProcessGroup(tmp_path / "logs") as group:
         victim = start_worker(group, "killed", kafka, killed)

@@ -21,7 +21,6 @@ import pytest
 
 from recoil.broker.embedded import free_port
 from recoil.kafka_settings import KafkaSettings
-from recoil.labels import LabelConfig
 from recoil.processes import ProcessGroup
 from streams.config import StreamsConfig
 from streams.harness import (
@@ -35,20 +34,23 @@ from streams.harness import (
     synthetic_events,
     wait_until,
 )
-from streams.state import replay_in_arrival_order
-from tests.integration.test_streams_kill import paced_producer, processed, settled_output
+from tests.support.streams import (
+    expected_output,
+    fast_worker_config,
+    metrics_url,
+    paced_producer,
+    processed,
+    settled_output,
+)
 
 pytestmark = pytest.mark.integration
 
-LABELS = LabelConfig(history_length=10)
-PARTITIONS = 4
 
-
-def caught_up(url: str, topic: str) -> bool:
-    """The worker reports lag 0 on every partition of ``topic``."""
-    samples = scrape(url)
-    lags = [metric(samples, "recoil_stream_consumer_lag_messages", topic=topic, partition=str(p))
-            for p in range(PARTITIONS)]  # fmt: skip
+def caught_up(config: StreamsConfig) -> bool:
+    """The worker reports lag 0 on every partition of its input topic."""
+    samples = scrape(metrics_url(config))
+    lags = [metric(samples, "recoil_stream_consumer_lag_messages", topic=config.input_topic,
+                   partition=str(p)) for p in range(config.partitions)]  # fmt: skip
     return all(lag == 0 for lag in lags)
 
 
@@ -56,19 +58,15 @@ def test_worker_joins_and_leaves_mid_stream(
     kafka: KafkaSettings, topic_name: Callable[[str], str], tmp_path: Path
 ) -> None:
     events = synthetic_events(6000, users=80, seed=23)
-    expected_examples, states = replay_in_arrival_order(events, LABELS, dedupe_window=100)
-    expected = sorted(x.to_json() for x in expected_examples)
-    first = StreamsConfig(
+    expected, states = expected_output(events)
+    first = fast_worker_config(
         app_id=topic_name("app"), input_topic=topic_name("in"), output_topic=topic_name("out"),
-        dlq_topic=topic_name("dlq"), data_dir=tmp_path / "first", labels=LABELS,
-        partitions=PARTITIONS, web_port=free_port(), metrics_port=free_port(),
-        commit_interval=0.5, session_timeout=6.0, batch_size=100,
+        dlq_topic=topic_name("dlq"), data_dir=tmp_path / "first",
     )  # fmt: skip
     second = replace(
         first, data_dir=tmp_path / "second", web_port=free_port(), metrics_port=free_port()
     )
-    url_first = f"http://127.0.0.1:{first.metrics_port}/metrics"
-    url_second = f"http://127.0.0.1:{second.metrics_port}/metrics"
+    url_first, url_second = metrics_url(first), metrics_url(second)
     phases = [events[:2000], events[2000:4000], events[4000:]]
     create_topics(kafka, first)
     with ProcessGroup(tmp_path / "logs") as group:
@@ -94,7 +92,7 @@ def test_worker_joins_and_leaves_mid_stream(
         group.children.remove(two)
         feeding.join(timeout=180)
         got = settled_output(kafka, first.output_topic, len(expected))
-        wait_until(lambda: caught_up(url_first, first.input_topic), 60, "lag 0", [one])
+        wait_until(lambda: caught_up(first), 60, "lag 0", [one])
         histories = {u: get_json(f"http://127.0.0.1:{first.web_port}/history/{u}")["history"]
                      for u in sorted(states)}  # fmt: skip
         samples = scrape(url_first)
