@@ -3,6 +3,7 @@ nothing, training nothing twice, and publishing versions above the last one."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -13,7 +14,7 @@ import threading
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -30,9 +31,19 @@ pytestmark = pytest.mark.integration
 PARTITIONS = 2
 
 
+@pytest.fixture
+def topic(kafka: KafkaSettings, topic_name: Callable[[str], str]) -> str:
+    """A fresh training-examples topic of PARTITIONS partitions."""
+    name = topic_name("examples")
+    ensure_topics(kafka, [name], partitions=PARTITIONS)
+    return name
+
+
+@contextlib.contextmanager
 def _learner(
     kafka: KafkaSettings, topic: str, store: Path, log: Path, *extra: str
-) -> subprocess.Popen[bytes]:
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``recoil learn`` with a small model, output appended to ``log``; killed on exit."""
     argv = [
         sys.executable, "-m", "recoil", "learn", "--bootstrap-servers", kafka.bootstrap_servers,
         "--topic", topic, "--group", "kill-test", "--store", str(store),
@@ -42,7 +53,12 @@ def _learner(
     ]  # fmt: skip
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     with log.open("ab") as out:
-        return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
+        process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
 
 
 def _wait_for(condition: Callable[[], bool], timeout: float, what: str, log: Path) -> None:
@@ -67,28 +83,26 @@ def _scrape(url: str, name: str) -> float | None:
     return float(match.group(1)) if match else None
 
 
-def _produce_slowly(kafka: KafkaSettings, topic: str, examples: list[TrainingExample]) -> None:
+def _produce(
+    kafka: KafkaSettings, topic: str, examples: list[TrainingExample], chunk: int, pause: float
+) -> None:
+    """Send ``examples`` keyed by user, ``chunk`` at a time, pausing after each."""
     producer = KafkaProducer(**kafka.kafka_python(), acks="all", linger_ms=5)
-    for start in range(0, len(examples), 8):
-        for e in examples[start : start + 8]:
+    for start in range(0, len(examples), chunk):
+        for e in examples[start : start + chunk]:
             producer.send(topic, key=e.user_id.encode(), value=e.to_json())
         producer.flush()
-        time.sleep(0.1)
+        time.sleep(pause)
     producer.close()
 
 
-def test_killed_learner_resumes_exactly(
-    kafka: KafkaSettings, topic_name: Callable[[str], str], tmp_path: Path
-) -> None:
-    topic = topic_name("examples")
-    ensure_topics(kafka, [topic], partitions=PARTITIONS)
+def test_killed_learner_resumes_exactly(kafka: KafkaSettings, topic: str, tmp_path: Path) -> None:
     examples = synthetic_examples(num_users=16, events_per_user=60, num_items=120, seed=5)
     store, log = tmp_path / "store", tmp_path / "learner.log"
 
-    first = _learner(kafka, topic, store, log)
-    try:
+    with _learner(kafka, topic, store, log) as first:
         _wait_for(lambda: _metrics_url(log, 0) is not None, 120, "the learner to start", log)
-        producer = threading.Thread(target=_produce_slowly, args=(kafka, topic, examples))
+        producer = threading.Thread(target=_produce, args=(kafka, topic, examples, 8, 0.1))
         producer.start()
         lineage = store / "checkpoints" / "trained.jsonl"
 
@@ -102,16 +116,12 @@ def test_killed_learner_resumes_exactly(
         assert producer.is_alive(), "the kill must land while examples are still arriving"
         first.send_signal(signal.SIGKILL)
         assert first.wait(30) == -signal.SIGKILL
-    finally:
-        if first.poll() is None:
-            first.kill()
     producer.join()
     killed_at = max(list_versions(store))
     checkpoint = _checkpoint_step(store)
 
     offset = len(log.read_text())
-    second = _learner(kafka, topic, store, log, "--stop-when-idle", "4")
-    try:
+    with _learner(kafka, topic, store, log, "--stop-when-idle", "4") as second:
         _wait_for(lambda: _metrics_url(log, offset) is not None, 120, "the restart", log)
         url = _metrics_url(log, offset)
         assert url is not None
@@ -121,9 +131,6 @@ def test_killed_learner_resumes_exactly(
         )  # fmt: skip
         assert (_scrape(url, "recoil_learner_steps_total") or 0) > 0
         assert second.wait(120) == 0, log.read_text()[offset:]
-    finally:
-        if second.poll() is None:
-            second.kill()
 
     restart_log = log.read_text()[offset:]
     assert f"resuming from {store / 'checkpoints' / 'last.ckpt'}: step {checkpoint}" in restart_log
@@ -166,20 +173,14 @@ def _offsets(kafka: KafkaSettings, topic: str) -> tuple[dict[int, int], dict[int
 
 
 def test_sigterm_stops_after_a_final_checkpoint_and_snapshot(
-    kafka: KafkaSettings, topic_name: Callable[[str], str], tmp_path: Path
+    kafka: KafkaSettings, topic: str, tmp_path: Path
 ) -> None:
-    topic = topic_name("examples")
-    ensure_topics(kafka, [topic], partitions=PARTITIONS)
     examples = synthetic_examples(num_users=4, events_per_user=30, num_items=40, seed=6)
-    producer = KafkaProducer(**kafka.kafka_python(), acks="all")
-    for e in examples:
-        producer.send(topic, key=e.user_id.encode(), value=e.to_json())
-    producer.close()
+    _produce(kafka, topic, examples, chunk=len(examples), pause=0.0)
     store, log = tmp_path / "store", tmp_path / "learner.log"
     # Snapshots only on time (far off), so the one published comes from the stop itself.
-    learner = _learner(kafka, topic, store, log, "--snapshot-every-steps", "100000",
-                       "--snapshot-every-seconds", "3600")  # fmt: skip
-    try:
+    with _learner(kafka, topic, store, log, "--snapshot-every-steps", "100000",
+                  "--snapshot-every-seconds", "3600") as learner:  # fmt: skip
         lineage = store / "checkpoints" / "trained.jsonl"
 
         def trained_all() -> bool:
@@ -190,9 +191,6 @@ def test_sigterm_stops_after_a_final_checkpoint_and_snapshot(
         assert list_versions(store) == []
         learner.send_signal(signal.SIGTERM)
         assert learner.wait(60) == 0, log.read_text()
-    finally:
-        if learner.poll() is None:
-            learner.kill()
     snapshot = load_snapshot(store)
     assert snapshot.version == 1
     assert snapshot.step == _checkpoint_step(store) > 0
