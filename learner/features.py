@@ -69,6 +69,7 @@ class ExampleTensors(NamedTuple):
     weight: Tensor  # (B,) float32 label weight: r for positives, w for negatives
     is_negative: Tensor  # (B,) bool, True for not-to-recommend labels (dislike, skip)
     source: Tensor  # (B,) int64 position of each row in the encoded example sequence
+    label_creator: Tensor  # (B,) int64 creator index of the label item
 
     @property
     def num_examples(self) -> int:
@@ -84,6 +85,7 @@ class ExampleTensors(NamedTuple):
             self.weight[index],
             self.is_negative[index],
             self.source[index],
+            self.label_creator[index],
         )
 
     def to(self, device: torch.device | str) -> ExampleTensors:
@@ -252,6 +254,7 @@ def encode_examples(
         vocabs.items.add(label_ids)
         vocabs.creators.add(e.label_creator_id for e in examples)
     label = vocabs.items.lookup(label_ids)
+    label_creator = vocabs.creators.lookup([e.label_creator_id for e in examples])
     wanted = (kind == 0) | (arm.dislike_labels & (kind == 1)) | (arm.skip_labels & (kind == 2))
     wanted &= label != UNKNOWN_INDEX
     which = np.flatnonzero(wanted)
@@ -269,4 +272,5 @@ def encode_examples(
         weight=torch.from_numpy(weight),
         is_negative=torch.from_numpy(kind[which] != 0),
         source=torch.from_numpy(which.astype(np.int64)),
+        label_creator=torch.from_numpy(label_creator[which]),
     )

@@ -80,6 +80,9 @@ class RecommenderModule(L.LightningModule):
         sampled = stage == "train" and self.softmax == "sampled"
         if stage == "train":
             self.label_counts.index_add_(0, batch.label, torch.ones_like(batch.weight))
+            history = batch.history
+            self.model.observe_creators(history.item[history.mask], history.creator[history.mask])
+            self.model.observe_creators(batch.label, batch.label_creator)
         terms = self.loss_terms(batch, sampled)
         size = batch.num_examples
         self.log(f"{stage}/loss", terms.total, prog_bar=True, batch_size=size)

@@ -64,9 +64,9 @@ def test_dislike_flag_changes_the_state_only_when_visible() -> None:
 
 
 def test_tied_embeddings_share_the_input_table() -> None:
-    m = model("gru", tie_embeddings=True)
+    m = model("gru", tie_embeddings=True, creator_output=False)
     assert m.item_output is None and m.item_embeddings() is m.item_input.weight
-    untied = model("gru")
+    untied = model("gru", creator_output=False)
     assert untied.item_output is not None
     count = sum(p.numel() for p in m.parameters())
     assert sum(p.numel() for p in untied.parameters()) - count == 12 * 8
@@ -116,3 +116,42 @@ def test_history_batch_select_and_to() -> None:
     assert isinstance(picked, HistoryBatch)
     assert picked.lengths.tolist() == [0, 4]
     assert picked.to("cpu").item.tolist() == picked.item.tolist()
+
+
+def test_item_embedding_adds_its_creators_row_once_the_creator_is_known() -> None:
+    m = model("gru")
+    assert m.item_output is not None and m.creator_output is not None
+    own = m.item_output.weight.detach().clone()
+    with torch.no_grad():  # nothing observed yet: every item is its own row
+        assert torch.equal(m.item_embeddings(), own)
+    m.observe_creators(torch.tensor([2, 3, 0, 4]), torch.tensor([3, 3, 2, 1]))
+    creator = m.creator_output.weight.detach()
+    with torch.no_grad():
+        v = m.item_embeddings()
+    assert torch.equal(v[2], own[2] + creator[3]) and torch.equal(v[3], own[3] + creator[3])
+    # padding rows (item 0) and the unknown creator (1) are never recorded
+    assert m.item_creator.tolist()[:5] == [0, 0, 3, 3, 0]
+    assert torch.equal(v[4], own[4])
+
+
+def test_a_not_to_recommend_step_on_one_item_lowers_its_creators_other_items() -> None:
+    from learner.loss import combined_loss
+
+    m = model("gru")
+    m.observe_creators(torch.tensor([2, 3, 4]), torch.tensor([2, 2, 3]))  # 2, 3 share c2
+    batch = encode_histories(HISTORIES[:1], VOCABS, 8, "feature_and_labels")
+    optimizer = torch.optim.SGD(m.parameters(), lr=0.5)
+    with torch.no_grad():
+        before = m.scores(batch)[0]
+    for _ in range(3):
+        logits = m.scores(batch)
+        terms = combined_loss(logits, torch.tensor([0]), torch.ones(1), torch.tensor([True]))
+        optimizer.zero_grad()
+        terms.total.backward()
+        optimizer.step()
+    with torch.no_grad():
+        after = m.scores(batch)[0]
+    drop = before - after  # column j is item row j + 2
+    # the labelled item (row 2) falls, its creator-mate (row 3) falls with it, through the
+    # shared creator row, more than the item of another creator (row 4)
+    assert drop[0] > 0 and drop[1] > 0 and drop[1] > drop[2]
