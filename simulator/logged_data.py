@@ -104,7 +104,10 @@ def simulate_logs(
 
 
 def log_statistics(
-    events: Iterable[InteractionEvent], config: LabelConfig, horizon: int = 20
+    events: Iterable[InteractionEvent],
+    config: LabelConfig,
+    horizon: int = 20,
+    history_window: int = 49,
 ) -> dict[str, Any]:
     """Rates that say whether a logged world is realistic and shows what follows a dislike.
 
@@ -112,14 +115,22 @@ def log_statistics(
     impressions, by another item of the same creator. ``dislike_rate_reexposed``:
     dislike rate of impressions whose creator the user disliked within the
     previous ``horizon`` impressions (compare with ``dislike_rate``).
+    ``history_cluster_share``: for impressions after at least 10 others, the share of
+    the previous ``history_window`` items from the impression's cluster (compare with
+    the probe's ``trajectory_cluster_share``).
     """
     by_user: dict[str, list[InteractionEvent]] = defaultdict(list)
     for event in events:
         by_user[event.user_id].append(event)
     n = dislikes = skips = long_dwells = likes = long_dislikes = 0
     followed = reexposures = redislikes = 0
+    cluster_shares: list[float] = []
     for user_events in by_user.values():
         user_events.sort(key=lambda e: (e.timestamp, e.event_id))
+        clusters = np.array([e.cluster_id or "" for e in user_events])
+        for i in range(10, len(user_events)):
+            behind_clusters = clusters[max(0, i - history_window) : i]
+            cluster_shares.append(float(np.mean(behind_clusters == clusters[i])))
         flags = [is_negative_feedback(e, config) for e in user_events]
         for i, event in enumerate(user_events):
             n += 1
@@ -147,4 +158,5 @@ def log_statistics(
         "reexposures": reexposures,
         "dislike_rate_reexposed": redislikes / max(reexposures, 1),
         "reexposure_horizon": horizon,
+        "history_cluster_share": float(np.mean(cluster_shares)) if cluster_shares else 0.0,
     }

@@ -17,6 +17,7 @@ from simulator.probe import (
     measure_responsiveness,
     random_trajectories,
     run_probe,
+    trajectory_cluster_share,
 )
 
 # 3 clusters x 3 creators x 60 items: a creator always has unseen items left
@@ -86,6 +87,21 @@ def test_known_responsiveness_is_measured_exactly() -> None:
     assert result.simulations == 40
 
 
+def test_trajectory_cluster_share_counts_the_items_before_the_anchor() -> None:
+    def item(j: int) -> HistoryItem:
+        return HistoryItem(
+            f"i{j}", CATALOG.creator_ids[j], CATALOG.cluster_ids[j], False, 5, 0, 0.0
+        )
+
+    # anchor i2 (cluster k0) after i0, i1 (k0) and i200 (k1): 2/3; anchor i3 after i300: 0
+    prefixes = [(item(0), item(1), item(200)), (item(300),)]
+    branches = counterfactual_branches(prefixes, ["i2", "i3"], CATALOG, LABELS)
+    assert trajectory_cluster_share(branches, CATALOG) == pytest.approx(1 / 3)
+    # every probe reports it
+    result = run_probe(ShareRecommender(dislike_aware=True), CATALOG, SMALL, LABELS)
+    assert 0.0 < result.trajectory_cluster_share <= 1.0
+
+
 def test_a_recommender_blind_to_dislikes_has_zero_responsiveness() -> None:
     result = run_probe(ShareRecommender(dislike_aware=False), CATALOG, SMALL, LABELS)
     assert (result.cluster, result.creator) == (0.0, 0.0)
@@ -107,8 +123,11 @@ def test_trajectories_consume_recommended_items() -> None:
         assert len(prefix) == SMALL.k - 1
         assert not any(h.disliked for h in prefix)
         for t in range(1, len(prefix)):
-            assert prefix[t].item_id in rec.top_k([prefix[:t]], 20, exclude_seen=True)[0]
-        assert anchor in rec.top_k([prefix], 20, exclude_seen=True)[0]
+            assert (
+                prefix[t].item_id
+                in rec.top_k([prefix[:t]], SMALL.choose_from, exclude_seen=True)[0]
+            )
+        assert anchor in rec.top_k([prefix], SMALL.choose_from, exclude_seen=True)[0]
 
 
 def test_branches_differ_only_in_the_dislike_flag() -> None:

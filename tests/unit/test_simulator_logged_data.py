@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -77,6 +79,20 @@ def test_world_statistics_are_realistic(world: World) -> None:
     # What follows a dislike is visible: the creator comes back and is disliked far more often.
     assert stats["reexposed_after_dislike"] > 0.2
     assert stats["dislike_rate_reexposed"] > 3 * stats["dislike_rate"]
+
+
+def test_history_cluster_share_is_the_share_of_recent_items_from_the_same_cluster(
+    world: World,
+) -> None:
+    events = simulate_logs(world, LoggingPolicyConfig(), users=[0]).events[:12]
+    # impression 10 (k0) follows 9 of 10 in k0; impression 11 (k1) follows 1 of 11 in k1
+    clusters = ["k1"] + ["k0"] * 10 + ["k1"]
+    relabelled = [replace(e, cluster_id=k) for e, k in zip(events, clusters, strict=True)]
+    stats = log_statistics(relabelled, LABELS)
+    assert stats["history_cluster_share"] == pytest.approx((9 / 10 + 1 / 11) / 2)
+    # a 5-item window sees only the k0 run: 5 of 5, then 0 of 5
+    stats = log_statistics(relabelled, LABELS, history_window=5)
+    assert stats["history_cluster_share"] == pytest.approx(0.5)
 
 
 def test_windowing_of_world_logs(world: World) -> None:
