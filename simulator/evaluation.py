@@ -98,6 +98,17 @@ class NextItemRanking:
     dislikes: int
     hits_positive: np.ndarray  # (positives,) 0/1 per case, for intervals
     hits_dislike: np.ndarray  # (dislikes,)
+    deep_k: int  # a deeper cutoff, where rare hits (disliked items) are not all zero
+    hits_positive_deep: np.ndarray  # (positives,) 0/1: in the top deep_k
+    hits_dislike_deep: np.ndarray  # (dislikes,)
+
+    @property
+    def hr_positive_deep(self) -> float:
+        return float(self.hits_positive_deep.mean()) if self.positives else float("nan")
+
+    @property
+    def hr_dislike_deep(self) -> float:
+        return float(self.hits_dislike_deep.mean()) if self.dislikes else float("nan")
 
 
 def next_item_cases(
@@ -128,20 +139,27 @@ def next_item_ranking(
     labels: LabelConfig,
     k: int,
     batch_size: int = 4096,
+    deep_k: int | None = None,
 ) -> NextItemRanking:
-    """HR@K and NDCG@K of held-out positives, HR@K of held-out dislikes."""
-    recs = top_k_batched(recommender, histories, k, exclude_seen=True, batch_size=batch_size)
+    """HR@K and NDCG@K of held-out positives, HR@K of held-out dislikes, and both hit
+    rates at ``deep_k`` (default K) from the same ranking."""
+    deep_k = max(k, deep_k or k)
+    recs = top_k_batched(recommender, histories, deep_k, exclude_seen=True, batch_size=batch_size)
     hits_pos: list[float] = []
     ndcg_pos: list[float] = []
     hits_dis: list[float] = []
+    deep_pos: list[float] = []
+    deep_dis: list[float] = []
     for rec, event in zip(recs, cases, strict=True):
         if is_negative_feedback(event, labels):
             hits_dis.append(hit_at_k(rec, event.item_id, k))
+            deep_dis.append(hit_at_k(rec, event.item_id, deep_k))
             continue
         label = label_event(event, labels)
         if label is not None and label[0] == "positive":
             hits_pos.append(hit_at_k(rec, event.item_id, k))
             ndcg_pos.append(ndcg_single(rec, event.item_id, k))
+            deep_pos.append(hit_at_k(rec, event.item_id, deep_k))
     return NextItemRanking(
         hr_positive=float(np.mean(hits_pos)) if hits_pos else float("nan"),
         ndcg_positive=float(np.mean(ndcg_pos)) if ndcg_pos else float("nan"),
@@ -150,4 +168,7 @@ def next_item_ranking(
         dislikes=len(hits_dis),
         hits_positive=np.array(hits_pos),
         hits_dislike=np.array(hits_dis),
+        deep_k=deep_k,
+        hits_positive_deep=np.array(deep_pos),
+        hits_dislike_deep=np.array(deep_dis),
     )

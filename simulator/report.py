@@ -136,11 +136,13 @@ def backtest_markdown(result: dict[str, Any]) -> str:
         f"events of each user are held out ({cfg['test_positives']:,} positives, "
         f"{cfg['test_dislikes']:,} dislikes). Creator: {cfg['creator_note']}",
         "",
-        "| arm | HR@10 positives | NDCG@10 positives | HR@10 dislikes (lower is better) |",
-        "|---|---|---|---|",
+        "| arm | HR@10 positives | NDCG@10 positives | HR@10 dislikes (lower is better) "
+        "| HR@100 positives | HR@100 dislikes (lower is better) |",
+        "|---|---|---|---|---|---|",
     ]
+    keys = ("hr_at_10", "ndcg_at_10", "hr_at_10_dislikes", "hr_at_100", "hr_at_100_dislikes")
     for arm, r in result["arms"].items():
-        cells = [_num(r[key]) for key in ("hr_at_10", "ndcg_at_10", "hr_at_10_dislikes")]
+        cells = [_num(r.get(key)) for key in keys]
         lines.append(f"| {arm} | " + " | ".join(cells) + " |")
     lines += ["", f"Total time {cfg['seconds']['total']:.0f} s.", ""]
     return "\n".join(lines)
@@ -148,16 +150,17 @@ def backtest_markdown(result: dict[str, Any]) -> str:
 
 def backtest_plot(result: dict[str, Any], path: Path) -> None:
     arms = list(result["arms"])
-    fig, axes = plt.subplots(1, 2, figsize=(2 * len(arms) + 3, 4.0))
+    fig, axes = plt.subplots(1, 3, figsize=(3 * len(arms) + 3, 4.0))
     for ax, (key, title) in zip(
         axes,
         (
             ("hr_at_10", "HR@10 of held-out positives"),
             ("hr_at_10_dislikes", "HR@10 of held-out dislikes"),
+            ("hr_at_100_dislikes", "HR@100 of held-out dislikes"),
         ),
         strict=True,
     ):
-        values = [result["arms"][a][key] for a in arms]
+        values = [result["arms"][a].get(key, float("nan")) for a in arms]
         cis = [
             result["arms"][a].get(f"{key}_ci95", [v, v]) for a, v in zip(arms, values, strict=True)
         ]

@@ -64,3 +64,17 @@ def test_next_item_cases_and_ranking_exact() -> None:
     assert (result.positives, result.dislikes) == (1, 1)
     worse = next_item_ranking(FIXED, histories[:1], cases[:1], LABELS, k=1)
     assert math.isnan(worse.hr_dislike)
+
+
+def test_a_deeper_cutoff_counts_hits_below_the_top_k() -> None:
+    train, test = split_last_events(EVENTS, 2)
+    histories, cases = next_item_cases(user_histories(train, LABELS), test, LABELS)
+    order = FixedOrder(("i9", "i8", "i3", "i2"))
+    result = next_item_ranking(order, histories, cases, LABELS, k=1, deep_k=3)
+    # a-2 (positive i2): ranks 4th -> miss at 1 and at 3; a-3 (dislike i3): i2 is seen,
+    # ranks 3rd -> miss at 1, hit at 3
+    assert (result.hr_positive, result.hr_dislike) == (0.0, 0.0)
+    assert (result.deep_k, result.hr_positive_deep, result.hr_dislike_deep) == (3, 0.0, 1.0)
+    # without deep_k the deep figures are the top-k ones
+    same = next_item_ranking(order, histories, cases, LABELS, k=1)
+    assert (same.deep_k, same.hr_dislike_deep) == (1, 0.0)
