@@ -36,7 +36,7 @@ from recoil.records import TrainingExample
 from recoil.windows import History, events_to_examples, user_histories
 from simulator.closed_loop import ClosedLoopConfig, ClosedLoopResult, run_closed_loop
 from simulator.evaluation import HoldoutRanking, holdout_ranking, split_last_events
-from simulator.logged_data import log_statistics, simulate_logs
+from simulator.logged_data import log_statistics, logged_responsiveness, simulate_logs
 from simulator.metrics import bootstrap_relative_change, relative_change
 from simulator.parallel import map_arms
 from simulator.policy import LoggingPolicyConfig
@@ -175,7 +175,10 @@ def prepare_data(config: ExperimentConfig, progress: bool = False) -> PreparedDa
     train_events, test_events = split_last_events(world_log.events, config.holdout_events)
     return PreparedData(
         world=world,
-        stats=log_statistics(world_log.events, config.labels),
+        stats={
+            **log_statistics(world_log.events, config.labels),
+            "logged_responsiveness": logged_responsiveness(world_log.events, config.labels),
+        },
         examples=events_to_examples(train_events, config.labels),
         split_histories=user_histories(train_events, config.labels),
         test_events=test_events,

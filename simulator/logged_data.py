@@ -20,7 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from recoil.events import InteractionEvent
-from recoil.labels import LabelConfig, is_long_dwell, is_negative_feedback, is_skip
+from recoil.labels import LabelConfig, is_long_dwell, is_negative_feedback, is_skip, label_event
 from simulator.policy import EngagementPolicy, LoggingPolicyConfig, PolicyMemory
 from simulator.world import Response, UserState, World
 
@@ -160,3 +160,56 @@ def log_statistics(
         "reexposure_horizon": horizon,
         "history_cluster_share": float(np.mean(cluster_shares)) if cluster_shares else 0.0,
     }
+
+
+def logged_responsiveness(
+    events: Iterable[InteractionEvent], config: LabelConfig, horizon: int = 30
+) -> dict[str, Any]:
+    """What the logs say a recommender *should* do after a dislike, as a yardstick for the probe.
+
+    For every long dwell, the user's next positive within ``horizon`` impressions: the
+    share of those from the same cluster / creator after a long dwell *with* a dislike
+    and *without*, and their relative change — the probe's measure, on the users'
+    own next positives instead of a model's recommendations. A model that learned
+    p(next positive | history) exactly would move its probability mass this much.
+    """
+    by_user: dict[str, list[InteractionEvent]] = defaultdict(list)
+    for event in events:
+        by_user[event.user_id].append(event)
+    counts = {flag: np.zeros(3) for flag in (False, True)}  # [cases, same cluster, creator]
+    for user_events in by_user.values():
+        user_events.sort(key=lambda e: (e.timestamp, e.event_id))
+        positive = [_is_positive(e, config) for e in user_events]
+        for i, event in enumerate(user_events):
+            if not is_long_dwell(event, config):
+                continue
+            ahead = range(i + 1, min(i + 1 + horizon, len(positive)))
+            nxt = next((j for j in ahead if positive[j]), None)
+            if nxt is None:
+                continue
+            after = user_events[nxt]
+            counts[is_negative_feedback(event, config)] += (
+                1.0,
+                after.cluster_id == event.cluster_id,
+                after.creator_id == event.creator_id,
+            )
+    plain, disliked = counts[False], counts[True]
+    share = {flag: c[1:] / max(c[0], 1.0) for flag, c in counts.items()}  # (cluster, creator)
+    change = [
+        float(d / p - 1.0) if p > 0 and disliked[0] > 0 else float("nan")
+        for p, d in zip(share[False], share[True], strict=True)
+    ]
+    return {
+        "long_dwells": int(plain[0]),
+        "long_dwell_dislikes": int(disliked[0]),
+        "next_positive_same_cluster": [float(share[False][0]), float(share[True][0])],
+        "next_positive_same_creator": [float(share[False][1]), float(share[True][1])],
+        "cluster": change[0],
+        "creator": change[1],
+        "horizon": horizon,
+    }
+
+
+def _is_positive(event: InteractionEvent, config: LabelConfig) -> bool:
+    label = label_event(event, config)
+    return label is not None and label[0] == "positive"

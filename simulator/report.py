@@ -47,6 +47,23 @@ def _write_json(path: Path, obj: Any) -> None:
     tmp.replace(path)  # readers never see half a file
 
 
+def _logged_lines(stats: dict[str, Any]) -> list[str]:
+    """What the logs themselves say should follow a dislike (absent in older runs)."""
+    implied = stats.get("logged_responsiveness")
+    if not implied:
+        return []
+    return [
+        f"In the logs, after {implied['long_dwell_dislikes']:,} long dwells with a dislike the "
+        "user's next positive comes from the same cluster / creator "
+        f"{_pct(implied['cluster'])} / {_pct(implied['creator'])} as often as after a plain "
+        "long dwell: the change a model that learned the logs exactly would make. "
+        f"{_pct(stats.get('history_cluster_share', float('nan')), False)} of a logged "
+        "history's recent items share the next item's cluster (the probe's trajectories: "
+        "`trajectory_cluster_share` in `details.json`).",
+        "",
+    ]
+
+
 def ablation_markdown(ablation: dict[str, Any], details: dict[str, Any]) -> str:
     cfg = ablation["config"]
     stats = cfg["world_stats"]
@@ -62,6 +79,7 @@ def ablation_markdown(ablation: dict[str, Any], details: dict[str, Any]) -> str:
         f"creator within {stats['reexposure_horizon']} impressions, disliked again "
         f"{_pct(stats['dislike_rate_reexposed'], False)} of the time.",
         "",
+        *_logged_lines(stats),
         f"Probe: {cfg['probe']['simulations']} simulations, k = {cfg['probe']['k']}, "
         f"top {cfg['probe']['top_n']} at step k+1. Closed loop: {cfg['closed_loop']['users']} "
         f"users x {cfg['closed_loop']['steps']} steps. Intervals: bootstrap 95%.",

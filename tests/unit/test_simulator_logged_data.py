@@ -7,10 +7,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from recoil.events import parse_event
+from recoil.events import InteractionEvent, parse_event
 from recoil.labels import LabelConfig
 from recoil.windows import events_to_examples
-from simulator.logged_data import log_statistics, simulate_logs
+from simulator.logged_data import log_statistics, logged_responsiveness, simulate_logs
 from simulator.policy import EngagementPolicy, LoggingPolicyConfig, PolicyMemory
 from simulator.world import WORLD_PRESETS, World
 
@@ -113,3 +113,24 @@ def test_windowing_of_world_logs(world: World) -> None:
         assert [h.disliked for h in ex.history] == [e.disliked for e in previous]
     dislikes = sum(e.disliked for e in log.events)
     assert sum(ex.label_kind == "dislike" for ex in examples) == dislikes
+
+
+def test_logged_responsiveness_compares_next_positives_after_a_dislike(world: World) -> None:
+    base = simulate_logs(world, LoggingPolicyConfig(), users=[0]).events[:6]
+
+    # long dwell (k0/c0) -> next positive k0/c0; long dwell + dislike (k0/c0) -> k1/c1
+    def event(n: int, cluster: str, creator: str, disliked: bool = False) -> InteractionEvent:
+        full = base[n].item_duration_seconds or 30.0  # a full watch: a long dwell
+        return replace(base[n], cluster_id=cluster, creator_id=creator, liked=False,
+                       disliked=disliked, dwell_seconds=full)  # fmt: skip
+
+    events = [
+        event(0, "k0", "c0"), event(1, "k0", "c0"),
+        event(2, "k0", "c0", disliked=True), event(3, "k1", "c1"),
+    ]  # fmt: skip
+    result = logged_responsiveness(events, LABELS)
+    # plain long dwells: events 0 (next positive: 1, same k/c) and 1 (next: 3, other k/c)
+    assert (result["long_dwells"], result["long_dwell_dislikes"]) == (2, 1)
+    assert result["next_positive_same_cluster"] == [0.5, 0.0]
+    assert result["next_positive_same_creator"] == [0.5, 0.0]
+    assert (result["cluster"], result["creator"]) == (-1.0, -1.0)
