@@ -54,7 +54,7 @@ class ModelConfig:
     # v_j = item row + a row for j's creator, shared by the creator's items: a label on
     # one item (positive or not-to-recommend) moves the creator's other items too.
     # Measured on the medium world: Recall@20 0.094 -> 0.108, creator responsiveness
-    # of feature_and_labels -15% -> -27% (see docs/experiment.md).
+    # of feature_and_labels -15% -> -27% (docs/experiment.md).
     creator_output: bool = True
 
     def __post_init__(self) -> None:

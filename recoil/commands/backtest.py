@@ -15,8 +15,8 @@ def register(sub: Any) -> None:
         help="train every arm on a logged dataset's past and test on each user's last events",
         description="Read a JSONL event log or a CSV/TSV file (KuaiRand's header is recognised; "
         "other files need --map), hold out each user's last events, train each arm on the "
-        "rest and report HR@10/NDCG@10 of held-out positives and HR@10 of held-out dislikes "
-        "in DIR/backtest.json, DIR/backtest.md and DIR/backtest.png.",
+        "rest and report HR@10/NDCG@10 of held-out positives and HR@10 and HR@100 of held-out "
+        "dislikes in DIR/backtest.json, DIR/backtest.md and DIR/backtest.png.",
     )
     parser.add_argument("file", type=Path, help="event log: .jsonl, .csv or .tsv")
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="output directory")
