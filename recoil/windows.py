@@ -73,6 +73,17 @@ def step(
     return append_history(history, item, config.history_length), example
 
 
+def events_by_user(events: Iterable[InteractionEvent]) -> dict[str, list[InteractionEvent]]:
+    """Events grouped by user (users in order of first appearance), each user's in time
+    order: by (timestamp, event_id), the order the stream agents apply."""
+    by_user: dict[str, list[InteractionEvent]] = defaultdict(list)
+    for event in events:
+        by_user[event.user_id].append(event)
+    for user_events in by_user.values():
+        user_events.sort(key=lambda e: (e.timestamp, e.event_id))
+    return dict(by_user)
+
+
 def events_to_examples(
     events: Iterable[InteractionEvent], config: LabelConfig
 ) -> list[TrainingExample]:
@@ -81,12 +92,8 @@ def events_to_examples(
     Duplicate event ids within a user are dropped (first occurrence wins), as
     the stream agents do. Examples come out grouped by user, in time order.
     """
-    by_user: dict[str, list[InteractionEvent]] = defaultdict(list)
-    for event in events:
-        by_user[event.user_id].append(event)
     examples: list[TrainingExample] = []
-    for user_events in by_user.values():
-        user_events.sort(key=lambda e: (e.timestamp, e.event_id))
+    for user_events in events_by_user(events).values():
         seen: set[str] = set()
         history: History = ()
         for event in user_events:
@@ -101,12 +108,8 @@ def events_to_examples(
 
 def user_histories(events: Iterable[InteractionEvent], config: LabelConfig) -> dict[str, History]:
     """Each user's final history after all their events (for serving and evaluation)."""
-    by_user: dict[str, list[InteractionEvent]] = defaultdict(list)
-    for event in events:
-        by_user[event.user_id].append(event)
     result: dict[str, History] = {}
-    for user, user_events in by_user.items():
-        user_events.sort(key=lambda e: (e.timestamp, e.event_id))
+    for user, user_events in events_by_user(events).items():
         history: History = ()
         for event in user_events:
             history, _ = step(event, history, config)

@@ -24,7 +24,7 @@ import numpy as np
 
 from recoil.events import InteractionEvent
 from recoil.labels import LabelConfig, is_negative_feedback, label_event
-from recoil.windows import History, step
+from recoil.windows import History, events_by_user, step
 from simulator.metrics import hit_at_k, ndcg_at_k, ndcg_single, recall_at_k
 from simulator.recommender import Recommender, top_k_batched
 
@@ -38,13 +38,9 @@ def split_last_events(
     """
     if holdout < 1:
         raise ValueError("holdout must be >= 1 event per user")
-    by_user: dict[str, list[InteractionEvent]] = defaultdict(list)
-    for event in events:
-        by_user[event.user_id].append(event)
     train: list[InteractionEvent] = []
     test: list[InteractionEvent] = []
-    for user_events in by_user.values():
-        user_events.sort(key=lambda e: (e.timestamp, e.event_id))
+    for user_events in events_by_user(events).values():
         cut = len(user_events) - holdout if len(user_events) > holdout else len(user_events)
         train.extend(user_events[:cut])
         test.extend(user_events[cut:])
@@ -117,14 +113,12 @@ def next_item_cases(
     labels: LabelConfig,
 ) -> tuple[list[History], list[InteractionEvent]]:
     """Each held-out event with the history before it (test events enter it as input)."""
-    by_user: dict[str, list[InteractionEvent]] = defaultdict(list)
-    for event in test_events:
-        by_user[event.user_id].append(event)
+    by_user = events_by_user(test_events)
     histories: list[History] = []
     cases: list[InteractionEvent] = []
     for user in sorted(by_user):
         history = train_histories.get(user, ())
-        for event in sorted(by_user[user], key=lambda e: (e.timestamp, e.event_id)):
+        for event in by_user[user]:
             if history:
                 histories.append(history)
                 cases.append(event)

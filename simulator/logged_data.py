@@ -11,7 +11,6 @@ depend on how many other users there are or in what order they are simulated.
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +20,7 @@ from tqdm import tqdm
 
 from recoil.events import InteractionEvent
 from recoil.labels import LabelConfig, is_long_dwell, is_negative_feedback, is_skip, label_event
+from recoil.windows import events_by_user
 from simulator.policy import EngagementPolicy, LoggingPolicyConfig, PolicyMemory
 from simulator.world import Response, UserState, World
 
@@ -119,14 +119,11 @@ def log_statistics(
     the previous ``history_window`` items from the impression's cluster (compare with
     the probe's ``trajectory_cluster_share``).
     """
-    by_user: dict[str, list[InteractionEvent]] = defaultdict(list)
-    for event in events:
-        by_user[event.user_id].append(event)
+    by_user = events_by_user(events)
     n = dislikes = skips = long_dwells = likes = long_dislikes = 0
     followed = reexposures = redislikes = 0
     cluster_shares: list[float] = []
     for user_events in by_user.values():
-        user_events.sort(key=lambda e: (e.timestamp, e.event_id))
         clusters = np.array([e.cluster_id or "" for e in user_events])
         for i in range(10, len(user_events)):
             behind_clusters = clusters[max(0, i - history_window) : i]
@@ -173,12 +170,8 @@ def logged_responsiveness(
     own next positives instead of a model's recommendations. A model that learned
     p(next positive | history) exactly would move its probability mass this much.
     """
-    by_user: dict[str, list[InteractionEvent]] = defaultdict(list)
-    for event in events:
-        by_user[event.user_id].append(event)
     counts = {flag: np.zeros(3) for flag in (False, True)}  # [cases, same cluster, creator]
-    for user_events in by_user.values():
-        user_events.sort(key=lambda e: (e.timestamp, e.event_id))
+    for user_events in events_by_user(events).values():
         positive = [_is_positive(e, config) for e in user_events]
         for i, event in enumerate(user_events):
             if not is_long_dwell(event, config):
