@@ -244,6 +244,7 @@ def encode_examples(
         (_KIND_CODE[e.label_kind] for e in examples), dtype=np.int64, count=len(examples)
     )
     label_ids = [e.label_item_id for e in examples]
+    label_creator_ids = [e.label_creator_id for e in examples]
     if grow:
         flat = _flatten(
             [e.history for e in examples],
@@ -252,9 +253,9 @@ def encode_examples(
             grow=True,
         )
         vocabs.items.add(label_ids)
-        vocabs.creators.add(e.label_creator_id for e in examples)
+        vocabs.creators.add(label_creator_ids)
     label = vocabs.items.lookup(label_ids)
-    label_creator = vocabs.creators.lookup([e.label_creator_id for e in examples])
+    label_creator = vocabs.creators.lookup(label_creator_ids)
     wanted = (kind == 0) | (arm.dislike_labels & (kind == 1)) | (arm.skip_labels & (kind == 2))
     wanted &= label != UNKNOWN_INDEX
     which = np.flatnonzero(wanted)

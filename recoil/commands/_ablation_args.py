@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+from learner.arms import ARMS
 from recoil.kafka_settings import ConfigError
 
-ARM_NAMES = (
-    "no_signal", "feature_only", "exclude_heuristic", "feature_and_labels", "feature_labels_skips",
-)  # fmt: skip
+ARM_NAMES = tuple(ARMS)  # learner.arms is plain dataclasses: cheap at CLI start-up
 
 
 def positive_int(text: str) -> int:
