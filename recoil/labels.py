@@ -83,6 +83,12 @@ def label_event(event: InteractionEvent, config: LabelConfig) -> tuple[LabelKind
     return None
 
 
+def is_positive(event: InteractionEvent, config: LabelConfig) -> bool:
+    """The event is a positive label (a like or a long dwell, and no dislike)."""
+    label = label_event(event, config)
+    return label is not None and label[0] == "positive"
+
+
 # Ratio edges between buckets 1..NUM_DWELL_BUCKETS-1 (bucket 0 is a skip).
 _RATIO_EDGES = (0.25, 0.5, 0.8, 1.0)
 _SECONDS_EDGES = (5.0, 10.0, 20.0, 40.0)

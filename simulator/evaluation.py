@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from recoil.events import InteractionEvent
-from recoil.labels import LabelConfig, is_negative_feedback, label_event
+from recoil.labels import LabelConfig, is_negative_feedback, is_positive
 from recoil.windows import History, events_by_user, step
 from simulator.metrics import hit_at_k, ndcg_at_k, ndcg_single, recall_at_k
 from simulator.recommender import Recommender, top_k_batched
@@ -67,8 +67,7 @@ def holdout_ranking(
     """Recall@K / NDCG@K of each user's held-out positives from the history at the split."""
     relevant: dict[str, set[str]] = defaultdict(set)
     for event in test_events:
-        label = label_event(event, labels)
-        if label is not None and label[0] == "positive":
+        if is_positive(event, labels):
             relevant[event.user_id].add(event.item_id)
     users = sorted(u for u in relevant if u in histories)
     recs = top_k_batched(
@@ -149,8 +148,7 @@ def next_item_ranking(
             hits_dis.append(hit_at_k(rec, event.item_id, k))
             deep_dis.append(hit_at_k(rec, event.item_id, deep_k))
             continue
-        label = label_event(event, labels)
-        if label is not None and label[0] == "positive":
+        if is_positive(event, labels):
             hits_pos.append(hit_at_k(rec, event.item_id, k))
             ndcg_pos.append(ndcg_single(rec, event.item_id, k))
             deep_pos.append(hit_at_k(rec, event.item_id, deep_k))

@@ -19,7 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from recoil.events import InteractionEvent
-from recoil.labels import LabelConfig, is_long_dwell, is_negative_feedback, is_skip, label_event
+from recoil.labels import LabelConfig, is_long_dwell, is_negative_feedback, is_positive, is_skip
 from recoil.windows import events_by_user
 from simulator.policy import EngagementPolicy, LoggingPolicyConfig, PolicyMemory
 from simulator.world import Response, UserState, World
@@ -172,7 +172,7 @@ def logged_responsiveness(
     """
     counts = {flag: np.zeros(3) for flag in (False, True)}  # [cases, same cluster, creator]
     for user_events in events_by_user(events).values():
-        positive = [_is_positive(e, config) for e in user_events]
+        positive = [is_positive(e, config) for e in user_events]
         for i, event in enumerate(user_events):
             if not is_long_dwell(event, config):
                 continue
@@ -201,8 +201,3 @@ def logged_responsiveness(
         "creator": change[1],
         "horizon": horizon,
     }
-
-
-def _is_positive(event: InteractionEvent, config: LabelConfig) -> bool:
-    label = label_event(event, config)
-    return label is not None and label[0] == "positive"

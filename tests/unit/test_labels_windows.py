@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from recoil.events import InteractionEvent
-from recoil.labels import LabelConfig, dwell_bucket, gap_bucket, label_event
+from recoil.labels import LabelConfig, dwell_bucket, gap_bucket, is_positive, label_event
 from recoil.records import NUM_DWELL_BUCKETS, NUM_GAP_BUCKETS, HistoryItem, TrainingExample
 from recoil.windows import events_to_examples, step, user_histories
 
@@ -54,6 +54,7 @@ def ev(
 )
 def test_label_event(event: InteractionEvent, expected: tuple[str, float] | None) -> None:
     assert label_event(event, CFG) == expected
+    assert is_positive(event, CFG) == (expected is not None and expected[0] == "positive")
 
 
 def test_dismiss_can_be_excluded() -> None:
