@@ -56,6 +56,15 @@ class ModelConfig:
     # Measured on the medium world: Recall@20 0.094 -> 0.108, creator responsiveness
     # of feature_and_labels -15% -> -27% (docs/experiment.md).
     creator_output: bool = True
+    # s += sum over disliked history items t of a[age_t] * M v_{item_t}: a learned push
+    # of the state away from (a < 0) what the user disliked, so its item, its creator's
+    # items and what M maps near them score lower. A summed input embedding leaves the
+    # encoder to learn "dislike x this creator -> less of it" as an interaction, which
+    # it learned about half of. Arms that hide the dislike flag zero it, so the push is
+    # off for them. Medium world, feature_and_labels: responsiveness -19%/-41% ->
+    # -40%/-73% (cluster/creator); a scalar push alone (M = I): -24%/-52%.
+    dislike_push: bool = True
+    dislike_map: bool = True  # learn M (D x D, starts as I); False keeps M = I
 
     def __post_init__(self) -> None:
         if self.encoder not in ("gru", "sasrec"):
@@ -139,6 +148,16 @@ class SequenceRecommender(nn.Module):
         )
         if config.creator_output:
             self.creator_output = nn.Embedding(config.num_creators, dim, padding_idx=PAD_INDEX)
+        # a: one scalar per recency, zero at start, so an untrained push changes nothing
+        # and the model begins as the plain sequence encoder.
+        self.dislike_push: nn.Embedding | None = None
+        self.dislike_map: nn.Linear | None = None
+        if config.dislike_push:
+            self.dislike_push = nn.Embedding(config.max_len, 1)
+            nn.init.zeros_(self.dislike_push.weight)
+            if config.dislike_map:
+                self.dislike_map = nn.Linear(dim, dim, bias=False)
+                nn.init.eye_(self.dislike_map.weight)
         for table in [*self._item_tables(), *self._creator_tables()]:
             nn.init.normal_(table.weight, std=config.init_std)
         with torch.no_grad():
@@ -181,7 +200,31 @@ class SequenceRecommender(nn.Module):
         longest = max(1, int(batch.mask.sum(dim=1).max())) if batch.batch_size else 1
         if longest < batch.item.shape[1]:
             batch = HistoryBatch(*(t[:, :longest] for t in batch))
-        return self.to_state(self.encoder(self.embed(batch), batch.mask))  # (B, D)
+        state = self.to_state(self.encoder(self.embed(batch), batch.mask))  # (B, D)
+        if self.dislike_push is None:
+            return state
+        return state + self._dislike_push(batch)
+
+    def _dislike_push(self, batch: HistoryBatch) -> Tensor:
+        """sum over disliked history items t of a[age_t] * M v_{item_t}, (B, D)."""
+        assert self.dislike_push is not None
+        slots = torch.arange(batch.item.shape[1], device=batch.item.device)
+        # Histories are left-aligned: the newest item sits at slot length-1 (age 0).
+        age = (batch.lengths.unsqueeze(1) - 1 - slots).clamp(0, self.config.max_len - 1)
+        weight = self.dislike_push(age).squeeze(-1) * (batch.disliked * batch.mask)  # (B, T)
+        rows = self._output_rows(batch.item.long(), batch.creator.long())  # (B, T, D)
+        if self.dislike_map is not None:
+            rows = self.dislike_map(rows)
+        return torch.einsum("bt,btd->bd", weight, rows)
+
+    def _output_rows(self, items: Tensor, creators: Tensor) -> Tensor:
+        """v for the given item rows, with their creators given (history items may not
+        have been seen as labels, so the ``item_creator`` buffer may not know them)."""
+        table = self.item_output if self.item_output is not None else self.item_input
+        rows = table(items)
+        if self.creator_output is not None:
+            rows = rows + self.creator_output(creators)
+        return rows
 
     def item_embeddings(self) -> Tensor:
         """v for every row, (N, D); rows below ``FIRST_INDEX`` are padding/unknown."""

@@ -155,3 +155,26 @@ def test_a_not_to_recommend_step_on_one_item_lowers_its_creators_other_items() -
     # the labelled item (row 2) falls, its creator-mate (row 3) falls with it, through the
     # shared creator row, more than the item of another creator (row 4)
     assert drop[0] > 0 and drop[1] > 0 and drop[1] > drop[2]
+
+
+def test_dislike_push_starts_silent_and_pushes_away_from_a_disliked_items_creator() -> None:
+    plain = model("gru", dislike_push=False)
+    m = model("gru")
+    assert m.dislike_push is not None
+    m.load_state_dict(plain.state_dict(), strict=False)  # same weights, path still at zero
+    batch = encode_histories(HISTORIES[:1], VOCABS, 8, "feature_only")
+    with torch.no_grad():
+        assert torch.equal(m.user_state(batch), plain.user_state(batch))
+    # the newest item (i4, creator c0) with a dislike: give its slot a negative weight
+    disliked = [*HISTORIES[0][:4], dataclasses.replace(HISTORIES[0][4], disliked=True)]
+    batch = encode_histories([disliked], VOCABS, 8, "feature_only")
+    rows = torch.arange(2, 12)
+    m.observe_creators(rows, 2 + rows % 2)  # i{n} is row n + 2, creator c{n % 2} row 2 + n % 2
+    with torch.no_grad():
+        before = m.scores(batch)[0]
+        m.dislike_push.weight[0] = -1.0  # age 0: the newest item
+        after = m.scores(batch)[0]
+    drop = before - after  # column n is item i{n}
+    same_creator = drop[[0, 2, 6, 8]]  # creator c0, like i4
+    other_creator = drop[[1, 3, 5, 7, 9]]
+    assert drop[4] > 0 and same_creator.mean() > other_creator.mean()
