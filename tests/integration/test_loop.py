@@ -27,6 +27,7 @@ pytestmark = pytest.mark.integration
 
 ARMS = ("feature_and_labels", "no_signal")
 DEADLINE_SECONDS = 420
+PROBES_PER_ARM = 3  # the responsiveness claim is judged on their mean, not one noisy probe
 
 
 def _post(url: str, body: object) -> tuple[int, dict[str, object]]:
@@ -52,7 +53,7 @@ class LoopRun:
 
 @pytest.fixture(scope="module")
 def loop_run(kafka_broker: Any, tmp_path_factory: pytest.TempPathFactory) -> LoopRun:
-    """Run the loop once for this module until every arm has been probed twice."""
+    """Run the loop once for this module until every arm has been probed PROBES_PER_ARM times."""
     kafka = KafkaSettings(kafka_broker.bootstrap_servers)
     tmp_path = tmp_path_factory.mktemp("loop")
     config = LoopConfig(
@@ -88,7 +89,7 @@ def loop_run(kafka_broker: Any, tmp_path_factory: pytest.TempPathFactory) -> Loo
             while time.monotonic() < deadline:
                 group.check()
                 results = loop.probe_results()
-                if all(sum(r["arm"] == arm for r in results) >= 2 for arm in ARMS):
+                if all(sum(r["arm"] == arm for r in results) >= PROBES_PER_ARM for arm in ARMS):
                     break
                 time.sleep(3)
             examples = {
@@ -112,7 +113,8 @@ def test_loop_trains_publishes_and_swaps_without_failed_requests(loop_run: LoopR
     for arm in ARMS:
         assert (loop_run.examples[arm] or 0) > 0, f"{arm} consumed nothing\n{loop_run.context}"
         assert len(loop_run.published[arm]) >= 2, f"{arm}: {loop_run.published[arm]}"
-        assert len(loop_run.per_arm[arm]) >= 2, f"{arm} probed too rarely\n{loop_run.context}"
+        probed = len(loop_run.per_arm[arm])
+        assert probed >= PROBES_PER_ARM, f"{arm} probed too rarely\n{loop_run.context}"
     # Serving switched versions under traffic and never failed a request.
     assert loop_run.statuses and set(loop_run.statuses) == {200}, set(loop_run.statuses)
     assert len(set(loop_run.versions)) >= 2, "serving never switched versions"
@@ -121,12 +123,14 @@ def test_loop_trains_publishes_and_swaps_without_failed_requests(loop_run: LoopR
     assert all(r["creator"] == 0.0 for r in loop_run.per_arm["no_signal"])
 
 
-@pytest.mark.experiment
 def test_feature_and_labels_is_more_responsive_than_no_signal(loop_run: LoopRun) -> None:
-    """The paper's effect on the live loop. Minutes of tiny-world training make it noisy,
-    so this runs with ``pytest -m experiment``, not in CI (see the README)."""
+    """The paper's effect on the live loop: after a dislike, the feature_and_labels model
+    shows fewer of the creator's items; no_signal cannot (it is exactly 0). One probe of
+    150 simulations on a minutes-old model is noisy (demo, 15 versions: -3% to -19%),
+    so the mean over the first PROBES_PER_ARM versions is compared."""
 
-    def latest(arm: str) -> float:
-        return float(loop_run.per_arm[arm][-1]["creator"])
+    def mean_creator(arm: str) -> float:
+        probes = loop_run.per_arm[arm][:PROBES_PER_ARM]
+        return sum(float(r["creator"]) for r in probes) / len(probes)
 
-    assert latest("feature_and_labels") < latest("no_signal"), loop_run.context
+    assert mean_creator("feature_and_labels") < mean_creator("no_signal"), loop_run.context
