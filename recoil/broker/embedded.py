@@ -175,9 +175,17 @@ class EmbeddedKafka:
         return self._process is not None and self._process.poll() is None
 
     def wait(self) -> int:
-        """Block until the broker exits; return its exit status."""
+        """Block until the broker exits; return its exit status.
+
+        Waits in short slices: a signal (Ctrl-C) may be delivered to another thread of
+        this process, and Python runs its handler only when the main thread next runs
+        bytecode; a blocking waitpid would hold that off until the broker exits."""
         assert self._process is not None, "start() first"
-        return self._process.wait()
+        while True:
+            try:
+                return self._process.wait(timeout=0.5)
+            except subprocess.TimeoutExpired:
+                continue
 
     def stop(self, timeout: float = 30.0) -> None:
         """SIGTERM the broker (controlled shutdown), SIGKILL it if it hangs."""
