@@ -32,6 +32,10 @@ def run(args: argparse.Namespace) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
+    # A parent may hand down SIGINT ignored or blocked (both survive exec); Ctrl-C must
+    # stop the broker whatever started this process.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     try:
         broker.start()
         print(f"bootstrap servers: {broker.bootstrap_servers}", flush=True)
