@@ -217,18 +217,21 @@ class SequenceRecommender(nn.Module):
             rows = self.dislike_map(rows)
         return torch.einsum("bt,btd->bd", weight, rows)
 
+    def _output_item_table(self) -> nn.Embedding:
+        """The item part of v: its own output table, or the input table when tied."""
+        return self.item_output if self.item_output is not None else self.item_input
+
     def _output_rows(self, items: Tensor, creators: Tensor) -> Tensor:
         """v for the given item rows, with their creators given (history items may not
         have been seen as labels, so the ``item_creator`` buffer may not know them)."""
-        table = self.item_output if self.item_output is not None else self.item_input
-        rows = table(items)
+        rows = self._output_item_table()(items)
         if self.creator_output is not None:
             rows = rows + self.creator_output(creators)
         return rows
 
     def item_embeddings(self) -> Tensor:
         """v for every row, (N, D); rows below ``FIRST_INDEX`` are padding/unknown."""
-        table = self.item_output if self.item_output is not None else self.item_input
+        table = self._output_item_table()
         if self.creator_output is None:
             return table.weight
         return table.weight + self.creator_output(self.item_creator)
