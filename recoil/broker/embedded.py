@@ -175,17 +175,9 @@ class EmbeddedKafka:
         return self._process is not None and self._process.poll() is None
 
     def wait(self) -> int:
-        """Block until the broker exits; return its exit status.
-
-        Waits in short slices: a signal (Ctrl-C) may be delivered to another thread of
-        this process, and Python runs its handler only when the main thread next runs
-        bytecode; a blocking waitpid would hold that off until the broker exits."""
+        """Block until the broker exits; return its exit status."""
         assert self._process is not None, "start() first"
-        while True:
-            try:
-                return self._process.wait(timeout=0.5)
-            except subprocess.TimeoutExpired:
-                continue
+        return self._process.wait()
 
     def stop(self, timeout: float = 30.0) -> None:
         """SIGTERM the broker (controlled shutdown), SIGKILL it if it hangs."""
