@@ -1,21 +1,34 @@
-"""``recoil replay FILE``: produce a logged event file into Kafka, keyed by user id, in order."""
+"""``recoil replay FILE``: produce a logged event file into Kafka, keyed by user id, in time order.
+
+Events are sorted by timestamp (stable on ties) before they are sent, because the
+stream workers drop an event older than its user's newest as ``out_of_order``;
+``--keep-file-order`` sends them as the file has them and warns how many the
+worker will drop (``streams.replay`` explains both).
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from recoil.commands._kafka_args import add_kafka_arguments, kafka_settings
+from streams.replay import MAX_SORT_EVENTS
+
+if TYPE_CHECKING:
+    from recoil.events import InteractionEvent
 
 
 def register(sub: Any) -> None:
     parser: argparse.ArgumentParser = sub.add_parser(
         "replay",
         help="replay a logged event file (JSONL, CSV/TSV, KuaiRand) into the interactions topic",
-        description="Read a logged event file and produce every event to Kafka keyed by its "
-        "user id, preserving each user's order, with a progress bar. JSON Lines in the event "
-        "schema, or CSV/TSV with --map (KuaiRand's header is recognised without one).",
+        description="Read a logged event file, sort its events by timestamp (stable on "
+        "ties, so every user's events are in time order) and produce each to Kafka keyed by "
+        "its user id, with a progress bar. JSON Lines in the event schema, or CSV/TSV with "
+        "--map (KuaiRand's header is recognised without one).",
     )
     parser.add_argument("file", type=Path, help="the event log")
     add_kafka_arguments(parser)
@@ -31,12 +44,22 @@ def register(sub: Any) -> None:
                         "(fields of simulator.logs.ColumnMapping)")  # fmt: skip
     parser.add_argument("--partitions", type=int, default=4,
                         help="partitions if the topic has to be created")  # fmt: skip
-    parser.add_argument("--limit", type=int, default=None, help="stop after N events")
+    parser.add_argument("--limit", type=int, default=None,
+                        help="replay only the first N events of the file")  # fmt: skip
+    order = parser.add_mutually_exclusive_group()
+    order.add_argument("--keep-file-order", action="store_true",
+                       help="send events in file order, unsorted; the worker drops every event "
+                       "older than an earlier one of its user (replay says how many)")  # fmt: skip
+    order.add_argument("--max-sort-events", type=int, default=MAX_SORT_EVENTS, metavar="N",
+                       help="refuse to sort a log of more than N events in memory (about "
+                       "1 KiB each; default %(default)s); sort such a file by user and time "
+                       "yourself and pass --keep-file-order")  # fmt: skip
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     import asyncio
+    import dataclasses
     import itertools
 
     from tqdm import tqdm
@@ -44,12 +67,14 @@ def run(args: argparse.Namespace) -> int:
     from recoil.kafka_settings import ConfigError
     from recoil.topics import ensure_topics
     from simulator.logs import parse_mapping, read_event_log
-    from streams.replay import replay_to_kafka
+    from streams.replay import TooLargeToSortError, replay_to_kafka, time_ordered
 
     if args.speed is not None and not args.speed > 0:
         raise ConfigError(f"--speed {args.speed}: must be > 0 (or use --as-fast-as-possible)")
     if args.limit is not None and args.limit < 0:
         raise ConfigError(f"--limit {args.limit}: must be >= 0")
+    if args.max_sort_events < 1:
+        raise ConfigError(f"--max-sort-events {args.max_sort_events}: must be >= 1")
     if not args.file.is_file():
         raise ConfigError(f"{args.file}: no such file")
     try:
@@ -58,9 +83,28 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--map {args.map!r}: {exc}") from exc
     settings = kafka_settings(args)
     ensure_topics(settings, [args.topic], partitions=args.partitions)
-    events = read_event_log(args.file, mapping)
+    events: Iterable[InteractionEvent] = read_event_log(args.file, mapping)
     if args.limit is not None:
         events = itertools.islice(events, args.limit)
+    reordered = 0
+    if args.keep_file_order:
+        print("keeping file order: the worker drops every event older than an earlier event "
+              "of its user (out_of_order)", file=sys.stderr)  # fmt: skip
+    else:
+        try:
+            ordered = time_ordered(events, args.max_sort_events, str(args.file))
+        except TooLargeToSortError as exc:
+            print(f"recoil replay: {exc}", file=sys.stderr)
+            return 2
+        except ValueError as exc:  # a bad row in the file: the reader names file and line
+            print(f"recoil replay: {exc}")
+            return 1
+        events, reordered = ordered.events, ordered.reordered
+        print(
+            f"sorted {len(ordered.events)} events by time: {reordered} were older than an "
+            f"earlier event of the same user and were moved into time order",
+            flush=True,
+        )
     with tqdm(desc=f"replay -> {args.topic}", unit="ev", unit_scale=True) as bar:
         try:
             stats = asyncio.run(
@@ -69,6 +113,14 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as exc:  # a bad row in the file: the reader names file and line
             print(f"recoil replay: {exc}")
             return 1
+    stats = dataclasses.replace(stats, reordered=reordered)
     print(f"replayed {stats.events} events to {args.topic} in {stats.seconds:.1f}s "
-          f"({stats.events_per_second:,.0f} events/s)")  # fmt: skip
+          f"({stats.events_per_second:,.0f} events/s); reordered {stats.reordered}, "
+          f"late {stats.late}")  # fmt: skip
+    if stats.late:
+        print(
+            f"warning: {stats.late} of {stats.events} events were sent after a newer event "
+            f"of the same user; the worker will drop them as out_of_order",
+            file=sys.stderr,
+        )
     return 0

@@ -1,10 +1,20 @@
-"""Replay pacing: due times scaled by speed, never reordering the file."""
+"""Replay pacing (due times scaled by speed) and time order (sorted, late events counted)."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
-from streams.replay import Pacer, send_offsets
+from recoil.events import InteractionEvent
+from streams.replay import (
+    LateCounter,
+    Pacer,
+    TooLargeToSortError,
+    replay_events,
+    send_offsets,
+    time_ordered,
+)
 
 
 def test_speed_scales_inter_event_time() -> None:
@@ -23,3 +33,54 @@ def test_as_fast_as_possible_is_always_due() -> None:
 def test_speed_must_be_positive(speed: float) -> None:
     with pytest.raises(ValueError, match="speed must be > 0"):
         Pacer(speed)
+
+
+def _event(n: int, user: str, ts: float) -> InteractionEvent:
+    return InteractionEvent(
+        event_id=f"e{n}", user_id=user, item_id=f"i{n}", creator_id="c", cluster_id=None,
+        timestamp=ts, surface="log", dwell_seconds=1.0, item_duration_seconds=10.0,
+        liked=True, disliked=False, dismissed=False,
+    )  # fmt: skip
+
+
+def test_time_ordered_sorts_every_user_by_time_stable_on_ties() -> None:
+    events = [
+        _event(0, "a", 5.0), _event(1, "b", 3.0), _event(2, "a", 1.0), _event(3, "a", 5.0),
+        _event(4, "b", 3.0), _event(5, "a", 2.0), _event(6, "b", 1.0),
+    ]  # fmt: skip
+    ordered = time_ordered(events)
+    assert [e.event_id for e in ordered.events] == ["e2", "e6", "e5", "e1", "e4", "e0", "e3"]
+    assert ordered.reordered == 3  # e2 and e5 (after a's 5.0), e6 (after b's 3.0)
+    late = LateCounter()
+    assert [late.add(e) for e in ordered.events] == [False] * 7 and late.late == 0
+
+
+def test_late_counter_follows_the_workers_rule() -> None:
+    late = LateCounter()
+    flags = [late.add(e) for e in (_event(0, "a", 5.0), _event(1, "a", 5.0),
+                                   _event(2, "a", 4.0), _event(3, "b", 1.0),
+                                   _event(4, "a", 4.5), _event(5, "a", 6.0))]  # fmt: skip
+    assert flags == [False, False, True, False, True, False]  # equal time is in order
+    assert late.late == 2
+
+
+def test_time_ordered_refuses_more_than_it_may_hold() -> None:
+    events = (_event(n, "a", float(n)) for n in range(10))
+    with pytest.raises(TooLargeToSortError, match=r"big\.tsv has more than 9 events"):
+        time_ordered(events, max_events=9, source="big.tsv")
+    assert len(time_ordered((_event(n, "a", 0.0) for n in range(9)), max_events=9).events) == 9
+
+
+def test_replay_reports_events_sent_late() -> None:
+    class Producer:
+        async def send(self, topic: str, value: bytes, key: bytes) -> asyncio.Future[None]:
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+            return done
+
+        async def flush(self) -> None:
+            return None
+
+    events = [_event(0, "a", 5.0), _event(1, "a", 1.0), _event(2, "b", 1.0)]
+    stats = asyncio.run(replay_events(events, Producer(), "t"))
+    assert (stats.events, stats.late, stats.reordered) == (3, 1, 0)
