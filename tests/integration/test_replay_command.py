@@ -1,4 +1,5 @@
-"""``recoil replay`` on the real broker: KuaiRand in order and keyed, pacing, bad files."""
+"""``recoil replay`` on the real broker: KuaiRand in time order and keyed, one example per
+row through a real worker, pacing, bad files."""
 
 from __future__ import annotations
 
@@ -15,8 +16,12 @@ from kafka import KafkaConsumer
 
 from recoil.events import InteractionEvent, parse_event
 from recoil.kafka_settings import KafkaSettings
+from recoil.processes import ProcessGroup
+from recoil.records import TrainingExample
 from simulator.logs import read_event_log
-from streams.harness import read_topic, write_jsonl
+from streams.harness import create_topics, read_topic, start_worker, wait_until, write_jsonl
+from streams.replay import time_ordered
+from tests.support.streams import fast_worker_config, metrics_url, processed, scrape_outcomes
 
 pytestmark = pytest.mark.integration
 
@@ -49,11 +54,56 @@ def test_kuairand_is_replayed_keyed_by_user_in_per_user_order(
         by_user[event.user_id].append(event)
         partitions[event.user_id].add(record.partition)
     expected: dict[str, list[InteractionEvent]] = defaultdict(list)
-    for event in itertools.islice(read_event_log(KUAIRAND), 3000):
+    for event in time_ordered(itertools.islice(read_event_log(KUAIRAND), 3000)).events:
         expected[event.user_id].append(event)
-    assert by_user == expected  # every event, each user's in file order
+    assert by_user == expected  # every event, each user's in time order
     assert all(len(p) == 1 for p in partitions.values())  # one partition per user
     assert len({p for ps in partitions.values() for p in ps}) == 3
+
+
+def kuairand_slice(path: Path, users: int) -> Path:
+    """The rows of the file's first ``users`` users (in order of first appearance), header kept:
+    for the first 60, 4,044 rows of which 2,214 are older than an earlier row of their user."""
+    lines = KUAIRAND.read_text().splitlines(keepends=True)
+    first: dict[str, None] = {}
+    for line in lines[1:]:
+        first.setdefault(line.split("\t", 1)[0], None)
+    chosen = set(list(first)[:users])
+    path.write_text(lines[0] + "".join(x for x in lines[1:] if x.split("\t", 1)[0] in chosen))
+    return path
+
+
+def test_kuairand_through_a_worker_yields_one_example_per_row(
+    kafka: KafkaSettings, topic_name: Callable[[str], str], tmp_path: Path
+) -> None:
+    """The file is not in time order within a user; replay sorts it, so the worker drops
+    nothing as out_of_order (docs/streams.md has the same run on the whole file)."""
+    log = kuairand_slice(tmp_path / "slice.tsv", users=60)
+    rows = 4044
+    config = fast_worker_config(
+        app_id=topic_name("kr"), input_topic=topic_name("kr-in"),
+        output_topic=topic_name("kr-out"), dlq_topic=topic_name("kr-dlq"),
+        data_dir=tmp_path / "worker",
+    )  # fmt: skip
+    create_topics(kafka, config)
+    raw = replay(kafka, str(log), "--topic", topic_name("raw"), "--keep-file-order")
+    assert raw.returncode == 0, raw.stderr
+    assert "warning: 2214 of 4044 events were sent after a newer event" in raw.stderr
+    with ProcessGroup(tmp_path / "logs") as group:
+        worker = start_worker(group, "worker", kafka, config)
+        done = replay(kafka, str(log), "--topic", config.input_topic)
+        assert done.returncode == 0, done.stderr
+        assert "2214 were older than an earlier event of the same user" in done.stdout
+        assert f"replayed {rows} events" in done.stdout and "reordered 2214, late 0" in done.stdout
+        url = metrics_url(config)
+        wait_until(lambda: processed(url) >= rows, 120, f"{rows} events through", [worker])
+        outcomes = scrape_outcomes(url)
+        examples = read_topic(kafka, config.output_topic, lambda rs: len(rs) >= rows, 60)
+        group.check()
+    assert outcomes["out_of_order"] == 0 and outcomes["duplicate"] == 0
+    assert outcomes["positive"] + outcomes["dislike"] == rows  # every row is a like or a hate
+    ids = [TrainingExample.from_json(r.value).event_id for r in examples]
+    assert len(ids) == rows and len(set(ids)) == rows  # one example per row, none twice
 
 
 def test_speed_scales_the_logged_gaps(

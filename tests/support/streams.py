@@ -63,10 +63,15 @@ def settled_output(kafka: KafkaSettings, topic: str, expected: int) -> list[byte
     return sorted(r.value for r in read_topic(kafka, topic, lambda rs: len(rs) >= expected, 30))
 
 
+def scrape_outcomes(url: str) -> dict[str, float]:
+    """Events the worker scraped at ``url`` has finished, by outcome (``streams.state``)."""
+    samples = scrape(url)
+    return {
+        o: metric(samples, "recoil_stream_events_total", outcome=o) or 0.0
+        for o in ("positive", "dislike", "skip", "none", "invalid", "duplicate", "out_of_order")
+    }
+
+
 def processed(url: str) -> float:
     """Events the worker scraped at ``url`` has finished, whatever their outcome."""
-    samples = scrape(url)
-    return sum(
-        metric(samples, "recoil_stream_events_total", outcome=o) or 0.0
-        for o in ("positive", "dislike", "skip", "none", "invalid", "duplicate", "out_of_order")
-    )
+    return sum(scrape_outcomes(url).values())
