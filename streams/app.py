@@ -26,6 +26,7 @@ from recoil.kafka_settings import KafkaSettings
 from recoil.records import HISTORY_COLUMNS
 from streams.config import StreamsConfig
 from streams.consumer import BrokerView, RecoilConsumer, RecoilTransport
+from streams.crashloop import CrashNotes
 from streams.metrics import StreamMetrics
 from streams.processor import BatchProcessor
 from streams.state import UserState
@@ -81,8 +82,13 @@ def build_app(
     settings: KafkaSettings,
     metrics: StreamMetrics,
     partitions: int,
+    notes: CrashNotes | None = None,
 ) -> StreamsWorkerApp:
-    """A configured Faust app for ``partitions`` input partitions (not started)."""
+    """A configured Faust app for ``partitions`` input partitions (not started).
+
+    ``notes`` is where the worker keeps its crash note (streams.crashloop); without
+    it the crash-loop rule is off.
+    """
     app = StreamsApp(
         config.app_id,
         broker=settings.faust_broker(),
@@ -122,7 +128,7 @@ def build_app(
         help="Per-user history and recent event ids (streams.state.UserState)",
     )
     app.tables.add(table)
-    processor = BatchProcessor(app, table, config, metrics)
+    processor = BatchProcessor(app, table, config, metrics, notes=notes)
     source = app.topic(
         config.input_topic, key_serializer="raw", value_serializer="raw", partitions=partitions
     )

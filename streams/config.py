@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,8 +46,8 @@ class StreamsConfig:
     partitions: int = 4  # partitions of topics this worker creates (existing ones are kept)
     replication_factor: int = 1  # replicas of topics it creates, changelog included; 3 in prod
     web_host: str = "127.0.0.1"  # history view bind address; 0.0.0.0 only behind a firewall
-    web_port: int = 6066  # GET /history/{user_id}; Faust's default web port
-    metrics_port: int | None = None  # /metrics on 127.0.0.1; None = not served
+    web_port: int = 6066  # GET /history/{user_id}; Faust's default web port; 0 = any free
+    metrics_port: int | None = None  # /metrics on 127.0.0.1; None = not served; 0 = any free
     metrics_host: str = "127.0.0.1"  # bind address of /metrics
     batch_size: int = 500  # events per agent batch: amortises sends, flushes and commits
     batch_timeout: float = 0.05  # seconds a partial batch waits: bounds added latency
@@ -96,10 +97,22 @@ class StreamsConfig:
             )
         for name in ("web_port", "metrics_port"):
             port = getattr(self, name)
-            if port is not None and not 0 < port < 65536:
-                raise ConfigError(f"{name}={port}: must be a TCP port in 1..65535")
-        if self.metrics_port is not None and self.metrics_port == self.web_port:
+            if port is not None and not 0 <= port < 65536:
+                raise ConfigError(f"{name}={port}: must be a TCP port in 1..65535, or 0 for any")
+        if self.metrics_port and self.metrics_port == self.web_port:
             raise ConfigError(f"metrics_port and web_port are both {self.web_port}: pick two")
+
+    def with_free_ports(self) -> StreamsConfig:
+        """This config with port 0 replaced by a port that is free now.
+
+        Resolved once, before the first start, so that the supervisor's restarts
+        serve on the same ports (a scraper keeps finding the worker).
+        """
+        web = self.web_port or free_port(self.web_host)
+        metrics = self.metrics_port
+        if metrics == 0:
+            metrics = free_port(self.metrics_host, avoid=web)
+        return dataclasses.replace(self, web_port=web, metrics_port=metrics)
 
     @property
     def exactly_once(self) -> bool:
@@ -113,6 +126,17 @@ class StreamsConfig:
     def app_data_dir(self) -> Path:
         """This app's own directory (tables, the clean-shutdown marker)."""
         return self.data_dir / self.app_id
+
+
+def free_port(host: str, avoid: int | None = None) -> int:
+    """A TCP port the OS calls free on ``host`` (what binding port 0 picks)."""
+    while True:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.bind((host, 0))
+            port = int(sock.getsockname()[1])
+        if port != avoid:
+            return port
 
 
 def label_config(history_length: int, overrides: Sequence[str] = ()) -> LabelConfig:

@@ -66,6 +66,24 @@ class StreamMetrics:
             ["topic", "partition"],
             registry=registry,
         )
+        # Crash-only recovery and the crash-loop rule (streams/crashloop.py). These count
+        # across restarts: the worker starts them at the supervisor's restart count and
+        # at the counts kept in its crash note, so they never fall back to zero.
+        self.worker_restarts = Counter(
+            "recoil_stream_worker_restarts",
+            "Restarts of the Faust worker process by its supervisor (recoil worker)",
+            registry=registry,
+        )
+        self.same_offset_restarts = Counter(
+            "recoil_stream_same_offset_restarts",
+            "Restarts that came back to the input record the worker had died at",
+            registry=registry,
+        )
+        self.skipped_records = Counter(
+            "recoil_stream_skipped_records",
+            "Input records skipped without a dead letter: even the minimal one failed",
+            registry=registry,
+        )
         # Every labelled series exists from the start (at 0), so rate() and
         # absent() behave before the first event of a kind arrives.
         for outcome in OUTCOMES:

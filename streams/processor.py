@@ -13,6 +13,11 @@ that needs care lives in this one place, in this order:
    a crash in between then repeats examples rather than losing them.
 4. Write each touched user's state once (table + changelog, explicit partition).
 
+Before each batch the worker notes where it is (:mod:`streams.crashloop`);
+a record the previous process died at is handled by the crash-loop rule
+instead of step 2: carefully, as a minimal dead letter, or skipped. When a
+send fails, the worker exits naming the record it was for.
+
 In exactly-once mode every send of a batch goes into the transaction of the
 input partition it came from (Faust names it ``{app_id}-{group}-{partition}``),
 whatever partition of the output topic the record lands in; the transaction
@@ -23,6 +28,7 @@ changes and progress become visible together or not at all.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import time
@@ -33,13 +39,14 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from faust.streams import _current_event
-from faust.types import TP, EventT
+from faust.types import TP, EventT, Message
 
 from recoil.events import InteractionEvent, Invalid, parse_event
 from streams.config import StreamsConfig
 from streams.consumer import RecoilConsumer
 from streams.continuity import OffsetContinuity
-from streams.dlq import dlq_headers
+from streams.crashloop import CrashNotes, Decision, Spot, decide
+from streams.dlq import dead_letter
 from streams.metrics import StreamMetrics
 from streams.state import Outcome, UserState, advance
 from streams.supervisor import EXIT_SEND_FAILED
@@ -48,6 +55,7 @@ from streams.table import HistoryTable
 log = logging.getLogger(__name__)
 
 REREAD_TIMEOUT = 5.0  # seconds before a re-read that has not come back is sought again
+CRASH_LOOP = "crash_loop"  # Invalid.code of a minimal dead letter (streams.crashloop)
 
 
 @dataclass
@@ -82,6 +90,7 @@ class BatchProcessor:
         config: StreamsConfig,
         metrics: StreamMetrics,
         on_fatal: Callable[[BaseException], None] | None = None,
+        notes: CrashNotes | None = None,
     ) -> None:
         self.app = app
         self.table = table
@@ -96,6 +105,9 @@ class BatchProcessor:
         self.cache: OrderedDict[str, UserState] = OrderedDict()
         self._cache_rebalance = -1
         self.failed_send: BaseException | None = None  # a queued send the broker refused
+        self.failed_at: Message | None = None  # the input record of that send
+        self.current: Message | None = None  # the input record being handled
+        self.notes = notes  # where the worker is, for the next start (streams.crashloop)
         self.continuity = OffsetContinuity(self._probe)
 
     def transactional_id(self, partition: int) -> str | None:
@@ -152,17 +164,30 @@ class BatchProcessor:
     def _fatal(self, exc: BaseException) -> None:
         # Faust would ack the batch and, on its way down, commit it: exit instead,
         # exactly like SIGKILL, which the restart path is built and tested for.
-        log.critical("send failed; exiting without committing: %r", exc, exc_info=exc)
+        culprit = self.failed_at or self.current
+        if self.notes is not None and culprit is not None:
+            # The next start knows which record this was (the crash-loop rule).
+            self.notes.note_record(culprit.topic, culprit.partition, culprit.offset,
+                                   f"{type(exc).__name__}: {exc}")  # fmt: skip
+        where = "" if culprit is None else f" at {culprit.tp}@{culprit.offset}"
+        log.critical("send failed%s; exiting without committing: %r", where, exc, exc_info=exc)
         self.on_fatal(exc)
 
-    def _on_delivery(self, fut: asyncio.Future[Any]) -> None:
+    def _track(self, delivery: Awaitable[Any], source: Message) -> None:
+        """Remember which input record a send was for, should the broker refuse it."""
+        future = cast("asyncio.Future[Any]", delivery)
+        future.add_done_callback(functools.partial(self._on_delivery, source))
+
+    def _on_delivery(self, source: Message, fut: asyncio.Future[Any]) -> None:
         if not fut.cancelled() and fut.exception() is not None and self.failed_send is None:
             self.failed_send = fut.exception()
+            self.failed_at = source
 
     async def _process(self, events: Sequence[EventT], result: BatchResult) -> None:
         pending: dict[str, tuple[UserState, EventT]] = {}
         deliveries: list[Awaitable[Any]] = []
-        labels, window = self.config.labels, self.config.dedupe_window
+        if self.notes is not None:
+            self.notes.note_batch(batch_ranges(events))
         for event in events:
             started = time.perf_counter()
             message = event.message
@@ -182,64 +207,146 @@ class BatchProcessor:
                 tp = TP(self.config.input_topic, message.partition)
                 self.app.consumer.mark_absent(tp, self.continuity.last_gap)
             tid = self.transactional_id(message.partition)
-            parsed = parse_event(message.value if message.value is not None else b"")
-            if isinstance(parsed, InteractionEvent):
-                problem = check_key(message.key, parsed)
-                if problem is not None:
-                    parsed = problem
-            if isinstance(parsed, Invalid):
-                deliveries.append(await self._send_dead_letter(event, parsed, tid))
-                result.dead_letters += 1
-                outcome: Outcome = "invalid"
+            spot = (
+                self.notes.lookup(message.topic, message.partition, message.offset)
+                if self.notes is not None
+                else None
+            )
+            decision = decide(spot)
+            if decision == "process":
+                self.current = message
+                outcome, sent = await self._handle(event, tid, pending, result)
+                deliveries += sent
             else:
-                token = _current_event.set(weakref.ref(event))  # the table's partition
-                user = parsed.user_id
-                try:
-                    state = pending[user][0] if user in pending else self._load(user)
-                    step = advance(state, parsed, labels, window)
-                except Exception as exc:  # a bug or a corrupt stored state: park the event
-                    log.exception("processing %s failed; sent to the DLQ", parsed.event_id)
-                    problem = Invalid("processing_error", f"{type(exc).__name__}: {exc}")
-                    deliveries.append(await self._send_dead_letter(event, problem, tid))
-                    result.dead_letters += 1
-                    self._count(result, "invalid", message.partition, message.offset, started)
-                    continue
-                finally:
-                    _current_event.reset(token)
-                if step.state is not state:
-                    pending[user] = (step.state, event)
-                outcome = step.outcome
-                if step.example is not None:
-                    deliveries.append(
-                        await self.app.producer.send(
-                            self.config.output_topic,
-                            user.encode(),
-                            step.example_json,
-                            None,
-                            None,
-                            None,
-                            transactional_id=tid,
-                        )
-                    )
-                    self.metrics.training_examples.labels(kind=step.example.label_kind).inc()
-                    result.examples += 1
+                assert spot is not None
+                outcome = await self._handle_noted(event, spot, decision, tid, pending, result)
             self._count(result, outcome, message.partition, message.offset, started)
-        if self.config.exactly_once:
-            # The transaction makes waiting unnecessary, but a refused send must not go
-            # unnoticed: the next batch checks (see _on_delivery).
-            for delivery in deliveries:
-                cast("asyncio.Future[Any]", delivery).add_done_callback(self._on_delivery)
-        elif deliveries:
+        self.current = None
+        if not self.config.exactly_once and deliveries:
+            # The transaction makes waiting unnecessary in exactly-once mode, but a refused
+            # send must not go unnoticed there either: the next batch checks (_on_delivery).
             await asyncio.gather(*deliveries)
         cache, limit = self.cache, self.config.state_cache_users
         for user, (state, event) in pending.items():
             tid = self.transactional_id(event.message.partition)
             written = await self.table.put(user.encode(), state.to_bytes(), event, tid)
-            written.add_done_callback(self._on_delivery)
+            self._track(written, event.message)
             cache[user] = state
             cache.move_to_end(user)
         while len(cache) > limit:
             cache.popitem(last=False)
+
+    async def _handle(
+        self,
+        event: EventT,
+        tid: str | None,
+        pending: dict[str, tuple[UserState, EventT]],
+        result: BatchResult,
+        minimal_dead_letter: bool = False,
+    ) -> tuple[Outcome, list[Awaitable[Any]]]:
+        """Decode, validate and advance one event; returns its outcome and queued sends."""
+        message = event.message
+        sent: list[Awaitable[Any]] = []
+        # parse_event checks the size before it decodes anything (recoil.events).
+        parsed = parse_event(message.value if message.value is not None else b"")
+        if isinstance(parsed, InteractionEvent):
+            problem = check_key(message.key, parsed)
+            if problem is not None:
+                parsed = problem
+        if isinstance(parsed, Invalid):
+            sent.append(await self._send_dead_letter(event, parsed, tid, minimal_dead_letter))
+            result.dead_letters += 1
+            return "invalid", sent
+        token = _current_event.set(weakref.ref(event))  # the table's partition
+        user = parsed.user_id
+        try:
+            state = pending[user][0] if user in pending else self._load(user)
+            step = advance(state, parsed, self.config.labels, self.config.dedupe_window)
+        except Exception as exc:  # a bug or a corrupt stored state: park the event
+            log.exception("processing %s failed; sent to the DLQ", parsed.event_id)
+            problem = Invalid("processing_error", f"{type(exc).__name__}: {exc}")
+            sent.append(await self._send_dead_letter(event, problem, tid, minimal_dead_letter))
+            result.dead_letters += 1
+            return "invalid", sent
+        finally:
+            _current_event.reset(token)
+        if step.state is not state:
+            pending[user] = (step.state, event)
+        if step.example is not None:
+            sent.append(
+                await self.app.producer.send(
+                    self.config.output_topic,
+                    user.encode(),
+                    step.example_json,
+                    None,
+                    None,
+                    None,
+                    transactional_id=tid,
+                )
+            )
+            self._track(sent[-1], message)
+            self.metrics.training_examples.labels(kind=step.example.label_kind).inc()
+            result.examples += 1
+        return step.outcome, sent
+
+    async def _handle_noted(
+        self,
+        event: EventT,
+        spot: Spot,
+        decision: Decision,
+        tid: str | None,
+        pending: dict[str, tuple[UserState, EventT]],
+        result: BatchResult,
+    ) -> Outcome:
+        """A record the worker died at before: the crash-loop rule (streams.crashloop)."""
+        notes, message = self.notes, event.message
+        assert notes is not None
+        topic, partition, offset = message.topic, message.partition, message.offset
+        if spot.precise and notes.reached_again(spot):
+            self.metrics.same_offset_restarts.inc()
+        self.current = message
+        notes.note_record(topic, partition, offset, spot.reason)
+        if decision == "careful":
+            try:
+                outcome, sent = await self._handle(
+                    event, tid, pending, result, minimal_dead_letter=spot.precise
+                )
+            except Exception as exc:  # raised here, not by the broker: nothing went out
+                log.exception("%s/%s@%s failed again after a restart", topic, partition, offset)
+                reason = f"failed again after a restart: {type(exc).__name__}: {exc}"
+                return await self._minimal_or_skip(event, reason, tid, result)
+            await asyncio.gather(*sent)  # a refusal now names this record (see _fatal)
+            notes.note_batch_again()
+            return outcome
+        if decision == "minimal":
+            reason = f"the worker died at this record {spot.deaths} times; last: {spot.reason}"
+            return await self._minimal_or_skip(event, reason, tid, result)
+        log.error("skipping %s/%s@%s without a dead letter: the worker died at it %d times "
+                  "(last: %s)", topic, partition, offset, spot.deaths, spot.reason)  # fmt: skip
+        self.metrics.skipped_records.inc()
+        notes.skipped()
+        return "invalid"
+
+    async def _minimal_or_skip(
+        self, event: EventT, reason: str, tid: str | None, result: BatchResult
+    ) -> Outcome:
+        """Write the minimal dead letter and wait for it; skip if it cannot even be sent."""
+        notes, message = self.notes, event.message
+        assert notes is not None
+        try:
+            sent = await self._send_dead_letter(
+                event, Invalid(CRASH_LOOP, reason), tid, minimal=True
+            )
+        except Exception:
+            log.exception("skipping %s/%s@%s: not even its minimal dead letter can be sent",
+                          message.topic, message.partition, message.offset)  # fmt: skip
+            self.metrics.skipped_records.inc()
+            notes.skipped()
+            return "invalid"
+        await sent  # refused by the broker: the next start skips it (see _fatal)
+        result.dead_letters += 1
+        notes.note_batch_again()
+        return "invalid"
 
     def _count(
         self, result: BatchResult, outcome: Outcome, partition: int, offset: int, started: float
@@ -262,21 +369,34 @@ class BatchProcessor:
         return UserState.from_bytes(raw)
 
     async def _send_dead_letter(
-        self, event: EventT, invalid: Invalid, tid: str | None
+        self, event: EventT, invalid: Invalid, tid: str | None, minimal: bool = False
     ) -> Awaitable[Any]:
         message = event.message
+        letter = dead_letter(invalid, message.key, message.value, message.topic,
+                             message.partition, message.offset, minimal=minimal)  # fmt: skip
         self.metrics.invalid_events.labels(reason=invalid.code).inc()
         self.metrics.dlq_events.inc()
         fut: Awaitable[Any] = await self.app.producer.send(
             self.config.dlq_topic,
-            message.key,
-            message.value,
+            letter.key,
+            letter.value,
             None,
             None,
-            dlq_headers(invalid, message.topic, message.partition, message.offset),
+            letter.headers,
             transactional_id=tid,
         )
+        self._track(fut, message)
         return fut
+
+
+def batch_ranges(events: Sequence[EventT]) -> dict[tuple[str, int], tuple[int, int]]:
+    """The offset range of each (topic, partition) in a batch."""
+    ranges: dict[tuple[str, int], tuple[int, int]] = {}
+    for event in events:
+        m = event.message
+        first, last = ranges.get((m.topic, m.partition), (m.offset, m.offset))
+        ranges[(m.topic, m.partition)] = (min(first, m.offset), max(last, m.offset))
+    return ranges
 
 
 def _exit_now(exc: BaseException) -> None:

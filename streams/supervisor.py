@@ -11,7 +11,11 @@ committed offsets -- the path the SIGKILL test exercises.
 ``recoil worker`` therefore runs the Faust worker as a child process and starts
 it again after such an exit -- and after any other crash, for the same
 reason (a few times per window, then it gives up and returns the status, so a
-persistent fault still reaches the operator or the orchestrator). A clean exit
+persistent fault still reaches the operator or the orchestrator). The child
+learns how often it was restarted from ``RECOIL_WORKER_RESTARTS`` and exports it
+as ``recoil_stream_worker_restarts_total``. A record that kills the worker
+every time is not such a fault: the crash-loop rule (streams.crashloop) moves
+past it after a restart or two. A clean exit
 or a configuration error (status 2) ends the loop, and so do SIGTERM/SIGINT,
 which are passed to the child.
 """
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import signal
 import subprocess
 import time
@@ -37,11 +42,14 @@ log = logging.getLogger(__name__)
 EXIT_SEND_FAILED = 70  # streams.processor: a send failed
 EXIT_UNCOMMITTABLE = 75  # streams.consumer: processed work that cannot be committed
 EXIT_CONFIG = 2  # a configuration error: restarting cannot help
+# Tells the child how often it was restarted, for recoil_stream_worker_restarts_total.
+RESTARTS_ENV = "RECOIL_WORKER_RESTARTS"
 
 
 def supervise(argv: Sequence[str], max_restarts: int = 5, window: float = 300.0) -> int:
     """Run ``argv`` until it exits for good; returns its last exit status."""
     restarts: deque[float] = deque()
+    restarted = 0
     stopping = False
     child: subprocess.Popen[bytes] | None = None
 
@@ -54,12 +62,14 @@ def supervise(argv: Sequence[str], max_restarts: int = 5, window: float = 300.0)
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         while True:
-            child = subprocess.Popen(list(argv), preexec_fn=die_with_parent)
+            env = {**os.environ, RESTARTS_ENV: str(restarted)}
+            child = subprocess.Popen(list(argv), preexec_fn=die_with_parent, env=env)
             status = child.wait()
             if stopping or status in (0, EXIT_CONFIG):
                 return status
             now = time.monotonic()
             restarts.append(now)
+            restarted += 1
             while restarts and now - restarts[0] > window:
                 restarts.popleft()
             if len(restarts) > max_restarts:

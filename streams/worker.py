@@ -10,11 +10,16 @@ directory after a graceful stop (everything committed), deletes it at start,
 and when it is missing on an exactly-once start, deletes the local table
 files: the table is rebuilt from the changelog, reading committed data only.
 A clean restart keeps the files and only reads the changelog's tail.
+
+The data directory also holds the crash note of :mod:`streams.crashloop`
+(``IN_FLIGHT.json``): where the worker was, so that a record it died at
+cannot stop it a second time. A graceful stop empties it.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -24,7 +29,9 @@ from prometheus_client import CollectorRegistry, start_http_server
 from recoil.kafka_settings import KafkaSettings
 from streams.app import StreamsWorkerApp, build_app
 from streams.config import StreamsConfig, describe
+from streams.crashloop import CrashNotes
 from streams.metrics import StreamMetrics
+from streams.supervisor import RESTARTS_ENV
 from streams.topics import prepare_topics
 
 log = logging.getLogger(__name__)
@@ -55,6 +62,19 @@ def discard_unclean_state(config: StreamsConfig) -> bool:
     return True
 
 
+def count_restarts(metrics: StreamMetrics, notes: CrashNotes) -> None:
+    """Start the restart counters where the last process left them (they never go back)."""
+    metrics.worker_restarts.inc(int(os.environ.get(RESTARTS_ENV, "0") or 0))
+    metrics.same_offset_restarts.inc(notes.counts.same_offset_restarts)
+    metrics.skipped_records.inc(notes.counts.skipped_records)
+
+
+def announce(line: str) -> None:
+    """A bound address, on stdout (port 0 picks one) and in the log."""
+    print(line, flush=True)
+    log.info("%s", line)
+
+
 def run_worker(
     config: StreamsConfig,
     settings: KafkaSettings,
@@ -74,14 +94,20 @@ def run_worker(
                  layout.input_partitions)  # fmt: skip
     config.app_data_dir.mkdir(parents=True, exist_ok=True)
     discard_unclean_state(config)
+    notes = CrashNotes.load(config.app_data_dir)
 
     registry = CollectorRegistry()
     metrics = StreamMetrics(registry)
+    count_restarts(metrics, notes)
+    config = config.with_free_ports()  # port 0: any free port (once per process here)
     if config.metrics_port is not None:
-        start_http_server(config.metrics_port, addr=config.metrics_host, registry=registry)
-        log.info("metrics on http://%s:%d/metrics", config.metrics_host, config.metrics_port)
+        server, _ = start_http_server(
+            config.metrics_port, addr=config.metrics_host, registry=registry
+        )
+        announce(f"metrics: http://{config.metrics_host}:{server.server_port}/metrics")
+    announce(f"history view: http://{config.web_host}:{config.web_port}/history/{{user_id}}")
 
-    parts = build_app(config, settings, metrics, layout.input_partitions)
+    parts = build_app(config, settings, metrics, layout.input_partitions, notes)
     if customize is not None:
         customize(parts)
     worker = faust.Worker(
@@ -100,6 +126,7 @@ def run_worker(
     crashed = parts.app.crash_reason is not None or worker.crash_reason is not None
     if status == 0 and not crashed:
         (config.app_data_dir / CLEAN_MARKER).write_text("graceful stop: local state committed\n")
+        notes.clear()  # nothing was in flight
     else:
         log.error("worker stopped after a crash (%r); local state will be rebuilt",
                   parts.app.crash_reason or worker.crash_reason)  # fmt: skip

@@ -44,9 +44,11 @@ def register(sub: Any) -> None:
     parser.add_argument("--replication-factor", type=int, default=1,
                         help="replicas of topics it creates (changelog too)")  # fmt: skip
     parser.add_argument("--web-host", default="127.0.0.1", help="history view bind address")
-    parser.add_argument("--web-port", type=int, default=6066, help="history view port")
+    parser.add_argument("--web-port", type=int, default=6066,
+                        help="history view port (0 = any free port; printed)")  # fmt: skip
     parser.add_argument("--metrics-port", type=int, default=None,
-                        help="serve /metrics on HOST:PORT (default: off)")  # fmt: skip
+                        help="serve /metrics on HOST:PORT (default: off; 0 = any free port; "
+                        "the bound address is printed)")  # fmt: skip
     parser.add_argument("--metrics-host", default="127.0.0.1", help="/metrics bind address")
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--batch-timeout", type=float, default=0.05,
@@ -104,6 +106,8 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     settings = kafka_settings(args)
     if args.supervise:
+        # Port 0 is resolved here, once: every restart of the child serves on the same port.
+        config = config.with_free_ports()
         from streams.supervisor import supervise, worker_command
 
         return supervise(worker_command(settings, config, supervised=False,

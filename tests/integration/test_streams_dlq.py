@@ -18,7 +18,7 @@ from recoil.kafka_settings import KafkaSettings
 from recoil.processes import ProcessGroup
 from recoil.records import TrainingExample
 from streams.config import StreamsConfig
-from streams.dlq import DeadLetter
+from streams.dlq import MAX_VALUE_BYTES, DeadLetter
 from streams.harness import metric, produce, read_topic, scrape, start_worker, wait_until
 
 pytestmark = pytest.mark.integration
@@ -96,7 +96,8 @@ def test_bad_inputs_go_to_the_dlq_with_reasons(
     ):
         letter = DeadLetter.from_record(letter_record.key, letter_record.value,
                                         letter_record.headers)  # fmt: skip
-        assert (letter.key, letter.value, letter.code) == (key, value, code)
+        assert (letter.key, letter.value, letter.code) == (key, value[:MAX_VALUE_BYTES], code)
+        assert letter.is_original(value) and letter.truncated == (len(value) > MAX_VALUE_BYTES)
         assert phrase in letter.reason
         assert (letter.source_topic, letter.source_partition, letter.source_offset) == (
             config.input_topic, partition, offset,

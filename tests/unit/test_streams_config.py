@@ -74,3 +74,12 @@ def test_worker_command_exits_with_the_reason() -> None:
     )
     assert done.returncode == 2
     assert "configuration error: batch_size=0: must be >= 1" in done.stderr
+
+
+def test_port_zero_means_any_free_port() -> None:
+    config = StreamsConfig(web_port=0, metrics_port=0)  # valid: 0 is not a clash either
+    resolved = config.with_free_ports()
+    assert 0 < resolved.web_port < 65536 and resolved.metrics_port is not None
+    assert 0 < resolved.metrics_port < 65536 and resolved.metrics_port != resolved.web_port
+    fixed = StreamsConfig(web_port=6100, metrics_port=None)
+    assert fixed.with_free_ports() == fixed

@@ -21,6 +21,9 @@ def test_exact_metric_names_and_types() -> None:
         "recoil_stream_processing_seconds": "histogram",
         "recoil_stream_history_users": "gauge",
         "recoil_stream_consumer_lag_messages": "gauge",
+        "recoil_stream_worker_restarts": "counter",
+        "recoil_stream_same_offset_restarts": "counter",
+        "recoil_stream_skipped_records": "counter",
     }
 
 

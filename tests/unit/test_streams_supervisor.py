@@ -10,7 +10,7 @@ from recoil.commands.worker import config_from_args
 from recoil.kafka_settings import KafkaSettings
 from recoil.labels import LabelConfig
 from streams.config import StreamsConfig
-from streams.supervisor import EXIT_UNCOMMITTABLE, supervise, worker_command
+from streams.supervisor import EXIT_UNCOMMITTABLE, RESTARTS_ENV, supervise, worker_command
 
 
 def test_worker_command_round_trips_every_setting(tmp_path: Path) -> None:
@@ -53,3 +53,15 @@ def test_supervisor_gives_up_and_passes_a_config_error_through(tmp_path: Path) -
     )
     assert supervise([sys.executable, "-c", config_error, str(counter)]) == 2
     assert counter.read_text() == "x"  # not restarted
+
+
+def test_the_child_learns_how_often_it_was_restarted(tmp_path: Path) -> None:
+    seen = tmp_path / "seen"
+    script = (
+        "import os, pathlib, sys; p = pathlib.Path(sys.argv[1]); "
+        f"n = os.environ['{RESTARTS_ENV}']; "
+        "p.write_text((p.read_text() if p.exists() else '') + n); "
+        f"sys.exit({EXIT_UNCOMMITTABLE} if n != '2' else 0)"
+    )
+    assert supervise([sys.executable, "-c", script, str(seen)]) == 0
+    assert seen.read_text() == "012"
