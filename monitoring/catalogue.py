@@ -127,6 +127,12 @@ CATALOGUE: tuple[Metric, ...] = (
     Metric("recoil_stream_history_users", G, S, "Users in this worker's history table."),
     Metric("recoil_stream_consumer_lag_messages", G, S, "Messages not yet consumed by the worker.",
            unit="messages", labels=(Label("topic", doc="input topic"), _PARTITION)),
+    Metric("recoil_stream_worker_restarts_total", C, S,
+           "Restarts of the worker process by its supervisor (kept across restarts)."),
+    Metric("recoil_stream_same_offset_restarts_total", C, S,
+           "Restarts that came back to the input record the worker died at (crash-loop rule)."),
+    Metric("recoil_stream_skipped_records_total", C, S,
+           "Input records skipped because not even a minimal dead letter could be written."),
     # learner: learner/metrics.py, LearnerMetrics(registry)
     Metric("recoil_learner_steps_total", C, LRN, "Optimizer steps taken."),
     Metric("recoil_learner_examples_total", C, LRN, "Training examples consumed."),

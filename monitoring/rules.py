@@ -50,6 +50,10 @@ class Thresholds:
     dlq_ratio: float = 0.05  # 5% of events invalid means a broken producer
     learner_step_stale_seconds: int = 300  # no step for 5 minutes while input waits
     serving_error_ratio: float = 0.01  # 1% of requests answered 5xx
+    # Crash-only recovery restarts a worker now and then by design; this many in
+    # restart_window is a fault (the supervisor itself gives up after 5 in 5 minutes).
+    worker_restarts: int = 3
+    restart_window: str = "15m"
 
 
 @dataclass(frozen=True)
@@ -319,6 +323,44 @@ def alert_groups(t: Thresholds = Thresholds()) -> tuple[RuleGroup, ...]:
             "its agent is stuck (a rebalance that never finished, a blocked table recovery). "
             "Restart the worker; Faust resumes from the changelog.",
             ("instance:recoil_stream_events:rate5m", f"delta({stream_lag}[5m])"),
+        ),
+        AlertRule(
+            "RecoilStreamWorkerRestarting",
+            f"increase(recoil_stream_worker_restarts_total[{t.restart_window}]) >= "
+            f"{t.worker_restarts}",
+            "1m",
+            "ticket",
+            "Stream worker {{ $labels.instance }} restarted {{ $value | humanize }} times in "
+            f"{t.restart_window}",
+            "The worker exits and is restarted from committed state when it cannot keep its "
+            "guarantees in-process (a refused send, an uncommittable rebalance). That many "
+            "restarts point at the broker or the network: check the worker's log for the "
+            "exit reason (status 70 or 75) before the supervisor gives up.",
+            (f"increase(recoil_stream_worker_restarts_total[{t.restart_window}])",),
+        ),
+        AlertRule(
+            "RecoilStreamCrashLoop",
+            f"increase(recoil_stream_same_offset_restarts_total[{t.restart_window}]) > 0",
+            "1m",
+            "ticket",
+            "Stream worker {{ $labels.instance }} died at the same input record again",
+            "A record killed the worker and the restart came back to it; the crash-loop rule "
+            "handled it carefully, then wrote a minimal dead letter (code crash_loop, or a cut "
+            "dead letter) so the stream moved on. Find it in the DLQ by its "
+            "recoil.dlq.source.* headers and the worker's log, and fix the cause.",
+            (f"increase(recoil_stream_same_offset_restarts_total[{t.restart_window}])",),
+        ),
+        AlertRule(
+            "RecoilStreamRecordSkipped",
+            "increase(recoil_stream_skipped_records_total[1h]) > 0",
+            "1m",
+            "page",
+            "Stream worker {{ $labels.instance }} skipped an input record without a dead letter",
+            "Not even a minimal dead letter of a record could be written, so the worker "
+            "skipped it (logged with its partition and offset) rather than stop the stream: "
+            "the record is in neither output. The DLQ topic is probably unwritable; check it, "
+            "then replay the record from its source offset.",
+            ("increase(recoil_stream_skipped_records_total[1h])",),
         ),
         AlertRule(
             "RecoilServingErrorRatio",
