@@ -5,6 +5,12 @@ KRaft storage in a fresh temporary directory, listens on 127.0.0.1 on free ports
 writes the broker's own log to ``<workdir>/server.log`` and is stopped (only it,
 never other JVMs) on ``stop()``. On Linux the child also receives SIGKILL if
 its parent dies, so a killed test run leaves no broker behind.
+
+Restarting on kept data (``workdir`` given, ``recoil broker --data-dir``): storage
+that is already formatted is not formatted again. Kafka refuses a data directory
+whose ``meta.properties`` names another cluster id, so the stored id is the one
+used; the controller port of the previous start is reused too, because the
+formatted quorum's voter set records that endpoint.
 """
 
 from __future__ import annotations
@@ -32,6 +38,30 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+def stored_cluster_id(data: Path) -> str | None:
+    """The cluster id formatted into ``data`` (its ``meta.properties``); None if unformatted."""
+    meta = data / "meta.properties"
+    if not meta.is_file():
+        return None
+    for line in meta.read_text().splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key.strip() == "cluster.id" and value.strip():
+            return value.strip()
+    raise RuntimeError(f"{meta} names no cluster.id: remove {data} to start with empty storage")
+
+
+def stored_controller_port(config: Path) -> int | None:
+    """The controller port a previous start wrote into ``config``; None if there is none."""
+    if not config.is_file():
+        return None
+    for line in config.read_text().splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key.strip() == "controller.quorum.bootstrap.servers":
+            port = value.strip().rsplit(":", 1)[-1]
+            return int(port) if port.isdigit() else None
+    return None
 
 
 def server_properties(
@@ -88,6 +118,7 @@ class EmbeddedKafka:
         self.heap = heap
         self.extra_properties = extra_properties or {}
         self.log_file = self.workdir / "server.log"
+        self.cluster_id: str | None = None  # known once start() has formatted or found storage
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -111,21 +142,16 @@ class EmbeddedKafka:
         self.workdir.mkdir(parents=True, exist_ok=True)
         data = self.workdir / "data"
         config = self.workdir / "server.properties"
+        self.cluster_id = stored_cluster_id(data)
+        if self.cluster_id is not None:  # kept data: same cluster, same quorum endpoint
+            self.controller_port = stored_controller_port(config) or self.controller_port
         config.write_text(
             server_properties(
                 self.host, self.port, self.controller_port, data, self.extra_properties
             )
         )
-        cluster_id = "-"
-        while cluster_id.startswith("-"):  # as Kafka's Uuid.randomUuid: "-..." reads as an option
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-        fmt = self._java(
-            libs, "kafka.tools.StorageTool", "format", "-t", cluster_id,
-            "-c", str(config), "--standalone", "--ignore-formatted",
-        )  # fmt: skip
-        done = subprocess.run(fmt, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            raise RuntimeError(f"formatting KRaft storage failed:\n{done.stdout}{done.stderr}")
+        if self.cluster_id is None:
+            self.cluster_id = self._format(libs, config)
         out = (self.workdir / "broker.out").open("wb")
         self._process = subprocess.Popen(
             self._java(libs, "kafka.Kafka", str(config)),
@@ -137,6 +163,20 @@ class EmbeddedKafka:
         out.close()
         self._wait_ready(timeout)
         return self
+
+    def _format(self, libs: Path, config: Path) -> str:
+        """Format empty KRaft storage for a new single-node cluster; return its id."""
+        cluster_id = "-"
+        while cluster_id.startswith("-"):  # as Kafka's Uuid.randomUuid: "-..." reads as an option
+            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        fmt = self._java(
+            libs, "kafka.tools.StorageTool", "format", "-t", cluster_id,
+            "-c", str(config), "--standalone",
+        )  # fmt: skip
+        done = subprocess.run(fmt, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"formatting KRaft storage failed:\n{done.stdout}{done.stderr}")
+        return cluster_id
 
     def _wait_ready(self, timeout: float) -> None:
         from kafka import KafkaAdminClient

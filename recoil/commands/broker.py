@@ -15,11 +15,14 @@ def register(sub: Any) -> None:
         "broker",
         help="run a single-node Apache Kafka broker (KRaft) on 127.0.0.1 until Ctrl-C",
         description="Resolve Apache Kafka from Maven Central (once, cached), format KRaft "
-        "storage in a temporary directory and run one combined broker+controller.",
+        "storage in a temporary directory (or in --data-dir, once: a later start on the same "
+        "directory reuses its cluster id and data) and run one combined broker+controller.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=9092, help="client port (0 = any free)")
-    parser.add_argument("--data-dir", type=Path, default=None, help="keep data here")
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="keep data here; starting again on it keeps topics, records and "
+                        "committed offsets (default: a temporary directory, removed on exit)")  # fmt: skip
     parser.set_defaults(handler=run)
 
 
