@@ -81,7 +81,7 @@ from learner.snapshot_store import (
     version_dir,
     write_latest,
 )
-from learner.vocab import FIRST_INDEX, Vocabularies, Vocabulary
+from learner.vocab import FIRST_INDEX, UNKNOWN_INDEX, Vocabularies, Vocabulary
 from recoil.records import HistoryItem, TrainingExample
 
 __all__ = [
@@ -196,6 +196,11 @@ class Snapshot:
     def item_meta(self, item_id: str) -> ItemMeta | None:
         """Creator and cluster of ``item_id``, or None for an item this snapshot lacks."""
         return self._items_meta.get(item_id)
+
+    def unknown_items(self, item_ids: Iterable[str]) -> list[str]:
+        """The ids among ``item_ids`` this snapshot has no row for (served as the unknown item)."""
+        items = self.vocabs.items
+        return [i for i in item_ids if items.index(i) == UNKNOWN_INDEX]
 
     def user_states(self, histories: Sequence[Sequence[HistoryItem]]) -> np.ndarray:
         """s per history, (B, D) float32, with the arm's input transform applied."""

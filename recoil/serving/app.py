@@ -7,6 +7,14 @@
     GET  /healthz, /readyz           liveness; readiness = a snapshot is loaded
     GET  /metrics                    Prometheus
 
+Nothing a client sends stops the server: bodies over ``MAX_BODY_BYTES`` are a
+413, JSON the decoder cannot take (malformed, nested too deeply, an integer of
+thousands of digits) and out-of-range ``k`` a 400, each with a reason. History
+items the snapshot has no row for (newer than the model: normal for live
+histories) are served, encoded as the unknown item, and counted in the answer's
+``unknown_items``; a POST body with ``"unknown_items": "reject"`` gets a 422
+naming them instead.
+
 Hot swap: a watcher loads a newer snapshot off the event loop and replaces one
 reference; each request reads that reference once, so in-flight requests finish
 on the snapshot they started with and no request fails during a swap. Snapshots
@@ -34,6 +42,7 @@ from recoil.serving.requests import (
     MAX_BODY_BYTES,
     BadRequestError,
     parse_batch_body,
+    parse_json_body,
     parse_k,
     parse_recommend_body,
 )
@@ -116,6 +125,27 @@ def _items(snapshot: ServableSnapshot, ranked: list[tuple[str, float]]) -> list[
     return items
 
 
+def unknown_items(
+    snapshot: ServableSnapshot, histories: Sequence[Sequence[HistoryItem]]
+) -> list[str]:
+    """History item ids ``snapshot`` has no row for, sorted (none if it cannot tell)."""
+    check = getattr(snapshot, "unknown_items", None)
+    if check is None:
+        return []
+    return sorted(check({item.item_id for history in histories for item in history}))
+
+
+def _reject_unknown(snapshot: ServableSnapshot, unknown: list[str]) -> web.Response:
+    shown = ", ".join(unknown[:20]) + (
+        f" and {len(unknown) - 20} more" if len(unknown) > 20 else ""
+    )
+    return _error(
+        422, "unknown_items",
+        f"{len(unknown)} history items are unknown to snapshot version {snapshot.version}: "
+        f"{shown} (send \"unknown_items\": \"ignore\" to serve them as the unknown item)",
+    )  # fmt: skip
+
+
 def create_app(
     holder: SnapshotHolder,
     history_source: HistorySource | None,
@@ -157,13 +187,14 @@ def create_app(
         return snapshot
 
     def respond(snapshot: ServableSnapshot, history: Sequence[HistoryItem], k: int,
-                exclude_seen: bool, **extra: Any) -> web.Response:  # fmt: skip
+                exclude_seen: bool, unknown: list[str], **extra: Any) -> web.Response:  # fmt: skip
         ranked = snapshot.recommend([history], k, exclude_seen)[0]
         return web.json_response(
             {
                 **extra,
                 "model_version": snapshot.version,
                 "history_length": len(history),
+                "unknown_items": len(unknown),
                 "items": _items(snapshot, ranked),
             }
         )
@@ -182,22 +213,27 @@ def create_app(
         except HistoryUnavailableError as exc:
             return _error(503, "history_unavailable", str(exc))
         last = history[-1].timestamp if history else None
-        return respond(snapshot, history, k, True, user_id=user_id, last_event_timestamp=last)
+        unknown = unknown_items(snapshot, [history])
+        return respond(snapshot, history, k, True, unknown, user_id=user_id,
+                       last_event_timestamp=last)  # fmt: skip
 
     async def read_json(request: web.Request) -> Any:
         try:
-            return await request.json()
-        except json.JSONDecodeError as exc:
-            raise BadRequestError(f"body is not JSON: {exc.msg}") from None
+            raw = await request.read()
         except web.HTTPRequestEntityTooLarge:
             raise BadRequestError(f"body is over {MAX_BODY_BYTES} bytes", 413) from None
+        return parse_json_body(raw)
 
     async def recommend_history(request: web.Request) -> web.Response:
         try:
             req = parse_recommend_body(await read_json(request))
         except BadRequestError as exc:
             return _error(exc.status, "bad_request", exc.reason)
-        return respond(current(), req.history, req.k, req.exclude_seen)
+        snapshot = current()
+        unknown = unknown_items(snapshot, [req.history])
+        if unknown and req.unknown_items == "reject":
+            return _reject_unknown(snapshot, unknown)
+        return respond(snapshot, req.history, req.k, req.exclude_seen, unknown)
 
     async def recommend_batch(request: web.Request) -> web.Response:
         try:
@@ -205,10 +241,14 @@ def create_app(
         except BadRequestError as exc:
             return _error(exc.status, "bad_request", exc.reason)
         snapshot = current()
+        unknown = unknown_items(snapshot, req.histories)
+        if unknown and req.unknown_items == "reject":
+            return _reject_unknown(snapshot, unknown)
         ranked = snapshot.recommend(req.histories, req.k, req.exclude_seen)
         return web.json_response(
             {
                 "model_version": snapshot.version,
+                "unknown_items": len(unknown),
                 "results": [_items(snapshot, one) for one in ranked],
             }
         )

@@ -6,9 +6,10 @@ A rejected request becomes an HTTP 4xx whose JSON body carries ``error`` and
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from recoil.records import HISTORY_COLUMNS, NUM_DWELL_BUCKETS, NUM_GAP_BUCKETS, HistoryItem
 
@@ -17,6 +18,8 @@ DEFAULT_K = 10
 MAX_HISTORY = 1000  # longer histories are refused rather than silently cut
 MAX_BODY_BYTES = 8 << 20
 MAX_BATCH = 1024  # histories per POST /recommend/batch
+UNKNOWN_ITEMS = ("ignore", "reject")  # what a POST body's "unknown_items" may ask for
+UnknownItems = Literal["ignore", "reject"]
 
 
 class BadRequestError(ValueError):
@@ -33,6 +36,25 @@ class RecommendRequest:
     history: tuple[HistoryItem, ...]
     k: int
     exclude_seen: bool
+    unknown_items: UnknownItems = "ignore"  # "reject": 422 if the snapshot lacks a history item
+
+
+def parse_json_body(raw: bytes) -> Any:
+    """A request body as JSON; anything the decoder cannot take safely is a 400 with a reason.
+
+    Python's decoder recurses once per nesting level and refuses integers of more than
+    4,300 digits; both surface as exceptions other than ``JSONDecodeError``.
+    """
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise BadRequestError("body is not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise BadRequestError(f"body is not JSON: {exc.msg}") from None
+    except RecursionError:
+        raise BadRequestError("body is JSON nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer of more than sys.get_int_max_str_digits()
+        raise BadRequestError(f"body holds a value JSON decoding refused: {exc}") from None
 
 
 def parse_k(raw: str | None) -> int:
@@ -93,7 +115,7 @@ def _check_fields(body: Any, items: str) -> None:
     """A POST body is a JSON object of ``items``, ``k`` and ``exclude_seen``, nothing else."""
     if not isinstance(body, dict):
         raise BadRequestError(f"body must be a JSON object with a '{items}' list")
-    unknown = body.keys() - {items, "k", "exclude_seen"}
+    unknown = body.keys() - {items, "k", "exclude_seen", "unknown_items"}
     if unknown:
         raise BadRequestError(f"unknown fields {sorted(unknown)}")
 
@@ -105,8 +127,18 @@ def _exclude_seen(body: dict[str, Any]) -> bool:
     return exclude_seen
 
 
+def _unknown_items(body: dict[str, Any]) -> UnknownItems:
+    value = body.get("unknown_items", "ignore")
+    if value == "ignore":
+        return "ignore"
+    if value == "reject":
+        return "reject"
+    raise BadRequestError(f"'unknown_items' must be one of {list(UNKNOWN_ITEMS)}, got {value!r}")
+
+
 def parse_recommend_body(body: Any) -> RecommendRequest:
-    """The body of ``POST /recommend``: ``{"history": [...], "k": 10, "exclude_seen": true}``."""
+    """The body of ``POST /recommend``: ``{"history": [...], "k": 10, "exclude_seen": true,
+    "unknown_items": "ignore"}`` (``"reject"``: refuse items the snapshot does not know)."""
     _check_fields(body, "history")
     history = body.get("history")
     if not isinstance(history, list):
@@ -117,7 +149,8 @@ def parse_recommend_body(body: Any) -> RecommendRequest:
         )
     exclude_seen = _exclude_seen(body)
     items = tuple(parse_history_item(obj, i) for i, obj in enumerate(history))
-    return RecommendRequest(items, check_k(body.get("k", DEFAULT_K)), exclude_seen)
+    k = check_k(body.get("k", DEFAULT_K))
+    return RecommendRequest(items, k, exclude_seen, _unknown_items(body))
 
 
 @dataclass(frozen=True)
@@ -125,6 +158,7 @@ class BatchRequest:
     histories: tuple[tuple[HistoryItem, ...], ...]
     k: int
     exclude_seen: bool
+    unknown_items: UnknownItems = "ignore"
 
 
 def parse_batch_body(body: Any) -> BatchRequest:
@@ -149,4 +183,5 @@ def parse_batch_body(body: Any) -> BatchRequest:
             raise BadRequestError(f"histories[{b}]: {exc.reason}", exc.status) from None
         parsed.append(one.history)
     exclude_seen = _exclude_seen(body)
-    return BatchRequest(tuple(parsed), check_k(body.get("k", DEFAULT_K)), exclude_seen)
+    k = check_k(body.get("k", DEFAULT_K))
+    return BatchRequest(tuple(parsed), k, exclude_seen, _unknown_items(body))

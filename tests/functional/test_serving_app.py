@@ -8,7 +8,7 @@ real-snapshot path is covered by the loop's integration test.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import pytest
@@ -23,6 +23,7 @@ from recoil.serving.app import (
     watch_snapshots,
 )
 from recoil.serving.metrics import ServingMetrics
+from recoil.serving.requests import MAX_BODY_BYTES
 
 
 class RankedSnapshot:
@@ -45,6 +46,10 @@ class RankedSnapshot:
             ranked = [(f"i{j}", float(self.n - j)) for j in range(self.n) if f"i{j}" not in seen]
             out.append(ranked[:k])
         return out
+
+    def unknown_items(self, item_ids: Iterable[str]) -> list[str]:
+        known = {f"i{j}" for j in range(self.n)}
+        return [i for i in item_ids if i not in known]
 
 
 class TableHistory:
@@ -155,6 +160,59 @@ def test_bad_requests_get_4xx_with_reason(body: Any, status: int, fragment: str)
             assert resp.status == 400 and "integer" in (await resp.json())["reason"]
         finally:
             await client.close()
+
+    asyncio.run(run())
+
+
+HOSTILE: list[tuple[str, str, bytes, int, str]] = [
+    ("oversized body", "/recommend", b'{"history": [' + b" " * MAX_BODY_BYTES + b"]}", 413,
+     f"over {MAX_BODY_BYTES} bytes"),
+    ("deeply nested", "/recommend", b"[" * 100_000 + b"]" * 100_000, 400, "nested too deeply"),
+    ("nested in history", "/recommend/batch",
+     b'{"histories": [' + b"[" * 5000 + b"]" * 5000 + b"]}", 400, "nested too deeply"),
+    ("k of 5000 digits", "/recommend", b'{"history": [], "k": ' + b"9" * 5000 + b"}", 400,
+     "JSON decoding refused"),
+    ("k of 10^9", "/recommend", b'{"history": [], "k": 1000000000}', 400, "between 1 and 500"),
+    ("not UTF-8", "/recommend", b'{"history": ["\xff"]}', 400, "not UTF-8"),
+    ("unknown items rejected", "/recommend",
+     b'{"history": [["i1","c",null,0,1,0,1.0],["new9","c",null,0,1,0,2.0]],'
+     b' "unknown_items": "reject"}', 422, "1 history items are unknown to snapshot version 1"),
+    ("unknown items, batch", "/recommend/batch",
+     b'{"histories": [[["x","c",null,0,1,0,1.0]]], "unknown_items": "reject"}', 422, ": x"),
+    ("bad unknown_items", "/recommend", b'{"history": [], "unknown_items": "drop"}', 400,
+     "'unknown_items' must be one of"),
+]  # fmt: skip
+
+
+def test_hostile_requests_get_4xx_with_reason_and_serving_goes_on() -> None:
+    async def run() -> None:
+        client, _, registry = await _client(SnapshotHolder(RankedSnapshot(1)))
+        try:
+            for name, path, body, status, fragment in HOSTILE:
+                resp = await client.post(path, data=body)
+                assert resp.status == status, name
+                assert fragment in (await resp.json())["reason"], name
+            for query in ("k=" + "9" * 5000, "k=1000000000", "k=-1"):
+                resp = await client.get(f"/recommend/u1?{query}")
+                assert resp.status == 400 and "k must" in (await resp.json())["reason"], query
+            # Unknown items are served by default (live histories hold items newer than the
+            # snapshot), and counted in the answer.
+            resp = await client.post(
+                "/recommend", json={"history": [["new1", "c", None, 0, 1, 0, 1.0]], "k": 2}
+            )
+            body = await resp.json()
+            assert resp.status == 200 and body["unknown_items"] == 1
+            assert [i["item_id"] for i in body["items"]] == ["i0", "i1"]
+        finally:
+            await client.close()
+        errors = sum(
+            registry.get_sample_value(
+                "recoil_serving_requests_total", {"endpoint": e, "status": "500"}
+            )
+            or 0.0
+            for e in ("/recommend", "/recommend/batch", "/recommend/{user_id}")
+        )
+        assert errors == 0.0
 
     asyncio.run(run())
 

@@ -164,6 +164,9 @@ def test_item_meta_and_truncated_vocabulary(tmp_path: Path) -> None:
     some = vocabs.items.ids()[3]
     assert snap.item_meta(some) == meta[some]
     assert snap.item_meta("never-seen") is None
+    assert snap.unknown_items([some, "never-seen", "arrived-after-the-last-step"]) == [
+        "never-seen", "arrived-after-the-last-step",
+    ]  # fmt: skip
     assert snap.version == 1 and snap.step == 1 and snap.offsets == {}
 
 
