@@ -87,6 +87,8 @@ class LearnerResult:
     resumed_from_step: int | None = None  # the checkpoint's step, when the run resumed
     examples: int = 0  # examples consumed in this run
     duplicates: int = 0  # re-delivered examples dropped in this run
+    skipped: int = 0  # records skipped in this run (oversized, undecodable, invalid)
+    snapshot_failures: int = 0  # publishes that failed in this run (training went on)
     snapshots: list[SnapshotInfo] = field(default_factory=list)
     offsets: dict[int, int] = field(default_factory=dict)  # trained through, at the end
 
@@ -146,6 +148,8 @@ class ContinuousLoop(L.Callback):
         stepped = bool(outputs)
         taken = len(batch.event_ids)
         self.result.duplicates += batch.duplicates
+        self.result.skipped += batch.invalid
+        self.metrics.record_skipped(batch.skipped)
         if taken:
             self._last_example_time = now
             self.examples_total += taken
@@ -242,27 +246,45 @@ class ContinuousLoop(L.Callback):
         }
 
     def publish(self, trainer: L.Trainer, pl_module: L.LightningModule) -> SnapshotInfo | None:
-        """Checkpoint, then publish a snapshot of the same step (failures are logged:
-        training goes on and the next trigger tries again)."""
+        """Checkpoint, publish a snapshot of the same step, announce it. A failure at any
+        stage is logged and counted (``recoil_learner_snapshot_failures_total{stage}``):
+        training goes on and the next trigger tries again. A snapshot is never published
+        without the checkpoint it names; one published but not announced stays published
+        (serving polls the store)."""
         module = cast(ContinuousModule, pl_module)
         self._snapshot_step = trainer.global_step
         self._snapshot_time = time.monotonic()
-        self.save_checkpoint(trainer)
+        stage = "checkpoint"
         try:
+            self.save_checkpoint(trainer)
+            stage = "publish"
             info = publish_snapshot(
                 self.config.store, module.model, self.state.vocabs, self.arm,
                 self.state.items_meta, trainer.global_step, self.offsets, topic=self.topic,
                 examples=self.examples_total, index_config=self.config.index,
-                queries=self._recent_states(module), announce=self.announce,
+                queries=self._recent_states(module), announce=None,
                 keep=self.config.keep_snapshots,
                 extra={"checkpoint": str(self.checkpoint_path.resolve())},
             )  # fmt: skip
         except Exception:
-            log.exception("publishing a snapshot failed; training continues")
+            log.exception("snapshot at step %d failed (%s); training continues",
+                          trainer.global_step, stage)  # fmt: skip
+            self._failed(stage)
             return None
         self.metrics.record_snapshot(info.version, info.created_at, info.publish_seconds)
         self.result.snapshots.append(info)
+        if self.announce is not None:
+            try:
+                self.announce(info)
+            except Exception:
+                log.exception("snapshot v%d is published but announcing it on %s failed",
+                              info.version, self.config.model_updates_topic)  # fmt: skip
+                self._failed("announce")
         return info
+
+    def _failed(self, stage: str) -> None:
+        self.metrics.record_snapshot_failure(stage)
+        self.result.snapshot_failures += 1
 
     def _recent_states(self, module: ContinuousModule) -> Any:
         """User states of the last batch: realistic queries to tune an IVF index."""

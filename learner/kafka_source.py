@@ -18,7 +18,10 @@ taken), so a restart resumes exactly where the checkpoint's model left off.
 Duplicates: the streams side is at-least-once, so the same ``event_id`` can
 arrive twice; the source drops ids it has already put into a batch (the last
 ``dedupe_window`` ids are remembered; the trainer checkpoints them too).
-Undecodable records are logged and skipped; their offsets still advance.
+Records training cannot take (oversized, undecodable, invalid: see
+``learner.example_check``) are logged and skipped, counted by reason in each
+batch's ``skipped``; their offsets still advance, so one bad record never stops
+or stalls the learner.
 
 Not starving the consumer: the consumer is polled only between training
 steps, so ``max_poll_interval_ms`` must exceed the longest gap between polls:
@@ -33,9 +36,10 @@ import logging
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from learner.example_check import Skipped, decode_example
 from recoil.kafka_settings import KafkaSettings
 from recoil.records import TrainingExample
 from recoil.topics import TRAINING_EXAMPLES
@@ -59,6 +63,8 @@ class SourceConfig:
     instance_id: str | None = "learner-0"  # static membership: see make_consumer; None: dynamic
     dedupe_window: int = 100_000  # event ids remembered to drop re-deliveries
     lag_refresh_s: float = 2.0  # end offsets (a broker round trip) are fetched at most this often
+    max_example_bytes: int = 1 << 20  # larger records are skipped undecoded (Kafka's default cap)
+    max_history_items: int = 1000  # longer histories are skipped (workers keep 50 by default)
 
     def __post_init__(self) -> None:
         if not self.topic:
@@ -70,6 +76,8 @@ class SourceConfig:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.poll_timeout_ms < 1 or self.max_poll_records < 1 or self.dedupe_window < 1:
             raise ValueError("poll_timeout_ms, max_poll_records and dedupe_window must be >= 1")
+        if self.max_example_bytes < 1 or self.max_history_items < 1:
+            raise ValueError("max_example_bytes and max_history_items must be >= 1")
 
 
 @dataclass(frozen=True)
@@ -79,7 +87,8 @@ class RawBatch:
     examples: tuple[TrainingExample, ...]
     offsets: dict[int, int]  # partition -> next offset, for every partition seen so far
     duplicates: int  # records dropped because their event_id was already taken
-    invalid: int  # records that did not decode as a TrainingExample
+    invalid: int  # records skipped, whatever the reason (the sum of ``skipped``)
+    skipped: dict[str, int] = field(default_factory=dict)  # SkipReason -> records skipped
 
 
 class SeenIds:
@@ -195,7 +204,8 @@ class KafkaExampleSource:
         """The next batch (see module docstring for when it returns); may be empty."""
         config = self.config
         examples: list[TrainingExample] = []
-        duplicates = invalid = 0
+        duplicates = 0
+        skipped: dict[str, int] = {}
         started = self._clock()
         first_at: float | None = None
         while True:
@@ -203,8 +213,8 @@ class KafkaExampleSource:
                 partition, offset, value = self._buffer.popleft()
                 self._next[partition] = offset + 1
                 example = self._decode(partition, offset, value)
-                if example is None:
-                    invalid += 1
+                if isinstance(example, Skipped):
+                    skipped[example.reason] = skipped.get(example.reason, 0) + 1
                 elif not self.seen.add(example.event_id):
                     duplicates += 1
                 else:
@@ -226,7 +236,8 @@ class KafkaExampleSource:
             self._poll(wait_ms)
         if not self._buffer:
             self._skip_to_positions()
-        return RawBatch(tuple(examples), dict(self._next), duplicates, invalid)
+        invalid = sum(skipped.values())
+        return RawBatch(tuple(examples), dict(self._next), duplicates, invalid, skipped)
 
     def _poll(self, timeout_ms: int) -> None:
         records = self.consumer.poll(
@@ -245,19 +256,20 @@ class KafkaExampleSource:
             if position is not None and position > self._next.get(tp.partition, -1):
                 self._next[tp.partition] = position
 
-    def _decode(self, partition: int, offset: int, value: bytes | None) -> TrainingExample | None:
-        try:
-            if value is None:
-                raise ValueError("empty record value")
-            return TrainingExample.from_json(value)
-        except (ValueError, KeyError, TypeError) as exc:
+    def _decode(
+        self, partition: int, offset: int, value: bytes | None
+    ) -> TrainingExample | Skipped:
+        config = self.config
+        result = decode_example(value, config.max_example_bytes, config.max_history_items)
+        if isinstance(result, Skipped):
             self._invalid_logged += 1
             if self._invalid_logged <= 20 or self._invalid_logged % 1000 == 0:
                 log.warning(
-                    "skipping undecodable training example %s[%d]@%d (%d so far): %s",
-                    self.config.topic, partition, offset, self._invalid_logged, exc,
+                    "skipping %s training example %s[%d]@%d (%d skipped so far): %s",
+                    result.reason, config.topic, partition, offset, self._invalid_logged,
+                    result.detail,
                 )  # fmt: skip
-            return None
+        return result
 
     def assigned(self) -> bool:
         """Whether the group has given this consumer any partitions yet."""

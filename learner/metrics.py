@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from learner.example_check import SKIP_REASONS
+
 LOSS_TERMS = ("positive", "not_to_recommend", "total")
+SNAPSHOT_STAGES = ("checkpoint", "publish", "announce")  # where a snapshot publish can fail
 PUBLISH_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
@@ -63,6 +67,22 @@ class LearnerMetrics:
             "Unix time of the last optimizer step.",
             registry=registry,
         )
+        self.skipped_examples = Counter(
+            "recoil_learner_skipped_examples_total",
+            "training-examples records skipped as oversized, undecodable or invalid.",
+            ["reason"],
+            registry=registry,
+        )
+        self.snapshot_failures = Counter(
+            "recoil_learner_snapshot_failures_total",
+            "Snapshot publishes that failed (training went on), by the stage that failed.",
+            ["stage"],
+            registry=registry,
+        )
+        for reason in SKIP_REASONS:  # every series exists from the start, at 0, for alerts
+            self.skipped_examples.labels(reason=reason)
+        for stage in SNAPSHOT_STAGES:
+            self.snapshot_failures.labels(stage=stage)
         self._throughput = Throughput()
 
     def record_step(
@@ -87,6 +107,15 @@ class LearnerMetrics:
         self.snapshot_version.set(version)
         self.snapshot_timestamp.set(created_at)
         self.snapshot_publish_seconds.observe(publish_seconds)
+
+    def record_skipped(self, skipped: Iterable[tuple[str, int]]) -> None:
+        """Records skipped, as (reason, count) pairs (``learner.example_check``)."""
+        for reason, count in skipped:
+            self.skipped_examples.labels(reason=reason).inc(count)
+
+    def record_snapshot_failure(self, stage: str) -> None:
+        """A publish failed at ``stage``: checkpoint, publish or announce."""
+        self.snapshot_failures.labels(stage=stage).inc()
 
     def record_lag(self, lag: dict[int, int]) -> None:
         for partition, messages in lag.items():

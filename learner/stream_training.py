@@ -35,7 +35,8 @@ class StreamBatch(NamedTuple):
     num_items: int  # item vocabulary rows after encoding this batch
     num_creators: int  # creator vocabulary rows after encoding this batch
     duplicates: int  # re-delivered examples dropped
-    invalid: int  # undecodable records skipped
+    invalid: int  # records skipped, whatever the reason
+    skipped: tuple[tuple[str, int], ...] = ()  # (SkipReason, records) of learner.example_check
 
 
 @dataclass
@@ -79,7 +80,7 @@ class StreamDataset(IterableDataset[StreamBatch]):
             state.pending.append(ids)
             yield StreamBatch(
                 examples, ids, raw.offsets, len(state.vocabs.items), len(state.vocabs.creators),
-                raw.duplicates, raw.invalid,
+                raw.duplicates, raw.invalid, tuple(sorted(raw.skipped.items())),
             )  # fmt: skip
 
 

@@ -99,6 +99,8 @@ INVALID_CODES = (
 OUTCOMES = ("positive", "dislike", "skip", "none", "invalid", "duplicate", "out_of_order")
 EXAMPLE_KINDS = ("positive", "dislike", "skip")
 LOSS_TERMS = ("positive", "not_to_recommend", "total")
+SKIP_REASONS = ("oversized", "undecodable", "invalid")  # learner/example_check.py
+SNAPSHOT_STAGES = ("checkpoint", "publish", "announce")  # learner/metrics.py
 SIMILARITIES = ("cluster", "creator")
 RESPONSES = ("like", "long_dwell", "short_dwell", "skip", "dislike")
 ARM_DOC = "model arm (learner/arms.py), e.g. feature_and_labels, no_signal"
@@ -151,6 +153,12 @@ CATALOGUE: tuple[Metric, ...] = (
            labels=(_PARTITION,)),
     Metric("recoil_learner_last_step_timestamp_seconds", G, LRN,
            "Unix time of the last optimizer step.", unit="seconds"),
+    Metric("recoil_learner_skipped_examples_total", C, LRN,
+           "training-examples records skipped as oversized, undecodable or invalid.",
+           labels=(Label("reason", SKIP_REASONS),)),
+    Metric("recoil_learner_snapshot_failures_total", C, LRN,
+           "Snapshot publishes that failed (training went on), by the stage that failed.",
+           labels=(Label("stage", SNAPSHOT_STAGES),)),
     # serving: ServingMetrics(registry)
     Metric("recoil_serving_requests_total", C, SRV, "HTTP requests answered.",
            labels=(Label("endpoint", doc="route, e.g. /recommend/{user_id}"),

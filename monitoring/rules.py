@@ -363,6 +363,34 @@ def alert_groups(t: Thresholds = Thresholds()) -> tuple[RuleGroup, ...]:
             ("increase(recoil_stream_skipped_records_total[1h])",),
         ),
         AlertRule(
+            "RecoilLearnerSkippingExamples",
+            "sum by (job, instance, reason) "
+            "(increase(recoil_learner_skipped_examples_total[1h])) > 0",
+            "1m",
+            "ticket",
+            "Learner {{ $labels.instance }} skipped {{ $value | humanize }} {{ $labels.reason }} "
+            "training examples in the last hour",
+            "Records on training-examples that the learner cannot train on (oversized, "
+            "undecodable or invalid) are logged with partition and offset and skipped, so "
+            "training goes on without them. Find them in the learner's log and fix whoever "
+            "produced them (the stream workers write only valid examples).",
+            ("increase(recoil_learner_skipped_examples_total[1h])",),
+        ),
+        AlertRule(
+            "RecoilSnapshotPublishFailing",
+            "sum by (job, instance, stage) "
+            "(increase(recoil_learner_snapshot_failures_total[30m])) > 0",
+            "1m",
+            "ticket",
+            "Learner {{ $labels.instance }}: snapshot {{ $labels.stage }} failed "
+            "{{ $value | humanize }} times in 30m",
+            "Training goes on and every later trigger tries again, but serving keeps the "
+            "previous snapshot until one succeeds (RecoilSnapshotStale pages if none does). "
+            "Check the learner's log and the snapshot volume's and checkpoint directory's "
+            "free space; an announce failure means model-updates is unwritable.",
+            ("increase(recoil_learner_snapshot_failures_total[30m])",),
+        ),
+        AlertRule(
             "RecoilServingErrorRatio",
             f"job:recoil_serving_requests:error_ratio_rate5m > {t.serving_error_ratio}",
             "5m",

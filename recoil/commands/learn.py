@@ -59,6 +59,12 @@ def register(sub: Any) -> None:
         default=0.5,
         help="seconds a short batch waits for more examples before training",
     )
+    parser.add_argument(
+        "--max-example-bytes",
+        type=int,
+        default=1 << 20,
+        help="skip (and count) training-example records larger than this",
+    )
     parser.add_argument("--max-steps", type=int, default=None, help="stop after this many steps")
     parser.add_argument(
         "--stop-when-idle",
@@ -146,6 +152,7 @@ def run(args: argparse.Namespace) -> int:
         source = SourceConfig(
             topic=args.topic, group=args.group, batch_size=args.batch_size,
             batch_timeout_s=args.batch_timeout, instance_id=args.instance_id or None,
+            max_example_bytes=args.max_example_bytes,
         )  # fmt: skip
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
@@ -173,7 +180,8 @@ def run(args: argparse.Namespace) -> int:
     last = result.snapshots[-1].version if result.snapshots else None
     print(
         f"learner stopped at step {result.steps}: {result.examples} examples this run, "
-        f"{len(result.snapshots)} snapshots (last version {last}), offsets {result.offsets}",
+        f"{len(result.snapshots)} snapshots (last version {last}), offsets {result.offsets}; "
+        f"{result.skipped} records skipped, {result.snapshot_failures} failed publishes",
         flush=True,
     )
     return 0

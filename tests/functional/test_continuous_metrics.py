@@ -20,6 +20,8 @@ NAMES = {
     "recoil_learner_snapshot_publish_seconds": "histogram",
     "recoil_learner_consumer_lag_messages": "gauge",
     "recoil_learner_last_step_timestamp_seconds": "gauge",
+    "recoil_learner_skipped_examples": "counter",
+    "recoil_learner_snapshot_failures": "counter",
 }
 
 
@@ -37,7 +39,15 @@ def test_recorded_values_are_exact() -> None:
     metrics.record_consumed(4, now=104.0)
     metrics.record_snapshot(7, created_at=1_700_000_000.0, publish_seconds=0.3)
     metrics.record_lag({0: 5, 1: 0})
+    metrics.record_skipped([("undecodable", 2), ("oversized", 1)])
+    metrics.record_skipped([("undecodable", 1)])
+    metrics.record_snapshot_failure("publish")
     value = registry.get_sample_value
+    assert value("recoil_learner_skipped_examples_total", {"reason": "undecodable"}) == 3
+    assert value("recoil_learner_skipped_examples_total", {"reason": "oversized"}) == 1
+    assert value("recoil_learner_skipped_examples_total", {"reason": "invalid"}) == 0
+    assert value("recoil_learner_snapshot_failures_total", {"stage": "publish"}) == 1
+    assert value("recoil_learner_snapshot_failures_total", {"stage": "announce"}) == 0
     assert value("recoil_learner_steps_total") == 2
     assert value("recoil_learner_examples_total") == 52
     assert value("recoil_learner_examples_per_second") == 52 / 4  # 4 s since the first step

@@ -30,14 +30,15 @@ def test_committed_rule_files_are_generated() -> None:
 def test_promtool_check_rules() -> None:
     done = promtool("check", "rules", str(rules.RECORDING_FILE), str(rules.ALERTS_FILE))
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "SUCCESS: 13 rules found" in done.stdout
+    assert "SUCCESS: 15 rules found" in done.stdout
     assert f"SUCCESS: {len(rules.all_recordings())} rules found" in done.stdout
 
 
 def test_promtool_rule_unit_tests() -> None:
     """Responsiveness regressed (both export styles), snapshot stale, and more."""
     names = {p.name for p in RULE_TESTS}
-    assert {"responsiveness_test.yml", "learner_test.yml", "streams_restarts_test.yml"} <= names
+    assert {"responsiveness_test.yml", "learner_test.yml", "streams_restarts_test.yml",
+            "learner_skips_test.yml"} <= names  # fmt: skip
     done = promtool("test", "rules", *map(str, RULE_TESTS))
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.count("SUCCESS") == len(RULE_TESTS)
@@ -57,6 +58,8 @@ def test_every_alert_is_annotated_and_waits() -> None:
         "RecoilStreamWorkerRestarting",
         "RecoilStreamCrashLoop",
         "RecoilStreamRecordSkipped",
+        "RecoilLearnerSkippingExamples",
+        "RecoilSnapshotPublishFailing",
     }
     assert wanted <= {a["alert"] for a in alerts}
     for alert in alerts:
