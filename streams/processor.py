@@ -108,6 +108,7 @@ class BatchProcessor:
         self.failed_at: Message | None = None  # the input record of that send
         self.current: Message | None = None  # the input record being handled
         self.notes = notes  # where the worker is, for the next start (streams.crashloop)
+        self.dead_letters: list[Awaitable[Any]] = []  # this batch's dead-letter sends
         self.continuity = OffsetContinuity(self._probe)
 
     def transactional_id(self, partition: int) -> str | None:
@@ -186,6 +187,7 @@ class BatchProcessor:
     async def _process(self, events: Sequence[EventT], result: BatchResult) -> None:
         pending: dict[str, tuple[UserState, EventT]] = {}
         deliveries: list[Awaitable[Any]] = []
+        self.dead_letters.clear()
         if self.notes is not None:
             self.notes.note_batch(batch_ranges(events))
         for event in events:
@@ -223,9 +225,14 @@ class BatchProcessor:
             self._count(result, outcome, message.partition, message.offset, started)
         self.current = None
         if not self.config.exactly_once and deliveries:
-            # The transaction makes waiting unnecessary in exactly-once mode, but a refused
-            # send must not go unnoticed there either: the next batch checks (_on_delivery).
             await asyncio.gather(*deliveries)
+        elif self.dead_letters:
+            # The transaction makes waiting unnecessary in exactly-once mode, and a refused
+            # example is noticed by the next batch (_on_delivery). Dead letters are rare and
+            # the likeliest to be refused: wait for them, so a refusal names its record now
+            # rather than at a commit that fails without saying which.
+            await asyncio.gather(*self.dead_letters)
+        self.dead_letters.clear()
         cache, limit = self.cache, self.config.state_cache_users
         for user, (state, event) in pending.items():
             tid = self.transactional_id(event.message.partition)
@@ -304,6 +311,9 @@ class BatchProcessor:
         topic, partition, offset = message.topic, message.partition, message.offset
         if spot.precise and notes.reached_again(spot):
             self.metrics.same_offset_restarts.inc()
+            log.warning("back at %s/%s@%s, where the worker died %d time(s) (%s): %s", topic,
+                        partition, offset, spot.deaths, spot.reason or "no reason known",
+                        _ACTIONS[decision])  # fmt: skip
         self.current = message
         notes.note_record(topic, partition, offset, spot.reason)
         if decision == "careful":
@@ -386,7 +396,15 @@ class BatchProcessor:
             transactional_id=tid,
         )
         self._track(fut, message)
+        self.dead_letters.append(fut)
         return fut
+
+
+_ACTIONS: dict[Decision, str] = {
+    "careful": "handling it alone, an invalid one with a minimal dead letter",
+    "minimal": "writing a minimal dead letter instead of processing it",
+    "skip": "skipping it",
+}
 
 
 def batch_ranges(events: Sequence[EventT]) -> dict[tuple[str, int], tuple[int, int]]:
