@@ -26,7 +26,9 @@ def register(sub: Any) -> None:
         "GET /recommend/{user_id}",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
-    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument(
+        "--port", type=int, default=8080, help="port to bind (0 = any free port; printed)"
+    )
     parser.add_argument(
         "--poll-seconds", type=float, default=0.5, help="how often to look for a new snapshot"
     )
@@ -34,13 +36,21 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if not 0 < args.port < 65536:
+    if not 0 <= args.port < 65536:
         raise ConfigError(f"--port {args.port} is not a TCP port")
     if args.poll_seconds <= 0:
         raise ConfigError("--poll-seconds must be > 0")
     args.store.mkdir(parents=True, exist_ok=True)
     asyncio.run(serve(args))
     return 0
+
+
+def bound_port(addresses: list[Any], asked: int) -> int:
+    """The port the server listens on (the kernel's pick when ``asked`` is 0)."""
+    for address in addresses:
+        if isinstance(address, tuple) and len(address) >= 2:
+            return int(address[1])
+    return asked
 
 
 async def serve(args: argparse.Namespace) -> None:
@@ -72,7 +82,8 @@ async def serve(args: argparse.Namespace) -> None:
     await runner.setup()
     site = web.TCPSite(runner, args.host, args.port)
     await site.start()
-    print(f"serving on http://{args.host}:{args.port} from {store}", flush=True)
+    port = bound_port(runner.addresses, args.port)
+    print(f"serving on http://{args.host}:{port} from {store}", flush=True)
     try:
         await asyncio.Event().wait()
     finally:

@@ -51,7 +51,12 @@ def register(sub: Any) -> None:
     parser.add_argument("--probe-simulations", type=int, default=200)
     parser.add_argument("--probe-k", type=int, default=20)
     parser.add_argument("--probe-top-n", type=int, default=10)
-    parser.add_argument("--metrics-port", type=int, default=0, help="serve /metrics (0 = off)")
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="serve /metrics on this port (0 = any free port; the address is printed)",
+    )
     parser.add_argument("--metrics-host", default="127.0.0.1")
     parser.add_argument("--duration", type=float, default=0.0, help="seconds; 0 = until Ctrl-C")
     parser.add_argument("--results", type=Path, default=None, help="append probe results (JSONL)")
@@ -105,8 +110,9 @@ async def _main(args: argparse.Namespace, settings: Any, config: Any) -> None:
 
     registry = CollectorRegistry()
     metrics = SimulatorMetrics(registry)
-    if args.metrics_port:
-        start_http_server(args.metrics_port, addr=args.metrics_host, registry=registry)
+    if args.metrics_port is not None:
+        server, _ = start_http_server(args.metrics_port, addr=args.metrics_host, registry=registry)
+        print(f"metrics: http://{args.metrics_host}:{server.server_port}/metrics", flush=True)
 
     def on_probe(result: dict[str, Any]) -> None:
         line = json.dumps(result)
