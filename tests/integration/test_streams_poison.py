@@ -8,7 +8,9 @@ limit, the send failed, the worker exited and restarted and read it again, forev
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,7 @@ from tests.support.streams import fast_worker_config, metrics_url
 pytestmark = pytest.mark.integration
 
 RESTARTED = "restarting"  # the supervisor's log line after a worker exit
+PRINTED = re.compile(r"^metrics: http://127\.0\.0\.1:(\d+)/metrics$", re.MULTILINE)
 
 
 def pill(size: int) -> bytes:
@@ -216,3 +219,48 @@ def test_a_record_whose_dead_letter_is_refused_costs_one_restart(
 
 def _log(child: Child) -> str:
     return child.log_file.read_text()
+
+
+def test_a_record_that_no_dead_letter_can_describe_is_skipped_and_counted(
+    kafka: KafkaSettings, topic_name: Callable[[str], str], tmp_path: Path
+) -> None:
+    """A DLQ topic that takes nothing (100 bytes): the dead letter, then the careful minimal
+    one, then the minimal one are refused; the fourth start skips the record, counts it,
+    and the stream goes on. The worker runs with --metrics-port 0 and --web-port 0."""
+    config = fast_worker_config(
+        app_id=topic_name("app"), input_topic=topic_name("in"), output_topic=topic_name("out"),
+        dlq_topic=topic_name("dlq"), data_dir=tmp_path / "data",
+    )  # fmt: skip
+    config = replace(config, metrics_port=0, web_port=0)
+    admin = KafkaAdminClient(**kafka.kafka_python())
+    try:
+        admin.create_topics({config.dlq_topic: {"num_partitions": 1, "replication_factor": 1,
+                                                "configs": {"max.message.bytes": "100"}}},
+                            wait_for_metadata=True)  # fmt: skip
+    finally:
+        admin.close()
+    create_topics(kafka, config)
+    with ProcessGroup(tmp_path / "logs") as group:
+        worker = start_worker(group, "worker", kafka, config)
+        wait_until(lambda: PRINTED.search(_log(worker)), 60, "the printed /metrics address",
+                   [worker])  # fmt: skip
+        match = PRINTED.search(_log(worker))
+        assert match is not None
+        url = f"http://127.0.0.1:{match[1]}/metrics"
+        produce(kafka, config.input_topic, [(USER, good(1))])
+        ((_, offset),) = produce(kafka, config.input_topic, [(USER, b"not json")])
+        produce(kafka, config.input_topic, [(USER, good(2))])
+        got = examples(kafka, config, 2)
+        wait_until(lambda: metric(scrape(url), "recoil_stream_skipped_records_total") == 1,
+                   120, "the skip", [worker])  # fmt: skip
+        samples = scrape(url)  # the same port after three restarts
+        group.check()
+        log = _log(worker)
+
+    assert got == ["g1", "g2"]
+    assert metric(samples, "recoil_stream_worker_restarts_total") == 3
+    assert metric(samples, "recoil_stream_same_offset_restarts_total") == 3
+    assert f"skipping {config.input_topic}/" in log and f"@{offset}" in log
+    assert len({m[1] for m in PRINTED.finditer(log)}) == 1  # one port for every start
+    with pytest.raises(TimeoutError):  # nothing ever reached the DLQ
+        read_topic(kafka, config.dlq_topic, lambda rs: len(rs) >= 1, 3)
