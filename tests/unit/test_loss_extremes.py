@@ -18,7 +18,7 @@ import math
 import pytest
 import torch
 
-from learner.loss import combined_loss
+from learner.loss import combined_loss, sampled_logits
 
 torch.set_num_threads(1)
 
@@ -106,3 +106,39 @@ def test_mixed_batch_at_the_extremes_matches_closed_forms_row_by_row() -> None:
     # the p ~ 1 negative row pushes its label down with slope w / B, the others up
     assert logits.grad[0, 3].item() == pytest.approx(1.0 / 4, rel=1e-6)
     assert logits.grad[0, 0].item() == pytest.approx(-1.0 / 9 / 4, rel=1e-6)
+
+
+def test_empty_batch_gives_differentiable_zeros() -> None:
+    logits = torch.zeros(0, N, requires_grad=True)
+    empty_long = torch.zeros(0, dtype=torch.long)
+    terms = combined_loss(logits, empty_long, torch.zeros(0), torch.zeros(0, dtype=torch.bool))
+    assert [t.item() for t in terms] == [0.0, 0.0, 0.0]
+    terms.total.backward()  # still in the graph: an empty batch does not break a step
+    assert logits.grad is not None and logits.grad.shape == (0, N)
+
+
+def test_sampled_logits_validates_its_arguments() -> None:
+    state, labels = torch.zeros(1, 4), torch.tensor([2])
+    with pytest.raises(ValueError, match="need items beyond row 2 and num_uniform >= 0"):
+        sampled_logits(state, torch.zeros(2, 4), labels, 3)  # no item beyond the padding
+    with pytest.raises(ValueError, match="num_uniform >= 0"):
+        sampled_logits(state, torch.zeros(5, 4), labels, -1)
+    # the smallest valid cases: one real item, and no uniform samples at all
+    assert sampled_logits(state, torch.zeros(3, 4), labels, 2).shape == (1, 1 + 2)
+    assert sampled_logits(state, torch.zeros(5, 4), labels, 0).shape == (1, 1)
+
+
+def test_sampled_logits_draws_from_the_generator_and_never_padding_rows() -> None:
+    gen = torch.Generator().manual_seed(7)
+    state = torch.randn(2, 4, generator=gen)
+    items = torch.randn(30, 4, generator=gen)
+    items[:2] = math.nan  # rows 0 and 1 are padding/unknown: a draw of one shows as NaN
+    labels = torch.tensor([5, 9])
+
+    def draw(seed: int) -> torch.Tensor:
+        return sampled_logits(state, items, labels, 64, None, torch.Generator().manual_seed(seed))
+
+    first, again, other = draw(1), draw(1), draw(2)
+    assert not torch.isnan(first).any() and not torch.isnan(other).any()
+    assert torch.equal(first, again)  # the seed alone decides the draws
+    assert not torch.equal(first, other)
