@@ -178,3 +178,34 @@ def test_dislike_push_starts_silent_and_pushes_away_from_a_disliked_items_creato
     same_creator = drop[[0, 2, 6, 8]]  # creator c0, like i4
     other_creator = drop[[1, 3, 5, 7, 9]]
     assert drop[4] > 0 and same_creator.mean() > other_creator.mean()
+
+
+@pytest.mark.parametrize("flagged_input", ["gated", "drop"])
+@pytest.mark.parametrize("encoder", ["gru", "sasrec"])
+def test_the_learned_model_starts_as_exclude_heuristic(encoder: str, flagged_input: str) -> None:
+    # The heuristic is a special case of the learned model: with the gate shut and the
+    # push silent (both zero at start), the same weights score exactly as exclude_heuristic.
+    m = model(encoder, flagged_input=flagged_input)
+    flagged = (0, 3, 4)
+    many = [
+        [HistoryItem(f"i{n}", f"c{n % 2}", None, n in flagged, n % 6, n % 8, 0) for n in range(7)],
+        [HistoryItem("i7", "c1", None, True, 5, 0, 0.0)],  # only a dislike: the empty state
+        HISTORIES[1],
+    ]  # fmt: skip
+    with torch.no_grad():
+        heuristic = m.scores(encode_histories(many, VOCABS, 8, "exclude_heuristic"))
+        for arm in ("feature_only", "feature_and_labels"):
+            assert torch.allclose(m.scores(encode_histories(many, VOCABS, 8, arm)), heuristic)
+        kept = m.scores(encode_histories(many, VOCABS, 8, "no_signal"))
+        assert not torch.allclose(kept, heuristic)  # the dropped items did matter
+        # "embed" reads them with the flag: a different model, not the heuristic
+        embed = model(encoder, flagged_input="embed")
+        flagged_scores = embed.scores(encode_histories(many, VOCABS, 8, "feature_only"))
+        assert not torch.allclose(flagged_scores, heuristic)
+        if m.flagged_gate is not None:
+            # a fully open gate reads the flagged items exactly as "embed" does
+            m.flagged_gate.fill_(1.0)
+            opened = m.scores(encode_histories(many, VOCABS, 8, "feature_only"))
+            assert torch.allclose(opened, flagged_scores, atol=1e-6)
+    with pytest.raises(ValueError, match="flagged_input must be"):
+        ModelConfig(flagged_input="ignore")  # type: ignore[arg-type]
