@@ -27,6 +27,17 @@ SoftmaxMode = Literal["full", "sampled"]
 _RNG_KEY = "recoil_sampler_rng_state"
 
 
+def positive_mrr(scores: Tensor, labels: Tensor) -> Tensor:
+    """Mean reciprocal rank of each row's label among all items (ties rank optimistically).
+
+    scores (B, N), labels (B,) column indices. The same for every arm (it reads only
+    positive labels), so early stopping picks each arm's step by one yardstick.
+    """
+    label_score = scores.gather(1, labels.unsqueeze(1))  # (B, 1)
+    rank = (scores > label_score).sum(dim=1) + 1  # (B,)
+    return (1.0 / rank.float()).mean()
+
+
 class RecommenderModule(L.LightningModule):
     """Trains a ``SequenceRecommender`` with the combined loss of Eq. 1."""
 
@@ -94,7 +105,13 @@ class RecommenderModule(L.LightningModule):
         return self._common_step(batch, "train")
 
     def validation_step(self, batch: ExampleTensors, batch_idx: int) -> Tensor:
-        return self._common_step(batch, "val")
+        loss = self._common_step(batch, "val")
+        positive = ~batch.is_negative
+        if bool(positive.any()):
+            rows = batch.select(positive)
+            mrr = positive_mrr(self.model.scores(rows.history), rows.label - FIRST_INDEX)
+            self.log("val/mrr", mrr, batch_size=rows.num_examples)
+        return loss
 
     def test_step(self, batch: ExampleTensors, batch_idx: int) -> Tensor:
         return self._common_step(batch, "test")

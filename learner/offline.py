@@ -1,7 +1,9 @@
 """Offline training and serving: the API the experiment and backtest use.
 
-``train_offline`` encodes examples under an arm, trains with Lightning for a
-fixed number of steps and returns a ``TrainedRecommender``, which scores and
+``train_offline`` encodes examples under an arm, trains with Lightning for at
+most ``max_steps`` steps (stopping early when the loss on each user's newest
+examples, held out for validation, stops improving, and keeping the best
+weights) and returns a ``TrainedRecommender``, which scores and
 ranks items for explicit histories, applying the *same* arm transform to them
 that training applied. ``save``/``load`` use safetensors for weights and JSON
 for the rest; nothing is pickled.
@@ -23,6 +25,7 @@ from typing import Any, Literal
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.callbacks import EarlyStopping
 from safetensors.torch import load_file, save_file
 
 from learner.arms import ArmConfig, resolve_arm
@@ -57,10 +60,23 @@ class TrainConfig:
     num_threads: int | None = 1
     accelerator: str = "auto"  # Lightning accelerator: CUDA where present, else CPU
     gradient_clip_val: float | None = 1.0  # clip the gradient norm (None: no clipping)
+    # Early stopping. Each user's newest ``validation_examples`` examples are held out
+    # (the time split the backtest itself uses, one step earlier); every
+    # ``validation_every`` steps the mean reciprocal rank of their positive labels is
+    # measured, training stops after ``patience`` checks without a new best, and the
+    # best weights are kept. A ranking yardstick, the same for every arm: the loss
+    # stopped KuaiRand's no_signal at 300 steps with HR@10 0.0276 where 800 steps give
+    # 0.0303. 0 trains on everything for exactly max_steps (a fixed count: on held-out
+    # ratings 3000 steps instead of 800 cost no_signal 7% of HR@10).
+    validation_examples: int = 0
+    validation_every: int = 100  # optimizer steps between validation checks
+    patience: int = 3  # checks without improvement before stopping
 
     def __post_init__(self) -> None:
         if self.max_steps < 1 or self.batch_size < 1:
             raise ValueError("max_steps and batch_size must be >= 1")
+        if self.validation_examples < 0 or self.validation_every < 1 or self.patience < 1:
+            raise ValueError("need validation_examples >= 0, validation_every >= 1, patience >= 1")
         if self.softmax not in ("full", "sampled"):
             raise ValueError(f"softmax must be 'full' or 'sampled', got {self.softmax!r}")
         if not self.lr > 0 or self.weight_decay < 0 or self.num_sampled < 1:
@@ -80,6 +96,12 @@ class TrainingReport:
     encode_seconds: float  # time to encode the examples
     train_seconds: float  # wall time of the Lightning fit
     loss_curve: list[tuple[int, float]] = field(default_factory=list)  # (step, total loss)
+    # (step, validation loss) and (step, validation MRR of positives) at each check;
+    # empty without a validation split
+    validation_curve: list[tuple[int, float]] = field(default_factory=list)
+    validation_mrr: list[tuple[int, float]] = field(default_factory=list)
+    best_step: int | None = None  # step of the kept weights (None: the last step)
+    num_validation: int = 0  # validation examples held out (rows of the arm's labels)
 
     @property
     def steps_per_second(self) -> float:
@@ -146,6 +168,63 @@ class _LossCurve(L.Callback):
         if step % self.every == 0 or step == trainer.max_steps:
             loss = outputs["loss"] if isinstance(outputs, dict) else outputs
             self.points.append((step, float(loss)))
+
+
+class _Chunks:
+    """Every row of ``tensors`` once per pass, in order, ``size`` rows at a time (a
+    validation pass; a list would read to Lightning as several dataloaders)."""
+
+    def __init__(self, tensors: ExampleTensors, size: int) -> None:
+        self.tensors, self.size = tensors, size
+
+    def __len__(self) -> int:
+        return -(-self.tensors.num_examples // self.size)
+
+    def __iter__(self) -> Iterator[ExampleTensors]:
+        for start in range(0, self.tensors.num_examples, self.size):
+            yield self.tensors.select(slice(start, start + self.size))
+
+
+class _BestWeights(L.Callback):
+    """Records the validation curves and keeps a copy of the weights where the held-out
+    positives ranked best (``val/mrr``, the metric early stopping watches)."""
+
+    def __init__(self) -> None:
+        self.curve: list[tuple[int, float]] = []  # (step, loss)
+        self.mrr: list[tuple[int, float]] = []  # (step, MRR of held-out positives)
+        self.best: tuple[int, float, dict[str, torch.Tensor]] | None = None
+
+    def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        loss = float(trainer.callback_metrics["val/loss"])
+        mrr = float(trainer.callback_metrics.get("val/mrr", math.nan))
+        step = trainer.global_step
+        self.curve.append((step, loss))
+        self.mrr.append((step, mrr))
+        if math.isfinite(mrr) and (self.best is None or mrr > self.best[1]):
+            state = {k: v.detach().clone() for k, v in module.state_dict().items()}
+            self.best = (step, mrr, state)
+
+
+def split_validation(
+    examples: Sequence[TrainingExample], per_user: int
+) -> tuple[list[TrainingExample], list[TrainingExample]]:
+    """Each user's newest ``per_user`` examples (by timestamp, then input order) apart
+    from the rest; users with no more than ``per_user`` examples keep all for training."""
+    if per_user == 0:
+        return list(examples), []
+    by_user: dict[str, list[int]] = {}
+    for i, example in enumerate(examples):
+        by_user.setdefault(example.user_id, []).append(i)
+    held: set[int] = set()
+    for rows in by_user.values():
+        if len(rows) > per_user:
+            rows = sorted(rows, key=lambda i: (examples[i].timestamp, i))
+            held.update(rows[-per_user:])
+    train = [e for i, e in enumerate(examples) if i not in held]
+    validation = [e for i, e in enumerate(examples) if i in held]
+    return train, validation
 
 
 def _quiet(quiet: bool) -> contextlib.AbstractContextManager[None]:
@@ -281,17 +360,23 @@ def train_offline(
     train_config: TrainConfig,
     progress: bool = True,
 ) -> TrainedRecommender:
-    """Train one arm on logged examples for ``train_config.max_steps`` steps.
+    """Train one arm on logged examples for at most ``train_config.max_steps`` steps.
 
     The vocabularies are built from all examples (so every arm sees the same
-    items); ``model_config``'s table sizes are replaced by theirs.
+    items); ``model_config``'s table sizes are replaced by theirs. With
+    ``train_config.validation_examples`` each user's newest examples are held out,
+    training stops early on their loss, and the best weights are returned.
     """
     arm = resolve_arm(arm)
     if train_config.num_threads is not None:
         torch.set_num_threads(train_config.num_threads)
     started = time.perf_counter()
     vocabs = Vocabularies()
-    tensors = encode_examples(examples, vocabs, model_config.max_len, arm, grow=True)
+    train_examples, held_out = split_validation(examples, train_config.validation_examples)
+    # Grow over everything first, so the tables cover the validation items too.
+    encode_examples(held_out, vocabs, model_config.max_len, arm, grow=True)
+    tensors = encode_examples(train_examples, vocabs, model_config.max_len, arm, grow=True)
+    validation = encode_examples(held_out, vocabs, model_config.max_len, arm, grow=False)
     encode_seconds = time.perf_counter() - started
     if tensors.num_examples == 0:
         raise ValueError(f"arm {arm.name!r} keeps none of the {len(examples)} examples")
@@ -312,6 +397,11 @@ def train_offline(
         sampler_seed=train_config.seed,
     )
     curve = _LossCurve(every=max(1, train_config.max_steps // 100))
+    best = _BestWeights()
+    callbacks: list[L.Callback] = [curve]
+    validate = validation.num_examples > 0
+    if validate:
+        callbacks += [best, EarlyStopping("val/mrr", mode="max", patience=train_config.patience)]
     with _quiet(not progress):
         trainer = L.Trainer(
             accelerator=train_config.accelerator,
@@ -323,13 +413,22 @@ def train_offline(
             enable_progress_bar=progress,
             enable_model_summary=False,
             gradient_clip_val=train_config.gradient_clip_val,
-            callbacks=[curve],
+            callbacks=callbacks,
+            val_check_interval=train_config.validation_every if validate else None,
+            check_val_every_n_epoch=None if validate else 1,
+            num_sanity_val_steps=0,
+            limit_val_batches=None if validate else 0,
         )
     loader = ExampleLoader(tensors, train_config.batch_size, train_config.seed)
+    val_loader = _Chunks(validation, 2048) if validate else None
     fit_started = time.perf_counter()
     with _quiet(not progress):
-        trainer.fit(module, loader)
+        trainer.fit(module, loader, val_loader)
     train_seconds = time.perf_counter() - fit_started
+    best_step = None
+    if best.best is not None:
+        best_step = best.best[0]
+        module.load_state_dict(best.best[2])
     report = TrainingReport(
         num_examples=tensors.num_examples,
         num_negative=int(tensors.is_negative.sum()),
@@ -338,6 +437,10 @@ def train_offline(
         encode_seconds=encode_seconds,
         train_seconds=train_seconds,
         loss_curve=curve.points,
+        validation_curve=best.curve,
+        validation_mrr=best.mrr,
+        best_step=best_step,
+        num_validation=validation.num_examples,
     )
     log.info(
         "arm %s: %d steps in %.1fs (%.1f steps/s), final loss %.4f",
