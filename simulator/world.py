@@ -24,6 +24,15 @@ Users are explicit state transitions, recsim_ng style, with an explicit
   so a dislike can follow a long dwell (the user watched, then objected), and
   ``objection(u, c) = objection_scale * <o_u, r_c> / sqrt(d_o)`` captures
   creators a user objects to whatever their interest.
+- Aversions (the ``aversion`` preset): each user has ``aversion_clusters``
+  clusters whose items draw them in (``aversion_watch_bonus`` on the watch
+  logit) and that they then dislike (``aversion_dislike_boost`` on the dislike
+  logit), mostly after watching them through, like a film rated one star after
+  the credits. Such an item in the history looks like a watched favourite to a
+  model that ignores the dislike flag, and pulls its recommendations towards
+  more of what the user dislikes: the pattern measured on held-out ratings,
+  where dropping disliked items from the history cut disliked-item hits by 37%
+  and raised positive hits. Other presets have none.
 - ``next_state(state, response, item)``: a dislike is remembered (creator,
   cluster, step). ``m_c`` and ``m_k`` are the remembered dislikes of the shown
   item's creator and cluster, each decayed by ``0.5 ** (age / memory_half_life)``:
@@ -76,6 +85,10 @@ class WorldConfig:
     memory_half_life: float = 200.0  # impressions until a remembered dislike weighs half
     memory_size: int = 16  # most recent dislikes a user remembers
     median_duration: float = 20.0  # seconds; item durations are log-normal around it
+    # --- aversions (0 in every preset but "aversion") ---
+    aversion_clusters: int = 0  # clusters a user is drawn to but dislikes
+    aversion_watch_bonus: float = 0.0  # watch logit added on an aversion cluster
+    aversion_dislike_boost: float = 0.0  # dislike logit added on an aversion cluster
 
     def __post_init__(self) -> None:
         for name in ("num_clusters", "creators_per_cluster", "items_per_creator", "num_users"):
@@ -85,6 +98,10 @@ class WorldConfig:
             raise ValueError("WorldConfig.steps_per_user must be >= 2")
         if not 0 <= self.favourite_clusters <= self.num_clusters:
             raise ValueError("WorldConfig.favourite_clusters must be in [0, num_clusters]")
+        if not 0 <= self.aversion_clusters <= self.num_clusters - self.favourite_clusters:
+            raise ValueError(
+                "WorldConfig.aversion_clusters must be in [0, num_clusters - favourite_clusters]"
+            )
         if not 0.0 <= self.skip_share <= 1.0:
             raise ValueError("WorldConfig.skip_share must be in [0, 1]")
         if self.memory_half_life <= 0 or self.memory_size < 1:
@@ -120,6 +137,12 @@ WORLD_PRESETS: dict[str, WorldConfig] = {
     "large": WorldConfig(
         name="large", num_clusters=100, creators_per_cluster=100, items_per_creator=10,
         num_users=10_000, steps_per_user=200,
+    ),
+    # small's size with aversions: the real-data pattern (docs/experiment.md).
+    "aversion": WorldConfig(
+        name="aversion", num_clusters=20, creators_per_cluster=10, items_per_creator=10,
+        num_users=600, steps_per_user=120, aversion_clusters=2, aversion_watch_bonus=2.0,
+        aversion_dislike_boost=3.0,
     ),
 }  # fmt: skip
 
@@ -166,9 +189,16 @@ class World:
         self.creator_cluster = np.arange(n_creators) // config.creators_per_cluster  # (C,)
         self.item_cluster = self.creator_cluster[self.item_creator]  # (I,)
         taste = config.cluster_taste_scale * rng.standard_normal((n_users, n_clusters))
+        # Aversions draw from their own stream: worlds without them stay exactly as before.
+        aversion_rng = np.random.default_rng([config.seed, 0xA7E5])
+        self.aversion = np.zeros((n_users, n_clusters), dtype=bool)  # (U, K)
         for u in range(n_users):
             favourites = rng.choice(n_clusters, size=config.favourite_clusters, replace=False)
             taste[u, favourites] += config.favourite_bonus
+            if config.aversion_clusters:
+                others = np.setdiff1d(np.arange(n_clusters), favourites)
+                averse = aversion_rng.choice(others, size=config.aversion_clusters, replace=False)
+                self.aversion[u, averse] = True
         self.cluster_taste = taste  # (U, K)
         d, d_o = config.latent_dim, config.objection_dim
         self.user_vec = rng.standard_normal((n_users, d)) / math.sqrt(d)  # (U, d)
@@ -222,10 +252,15 @@ class World:
         logit = (
             cfg.engage_bias
             + self.interest(state.user, item)
+            + cfg.aversion_watch_bonus * self.averse(state.user, item)
             - cfg.creator_engage_penalty * m_c
             - cfg.cluster_engage_penalty * m_k
         )
         return _sigmoid(logit)
+
+    def averse(self, user: int, item: int) -> bool:
+        """Whether the item is in one of the user's aversion clusters."""
+        return bool(self.aversion[user, self.item_cluster[item]])
 
     def like_probability(self, state: UserState, item: int) -> float:
         """Probability of a like given the item was watched."""
@@ -238,6 +273,7 @@ class World:
             cfg.dislike_bias
             - cfg.dislike_interest_slope * self.interest(state.user, item)
             + self.objection(state.user, item)
+            + cfg.aversion_dislike_boost * self.averse(state.user, item)
             + cfg.creator_dislike_boost * m_c
             + cfg.cluster_dislike_boost * m_k
         )

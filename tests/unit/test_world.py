@@ -180,3 +180,36 @@ def test_default_config_is_sane() -> None:
     cfg = WorldConfig()
     assert cfg.num_items == cfg.num_clusters * cfg.creators_per_cluster * cfg.items_per_creator
     assert cfg.to_dict()["name"] == "custom"
+
+
+def test_aversions_draw_users_in_and_then_make_them_dislike() -> None:
+    averse = World(replace(WORLD_PRESETS["aversion"], num_users=30))
+    config = averse.config
+    assert (averse.aversion.sum(axis=1) == config.aversion_clusters).all()
+    plain = World(replace(config, aversion_watch_bonus=0.0, aversion_dislike_boost=0.0))
+    state = averse.initial_state(0)
+    for item in range(0, config.num_items, 7):
+        bonus = averse.averse(0, item)
+        assert bonus == bool(averse.aversion[0, averse.item_cluster[item]])
+        watch_gap = logit(averse.watch_probability(state, item)) - logit(
+            plain.watch_probability(state, item)
+        )
+        dislike_gap = logit(averse.dislike_probability(state, item)) - logit(
+            plain.dislike_probability(state, item)
+        )
+        assert watch_gap == pytest.approx(config.aversion_watch_bonus * bonus, abs=1e-9)
+        assert dislike_gap == pytest.approx(config.aversion_dislike_boost * bonus, abs=1e-9)
+    # an aversion cluster is never a favourite (the favourite bonus marks favourites)
+    favourite = averse.cluster_taste > config.favourite_bonus / 2 + 3 * config.cluster_taste_scale
+    assert not (favourite & averse.aversion).any()
+
+
+def test_worlds_without_aversions_are_unchanged_by_them() -> None:
+    world = World(TINY)
+    assert not world.aversion.any()
+    # the aversion draws use their own stream: the tastes are what they always were
+    again = World(replace(TINY, aversion_clusters=2))
+    assert np.array_equal(world.cluster_taste, again.cluster_taste)
+    assert again.aversion.sum() == 2 * TINY.num_users
+    with pytest.raises(ValueError, match="aversion_clusters"):
+        WorldConfig(num_clusters=4, favourite_clusters=3, aversion_clusters=2)
