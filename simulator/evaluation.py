@@ -17,15 +17,23 @@ Seen items are excluded from every list (a retrieval system does not re-serve th
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from recoil.events import InteractionEvent
 from recoil.labels import LabelConfig, is_negative_feedback, is_positive
 from recoil.windows import History, events_by_user, step
-from simulator.metrics import hit_at_k, ndcg_at_k, ndcg_single, recall_at_k
+from simulator.metrics import (
+    bootstrap_relative_change,
+    hit_at_k,
+    ndcg_at_k,
+    ndcg_single,
+    recall_at_k,
+    relative_change,
+)
 from simulator.recommender import Recommender, top_k_batched
 
 
@@ -96,6 +104,9 @@ class NextItemRanking:
     deep_k: int  # a deeper cutoff, where rare hits (disliked items) are not all zero
     hits_positive_deep: np.ndarray  # (positives,) 0/1: in the top deep_k
     hits_dislike_deep: np.ndarray  # (dislikes,)
+    # (dislikes,) 0/1: an item of the disliked item's creator is in the top K (all zero
+    # without a creator map). Lower is better: the dislike said "less of this creator".
+    hits_dislike_creator: np.ndarray
 
     @property
     def hr_positive_deep(self) -> float:
@@ -104,6 +115,10 @@ class NextItemRanking:
     @property
     def hr_dislike_deep(self) -> float:
         return float(self.hits_dislike_deep.mean()) if self.dislikes else float("nan")
+
+    @property
+    def hr_dislike_creator(self) -> float:
+        return float(self.hits_dislike_creator.mean()) if self.dislikes else float("nan")
 
 
 def next_item_cases(
@@ -133,9 +148,11 @@ def next_item_ranking(
     k: int,
     batch_size: int = 4096,
     deep_k: int | None = None,
+    creator_of: Mapping[str, str] | None = None,
 ) -> NextItemRanking:
     """HR@K and NDCG@K of held-out positives, HR@K of held-out dislikes, and both hit
-    rates at ``deep_k`` (default K) from the same ranking."""
+    rates at ``deep_k`` (default K) from the same ranking. With ``creator_of`` (item id
+    -> creator id), also whether the top K holds any item of a disliked item's creator."""
     deep_k = max(k, deep_k or k)
     recs = top_k_batched(recommender, histories, deep_k, exclude_seen=True, batch_size=batch_size)
     hits_pos: list[float] = []
@@ -143,10 +160,13 @@ def next_item_ranking(
     hits_dis: list[float] = []
     deep_pos: list[float] = []
     deep_dis: list[float] = []
+    creator_dis: list[float] = []
     for rec, event in zip(recs, cases, strict=True):
         if is_negative_feedback(event, labels):
             hits_dis.append(hit_at_k(rec, event.item_id, k))
             deep_dis.append(hit_at_k(rec, event.item_id, deep_k))
+            top_creators = {creator_of.get(i) for i in rec[:k]} if creator_of else set()
+            creator_dis.append(float(event.creator_id in top_creators))
             continue
         if is_positive(event, labels):
             hits_pos.append(hit_at_k(rec, event.item_id, k))
@@ -163,4 +183,24 @@ def next_item_ranking(
         deep_k=deep_k,
         hits_positive_deep=np.array(deep_pos),
         hits_dislike_deep=np.array(deep_dis),
+        hits_dislike_creator=np.array(creator_dis),
     )
+
+
+def paired_changes(
+    base: NextItemRanking, r: NextItemRanking, rng: np.random.Generator
+) -> dict[str, Any]:
+    """Relative changes of ``r`` against ``base`` with paired 95% intervals (the same
+    test cases for both arms are resampled together)."""
+    pairs = {
+        "hr_at_10": (base.hits_positive, r.hits_positive),
+        "hr_at_10_dislikes": (base.hits_dislike, r.hits_dislike),
+        "hr_at_10_dislike_creator": (base.hits_dislike_creator, r.hits_dislike_creator),
+        "hr_at_100": (base.hits_positive_deep, r.hits_positive_deep),
+        "hr_at_100_dislikes": (base.hits_dislike_deep, r.hits_dislike_deep),
+    }
+    result: dict[str, Any] = {}
+    for key, (b, t) in pairs.items():
+        result[key] = relative_change(b, t)
+        result[f"{key}_ci95"] = bootstrap_relative_change(b, t, rng)
+    return result

@@ -7,11 +7,14 @@ Steps (``run_experiment``):
 2. Hold out each user's last ``holdout_events`` events; window the rest into
    training examples with ``recoil.windows.events_to_examples`` (the streams' rules).
 3. For each arm: train (``learner.offline.train_offline``), run the
-   counterfactual probe, the closed loop, and Recall@K / NDCG@K of held-out positives.
+   counterfactual probe, the closed loop, Recall@K / NDCG@K of held-out positives,
+   and the backtest's next-item measures on the same held-out events (HR@10 of
+   positives, of disliked items, and of a disliked item's creator).
 
-``ablation.json`` holds exactly ``{"arms": {ARM: {responsiveness_cluster,
+``ablation.json`` holds ``{"arms": {ARM: {responsiveness_cluster,
 responsiveness_creator, ci95_cluster, ci95_creator, dislike_rate,
-repeat_dislike_creator_rate, recall_at_k, ndcg_at_k}}, "config": {...}}``;
+repeat_dislike_creator_rate, recall_at_k, ndcg_at_k, hr_at_10,
+hr_at_10_dislikes, hr_at_10_dislike_creator}}, "config": {...}}``;
 diagnostics (shares, intervals against ``no_signal``, training reports) go to
 ``details.json``.
 """
@@ -35,7 +38,15 @@ from recoil.labels import LabelConfig
 from recoil.records import TrainingExample
 from recoil.windows import History, events_to_examples, user_histories
 from simulator.closed_loop import ClosedLoopConfig, ClosedLoopResult, run_closed_loop
-from simulator.evaluation import HoldoutRanking, holdout_ranking, split_last_events
+from simulator.evaluation import (
+    HoldoutRanking,
+    NextItemRanking,
+    holdout_ranking,
+    next_item_cases,
+    next_item_ranking,
+    paired_changes,
+    split_last_events,
+)
 from simulator.logged_data import log_statistics, logged_responsiveness, simulate_logs
 from simulator.metrics import bootstrap_relative_change, relative_change
 from simulator.parallel import map_arms
@@ -49,6 +60,8 @@ from simulator.world import World, WorldConfig, world_preset
 log = logging.getLogger(__name__)
 
 BASELINE_ARM = "no_signal"
+HEURISTIC_ARM = "exclude_heuristic"
+NEXT_ITEM_K = 10  # HR@10 of held-out events, as the backtest
 
 
 @dataclass(frozen=True)
@@ -102,6 +115,7 @@ RUN_SIZES: dict[str, RunSize] = {
     "small": RunSize(1000, 512, 500, 50, bootstrap_steps=40, serving_train_steps=500),
     "medium": RunSize(2000, 512, 1000, 100, bootstrap_steps=50, serving_train_steps=1000),
     "large": RunSize(4000, 1024, 2000, 100, bootstrap_steps=70, serving_train_steps=2000),
+    "aversion": RunSize(1000, 512, 500, 50, bootstrap_steps=40, serving_train_steps=500),
 }
 
 
@@ -146,6 +160,7 @@ class ArmOutcome:
     responsiveness: Responsiveness
     loop: ClosedLoopResult
     ranking: HoldoutRanking
+    next_item: NextItemRanking
     train_seconds: float
     eval_seconds: float
     training: dict[str, Any]
@@ -161,6 +176,8 @@ class PreparedData:
     split_histories: dict[str, History]  # each user's history at the time split
     test_events: list[InteractionEvent]  # each user's held-out last events
     starts: list[UserStart]  # closed-loop users as the logging left them
+    case_histories: list[History]  # next-item test cases: the history before each
+    cases: list[InteractionEvent]  # ... and the held-out event itself
 
 
 def prepare_data(config: ExperimentConfig, progress: bool = False) -> PreparedData:
@@ -173,6 +190,8 @@ def prepare_data(config: ExperimentConfig, progress: bool = False) -> PreparedDa
             progress,
         )  # fmt: skip
     train_events, test_events = split_last_events(world_log.events, config.holdout_events)
+    split_histories = user_histories(train_events, config.labels)
+    case_histories, cases = next_item_cases(split_histories, test_events, config.labels)
     return PreparedData(
         world=world,
         stats={
@@ -180,9 +199,11 @@ def prepare_data(config: ExperimentConfig, progress: bool = False) -> PreparedDa
             "logged_responsiveness": logged_responsiveness(world_log.events, config.labels),
         },
         examples=events_to_examples(train_events, config.labels),
-        split_histories=user_histories(train_events, config.labels),
+        split_histories=split_histories,
         test_events=test_events,
         starts=starts_from_log(world_log, config.closed_loop.users, config.labels),
+        case_histories=case_histories,
+        cases=cases,
     )
 
 
@@ -203,6 +224,10 @@ def run_arm(arm: str, data: PreparedData, config: ExperimentConfig, progress: bo
         ranking = holdout_ranking(
             recommender, data.split_histories, data.test_events, config.labels, config.recall_k
         )
+        next_item = next_item_ranking(
+            recommender, data.case_histories, data.cases, config.labels, NEXT_ITEM_K,
+            creator_of=dict(zip(catalog.item_ids, catalog.creator_ids, strict=True)),
+        )  # fmt: skip
     report = recommender.report
     training = {} if report is None else {
         "examples": report.num_examples, "negative_labels": report.num_negative,
@@ -215,7 +240,7 @@ def run_arm(arm: str, data: PreparedData, config: ExperimentConfig, progress: bo
         arm, 100 * probe.cluster, 100 * probe.creator, 100 * loop.dislike_rate,
         config.recall_k, ranking.recall, time.perf_counter() - t0,
     )  # fmt: skip
-    return ArmOutcome(probe, loop, ranking, t1 - t0, time.perf_counter() - t1, training)
+    return ArmOutcome(probe, loop, ranking, next_item, t1 - t0, time.perf_counter() - t1, training)
 
 
 def run_arms(
@@ -267,6 +292,9 @@ def ablation_json(
             "repeat_dislike_creator_rate": o.loop.repeat_dislike_creator_rate,
             "recall_at_k": o.ranking.recall,
             "ndcg_at_k": o.ranking.ndcg,
+            "hr_at_10": o.next_item.hr_positive,
+            "hr_at_10_dislikes": o.next_item.hr_dislike,
+            "hr_at_10_dislike_creator": o.next_item.hr_dislike_creator,
         }
         for arm, o in outcomes.items()
     }
@@ -300,6 +328,7 @@ def details_json(config: ExperimentConfig, outcomes: dict[str, ArmOutcome]) -> d
     """Per-arm diagnostics, and each arm's change against ``no_signal`` with 95% intervals."""
     rng = np.random.default_rng([config.probe.seed, 9])
     base = outcomes.get(BASELINE_ARM)
+    heuristic = outcomes.get(HEURISTIC_ARM)
     result: dict[str, Any] = {}
     for arm, o in outcomes.items():
         entry: dict[str, Any] = {
@@ -327,6 +356,11 @@ def details_json(config: ExperimentConfig, outcomes: dict[str, ArmOutcome]) -> d
                     base.ranking.per_user_recall, o.ranking.per_user_recall, rng
                 ),
                 "ndcg_at_k": relative_change(base.ranking.per_user_ndcg, o.ranking.per_user_ndcg),
+                "next_item": paired_changes(base.next_item, o.next_item, rng),
             }
+        if heuristic is not None and arm not in (BASELINE_ARM, HEURISTIC_ARM):
+            entry["next_item_vs_exclude_heuristic"] = paired_changes(
+                heuristic.next_item, o.next_item, rng
+            )
         result[arm] = entry
     return result

@@ -155,13 +155,39 @@ def backtest_markdown(result: dict[str, Any]) -> str:
         f"{cfg['test_dislikes']:,} dislikes). Creator: {cfg['creator_note']}",
         "",
         "| arm | HR@10 positives | NDCG@10 positives | HR@10 dislikes (lower is better) "
-        "| HR@100 positives | HR@100 dislikes (lower is better) |",
-        "|---|---|---|---|---|---|",
+        "| creator of a dislike in top 10 (lower is better) | HR@100 positives "
+        "| HR@100 dislikes | steps (kept) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    keys = ("hr_at_10", "ndcg_at_10", "hr_at_10_dislikes", "hr_at_100", "hr_at_100_dislikes")
+    keys = (
+        "hr_at_10", "ndcg_at_10", "hr_at_10_dislikes", "hr_at_10_dislike_creator",
+        "hr_at_100", "hr_at_100_dislikes",
+    )  # fmt: skip
     for arm, r in result["arms"].items():
         cells = [_num(r.get(key)) for key in keys]
-        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+        training = r.get("training") or {}
+        kept = training.get("best_step")
+        steps = f"{training.get('steps', '—')}" + (f" ({kept})" if kept is not None else "")
+        lines.append(f"| {arm} | " + " | ".join(cells) + f" | {steps} |")
+    for other in ("vs_no_signal", "vs_exclude_heuristic"):
+        rows = [(arm, r[other]) for arm, r in result["arms"].items() if other in r]
+        if not rows:
+            continue
+        lines += [
+            "",
+            f"Paired relative change {other.replace('_', ' ')} (95% interval over the same "
+            "test cases):",
+            "",
+            "| arm | HR@10 positives | HR@10 dislikes | creator of a dislike in top 10 |",
+            "|---|---|---|---|",
+        ]
+        for arm, change in rows:
+            cells = [
+                f"{_pct(change.get(key))} [{_pct(change.get(f'{key}_ci95', [None, None])[0])}, "
+                f"{_pct(change.get(f'{key}_ci95', [None, None])[1])}]"
+                for key in ("hr_at_10", "hr_at_10_dislikes", "hr_at_10_dislike_creator")
+            ]
+            lines.append(f"| {arm} | " + " | ".join(cells) + " |")
     lines += ["", f"Total time {cfg['seconds']['total']:.0f} s.", ""]
     return "\n".join(lines)
 
@@ -192,7 +218,37 @@ def backtest_plot(result: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def loss_curves_plot(result: dict[str, Any], path: Path) -> None:
+    """Training and validation loss per arm against the step, the validation MRR of
+    positives (dashed, right axis) that picks the kept step (dotted)."""
+    arms = [(a, r["training"]) for a, r in result["arms"].items() if r.get("training")]
+    if not arms:
+        return
+    fig, axes = plt.subplots(1, len(arms), figsize=(3.2 * len(arms), 3.2), squeeze=False)
+    for ax, (arm, training) in zip(axes[0], arms, strict=True):
+        for key, label in (("loss_curve", "train"), ("validation_curve", "validation")):
+            points = training.get(key) or []
+            if points:
+                steps, losses = zip(*points, strict=True)
+                ax.plot(steps, losses, label=label)
+        if training.get("validation_mrr"):
+            steps, mrr = zip(*training["validation_mrr"], strict=True)
+            twin = ax.twinx()
+            twin.plot(steps, mrr, color="tab:green", linestyle="--", label="validation MRR")
+            twin.tick_params(labelsize=7)
+        if training.get("best_step") is not None:
+            ax.axvline(training["best_step"], color="grey", linestyle=":", label="kept")
+        ax.set_title(arm, fontsize=9)
+        ax.set_xlabel("step")
+    axes[0][0].set_ylabel("loss (Eq. 1)")
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def write_backtest(out_dir: Path, result: dict[str, Any]) -> None:
     _write_json(out_dir / "backtest.json", result)
     (out_dir / "backtest.md").write_text(backtest_markdown(result))
     backtest_plot(result, out_dir / "backtest.png")
+    loss_curves_plot(result, out_dir / "backtest_loss.png")

@@ -8,7 +8,7 @@ from typing import Any
 
 from recoil.commands._ablation_args import add_arm_arguments, parse_arms, positive_int
 
-WORLDS = ("tiny", "small", "medium", "large")
+WORLDS = ("tiny", "small", "medium", "large", "aversion")  # simulator.world.WORLD_PRESETS
 
 
 def register(sub: Any) -> None:

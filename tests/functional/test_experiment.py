@@ -13,6 +13,7 @@ from recoil.cli import main
 ARM_KEYS = {
     "responsiveness_cluster", "responsiveness_creator", "ci95_cluster", "ci95_creator",
     "dislike_rate", "repeat_dislike_creator_rate", "recall_at_k", "ndcg_at_k",
+    "hr_at_10", "hr_at_10_dislikes", "hr_at_10_dislike_creator",
 }  # fmt: skip
 ARMS = [
     "no_signal",
@@ -43,6 +44,9 @@ def test_writes_the_ablation_in_the_issue_schema(run: Path) -> None:
             assert lo <= result[f"responsiveness_{kind}"] <= hi
         assert 0.0 <= result["repeat_dislike_creator_rate"] <= result["dislike_rate"] <= 1.0
         assert 0.0 <= result["ndcg_at_k"] <= 1.0 and 0.0 < result["recall_at_k"] <= 1.0
+        # a disliked item in the top 10 puts its creator there too
+        assert 0.0 <= result["hr_at_10_dislikes"] <= result["hr_at_10_dislike_creator"] <= 1.0
+        assert 0.0 < result["hr_at_10"] <= 1.0
 
 
 def test_no_signal_cannot_tell_the_branches_apart(run: Path) -> None:
