@@ -16,11 +16,18 @@ tolerances below.
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
 
-from simulator.metrics import bootstrap_mean_ci, bootstrap_relative_change, relative_change
+from simulator.metrics import (
+    bootstrap_mean_ci,
+    bootstrap_relative_change,
+    ndcg_at_k,
+    recall_at_k,
+    relative_change,
+)
 
 Z95 = 1.959964
 
@@ -84,3 +91,48 @@ def test_resamples_are_drawn_from_the_given_generator() -> None:
     again = bootstrap_relative_change(base, treated, np.random.default_rng(5), 300)
     other = bootstrap_relative_change(base, treated, np.random.default_rng(6), 300)
     assert first == again and first != other
+
+
+def test_interval_is_the_2_5_and_97_5_percentiles_of_paired_resamples() -> None:
+    # the documented method spelled out: one row index per resample and row for both
+    # branches, drawn from the given generator (default 1000 resamples)
+    base, treated = _paired_rows(300, 12)
+    idx = np.random.default_rng(8).integers(300, size=(1000, 300))
+    changes = treated[idx].mean(axis=1) / base[idx].mean(axis=1) - 1.0
+    expected = tuple(np.percentile(changes, [2.5, 97.5]))
+    assert bootstrap_relative_change(base, treated, np.random.default_rng(8)) == expected
+    means = base[idx].mean(axis=1)
+    assert bootstrap_mean_ci(base, np.random.default_rng(8)) == tuple(
+        np.percentile(means, [2.5, 97.5])
+    )
+
+
+def test_one_row_and_no_rows() -> None:
+    rng = np.random.default_rng(0)
+    assert bootstrap_relative_change(np.array([2.0]), np.array([1.0]), rng, 50) == (-0.5, -0.5)
+    assert bootstrap_mean_ci(np.array([3.0]), rng, 50) == (3.0, 3.0)
+    empty = np.array([], dtype=float)
+    assert all(math.isnan(x) for x in bootstrap_relative_change(empty, empty, rng))
+    assert all(math.isnan(x) for x in bootstrap_mean_ci(empty, rng))
+
+
+def test_resamples_with_a_zero_base_are_dropped_quietly() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's divide/invalid warnings would raise here
+        # 1/0 (divide) and 0/0 (invalid) resamples happen with 3 rows; they are left out
+        base, treated = np.array([0.0, 0.0, 2.0]), np.array([1.0, 0.0, 1.0])
+        lo, hi = bootstrap_relative_change(base, treated, np.random.default_rng(1), 400)
+        assert math.isfinite(lo) and math.isfinite(hi) and lo <= hi
+        # every resample of an all-zero base is undefined: no interval at all
+        zeros = np.zeros(4)
+        result = bootstrap_relative_change(zeros, np.ones(4), np.random.default_rng(1), 50)
+        assert all(math.isnan(x) for x in result)
+
+
+def test_messages() -> None:
+    with pytest.raises(ValueError, match=r"^base and treated must be paired 1-d arrays of equal"):
+        bootstrap_relative_change(np.ones((2, 2)), np.ones((2, 2)), np.random.default_rng(0))
+    with pytest.raises(ValueError, match=r"^recall is undefined without relevant items$"):
+        recall_at_k(["a"], set(), 1)
+    with pytest.raises(ValueError, match=r"^NDCG is undefined without relevant items$"):
+        ndcg_at_k(["a"], [], 1)
