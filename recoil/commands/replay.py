@@ -52,7 +52,7 @@ def register(sub: Any) -> None:
                        "older than an earlier one of its user (replay says how many)")  # fmt: skip
     order.add_argument("--max-sort-events", type=int, default=MAX_SORT_EVENTS, metavar="N",
                        help="refuse to sort a log of more than N events in memory (about "
-                       "1 KiB each; default %(default)s); sort such a file by user and time "
+                       "0.5 KiB each; default %(default)s); sort such a file by user and time "
                        "yourself and pass --keep-file-order")  # fmt: skip
     parser.set_defaults(handler=run)
 
