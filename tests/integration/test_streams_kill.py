@@ -66,8 +66,8 @@ def test_sigkill_mid_stream_loses_and_repeats_nothing(
         group.children.remove(victim)  # a dead child on purpose: not a failure for check()
         restarted = start_worker(group, "killed", kafka, killed)
         producer.join(timeout=120)
-        got_killed = settled_output(kafka, killed.output_topic, len(expected))
-        got_reference = settled_output(kafka, reference.output_topic, len(expected))
+        got_killed = settled_output(kafka, killed)
+        got_reference = settled_output(kafka, reference)
         group.check()  # the reference worker and the restarted one are still up
         log = restarted.log_file.read_text()
 

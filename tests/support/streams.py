@@ -13,7 +13,7 @@ from recoil.events import InteractionEvent
 from recoil.kafka_settings import KafkaSettings
 from recoil.labels import LabelConfig
 from streams.config import StreamsConfig
-from streams.harness import metric, produce, read_topic, scrape
+from streams.harness import Record, metric, produce, scrape, wait_until
 from streams.state import UserState, replay_in_arrival_order
 
 LABELS = LabelConfig(history_length=10)
@@ -56,11 +56,80 @@ def paced_producer(
     return thread
 
 
-def settled_output(kafka: KafkaSettings, topic: str, expected: int) -> list[bytes]:
-    """The topic's committed values once ``expected`` are visible and a few commits passed."""
-    read_topic(kafka, topic, lambda rs: len(rs) >= expected, timeout=180)
-    time.sleep(3.0)  # several commit intervals: anything still to come would be visible
-    return sorted(r.value for r in read_topic(kafka, topic, lambda rs: len(rs) >= expected, 30))
+def end_offsets(kafka: KafkaSettings, topic: str) -> dict[int, int]:
+    """Per partition, the offset after the last committed record (read_committed: the LSO)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(
+        **kafka.kafka_python(), group_id=None, isolation_level="read_committed"
+    )
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        return {tp.partition: int(o) for tp, o in consumer.end_offsets(tps).items()}
+    finally:
+        consumer.close()
+
+
+def committed_offsets(kafka: KafkaSettings, group: str, topic: str) -> dict[int, int | None]:
+    """The consumer group's committed offsets on ``topic`` (None: nothing committed yet)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(**kafka.kafka_python(), group_id=group, enable_auto_commit=False)
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        return {p: consumer.committed(TopicPartition(topic, p)) for p in sorted(partitions)}
+    finally:
+        consumer.close()
+
+
+def read_to_end(kafka: KafkaSettings, topic: str, timeout: float = 60.0) -> list[Record]:
+    """Every committed record of ``topic``: read until each partition's position reaches
+    the end offset taken at the start; raise on timeout."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(
+        **kafka.kafka_python(), group_id=None, enable_auto_commit=False,
+        isolation_level="read_committed",
+    )  # fmt: skip
+    records: list[Record] = []
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        if not tps:
+            raise AssertionError(f"topic {topic} does not exist")
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        ends = consumer.end_offsets(tps)
+        deadline = time.monotonic() + timeout
+        while any(consumer.position(tp) < ends[tp] for tp in tps):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"read {len(records)} records of {topic} in {timeout}s, "
+                                   f"short of the end offsets {ends}")  # fmt: skip
+            for batch in consumer.poll(timeout_ms=200).values():
+                records.extend(
+                    Record(r.topic, r.partition, r.offset, r.key, r.value,
+                           tuple((k, bytes(v)) for k, v in (r.headers or ())))
+                    for r in batch
+                )  # fmt: skip
+    finally:
+        consumer.close()
+    return records
+
+
+def settled_output(
+    kafka: KafkaSettings, config: StreamsConfig, timeout: float = 180.0
+) -> list[bytes]:
+    """The output topic's committed values once the worker group has committed its whole
+    input: every event's examples are then committed too (same transaction under
+    exactly-once, sent before the commit under at-least-once), so nothing more can come."""
+
+    def input_committed() -> bool:
+        ends = end_offsets(kafka, config.input_topic)
+        committed = committed_offsets(kafka, config.app_id, config.input_topic)
+        return {p: o or 0 for p, o in committed.items()} == ends  # None: an empty partition
+
+    wait_until(input_committed, timeout, f"group {config.app_id} to commit all its input")
+    return sorted(r.value for r in read_to_end(kafka, config.output_topic))
 
 
 def scrape_outcomes(url: str) -> dict[str, float]:

@@ -1,0 +1,171 @@
+"""Three stream-worker claims against the real broker that had no test of their own:
+
+- an event whose processing raises (here: a corrupt stored user state, planted in
+  the table's changelog) goes to the DLQ as ``processing_error`` and the worker
+  carries on with everyone else;
+- a worker refuses a changelog whose partition count differs from its input
+  topic's (the table would put users on the wrong workers) and exits with the
+  configuration-error status, without restarting;
+- at-least-once mode survives a SIGKILL: after a restart every expected example is
+  in the output (repeats allowed, nothing lost) and every user's history is exact.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from kafka import KafkaAdminClient
+from kafka.admin import NewTopic
+
+from recoil.broker.embedded import free_port
+from recoil.events import InteractionEvent
+from recoil.kafka_settings import ConfigError, KafkaSettings
+from recoil.processes import ProcessGroup
+from recoil.records import TrainingExample
+from streams.config import StreamsConfig
+from streams.dlq import DeadLetter
+from streams.harness import (
+    create_topics,
+    get_json,
+    metric,
+    produce,
+    scrape,
+    start_worker,
+    synthetic_events,
+    wait_until,
+    worker_argv,
+)
+from streams.topics import changelog_topic, prepare_topics
+from tests.support.streams import (
+    expected_output,
+    fast_worker_config,
+    metrics_url,
+    paced_producer,
+    processed,
+    read_to_end,
+    settled_output,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def _event(n: int, user: str) -> bytes:
+    return InteractionEvent(
+        event_id=f"{user}{n}", user_id=user, item_id=f"i{n}", creator_id="c", cluster_id=None,
+        timestamp=1_700_000_000.0 + n, surface="home", dwell_seconds=29.0,
+        item_duration_seconds=30.0, liked=False, disliked=False, dismissed=False,
+    ).to_json()  # fmt: skip
+
+
+def _create_changelog(kafka: KafkaSettings, config: StreamsConfig, partitions: int) -> None:
+    admin = KafkaAdminClient(**kafka.kafka_python())
+    try:
+        admin.create_topics([NewTopic(changelog_topic(config), partitions, 1)])
+    finally:
+        admin.close()
+
+
+def test_a_processing_error_is_dead_lettered_and_the_rest_flows(
+    kafka: KafkaSettings, topic_name: Callable[[str], str], tmp_path: Path
+) -> None:
+    config = StreamsConfig(
+        app_id=topic_name("app"), input_topic=topic_name("in"), output_topic=topic_name("out"),
+        dlq_topic=topic_name("dlq"), data_dir=tmp_path / "data", store="memory",
+        processing_guarantee="at_least_once", partitions=2, web_port=free_port(),
+        metrics_port=free_port(), commit_interval=0.3, session_timeout=6.0,
+    )  # fmt: skip
+    create_topics(kafka, config)
+    _create_changelog(kafka, config, partitions=2)
+    # mallory's stored state is not a user state at all; the default partitioner puts it
+    # in the changelog partition that matches mallory's input partition (both have 2)
+    produce(kafka, changelog_topic(config), [(b"mallory", b'{"v": "not a state"}')])
+    bad = _event(1, "mallory")
+    records = [(b"dora", _event(1, "dora")), (b"mallory", bad), (b"dora", _event(2, "dora"))]
+    with ProcessGroup(tmp_path / "logs") as group:
+        worker = start_worker(group, "worker", kafka, config)
+        placed = produce(kafka, config.input_topic, records)
+        url = f"http://127.0.0.1:{config.metrics_port}/metrics"
+        wait_until(lambda: processed(url) == 3, 120, "three events processed", [worker])
+        examples = settled_output(kafka, config)  # input committed: the sends are acked
+        letters = read_to_end(kafka, config.dlq_topic)
+        samples = scrape(url)
+        group.check()  # still running
+
+    assert len(letters) == 1
+    letter = DeadLetter.from_record(letters[0].key, letters[0].value, letters[0].headers)
+    assert letter.code == "processing_error"
+    assert letter.reason.startswith("ValueError: unknown user state layout")
+    assert letter.key == b"mallory" and letter.is_original(bad)
+    assert (letter.source_topic, letter.source_partition, letter.source_offset) == (
+        config.input_topic, *placed[1],
+    )  # fmt: skip
+    assert sorted(TrainingExample.from_json(v).event_id for v in examples) == ["dora1", "dora2"]
+    assert metric(samples, "recoil_stream_invalid_events_total", reason="processing_error") == 1
+    assert metric(samples, "recoil_stream_dlq_events_total") == 1
+
+
+def test_a_changelog_with_another_partition_count_is_refused(
+    kafka: KafkaSettings, topic_name: Callable[[str], str], tmp_path: Path
+) -> None:
+    config = StreamsConfig(
+        app_id=topic_name("app"), input_topic=topic_name("in"), output_topic=topic_name("out"),
+        dlq_topic=topic_name("dlq"), data_dir=tmp_path / "data", partitions=4,
+        web_port=free_port(),
+    )  # fmt: skip
+    create_topics(kafka, config)  # the input has 4 partitions
+    _create_changelog(kafka, config, partitions=2)
+    with pytest.raises(ConfigError) as refused:
+        prepare_topics(kafka, config)
+    assert str(refused.value) == (
+        f"changelog topic {changelog_topic(config)!r} has 2 partitions but input topic "
+        f"{config.input_topic!r} has 4: the table would put users on the wrong workers. "
+        "Use a new --app-id (or delete the changelog topic)."
+    )
+    # the worker command (supervised, as deployed) stops with status 2 and says why
+    done = subprocess.run(
+        worker_argv(kafka, config), capture_output=True, text=True, timeout=180, check=False
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "configuration error: changelog topic" in done.stderr
+    assert done.stderr.count("configuration error") == 1  # not restarted
+
+
+def test_at_least_once_survives_a_sigkill(
+    kafka: KafkaSettings, topic_name: Callable[[str], str], tmp_path: Path
+) -> None:
+    events = synthetic_events(3000, users=40, seed=31)
+    expected, states = expected_output(events)
+    config = fast_worker_config(
+        app_id=topic_name("alo"), input_topic=topic_name("in"), output_topic=topic_name("out"),
+        dlq_topic=topic_name("dlq"), data_dir=tmp_path / "alo",
+        processing_guarantee="at_least_once",
+    )  # fmt: skip
+    url = metrics_url(config)
+    create_topics(kafka, config)
+    with ProcessGroup(tmp_path / "logs") as group:
+        victim = start_worker(group, "worker", kafka, config)
+        producer = paced_producer(kafka, config.input_topic, events, chunk=200, pause=0.3)
+        wait_until(lambda: processed(url) >= 900, 120, "900 events through", [victim])
+        assert producer.is_alive(), "the kill must land mid-stream"
+        group.stop(victim, sig=signal.SIGKILL)
+        assert victim.process.returncode == -signal.SIGKILL
+        group.children.remove(victim)  # a dead child on purpose: not a failure for check()
+        start_worker(group, "worker", kafka, config)
+        producer.join(timeout=120)
+        got = settled_output(kafka, config)
+        histories = {u: get_json(f"http://127.0.0.1:{config.web_port}/history/{u}")["history"]
+                     for u in sorted(states)}  # fmt: skip
+        group.check()
+
+    counts = Counter(got)
+    assert set(counts) == set(expected), "an example was lost (or invented)"
+    # a repeat is the same example again, never a different one for the same event
+    by_event = Counter(json.loads(v)["event_id"] for v in counts)
+    assert max(by_event.values()) == 1
+    assert histories == {u: [h.to_row() for h in states[u].history] for u in states}
