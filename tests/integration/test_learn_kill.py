@@ -114,11 +114,27 @@ def test_killed_learner_resumes_exactly(kafka: KafkaSettings, topic: str, tmp_pa
 
         _wait_for(between_checkpoints, 120, "two snapshots and a few steps more", log)
         assert producer.is_alive(), "the kill must land while examples are still arriving"
+
+        def frozen_past_the_checkpoint() -> bool:
+            # Freeze the learner and kill it only if its lineage on disk runs past the one
+            # last.ckpt records (steps trained after it): the restart must then roll back
+            # exactly that tail. A freeze right after a checkpoint lets it run on a little.
+            first.send_signal(signal.SIGSTOP)
+            if lineage.stat().st_size > _lineage_bytes(store):
+                return True
+            first.send_signal(signal.SIGCONT)
+            return False
+
+        _wait_for(frozen_past_the_checkpoint, 120, "a freeze between checkpoints", log)
         first.send_signal(signal.SIGKILL)
         assert first.wait(30) == -signal.SIGKILL
     producer.join()
     killed_at = max(list_versions(store))
     checkpoint = _checkpoint_step(store)
+    # what the killed learner left on disk beyond its checkpoint: the restart's rollback
+    cut_tail = lineage.read_bytes()[_lineage_bytes(store) :]
+    cut_steps = cut_tail.count(b"\n")  # whole entries; a torn last line is cut too
+    assert cut_steps >= 1
 
     offset = len(log.read_text())
     with _learner(kafka, topic, store, log, "--stop-when-idle", "4") as second:
@@ -141,11 +157,13 @@ def test_killed_learner_resumes_exactly(kafka: KafkaSettings, topic: str, tmp_pa
     )
     assert set(trained) == {e.event_id for e in examples}, "nothing skipped"
     assert max(trained.values()) == 1, "nothing trained twice in the model's lineage"
+    # work after the checkpoint the model never kept: moved aside whole, then redone
     rolled_back = store / "checkpoints" / "rolled_back.jsonl"
-    if rolled_back.exists():  # work after the checkpoint the model never kept: redone
-        redone = [i for line in rolled_back.read_text().splitlines()
-                  for i in json.loads(line)["event_ids"]]  # fmt: skip
-        assert set(redone) <= set(trained)
+    assert rolled_back.read_bytes() == cut_tail
+    assert f"({cut_steps} lineage entries rolled back)" in restart_log
+    redone = {i for line in cut_tail.decode().split("\n")[:cut_steps]
+              for i in json.loads(line)["event_ids"]}  # fmt: skip
+    assert redone and redone <= set(trained)
     versions = list_versions(store)
     assert versions[-1] > killed_at
     newest = load_snapshot(store)
@@ -153,6 +171,13 @@ def test_killed_learner_resumes_exactly(kafka: KafkaSettings, topic: str, tmp_pa
     assert newest.manifest["counts"]["examples"] == len(examples)
     ends, committed = _offsets(kafka, topic)
     assert newest.offsets == ends == committed
+
+
+def _lineage_bytes(store: Path) -> int:
+    """How much of trained.jsonl the checkpoint in ``store`` covers."""
+    from learner.continuous import read_resume_state
+
+    return read_resume_state(store / "checkpoints" / "last.ckpt").lineage_bytes
 
 
 def _checkpoint_step(store: Path) -> int:
