@@ -144,3 +144,7 @@ def test_bad_files_fail_with_the_reason(
     mapped = replay(kafka, str(KUAIRAND), "--topic", topic_name("m"), "--map", "nonsense")
     assert mapped.returncode == 2
     assert "--map 'nonsense'" in mapped.stderr
+    big = replay(kafka, str(KUAIRAND), "--topic", topic_name("big"), "--max-sort-events", "1000")
+    assert big.returncode == 2
+    assert "has more than 1,000 events, too many to sort" in big.stderr
+    assert "--keep-file-order" in big.stderr
