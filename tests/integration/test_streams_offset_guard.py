@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import signal
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -44,6 +43,7 @@ from streams.harness import (
 )
 from streams.state import replay_in_arrival_order
 from streams.supervisor import worker_command
+from tests.support.streams import read_to_end
 
 pytestmark = pytest.mark.integration
 
@@ -103,21 +103,24 @@ def committed(kafka: KafkaSettings, group: str) -> dict[int, int]:
 
 
 def run(
-    kafka: KafkaSettings, config: StreamsConfig, tmp: Path, want: int
-) -> tuple[list[bytes], dict[int, int]]:
-    """The worker's committed output and, after some more commits, its committed offsets."""
+    kafka: KafkaSettings, config: StreamsConfig, tmp: Path, want: int, offsets: dict[int, int]
+) -> list[bytes]:
+    """The worker's whole committed output, once ``want`` records are visible and its
+    committed offsets have reached ``offsets`` (a bounded wait that fails loudly, not a
+    sleep)."""
     worker_args = worker_command(kafka, config, supervised=False)[3:]  # after "-m recoil"
     argv = [sys.executable, "-c", RUNNER, DROPS, *worker_args]
     with ProcessGroup(tmp) as group:
         worker = group.start("worker", argv)
         wait_until(lambda: worker.log_file.read_text().count("injected drop") == 3, 90,
                    "the three drops", [worker])  # fmt: skip
-        records = read_topic(kafka, config.output_topic, lambda rs: len(rs) >= want, 60)
-        time.sleep(10 * config.commit_interval)  # time for anything stuck to move
-        offsets = committed(kafka, config.app_id)
+        read_topic(kafka, config.output_topic, lambda rs: len(rs) >= want, 60)
+        wait_until(lambda: committed(kafka, config.app_id) == offsets, 60,
+                   f"committed offsets {offsets}", [worker])  # fmt: skip
+        records = read_to_end(kafka, config.output_topic)  # a late duplicate would be here
         group.check()
         group.stop(worker, sig=signal.SIGTERM)
-    return sorted(r.value for r in records), offsets
+    return sorted(r.value for r in records)
 
 
 def test_dropped_records_lose_or_stall_stock_faust_and_not_recoil(
@@ -142,17 +145,17 @@ def test_dropped_records_lose_or_stall_stock_faust_and_not_recoil(
     expected_examples, _ = replay_in_arrival_order(stream, LABELS, dedupe_window=100)
     expected = sorted(x.to_json() for x in expected_examples)
 
-    got, offsets = run(kafka, guarded, tmp_path / "logs-guarded", len(expected))
+    # the guard commits every partition to its end
+    got = run(kafka, guarded, tmp_path / "logs-guarded", len(expected), ends)
     assert got == expected, describe_difference(got, expected)
-    assert offsets == ends
 
     # Stock Faust: the three dropped events never produce an example; partition 0 is
     # committed over its hole (#606: lost for good), partition 1 is stuck at its hole
     # (#596: no commit ever again; a restart would re-read 5 and 6 behind their
-    # users' later events, as out of order).
-    stock_out, offsets = run(kafka, stock, tmp_path / "logs-stock", len(expected) - 3)
+    # users' later events, as out of order). Partition 1's later examples are visible
+    # (read first) while its committed offset stays at the hole.
+    stock_out = run(kafka, stock, tmp_path / "logs-stock", len(expected) - 3, {0: ends[0], 1: 5})
     dropped = {e.event_id for e, (p, o) in zip(stream, placed, strict=True)
                if (p, o) in ((0, 5), (1, 5), (1, 6))}  # fmt: skip
     ids = [TrainingExample.from_json(v).event_id for v in stock_out]
     assert sorted(ids) == sorted({e.event_id for e in stream} - dropped)
-    assert offsets == {0: ends[0], 1: 5}
