@@ -30,6 +30,15 @@ def _ppid(pid: int) -> int:
         return -1
 
 
+def _alive(pid: int) -> bool:
+    """``pid`` still exists and is not a zombie waiting to be reaped."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def test_broker_command_runs_until_ctrl_c() -> None:
     port = free_port()
     proc = subprocess.Popen(
@@ -59,9 +68,11 @@ def test_broker_command_runs_until_ctrl_c() -> None:
         assert proc.wait(60) == 0
         rest = proc.stdout.read()
         assert "stopping broker" in rest
-        time.sleep(0.5)
-        assert not os.path.exists(f"/proc/{children[0]}") or _ppid(children[0]) != proc.pid
-        assert subprocess.run(["kill", "-0", str(children[0])], capture_output=True).returncode != 0
+        # the JVM is reaped by then or soon after; wait for that (bounded), not a fixed time
+        deadline = time.monotonic() + 30
+        while _alive(children[0]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(children[0]), f"broker JVM {children[0]} outlived recoil broker"
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -1,0 +1,118 @@
+"""The probe's pieces, exactly: the config's limits, the events it makes up, and how
+``measure_responsiveness`` spends its generator and resamples.
+
+Written against the mutants mutation testing found alive (docs/testing.md).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+
+from recoil.events import InteractionEvent
+from recoil.labels import LabelConfig
+from recoil.records import HistoryItem
+from simulator.catalog import Catalog
+from simulator.metrics import bootstrap_relative_change
+from simulator.probe import (
+    PROBE_START_TIME,
+    STEP_SECONDS,
+    ProbeConfig,
+    counterfactual_branches,
+    measure_responsiveness,
+    probe_event,
+)
+
+CATALOG = Catalog(
+    item_ids=tuple(f"i{j}" for j in range(120)),
+    creator_ids=tuple(f"c{j // 20}" for j in range(120)),
+    cluster_ids=tuple(f"k{j // 40}" for j in range(120)),
+    durations=tuple(10.0 + j % 7 for j in range(120)),
+)
+LABELS = LabelConfig()
+SIZES = "ProbeConfig: simulations, k, top_n and choose_from must be >= 1"
+RATIO = "ProbeConfig: max_dwell_ratio must be > 0 and bootstrap >= 1"
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [({"simulations": 0}, SIZES), ({"k": 0}, SIZES), ({"top_n": 0}, SIZES),
+     ({"choose_from": 0}, SIZES), ({"max_dwell_ratio": 0.0}, RATIO),
+     ({"max_dwell_ratio": -1.0}, RATIO), ({"bootstrap": 0}, RATIO)],
+)  # fmt: skip
+def test_config_refusals(fields: dict[str, float], message: str) -> None:
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        ProbeConfig(**fields)  # type: ignore[arg-type]
+
+
+def test_smallest_valid_config() -> None:
+    ProbeConfig(simulations=1, k=1, top_n=1, choose_from=1, max_dwell_ratio=0.5, bootstrap=1)
+
+
+def test_probe_event_is_exactly_the_documented_event() -> None:
+    # item i12: creator c0, cluster k0, duration 10 + 12 % 7 = 15 s
+    event = probe_event(3, 4, "i12", CATALOG, 0.123456, disliked=True)
+    assert event == InteractionEvent(
+        event_id="probe3-4", user_id="probe3", item_id="i12", creator_id="c0",
+        cluster_id="k0", timestamp=PROBE_START_TIME + 4 * STEP_SECONDS, surface="probe",
+        dwell_seconds=1.852, item_duration_seconds=15.0,  # round(0.123456 * 15, 3)
+        liked=False, disliked=True, dismissed=False,
+    )  # fmt: skip
+    assert (STEP_SECONDS, PROBE_START_TIME) == (30.0, 1_735_689_600.0)
+    assert probe_event(0, 0, "i0", CATALOG, 1.0, disliked=False).disliked is False
+
+
+def test_branches_need_one_anchor_per_prefix() -> None:
+    with pytest.raises(ValueError, match=r"^2 prefixes for 1 anchors$"):
+        counterfactual_branches([(), ()], ["i0"], CATALOG, LABELS)
+
+
+class VaryingRecommender:
+    """Top 10 with a per-anchor number of same-creator items (so shares vary and the
+    bootstrap interval is not a point); records how it was asked."""
+
+    def __init__(self) -> None:
+        self.exclude_seen: list[bool] = []
+
+    def top_k(
+        self, histories: Sequence[Sequence[HistoryItem]], k: int, exclude_seen: bool = False
+    ) -> list[list[str]]:
+        self.exclude_seen.append(exclude_seen)
+        out = []
+        for history in histories:
+            last = history[-1]
+            j = CATALOG.index(last.item_id)
+            same = (j % 4) + (0 if last.disliked else 3)  # 0..6 of 10
+            mine = [i for i in CATALOG.item_ids if CATALOG.creator_of(i) == last.creator_id]
+            others = [i for i in CATALOG.item_ids if CATALOG.creator_of(i) != last.creator_id]
+            out.append(mine[:same] + others[: k - same])
+        return out
+
+
+def test_measure_uses_its_bootstrap_count_and_generator_in_order() -> None:
+    anchors = [f"i{j}" for j in range(0, 120, 3)]  # 40 simulations
+    branches = counterfactual_branches([()] * len(anchors), anchors, CATALOG, LABELS)
+    rec = VaryingRecommender()
+    result = measure_responsiveness(branches, rec, CATALOG, 10, np.random.default_rng(4), 200)
+    assert rec.exclude_seen == [True]  # one call for both branches, seen items excluded
+    # the same numbers by hand: shares per simulation, then the cluster interval and the
+    # creator interval drawn from one generator, 200 resamples each
+    recs = rec.top_k([*branches.long_dwell, *branches.dislike], 10, exclude_seen=True)
+    base = CATALOG.same_share(recs[:40], anchors)
+    disliked = CATALOG.same_share(recs[40:], anchors)
+    rng = np.random.default_rng(4)
+    assert result.ci95_cluster == bootstrap_relative_change(
+        base.cluster, disliked.cluster, rng, 200
+    )
+    assert result.ci95_creator == bootstrap_relative_change(
+        base.creator, disliked.creator, rng, 200
+    )
+    assert result.ci95_creator[0] < result.ci95_creator[1]  # not a point: the check means it
+    # and the default is 1000 resamples
+    default = measure_responsiveness(branches, rec, CATALOG, 10, np.random.default_rng(4))
+    explicit = measure_responsiveness(branches, rec, CATALOG, 10, np.random.default_rng(4), 1000)
+    assert default == explicit
+    assert default.ci95_creator != result.ci95_creator
