@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -24,6 +25,9 @@ from simulator.probe import (
     counterfactual_branches,
     measure_responsiveness,
     probe_event,
+    random_trajectories,
+    run_probe,
+    trajectory_cluster_share,
 )
 
 CATALOG = Catalog(
@@ -116,3 +120,51 @@ def test_measure_uses_its_bootstrap_count_and_generator_in_order() -> None:
     explicit = measure_responsiveness(branches, rec, CATALOG, 10, np.random.default_rng(4), 1000)
     assert default == explicit
     assert default.ci95_creator != result.ci95_creator
+
+
+def test_trajectory_share_of_empty_prefixes_is_zero() -> None:
+    branches = counterfactual_branches([(), ()], ["i0", "i50"], CATALOG, LABELS)
+    assert trajectory_cluster_share(branches, CATALOG) == 0.0
+
+
+def test_trajectories_draw_dwell_below_the_maximum_and_pick_beyond_the_top() -> None:
+    # max_dwell_ratio 0.05 < the 10% skip ratio: every trajectory item is a skip
+    config = ProbeConfig(simulations=30, k=8, top_n=10, choose_from=20, max_dwell_ratio=0.05)
+    rec = VaryingRecommender()
+    prefixes, _ = random_trajectories(rec, CATALOG, config, LABELS, np.random.default_rng(2))
+    items = [h for prefix in prefixes for h in prefix]
+    assert len(items) == 30 * 7
+    assert all(h.dwell_bucket == 0 for h in items)
+    assert all(h.disliked is False for h in items)
+    # picks are uniform over the top choose_from, not always the first
+    ranks = [
+        rec.top_k([prefix[:t]], 20, exclude_seen=True)[0].index(prefix[t].item_id)
+        for prefix in prefixes
+        for t in range(1, len(prefix))
+    ]
+    assert min(ranks) == 0 and max(ranks) >= 15
+
+
+def test_a_recommender_with_nothing_to_offer_is_named() -> None:
+    class Empty:
+        def top_k(
+            self, histories: Sequence[Sequence[HistoryItem]], k: int, exclude_seen: bool = False
+        ) -> list[list[str]]:
+            return [[] for _ in histories]
+
+    config = ProbeConfig(simulations=2, k=3)
+    with pytest.raises(ValueError, match=r"^recommender returned no items for simulation 0$"):
+        random_trajectories(Empty(), CATALOG, config, LABELS, np.random.default_rng(0))
+
+
+def test_run_probe_is_trajectories_branches_and_measure_from_one_seeded_generator() -> None:
+    config = ProbeConfig(simulations=25, k=5, top_n=10, choose_from=10, bootstrap=60, seed=7)
+    result = run_probe(VaryingRecommender(), CATALOG, config, LABELS)
+    rng = np.random.default_rng([7, 3])
+    prefixes, anchors = random_trajectories(VaryingRecommender(), CATALOG, config, LABELS, rng)
+    branches = counterfactual_branches(prefixes, anchors, CATALOG, LABELS)
+    by_hand = measure_responsiveness(branches, VaryingRecommender(), CATALOG, 10, rng, 60)
+    assert result == by_hand
+    assert result.ci95_creator[0] < result.ci95_creator[1]
+    other = run_probe(VaryingRecommender(), CATALOG, replace(config, seed=8), LABELS)
+    assert other != result
