@@ -8,7 +8,7 @@ its data directory (``IN_FLIGHT.json``) saying where it is:
 
 - before each batch, the offset range of each partition in the batch;
 - before each record it handles with care (below), that record;
-- when it exits because a send failed, the record whose send failed.
+- when it exits because a send or the processing of a record failed, that record.
 
 A graceful stop deletes the note. A start that finds one knows the previous
 process died there, once more than the note says (``deaths``), and treats
@@ -156,7 +156,7 @@ class CrashNotes:
         self._write(self.batch)
 
     def note_record(self, topic: str, partition: int, offset: int, reason: str = "") -> None:
-        """Before a careful record, or on the way out after its send failed."""
+        """Before a careful record, or on the way out after it failed."""
         noted = self.lookup(topic, partition, offset)
         deaths = noted.deaths if noted is not None else 0
         spot = Spot(topic, partition, offset, offset, deaths, reason[:MAX_NOTE_REASON_CHARS])

@@ -135,7 +135,8 @@ class BatchProcessor:
         try:
             async with consumer.barrier:
                 await self._process(events, result)
-        except Exception as exc:  # a send failed: the producer cannot be trusted any more
+        except Exception as exc:  # a send failed (the producer cannot be trusted any more),
+            # or the worker's own code failed on a record: the crash-loop rule takes over
             self._fatal(exc)
             raise
         for partition, offset in self.continuity.expected.items():
@@ -171,7 +172,7 @@ class BatchProcessor:
             self.notes.note_record(culprit.topic, culprit.partition, culprit.offset,
                                    f"{type(exc).__name__}: {exc}")  # fmt: skip
         where = "" if culprit is None else f" at {culprit.tp}@{culprit.offset}"
-        log.critical("send failed%s; exiting without committing: %r", where, exc, exc_info=exc)
+        log.critical("batch failed%s; exiting without committing: %r", where, exc, exc_info=exc)
         self.on_fatal(exc)
 
     def _track(self, delivery: Awaitable[Any], source: Message) -> None:

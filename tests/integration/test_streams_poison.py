@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -34,6 +35,7 @@ from streams.harness import (
     start_worker,
     wait_until,
 )
+from streams.supervisor import worker_command
 from tests.integration.test_streams_dlq import USER, good
 from tests.support.streams import fast_worker_config, metrics_url
 
@@ -180,7 +182,7 @@ def test_records_up_to_the_broker_limit_are_dead_lettered_without_a_restart(
         assert len(record.value) + sum(len(k) + len(v) for k, v in record.headers) < (
             MAX_DEAD_LETTER_BYTES
         )
-    assert RESTARTED not in log and "send failed" not in log
+    assert RESTARTED not in log and "exiting without committing" not in log
 
 
 @pytest.mark.parametrize("guarantee", ["exactly_once", "at_least_once"])
@@ -275,3 +277,65 @@ def test_a_record_that_no_dead_letter_can_describe_is_skipped_and_counted(
     assert len({m[1] for m in PRINTED.finditer(log)}) == 1  # one port for every start
     with pytest.raises(TimeoutError):  # nothing ever reached the DLQ
         read_topic(kafka, config.dlq_topic, lambda rs: len(rs) >= 1, 3)
+
+
+# `recoil worker` whose processing raises (uncaught) on the value b"KILL": the supervisor
+# runs this file again as its child, which runs the worker with the fault injected.
+KILLER = """
+import logging, os, sys
+from recoil.cli import build_parser
+from recoil.commands._kafka_args import kafka_settings
+from recoil.commands.worker import config_from_args
+from streams.supervisor import RESTARTS_ENV, supervise
+
+if RESTARTS_ENV not in os.environ:
+    sys.exit(supervise([sys.executable, *sys.argv]))
+import streams.processor
+from streams.worker import run_worker
+
+logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+real = streams.processor.parse_event
+
+def parse_event(raw):
+    if bytes(raw) == b"KILL":
+        raise RuntimeError("injected: processing this record always fails")
+    return real(raw)
+
+streams.processor.parse_event = parse_event
+args = build_parser().parse_args(sys.argv[1:])
+sys.exit(run_worker(config_from_args(args), kafka_settings(args)))
+"""
+
+
+def test_a_record_whose_processing_always_fails_costs_one_restart(
+    kafka: KafkaSettings, topic_name: Callable[[str], str], tmp_path: Path
+) -> None:
+    """Not a refused send: the worker's own code raises on the record every time. After
+    one restart at that offset it writes a minimal ``crash_loop`` dead letter."""
+    config = fast_worker_config(
+        app_id=topic_name("app"), input_topic=topic_name("in"), output_topic=topic_name("out"),
+        dlq_topic=topic_name("dlq"), data_dir=tmp_path / "data",
+    )  # fmt: skip
+    create_topics(kafka, config)
+    runner = tmp_path / "killer.py"
+    runner.write_text(KILLER)
+    argv = worker_command(kafka, config, supervised=False)
+    with ProcessGroup(tmp_path / "logs") as group:
+        worker = group.start("worker", [sys.executable, str(runner), *argv[3:]])
+        produce(kafka, config.input_topic, [(USER, good(1))])
+        ((partition, offset),) = produce(kafka, config.input_topic, [(USER, b"KILL")])
+        produce(kafka, config.input_topic, [(USER, good(2))])
+        letters = read_topic(kafka, config.dlq_topic, lambda rs: len(rs) >= 1, 120)
+        got = examples(kafka, config, 2)
+        url = metrics_url(config)
+        wait_until(lambda: restarts(url) == (1.0, 1.0), 30, "restart counters", [worker])
+        group.check()
+        log = _log(worker)
+
+    assert got == ["g1", "g2"]
+    assert len(letters) == 1
+    letter = DeadLetter.from_record(letters[0].key, letters[0].value, letters[0].headers)
+    assert letter.minimal and letter.code == "crash_loop" and letter.is_original(b"KILL")
+    assert "injected: processing this record always fails" in letter.reason
+    assert (letter.source_partition, letter.source_offset) == (partition, offset)
+    assert log.count(RESTARTED) == 1
