@@ -105,3 +105,23 @@ def test_served_logging_runs_and_is_recorded(tmp_path: Path) -> None:
     assert config["served_logging"]["serving_arm"] == "no_signal"
     assert config["served_logging"]["bootstrap_steps"] == 20
     assert config["world_stats"]["impressions"] == 60 * 60
+
+
+def test_responsiveness_is_the_ratio_of_the_branch_shares(run: Path) -> None:
+    """What the maths fixes exactly, arm by arm: the reported responsiveness is the mean
+    share after a dislike over the mean share after a long dwell, minus 1, and the
+    summary carries the probe's own numbers."""
+    arms = json.loads((run / "ablation.json").read_text())["arms"]
+    details = json.loads((run / "details.json").read_text())
+    for arm in ARMS:
+        probe = details[arm]["probe"]
+        assert probe["simulations"] == 200, arm
+        for kind in ("cluster", "creator"):
+            base, disliked = probe[f"share_{kind}_long_dwell"], probe[f"share_{kind}_dislike"]
+            assert base > 0, f"{arm}: no {kind} share after a long dwell"
+            assert probe[kind] == pytest.approx(disliked / base - 1.0, rel=1e-9, abs=1e-12)
+            assert arms[arm][f"responsiveness_{kind}"] == probe[kind]
+            assert arms[arm][f"ci95_{kind}"] == list(probe[f"ci95_{kind}"])
+    no_signal = details["no_signal"]["probe"]
+    assert no_signal["share_creator_dislike"] == no_signal["share_creator_long_dwell"]
+    assert no_signal["share_cluster_dislike"] == no_signal["share_cluster_long_dwell"]
