@@ -36,7 +36,7 @@ class StreamsConfig:
     app_id: str = "recoil-streams"  # consumer group, transactional-id and changelog prefix
     input_topic: str = topics.INTERACTIONS  # events, key = user id
     output_topic: str = topics.TRAINING_EXAMPLES  # TrainingExample JSON, key = user id
-    dlq_topic: str = topics.DLQ  # invalid events: original bytes + reason headers
+    dlq_topic: str = topics.DLQ  # invalid events: a prefix of the bytes + headers (streams.dlq)
     store: Store = "rocksdb"  # table store; rocksdb restarts from local state after a clean stop
     data_dir: Path = Path("recoil-data/streams")  # RocksDB files live under data_dir/app_id
     labels: LabelConfig = field(default_factory=LabelConfig)  # thresholds, weights, history length
