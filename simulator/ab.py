@@ -1,0 +1,186 @@
+"""A/B assignment of live users to arms, and the per-arm live metrics with intervals.
+
+Each user is assigned to one arm by a stable hash of its user id (``assign_arm``):
+the same user id and salt always land in the same arm, on any machine and in any
+process, and the shares hold over many users. Every arm's model serves only its
+own users, so the live metrics of one arm are measured on its users alone:
+
+- ``dislike``: dislikes / impressions served by the arm's model,
+- ``repeat_dislike``: dislikes of a creator the same user disliked within the
+  last ``repeat_window`` of their impressions / impressions,
+- ``engagement``: positives (like or long dwell) / impressions.
+
+A user's impressions are correlated, so intervals resample *users*, not
+impressions (``ArmTally.rate_ci``); the A/B change ``rate(arm) / rate(baseline) - 1``
+resamples each arm's users independently (``relative_change_ci``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+RATES = ("dislike", "repeat_dislike", "engagement")  # the live metrics, in display order
+
+
+def parse_split(spec: str, arms: Sequence[str]) -> tuple[tuple[str, float], ...]:
+    """``"a=0.5,b=0.5"`` (or ``""`` for equal shares of ``arms``) as normalised shares."""
+    if not spec.strip():
+        return tuple((arm, 1.0 / len(arms)) for arm in arms)
+    shares: dict[str, float] = {}
+    for part in spec.split(","):
+        name, sep, value = part.strip().partition("=")
+        try:
+            share = float(value)
+        except ValueError:
+            share = math.nan
+        if not sep or not name or not math.isfinite(share) or share < 0:
+            raise ValueError(f"split {part!r}: expected ARM=SHARE with a share >= 0")
+        shares[name] = share
+    unknown = sorted(set(shares) - set(arms))
+    if unknown:
+        raise ValueError(f"split names arms that do not run: {unknown} (arms: {list(arms)})")
+    total = sum(shares.values())
+    if total <= 0:
+        raise ValueError("split: the shares add up to 0")
+    return tuple((arm, shares.get(arm, 0.0) / total) for arm in arms)
+
+
+def user_bucket(user_id: str, salt: str = "") -> float:
+    """A stable uniform number in [0, 1) from the user id (SHA-256, not Python's hash)."""
+    digest = hashlib.sha256(f"{salt}\x00{user_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0**64
+
+
+def assign_arm(user_id: str, split: Sequence[tuple[str, float]], salt: str = "") -> str:
+    """The arm whose share interval holds the user's bucket (shares must add up to 1)."""
+    if not split:
+        raise ValueError("assign_arm: no arms to assign to")
+    bucket = user_bucket(user_id, salt)
+    edge = 0.0
+    for arm, share in split:
+        edge += share
+        if bucket < edge:
+            return arm
+    return next(arm for arm, share in reversed(split) if share > 0)  # rounding at the top
+
+
+@dataclass
+class UserCounts:
+    """One user's served impressions and outcomes under one arm."""
+
+    impressions: int = 0
+    dislikes: int = 0
+    repeat_dislikes: int = 0
+    positives: int = 0
+
+
+@dataclass
+class ArmTally:
+    """Per-user counts of one arm: the rates and their user-resampled intervals."""
+
+    users: dict[str, UserCounts] = field(default_factory=dict)
+
+    def record(self, user_id: str, disliked: bool, repeat: bool, positive: bool) -> None:
+        counts = self.users.setdefault(user_id, UserCounts())
+        counts.impressions += 1
+        counts.dislikes += disliked
+        counts.repeat_dislikes += repeat
+        counts.positives += positive
+
+    @property
+    def impressions(self) -> int:
+        return sum(c.impressions for c in self.users.values())
+
+    def _arrays(self, rate: str) -> tuple[np.ndarray, np.ndarray]:
+        attr = {"dislike": "dislikes", "repeat_dislike": "repeat_dislikes",
+                "engagement": "positives"}[rate]  # fmt: skip
+        counts = list(self.users.values())
+        numerators = np.array([getattr(c, attr) for c in counts], dtype=float)  # (U,)
+        denominators = np.array([c.impressions for c in counts], dtype=float)  # (U,)
+        return numerators, denominators
+
+    def rate(self, rate: str) -> float:
+        num, den = self._arrays(rate)
+        return float(num.sum() / den.sum()) if den.sum() > 0 else math.nan
+
+    def resampled(self, rate: str, rng: np.random.Generator, resamples: int) -> np.ndarray:
+        """The rate over ``resamples`` bootstrap draws of the users, shape (R,)."""
+        num, den = self._arrays(rate)
+        if den.sum() <= 0:
+            return np.full(resamples, math.nan)
+        idx = rng.integers(len(num), size=(resamples, len(num)))  # (R, U)
+        totals = den[idx].sum(axis=1)  # (R,)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return num[idx].sum(axis=1) / totals
+
+    def rate_ci(
+        self, rate: str, rng: np.random.Generator, resamples: int = 1000
+    ) -> tuple[float, float]:
+        return _percentiles(self.resampled(rate, rng, resamples))
+
+
+def _percentiles(values: np.ndarray) -> tuple[float, float]:
+    values = values[np.isfinite(values)]
+    if len(values) == 0:
+        return (math.nan, math.nan)
+    lo, hi = np.percentile(values, [2.5, 97.5])
+    return (float(lo), float(hi))
+
+
+def relative_change_ci(
+    arm: ArmTally, baseline: ArmTally, rate: str, rng: np.random.Generator, resamples: int = 1000
+) -> tuple[float, tuple[float, float]]:
+    """``rate(arm) / rate(baseline) - 1`` and its 95% interval (users resampled per arm)."""
+    base = baseline.rate(rate)
+    change = arm.rate(rate) / base - 1.0 if base > 0 else math.nan
+    treated = arm.resampled(rate, rng, resamples)
+    control = baseline.resampled(rate, rng, resamples)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return change, _percentiles(treated / control - 1.0)
+
+
+@dataclass(frozen=True)
+class ArmSummary:
+    """What one arm's users saw, with 95% intervals, and its change against the baseline."""
+
+    arm: str
+    users: int
+    impressions: int
+    rates: Mapping[str, tuple[float, tuple[float, float]]]  # rate -> (value, ci95)
+    changes: Mapping[str, tuple[float, tuple[float, float]]]  # vs baseline; empty for it
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "arm": self.arm, "users": self.users, "impressions": self.impressions,
+            "rates": {r: [v, list(ci)] for r, (v, ci) in self.rates.items()},
+            "changes": {r: [v, list(ci)] for r, (v, ci) in self.changes.items()},
+        }  # fmt: skip
+
+
+def summarise(
+    tallies: Mapping[str, ArmTally], baseline: str, seed: int = 0, resamples: int = 1000
+) -> list[ArmSummary]:
+    """One summary per arm (in ``tallies``' order); changes are against ``baseline``."""
+    rng = np.random.default_rng([seed, 23])
+    out = []
+    for arm, tally in tallies.items():
+        rates = {r: (tally.rate(r), tally.rate_ci(r, rng, resamples)) for r in RATES}
+        changes = {}
+        if arm != baseline and baseline in tallies:
+            changes = {
+                r: relative_change_ci(tally, tallies[baseline], r, rng, resamples) for r in RATES
+            }
+        out.append(ArmSummary(arm, len(tally.users), tally.impressions, rates, changes))
+    return out
+
+
+def repeat_within(last_dislike: Mapping[str, int], creator: str, step: int, window: int) -> bool:
+    """Whether ``creator`` was disliked at most ``window`` impressions before ``step``."""
+    before = last_dislike.get(creator)
+    return before is not None and step - before <= window
