@@ -103,12 +103,15 @@ SKIP_REASONS = ("oversized", "undecodable", "invalid")  # learner/example_check.
 SNAPSHOT_STAGES = ("checkpoint", "publish", "announce")  # learner/metrics.py
 SIMILARITIES = ("cluster", "creator")
 RESPONSES = ("like", "long_dwell", "short_dwell", "skip", "dislike")
+LIVE_RATES = ("dislike", "repeat_dislike", "engagement")  # simulator/ab.py RATES
 ARM_DOC = "model arm (learner/arms.py), e.g. feature_and_labels, no_signal"
 VERSION_DOC = "snapshot version of the probed model, as a decimal string"
 
 _ARM = Label("arm", doc=ARM_DOC)
 _VERSION = Label("model_version", doc=VERSION_DOC)
 _SIMILARITY = Label("similarity", SIMILARITIES)
+_RATE = Label("rate", LIVE_RATES)
+_BASELINE = Label("baseline", doc="the A/B baseline arm (the last arm), e.g. no_signal")
 _PARTITION = Label("partition", doc="Kafka partition number")
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -182,8 +185,29 @@ CATALOGUE: tuple[Metric, ...] = (
     Metric("recoil_sim_dislike_rate_ratio", G, SIM, "Share of simulated impressions disliked.",
            unit="ratio", labels=(_ARM, _VERSION)),
     Metric("recoil_sim_repeat_dislike_creator_rate_ratio", G, SIM,
-           "Share of simulated impressions disliking a creator the user disliked before.",
-           unit="ratio", labels=(_ARM, _VERSION)),
+           "Share of simulated impressions disliking a creator the user disliked within the "
+           "last --repeat-window impressions.", unit="ratio", labels=(_ARM, _VERSION)),
+    # A/B: each arm serves its own users (simulator/ab.py); intervals resample users.
+    Metric("recoil_sim_arm_rate_ratio", G, SIM,
+           "Live rate over the impressions each arm served its users: dislike, repeat_dislike "
+           "(same creator within --repeat-window impressions) or engagement (positives).",
+           unit="ratio", labels=(_ARM, _RATE)),
+    Metric("recoil_sim_arm_rate_ci_lower_ratio", G, SIM,
+           "Lower bound of the 95% interval of the arm's live rate (users resampled).",
+           unit="ratio", labels=(_ARM, _RATE)),
+    Metric("recoil_sim_arm_rate_ci_upper_ratio", G, SIM,
+           "Upper bound of the 95% interval of the arm's live rate (users resampled).",
+           unit="ratio", labels=(_ARM, _RATE)),
+    Metric("recoil_sim_ab_change_ratio", G, SIM,
+           "A/B: relative change of the arm's live rate against the baseline arm's "
+           "(e.g. -0.0244 for the paper's dislike rate).", unit="ratio",
+           labels=(_ARM, _BASELINE, _RATE)),
+    Metric("recoil_sim_ab_change_ci_lower_ratio", G, SIM,
+           "Lower bound of the 95% interval of the A/B change.", unit="ratio",
+           labels=(_ARM, _BASELINE, _RATE)),
+    Metric("recoil_sim_ab_change_ci_upper_ratio", G, SIM,
+           "Upper bound of the 95% interval of the A/B change.", unit="ratio",
+           labels=(_ARM, _BASELINE, _RATE)),
     Metric("recoil_freshness_feature_seconds", H, SIM,
            "Dislike event produced until GET /recommend reflects it.", unit="seconds",
            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)),

@@ -1,10 +1,19 @@
 """The whole loop as child processes: stream worker, learners, serving, simulated users.
 
 Used by ``recoil demo`` and by the loop's integration test, so what the test
-checks is what users run. One learner and one serving process per arm, all
-reading the same ``training-examples`` topic (each learner in its own consumer
-group) so arms are compared on identical data; the simulated users consume the
-first arm's model and every arm is probed at each new snapshot version.
+checks is what users run. One learner and one serving process per arm. The
+simulated users are split between the arms (an A/B test: a stable hash of the
+user id picks the arm, ``split`` sets the shares) and each arm's model serves
+only its own users; every arm is probed at each new snapshot version.
+
+Training data: every learner reads the whole ``training-examples`` topic (each
+in its own consumer group), i.e. all arms' traffic, not only its own arm's. The
+arms then differ only in how they learn (the paper's comparison: the loss and
+the dislike feature), not in what they learn from; with a few dozen simulated
+users, one arm's traffic alone would also starve each learner. The cost is that
+an arm's model learns partly from what the other arm served. Per-arm training
+(as in production A/B tests, where the treatment's data is its own) would need
+the arm on every event and example and a filter in the learner: not done.
 """
 
 from __future__ import annotations
@@ -26,7 +35,10 @@ class LoopConfig:
     """What the loop runs; defaults make a small demo on one laptop."""
 
     workdir: Path  # snapshots, checkpoints, worker state, logs, probe results
-    arms: tuple[str, ...] = ("feature_and_labels", "no_signal")  # first arm serves the users
+    arms: tuple[str, ...] = ("feature_and_labels", "no_signal")  # the last is the A/B baseline
+    split: str = ""  # "ARM=SHARE,..." of the users per arm; "" = equal shares
+    repeat_window: int = 50  # repeated dislike: same creator within this many impressions
+    switch: str = ""  # "ARM=OTHER@SECONDS": serve ARM from OTHER's model after a while
     world: str = "tiny"  # simulator world preset
     users: int = 50  # simulated users (tiny world has 60)
     rate: float = 150.0  # impressions per second
@@ -47,6 +59,19 @@ class LoopConfig:
     def results_file(self) -> Path:
         """Probe results, one JSON line per (arm, model version)."""
         return self.workdir / "probes.jsonl"
+
+    @property
+    def ab_file(self) -> Path:
+        """The latest per-arm A/B summary (simulator.ab.ArmSummary.to_dict, as a list)."""
+        return self.workdir / "ab.json"
+
+
+def read_ab_summary(path: Path) -> list[dict[str, Any]]:
+    """The simulator's latest per-arm A/B summary, or [] before the first one."""
+    try:
+        return list(json.loads(path.read_text()))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return []
 
 
 def read_probe_results(path: Path) -> list[dict[str, Any]]:
@@ -164,6 +189,10 @@ class Loop:
                 "--seed", str(cfg.seed),
                 "--metrics-port", str(self.ports.simulator_metrics),
                 "--results", str(cfg.results_file),
+                "--split", cfg.split,
+                "--repeat-window", str(cfg.repeat_window),
+                "--ab-results", str(cfg.ab_file),
+                *(["--switch", cfg.switch] if cfg.switch else []),
             ),
         )  # fmt: skip
 

@@ -10,7 +10,7 @@ from monitoring.catalogue import Part, create_all, of_part
 
 
 class SimulatorMetrics:
-    """Responsiveness per model version and arm, simulated rates, freshness."""
+    """Responsiveness per model version and arm, live A/B rates per arm, freshness."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         m: dict[str, Any] = create_all(registry, of_part(Part.SIMULATOR))
@@ -20,5 +20,11 @@ class SimulatorMetrics:
         self.impressions = m["recoil_sim_impressions_total"]
         self.dislike_rate = m["recoil_sim_dislike_rate_ratio"]
         self.repeat_dislike_rate = m["recoil_sim_repeat_dislike_creator_rate_ratio"]
+        self.arm_rate = m["recoil_sim_arm_rate_ratio"]
+        self.arm_rate_lower = m["recoil_sim_arm_rate_ci_lower_ratio"]
+        self.arm_rate_upper = m["recoil_sim_arm_rate_ci_upper_ratio"]
+        self.ab_change = m["recoil_sim_ab_change_ratio"]
+        self.ab_change_lower = m["recoil_sim_ab_change_ci_lower_ratio"]
+        self.ab_change_upper = m["recoil_sim_ab_change_ci_upper_ratio"]
         self.freshness_feature = m["recoil_freshness_feature_seconds"]
         self.freshness_snapshot = m["recoil_freshness_snapshot_seconds"]

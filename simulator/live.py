@@ -9,6 +9,15 @@ engagement-driven logging policy (``simulator.policy``), which also serves
 every impression before the first snapshot exists, so the learner has data to
 start from.
 
+A/B test: with ``split`` set, each user is assigned to one arm by a stable hash
+of its user id (``simulator.ab``) and only that arm's model serves it, so every
+arm's live metrics (dislike rate, repeated dislikes of a creator within
+``repeat_window`` impressions, engagement) come from its own users, with
+user-resampled intervals and the change against the baseline arm (the last one).
+Learners are not part of this: in the loop each learns from all traffic.
+``switch`` serves (and probes) one arm's users from another arm's model after a
+while: a real regression, made on purpose, for checking the regression alert.
+
 Every new snapshot version of each probed model is measured with the
 counterfactual responsiveness probe (``simulator.probe``) through
 ``POST /recommend/batch``; a probe during which the served version changed is
@@ -33,6 +42,7 @@ import aiohttp
 import numpy as np
 
 from recoil.labels import LabelConfig
+from simulator.ab import RATES, ArmSummary, ArmTally, assign_arm, repeat_within, summarise
 from simulator.exporter import SimulatorMetrics
 from simulator.freshness import (
     FreshnessSample,
@@ -70,6 +80,15 @@ class LiveConfig:
     probe_top_n: int = 10  # recommendations compared with the anchor
     poll_seconds: float = 1.0  # how often to look for new snapshot versions
     freshness_seconds: float = 5.0  # one freshness measurement this often; 0 = none
+    # A/B split: (arm, share) over the arms of probe_urls; users are assigned by a hash
+    # of their id. Empty: every user is served by `arm` at `serving_url`.
+    split: tuple[tuple[str, float], ...] = ()
+    assignment_salt: str = "recoil-ab"  # another salt reshuffles users between arms
+    repeat_window: int = 50  # a repeated dislike: same creator within this many impressions
+    ab_seconds: float = 10.0  # per-arm rates and intervals are recomputed this often
+    # (arm, other arm, seconds): after that long, `arm` is served and probed from the
+    # other arm's model (a deliberate regression); None = never.
+    switch: tuple[str, str, float] | None = None
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])  # event id prefix
 
     def __post_init__(self) -> None:
@@ -79,6 +98,21 @@ class LiveConfig:
             raise ValueError("policy_share must be in [0, 1]")
         if self.rate < 0:
             raise ValueError("rate must be >= 0 (0 = as fast as possible)")
+        urls = dict(self.probe_urls)
+        missing = [arm for arm, _ in self.split if arm not in urls]
+        if missing:
+            raise ValueError(f"split arms {missing} have no probe url (ARM=URL)")
+        if self.split and abs(sum(share for _, share in self.split) - 1.0) > 1e-9:
+            raise ValueError("split shares must add up to 1")
+        if self.repeat_window < 1:
+            raise ValueError("repeat_window must be >= 1")
+        if self.switch is not None and not {self.switch[0], self.switch[1]} <= set(urls):
+            raise ValueError(f"switch {self.switch[:2]}: both arms need a probe url")
+
+    @property
+    def arms(self) -> tuple[str, ...]:
+        """The arms that serve users, in order; the last is the A/B baseline."""
+        return tuple(arm for arm, _ in self.split) if self.split else (self.arm,)
 
 
 @dataclass
@@ -89,8 +123,10 @@ class LiveUser:
     state: UserState
     memory: PolicyMemory
     rng: np.random.Generator
+    arm: str = ""  # the arm whose model serves this user
     step: int = 0
     disliked_creators: set[str] = field(default_factory=set)
+    last_dislike: dict[str, int] = field(default_factory=dict)  # creator -> step
 
     @property
     def user_id(self) -> str:
@@ -125,6 +161,7 @@ class LiveSimulation:
         topic: str,
         metrics: SimulatorMetrics,
         on_probe: Callable[[dict[str, Any]], None] = lambda result: None,
+        on_ab: Callable[[list[ArmSummary]], None] = lambda summaries: None,
         labels: LabelConfig | None = None,
         examples_consumer: Any = None,  # a started aiokafka consumer on training-examples
     ) -> None:
@@ -133,6 +170,7 @@ class LiveSimulation:
         self.topic = topic
         self.metrics = metrics
         self.on_probe = on_probe
+        self.on_ab = on_ab
         self.labels = labels or LabelConfig()
         self.examples_consumer = examples_consumer
         self.freshness: list[dict[str, float]] = []
@@ -150,6 +188,16 @@ class LiveSimulation:
                      np.random.default_rng([config.seed, 7, u]))
             for u in range(config.users)
         ]  # fmt: skip
+        self.urls = dict(config.probe_urls) if config.split else {config.arm: config.serving_url}
+        for user in self.users:
+            user.arm = (
+                assign_arm(user.user_id, config.split, config.assignment_salt)
+                if config.split
+                else config.arm
+            )
+        self.arm_tallies: dict[str, ArmTally] = {arm: ArmTally() for arm in config.arms}
+        self.switched = False
+        self.probe_targets = dict(config.probe_urls)  # arm -> url; `switch` changes one
         self.tallies: dict[tuple[str, int], RateTally] = defaultdict(RateTally)
         self.impressions = 0
         self.probed: dict[str, int] = {}
@@ -168,7 +216,7 @@ class LiveSimulation:
         self, session: aiohttp.ClientSession, user: LiveUser
     ) -> tuple[int, int] | None:
         """(item index, model version) from the serving API, or None to fall back."""
-        url = f"{self.config.serving_url}/recommend/{user.user_id}?k={self.config.slate_size}"
+        url = f"{self.urls[user.arm]}/recommend/{user.user_id}?k={self.config.slate_size}"
         try:
             async with session.get(url) as resp:
                 if resp.status != 200:
@@ -203,13 +251,21 @@ class LiveSimulation:
         self.policy.observe(user.memory, item, response.dwell_ratio, response.liked)
         user.step += 1
         self.impressions += 1
-        arm = self.config.arm if served else POLICY_ARM
+        arm = user.arm if served else POLICY_ARM
         kind = response_kind(response.dwell_ratio, response.liked, response.disliked)
         self.metrics.impressions.labels(arm=arm, response=kind).inc()
-        repeat = response.disliked and event.creator_id in user.disliked_creators
+        step = user.step - 1
+        repeat = response.disliked and repeat_within(
+            user.last_dislike, event.creator_id, step, self.config.repeat_window
+        )
         if response.disliked:
             user.disliked_creators.add(event.creator_id)
+            user.last_dislike[event.creator_id] = step
         if served:
+            positive = not response.disliked and (
+                response.liked or response.dwell_ratio >= self.labels.long_dwell_ratio
+            )
+            self.arm_tallies[arm].record(user.user_id, response.disliked, repeat, positive)
             tally = self.tallies[(arm, served[1])]
             tally.impressions += 1
             tally.dislikes += response.disliked
@@ -266,11 +322,60 @@ class LiveSimulation:
             self.metrics.ci_lower.labels(similarity=similarity, **labels).set(low)
             self.metrics.ci_upper.labels(similarity=similarity, **labels).set(high)
 
-    async def _prober(self) -> None:
-        recommenders = {arm: HttpRecommender(url) for arm, url in self.config.probe_urls}
+    def ab_summary(self) -> list[ArmSummary]:
+        """Every serving arm's live rates with intervals, and changes against the baseline."""
+        arms = self.config.arms
+        return summarise(self.arm_tallies, baseline=arms[-1], seed=self.config.seed)
+
+    def _export_ab(self, summaries: list[ArmSummary]) -> None:
+        """Finite values only: a NaN gauge would read as data that is not there."""
+        m = self.metrics
+        baseline = self.config.arms[-1]
+        for summary in summaries:
+            for rate in RATES:
+                value, (low, high) = summary.rates[rate]
+                for gauge, number in ((m.arm_rate, value), (m.arm_rate_lower, low),
+                                      (m.arm_rate_upper, high)):  # fmt: skip
+                    if np.isfinite(number):
+                        gauge.labels(arm=summary.arm, rate=rate).set(number)
+                if rate not in summary.changes:
+                    continue
+                change, (low, high) = summary.changes[rate]
+                labels = {"arm": summary.arm, "baseline": baseline, "rate": rate}
+                for gauge, number in ((m.ab_change, change), (m.ab_change_lower, low),
+                                      (m.ab_change_upper, high)):  # fmt: skip
+                    if np.isfinite(number):
+                        gauge.labels(**labels).set(number)
+
+    def publish_ab(self) -> list[ArmSummary]:
+        summaries = self.ab_summary()
+        self._export_ab(summaries)
+        self.on_ab(summaries)
+        return summaries
+
+    async def _ab_reporter(self) -> None:
         while True:
-            for arm, url in self.config.probe_urls:
+            await asyncio.sleep(self.config.ab_seconds)
+            await asyncio.to_thread(self.publish_ab)
+
+    async def _switcher(self) -> None:
+        """After ``switch[2]`` seconds, serve and probe arm A from arm B's model."""
+        assert self.config.switch is not None
+        arm, other, after = self.config.switch
+        await asyncio.sleep(after)
+        self.urls[arm] = dict(self.config.probe_urls)[other]
+        self.probe_targets[arm] = self.urls[arm]
+        self.probed.pop(arm, None)  # the other model's versions count as new
+        self.switched = True
+        log.warning("switch: arm %s is now served by %s's model", arm, other)
+
+    async def _prober(self) -> None:
+        recommenders: dict[str, HttpRecommender] = {}
+        while True:
+            for arm, url in list(self.probe_targets.items()):
                 try:
+                    if recommenders.get(arm) is None or recommenders[arm].base_url != url:
+                        recommenders[arm] = HttpRecommender(url)
                     version = await asyncio.to_thread(recommenders[arm].snapshot_version)
                     if version is None or version <= self.probed.get(arm, 0):
                         continue
@@ -342,6 +447,10 @@ class LiveSimulation:
                 tasks.append(asyncio.create_task(self._prober()))
             if self.config.freshness_seconds > 0:
                 tasks.append(asyncio.create_task(self._freshness(session)))
+            if self.config.ab_seconds > 0:
+                tasks.append(asyncio.create_task(self._ab_reporter()))
+            if self.config.switch is not None:
+                tasks.append(asyncio.create_task(self._switcher()))
             waiter = asyncio.create_task(stop.wait())
             done, _ = await asyncio.wait([*tasks, waiter], return_when=asyncio.FIRST_COMPLETED)
             for task in [*tasks, waiter]:
@@ -352,3 +461,4 @@ class LiveSimulation:
             for task in done:
                 if task is not waiter and task.exception() is not None:
                     raise task.exception()  # type: ignore[misc]
+        self.publish_ab()  # the final figures

@@ -42,6 +42,30 @@ def register(sub: Any) -> None:
         help="probe the model served at URL, labelled ARM (repeatable; default: --arm at "
         "--serving-url)",
     )
+    parser.add_argument(
+        "--split",
+        default=None,
+        metavar="ARM=SHARE,...",
+        help="A/B test over the --probe arms: each user is served by one arm, chosen by a "
+        "stable hash of the user id, with these shares ('' = equal shares; default: no A/B, "
+        "every user served by --arm at --serving-url)",
+    )
+    parser.add_argument(
+        "--repeat-window",
+        type=int,
+        default=50,
+        help="a repeated dislike: the same creator disliked within this many impressions",
+    )
+    parser.add_argument(
+        "--switch",
+        default=None,
+        metavar="ARM=OTHER@SECONDS",
+        help="after SECONDS, serve and probe ARM's users from OTHER's model (a deliberate "
+        "regression, to check the regression alert)",
+    )
+    parser.add_argument(
+        "--ab-results", type=Path, default=None, help="keep the latest per-arm A/B summary here"
+    )
     parser.add_argument("--world", default="tiny", help="world preset: tiny|small|medium|large")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--users", type=int, default=50)
@@ -73,16 +97,34 @@ def parse_probes(specs: list[str], arm: str, serving_url: str) -> tuple[tuple[st
     return tuple(probes)
 
 
+def parse_switch(spec: str | None) -> tuple[str, str, float] | None:
+    if not spec:
+        return None
+    arms, sep, seconds = spec.rpartition("@")
+    arm, sep2, other = arms.partition("=")
+    try:
+        after = float(seconds)
+    except ValueError:
+        after = -1.0
+    if not sep or not sep2 or not arm or not other or after < 0:
+        raise ConfigError(f"--switch {spec!r} must be ARM=OTHER@SECONDS")
+    return (arm, other, after)
+
+
 def run(args: argparse.Namespace) -> int:
+    from simulator.ab import parse_split
     from simulator.live import LiveConfig
 
     settings = kafka_settings(args)
+    probes = parse_probes(args.probe, args.arm, args.serving_url)
     try:
+        split = () if args.split is None else parse_split(args.split, [a for a, _ in probes])
         config = LiveConfig(
             serving_url=args.serving_url.rstrip("/"), arm=args.arm, world=args.world,
             seed=args.seed, users=args.users, rate=args.rate, concurrency=args.concurrency,
             policy_share=args.policy_share,
-            probe_urls=parse_probes(args.probe, args.arm, args.serving_url),
+            probe_urls=probes, split=split, repeat_window=args.repeat_window,
+            switch=parse_switch(args.switch),
             probe_simulations=args.probe_simulations, probe_k=args.probe_k,
             probe_top_n=args.probe_top_n, freshness_seconds=args.freshness_seconds,
         )  # fmt: skip
@@ -121,6 +163,12 @@ async def _main(args: argparse.Namespace, settings: Any, config: Any) -> None:
             with args.results.open("a") as f:
                 f.write(line + "\n")
 
+    def on_ab(summaries: list[Any]) -> None:
+        if args.ab_results is not None:
+            partial = args.ab_results.with_suffix(".partial")
+            partial.write_text(json.dumps([s.to_dict() for s in summaries]))
+            partial.replace(args.ab_results)  # readers never see half a summary
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -145,7 +193,7 @@ async def _main(args: argparse.Namespace, settings: Any, config: Any) -> None:
             await consumer.position(tp)  # resolve "latest" now, before any probe event
     try:
         simulation = LiveSimulation(
-            config, producer, args.topic, metrics, on_probe, examples_consumer=consumer
+            config, producer, args.topic, metrics, on_probe, on_ab, examples_consumer=consumer
         )
         print(f"simulating {config.users} users of world {config.world!r}", flush=True)
         await simulation.run(stop)

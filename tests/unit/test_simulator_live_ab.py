@@ -1,0 +1,114 @@
+"""The live simulation's A/B split: each user is served by its own arm's URL only, and
+its served impressions count for that arm (a fake serving API and producer, no network)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from simulator.ab import assign_arm
+from simulator.exporter import SimulatorMetrics
+from simulator.live import POLICY_ARM, LiveConfig, LiveSimulation
+
+URLS = (("feature_and_labels", "http://fl"), ("no_signal", "http://ns"))
+SPLIT = (("feature_and_labels", 0.5), ("no_signal", 0.5))
+
+
+class FakeResponse:
+    def __init__(self, body: dict[str, Any]) -> None:
+        self.status = 200
+        self.body = body
+
+    async def __aenter__(self) -> FakeResponse:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    async def json(self) -> dict[str, Any]:
+        return self.body
+
+
+class FakeSession:
+    """GET /recommend/{user}: the first catalogue items, version 3; records every URL."""
+
+    def __init__(self, items: list[str]) -> None:
+        self.items = items
+        self.urls: list[str] = []
+
+    def get(self, url: str) -> FakeResponse:
+        self.urls.append(url)
+        return FakeResponse({"items": [{"item_id": i} for i in self.items], "model_version": 3})
+
+
+class FakeProducer:
+    def __init__(self) -> None:
+        self.sent = 0
+
+    async def send(self, topic: str, key: bytes, value: bytes) -> None:
+        self.sent += 1
+
+
+def _simulation(**overrides: Any) -> tuple[LiveSimulation, CollectorRegistry]:
+    config = LiveConfig(
+        serving_url="http://fl", users=30, policy_share=0.0, probe_urls=URLS, split=SPLIT,
+        freshness_seconds=0.0, **overrides,
+    )  # fmt: skip
+    registry = CollectorRegistry()
+    return LiveSimulation(config, FakeProducer(), "t", SimulatorMetrics(registry)), registry
+
+
+def test_each_user_is_served_by_its_arm_and_counted_there() -> None:
+    sim, registry = _simulation()
+    session = FakeSession(list(sim.world.catalog.item_ids[:10]))
+
+    async def run() -> None:
+        for _ in range(4):
+            for user in sim.users:
+                await sim.impression(session, user)  # type: ignore[arg-type]
+
+    asyncio.run(run())
+    urls = dict(URLS)
+    for user in sim.users:
+        assert user.arm == assign_arm(user.user_id, SPLIT, "recoil-ab")
+        mine = [u for u in session.urls if u.endswith(f"/recommend/{user.user_id}?k=10")]
+        assert mine and all(u.startswith(urls[user.arm]) for u in mine)
+    assert {u.arm for u in sim.users} == {"feature_and_labels", "no_signal"}
+    for arm, tally in sim.arm_tallies.items():
+        assert set(tally.users) == {u.user_id for u in sim.users if u.arm == arm}
+        assert tally.impressions == 4 * len(tally.users)
+    assert sum(t.impressions for t in sim.arm_tallies.values()) == 4 * 30
+    summaries = sim.publish_ab()
+    assert [s.arm for s in summaries] == ["feature_and_labels", "no_signal"]
+    engagement = registry.get_sample_value(
+        "recoil_sim_arm_rate_ratio", {"arm": "no_signal", "rate": "engagement"}
+    )
+    assert engagement == pytest.approx(sim.arm_tallies["no_signal"].rate("engagement"))
+    served = sum(
+        registry.get_sample_value(
+            "recoil_sim_impressions_total", {"arm": POLICY_ARM, "response": r}
+        )
+        or 0.0
+        for r in ("like", "long_dwell", "short_dwell", "skip", "dislike")
+    )
+    assert served == 0.0  # policy_share 0: every impression came from an arm's model
+
+
+def test_config_refuses_a_split_arm_without_a_url() -> None:
+    with pytest.raises(ValueError, match=r"split arms \['feature_only'\] have no probe url"):
+        LiveConfig(serving_url="http://fl", probe_urls=URLS, split=(("feature_only", 1.0),))
+    with pytest.raises(ValueError, match="add up to 1"):
+        LiveConfig(serving_url="http://fl", probe_urls=URLS, split=(("no_signal", 0.5),))
+    with pytest.raises(ValueError, match="both arms need a probe url"):
+        LiveConfig(serving_url="http://fl", probe_urls=URLS, switch=("no_signal", "x", 1.0))
+
+
+def test_switch_serves_and_probes_an_arm_from_the_other_model() -> None:
+    sim, _ = _simulation(switch=("feature_and_labels", "no_signal", 0.0))
+    sim.probed["feature_and_labels"] = 7
+    asyncio.run(sim._switcher())
+    assert sim.urls["feature_and_labels"] == sim.probe_targets["feature_and_labels"] == "http://ns"
+    assert "feature_and_labels" not in sim.probed  # the other model's versions are new here
