@@ -1,10 +1,15 @@
 """``recoil demo``: the whole loop on one machine, with a live responsiveness table.
 
 With no arguments it starts the embedded Apache Kafka broker, a stream worker,
-one learner and one serving process per arm, and the simulated users, then
-prints a table of responsiveness and dislike rate per arm and model version as
-the learners publish snapshots. Ctrl-C (or ``--duration``) stops every process
-it started and writes the table and a plot to ``--workdir``.
+one learner and one serving process per arm, and the simulated users, split
+between the arms as in an A/B test (a stable hash of the user id picks the arm;
+--split sets the shares; the last arm is the baseline). It prints one line per
+probed model version (responsiveness with its interval, and its distance from
+the arm's earlier versions) and, every 30 s, the arms' live dislike rates and
+their A/B change. Ctrl-C (or --duration) stops every process it started, prints
+the summary per arm (responsiveness over versions, dislike, repeat-dislike and
+engagement rates, A/B changes, all with 95% intervals) and writes it, the
+per-version table and a plot to --workdir.
 """
 
 from __future__ import annotations
@@ -36,66 +41,30 @@ def register(sub: Any) -> None:
     parser.add_argument("--users", type=int, default=50)
     parser.add_argument("--rate", type=float, default=150.0, help="impressions per second")
     parser.add_argument("--snapshot-every-seconds", type=float, default=20.0)
+    parser.add_argument(
+        "--split", default="", metavar="ARM=SHARE,...", help="users per arm ('' = equal shares)"
+    )
+    parser.add_argument(
+        "--repeat-window",
+        type=int,
+        default=50,
+        help="a repeated dislike: the same creator disliked within this many impressions",
+    )
+    parser.add_argument(
+        "--switch",
+        default="",
+        metavar="ARM=OTHER@SECONDS",
+        help="after SECONDS serve ARM's users (and probes) from OTHER's model: a deliberate "
+        "regression, to check the RecoilResponsivenessRegressed alert",
+    )
     parser.set_defaults(handler=run)
 
 
-def format_table(results: list[dict[str, Any]]) -> str:
-    """Markdown table of probe results: one row per (arm, model version)."""
-    header = (
-        "| arm | version | responsiveness cluster [95% CI] | responsiveness creator [95% CI] "
-        "| dislike rate | repeat dislike rate | impressions |\n|---|---:|---|---|---:|---:|---:|\n"
-    )
-
-    def pct(value: float | None) -> str:
-        return "—" if value is None else f"{100 * value:+.1f}%"
-
-    def rate(value: float | None) -> str:
-        return "—" if value is None else f"{100 * value:.2f}%"
-
-    rows = []
-    for r in sorted(results, key=lambda r: (r["arm"], r["model_version"])):
-        lo_k, hi_k = r["ci95_cluster"]
-        lo_c, hi_c = r["ci95_creator"]
-        rows.append(
-            f"| {r['arm']} | {r['model_version']} "
-            f"| {pct(r['cluster'])} [{pct(lo_k)}, {pct(hi_k)}] "
-            f"| {pct(r['creator'])} [{pct(lo_c)}, {pct(hi_c)}] "
-            f"| {rate(r['dislike_rate'])} | {rate(r['repeat_dislike_creator_rate'])} "
-            f"| {r['impressions']} |"
-        )
-    return header + "\n".join(rows) + "\n"
-
-
-def plot_results(results: list[dict[str, Any]], path: Path) -> None:
-    """Responsiveness per model version, one line per arm and similarity, with intervals."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-    for ax, similarity in zip(axes, ("cluster", "creator"), strict=True):
-        for arm in sorted({r["arm"] for r in results}):
-            rows = sorted((r for r in results if r["arm"] == arm), key=lambda r: r["model_version"])
-            xs = [r["model_version"] for r in rows]
-            ys = [100 * r[similarity] for r in rows]
-            lo = [100 * r[f"ci95_{similarity}"][0] for r in rows]
-            hi = [100 * r[f"ci95_{similarity}"][1] for r in rows]
-            ax.plot(xs, ys, marker="o", label=arm)
-            ax.fill_between(xs, lo, hi, alpha=0.2)
-        ax.axhline(0, color="grey", linewidth=0.8)
-        ax.set_title(f"responsiveness by {similarity}")
-        ax.set_xlabel("model version")
-    axes[0].set_ylabel("change of similar recommendations after a dislike (%)")
-    axes[0].legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
 def run(args: argparse.Namespace) -> int:
-    from recoil.loop import Loop, LoopConfig, read_probe_results
+    from recoil import demo_view
+    from recoil.loop import Loop, LoopConfig, read_ab_summary, read_probe_results
     from recoil.processes import ProcessGroup
+    from simulator.ab import parse_split
 
     arms = tuple(a.strip() for a in args.arms.split(",") if a.strip())
     from learner.arms import ARMS
@@ -103,12 +72,17 @@ def run(args: argparse.Namespace) -> int:
     unknown = [a for a in arms if a not in ARMS]
     if not arms or unknown:
         raise ConfigError(f"--arms {args.arms!r}: choose from {sorted(ARMS)}")
+    try:
+        parse_split(args.split, arms)
+    except ValueError as exc:
+        raise ConfigError(f"--split: {exc}") from None
     workdir = args.workdir or Path.home() / ".cache" / "recoil" / "demo" / time.strftime(
         "%Y%m%d-%H%M%S"
     )
     config = LoopConfig(
         workdir=workdir, arms=arms, world=args.world, users=args.users, rate=args.rate,
-        snapshot_every_seconds=args.snapshot_every_seconds,
+        snapshot_every_seconds=args.snapshot_every_seconds, split=args.split,
+        repeat_window=args.repeat_window, switch=args.switch,
     )  # fmt: skip
 
     def stop(signum: int, frame: FrameType | None) -> None:
@@ -117,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, stop)
     started = time.monotonic()
     shown = 0
+    last_ab = 0.0
     # The roles stop (ProcessGroup's exit) before the broker they talk to.
     with (
         given_or_embedded_kafka(args, workdir / "kafka") as kafka,
@@ -130,24 +105,28 @@ def run(args: argparse.Namespace) -> int:
                 print(f"serving {arm} at {loop.serving_url(arm)}", flush=True)
             print("learning ... (Ctrl-C to stop)", flush=True)
             while not args.duration or time.monotonic() - started < args.duration:
-                time.sleep(5)
+                time.sleep(2)
                 group.check()
-                results = loop.probe_results()
                 elapsed = time.monotonic() - started
-                steps = {
-                    arm: loop.learner_metric(arm, "recoil_learner_steps_total") for arm in arms
-                }
-                status = ", ".join(f"{a}: {int(s or 0)} steps" for a, s in steps.items())
-                print(f"[{elapsed:5.0f}s] {status}; {len(results)} snapshot probes", flush=True)
-                if len(results) > shown:
-                    shown = len(results)
-                    print(format_table(results), flush=True)
+                results = loop.probe_results()
+                for i in range(shown, len(results)):
+                    earlier = [r for r in results[:i] if r["arm"] == results[i]["arm"]]
+                    print(demo_view.version_line(results[i], earlier, elapsed), flush=True)
+                shown = len(results)
+                summary = read_ab_summary(config.ab_file)
+                if summary and elapsed - last_ab >= 30:
+                    last_ab = elapsed
+                    print(demo_view.ab_line(summary, elapsed), flush=True)
         except KeyboardInterrupt:
             print("\nstopping ...", flush=True)
     results = read_probe_results(config.results_file)
-    if results:
-        (workdir / "responsiveness.md").write_text(format_table(results))
-        plot_results(results, workdir / "responsiveness.png")
-        print(format_table(results))
+    summary = read_ab_summary(config.ab_file)
+    if results or summary:
+        text = demo_view.summary_text(results, summary, baseline=arms[-1])
+        (workdir / "responsiveness.md").write_text(
+            text + "\nPer model version:\n\n" + demo_view.format_table(results)
+        )
+        demo_view.plot(results, summary, workdir / "responsiveness.png")
+        print("\n" + text)
         print(f"wrote {workdir / 'responsiveness.md'} and {workdir / 'responsiveness.png'}")
     return 0
