@@ -16,6 +16,8 @@ formatted quorum's voter set records that endpoint.
 from __future__ import annotations
 
 import base64
+import contextlib
+import logging
 import os
 import shutil
 import signal
@@ -24,6 +26,7 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 
@@ -31,6 +34,19 @@ from recoil.broker.jars import kafka_classpath
 from recoil.processes import die_with_parent
 
 LOG4J_CONFIG = Path(__file__).with_name("log4j2.properties")
+
+
+@contextlib.contextmanager
+def _quiet_kafka_clients() -> Iterator[None]:
+    """While the broker starts, a refused connection is expected, not an error: kafka-python
+    logs each one at ERROR (``kafka.conn``), so its loggers say nothing below CRITICAL here."""
+    logger = logging.getLogger("kafka")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -179,6 +195,10 @@ class EmbeddedKafka:
         return cluster_id
 
     def _wait_ready(self, timeout: float) -> None:
+        with _quiet_kafka_clients():
+            self._wait_ready_quietly(timeout)
+
+    def _wait_ready_quietly(self, timeout: float) -> None:
         from kafka import KafkaAdminClient
 
         deadline = time.monotonic() + timeout
