@@ -142,3 +142,30 @@ def test_sampled_logits_draws_from_the_generator_and_never_padding_rows() -> Non
     assert not torch.isnan(first).any() and not torch.isnan(other).any()
     assert torch.equal(first, again)  # the seed alone decides the draws
     assert not torch.equal(first, other)
+
+
+def test_sampled_logits_stay_on_the_inputs_device() -> None:
+    # "meta" tensors stand in for an accelerator: every intermediate must follow the
+    # inputs' device (a CPU tensor mixed in fails), without a GPU on this machine
+    state, items = torch.zeros(3, 4, device="meta"), torch.zeros(10, 4, device="meta")
+    labels = torch.tensor([2, 5, 7], device="meta")
+    gen = torch.Generator().manual_seed(1)
+    uniform_only = sampled_logits(state, items, labels, 6, None, gen)
+    assert (uniform_only.device.type, uniform_only.shape) == ("meta", (3, 7))
+    log_q = torch.full((10,), -2.3, device="meta")
+    mixed = sampled_logits(state, items, labels, 6, log_q, gen)
+    assert (mixed.device.type, mixed.shape) == ("meta", (3, 10))
+
+
+def test_sampled_logits_draw_on_the_cpu_whatever_the_default_device() -> None:
+    # the draws use the CPU generator on the CPU, so a seed gives the same candidates
+    # whatever torch's default device is
+    gen = torch.Generator().manual_seed(3)
+    state, items = torch.randn(3, 4, generator=gen), torch.randn(10, 4, generator=gen)
+    labels = torch.tensor([2, 5, 7])
+    plain = sampled_logits(state, items, labels, 6, None, torch.Generator().manual_seed(1))
+    with torch.device("meta"):
+        other_default = sampled_logits(
+            state, items, labels, 6, None, torch.Generator().manual_seed(1)
+        )
+    assert torch.equal(plain, other_default)
