@@ -179,8 +179,8 @@ RESPONSIVENESS = Dashboard(
         _responsiveness("creator"),
         Panel(
             "Newest vs previous model version",
-            "What the RecoilResponsivenessRegressed alert compares: versions ordered by when "
-            "the simulator first reported them.",
+            "Versions ordered by when the simulator first reported them. One probe is a noisy "
+            "measurement: consecutive versions differ without any change of the model.",
             (
                 Target(
                     f"arm_similarity:recoil_responsiveness_ratio:latest{{{ARM}}}",
@@ -189,6 +189,61 @@ RESPONSIVENESS = Dashboard(
                 Target(
                     f"arm_similarity:recoil_responsiveness_ratio:previous{{{ARM}}}",
                     "{{arm}} {{similarity}} previous v{{model_version}}",
+                ),
+            ),
+            unit="percentunit",
+        ),
+        Panel(
+            "Pooled responsiveness: recent vs baseline versions",
+            "What the RecoilResponsivenessRegressed alert compares: the newest version's "
+            "responsiveness averaged over the recent window and over the baseline window "
+            "before it (monitoring/rules.py Thresholds). It fires when recent is more than "
+            "the threshold above baseline.",
+            (
+                Target(
+                    f"arm_similarity:recoil_responsiveness_ratio:avg_recent{{{ARM}}}",
+                    "{{arm}} {{similarity}} recent",
+                ),
+                Target(
+                    f"arm_similarity:recoil_responsiveness_ratio:avg_baseline{{{ARM}}}",
+                    "{{arm}} {{similarity}} baseline",
+                ),
+            ),
+            unit="percentunit",
+        ),
+        Panel(
+            "A/B: live rates per arm",
+            "Each arm serves only its own users (a stable hash of the user id picks the arm). "
+            "Per arm, over the impressions its model served: dislike rate, repeated dislikes "
+            "of a creator within the repeat window, engagement (positives per impression). "
+            "Band: 95% interval, users resampled.",
+            (
+                Target(f"recoil_sim_arm_rate_ratio{{{ARM}}}", "{{arm}} {{rate}}"),
+                Target(
+                    f"recoil_sim_arm_rate_ci_lower_ratio{{{ARM}}}", "{{arm}} {{rate}} lo", "lower"
+                ),
+                Target(
+                    f"recoil_sim_arm_rate_ci_upper_ratio{{{ARM}}}", "{{arm}} {{rate}} hi", "upper"
+                ),
+            ),
+            unit="percentunit",
+        ),
+        Panel(
+            "A/B: change against the baseline arm",
+            "rate(arm) / rate(baseline) - 1 for each live rate, with its 95% interval (each "
+            "arm's users resampled). The paper's live result for feature + labels against no "
+            "dislike signal: dislike rate -2.44%, repeated dislikes of a creator -9.60%.",
+            (
+                Target(f"recoil_sim_ab_change_ratio{{{ARM}}}", "{{arm}} vs {{baseline}} {{rate}}"),
+                Target(
+                    f"recoil_sim_ab_change_ci_lower_ratio{{{ARM}}}",
+                    "{{arm}} vs {{baseline}} {{rate}} lo",
+                    "lower",
+                ),
+                Target(
+                    f"recoil_sim_ab_change_ci_upper_ratio{{{ARM}}}",
+                    "{{arm}} vs {{baseline}} {{rate}} hi",
+                    "upper",
                 ),
             ),
             unit="percentunit",
@@ -208,8 +263,8 @@ RESPONSIVENESS = Dashboard(
         ),
         Panel(
             "Repeated dislikes of the same creator",
-            "Share of simulated impressions disliking a creator the user disliked before "
-            "(paper, live: -9.60% relative).",
+            "Share of simulated impressions disliking a creator the user disliked within the "
+            "repeat window (paper, live: -9.60% relative).",
             (Target(f"recoil_sim_repeat_dislike_creator_rate_ratio{{{ARM}}}", VERSION_LEGEND),),
             unit="percentunit",
         ),

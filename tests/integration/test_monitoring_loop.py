@@ -55,7 +55,9 @@ def test_every_panel_rule_and_signal_returns_data_on_the_loop(
             loop.metrics_targets()
         )
         try:
-            check = check_monitoring(prometheus_factory, targets, timeout=240.0)
+            # The regression alert's baseline is the newest version's mean over the 10m
+            # before the last 3m: it returns data 3 minutes after the first probe.
+            check = check_monitoring(prometheus_factory, targets, timeout=420.0)
         except AssertionError:
             for child in group.children:
                 print(f"--- {child.name} ---\n{child.log_tail(15)}")
@@ -66,6 +68,15 @@ def test_every_panel_rule_and_signal_returns_data_on_the_loop(
             check.server.wait_for(
                 f'arm_similarity:recoil_responsiveness_ratio:previous{{arm="{arm}"}}', timeout=180
             )
+        # A/B: every arm served its own users, and its rates and change are exported.
+        for arm in config.arms:
+            rates = check.server.query(f'recoil_sim_arm_rate_ratio{{arm="{arm}"}}')
+            assert {r["metric"]["rate"] for r in rates} == {"dislike", "repeat_dislike",
+                                                            "engagement"}  # fmt: skip
+        changes = check.server.query("recoil_sim_ab_change_ratio")
+        assert {(r["metric"]["arm"], r["metric"]["baseline"]) for r in changes} == {
+            (config.arms[0], config.arms[-1])
+        }
         up = check.server.query('up{job=~"recoil.*"} == 1')
         assert len(up) == len(loop.metrics_targets())
         # The report of the real loop: responsiveness per arm and version, with intervals.
