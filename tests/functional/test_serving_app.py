@@ -242,6 +242,15 @@ def test_hot_swap_under_load_drops_no_request() -> None:
                 assert resp.status == 200
                 versions.append((await resp.json())["model_version"])
                 await asyncio.sleep(0.002)
+            # The last publish is swapped in within a bounded wait (not assumed to have
+            # happened by the 300th request), then served.
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 30
+            while holder.snapshot is None or holder.snapshot.version != 7:
+                assert loop.time() < deadline, "version 7 was never swapped in"
+                await asyncio.sleep(0.01)
+            resp = await client.post("/recommend", json={"history": [], "k": 1})
+            versions.append((await resp.json())["model_version"])
         finally:
             await client.close()
         assert versions == sorted(versions), "a request saw an older snapshot after a newer one"
