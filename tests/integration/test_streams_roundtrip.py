@@ -77,11 +77,14 @@ def test_replayed_file_yields_exact_training_examples(
     log = write_lines(tmp_path / "events.jsonl", [e.to_json() for e in EVENTS])
     done = subprocess.run(
         [sys.executable, "-m", "recoil", "replay", str(log), "--topic", config.input_topic,
-         "--bootstrap-servers", kafka.bootstrap_servers, "--partitions", "3"],
+         "--bootstrap-servers", kafka.bootstrap_servers, "--partitions", "3",
+         "--keep-file-order"],  # bob's late event must reach the worker late
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert f"replayed {len(EVENTS)} events" in done.stdout
+    # replay says up front which events the worker will drop as late: bob's b3 only
+    assert f"warning: 1 of {len(EVENTS)} events were sent after" in done.stdout, done.stdout
 
     # What the shared offline windowing says, given that the stream drops the retry
     # (same event id) and bob's late event (older than his newest history item).
