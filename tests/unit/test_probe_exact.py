@@ -168,3 +168,12 @@ def test_run_probe_is_trajectories_branches_and_measure_from_one_seeded_generato
     assert result.ci95_creator[0] < result.ci95_creator[1]
     other = run_probe(VaryingRecommender(), CATALOG, replace(config, seed=8), LABELS)
     assert other != result
+
+
+def test_a_progress_bar_only_when_asked(capsys: pytest.CaptureFixture[str]) -> None:
+    config = ProbeConfig(simulations=3, k=3, top_n=5, choose_from=5, bootstrap=10)
+    random_trajectories(VaryingRecommender(), CATALOG, config, LABELS, np.random.default_rng(0))
+    run_probe(VaryingRecommender(), CATALOG, config, LABELS)
+    assert capsys.readouterr().err == ""  # library calls stay quiet by default
+    run_probe(VaryingRecommender(), CATALOG, config, LABELS, progress=True)
+    assert "probe trajectories: 100%" in capsys.readouterr().err
