@@ -16,7 +16,10 @@ arm and model version, with the time it was probed) and evaluates, every
 
 It counts firing episodes per arm and similarity. A run where nothing regressed
 measures false alarms; a run with ``recoil demo --switch ARM=no_signal@T``
-measures whether and when the alert fires after the switch. The replay mirrors
+measures whether and when the alert fires after the switch. One 10-minute run
+holds few versions, so ``--synthetic-hours`` also replays many hours of series
+drawn with the recorded run's own noise and cadence (normal, around a constant:
+``synthetic_rates``), without and with a step of ``--shift`` half way. The replay mirrors
 the PromQL to within one evaluation step; promtool tests the PromQL itself
 (monitoring/rules/tests/responsiveness_test.yml).
 """
@@ -27,11 +30,14 @@ import argparse
 import itertools
 import json
 import math
+import statistics
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from monitoring.rules import Thresholds, _seconds
 
@@ -83,6 +89,22 @@ def _episodes(
     return out
 
 
+class _WindowMean:
+    """avg_over_time over (lo, hi] of a sampled series, NaNs left out (prefix sums)."""
+
+    def __init__(self, times: Sequence[float], values: Sequence[float]) -> None:
+        array = np.asarray(values, dtype=float)
+        finite = np.isfinite(array)
+        self.times = np.asarray(times, dtype=float)
+        self.sums = np.concatenate([[0.0], np.cumsum(np.where(finite, array, 0.0))])
+        self.counts = np.concatenate([[0], np.cumsum(finite)])
+
+    def __call__(self, lo: float, hi: float) -> float:
+        i, j = np.searchsorted(self.times, [lo, hi], side="right")
+        n = self.counts[j] - self.counts[i]
+        return float((self.sums[j] - self.sums[i]) / n) if n else math.nan
+
+
 def replay(
     probes: Sequence[dict[str, Any]],
     thresholds: Thresholds | None = None,
@@ -101,7 +123,7 @@ def replay(
         _seconds(thresholds.regression_baseline),
     )
     threshold = thresholds.responsiveness_regression
-    hold = _seconds(_for_of_regression_alert())
+    hold = _seconds(thresholds.regression_for)
     out: list[Firing] = []
     for arm in sorted({p["arm"] for p in probes}):
         versions = _versions(probes, arm)
@@ -126,27 +148,13 @@ def replay(
                 pv_version = i
                 pv_fire.append(on and pv_since is not None and t - pv_since >= per_version_for)
             out += _episodes("per_version", arm, similarity, [t - t0 for t in times], pv_fire, 0)
-            pooled: list[bool] = []
-            for t in times:
-                rec = [v for u, v in zip(times, value, strict=True) if t - recent < u <= t]
-                base = [
-                    v
-                    for u, v in zip(times, value, strict=True)
-                    if t - recent - baseline < u <= t - recent
-                ]
-                rec = [v for v in rec if math.isfinite(v)]
-                base = [v for v in base if math.isfinite(v)]
-                pooled.append(
-                    bool(rec and base) and sum(rec) / len(rec) - sum(base) / len(base) > threshold
-                )
+            mean = _WindowMean(times, value)
+            pooled = [
+                mean(t - recent, t) - mean(t - recent - baseline, t - recent) > threshold
+                for t in times
+            ]
             out += _episodes("pooled", arm, similarity, [t - t0 for t in times], pooled, hold)
     return out
-
-
-def _for_of_regression_alert() -> str:
-    from monitoring.rules import all_alerts
-
-    return next(a.for_ for a in all_alerts() if a.alert == "RecoilResponsivenessRegressed")
 
 
 def version_noise(probes: Sequence[dict[str, Any]]) -> dict[tuple[str, str], float]:
@@ -161,6 +169,76 @@ def version_noise(probes: Sequence[dict[str, Any]]) -> dict[tuple[str, str], flo
     return out
 
 
+def noise_and_cadence(
+    probes: Sequence[dict[str, Any]], arm: str, similarity: str, skip: int = 3
+) -> tuple[float, float]:
+    """A version's measurement noise (SD of consecutive differences / sqrt 2, which slow
+    learning hardly moves) and the median seconds between versions, after ``skip``
+    warm-up versions."""
+    versions = _versions(probes, arm)[skip:]
+    values = [float(p[similarity]) for p in versions if math.isfinite(p[similarity])]
+    steps = [b - a for a, b in itertools.pairwise(values)]
+    gaps = sorted(float(b["probed_at"]) - float(a["probed_at"])
+                  for a, b in itertools.pairwise(versions))  # fmt: skip
+    if len(steps) < 2 or not gaps:
+        return math.nan, math.nan
+    return statistics.stdev(steps) / math.sqrt(2), gaps[len(gaps) // 2]
+
+
+def synthetic_rates(
+    sd: float,
+    cadence: float,
+    hours: float,
+    shift: float,
+    seed: int = 0,
+    runs: int = 20,
+    thresholds: Thresholds | None = None,
+) -> dict[str, float]:
+    """Firing episodes per hour of each rule on noise alone, and the share of ``runs``
+    runs (each ``hours / runs`` long) in which each rule fired after a step of ``shift``
+    half way, with the median delay of the pooled rule's first firing after the step."""
+    rng = np.random.default_rng(seed)
+    per_run = hours * 3600 / runs
+    n = max(4, int(per_run / cadence))
+    quiet = {"per_version": 0, "pooled": 0}
+    caught = {"per_version": 0, "pooled": 0}
+    delays: list[float] = []
+    for _ in range(runs):
+        values = rng.normal(-0.3, sd, n)
+        for f in replay(_synthetic(values, cadence), thresholds):
+            quiet[f.rule] += f.similarity == "cluster"  # the two similarities are copies
+        stepped = values + np.where(np.arange(n) >= n // 2, shift, 0.0)
+        at = (n // 2) * cadence
+        after = [
+            f
+            for f in replay(_synthetic(stepped, cadence), thresholds)
+            if f.end > at and f.similarity == "cluster"
+        ]
+        for rule in caught:
+            caught[rule] += any(f.rule == rule for f in after)
+        pooled = [f.start - at for f in after if f.rule == "pooled" and f.start >= at]
+        if pooled:
+            delays.append(min(pooled))
+    span_hours = runs * n * cadence / 3600
+    return {
+        "per_version_false_per_hour": quiet["per_version"] / span_hours,
+        "pooled_false_per_hour": quiet["pooled"] / span_hours,
+        "per_version_detected": caught["per_version"] / runs,
+        "pooled_detected": caught["pooled"] / runs,
+        "pooled_median_delay_s": statistics.median(delays) if delays else math.nan,
+    }
+
+
+def _synthetic(values: np.ndarray, cadence: float) -> list[dict[str, Any]]:
+    return [
+        {"arm": "synthetic", "model_version": i + 1, "cluster": float(v), "creator": float(v),
+         "ci95_cluster": [float(v) - 1.96 * 0.05, float(v) + 1.96 * 0.05],
+         "ci95_creator": [float(v) - 1.96 * 0.05, float(v) + 1.96 * 0.05],
+         "probed_at": cadence * i}
+        for i, v in enumerate(values)
+    ]  # fmt: skip
+
+
 def read_probes(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
@@ -169,6 +247,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("probes", type=Path, nargs="+", help="probes.jsonl of recorded runs")
     parser.add_argument("--step", type=float, default=15.0, help="evaluation interval (s)")
+    parser.add_argument(
+        "--synthetic-hours", type=float, default=0.0, help="also replay this many hours of "
+        "series with each arm's recorded noise and cadence (0 = no)",
+    )  # fmt: skip
+    parser.add_argument("--shift", type=float, default=0.25, help="the synthetic regression's step")
     args = parser.parse_args(argv)
     for path in args.probes:
         probes = read_probes(path)
@@ -185,6 +268,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"  {rule}: {len(found)} firing episodes")
             for f in found:
                 print(f"    {f.arm} {f.similarity}: {f.start:.0f}s .. {f.end:.0f}s")
+        if args.synthetic_hours <= 0:
+            continue
+        for arm in sorted({p["arm"] for p in probes}):
+            for similarity in SIMILARITIES:
+                sd, cadence = noise_and_cadence(probes, arm, similarity)
+                if not (math.isfinite(sd) and sd > 0):
+                    continue
+                rates = synthetic_rates(sd, cadence, args.synthetic_hours, args.shift)
+                print(f"  synthetic {arm} {similarity} (noise sd {sd:.3f}, a version every "
+                      f"{cadence:.0f}s, {args.synthetic_hours:g} h): "
+                      + ", ".join(f"{k} {v:.3g}" for k, v in rates.items()))  # fmt: skip
     return 0
 
 
