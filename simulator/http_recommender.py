@@ -3,6 +3,9 @@
 ``top_k`` posts explicit histories to ``POST /recommend/batch``; every answer
 names the snapshot version that produced it, and ``versions`` collects them so
 a probe can tell whether a hot swap happened half way (then it is discarded).
+With ``pinned=True`` the first answer from another version raises
+``VersionChangedError`` at once, so a probe that would be discarded stops early
+instead of spending the rest of its requests on a busy machine.
 """
 
 from __future__ import annotations
@@ -19,11 +22,18 @@ class ServingError(RuntimeError):
     """The serving API refused or failed a request."""
 
 
+class VersionChangedError(ServingError):
+    """A pinned recommender got an answer from a second snapshot version."""
+
+
 class HttpRecommender:
-    def __init__(self, base_url: str, batch_size: int = 256, timeout: float = 30.0) -> None:
+    def __init__(
+        self, base_url: str, batch_size: int = 256, timeout: float = 30.0, pinned: bool = False
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.batch_size = batch_size
         self.timeout = timeout
+        self.pinned = pinned
         self.versions: set[int] = set()
 
     def _post(self, path: str, body: object) -> dict[str, object]:
@@ -55,6 +65,8 @@ class HttpRecommender:
             }
             answer = self._post("/recommend/batch", body)
             self.versions.add(int(answer["model_version"]))  # type: ignore[call-overload]
+            if self.pinned and len(self.versions) > 1:
+                raise VersionChangedError(f"snapshot versions {sorted(self.versions)} in one probe")
             results = answer["results"]
             assert isinstance(results, list)
             out.extend([item["item_id"] for item in row] for row in results)

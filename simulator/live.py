@@ -50,10 +50,10 @@ from simulator.freshness import (
     find_example,
     snapshot_freshness,
 )
-from simulator.http_recommender import HttpRecommender, ServingError
+from simulator.http_recommender import HttpRecommender, ServingError, VersionChangedError
 from simulator.logged_data import make_event
 from simulator.policy import EngagementPolicy, LoggingPolicyConfig, PolicyMemory
-from simulator.probe import ProbeConfig, run_probe
+from simulator.probe import ProbeConfig, Responsiveness, run_probe
 from simulator.world import UserState, World, world_preset
 
 log = logging.getLogger(__name__)
@@ -287,14 +287,16 @@ class LiveSimulation:
 
     def probe(self, arm: str, url: str) -> dict[str, Any] | None:
         """Probe the model behind ``url`` once; None if its version changed meanwhile."""
-        recommender = HttpRecommender(url)
+        recommender = HttpRecommender(url, pinned=True)
         cfg = self.config
         probe_config = ProbeConfig(
             simulations=cfg.probe_simulations, k=cfg.probe_k, top_n=cfg.probe_top_n,
             choose_from=cfg.probe_top_n, bootstrap=500, batch_size=256, seed=cfg.seed,
         )  # fmt: skip
-        result = run_probe(recommender, self.world.catalog, probe_config, self.labels)
-        if len(recommender.versions) != 1:
+        result: Responsiveness | None = None
+        with contextlib.suppress(VersionChangedError):  # stopped at another version's answer
+            result = run_probe(recommender, self.world.catalog, probe_config, self.labels)
+        if result is None or len(recommender.versions) != 1:
             log.info("%s: snapshot changed during the probe (%s); probing again", arm,
                      sorted(recommender.versions))  # fmt: skip
             return None
@@ -371,8 +373,13 @@ class LiveSimulation:
 
     async def _prober(self) -> None:
         recommenders: dict[str, HttpRecommender] = {}
+        last_probed: dict[str, float] = {}  # arm -> when its last kept probe ended
         while True:
-            for arm, url in list(self.probe_targets.items()):
+            # The arm probed least recently goes first: when probes outlast a snapshot
+            # interval (a busy machine) and are discarded, a fixed order let one arm
+            # starve the other at every interval.
+            order = sorted(self.probe_targets.items(), key=lambda t: last_probed.get(t[0], 0.0))
+            for arm, url in order:
                 try:
                     if recommenders.get(arm) is None or recommenders[arm].base_url != url:
                         recommenders[arm] = HttpRecommender(url)
@@ -384,6 +391,7 @@ class LiveSimulation:
                     log.warning("probing %s at %s failed: %s", arm, url, exc)
                     continue
                 if result is not None:
+                    last_probed[arm] = time.monotonic()
                     self.probed[arm] = result["model_version"]
                     self._export(result)
                     self.on_probe(result)

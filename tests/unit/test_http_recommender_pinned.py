@@ -1,0 +1,65 @@
+"""A pinned HttpRecommender stops at the first answer from a second snapshot version,
+so a probe that would be discarded costs one request more, not the rest of the probe."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from recoil.records import HistoryItem
+from simulator.http_recommender import HttpRecommender, VersionChangedError
+
+
+class _Swapping(BaseHTTPRequestHandler):
+    """POST /recommend/batch: version 1 for the first two requests, then version 2."""
+
+    calls = 0
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        type(self).calls += 1
+        answer = {
+            "model_version": 1 if type(self).calls <= 2 else 2,
+            "results": [[{"item_id": "i1"}] for _ in body["histories"]],
+        }
+        data = json.dumps(answer).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: object) -> None:
+        return None
+
+
+@pytest.fixture
+def url() -> Iterator[str]:
+    _Swapping.calls = 0
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Swapping)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()
+
+
+HISTORIES = [[HistoryItem("i0", "c0", "k0", False, 3, 0, 0.0)] for _ in range(5)]
+
+
+def test_pinned_stops_at_the_second_version(url: str) -> None:
+    recommender = HttpRecommender(url, batch_size=1, pinned=True)
+    with pytest.raises(VersionChangedError, match=r"\[1, 2\]"):
+        recommender.top_k(HISTORIES, k=1)
+    assert _Swapping.calls == 3  # not 5
+    assert recommender.versions == {1, 2}
+
+
+def test_unpinned_collects_every_version(url: str) -> None:
+    recommender = HttpRecommender(url, batch_size=1)
+    assert recommender.top_k(HISTORIES, k=1) == [["i1"]] * 5
+    assert recommender.versions == {1, 2}
