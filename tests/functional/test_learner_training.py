@@ -158,5 +158,7 @@ def test_checkpoint_of_a_grown_model_restores(
     for (name, a), b in zip(module.state_dict().items(), loaded.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
     ckpt = torch.load(tmp_path / "grown.ckpt", weights_only=True)
-    exp_avg = ckpt["optimizer_states"][0]["state"][0]["exp_avg"]
+    # the optimizer's state is keyed by the parameter's position in module.parameters()
+    table = [p is module.model.item_input.weight for p in module.parameters()].index(True)
+    exp_avg = ckpt["optimizer_states"][0]["state"][table]["exp_avg"]
     assert exp_avg.shape[0] == len(vocabs.items) + 7  # Adam moments grew with the table
