@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import fields, replace
 
 import numpy as np
 import pytest
@@ -165,6 +165,7 @@ def test_run_probe_is_trajectories_branches_and_measure_from_one_seeded_generato
     branches = counterfactual_branches(prefixes, anchors, CATALOG, LABELS)
     by_hand = measure_responsiveness(branches, VaryingRecommender(), CATALOG, 10, rng, 60)
     assert result == by_hand
+    assert result.to_dict() == {f.name: getattr(result, f.name) for f in fields(result)}
     assert result.ci95_creator[0] < result.ci95_creator[1]
     other = run_probe(VaryingRecommender(), CATALOG, replace(config, seed=8), LABELS)
     assert other != result
