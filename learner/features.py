@@ -9,9 +9,12 @@ it is padded to. Only the newest ``max_len`` items are kept.
 
 Arms (see ``learner.arms``) change the input before truncation: the
 ``exclude_heuristic`` arm removes disliked items and then keeps the newest
-``max_len`` of what remains; arms without the dislike feature see flag 0. The
-same transform runs at training (``encode_examples``) and serving
-(``encode_histories``) time.
+``max_len`` of what remains; arms without the dislike feature see flag 0 and
+the newest ``max_len`` items. Arms *with* the dislike feature get the whole
+history: the model reads the newest ``max_len`` items, and (``flagged_input``
+"gated"/"drop") also the newest ``max_len`` unflagged ones, which can reach
+further back, exactly as the heuristic's window does. The same transform runs
+at training (``encode_examples``) and serving (``encode_histories``) time.
 
 Speed: consecutive windows of one user share their ``HistoryItem`` objects
 (``recoil.windows`` appends to a tuple), so items are deduplicated by object
@@ -33,7 +36,8 @@ from recoil.records import NUM_DWELL_BUCKETS, NUM_GAP_BUCKETS, HistoryItem, Trai
 
 
 class HistoryBatch(NamedTuple):
-    """A padded batch of histories; every field is (B, T) with T = max_len."""
+    """A padded batch of histories; every field is (B, T): T = max_len, or the longest
+    history for arms with the dislike feature (see the module docstring)."""
 
     item: Tensor  # (B, T) int32 item index, PAD_INDEX in empty slots
     creator: Tensor  # (B, T) int32 creator index, PAD_INDEX in empty slots
@@ -178,6 +182,8 @@ def _layout(flat: _Flat, which: np.ndarray | None, max_len: int, arm: ArmConfig)
         kept = ~flat.disliked[rows]
         rows, example = rows[kept], example[kept]
     lengths = np.bincount(example, minlength=num)
+    if arm.dislike_feature:  # the whole history: the model picks its windows from it
+        max_len = max(max_len, int(lengths.max()) if num else 0)
     starts = np.cumsum(lengths) - lengths
     position = np.arange(len(rows)) - starts[example]  # 0 = oldest item of its history
     column = position - np.maximum(lengths - max_len, 0)[example]  # oldest overflow < 0
@@ -197,6 +203,12 @@ def _layout(flat: _Flat, which: np.ndarray | None, max_len: int, arm: ArmConfig)
     )
 
 
+def _keep_last(arm: ArmConfig, max_len: int) -> int | None:
+    """How much of each history the arm's encoding reads: all of it where items are
+    removed (exclude) or may be by the model (the dislike feature), else ``max_len``."""
+    return None if arm.exclude_disliked or arm.dislike_feature else max_len
+
+
 def _check_max_len(max_len: int) -> None:
     if max_len < 1:
         raise ValueError(f"max_len must be >= 1, got {max_len}")
@@ -214,8 +226,7 @@ def encode_histories(
     """
     _check_max_len(max_len)
     arm = resolve_arm(arm)
-    # The exclude arm drops items before truncating, so it needs the whole history.
-    flat = _flatten(histories, vocabs, None if arm.exclude_disliked else max_len, grow=False)
+    flat = _flatten(histories, vocabs, _keep_last(arm, max_len), grow=False)
     return _layout(flat, None, max_len, arm)
 
 
@@ -246,12 +257,7 @@ def encode_examples(
     label_ids = [e.label_item_id for e in examples]
     label_creator_ids = [e.label_creator_id for e in examples]
     if grow:
-        flat = _flatten(
-            [e.history for e in examples],
-            vocabs,
-            None if arm.exclude_disliked else max_len,
-            grow=True,
-        )
+        flat = _flatten([e.history for e in examples], vocabs, _keep_last(arm, max_len), grow=True)
         vocabs.items.add(label_ids)
         vocabs.creators.add(label_creator_ids)
     label = vocabs.items.lookup(label_ids)

@@ -138,12 +138,15 @@ def _trim(batch: HistoryBatch) -> HistoryBatch:
     return batch
 
 
-def drop_flagged(batch: HistoryBatch) -> HistoryBatch:
-    """The batch without its flagged (disliked) items, re-packed left-aligned in order:
-    exactly what ``exclude_heuristic`` reads (for histories within ``max_len``)."""
-    keep = batch.mask & (batch.disliked == 0)  # (B, T)
+def newest(batch: HistoryBatch, keep: Tensor, max_len: int) -> HistoryBatch:
+    """The newest ``max_len`` items of each row among those where ``keep`` (B, T) is True,
+    re-packed left-aligned in order. With ``keep = mask & ~disliked`` this is exactly the
+    window ``exclude_heuristic`` reads: disliked items removed, then the newest kept."""
+    keep = keep & batch.mask
+    after = keep.flip(1).long().cumsum(dim=1).flip(1)  # (B, T) kept items at or after t
+    keep = keep & (after <= max_len)
     if bool((keep == batch.mask).all()):
-        return batch
+        return _trim(batch)
     slot = keep.long().cumsum(dim=1) - 1  # (B, T) new slot of each kept item
     rows = torch.arange(batch.batch_size, device=keep.device).unsqueeze(1).expand_as(slot)
     fields = []
@@ -244,21 +247,24 @@ class SequenceRecommender(nn.Module):
 
     def user_state(self, batch: HistoryBatch) -> Tensor:
         """s, (B, D)."""
-        # Slots after the longest history are padding in every row; the encoders are
-        # causal, so dropping them changes nothing but the work (short histories).
-        batch = _trim(batch)
+        # The input may hold more than max_len items (arms with the dislike flag get the
+        # whole window, so the dropped view can reach back past flagged items as the
+        # heuristic does); each view keeps its newest max_len.
+        max_len = self.config.max_len
+        recent = newest(batch, batch.mask, max_len)  # (B, <=max_len) every item
         mode = self.config.flagged_input
         if mode == "embed":
-            state = self._encode(batch)  # (B, D)
+            state = self._encode(recent)  # (B, D)
         else:
-            dropped = drop_flagged(batch)
-            state = self._encode(dropped)  # (B, D): what exclude_heuristic reads
-            if self.flagged_gate is not None and dropped is not batch:
-                # rows without a flagged item read the same either way: skip the pass
-                state = state + self.flagged_gate * (self._encode(batch) - state)
+            dropped = newest(batch, batch.disliked == 0, max_len)  # what the heuristic reads
+            state = self._encode(dropped)  # (B, D)
+            flagged = bool((recent.disliked * recent.mask).any())
+            if self.flagged_gate is not None and flagged:
+                # rows without a flagged item read the same either way
+                state = state + self.flagged_gate * (self._encode(recent) - state)
         if self.dislike_push is None:
             return state
-        return state + self._dislike_push(batch)
+        return state + self._dislike_push(recent)
 
     def _encode(self, batch: HistoryBatch) -> Tensor:
         """The encoder's state for the history as given, (B, D)."""

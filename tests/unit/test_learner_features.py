@@ -56,10 +56,16 @@ def test_arms_table() -> None:
 
 
 def test_left_aligned_truncated_to_newest_items_with_the_flag() -> None:
-    batch = encode_histories([[A, B, C, D], [C], []], vocabs(), 3, "feature_only")
+    # An arm with the flag gets the whole history: the model picks its windows from it.
+    whole = encode_histories([[A, B, C, D], [C], []], vocabs(), 3, "feature_only")
+    assert whole.item.tolist() == [[2, 3, 4, 5], [4, 0, 0, 0], [0, 0, 0, 0]]
+    assert whole.disliked.tolist() == [[0, 1, 0, 0], [0] * 4, [0] * 4]
+    assert whole.lengths.tolist() == [4, 1, 0]
+    # Other arms keep the newest max_len items.
+    batch = encode_histories([[A, B, C, D], [C], []], vocabs(), 3, "no_signal")
     assert batch.item.tolist() == [[3, 4, 5], [4, 0, 0], [0, 0, 0]]
     assert batch.creator.tolist() == [[3, 2, 4], [2, 0, 0], [0, 0, 0]]
-    assert batch.disliked.tolist() == [[1, 0, 0], [0, 0, 0], [0, 0, 0]]
+    assert batch.disliked.tolist() == [[0, 0, 0], [0, 0, 0], [0, 0, 0]]
     assert batch.dwell.tolist() == [[4, 0, 3], [0, 0, 0], [0, 0, 0]]
     assert batch.gap.tolist() == [[1, 1, 1], [1, 0, 0], [0, 0, 0]]
     assert batch.mask.tolist() == [[True] * 3, [True, False, False], [False] * 3]

@@ -191,6 +191,9 @@ def test_the_learned_model_starts_as_exclude_heuristic(encoder: str, flagged_inp
         [HistoryItem(f"i{n}", f"c{n % 2}", None, n in flagged, n % 6, n % 8, 0) for n in range(7)],
         [HistoryItem("i7", "c1", None, True, 5, 0, 0.0)],  # only a dislike: the empty state
         HISTORIES[1],
+        # longer than max_len (8) with 5 flagged: the heuristic's window reaches back past
+        # them to the 8 newest unflagged items, and so must the learned model's
+        [HistoryItem(f"i{n % 10}", f"c{n % 2}", None, n % 3 == 0, n % 6, n % 8, 0) for n in range(14)],
     ]  # fmt: skip
     with torch.no_grad():
         heuristic = m.scores(encode_histories(many, VOCABS, 8, "exclude_heuristic"))
