@@ -4,12 +4,14 @@ come slower than its 2 minutes' `for`, and never fires when they come faster."""
 
 from __future__ import annotations
 
+import math
+import statistics
 from typing import Any
 
 import numpy as np
 import pytest
 
-from monitoring.regression_replay import replay, version_noise
+from monitoring.regression_replay import noise_and_cadence, replay, synthetic_rates, version_noise
 
 
 def _probes(
@@ -52,3 +54,21 @@ def test_a_regression_fires_the_pooled_rule_within_minutes() -> None:
 def test_version_noise_is_the_mean_step_between_versions() -> None:
     noise = version_noise(_probes([-0.2, -0.3, -0.1]))
     assert noise[("feature_and_labels", "cluster")] == pytest.approx(0.15)
+
+
+def test_synthetic_rates_count_false_alarms_and_detections() -> None:
+    quiet = synthetic_rates(sd=0.01, cadence=30.0, hours=2.0, shift=0.3, runs=4)
+    assert quiet["pooled_false_per_hour"] == quiet["per_version_false_per_hour"] == 0.0
+    assert quiet["pooled_detected"] == 1.0  # every run's step is caught...
+    assert 120.0 <= quiet["pooled_median_delay_s"] <= 240.0  # ...after the `for` of 2m
+    assert quiet["per_version_detected"] == 0.0  # each version is newest for 30 s only
+    noisy = synthetic_rates(sd=0.3, cadence=30.0, hours=2.0, shift=0.3, runs=4)
+    assert noisy["pooled_false_per_hour"] > 0.0
+
+
+def test_noise_and_cadence_of_a_recorded_run() -> None:
+    sd, cadence = noise_and_cadence(
+        _probes([0.0, 0.0, 0.0, -0.2, -0.3, -0.1, -0.2]), "feature_and_labels", "cluster"
+    )
+    assert cadence == 30.0
+    assert sd == pytest.approx(statistics.stdev([-0.1, 0.2, -0.1]) / math.sqrt(2))
