@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 VENV := $(or $(RECOIL_HOME),$(HOME)/.cache/recoil)/venv
 
-.PHONY: demo test lint setup
+.PHONY: demo test lint setup mutation
 
 setup:
 	@scripts/setup.sh >/dev/null
@@ -18,3 +18,8 @@ lint: setup
 
 test: lint
 	$(VENV)/bin/pytest -q
+
+# Mutation testing of the pure modules (docs/testing.md); installs mutmut on first use
+# into its own venv. One module at a time: make mutation MODULES=learner/loss.py
+mutation: setup
+	scripts/mutation.sh $(MODULES)
