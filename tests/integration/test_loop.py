@@ -9,6 +9,7 @@ swaps happen under traffic.
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 import urllib.error
@@ -134,3 +135,23 @@ def test_feature_and_labels_is_more_responsive_than_no_signal(loop_run: LoopRun)
         return sum(float(r["creator"]) for r in probes) / len(probes)
 
     assert mean_creator("feature_and_labels") < mean_creator("no_signal"), loop_run.context
+
+
+def test_each_probe_reports_the_ratio_of_its_shares(loop_run: LoopRun) -> None:
+    """What the maths fixes exactly, probe by probe: responsiveness is the ratio of the
+    two branches' mean shares minus 1, and no_signal's branches are the same input, so
+    its shares are equal and every bootstrap resample's change is exactly 0."""
+    for arm in ARMS:
+        assert len(loop_run.per_arm[arm]) >= PROBES_PER_ARM, f"{arm}: too few probes to check"
+        for r in loop_run.per_arm[arm]:
+            for kind in ("cluster", "creator"):
+                base, disliked = r[f"share_{kind}_long_dwell"], r[f"share_{kind}_dislike"]
+                if base == 0:  # relative_change is undefined then, and says so
+                    assert math.isnan(r[kind]), r
+                else:
+                    assert r[kind] == pytest.approx(disliked / base - 1.0, rel=1e-9, abs=1e-12)
+    for r in loop_run.per_arm["no_signal"]:
+        assert r["share_creator_dislike"] == r["share_creator_long_dwell"]
+        assert r["share_cluster_dislike"] == r["share_cluster_long_dwell"]
+        assert r["cluster"] == r["creator"] == 0.0
+        assert list(r["ci95_cluster"]) == list(r["ci95_creator"]) == [0.0, 0.0]
