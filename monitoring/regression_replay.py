@@ -5,8 +5,8 @@ results a loop wrote (``recoil demo``'s ``<workdir>/probes.jsonl``: one line per
 arm and model version, with the time it was probed) and evaluates, every
 ``step`` seconds as Prometheus would, two rules:
 
-- ``per_version``: the previous rule: the newest version is more than the
-  threshold less responsive than the version before it, and its own 95%
+- ``per_version``: the previous rule: the newest version is more than its
+  threshold (0.1) less responsive than the version before it, and its own 95%
   interval lies above that version's value; held for 2 minutes while it stays
   the newest version (a new version resets the pending state, as its
   ``model_version`` label changes the alert's series);
@@ -109,7 +109,8 @@ def replay(
     probes: Sequence[dict[str, Any]],
     thresholds: Thresholds | None = None,
     step: float = 15.0,
-    per_version_for: float = 120.0,
+    per_version_for: float = 120.0,  # the previous rule's `for` and threshold
+    per_version_threshold: float = 0.1,
 ) -> list[Firing]:
     """Every firing episode of both rules over the run (times from the run's first probe)."""
     thresholds = thresholds or Thresholds()
@@ -140,9 +141,11 @@ def replay(
                 on = False
                 if i >= 1:
                     new, old = versions[i], versions[i - 1]
-                    on = float(new[similarity]) - float(old[similarity]) > threshold and float(
-                        new[f"ci95_{similarity}"][0]
-                    ) > float(old[similarity])
+                    on = float(new[similarity]) - float(
+                        old[similarity]
+                    ) > per_version_threshold and float(new[f"ci95_{similarity}"][0]) > float(
+                        old[similarity]
+                    )
                 if not on or i != pv_version:
                     pv_since = t if on else None
                 pv_version = i
