@@ -370,6 +370,8 @@ class LiveSimulation:
         self.probed.pop(arm, None)  # the other model's versions count as new
         self.switched = True
         log.warning("switch: arm %s is now served by %s's model", arm, other)
+        await asyncio.Event().wait()  # like the other tasks, run until cancelled: run()
+        # stops everything as soon as any task ends
 
     async def _prober(self) -> None:
         recommenders: dict[str, HttpRecommender] = {}

@@ -109,6 +109,13 @@ def test_config_refuses_a_split_arm_without_a_url() -> None:
 def test_switch_serves_and_probes_an_arm_from_the_other_model() -> None:
     sim, _ = _simulation(switch=("feature_and_labels", "no_signal", 0.0))
     sim.probed["feature_and_labels"] = 7
-    asyncio.run(sim._switcher())
+
+    async def switch_then_keep_running() -> None:
+        task = asyncio.create_task(sim._switcher())
+        await asyncio.sleep(0.05)
+        assert not task.done()  # a task that ended would stop the whole simulation
+        task.cancel()
+
+    asyncio.run(switch_then_keep_running())
     assert sim.urls["feature_and_labels"] == sim.probe_targets["feature_and_labels"] == "http://ns"
     assert "feature_and_labels" not in sim.probed  # the other model's versions are new here
