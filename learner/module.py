@@ -51,12 +51,14 @@ class RecommenderModule(L.LightningModule):
         softmax: SoftmaxMode = "full",
         num_sampled: int = 1024,
         sampler_seed: int = 0,
+        dislike_lr_scale: float = 1.0,
     ) -> None:
         super().__init__()
         if softmax not in ("full", "sampled"):
             raise ValueError(f"softmax must be 'full' or 'sampled', got {softmax!r}")
         self.save_hyperparameters()
         self.lr, self.weight_decay = lr, weight_decay
+        self.dislike_lr_scale = dislike_lr_scale
         self.softmax, self.num_sampled = softmax, num_sampled
         self.model = SequenceRecommender(ModelConfig(**model_config))
         # How often each item has been a label: its in-batch sampling probability
@@ -117,7 +119,19 @@ class RecommenderModule(L.LightningModule):
         return self._common_step(batch, "test")
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        # The gate, the push weights and M start where the model *is* exclude_heuristic.
+        # Adam moves every parameter by about lr per step whatever its gradient's size, so
+        # at the tables' lr these few would wander from there on noise alone; a smaller
+        # lr lets them leave only on a steady signal.
+        special = {id(p) for p in self.model.dislike_parameters()}
+        groups: list[dict[str, Any]] = [
+            {"params": [p for p in self.parameters() if id(p) not in special]},
+            {
+                "params": [p for p in self.parameters() if id(p) in special],
+                "lr": self.lr * self.dislike_lr_scale,
+            },
+        ]
+        return torch.optim.AdamW(groups, lr=self.lr, weight_decay=self.weight_decay)
 
     def grow_items(self, num_items: int, optimizer: torch.optim.Optimizer | None = None) -> bool:
         """Grow the item tables (and label counts) to ``num_items`` rows, padding the

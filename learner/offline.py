@@ -60,6 +60,8 @@ class TrainConfig:
     num_threads: int | None = 1
     accelerator: str = "auto"  # Lightning accelerator: CUDA where present, else CPU
     gradient_clip_val: float | None = 1.0  # clip the gradient norm (None: no clipping)
+    # lr of the gate, push weights and M relative to lr (learner.module explains why)
+    dislike_lr_scale: float = 1.0
     # Early stopping. Each user's newest ``validation_examples`` examples are held out
     # (the time split the backtest itself uses, one step earlier); every
     # ``validation_every`` steps the mean reciprocal rank of their positive labels is
@@ -395,6 +397,7 @@ def train_offline(
         softmax=train_config.softmax,
         num_sampled=train_config.num_sampled,
         sampler_seed=train_config.seed,
+        dislike_lr_scale=train_config.dislike_lr_scale,
     )
     curve = _LossCurve(every=max(1, train_config.max_steps // 100))
     best = _BestWeights()
