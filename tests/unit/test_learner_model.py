@@ -159,7 +159,7 @@ def test_a_not_to_recommend_step_on_one_item_lowers_its_creators_other_items() -
 
 def test_dislike_push_starts_silent_and_pushes_away_from_a_disliked_items_creator() -> None:
     plain = model("gru", dislike_push=False)
-    m = model("gru")
+    m = model("gru", dislike_push=True)
     assert m.dislike_push is not None
     m.load_state_dict(plain.state_dict(), strict=False)  # same weights, path still at zero
     batch = encode_histories(HISTORIES[:1], VOCABS, 8, "feature_only")
@@ -185,7 +185,7 @@ def test_dislike_push_starts_silent_and_pushes_away_from_a_disliked_items_creato
 def test_the_learned_model_starts_as_exclude_heuristic(encoder: str, flagged_input: str) -> None:
     # The heuristic is a special case of the learned model: with the gate shut and the
     # push silent (both zero at start), the same weights score exactly as exclude_heuristic.
-    m = model(encoder, flagged_input=flagged_input)
+    m = model(encoder, flagged_input=flagged_input, dislike_push=True)
     flagged = (0, 3, 4)
     many = [
         [HistoryItem(f"i{n}", f"c{n % 2}", None, n in flagged, n % 6, n % 8, 0) for n in range(7)],
@@ -193,7 +193,7 @@ def test_the_learned_model_starts_as_exclude_heuristic(encoder: str, flagged_inp
         HISTORIES[1],
         # longer than max_len (8) with 5 flagged: the heuristic's window reaches back past
         # them to the 8 newest unflagged items, and so must the learned model's
-        [HistoryItem(f"i{n % 10}", f"c{n % 2}", None, n % 3 == 0, n % 6, n % 8, 0) for n in range(14)],
+        [HistoryItem(f"i{n % 10}", f"c{n % 2}", None, n % 3 == 0, n % 6, 0, 0) for n in range(14)],
     ]  # fmt: skip
     with torch.no_grad():
         heuristic = m.scores(encode_histories(many, VOCABS, 8, "exclude_heuristic"))
@@ -202,7 +202,7 @@ def test_the_learned_model_starts_as_exclude_heuristic(encoder: str, flagged_inp
         kept = m.scores(encode_histories(many, VOCABS, 8, "no_signal"))
         assert not torch.allclose(kept, heuristic)  # the dropped items did matter
         # "embed" reads them with the flag: a different model, not the heuristic
-        embed = model(encoder, flagged_input="embed")
+        embed = model(encoder, flagged_input="embed", dislike_push=True)
         flagged_scores = embed.scores(encode_histories(many, VOCABS, 8, "feature_only"))
         assert not torch.allclose(flagged_scores, heuristic)
         if m.flagged_gate is not None:
