@@ -33,7 +33,18 @@ def register(sub: Any) -> None:
         "--max-users", type=positive_int, default=None, help="use the first N users"
     )
     parser.add_argument(
-        "--max-steps", type=positive_int, default=None, help="training steps per arm"
+        "--max-steps",
+        type=positive_int,
+        default=None,
+        help="most training steps per arm (default 3000; fewer when validation stops early)",
+    )
+    parser.add_argument(
+        "--validation",
+        type=int,
+        default=None,
+        metavar="N",
+        help="each user's newest N training examples decide when to stop (default 3); "
+        "0 trains for exactly --max-steps",
     )
     parser.add_argument("--seed", type=int, default=0, help="training seed")
     add_arm_arguments(parser)
@@ -61,7 +72,13 @@ def run(args: argparse.Namespace) -> int:
     config = BacktestConfig(holdout_events=args.holdout, arms=arms, max_users=args.max_users)
     train = replace(config.train, seed=args.seed)
     if args.max_steps is not None:
-        train = replace(train, max_steps=args.max_steps)
+        # at least ~10 validation checks however short the run
+        every = min(train.validation_every, max(1, args.max_steps // 10))
+        train = replace(train, max_steps=args.max_steps, validation_every=every)
+    if args.validation is not None:
+        if args.validation < 0:
+            raise ConfigError(f"--validation must be >= 0, got {args.validation}")
+        train = replace(train, validation_examples=args.validation)
     config = replace(config, train=train)
     workers = args.workers or default_workers(len(arms))
     progress = not args.no_progress

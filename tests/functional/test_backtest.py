@@ -46,7 +46,37 @@ def test_backtest_on_a_kuairand_slice(sliced: Path, tmp_path: Path) -> None:
     assert config["test_positives"] + config["test_dislikes"] == 30 * 5
     assert config["train"]["max_steps"] == 40
     assert (tmp_path / "backtest.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "backtest_loss.png").read_bytes()[:4] == b"\x89PNG"
     assert "| feature_and_labels |" in (tmp_path / "backtest.md").read_text()
+    # training was sized by validation: checks every 10 steps, the kept one among them
+    training = result["arms"]["feature_and_labels"]["training"]
+    assert config["train"]["validation_examples"] == 3
+    checks = [step for step, _ in training["validation_mrr"]]
+    assert checks and all(step % 10 == 0 for step in checks) and checks[-1] <= 40
+    assert training["best_step"] in checks
+    assert training["validation_examples"] > 0 and training["steps"] <= 40
+    # the table sizes are the trained vocabulary's, not the starting config's 3 rows
+    assert config["model"]["num_items"] > 100
+
+
+def test_learned_arms_are_compared_with_the_heuristic_and_validation_can_be_off(
+    sliced: Path, tmp_path: Path
+) -> None:
+    torch.set_num_threads(1)
+    arms = "no_signal,exclude_heuristic,feature_and_labels"
+    argv = ["backtest", str(sliced), "--out", str(tmp_path), "--max-steps", "20", "--no-progress"]
+    assert main([*argv, "--arms", arms, "--holdout", "5", "--validation", "0"]) == 0
+    result = json.loads((tmp_path / "backtest.json").read_text())
+    learned = result["arms"]["feature_and_labels"]
+    assert learned["training"]["steps"] == 20 and learned["training"]["best_step"] is None
+    assert learned["training"]["validation_mrr"] == []
+    for versus in ("vs_no_signal", "vs_exclude_heuristic"):
+        change = learned[versus]
+        for key in ("hr_at_10", "hr_at_10_dislikes", "hr_at_10_dislike_creator"):
+            assert key in change and len(change[f"{key}_ci95"]) == 2
+    assert "vs_exclude_heuristic" not in result["arms"]["exclude_heuristic"]
+    # without a creator column each item is its own creator: creator hits = item hits
+    assert learned["hr_at_10_dislike_creator"] == learned["hr_at_10_dislikes"]
 
 
 def test_a_table_without_mapping_is_refused(
