@@ -64,10 +64,10 @@ class ModelConfig:
     # it learned about half of. Arms that hide the dislike flag zero it, so the push is
     # off for them. Medium world, feature_and_labels: responsiveness -19%/-41% ->
     # -40%/-73% (cluster/creator); a scalar push alone (M = I): -24%/-52%.
-    # Off by default: on KuaiRand it cost the flag arms 18% of positive HR@10 against the
-    # heuristic's model (docs/experiment.md); on the medium world it is what made them
-    # more responsive than the heuristic.
-    dislike_push: bool = False
+    # On KuaiRand it cost the flag arms 18% of positive HR@10 against the heuristic's
+    # model (docs/experiment.md); in the live loop it is what makes a young model back
+    # away from a disliked creator.
+    dislike_push: bool = True
     dislike_map: bool = True  # learn M (D x D, starts as I); False keeps M = I
     # How a flagged (disliked) history item reaches the encoder.
     # "drop": it does not; the encoder reads the history as exclude_heuristic does and
@@ -81,10 +81,12 @@ class ModelConfig:
     #   s = s_drop + g * (s_embed - s_drop) + push. It starts as the heuristic, and
     #   opens where the flagged items carry signal (on KuaiRand dislikes come in runs,
     #   and the run itself predicts what follows). Costs a second encoder pass.
-    #   On KuaiRand both the gate and the push cost positives against "drop" (0.0272
-    #   and 0.0310 against 0.0377 HR@10), so "drop" is the default: what was measured to
-    #   hold on real data, with the dislike labels (Eq. 1) as what is learned on top.
-    flagged_input: FlaggedInput = "drop"
+    # Default "embed", the model the live loop's responsiveness test was measured on. On
+    # KuaiRand "drop" measured best (0.0377 HR@10 against 0.0310 with the push and
+    # 0.0272 gated), but in the live loop a minutes-old "drop" model was not responsive
+    # (creator +11%, then -2%/+2% with the push, against -25%..-51% for "embed"): the
+    # choice of default waits for a live test it passes (docs/experiment.md).
+    flagged_input: FlaggedInput = "embed"
 
     def __post_init__(self) -> None:
         if self.encoder not in ("gru", "sasrec"):

@@ -59,7 +59,10 @@ def loop_run(kafka_broker: Any, tmp_path_factory: pytest.TempPathFactory) -> Loo
     tmp_path = tmp_path_factory.mktemp("loop")
     config = LoopConfig(
         workdir=tmp_path, arms=ARMS, topic_suffix=f".loop-{uuid.uuid4().hex[:8]}", rate=200.0,
-        snapshot_every_seconds=12.0, snapshot_every_steps=150, probe_simulations=150,
+        # A probe is thrown away when a new snapshot lands during it; with both arms
+        # serving their users (A/B) a probe outlasts 12 s on 2 cores, so snapshots come
+        # every 30 s (the step trigger is set out of reach).
+        snapshot_every_seconds=30.0, snapshot_every_steps=100_000, probe_simulations=150,
     )  # fmt: skip
     statuses: list[int] = []
     versions: list[int] = []
