@@ -84,7 +84,8 @@ def test_replayed_file_yields_exact_training_examples(
     assert done.returncode == 0, done.stderr
     assert f"replayed {len(EVENTS)} events" in done.stdout
     # replay says up front which events the worker will drop as late: bob's b3 only
-    assert f"warning: 1 of {len(EVENTS)} events were sent after" in done.stdout, done.stdout
+    said = done.stdout + done.stderr
+    assert f"warning: 1 of {len(EVENTS)} events were sent after" in said, said
 
     # What the shared offline windowing says, given that the stream drops the retry
     # (same event id) and bob's late event (older than his newest history item).
