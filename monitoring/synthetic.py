@@ -114,6 +114,11 @@ class SyntheticExporter:
         m["recoil_learner_loss"].labels(term="not_to_recommend").set(negative)
         m["recoil_learner_loss"].labels(term="total").set(positive + negative)
         m["recoil_learner_last_step_timestamp_seconds"].set(now)
+        # rare bad inputs and failed publishes: the counters the learner's alerts read
+        reason = str(self.rng.choice(catalogue.SKIP_REASONS))
+        m["recoil_learner_skipped_examples_total"].labels(reason=reason).inc(self._count(0.05 * dt))
+        stage = str(self.rng.choice(catalogue.SNAPSHOT_STAGES))
+        m["recoil_learner_snapshot_failures_total"].labels(stage=stage).inc(self._count(0.01 * dt))
         for partition in range(4):
             m["recoil_learner_consumer_lag_messages"].labels(partition=str(partition)).set(
                 self._count(30)
@@ -141,6 +146,22 @@ class SyntheticExporter:
         for seconds in rng.lognormal(np.log(12.0), 0.3, size=self._count(1 * dt)):
             m["recoil_freshness_snapshot_seconds"].observe(float(seconds))
 
+    def _ab(self, arm: str, dislike: float) -> None:
+        """The live A/B figures of one arm: its rates with intervals, and its change
+        against the baseline (the last arm) with an interval."""
+        m, baseline = self.metrics, list(ARMS)[-1]
+        for rate in catalogue.LIVE_RATES:
+            value = dislike if rate == "dislike" else float(self.rng.uniform(0.05, 0.5))
+            m["recoil_sim_arm_rate_ratio"].labels(arm=arm, rate=rate).set(value)
+            m["recoil_sim_arm_rate_ci_lower_ratio"].labels(arm=arm, rate=rate).set(value * 0.8)
+            m["recoil_sim_arm_rate_ci_upper_ratio"].labels(arm=arm, rate=rate).set(value * 1.2)
+            if arm != baseline:
+                change = float(self.rng.normal(-0.1, 0.03))
+                labels = {"arm": arm, "baseline": baseline, "rate": rate}
+                m["recoil_sim_ab_change_ratio"].labels(**labels).set(change)
+                m["recoil_sim_ab_change_ci_lower_ratio"].labels(**labels).set(change - 0.1)
+                m["recoil_sim_ab_change_ci_upper_ratio"].labels(**labels).set(change + 0.1)
+
     def _publish(self, now: float) -> None:
         """A new snapshot version: the learner publishes, serving swaps, the simulator probes."""
         m, rng, v = self.metrics, self.rng, str(self.version)
@@ -162,6 +183,7 @@ class SyntheticExporter:
                 m["recoil_responsiveness_ci_upper_ratio"].labels(**labels).set(value + 0.08)
             dislike = 0.02 * (1 + 0.5 * target * learned)  # fewer dislikes when responsive
             m["recoil_sim_dislike_rate_ratio"].labels(arm=arm, model_version=v).set(dislike)
+            self._ab(arm, dislike)
             m["recoil_sim_repeat_dislike_creator_rate_ratio"].labels(arm=arm, model_version=v).set(
                 dislike * 0.3 * (1 + target * learned)
             )
