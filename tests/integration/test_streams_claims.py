@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -67,6 +68,12 @@ def _create_changelog(kafka: KafkaSettings, config: StreamsConfig, partitions: i
     admin = KafkaAdminClient(**kafka.kafka_python())
     try:
         admin.create_topics([NewTopic(changelog_topic(config), partitions, 1)])
+        # A loaded broker can answer the create before its metadata lists the topic;
+        # the checks below must see it, so wait (bounded) until they can.
+        deadline = time.monotonic() + 30
+        while changelog_topic(config) not in admin.list_topics():
+            assert time.monotonic() < deadline, "the changelog topic never appeared"
+            time.sleep(0.2)
     finally:
         admin.close()
 
