@@ -166,10 +166,10 @@ def test_every_panel_rule_and_signal_returns_data_and_report_plots_them(
     )  # fmt: skip
     assert code == 0
     out = capsys.readouterr().out
-    panels = len(next(d for d in DASHBOARDS if d.uid == "recoil-responsiveness").panels)
-    assert panels >= 6  # responsiveness by version, its intervals, and the A/B panels
+    count = len(next(d for d in DASHBOARDS if d.uid == "recoil-responsiveness").panels)
+    assert count >= 6  # responsiveness by version, its intervals, and the A/B panels
     png = tmp_path / "cli" / "recoil-responsiveness.png"
-    assert f"{png}  ({panels} panels, 0 without data)" in out
+    assert f"{png}  ({count} panels, 0 without data)" in out
     # A query Prometheus rejects names Prometheus' reason.
     with pytest.raises(ReportError, match=r"answered 400: .*parse error"):
         PrometheusClient(server.url).query_range("sum(", 0, 10, 1)
