@@ -279,9 +279,9 @@ def alert_groups(t: Thresholds = Thresholds()) -> tuple[RuleGroup, ...]:
             "Arm {{ $labels.arm }} is less responsive to dislikes ({{ $labels.similarity }})",
             "After a dislike, the model versions of the last "
             f"{t.regression_recent} cut same-{{{{ $labels.similarity }}}} recommendations by "
-            "{{ $value | humanizePercentage }} less (relative change) than all versions of the "
-            f"last {_plus(t.regression_recent, t.regression_baseline)}, beyond the threshold "
-            f"{t.responsiveness_regression}. One noisy probe cannot do that; a model that "
+            "more than the threshold less (relative change) than all versions of the "
+            f"last {_plus(t.regression_recent, t.regression_baseline)} (the threshold: "
+            f"{t.responsiveness_regression}). One noisy probe cannot do that; a model that "
             "stopped backing away from dislikes does. Check the training data's dislike share "
             "and the arm's configuration before promoting it.",
             (recent, baseline),
