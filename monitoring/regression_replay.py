@@ -12,7 +12,8 @@ arm and model version, with the time it was probed) and evaluates, every
   ``model_version`` label changes the alert's series);
 - ``pooled``: the rule of :mod:`monitoring.rules`: the newest version's value,
   averaged over the last ``regression_recent``, minus its average over the
-  ``regression_baseline`` before that, above the threshold for ``for``.
+  ``regression_baseline`` before that (0 while that window is still empty),
+  above the threshold for ``for``.
 
 It counts firing episodes per arm and similarity. A run where nothing regressed
 measures false alarms; a run with ``recoil demo --switch ARM=no_signal@T``
@@ -105,6 +106,15 @@ class _WindowMean:
         return float((self.sums[j] - self.sums[i]) / n) if n else math.nan
 
 
+def _pooled_difference(mean: _WindowMean, t: float, recent: float, baseline: float) -> float:
+    """``:avg_recent - :avg_baseline`` at ``t``: the recent window's mean minus the mean of
+    the baseline window before it, or 0 while that window holds no sample yet (the rule's
+    baseline then falls back to the recent mean)."""
+    now = mean(t - recent, t)
+    before = mean(t - recent - baseline, t - recent)
+    return now - (now if math.isnan(before) else before)
+
+
 def replay(
     probes: Sequence[dict[str, Any]],
     thresholds: Thresholds | None = None,
@@ -152,10 +162,7 @@ def replay(
                 pv_fire.append(on and pv_since is not None and t - pv_since >= per_version_for)
             out += _episodes("per_version", arm, similarity, [t - t0 for t in times], pv_fire, 0)
             mean = _WindowMean(times, value)
-            pooled = [
-                mean(t - recent, t) - mean(t - recent - baseline, t - recent) > threshold
-                for t in times
-            ]
+            pooled = [_pooled_difference(mean, t, recent, baseline) > threshold for t in times]
             out += _episodes("pooled", arm, similarity, [t - t0 for t in times], pooled, hold)
     return out
 

@@ -239,14 +239,18 @@ def recording_groups(t: Thresholds = Thresholds()) -> tuple[RuleGroup, ...]:
             "arm_similarity:recoil_responsiveness_ratio:avg_recent",
             f"avg_over_time({newest}[{recent}])",
         ),
-        # The baseline window ends now rather than `offset` the recent one: an offset window
-        # answers nothing until it has filled (13 minutes after a start), which left a new
-        # deployment, and the live monitoring check, without the series. Pooled over both
-        # windows, a drop of d in the recent versions shows as d * baseline / (recent +
-        # baseline) in the difference.
+        # The baseline is the regression_baseline *before* the recent window (offset), so
+        # a drop of d in the recent versions shows as d in the difference. A baseline that
+        # also pooled the recent window (a 13m window ending now, tried) diluted a drop to
+        # d * 10/13 at best, and in a 10-minute run, whose whole history is that window,
+        # to about half: it could not fire on a switch to no_signal within the run.
+        # The offset window holds no sample during the first `recent` after a start; the
+        # baseline is then the recent mean itself (a difference of 0: nothing to compare
+        # yet), so the series exists from the first version on.
         RecordingRule(
             "arm_similarity:recoil_responsiveness_ratio:avg_baseline",
-            f"avg_over_time({newest}[{_plus(recent, baseline)}])",
+            f"avg_over_time({newest}[{baseline}] offset {recent})\n"
+            f"or avg_over_time({newest}[{recent}])",
         ),
     )
     return (
@@ -255,13 +259,6 @@ def recording_groups(t: Thresholds = Thresholds()) -> tuple[RuleGroup, ...]:
         RuleGroup("recoil-serving", serving),
         RuleGroup("recoil-simulator", simulator),
     )
-
-
-def _plus(a: str, b: str) -> str:
-    """The sum of two Prometheus durations given in whole minutes, e.g. 3m + 10m = 13m."""
-    if not (a.endswith("m") and b.endswith("m")):
-        raise ValueError(f"durations must be in minutes, got {a!r} and {b!r}")
-    return f"{int(a[:-1]) + int(b[:-1])}m"
 
 
 def alert_groups(t: Thresholds = Thresholds()) -> tuple[RuleGroup, ...]:
@@ -279,8 +276,8 @@ def alert_groups(t: Thresholds = Thresholds()) -> tuple[RuleGroup, ...]:
             "Arm {{ $labels.arm }} is less responsive to dislikes ({{ $labels.similarity }})",
             "After a dislike, the model versions of the last "
             f"{t.regression_recent} cut same-{{{{ $labels.similarity }}}} recommendations by "
-            "more than the threshold less (relative change) than all versions of the "
-            f"last {_plus(t.regression_recent, t.regression_baseline)} (the threshold: "
+            "more than the threshold less (relative change) than the versions of the "
+            f"{t.regression_baseline} before (the threshold: "
             f"{t.responsiveness_regression}). One noisy probe cannot do that; a model that "
             "stopped backing away from dislikes does. Check the training data's dislike share "
             "and the arm's configuration before promoting it.",

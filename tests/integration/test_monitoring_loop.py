@@ -56,7 +56,8 @@ def test_every_panel_rule_and_signal_returns_data_on_the_loop(
         )
         try:
             # The regression alert's baseline is the newest version's mean over the 10m
-            # before the last 3m: it returns data 3 minutes after the first probe.
+            # before the last 3m, and the recent mean until that window holds a version:
+            # it returns data from the first probe on.
             check = check_monitoring(prometheus_factory, targets, timeout=420.0)
         except AssertionError:
             for child in group.children:

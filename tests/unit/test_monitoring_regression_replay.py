@@ -72,3 +72,19 @@ def test_noise_and_cadence_of_a_recorded_run() -> None:
     )
     assert cadence == 30.0
     assert sd == pytest.approx(statistics.stdev([-0.1, 0.2, -0.1]) / math.sqrt(2))
+
+
+def test_a_switch_half_way_through_a_ten_minute_run_fires_inside_it() -> None:
+    """The demo's check: versions every 30 s from the first probe, responsive (about -0.22)
+    until a switch to no_signal's model (0) 240 s in; the run ends 540 s after its first
+    probe. The pooled rule fires after the switch and before the end, on both similarities;
+    a baseline that pooled the recent window too did not (docs/live_experiment.md)."""
+    rng = np.random.default_rng(3)
+    before = list(-0.22 + rng.normal(0.0, 0.05, 8))
+    after = list(rng.normal(0.0, 0.02, 10))
+    probes = _probes(before + after)
+    pooled = [f for f in replay(probes) if f.rule == "pooled"]
+    assert {f.similarity for f in pooled} == {"cluster", "creator"}
+    assert all(240.0 + 120.0 <= f.start < 540.0 for f in pooled)  # the `for` of 2m holds
+    # Before the switch there is nothing to fire on, even while the baseline is empty.
+    assert replay(_probes(before)) == []
