@@ -20,10 +20,16 @@ import signal
 import time
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from recoil.commands._kafka_args import add_optional_kafka_arguments, given_or_embedded_kafka
 from recoil.kafka_settings import ConfigError
+
+if TYPE_CHECKING:
+    from recoil.demo_prometheus import DemoPrometheus
+    from recoil.loop import Loop
+
+POLL_SECONDS = 15.0  # Prometheus' committed evaluation interval
 
 
 def register(sub: Any) -> None:
@@ -57,11 +63,18 @@ def register(sub: Any) -> None:
         help="after SECONDS serve ARM's users (and probes) from OTHER's model: a deliberate "
         "regression, to check the RecoilResponsivenessRegressed alert",
     )
+    parser.add_argument(
+        "--prometheus",
+        action="store_true",
+        help="also run Prometheus with monitoring/'s rules against the loop and print each "
+        "alert's changes (pending, firing, resolved); polls go to WORKDIR/prometheus.jsonl",
+    )
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from recoil import demo_view
+    from recoil.demo_prometheus import DemoPrometheus
     from recoil.loop import Loop, LoopConfig, read_ab_summary, read_probe_results
     from recoil.processes import ProcessGroup
     from simulator.ab import parse_split
@@ -91,7 +104,8 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, stop)
     started = time.monotonic()
     shown = 0
-    last_ab = 0.0
+    last_ab = last_poll = 0.0
+    prometheus: DemoPrometheus | None = None
     # The roles stop (ProcessGroup's exit) before the broker they talk to.
     with (
         given_or_embedded_kafka(args, workdir / "kafka") as kafka,
@@ -103,11 +117,23 @@ def run(args: argparse.Namespace) -> int:
             loop.start()
             for arm in arms:
                 print(f"serving {arm} at {loop.serving_url(arm)}", flush=True)
+            if args.prometheus:
+                prometheus = DemoPrometheus(workdir / "prometheus", _targets(loop))
+                prometheus.start(group)
+                print(f"prometheus at {prometheus.url} (alerts: /api/v1/alerts)", flush=True)
             print("learning ... (Ctrl-C to stop)", flush=True)
             while not args.duration or time.monotonic() - started < args.duration:
                 time.sleep(2)
                 group.check()
                 elapsed = time.monotonic() - started
+                if prometheus is not None and elapsed - last_poll >= POLL_SECONDS:
+                    last_poll = elapsed
+                    try:
+                        lines = prometheus.poll(elapsed, workdir / "prometheus.jsonl")
+                    except (OSError, RuntimeError) as exc:  # a busy server: the next poll
+                        lines = [f"[{elapsed:5.0f}s] prometheus poll failed: {exc}"]
+                    for line in lines:
+                        print(line, flush=True)
                 results = loop.probe_results()
                 for i in range(shown, len(results)):
                     earlier = [r for r in results[:i] if r["arm"] == results[i]["arm"]]
@@ -129,4 +155,22 @@ def run(args: argparse.Namespace) -> int:
         demo_view.plot(results, summary, workdir / "responsiveness.png")
         print("\n" + text)
         print(f"wrote {workdir / 'responsiveness.md'} and {workdir / 'responsiveness.png'}")
+    if prometheus is not None:
+        alerts = prometheus.summary()
+        (workdir / "alerts.txt").write_text(alerts + "\n")
+        print("\n" + alerts)
     return 0
+
+
+def _targets(loop: Loop) -> dict[str, list[str]]:
+    """The loop's /metrics endpoints by monitoring/prometheus.yml's scrape job."""
+    from monitoring.catalogue import Part
+    from monitoring.scrape import JOBS
+
+    ports = loop.ports
+    return {
+        JOBS[Part.STREAMS]: [f"127.0.0.1:{ports.worker_metrics}"],
+        JOBS[Part.LEARNER]: [f"127.0.0.1:{p}" for p in ports.learner_metrics.values()],
+        JOBS[Part.SERVING]: [f"127.0.0.1:{p}" for p in ports.serving.values()],
+        JOBS[Part.SIMULATOR]: [f"127.0.0.1:{ports.simulator_metrics}"],
+    }
