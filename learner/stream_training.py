@@ -4,6 +4,11 @@ See ``learner.continuous`` for the whole loop. Lightning fetches one batch
 ahead of the step it runs, so everything the loop must account for (offsets,
 event ids, vocabulary sizes) travels inside each ``StreamBatch`` instead of
 being read from the source later.
+
+With N ranks (``learner.distributed``) the dataset agrees the vocabulary with the
+other ranks before encoding a batch and attaches every rank's row counts and the
+other ranks' label and history rows (``StreamBatch.peers``); the module steps when
+any rank has rows, a rank without any contributing a zero gradient.
 """
 
 from __future__ import annotations
@@ -18,8 +23,18 @@ import torch
 from torch.utils.data import IterableDataset
 
 from learner.arms import ArmConfig
+from learner.distributed import (
+    ONE_PROCESS,
+    PeerRows,
+    Ranks,
+    ddp_unwrapped,
+    gather_rows,
+    loss_scale,
+    sync_batch,
+    zero_loss,
+)
 from learner.features import ExampleTensors, encode_examples
-from learner.kafka_source import KafkaExampleSource
+from learner.kafka_source import KafkaExampleSource, RawBatch
 from learner.loss import LossTerms
 from learner.module import RecommenderModule
 from learner.snapshot import ItemMeta, update_items_meta
@@ -37,6 +52,17 @@ class StreamBatch(NamedTuple):
     duplicates: int  # re-delivered examples dropped
     invalid: int  # records skipped, whatever the reason
     skipped: tuple[tuple[str, int], ...] = ()  # (SkipReason, records) of learner.example_check
+    peers: PeerRows | None = None  # N ranks: every rank's rows (None: one process)
+
+    @property
+    def rows(self) -> int:
+        """Rows to train on, this rank's only."""
+        return self.examples.num_examples if self.examples is not None else 0
+
+    @property
+    def total_rows(self) -> int:
+        """Rows to train on over every rank: a step is taken when this is not 0."""
+        return self.peers.total if self.peers is not None else self.rows
 
 
 @dataclass
@@ -59,29 +85,41 @@ class StreamDataset(IterableDataset[StreamBatch]):
         arm: ArmConfig,
         max_len: int,
         should_stop: Callable[[], bool],
+        ranks: Ranks = ONE_PROCESS,
     ) -> None:
         self.source = source
         self.state = state
         self.arm = arm
         self.max_len = max_len
         self.should_stop = should_stop
+        self.ranks = ranks
 
     def __iter__(self) -> Iterator[StreamBatch]:
-        state = self.state
         while True:
             raw = self.source.next_batch(self.should_stop)
-            examples: ExampleTensors | None = None
-            if raw.examples:
-                update_items_meta(state.items_meta, raw.examples)
-                examples = encode_examples(raw.examples, state.vocabs, self.max_len, self.arm)
-                if examples.num_examples == 0:
-                    examples = None
-            ids = tuple(e.event_id for e in raw.examples)
-            state.pending.append(ids)
-            yield StreamBatch(
-                examples, ids, raw.offsets, len(state.vocabs.items), len(state.vocabs.creators),
-                raw.duplicates, raw.invalid, tuple(sorted(raw.skipped.items())),
-            )  # fmt: skip
+            yield encode_batch(raw, self.state, self.arm, self.max_len, self.ranks)
+
+
+def encode_batch(
+    raw: RawBatch, state: StreamState, arm: ArmConfig, max_len: int, ranks: Ranks = ONE_PROCESS
+) -> StreamBatch:
+    """Encode one batch from the source under ``arm``, growing the vocabularies; with N
+    ranks, a collective every rank calls once per batch (``learner.distributed``)."""
+    examples: ExampleTensors | None = None
+    if ranks.distributed:
+        sync_batch(raw.examples, state.vocabs, state.items_meta, arm, max_len)
+    if raw.examples:
+        update_items_meta(state.items_meta, raw.examples)
+        examples = encode_examples(raw.examples, state.vocabs, max_len, arm)
+        if examples.num_examples == 0:
+            examples = None
+    peers = gather_rows(examples, ranks) if ranks.distributed else None
+    ids = tuple(e.event_id for e in raw.examples)
+    state.pending.append(ids)
+    return StreamBatch(
+        examples, ids, raw.offsets, len(state.vocabs.items), len(state.vocabs.creators),
+        raw.duplicates, raw.invalid, tuple(sorted(raw.skipped.items())), peers,
+    )  # fmt: skip
 
 
 def no_collate(batch: Any) -> Any:
@@ -112,14 +150,35 @@ class ContinuousModule(RecommenderModule):
         self._last_terms = LossTerms(*(t.detach() for t in terms))
         return terms
 
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        """Grow the tables before the step that needs them: before, not inside,
+        ``training_step``, which DDP runs inside its forward, after it has prepared its
+        gradient buckets for the old shapes."""
+        batch = cast(StreamBatch, batch)
+        if batch.total_rows == 0:
+            return
+        model = self.model
+        if batch.num_items <= model.num_items and batch.num_creators <= model.num_creators:
+            return
+        lightning_optimizer = cast(L.pytorch.core.optimizer.LightningOptimizer, self.optimizers())
+        optimizer = lightning_optimizer.optimizer
+        with ddp_unwrapped(self.trainer.strategy):
+            self.grow_items(batch.num_items, optimizer)
+            self.grow_creators(batch.num_creators, optimizer)
+
     def training_step(self, batch: StreamBatch, batch_idx: int) -> dict[str, float] | None:  # type: ignore[override]
-        if batch.examples is None:
+        if batch.total_rows == 0:  # every rank sees the same total: all tick together
             return None
         lightning_optimizer = cast(L.pytorch.core.optimizer.LightningOptimizer, self.optimizers())
         optimizer = lightning_optimizer.optimizer
-        self.grow_items(batch.num_items, optimizer)
-        self.grow_creators(batch.num_creators, optimizer)
-        loss = self._common_step(batch.examples, "train")
+        if batch.peers is not None:
+            self._observe_peers(batch.peers)
+        if batch.examples is None:  # others have rows: join their all-reduce with zeros
+            loss = zero_loss(self)
+            self._last_terms = LossTerms(loss.detach(), loss.detach(), loss.detach())
+        else:
+            loss = self._common_step(batch.examples, "train")
+            loss = loss * loss_scale(batch.rows, batch.peers)
         lightning_optimizer.zero_grad()
         self.manual_backward(loss)
         if self.gradient_clip_val is not None:
@@ -131,8 +190,19 @@ class ContinuousModule(RecommenderModule):
             "total": float(terms.total),
             "positive": float(terms.positive),
             "not_to_recommend": float(terms.not_to_recommend),
-            "rows": float(batch.examples.num_examples),
+            "rows": float(batch.rows),
         }
+
+    def _observe_peers(self, peers: PeerRows) -> None:
+        """What ``_common_step`` records of this rank's rows, for the other ranks' rows."""
+        device = self.label_counts.device
+        label = torch.from_numpy(peers.label).to(device)
+        self.label_counts.index_add_(0, label, torch.ones(len(label), device=device))
+        self.model.observe_creators(
+            torch.from_numpy(peers.history_item).to(device),
+            torch.from_numpy(peers.history_creator).to(device),
+        )
+        self.model.observe_creators(label, torch.from_numpy(peers.label_creator).to(device))
 
     def transfer_batch_to_device(
         self, batch: Any, device: torch.device, dataloader_idx: int
