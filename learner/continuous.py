@@ -40,14 +40,24 @@ offsets are the truth), so a crash before the first checkpoint loses nothing.
 Snapshot versions come from the store (one above the newest there), so they
 strictly increase across restarts as well.
 
-Scale: one learner process per consumer group and store (static membership,
-``SourceConfig.instance_id``, makes a second one fence the first). The model
-trains on CUDA where Lightning finds it; splitting partitions across DDP ranks
-is not implemented.
+Scale: one learner *job* per consumer group and store. With ``devices=1`` it is
+one process, subscribed with static membership (``SourceConfig.instance_id``
+makes a second one fence the first). With ``devices * num_nodes = N > 1`` it is
+N data-parallel ranks (Lightning's ``DDPStrategy``; ``learner.distributed`` has
+the design): rank ``r`` is assigned the partitions ``p % N == r``, keeps its own
+lineage log (``trained.jsonl`` for rank 0, ``trained.rank<r>.jsonl`` for the
+others), and the checkpoint holds every rank's offsets and lineage lengths, so
+a restart with any N resumes every partition where the model left it. Only
+rank 0 publishes and announces snapshots. Lightning's subprocess launcher starts
+ranks 1..N-1 by re-running the command line, each then building its own
+consumer; on several nodes (or under torchrun) the environment gives every
+process its rank and Lightning launches nothing. The checkpoint directory and
+the store must then be shared by the nodes.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -71,7 +81,13 @@ from learner.continuous_loop import (
     LearnerConfig,
     LearnerResult,
 )
-from learner.kafka_source import KafkaExampleSource, SourceConfig, make_consumer
+from learner.distributed import Ranks, ddp_strategy, lineage_file, lineage_rank
+from learner.kafka_source import (
+    KafkaExampleSource,
+    SourceConfig,
+    make_consumer,
+    topic_partitions,
+)
 from learner.metrics import LearnerMetrics
 from learner.quiet import quiet_lightning
 from learner.snapshot import ItemMeta, kafka_announcer
@@ -105,7 +121,8 @@ class ResumeState:
     items_meta: dict[str, ItemMeta]
     seen_ids: list[str]
     examples_total: int
-    lineage_bytes: int
+    lineage_bytes: int  # of rank 0's log, trained.jsonl
+    lineage_files: dict[str, int]  # every rank's log -> bytes the checkpoint's model covers
 
 
 def read_resume_state(path: Path) -> ResumeState:
@@ -128,13 +145,19 @@ def read_resume_state(path: Path) -> ResumeState:
         seen_ids=list(state["seen_ids"]),
         examples_total=int(state["examples_total"]),
         lineage_bytes=int(state["lineage_bytes"]),
+        # a checkpoint of one process has only trained.jsonl
+        lineage_files={
+            str(n): int(b)
+            for n, b in state.get("lineage_files", {LINEAGE_FILE: state["lineage_bytes"]}).items()
+        },
     )
 
 
-def rollback_lineage(checkpoint_dir: Path, length: int) -> int:
-    """Cut ``trained.jsonl`` back to ``length`` bytes (the checkpoint's lineage), moving
-    the cut entries to ``rolled_back.jsonl``; returns how many entries were cut."""
-    path = checkpoint_dir / LINEAGE_FILE
+def rollback_lineage(checkpoint_dir: Path, length: int, name: str = LINEAGE_FILE) -> int:
+    """Cut the lineage log ``name`` back to ``length`` bytes (the checkpoint's lineage),
+    moving the cut entries to its rolled-back file (``rolled_back.jsonl`` for
+    ``trained.jsonl``); returns how many entries were cut."""
+    path = checkpoint_dir / name
     if not path.exists():
         if length:
             log.warning("%s is missing; the lineage before this run is lost", path)
@@ -147,7 +170,8 @@ def rollback_lineage(checkpoint_dir: Path, length: int) -> int:
         f.seek(length)
         tail = f.read()
     if tail:
-        with (checkpoint_dir / ROLLED_BACK_FILE).open("ab") as f:
+        rolled_back = ROLLED_BACK_FILE.replace("jsonl", name.removeprefix("trained."))
+        with (checkpoint_dir / rolled_back).open("ab") as f:
             f.write(tail)
         os.truncate(path, length)
     return tail.count(b"\n")
@@ -176,7 +200,10 @@ def run_learner(
     arm = resolve_arm(config.arm)
     checkpoint = config.checkpoint_dir / CHECKPOINT_FILE
     resume = read_resume_state(checkpoint) if checkpoint.exists() else None
-    result = LearnerResult()
+    with quiet_lightning(_NOT_RESUMABLE):
+        trainer = _trainer(config)  # knows this process's rank before anything reads Kafka
+    ranks = Ranks(trainer.global_rank, trainer.world_size)
+    result = LearnerResult(rank=ranks.rank)
     if resume is not None:
         if resume.arm != arm.name or resume.topic != source_config.topic:
             raise ConfigError(
@@ -184,7 +211,7 @@ def run_learner(
                 f"pass --arm {resume.arm} --topic {resume.topic}, or another --checkpoint-dir"
             )
         module = ContinuousModule(**resume.hparams)
-        cut = rollback_lineage(config.checkpoint_dir, resume.lineage_bytes)
+        cut = _rollback_lineages(config.checkpoint_dir, resume.lineage_files, ranks)
         result.resumed_from_step = resume.step
         log.info(
             "resuming from %s: step %d, offsets %s, %d items (%d lineage entries rolled back)",
@@ -195,7 +222,7 @@ def run_learner(
         module = _new_module(config)
         state = StreamState(Vocabularies(), {})
         # A lineage without its checkpoint describes a model that is gone.
-        cut = rollback_lineage(config.checkpoint_dir, 0)
+        cut = _rollback_lineages(config.checkpoint_dir, {}, ranks)
         log.info(
             "starting a new model on everything %s retains (no checkpoint in %s%s)",
             source_config.topic, config.checkpoint_dir,
@@ -206,28 +233,41 @@ def run_learner(
     if config.model_updates_topic:
         topics.append(config.model_updates_topic)
     ensure_topics(settings, topics)
+    offsets = resume.offsets if resume else {}
+    partitions = None
+    if ranks.distributed:  # assigned, not subscribed (learner.distributed says why)
+        consumer = make_consumer(settings, dataclasses.replace(source_config, instance_id=None))
+        partitions = ranks.owned_partitions(topic_partitions(consumer, source_config.topic))
+        offsets = {p: o for p, o in offsets.items() if p in partitions}
+        log.info("rank %d of %d: partitions %s", ranks.rank, ranks.world, partitions)
+    else:
+        consumer = make_consumer(settings, source_config)
     source = KafkaExampleSource(
-        make_consumer(settings, source_config), source_config,
-        resume.offsets if resume else None, resume.seen_ids if resume else (),
-        from_beginning=resume is None,
+        consumer, source_config, offsets, resume.seen_ids if resume else (),
+        from_beginning=resume is None, partitions=partitions,
     )  # fmt: skip
     producer = None
     announce = None
-    if config.model_updates_topic:
+    if config.model_updates_topic and trainer.is_global_zero:  # rank 0 announces
         from kafka import KafkaProducer
 
         producer = KafkaProducer(**settings.kafka_python(), acks="all")
         announce = kafka_announcer(producer, config.model_updates_topic)
     stop_event = stop or threading.Event()
-    dataset = StreamDataset(source, state, arm, module.model.config.max_len, stop_event.is_set)
+    dataset = StreamDataset(
+        source, state, arm, module.model.config.max_len, stop_event.is_set, ranks
+    )
+    # rank 0 carries the count of the checkpoint's lineage; each rank adds its own
+    examples = resume.examples_total if resume and ranks.rank == 0 else 0
     loop = ContinuousLoop(
-        config, source, state, metrics, result,
-        resume.offsets if resume else {}, resume.examples_total if resume else 0,
-        source_config.topic, stop_event.is_set, announce,
+        config, source, state, metrics, result, offsets, examples,
+        source_config.topic, stop_event.is_set, announce, ranks,
+        # logs of ranks this run lacks: no longer written, still the model's lineage
+        {n: b for n, b in resume.lineage_files.items() if _retired(n, ranks)} if resume else {},
     )  # fmt: skip
-    with quiet_lightning(_NOT_RESUMABLE):
-        trainer = _trainer(config, loop)
-        log.info("training on %s", trainer.strategy.root_device)
+    trainer.callbacks.append(loop)  # type: ignore[attr-defined]  # set by Trainer.__init__
+    log.info("training on %s (rank %d of %d)", trainer.strategy.root_device,
+             ranks.rank, ranks.world)  # fmt: skip
     # One process, one thread for Kafka: no loader workers. Batches come whole.
     loader = DataLoader(dataset, batch_size=None, collate_fn=no_collate, num_workers=0)
     try:
@@ -242,10 +282,32 @@ def run_learner(
     return result
 
 
-def _trainer(config: LearnerConfig, loop: ContinuousLoop) -> L.Trainer:
+def _rollback_lineages(checkpoint_dir: Path, lengths: dict[str, int], ranks: Ranks) -> int:
+    """Cut this rank's lineage log to what the checkpoint covers; rank 0 also cuts the
+    logs of ranks this run does not have (a restart with fewer ranks), which nobody
+    appends to any more. Each log has one writer, so the ranks never race."""
+    names = [lineage_file(ranks.rank)]
+    if ranks.rank == 0:
+        on_disk = (p.name for p in checkpoint_dir.glob("trained*.jsonl"))
+        names += sorted(n for n in {*lengths, *on_disk} if _retired(n, ranks))
+    return sum(rollback_lineage(checkpoint_dir, lengths.get(n, 0), n) for n in names)
+
+
+def _retired(name: str, ranks: Ranks) -> bool:
+    """Whether ``name`` is the lineage log of a rank this run does not have."""
+    rank = lineage_rank(name)
+    return rank is not None and rank >= ranks.world
+
+
+def _trainer(config: LearnerConfig) -> L.Trainer:
+    """The Trainer without the loop callback (added once the rank is known)."""
+    distributed = config.devices * config.num_nodes > 1
     return L.Trainer(
         accelerator=config.accelerator,
-        devices=1,
+        devices=config.devices,
+        num_nodes=config.num_nodes,
+        # gloo between CPU processes, NCCL between GPUs: Lightning picks by device
+        strategy=ddp_strategy() if distributed else "auto",
         max_epochs=-1,  # an endless stream: one epoch that never ends
         max_steps=config.max_steps or -1,  # in total, counting the checkpoint's steps
         logger=False,
@@ -254,6 +316,5 @@ def _trainer(config: LearnerConfig, loop: ContinuousLoop) -> L.Trainer:
         enable_model_summary=False,
         limit_val_batches=0,  # no validation on a stream; nothing counted in epochs
         num_sanity_val_steps=0,
-        callbacks=[loop],
         default_root_dir=config.checkpoint_dir,
     )

@@ -5,6 +5,14 @@ event ids to the lineage log, export metrics, publish a snapshot when
 ``snapshot_every_steps`` steps or ``snapshot_every_seconds`` seconds have
 passed (checkpointing first), and stop when asked. ``learner.continuous``
 explains the guarantees this gives across restarts.
+
+With N ranks every rank runs this callback on its own batches, and what must
+happen on all of them at once is decided together: rank 0's clock decides when a
+snapshot is due (``strategy.broadcast``), a stop asked on any rank stops all,
+and "idle" means idle on every rank (``strategy.reduce_boolean_decision``).
+Checkpoints are collective: each rank writes its own lineage log, and the
+checkpoint rank 0 writes holds every rank's offsets, lineage lengths and
+de-duplication window. Only rank 0 publishes snapshots.
 """
 
 from __future__ import annotations
@@ -17,13 +25,14 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import lightning as L
 import torch
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from learner.arms import resolve_arm
+from learner.distributed import ONE_PROCESS, Ranks, all_gather
 from learner.index import IndexConfig, choose_kind
 from learner.kafka_source import KafkaExampleSource
 from learner.metrics import LearnerMetrics
@@ -66,9 +75,14 @@ class LearnerConfig:
     log_every_s: float = 10.0  # progress log line interval
     lineage_log: bool = True  # trained.jsonl: event ids per step (grows ~30 bytes per example)
     model_updates_topic: str | None = MODEL_UPDATES  # snapshot announcements; None: none
+    devices: int = 1  # ranks per node (CPU processes or GPUs); > 1: DDP (learner.distributed)
+    num_nodes: int = 1  # nodes, each running `devices` ranks (Lightning's environment)
 
     def __post_init__(self) -> None:
         resolve_arm(self.arm)
+        if self.devices < 1 or self.num_nodes < 1:
+            raise ValueError(f"devices and num_nodes must be >= 1, got {self.devices}, "
+                             f"{self.num_nodes}")  # fmt: skip
         if self.snapshot_every_steps < 1:
             raise ValueError(f"snapshot_every_steps must be >= 1, got {self.snapshot_every_steps}")
         if self.snapshot_every_seconds <= 0:
@@ -91,6 +105,17 @@ class LearnerResult:
     snapshot_failures: int = 0  # publishes that failed in this run (training went on)
     snapshots: list[SnapshotInfo] = field(default_factory=list)
     offsets: dict[int, int] = field(default_factory=dict)  # trained through, at the end
+    rank: int = 0  # this process's rank (N ranks: each has its own result)
+
+
+class _RankPart(NamedTuple):
+    """What each rank adds to a checkpoint."""
+
+    offsets: dict[int, int]  # its partitions, trained through
+    seen: list[str]  # its de-duplication window (trained ids only)
+    lineage: tuple[str, int]  # its lineage log and the bytes the model covers
+    examples: int  # examples it counts in the lineage
+    vocab: tuple[int, int, list[str]]  # item rows, creator rows, last item: equal on all
 
 
 class ContinuousLoop(L.Callback):
@@ -108,21 +133,30 @@ class ContinuousLoop(L.Callback):
         topic: str,
         should_stop: Callable[[], bool],
         announce: Callable[[SnapshotInfo], None] | None,
+        ranks: Ranks = ONE_PROCESS,
+        retired_lineage: dict[str, int] | None = None,
     ) -> None:
         self.config = config
+        self.ranks = ranks
+        # lineage logs of ranks a restart with fewer ranks left behind: name -> bytes
+        self.retired_lineage = dict(retired_lineage or {})
         self.source = source
         self.state = state
         self.metrics = metrics
         self.result = result
         self.offsets = dict(offsets)  # trained through: what a checkpoint stores
-        self.examples_total = examples_total  # consumed over the model's whole lineage
+        # consumed over the model's whole lineage: this rank's part (rank 0 carries the
+        # checkpoint's count); a checkpoint sums the ranks' parts
+        self.examples_total = examples_total
+        self._all_offsets = dict(offsets)  # every rank's, as of the last checkpoint
+        self._all_examples = examples_total  # every rank's, as of the last checkpoint
         self.topic = topic
         self.should_stop = should_stop
         self.announce = announce
         self.arm = resolve_arm(config.arm)
         config.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         self.checkpoint_path = config.checkpoint_dir / CHECKPOINT_FILE
-        lineage = config.checkpoint_dir / LINEAGE_FILE
+        lineage = config.checkpoint_dir / ranks.lineage_file()
         self._lineage = lineage.open("a") if config.lineage_log else None
         self._last_batch: StreamBatch | None = None
         self._snapshot_step = -1
@@ -173,12 +207,15 @@ class ContinuousLoop(L.Callback):
         self.metrics.record_lag(lag)
         self.result.steps = trainer.global_step
         self.result.offsets = dict(self.offsets)
-        if self._snapshot_due(trainer.global_step, now):
+        due = self._snapshot_due(trainer.global_step, now)
+        if self.ranks.distributed:  # checkpoints are collective: rank 0's clock decides
+            due = trainer.strategy.broadcast(due, src=0)
+        if due:
             self.publish(trainer, pl_module)
         if now - self._last_log >= self.config.log_every_s:
             self._log_progress(trainer.global_step)
             self._last_log = now
-        if self._should_stop(now):
+        if self._should_stop(trainer, now):
             trainer.should_stop = True
 
     def _snapshot_due(self, step: int, now: float) -> bool:
@@ -190,13 +227,17 @@ class ContinuousLoop(L.Callback):
             or now - self._snapshot_time >= self.config.snapshot_every_seconds
         )
 
-    def _should_stop(self, now: float) -> bool:
-        if self.should_stop():
-            return True
+    def _should_stop(self, trainer: L.Trainer, now: float) -> bool:
+        """Asked to stop (on any rank), or idle ``stop_when_idle_s`` (on every rank)."""
+        asked = self.should_stop()
         if not self.source.assigned() or self._lag > 0:  # waiting is not idleness
             self._last_example_time = now
-        idle = self.config.stop_when_idle_s
-        return idle is not None and now - self._last_example_time >= idle
+        limit = self.config.stop_when_idle_s
+        idle = limit is not None and now - self._last_example_time >= limit
+        if self.ranks.distributed:
+            asked = trainer.strategy.reduce_boolean_decision(asked, all=False)
+            idle = trainer.strategy.reduce_boolean_decision(idle, all=True)
+        return asked or idle
 
     def _log_progress(self, step: int) -> None:
         losses = self._last_losses
@@ -210,11 +251,13 @@ class ContinuousLoop(L.Callback):
 
     # -- checkpoints and snapshots ---------------------------------------------------------
     def save_checkpoint(self, trainer: L.Trainer) -> None:
-        """``last.ckpt`` via a temporary file and ``os.replace``: never half written."""
+        """``last.ckpt`` via a temporary file and ``os.replace``: never half written.
+        Collective with N ranks: every rank calls it, rank 0 writes the file."""
         tmp = self.checkpoint_path.with_name(f".{CHECKPOINT_FILE}.{uuid.uuid4().hex}")
         try:
             trainer.save_checkpoint(tmp, weights_only=False)  # optimizer state too
-            os.replace(tmp, self.checkpoint_path)
+            if trainer.is_global_zero:
+                os.replace(tmp, self.checkpoint_path)
         finally:
             tmp.unlink(missing_ok=True)
 
@@ -228,11 +271,27 @@ class ContinuousLoop(L.Callback):
         pending = {i for ids in self.state.pending for i in ids}  # fetched, not trained
         if self._lineage is not None:
             self._lineage.flush()
+        # Every rank's part, gathered on every rank (a collective: dump_checkpoint runs on
+        # all of them). A partition's offset is the same whichever rank read it, so the
+        # union re-maps onto any number of ranks at the next start.
+        mine = _RankPart(
+            offsets=dict(self.offsets),
+            seen=[i for i in self.source.seen if i not in pending],
+            lineage=(self.ranks.lineage_file(), self._lineage.tell() if self._lineage else 0),
+            examples=self.examples_total,
+            vocab=(len(items), len(creators), items[-1:]),
+        )
+        parts = all_gather(mine)
+        if any(p.vocab != mine.vocab for p in parts):  # learner.distributed's invariant
+            raise RuntimeError(f"ranks disagree on the vocabulary: {[p.vocab for p in parts]}")
+        self._all_offsets = {p: o for part in parts for p, o in part.offsets.items()}
+        self._all_examples = sum(part.examples for part in parts)
+        lineage_files = {**self.retired_lineage, **dict(part.lineage for part in parts)}
         checkpoint[STATE_KEY] = {
             "format": STATE_FORMAT,
             "topic": self.topic,
             "arm": self.arm.name,
-            "offsets": dict(self.offsets),
+            "offsets": dict(self._all_offsets),
             "vocab_items": items,
             "vocab_creators": creators,
             "items_meta": {
@@ -240,9 +299,10 @@ class ContinuousLoop(L.Callback):
                 for i in items
                 if (m := self.state.items_meta.get(i)) is not None
             },
-            "seen_ids": [i for i in self.source.seen if i not in pending],
-            "examples_total": self.examples_total,
-            "lineage_bytes": self._lineage.tell() if self._lineage is not None else 0,
+            "seen_ids": [i for part in parts for i in part.seen],
+            "examples_total": self._all_examples,
+            "lineage_bytes": lineage_files[LINEAGE_FILE],  # rank 0's, as one process wrote it
+            "lineage_files": lineage_files,  # every rank's log: name -> bytes the model covers
         }
 
     def publish(self, trainer: L.Trainer, pl_module: L.LightningModule) -> SnapshotInfo | None:
@@ -257,11 +317,13 @@ class ContinuousLoop(L.Callback):
         stage = "checkpoint"
         try:
             self.save_checkpoint(trainer)
+            if not trainer.is_global_zero:  # one model, one publisher
+                return None
             stage = "publish"
             info = publish_snapshot(
                 self.config.store, module.model, self.state.vocabs, self.arm,
-                self.state.items_meta, trainer.global_step, self.offsets, topic=self.topic,
-                examples=self.examples_total, index_config=self.config.index,
+                self.state.items_meta, trainer.global_step, self._all_offsets, topic=self.topic,
+                examples=self._all_examples, index_config=self.config.index,
                 queries=self._recent_states(module), announce=None,
                 keep=self.config.keep_snapshots,
                 extra={"checkpoint": str(self.checkpoint_path.resolve())},
@@ -312,6 +374,7 @@ class ContinuousLoop(L.Callback):
         else:
             self.save_checkpoint(trainer)
         self.source.commit(self.offsets)
+        self.result.offsets = dict(self._all_offsets)  # every rank's: the checkpoint's
         self._log_progress(trainer.global_step)
         if self._lineage is not None:
             self._lineage.close()

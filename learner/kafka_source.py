@@ -15,6 +15,10 @@ checkpoints, is the trainer's job; on (re)assignment the source seeks every
 partition it has an offset for (from a checkpoint, or from batches already
 taken), so a restart resumes exactly where the checkpoint's model left off.
 
+Partitions: subscribed through the consumer group (one learner process), or
+``partitions`` assigned (one rank of N: ``learner.distributed`` says which and
+why); either way offsets are committed under the group.
+
 Duplicates: the streams side is at-least-once, so the same ``event_id`` can
 arrive twice; the source drops ids it has already put into a batch (the last
 ``dedupe_window`` ids are remembered; the trainer checkpoints them too).
@@ -35,7 +39,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,6 +123,18 @@ class SeenIds:
         return iter(self._ids)
 
 
+def topic_partitions(consumer: Any, topic: str, timeout_s: float = 30.0) -> list[int]:
+    """The partitions of ``topic`` (waiting for metadata up to ``timeout_s``)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        partitions = consumer.partitions_for_topic(topic)
+        if partitions:
+            return sorted(partitions)
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no metadata for topic {topic!r} after {timeout_s:.0f}s")
+        time.sleep(0.2)
+
+
 def make_consumer(settings: KafkaSettings, config: SourceConfig) -> Any:
     """A kafka-python consumer configured as the module docstring says (not subscribed).
 
@@ -154,8 +170,9 @@ class KafkaExampleSource:
         seen_ids: Iterable[str] = (),
         from_beginning: bool = False,
         clock: Callable[[], float] = time.monotonic,
+        partitions: Sequence[int] | None = None,
     ) -> None:
-        from kafka import ConsumerRebalanceListener
+        from kafka import ConsumerRebalanceListener, TopicPartition
 
         self.consumer = consumer
         self.config = config
@@ -167,6 +184,12 @@ class KafkaExampleSource:
         self._end_offsets: dict[int, int] = {}
         self._end_offsets_at = -float("inf")
         self._invalid_logged = 0
+        self._fixed = partitions is not None  # assigned, not subscribed: may hold none
+        if partitions is not None:
+            owned = [TopicPartition(config.topic, p) for p in partitions]
+            consumer.assign(owned)
+            self._on_assigned(owned)
+            return
         source = self
 
         class _Seek(ConsumerRebalanceListener):
@@ -272,8 +295,9 @@ class KafkaExampleSource:
         return result
 
     def assigned(self) -> bool:
-        """Whether the group has given this consumer any partitions yet."""
-        return bool(self.consumer.assignment())
+        """Whether the group has given this consumer any partitions yet (an assigned
+        rank has its share from the start, even an empty one)."""
+        return self._fixed or bool(self.consumer.assignment())
 
     def commit(self, offsets: Mapping[int, int]) -> bool:
         """Commit ``offsets`` for the partitions this consumer holds; False if Kafka refused

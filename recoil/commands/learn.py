@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import threading
 from pathlib import Path
@@ -109,6 +110,19 @@ def register(sub: Any) -> None:
     )
     model.add_argument("--seed", type=int, default=0, help="init, dropout and sampling seed")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument(
+        "--devices",
+        type=int,
+        default=1,
+        help="data-parallel ranks on this node: CPU processes (gloo) or GPUs (NCCL); each "
+        "reads its own partitions of --topic (docs/operations.md)",
+    )
+    parser.add_argument(
+        "--num-nodes",
+        type=int,
+        default=1,
+        help="nodes running --devices ranks each (MASTER_ADDR, MASTER_PORT, NODE_RANK)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -148,6 +162,8 @@ def run(args: argparse.Namespace) -> int:
             keep_snapshots=args.keep_snapshots,
             model_updates_topic=args.model_updates_topic or None,
             lineage_log=not args.no_lineage_log,
+            devices=args.devices,
+            num_nodes=args.num_nodes,
         )
         source = SourceConfig(
             topic=args.topic, group=args.group, batch_size=args.batch_size,
@@ -161,9 +177,15 @@ def run(args: argparse.Namespace) -> int:
     registry = CollectorRegistry()
     metrics = LearnerMetrics(registry)
     server = None
+    # Lightning's launcher (and torchrun) set LOCAL_RANK in the ranks it starts: each rank
+    # on a node serves its own /metrics, rank r at --metrics-port + r.
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if args.metrics_port is not None:
-        server, _ = start_http_server(args.metrics_port, addr=args.metrics_host, registry=registry)
-        print(f"metrics: http://{args.metrics_host}:{server.server_port}/metrics", flush=True)
+        port = args.metrics_port + local_rank if args.metrics_port else 0
+        server, _ = start_http_server(port, addr=args.metrics_host, registry=registry)
+        label = f" (rank {local_rank})" if local_rank else ""
+        url = f"http://{args.metrics_host}:{server.server_port}/metrics"
+        print(f"metrics{label}: {url}", flush=True)
 
     stop = threading.Event()
 
@@ -178,8 +200,9 @@ def run(args: argparse.Namespace) -> int:
         if server is not None:
             server.shutdown()
     last = result.snapshots[-1].version if result.snapshots else None
+    rank = f"rank {result.rank} " if result.rank else ""
     print(
-        f"learner stopped at step {result.steps}: {result.examples} examples this run, "
+        f"learner {rank}stopped at step {result.steps}: {result.examples} examples this run, "
         f"{len(result.snapshots)} snapshots (last version {last}), offsets {result.offsets}; "
         f"{result.skipped} records skipped, {result.snapshot_failures} failed publishes",
         flush=True,

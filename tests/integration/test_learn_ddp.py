@@ -1,0 +1,225 @@
+"""``recoil learn --devices 2`` on the real broker: two gloo ranks, each its own partitions.
+
+Both ranks are real processes (Lightning's launcher starts rank 1 by re-running the
+command line); examples are real Kafka records on a 4-partition topic. Checked from
+the outside: the ranks' lineage logs, the checkpoint, the store and the group's
+committed offsets.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from learner.continuous import read_resume_state
+from learner.snapshot import latest_version, list_versions, load_snapshot
+from learner.synthetic import synthetic_examples
+from recoil.kafka_settings import KafkaSettings
+from recoil.records import TrainingExample
+from recoil.topics import ensure_topics
+
+pytestmark = pytest.mark.integration
+
+PARTITIONS = 4
+GROUP = "ddp-test"
+
+
+@pytest.fixture
+def topic(kafka: KafkaSettings, topic_name: Callable[[str], str]) -> str:
+    name = topic_name("examples")
+    ensure_topics(kafka, [name], partitions=PARTITIONS)
+    return name
+
+
+@contextlib.contextmanager
+def _learner(
+    kafka: KafkaSettings, topic: str, store: Path, log: Path, *extra: str
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``recoil learn`` with a small model in its own session (so the test can kill every
+    rank at once, as a lost node would be), output appended to ``log``."""
+    argv = [
+        sys.executable, "-m", "recoil", "learn", "--bootstrap-servers", kafka.bootstrap_servers,
+        "--topic", topic, "--group", GROUP, "--store", str(store),
+        "--model-updates-topic", "", "--batch-size", "8", "--batch-timeout", "0.2",
+        "--snapshot-every-steps", "5", "--embedding-dim", "16", "--hidden-dim", "16",
+        "--max-len", "20", "--threads", "1", *extra,
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            argv, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+    try:
+        yield process
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def _produce(
+    kafka: KafkaSettings, topic: str, examples: list[TrainingExample], chunk: int, pause: float
+) -> None:
+    producer = KafkaProducer(**kafka.kafka_python(), acks="all", linger_ms=5)
+    for start in range(0, len(examples), chunk):
+        for e in examples[start : start + chunk]:
+            producer.send(topic, key=e.user_id.encode(), value=e.to_json())
+        producer.flush()
+        time.sleep(pause)
+    producer.close()
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float, what: str, log: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}; learner log:\n{log.read_text()}")
+        time.sleep(0.05)
+
+
+def _lineages(checkpoints: Path) -> dict[str, list[dict[str, object]]]:
+    """Each lineage log's entries, by file name."""
+    return {
+        path.name: [json.loads(line) for line in path.read_text().splitlines()]
+        for path in sorted(checkpoints.glob("trained*.jsonl"))
+    }
+
+
+def _trained(checkpoints: Path) -> Counter[str]:
+    return Counter(
+        i
+        for entries in _lineages(checkpoints).values()
+        for entry in entries
+        for i in entry["event_ids"]  # type: ignore[attr-defined]
+    )
+
+
+def _offsets(kafka: KafkaSettings, topic: str) -> tuple[dict[int, int], dict[int, int | None]]:
+    consumer = KafkaConsumer(**kafka.kafka_python(), group_id=GROUP)
+    try:
+        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        ends = {tp.partition: o for tp, o in consumer.end_offsets(tps).items()}
+        return ends, {tp.partition: consumer.committed(tp) for tp in tps}
+    finally:
+        consumer.close()
+
+
+def test_two_ranks_read_disjoint_partitions_and_every_example_once(
+    kafka: KafkaSettings, topic: str, tmp_path: Path
+) -> None:
+    examples = synthetic_examples(num_users=16, events_per_user=12, num_items=80, seed=11)
+    _produce(kafka, topic, examples, chunk=len(examples), pause=0.0)
+    store, log = tmp_path / "store", tmp_path / "learner.log"
+    checkpoints = store / "checkpoints"
+    with _learner(kafka, topic, store, log, "--devices", "2", "--stop-when-idle", "3") as run:
+        assert run.wait(240) == 0, log.read_text()
+
+    # each rank read exactly its own partitions (p % 2 == rank), and nothing else
+    lineages = _lineages(checkpoints)
+    assert set(lineages) == {"trained.jsonl", "trained.rank1.jsonl"}
+    for name, rank in (("trained.jsonl", 0), ("trained.rank1.jsonl", 1)):
+        read = {int(p) for entry in lineages[name] for p in entry["offsets"]}  # type: ignore[attr-defined]
+        assert read == {p for p in range(PARTITIONS) if p % 2 == rank}, name
+    assert all(lineages.values()), "both ranks must have had examples"
+    # together, every example exactly once
+    trained = _trained(checkpoints)
+    assert set(trained) == {e.event_id for e in examples}
+    assert max(trained.values()) == 1
+    # one checkpoint with both ranks' offsets; the group committed the same
+    ends, committed = _offsets(kafka, topic)
+    state = read_resume_state(checkpoints / "last.ckpt")
+    assert state.offsets == ends == committed
+    assert set(state.lineage_files) == set(lineages)
+    assert state.examples_total == len(examples)
+    # snapshots from rank 0 only: consecutive versions, one publish line each
+    versions = list_versions(store)
+    assert versions == list(range(1, len(versions) + 1)) and versions
+    assert log.read_text().count("published snapshot v") == len(versions)
+    assert load_snapshot(store).manifest["counts"]["examples"] == len(examples)
+
+    # A restart with one process takes over both ranks' offsets and reads only what is new.
+    more = synthetic_examples(num_users=6, events_per_user=8, num_items=100, seed=12)
+    more = [dataclasses.replace(e, event_id=f"more-{e.event_id}") for e in more]
+    _produce(kafka, topic, more, chunk=len(more), pause=0.0)
+    offset = len(log.read_text())
+    with _learner(kafka, topic, store, log, "--stop-when-idle", "3") as run:
+        assert run.wait(180) == 0, log.read_text()[offset:]
+    assert f"resuming from {checkpoints / 'last.ckpt'}: step" in log.read_text()[offset:]
+    trained = _trained(checkpoints)
+    assert set(trained) == {e.event_id for e in examples + more}
+    assert max(trained.values()) == 1, "a restart with fewer ranks repeats nothing"
+    ends, committed = _offsets(kafka, topic)
+    state = read_resume_state(checkpoints / "last.ckpt")
+    assert state.offsets == ends
+    assert state.lineage_files["trained.rank1.jsonl"] > 0, "rank 1's lineage is kept"
+    assert load_snapshot(store).manifest["counts"]["examples"] == len(examples) + len(more)
+
+
+def test_two_ranks_killed_mid_stream_resume_losing_and_repeating_nothing(
+    kafka: KafkaSettings, topic: str, tmp_path: Path
+) -> None:
+    examples = synthetic_examples(num_users=16, events_per_user=20, num_items=100, seed=13)
+    store, log = tmp_path / "store", tmp_path / "learner.log"
+    checkpoints = store / "checkpoints"
+
+    def lineage_bytes() -> dict[str, int]:
+        return {p.name: p.stat().st_size for p in checkpoints.glob("trained*.jsonl")}
+
+    with _learner(kafka, topic, store, log, "--devices", "2") as first:
+        _wait_for(lambda: "rank 1 of 2: partitions" in log.read_text(), 180, "rank 1", log)
+        producer = threading.Thread(target=_produce, args=(kafka, topic, examples, 8, 0.4))
+        producer.start()
+        _wait_for(lambda: (latest_version(store) or 0) >= 2, 180, "two snapshots", log)
+        assert producer.is_alive(), "the kill must land while examples are still arriving"
+
+        def frozen_past_the_checkpoint() -> bool:
+            # Freeze both ranks; kill only if some rank's lineage runs past what last.ckpt
+            # covers, so the restart has trained work to roll back and redo.
+            os.killpg(first.pid, signal.SIGSTOP)
+            covered = read_resume_state(checkpoints / "last.ckpt").lineage_files
+            if any(size > covered.get(name, 0) for name, size in lineage_bytes().items()):
+                return True
+            os.killpg(first.pid, signal.SIGCONT)
+            time.sleep(0.2)
+            return False
+
+        _wait_for(frozen_past_the_checkpoint, 120, "a freeze between checkpoints", log)
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait(30)
+    producer.join()
+    killed = read_resume_state(checkpoints / "last.ckpt")
+    killed_at = max(list_versions(store))
+    cut = {name: size - killed.lineage_files.get(name, 0) for name, size in lineage_bytes().items()}
+    assert any(n > 0 for n in cut.values())
+
+    offset = len(log.read_text())
+    with _learner(kafka, topic, store, log, "--devices", "2", "--stop-when-idle", "3") as second:
+        assert second.wait(240) == 0, log.read_text()[offset:]
+    restart = log.read_text()[offset:]
+    assert restart.count(f"resuming from {checkpoints / 'last.ckpt'}: step {killed.step}") == 2
+
+    trained = _trained(checkpoints)
+    assert set(trained) == {e.event_id for e in examples}, "nothing lost"
+    assert max(trained.values()) == 1, "nothing trained twice in the model's lineage"
+    rolled_back = sorted(p.name for p in checkpoints.glob("rolled_back*.jsonl"))
+    assert rolled_back == sorted(
+        n.replace("trained", "rolled_back") for n, size in cut.items() if size > 0
+    )
+    newest = load_snapshot(store)
+    assert newest.version > killed_at and newest.step > killed.step
+    assert newest.manifest["counts"]["examples"] == len(examples)
+    ends, committed = _offsets(kafka, topic)
+    assert newest.offsets == ends == committed
