@@ -238,12 +238,20 @@ def ddp_strategy(process_group_backend: str | None = None) -> Any:
     disliked item leaves the gate and push out of the graph), and buffers not
     broadcast from rank 0 at each forward (each rank updates them with every rank's
     rows itself, ``PeerRows``; a broadcast would drop the other ranks' updates)."""
-    from lightning.pytorch.strategies import DDPStrategy
+    import inspect
 
+    from lightning.pytorch.strategies import DDPStrategy
+    from torch.nn.parallel import DistributedDataParallel
+
+    # Newer torch renames the switch (and deprecates the old name); both keep the
+    # construction-time sync, which is harmless here: the buffers agree at every wrap.
+    known = inspect.signature(DistributedDataParallel.__init__).parameters
+    buffers = "forward_sync_buffers" if "forward_sync_buffers" in known else "broadcast_buffers"
+    ddp_kwargs: dict[str, Any] = {buffers: False}
     return DDPStrategy(
         find_unused_parameters=True,
-        broadcast_buffers=False,
         process_group_backend=process_group_backend,
+        **ddp_kwargs,
     )
 
 

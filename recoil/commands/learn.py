@@ -118,6 +118,12 @@ def register(sub: Any) -> None:
         "reads its own partitions of --topic (docs/operations.md)",
     )
     parser.add_argument(
+        "--accelerator",
+        choices=["auto", "cpu", "cuda"],
+        default="auto",
+        help="where ranks train: auto = CUDA where present (then --devices counts GPUs)",
+    )
+    parser.add_argument(
         "--num-nodes",
         type=int,
         default=1,
@@ -164,6 +170,7 @@ def run(args: argparse.Namespace) -> int:
             lineage_log=not args.no_lineage_log,
             devices=args.devices,
             num_nodes=args.num_nodes,
+            accelerator=args.accelerator,
         )
         source = SourceConfig(
             topic=args.topic, group=args.group, batch_size=args.batch_size,

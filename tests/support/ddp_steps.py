@@ -1,6 +1,6 @@
 """Fixed batches through the continuous learner's module, in one process or as one rank of N.
 
-``python -m tests.support.ddp_steps OUT_DIR`` is one rank of a DDP run: Lightning
+``python -m tests.support.ddp_steps OUT_DIR [cpu|cuda]`` is one rank of a DDP run: Lightning
 reads rank and world from the environment the test sets (``LOCAL_RANK``,
 ``WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT``: the torchrun / multi-node path,
 where Lightning launches nothing itself) and trains this rank's share of
@@ -92,13 +92,16 @@ class _Reseed(L.Callback):
         torch.manual_seed(RESEED)
 
 
-def train(distributed: bool) -> tuple[ContinuousModule, StreamState, int, int]:
-    """Train ``PLAN``; returns the module, the stream state, the global step and the rank."""
+def train(
+    distributed: bool, accelerator: str = "cpu"
+) -> tuple[ContinuousModule, StreamState, int, int]:
+    """Train ``PLAN``; returns the module, the stream state, the global step and the rank
+    (N ranks: gloo between CPU processes, NCCL between GPUs)."""
     torch.set_num_threads(1)
     module = new_module()
     state = StreamState(Vocabularies(), {})
     trainer = L.Trainer(
-        accelerator="cpu",
+        accelerator=accelerator,
         devices=WORLD if distributed else 1,
         strategy=ddp_strategy() if distributed else "auto",
         max_epochs=1,
@@ -118,11 +121,11 @@ def train(distributed: bool) -> tuple[ContinuousModule, StreamState, int, int]:
     return module, state, trainer.global_step, trainer.global_rank
 
 
-def main(out: Path) -> None:
-    module, state, step, rank = train(distributed=True)
+def main(out: Path, accelerator: str) -> None:
+    module, state, step, rank = train(distributed=True, accelerator=accelerator)
     torch.save(
         {
-            "state_dict": module.state_dict(),
+            "state_dict": {k: v.cpu() for k, v in module.state_dict().items()},
             "step": step,
             "items": state.vocabs.items.ids(),
             "creators": state.vocabs.creators.ids(),
@@ -133,4 +136,4 @@ def main(out: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    main(Path(sys.argv[1]), sys.argv[2] if len(sys.argv) > 2 else "cpu")
