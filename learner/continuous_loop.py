@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import time
 import uuid
 from collections.abc import Callable
@@ -166,11 +167,19 @@ class ContinuousLoop(L.Callback):
         self._last_losses: dict[str, float] = {}
         self._lag = 0  # messages not yet trained on, all partitions
         self._finished = False
+        # the SIGTERM handler before Lightning's (recoil learn's: it sets the stop event)
+        self._sigterm = signal.getsignal(signal.SIGTERM)
 
     # -- per batch -------------------------------------------------------------------------
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._snapshot_step = trainer.global_step
         self._snapshot_time = time.monotonic()
+        if self.ranks.distributed and self._sigterm is not None:
+            # Lightning's SIGTERM handler (installed by fit) broadcasts from inside the
+            # signal handler under DDP, out of step with the collectives the ranks are in,
+            # and the ranks hang. The learner's own stop is collective already (asked on
+            # any rank stops all, after a final checkpoint): put the previous one back.
+            signal.signal(signal.SIGTERM, self._sigterm)
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,

@@ -178,9 +178,23 @@ def test_two_ranks_killed_mid_stream_resume_losing_and_repeating_nothing(
     def lineage_bytes() -> dict[str, int]:
         return {p.name: p.stat().st_size for p in checkpoints.glob("trained*.jsonl")}
 
+    paced = threading.Event()  # set: stay at most 48 examples ahead of the learner
+    paced.set()
+
+    def produce() -> None:
+        # paced by the learner, not the clock: a slow (loaded) machine still kills it
+        # while examples are arriving, and a fast one does not run out of them first
+        producer = KafkaProducer(**kafka.kafka_python(), acks="all", linger_ms=5)
+        for start in range(0, len(examples), 8):
+            while paced.is_set() and sum(_trained(checkpoints).values()) < start - 48:
+                time.sleep(0.05)
+            for e in examples[start : start + 8]:
+                producer.send(topic, key=e.user_id.encode(), value=e.to_json())
+            producer.flush()
+        producer.close()
+
     with _learner(kafka, topic, store, log, "--devices", "2") as first:
-        _wait_for(lambda: "rank 1 of 2: partitions" in log.read_text(), 180, "rank 1", log)
-        producer = threading.Thread(target=_produce, args=(kafka, topic, examples, 8, 0.4))
+        producer = threading.Thread(target=produce)
         producer.start()
         _wait_for(lambda: (latest_version(store) or 0) >= 2, 180, "two snapshots", log)
         assert producer.is_alive(), "the kill must land while examples are still arriving"
@@ -199,6 +213,7 @@ def test_two_ranks_killed_mid_stream_resume_losing_and_repeating_nothing(
         _wait_for(frozen_past_the_checkpoint, 120, "a freeze between checkpoints", log)
         os.killpg(first.pid, signal.SIGKILL)
         first.wait(30)
+    paced.clear()  # the rest arrives while no learner runs
     producer.join()
     killed = read_resume_state(checkpoints / "last.ckpt")
     killed_at = max(list_versions(store))
@@ -206,9 +221,15 @@ def test_two_ranks_killed_mid_stream_resume_losing_and_repeating_nothing(
     assert any(n > 0 for n in cut.values())
 
     offset = len(log.read_text())
-    with _learner(kafka, topic, store, log, "--devices", "2", "--stop-when-idle", "3") as second:
-        assert second.wait(240) == 0, log.read_text()[offset:]
+    with _learner(kafka, topic, store, log, "--devices", "2") as second:
+        everything = {e.event_id for e in examples}
+        _wait_for(lambda: set(_trained(checkpoints)) >= everything, 240, "every example", log)
+        # SIGTERM to rank 0 alone, as a container runtime sends it: every rank stops after
+        # one final checkpoint and snapshot
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(120) == 0, log.read_text()[offset:]
     restart = log.read_text()[offset:]
+    assert "learner rank 1 stopped" in restart
     assert restart.count(f"resuming from {checkpoints / 'last.ckpt'}: step {killed.step}") == 2
 
     trained = _trained(checkpoints)
