@@ -33,7 +33,7 @@ import torch
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from learner.arms import resolve_arm
-from learner.distributed import ONE_PROCESS, Ranks, all_gather
+from learner.distributed import ONE_PROCESS, DeferredFailureCheckpointIO, Ranks, all_gather
 from learner.index import IndexConfig, choose_kind
 from learner.kafka_source import KafkaExampleSource
 from learner.metrics import LearnerMetrics
@@ -261,14 +261,27 @@ class ContinuousLoop(L.Callback):
     # -- checkpoints and snapshots ---------------------------------------------------------
     def save_checkpoint(self, trainer: L.Trainer) -> None:
         """``last.ckpt`` via a temporary file and ``os.replace``: never half written.
-        Collective with N ranks: every rank calls it, rank 0 writes the file."""
+        Collective with N ranks: every rank calls it, rank 0 writes the file, and if
+        that fails every rank raises (so all of them count it and go on in step)."""
         tmp = self.checkpoint_path.with_name(f".{CHECKPOINT_FILE}.{uuid.uuid4().hex}")
+        failure: Exception | None = None
         try:
             trainer.save_checkpoint(tmp, weights_only=False)  # optimizer state too
+            checkpoint_io = trainer.strategy.checkpoint_io
+            if isinstance(checkpoint_io, DeferredFailureCheckpointIO):
+                checkpoint_io.raise_failure()
             if trainer.is_global_zero:
                 os.replace(tmp, self.checkpoint_path)
+        except Exception as exc:
+            failure = exc
         finally:
             tmp.unlink(missing_ok=True)
+        if self.ranks.distributed:
+            failed = trainer.strategy.reduce_boolean_decision(failure is not None, all=False)
+            if failed and failure is None:
+                failure = RuntimeError("the checkpoint could not be written (on rank 0)")
+        if failure is not None:
+            raise failure
 
     def on_save_checkpoint(
         self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]

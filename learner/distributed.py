@@ -46,6 +46,7 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 import torch.distributed as dist
+from lightning.fabric.plugins import TorchCheckpointIO
 
 from learner.arms import ArmConfig
 from learner.features import ExampleTensors, _keep_last
@@ -233,6 +234,30 @@ def ddp_unwrapped(strategy: Any) -> Iterator[None]:
         strategy.model = strategy._setup_model(inner)
 
 
+class DeferredFailureCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, keeping a failed write for after the barrier.
+
+    ``Trainer.save_checkpoint`` writes on rank 0 and then waits in a barrier every rank
+    joins; a write that raised would take rank 0 past its barrier and leave the other
+    ranks waiting there until the process group times out. The failure is kept instead
+    and raised by ``raise_failure`` once every rank is past the barrier."""
+
+    failure: Exception | None = None
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None
+    ) -> None:
+        try:
+            super().save_checkpoint(checkpoint, path, storage_options)
+        except Exception as exc:  # raised after the barrier, on every rank
+            self.failure = exc
+
+    def raise_failure(self) -> None:
+        failure, self.failure = self.failure, None
+        if failure is not None:
+            raise failure
+
+
 def ddp_strategy(process_group_backend: str | None = None) -> Any:
     """The DDP strategy for N ranks: unused parameters allowed (a batch without a
     disliked item leaves the gate and push out of the graph), and buffers not
@@ -251,6 +276,7 @@ def ddp_strategy(process_group_backend: str | None = None) -> Any:
     return DDPStrategy(
         find_unused_parameters=True,
         process_group_backend=process_group_backend,
+        checkpoint_io=DeferredFailureCheckpointIO(),
         **ddp_kwargs,
     )
 
