@@ -81,7 +81,13 @@ from learner.continuous_loop import (
     LearnerConfig,
     LearnerResult,
 )
-from learner.distributed import Ranks, ddp_strategy, lineage_file, lineage_rank
+from learner.distributed import (
+    RANK_IDLE_TICK_S,
+    Ranks,
+    ddp_strategy,
+    lineage_file,
+    lineage_rank,
+)
 from learner.kafka_source import (
     KafkaExampleSource,
     SourceConfig,
@@ -236,7 +242,9 @@ def run_learner(
     offsets = resume.offsets if resume else {}
     partitions = None
     if ranks.distributed:  # assigned, not subscribed (learner.distributed says why)
-        consumer = make_consumer(settings, dataclasses.replace(source_config, instance_id=None))
+        idle_tick = min(source_config.idle_tick_s, RANK_IDLE_TICK_S)
+        source_config = dataclasses.replace(source_config, instance_id=None, idle_tick_s=idle_tick)
+        consumer = make_consumer(settings, source_config)
         partitions = ranks.owned_partitions(topic_partitions(consumer, source_config.topic))
         offsets = {p: o for p, o in offsets.items() if p in partitions}
         log.info("rank %d of %d: partitions %s", ranks.rank, ranks.world, partitions)

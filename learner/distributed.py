@@ -57,6 +57,11 @@ from recoil.records import TrainingExample
 T = TypeVar("T")
 
 LINEAGE_PREFIX = "trained"
+# How long a rank waits on quiet partitions before it hands in an empty batch. Every
+# step waits for the slowest rank, so a rank whose partitions are quiet would hold the
+# busy ones back by the single process's idle tick (1 s) at every step; with all ranks
+# quiet they tick this often instead (a few small collectives per tick).
+RANK_IDLE_TICK_S = 0.05
 
 
 @dataclass(frozen=True)
