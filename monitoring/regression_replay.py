@@ -121,12 +121,15 @@ def replay(
     step: float = 15.0,
     per_version_for: float = 120.0,  # the previous rule's `for` and threshold
     per_version_threshold: float = 0.1,
+    start: float | None = None,
 ) -> list[Firing]:
-    """Every firing episode of both rules over the run (times from the run's first probe)."""
+    """Every firing episode of both rules over the run; times from ``start`` (a Unix time at
+    or before the first probe: when Prometheus began to evaluate), else the first probe."""
     thresholds = thresholds or Thresholds()
     if not probes:
         return []
-    t0 = min(float(p["probed_at"]) for p in probes)
+    first = min(float(p["probed_at"]) for p in probes)
+    t0 = first if start is None else min(start, first)
     end = max(float(p["probed_at"]) for p in probes) + step
     times = [t0 + i * step for i in range(int((end - t0) / step) + 1)]
     recent, baseline = (
@@ -262,9 +265,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         "series with each arm's recorded noise and cadence (0 = no)",
     )  # fmt: skip
     parser.add_argument("--shift", type=float, default=0.25, help="the synthetic regression's step")
+    parser.add_argument(
+        "--since", type=float, default=0.0, help="ignore probes before this Unix time (a demo's "
+        "--warmup: its measured_from in warmup.json); times then count from it",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     for path in args.probes:
-        probes = read_probes(path)
+        probes = [p for p in read_probes(path) if float(p["probed_at"]) >= args.since]
+        if not probes:
+            print(f"{path}: no probes since {args.since}")
+            continue
         t0 = min(float(p["probed_at"]) for p in probes)
         span = max(float(p["probed_at"]) for p in probes) - t0
         print(f"{path}: {len(probes)} probed versions over {span / 60:.1f} min")
@@ -272,7 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             count = sum(1 for p in probes if p["arm"] == arm)
             print(f"  {arm} {similarity}: {count} versions, mean |change| between "
                   f"consecutive versions {noise:.3f}")  # fmt: skip
-        firings = replay(probes, step=args.step)
+        firings = replay(probes, step=args.step, start=args.since or None)
         for rule in ("per_version", "pooled"):
             found = [f for f in firings if f.rule == rule]
             print(f"  {rule}: {len(found)} firing episodes")

@@ -15,6 +15,7 @@ per-version table and a plot to --workdir.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import time
@@ -64,6 +65,15 @@ def register(sub: Any) -> None:
         "regression, to check the RecoilResponsivenessRegressed alert",
     )
     parser.add_argument(
+        "--warmup",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="run the loop this long before the measured run: --duration, --switch's SECONDS, "
+        "the printed times and --prometheus start after it (a young learner's responsiveness "
+        "still moves a lot; docs/live_experiment.md)",
+    )
+    parser.add_argument(
         "--prometheus",
         action="store_true",
         help="also run Prometheus with monitoring/'s rules against the loop and print each "
@@ -92,19 +102,22 @@ def run(args: argparse.Namespace) -> int:
     workdir = args.workdir or Path.home() / ".cache" / "recoil" / "demo" / time.strftime(
         "%Y%m%d-%H%M%S"
     )
+    if args.warmup < 0:
+        raise ConfigError(f"--warmup {args.warmup}: seconds, not negative")
     config = LoopConfig(
         workdir=workdir, arms=arms, world=args.world, users=args.users, rate=args.rate,
         snapshot_every_seconds=args.snapshot_every_seconds, split=args.split,
-        repeat_window=args.repeat_window, switch=args.switch,
+        repeat_window=args.repeat_window, switch=shifted_switch(args.switch, args.warmup),
     )  # fmt: skip
 
     def stop(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
-    started = time.monotonic()
+    started = time.monotonic() + args.warmup  # the measured run's start
+    measured_from = time.time() + args.warmup
     shown = 0
-    last_ab = last_poll = 0.0
+    last_ab = last_poll = -args.warmup - POLL_SECONDS
     prometheus: DemoPrometheus | None = None
     # The roles stop (ProcessGroup's exit) before the broker they talk to.
     with (
@@ -117,15 +130,20 @@ def run(args: argparse.Namespace) -> int:
             loop.start()
             for arm in arms:
                 print(f"serving {arm} at {loop.serving_url(arm)}", flush=True)
-            if args.prometheus:
-                prometheus = DemoPrometheus(workdir / "prometheus", _targets(loop))
-                prometheus.start(group)
-                print(f"prometheus at {prometheus.url} (alerts: /api/v1/alerts)", flush=True)
+            if args.warmup:
+                print(f"warming up for {args.warmup:.0f}s (times count from its end)", flush=True)
+                (workdir / "warmup.json").write_text(
+                    json.dumps({"warmup_seconds": args.warmup, "measured_from": measured_from})
+                )
             print("learning ... (Ctrl-C to stop)", flush=True)
             while not args.duration or time.monotonic() - started < args.duration:
                 time.sleep(2)
                 group.check()
                 elapsed = time.monotonic() - started
+                if args.prometheus and prometheus is None and elapsed >= 0:
+                    prometheus = DemoPrometheus(workdir / "prometheus", _targets(loop))
+                    prometheus.start(group)
+                    print(f"prometheus at {prometheus.url} (alerts: /api/v1/alerts)", flush=True)
                 if prometheus is not None and elapsed - last_poll >= POLL_SECONDS:
                     last_poll = elapsed
                     try:
@@ -148,7 +166,9 @@ def run(args: argparse.Namespace) -> int:
     results = read_probe_results(config.results_file)
     summary = read_ab_summary(config.ab_file)
     if results or summary:
-        text = demo_view.summary_text(results, summary, baseline=arms[-1])
+        # Responsiveness over the measured run's versions; the rates count every impression.
+        measured = [r for r in results if float(r["probed_at"]) >= measured_from]
+        text = demo_view.summary_text(measured, summary, baseline=arms[-1])
         (workdir / "responsiveness.md").write_text(
             text + "\nPer model version:\n\n" + demo_view.format_table(results)
         )
@@ -160,6 +180,17 @@ def run(args: argparse.Namespace) -> int:
         (workdir / "alerts.txt").write_text(alerts + "\n")
         print("\n" + alerts)
     return 0
+
+
+def shifted_switch(spec: str, warmup: float) -> str:
+    """``--switch ARM=OTHER@SECONDS`` as the simulator counts: from its start, warm-up included."""
+    from recoil.commands.simulate import parse_switch
+
+    parsed = parse_switch(spec)
+    if parsed is None:
+        return ""
+    arm, other, after = parsed
+    return f"{arm}={other}@{after + warmup:g}"
 
 
 def _targets(loop: Loop) -> dict[str, list[str]]:

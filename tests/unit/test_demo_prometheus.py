@@ -49,3 +49,15 @@ def test_episodes_follow_the_changes_and_stay_open_at_the_end() -> None:
         Episode(b, "pending", 420.0, 435.0),
         Episode(a, "firing", 520.0, None),
     ]
+
+
+def test_the_switch_counts_from_the_end_of_the_warm_up() -> None:
+    from recoil.commands.demo import shifted_switch
+
+    assert shifted_switch("feature_and_labels=no_signal@240", 300.0) == (
+        "feature_and_labels=no_signal@540"
+    )
+    assert shifted_switch("feature_and_labels=no_signal@240", 0.0) == (
+        "feature_and_labels=no_signal@240"
+    )
+    assert shifted_switch("", 300.0) == ""

@@ -88,3 +88,12 @@ def test_a_switch_half_way_through_a_ten_minute_run_fires_inside_it() -> None:
     assert all(240.0 + 120.0 <= f.start < 540.0 for f in pooled)  # the `for` of 2m holds
     # Before the switch there is nothing to fire on, even while the baseline is empty.
     assert replay(_probes(before)) == []
+
+
+def test_times_count_from_the_given_start() -> None:
+    """A demo's --warmup: Prometheus evaluates from the measured run's start, before the
+    first probe kept after it; firing times are then the demo's printed times."""
+    rng = np.random.default_rng(3)
+    probes = _probes(list(-0.22 + rng.normal(0.0, 0.05, 8)) + list(rng.normal(0.0, 0.02, 10)))
+    shifted = replay(probes, start=1000.0 - 45.0)  # the first probe 45 s into the run
+    assert [f.start - 45.0 for f in shifted] == [f.start for f in replay(probes)]
