@@ -238,7 +238,8 @@ def run_learner(
     topics = [source_config.topic]
     if config.model_updates_topic:
         topics.append(config.model_updates_topic)
-    ensure_topics(settings, topics)
+    if ranks.rank == 0:  # one creator: ranks started together would race to create them
+        ensure_topics(settings, topics)
     offsets = resume.offsets if resume else {}
     partitions = None
     if ranks.distributed:  # assigned, not subscribed (learner.distributed says why)

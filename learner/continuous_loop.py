@@ -203,8 +203,10 @@ class ContinuousLoop(L.Callback):
             self._lineage.write(json.dumps(record, separators=(",", ":")) + "\n")
             self._lineage.flush()
         if stepped:
-            self._last_batch = batch
-            self._last_losses = {k: outputs[k] for k in ("positive", "not_to_recommend", "total")}
+            if outputs["rows"]:  # a rank without rows joined the step: it has no loss to show
+                self._last_batch = batch
+                terms = ("positive", "not_to_recommend", "total")
+                self._last_losses = {k: outputs[k] for k in terms}
             self.metrics.record_step(taken, self._last_losses)
         elif taken:
             self.metrics.record_consumed(taken)
