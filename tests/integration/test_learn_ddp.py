@@ -110,6 +110,11 @@ def _trained(checkpoints: Path) -> Counter[str]:
     )
 
 
+def _items(examples: list[TrainingExample]) -> set[str]:
+    """Every item the examples mention, as labels or in histories."""
+    return {e.label_item_id for e in examples} | {h.item_id for e in examples for h in e.history}
+
+
 def _offsets(kafka: KafkaSettings, topic: str) -> tuple[dict[int, int], dict[int, int | None]]:
     consumer = KafkaConsumer(**kafka.kafka_python(), group_id=GROUP)
     try:
@@ -151,7 +156,16 @@ def test_two_ranks_read_disjoint_partitions_and_every_example_once(
     versions = list_versions(store)
     assert versions == list(range(1, len(versions) + 1)) and versions
     assert log.read_text().count("published snapshot v") == len(versions)
-    assert load_snapshot(store).manifest["counts"]["examples"] == len(examples)
+    snapshot = load_snapshot(store)
+    assert snapshot.manifest["counts"]["examples"] == len(examples)
+    # rank 0 published it: items that only rank 1's examples hold reached rank 0's
+    # tables and metadata too
+    rank1_ids = {i for x in lineages["trained.rank1.jsonl"] for i in x["event_ids"]}  # type: ignore[attr-defined]
+    only_rank1 = _items([e for e in examples if e.event_id in rank1_ids]) - _items(
+        [e for e in examples if e.event_id not in rank1_ids]
+    )
+    assert only_rank1 and only_rank1 <= set(snapshot.item_ids())
+    assert all(snapshot.item_meta(i) is not None for i in only_rank1)
 
     # A restart with one process takes over both ranks' offsets and reads only what is new.
     more = synthetic_examples(num_users=6, events_per_user=8, num_items=100, seed=12)
