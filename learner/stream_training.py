@@ -194,7 +194,8 @@ class ContinuousModule(RecommenderModule):
         }
 
     def _observe_peers(self, peers: PeerRows) -> None:
-        """What ``_common_step`` records of this rank's rows, for the other ranks' rows."""
+        """What ``_common_step`` records of this rank's rows, for the other ranks' rows
+        (keep the two in step: the 2-rank test compares these buffers with one process)."""
         device = self.label_counts.device
         label = torch.from_numpy(peers.label).to(device)
         self.label_counts.index_add_(0, label, torch.ones(len(label), device=device))
