@@ -63,12 +63,19 @@ class ModelConfig:
     # encoder to learn "dislike x this creator -> less of it" as an interaction, which
     # it learned about half of. Arms that hide the dislike flag zero it, so the push is
     # off for them. Medium world, feature_and_labels: responsiveness -19%/-41% ->
-    # -40%/-73% (cluster/creator); a scalar push alone (M = I): -24%/-52%.
-    # On KuaiRand it cost the flag arms 18% of positive HR@10 against the heuristic's
-    # model (docs/experiment.md); in the live loop it is what makes a young model back
-    # away from a disliked creator.
+    # -40%/-73% (cluster/creator); a scalar push alone (M = I): -24%/-52%. On KuaiRand a
+    # free push (a of either sign, learned M) cost 27-34% of positive HR@10 and learned
+    # to *pull* towards the newest dislike; hence a <= 0 and M = I by default.
     dislike_push: bool = True
-    dislike_map: bool = True  # learn M (D x D, starts as I); False keeps M = I
+    dislike_map: bool = False  # learn M (D x D, starts as I); False keeps M = I
+    # a's starting value for every age. 0 starts the model as the plain encoder (with
+    # "drop": as exclude_heuristic); a negative value starts it backing away from what
+    # was disliked before it has learned anything, which a minutes-old model in the live
+    # loop needs (see flagged_input). a = 0 stays reachable, so the heuristic stays a
+    # special case; an a that the data drives past 0 stays there (min(a, 0) has no
+    # gradient above 0): that age's push is off, the heuristic's behaviour.
+    dislike_push_init: float = -0.3
+    dislike_push_away: bool = True  # a <= 0: the push never pulls towards a disliked item
     # How a flagged (disliked) history item reaches the encoder.
     # "drop": it does not; the encoder reads the history as exclude_heuristic does and
     #   the flagged items enter only through the push above, so with a = 0 the model *is*
@@ -81,12 +88,12 @@ class ModelConfig:
     #   s = s_drop + g * (s_embed - s_drop) + push. It starts as the heuristic, and
     #   opens where the flagged items carry signal (on KuaiRand dislikes come in runs,
     #   and the run itself predicts what follows). Costs a second encoder pass.
-    # Default "embed", the model the live loop's responsiveness test was measured on. On
-    # KuaiRand "drop" measured best (0.0377 HR@10 against 0.0310 with the push and
-    # 0.0272 gated), but in the live loop a minutes-old "drop" model was not responsive
-    # (creator +11%, then -2%/+2% with the push, against -25%..-51% for "embed"): the
-    # choice of default waits for a live test it passes (docs/experiment.md).
-    flagged_input: FlaggedInput = "embed"
+    # Default "drop": the model starts from the heuristic's input and learns only what
+    # the push and the labels add, so a disliked item never pulls the state towards
+    # itself. "embed" (the flag embedding) lost to the heuristic on held-out ratings;
+    # the push above starts at a = -0.3 so a minutes-old model in the live loop already
+    # backs away (docs/experiment.md has what each variant measured).
+    flagged_input: FlaggedInput = "drop"
 
     def __post_init__(self) -> None:
         if self.encoder not in ("gru", "sasrec"):
@@ -208,13 +215,13 @@ class SequenceRecommender(nn.Module):
         self.flagged_gate: nn.Parameter | None = None
         if config.flagged_input == "gated":
             self.flagged_gate = nn.Parameter(torch.zeros(dim))
-        # a: one scalar per recency, zero at start, so an untrained push changes nothing
-        # and the model begins as the plain sequence encoder.
+        # a: one scalar per recency, ``dislike_push_init`` at start (0: an untrained push
+        # changes nothing and the model begins as the plain sequence encoder).
         self.dislike_push: nn.Embedding | None = None
         self.dislike_map: nn.Linear | None = None
         if config.dislike_push:
             self.dislike_push = nn.Embedding(config.max_len, 1)
-            nn.init.zeros_(self.dislike_push.weight)
+            nn.init.constant_(self.dislike_push.weight, config.dislike_push_init)
             if config.dislike_map:
                 self.dislike_map = nn.Linear(dim, dim, bias=False)
                 nn.init.eye_(self.dislike_map.weight)
@@ -295,7 +302,14 @@ class SequenceRecommender(nn.Module):
         slots = torch.arange(batch.item.shape[1], device=batch.item.device)
         # Histories are left-aligned: the newest item sits at slot length-1 (age 0).
         age = (batch.lengths.unsqueeze(1) - 1 - slots).clamp(0, self.config.max_len - 1)
-        weight = self.dislike_push(age).squeeze(-1) * (batch.disliked * batch.mask)  # (B, T)
+        a = self.dislike_push(age).squeeze(-1)  # (B, T)
+        if self.config.dislike_push_away:
+            # A dislike may only push away. Free, a learned to pull the state towards the
+            # newest disliked item on KuaiRand (a[0] = +0.2), where dislikes come in runs,
+            # and lost 27% of positive HR@10 (docs/experiment.md). Clamped, the worst it
+            # can learn is a = 0: the heuristic.
+            a = a - torch.relu(a)  # min(a, 0), with a gradient at 0 where clamp has none
+        weight = a * (batch.disliked * batch.mask)  # (B, T)
         rows = self._output_rows(batch.item.long(), batch.creator.long())  # (B, T, D)
         if self.dislike_map is not None:
             rows = self.dislike_map(rows)

@@ -159,7 +159,7 @@ def test_a_not_to_recommend_step_on_one_item_lowers_its_creators_other_items() -
 
 def test_dislike_push_starts_silent_and_pushes_away_from_a_disliked_items_creator() -> None:
     plain = model("gru", dislike_push=False)
-    m = model("gru", dislike_push=True)
+    m = model("gru", dislike_push=True, dislike_push_init=0.0)
     assert m.dislike_push is not None
     m.load_state_dict(plain.state_dict(), strict=False)  # same weights, path still at zero
     batch = encode_histories(HISTORIES[:1], VOCABS, 8, "feature_only")
@@ -180,12 +180,45 @@ def test_dislike_push_starts_silent_and_pushes_away_from_a_disliked_items_creato
     assert drop[4] > 0 and same_creator.mean() > other_creator.mean()
 
 
+def test_the_push_only_pushes_away_and_can_start_pushing() -> None:
+    # a > 0 would pull the state towards a disliked item; the push clamps it to 0, so a
+    # positive a scores as no push at all (the heuristic), and a negative a lowers the
+    # disliked item's own score.
+    disliked = [*HISTORIES[0][:4], dataclasses.replace(HISTORIES[0][4], disliked=True)]
+    batch = encode_histories([disliked], VOCABS, 8, "feature_only")
+    silent = model("gru", dislike_push=True, flagged_input="drop", dislike_push_init=0.0)
+    pulls = model("gru", dislike_push=True, flagged_input="drop", dislike_push_init=0.7)
+    pulls.load_state_dict(silent.state_dict())
+    assert pulls.dislike_push is not None
+    pulls.dislike_push.weight.data.fill_(0.7)  # what a free push learned on KuaiRand's runs
+    free = model(
+        "gru", dislike_push=True, flagged_input="drop", dislike_push_away=False, dislike_map=False
+    )
+    free.load_state_dict(pulls.state_dict(), strict=False)
+    with torch.no_grad():
+        assert torch.equal(pulls.scores(batch), silent.scores(batch))
+        assert not torch.allclose(free.scores(batch), silent.scores(batch))
+    pushes = model("gru", dislike_push=True, flagged_input="drop", dislike_push_init=-0.5)
+    assert pushes.dislike_push is not None
+    assert torch.equal(pushes.dislike_push.weight, torch.full((8, 1), -0.5))
+    pushes.load_state_dict(silent.state_dict())  # same tables, a back at 0
+    with torch.no_grad():
+        pushes.dislike_push.weight.fill_(-0.5)
+        drop = silent.scores(batch)[0] - pushes.scores(batch)[0]  # column n is item i{n}
+    assert drop[4] > 0  # i4, the disliked item, scores lower
+    # and the clamp keeps a gradient at a = 0, so a push starting silent can still learn
+    start = model("gru", dislike_push=True, flagged_input="drop", dislike_push_init=0.0)
+    start.scores(batch)[0, 4].backward()
+    assert start.dislike_push is not None and start.dislike_push.weight.grad is not None
+    assert start.dislike_push.weight.grad[0].item() != 0.0
+
+
 @pytest.mark.parametrize("flagged_input", ["gated", "drop"])
 @pytest.mark.parametrize("encoder", ["gru", "sasrec"])
 def test_the_learned_model_starts_as_exclude_heuristic(encoder: str, flagged_input: str) -> None:
     # The heuristic is a special case of the learned model: with the gate shut and the
-    # push silent (both zero at start), the same weights score exactly as exclude_heuristic.
-    m = model(encoder, flagged_input=flagged_input, dislike_push=True)
+    # push silent (a = 0), the same weights score exactly as exclude_heuristic.
+    m = model(encoder, flagged_input=flagged_input, dislike_push=True, dislike_push_init=0.0)
     flagged = (0, 3, 4)
     many = [
         [HistoryItem(f"i{n}", f"c{n % 2}", None, n in flagged, n % 6, n % 8, 0) for n in range(7)],
@@ -202,7 +235,7 @@ def test_the_learned_model_starts_as_exclude_heuristic(encoder: str, flagged_inp
         kept = m.scores(encode_histories(many, VOCABS, 8, "no_signal"))
         assert not torch.allclose(kept, heuristic)  # the dropped items did matter
         # "embed" reads them with the flag: a different model, not the heuristic
-        embed = model(encoder, flagged_input="embed", dislike_push=True)
+        embed = model(encoder, flagged_input="embed", dislike_push=True, dislike_push_init=0.0)
         flagged_scores = embed.scores(encode_histories(many, VOCABS, 8, "feature_only"))
         assert not torch.allclose(flagged_scores, heuristic)
         if m.flagged_gate is not None:
