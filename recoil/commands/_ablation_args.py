@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import typing
+from typing import TYPE_CHECKING, Any
 
 from learner.arms import ARMS
 from recoil.kafka_settings import ConfigError
+
+if TYPE_CHECKING:  # learner.model imports torch: not at CLI start-up
+    from learner.model import ModelConfig
 
 ARM_NAMES = tuple(ARMS)  # learner.arms is plain dataclasses: cheap at CLI start-up
 
@@ -30,6 +36,13 @@ def add_arm_arguments(parser: argparse.ArgumentParser) -> None:
         help="arms trained in parallel processes, one CPU thread each (default: one per core)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--model",
+        default="",
+        metavar="FIELD=VALUE,...",
+        help="model settings other than the defaults, e.g. 'flagged_input=embed,"
+        "dislike_push_init=0' (fields of learner.model.ModelConfig)",
+    )
 
 
 def parse_arms(text: str) -> tuple[str, ...]:
@@ -39,3 +52,38 @@ def parse_arms(text: str) -> tuple[str, ...]:
     if unknown or not arms:
         raise ConfigError(f"--arms: unknown {unknown or 'empty list'}; choose from {ARM_NAMES}")
     return arms
+
+
+def _convert(field: str, kind: Any, text: str) -> object:
+    """``text`` as the type of ModelConfig's ``field`` (bool, int, float or a string choice)."""
+    if kind is bool:
+        if text.lower() not in ("true", "false", "1", "0"):
+            raise ConfigError(f"--model {field}: expected true or false, got {text!r}")
+        return text.lower() in ("true", "1")
+    if kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            raise ConfigError(f"--model {field}: expected {kind.__name__}, got {text!r}") from None
+    return text
+
+
+def parse_model(text: str, base: ModelConfig | None = None) -> ModelConfig:
+    """``base`` (default: ``ModelConfig()``) with the ``FIELD=VALUE,...`` of ``--model``;
+    ConfigError naming the field for an unknown field or a value of the wrong type."""
+    from learner.model import ModelConfig
+
+    config = base or ModelConfig()
+    hints = typing.get_type_hints(ModelConfig)
+    known = {f.name for f in dataclasses.fields(ModelConfig)} - {"num_items", "num_creators"}
+    changes: dict[str, Any] = {}
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        field, sep, value = part.partition("=")
+        field = field.strip()
+        if not sep or field not in known:
+            raise ConfigError(f"--model: {part!r} is not FIELD=VALUE with FIELD in {sorted(known)}")
+        changes[field] = _convert(field, hints[field], value.strip())
+    try:
+        return dataclasses.replace(config, **changes)
+    except ValueError as exc:
+        raise ConfigError(f"--model: {exc}") from None

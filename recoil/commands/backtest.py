@@ -6,7 +6,12 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from recoil.commands._ablation_args import add_arm_arguments, parse_arms, positive_int
+from recoil.commands._ablation_args import (
+    add_arm_arguments,
+    parse_arms,
+    parse_model,
+    positive_int,
+)
 
 
 def register(sub: Any) -> None:
@@ -57,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
     from recoil.kafka_settings import ConfigError
 
     arms = parse_arms(args.arms)
+    model = parse_model(args.model)
     if not args.file.is_file():
         raise ConfigError(f"no such file: {args.file}")
 
@@ -69,7 +75,9 @@ def run(args: argparse.Namespace) -> int:
         events = list(read_event_log(args.file, mapping))
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    config = BacktestConfig(holdout_events=args.holdout, arms=arms, max_users=args.max_users)
+    config = BacktestConfig(
+        holdout_events=args.holdout, arms=arms, max_users=args.max_users, model=model
+    )
     train = replace(config.train, seed=args.seed)
     if args.max_steps is not None:
         # at least ~10 validation checks however short the run

@@ -6,7 +6,12 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from recoil.commands._ablation_args import add_arm_arguments, parse_arms, positive_int
+from recoil.commands._ablation_args import (
+    add_arm_arguments,
+    parse_arms,
+    parse_model,
+    positive_int,
+)
 
 WORLDS = ("tiny", "small", "medium", "large", "aversion")  # simulator.world.WORLD_PRESETS
 
@@ -45,6 +50,9 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     arms = parse_arms(args.arms)
+    model_changes = args.model
+
+    from dataclasses import replace
 
     from simulator.experiment import experiment_config, run_experiment
     from simulator.parallel import default_workers
@@ -53,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
         args.world, seed=args.seed, simulations=args.simulations, k=args.k,
         max_steps=args.max_steps, arms=arms, served=args.logging == "served",
     )  # fmt: skip
+    if model_changes:
+        config = replace(config, model=parse_model(model_changes, config.model))
     workers = args.workers or default_workers(len(arms))
     result = run_experiment(config, args.out, progress=not args.no_progress, workers=workers)
     print((args.out / "ablation.md").read_text(), end="")

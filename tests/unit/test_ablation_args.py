@@ -1,0 +1,37 @@
+"""``--model FIELD=VALUE,...`` of ``recoil backtest`` and ``recoil experiment``."""
+
+from __future__ import annotations
+
+import pytest
+
+from learner.model import ModelConfig
+from recoil.commands._ablation_args import parse_model
+from recoil.kafka_settings import ConfigError
+
+
+def test_model_settings_are_typed_by_the_config_field() -> None:
+    config = parse_model(" flagged_input=embed, dislike_push_init=0,dislike_map=true,max_len=12")
+    assert config == ModelConfig(
+        flagged_input="embed", dislike_push_init=0.0, dislike_map=True, max_len=12
+    )
+    assert isinstance(config.dislike_push_init, float) and isinstance(config.max_len, int)
+    assert parse_model("") == ModelConfig()
+    base = ModelConfig(max_len=20)
+    assert parse_model("dislike_push=false", base) == ModelConfig(max_len=20, dislike_push=False)
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("nope=1", "'nope=1' is not FIELD=VALUE"),
+        ("num_items=5", "'num_items=5' is not FIELD=VALUE"),  # sized by the data, not set
+        ("dislike_map", "'dislike_map' is not FIELD=VALUE"),
+        ("dislike_map=maybe", "dislike_map: expected true or false"),
+        ("max_len=abc", "max_len: expected int"),
+        ("flagged_input=ignore", "flagged_input must be"),
+        ("max_len=0", "max_len must be >= 1"),
+    ],
+)
+def test_a_bad_model_setting_names_what_to_fix(text: str, says: str) -> None:
+    with pytest.raises(ConfigError, match=says):
+        parse_model(text)
