@@ -186,8 +186,9 @@ def test_the_push_only_pushes_away_and_can_start_pushing() -> None:
     # disliked item's own score.
     disliked = [*HISTORIES[0][:4], dataclasses.replace(HISTORIES[0][4], disliked=True)]
     batch = encode_histories([disliked], VOCABS, 8, "feature_only")
-    silent = model("gru", dislike_push=True, flagged_input="drop", dislike_push_init=0.0)
-    pulls = model("gru", dislike_push=True, flagged_input="drop", dislike_push_init=0.7)
+    away = {"dislike_push": True, "flagged_input": "drop", "dislike_push_away": True}
+    silent = model("gru", dislike_push_init=0.0, **away)
+    pulls = model("gru", dislike_push_init=0.7, **away)
     pulls.load_state_dict(silent.state_dict())
     assert pulls.dislike_push is not None
     pulls.dislike_push.weight.data.fill_(0.7)  # what a free push learned on KuaiRand's runs
@@ -198,7 +199,7 @@ def test_the_push_only_pushes_away_and_can_start_pushing() -> None:
     with torch.no_grad():
         assert torch.equal(pulls.scores(batch), silent.scores(batch))
         assert not torch.allclose(free.scores(batch), silent.scores(batch))
-    pushes = model("gru", dislike_push=True, flagged_input="drop", dislike_push_init=-0.5)
+    pushes = model("gru", dislike_push_init=-0.5, **away)
     assert pushes.dislike_push is not None
     assert torch.equal(pushes.dislike_push.weight, torch.full((8, 1), -0.5))
     pushes.load_state_dict(silent.state_dict())  # same tables, a back at 0
@@ -207,7 +208,7 @@ def test_the_push_only_pushes_away_and_can_start_pushing() -> None:
         drop = silent.scores(batch)[0] - pushes.scores(batch)[0]  # column n is item i{n}
     assert drop[4] > 0  # i4, the disliked item, scores lower
     # and the clamp keeps a gradient at a = 0, so a push starting silent can still learn
-    start = model("gru", dislike_push=True, flagged_input="drop", dislike_push_init=0.0)
+    start = model("gru", dislike_push_init=0.0, **away)
     start.scores(batch)[0, 4].backward()
     assert start.dislike_push is not None and start.dislike_push.weight.grad is not None
     assert start.dislike_push.weight.grad[0].item() != 0.0
