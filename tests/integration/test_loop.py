@@ -29,6 +29,11 @@ pytestmark = pytest.mark.integration
 ARMS = ("feature_and_labels", "no_signal")
 DEADLINE_SECONDS = 420
 PROBES_PER_ARM = 3  # the responsiveness claim is judged on their mean, not one noisy probe
+# Probes of the first snapshots (30 s and 60 s of training) are not counted: on an idle
+# machine the three probes otherwise land on versions 1-3, and a 30-second-old model's
+# creator responsiveness is noise (+9%, -7%, +5% in one fresh-clone run), while the
+# claim is about a model minutes old. A loaded machine reaches later versions anyway.
+FIRST_JUDGED_VERSION = 3
 
 
 def _post(url: str, body: object) -> tuple[int, dict[str, object]]:
@@ -40,6 +45,11 @@ def _post(url: str, body: object) -> tuple[int, dict[str, object]]:
             return resp.status, json.load(resp)
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read() or b"{}")
+
+
+def _judged(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The probes of versions old enough to be judged (see FIRST_JUDGED_VERSION)."""
+    return [r for r in results if int(r["model_version"]) >= FIRST_JUDGED_VERSION]
 
 
 @dataclass
@@ -92,7 +102,7 @@ def loop_run(kafka_broker: Any, tmp_path_factory: pytest.TempPathFactory) -> Loo
             deadline = time.monotonic() + DEADLINE_SECONDS
             while time.monotonic() < deadline:
                 group.check()
-                results = loop.probe_results()
+                results = _judged(loop.probe_results())
                 if all(sum(r["arm"] == arm for r in results) >= PROBES_PER_ARM for arm in ARMS):
                     break
                 time.sleep(3)
@@ -103,7 +113,7 @@ def loop_run(kafka_broker: Any, tmp_path_factory: pytest.TempPathFactory) -> Loo
             stop.set()
             thread.join(10)
             logs = {c.name: c.log_tail(15) for c in group.children}
-    results = loop.probe_results()
+    results = _judged(loop.probe_results())
     per_arm = {arm: [r for r in results if r["arm"] == arm] for arm in ARMS}
     published = {
         arm: sorted(p.name for p in loop.store(arm).iterdir() if p.name.startswith("v"))
