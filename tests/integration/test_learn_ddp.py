@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer
 from prometheus_client import CollectorRegistry
 
 from learner.continuous import LearnerConfig, SourceConfig, read_resume_state, run_learner
@@ -33,6 +33,7 @@ from learner.synthetic import synthetic_examples
 from recoil.kafka_settings import KafkaSettings
 from recoil.records import TrainingExample
 from recoil.topics import ensure_topics
+from tests.support.offsets import end_and_committed
 
 pytestmark = pytest.mark.integration
 
@@ -122,13 +123,7 @@ def _items(examples: list[TrainingExample]) -> set[str]:
 
 
 def _offsets(kafka: KafkaSettings, topic: str) -> tuple[dict[int, int], dict[int, int | None]]:
-    consumer = KafkaConsumer(**kafka.kafka_python(), group_id=_group(topic))
-    try:
-        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-        ends = {tp.partition: o for tp, o in consumer.end_offsets(tps).items()}
-        return ends, {tp.partition: consumer.committed(tp) for tp in tps}
-    finally:
-        consumer.close()
+    return end_and_committed(kafka, topic, _group(topic), PARTITIONS)
 
 
 def test_two_ranks_read_disjoint_partitions_and_every_example_once(

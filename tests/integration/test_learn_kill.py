@@ -18,13 +18,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer
 
 from learner.snapshot import latest_version, list_versions, load_snapshot
 from learner.synthetic import synthetic_examples
 from recoil.kafka_settings import KafkaSettings
 from recoil.records import TrainingExample
 from recoil.topics import ensure_topics
+from tests.support.offsets import end_and_committed
 
 pytestmark = pytest.mark.integration
 
@@ -188,13 +189,7 @@ def _checkpoint_step(store: Path) -> int:
 
 
 def _offsets(kafka: KafkaSettings, topic: str) -> tuple[dict[int, int], dict[int, int | None]]:
-    consumer = KafkaConsumer(**kafka.kafka_python(), group_id="kill-test")
-    try:
-        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-        ends = {tp.partition: o for tp, o in consumer.end_offsets(tps).items()}
-        return ends, {tp.partition: consumer.committed(tp) for tp in tps}
-    finally:
-        consumer.close()
+    return end_and_committed(kafka, topic, "kill-test", PARTITIONS)
 
 
 def test_sigterm_stops_after_a_final_checkpoint_and_snapshot(
