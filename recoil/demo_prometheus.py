@@ -144,10 +144,11 @@ class DemoPrometheus:
     def poll(self, elapsed: float, log: Path) -> list[str]:
         """Read the alerts and the pooled series once; log them; one line per change."""
         alerts = self.api("alerts")["alerts"]
+        at = str(time.time())  # one instant for the three series, so they read alike
         series = {
             expr.rsplit(":", 1)[-1]: {
                 f"{r['metric'].get('arm')}/{r['metric'].get('similarity')}": float(r["value"][1])
-                for r in self.api("query", query=expr)["result"]
+                for r in self.api("query", query=expr, time=at)["result"]
             }
             for expr in POOLED_SERIES
         }

@@ -39,7 +39,9 @@ def test_the_demo_server_evaluates_the_committed_rules_and_reports_alerts(
             group.check()
             lines += server.poll(time.monotonic(), log)
             series = json.loads(log.read_text().splitlines()[-1])["series"]
-            if lines and series.get("avg_baseline"):
+            # The three series are three queries; a rule evaluation can land between
+            # them (CI once read no "newest" but an "avg_recent"), so wait for all three.
+            if lines and all(series.get(name) for name in ("newest", "avg_recent", "avg_baseline")):
                 break
             time.sleep(5)
     down = [line for line in lines if "RecoilTargetDown" in line]
