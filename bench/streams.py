@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from recoil.commands._kafka_args import add_optional_kafka_arguments, given_or_embedded_kafka
+from recoil.broker.args import add_optional_kafka_arguments, given_or_embedded_kafka
 
 
 def register(sub: Any) -> None:
@@ -51,7 +51,7 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.events < 1 or args.users < 1 or args.partitions < 1:
-        from recoil.kafka_settings import ConfigError
+        from recoil.core.errors import ConfigError
 
         raise ConfigError("--events, --users and --partitions must be >= 1")
     with given_or_embedded_kafka(args) as settings:
@@ -60,8 +60,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _bench(args: argparse.Namespace, settings: Any) -> int:
     from recoil.broker.embedded import free_port
-    from recoil.labels import LabelConfig
-    from recoil.processes import ProcessGroup
+    from recoil.core.labels import LabelConfig
+    from recoil.core.processes import ProcessGroup
     from streams.config import StreamsConfig
     from streams.harness import create_topics, synthetic_events
     from streams.replay import replay_to_kafka

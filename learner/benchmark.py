@@ -31,7 +31,7 @@ from learner.model import ModelConfig
 from learner.offline import TrainConfig, TrainedRecommender, train_offline
 from learner.synthetic import synthetic_examples
 from learner.vocab import Vocabularies
-from recoil.records import TrainingExample
+from recoil.core.records import TrainingExample
 
 log = logging.getLogger("learner.benchmark")
 

@@ -99,8 +99,9 @@ from learner.quiet import quiet_lightning
 from learner.snapshot import ItemMeta, kafka_announcer
 from learner.stream_training import ContinuousModule, StreamDataset, StreamState, no_collate
 from learner.vocab import Vocabularies, Vocabulary
-from recoil.kafka_settings import ConfigError, KafkaSettings
-from recoil.topics import ensure_topics
+from recoil.core.errors import ConfigError
+from recoil.core.kafka_settings import KafkaSettings
+from recoil.core.topics import ensure_topics
 
 __all__ = [
     "LearnerConfig", "LearnerResult", "ResumeState", "SourceConfig", "read_resume_state",

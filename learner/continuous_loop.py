@@ -41,7 +41,7 @@ from learner.model import ModelConfig
 from learner.snapshot import SnapshotInfo, publish_snapshot
 from learner.stream_training import ContinuousModule, StreamBatch, StreamState
 from learner.vocab import FIRST_INDEX
-from recoil.topics import MODEL_UPDATES
+from recoil.core.topics import MODEL_UPDATES
 
 log = logging.getLogger(__name__)
 

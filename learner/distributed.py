@@ -52,7 +52,7 @@ from learner.arms import ArmConfig
 from learner.features import ExampleTensors, _keep_last
 from learner.snapshot import ItemMeta, update_items_meta
 from learner.vocab import Vocabularies
-from recoil.records import TrainingExample
+from recoil.core.records import TrainingExample
 
 T = TypeVar("T")
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from typing import Literal, NamedTuple
 
-from recoil.records import NUM_DWELL_BUCKETS, NUM_GAP_BUCKETS, TrainingExample
+from recoil.core.records import NUM_DWELL_BUCKETS, NUM_GAP_BUCKETS, TrainingExample
 
 SkipReason = Literal["oversized", "undecodable", "invalid"]
 SKIP_REASONS: tuple[SkipReason, ...] = ("oversized", "undecodable", "invalid")

@@ -17,7 +17,7 @@ further back, exactly as the heuristic's window does. The same transform runs
 at training (``encode_examples``) and serving (``encode_histories``) time.
 
 Speed: consecutive windows of one user share their ``HistoryItem`` objects
-(``recoil.windows`` appends to a tuple), so items are deduplicated by object
+(``recoil.core.windows`` appends to a tuple), so items are deduplicated by object
 identity and only the distinct ones are read in Python; the rest is numpy.
 """
 
@@ -32,7 +32,7 @@ from torch import Tensor
 
 from learner.arms import ArmConfig, resolve_arm
 from learner.vocab import PAD_INDEX, UNKNOWN_INDEX, Vocabularies
-from recoil.records import NUM_DWELL_BUCKETS, NUM_GAP_BUCKETS, HistoryItem, TrainingExample
+from recoil.core.records import NUM_DWELL_BUCKETS, NUM_GAP_BUCKETS, HistoryItem, TrainingExample
 
 
 class HistoryBatch(NamedTuple):

@@ -44,9 +44,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from learner.example_check import Skipped, decode_example
-from recoil.kafka_settings import KafkaSettings
-from recoil.records import TrainingExample
-from recoil.topics import TRAINING_EXAMPLES
+from recoil.core.kafka_settings import KafkaSettings
+from recoil.core.records import TrainingExample
+from recoil.core.topics import TRAINING_EXAMPLES
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from learner.encoder import CausalTransformerEncoder, GRUEncoder
 from learner.features import HistoryBatch
 from learner.vocab import FIRST_INDEX, PAD_INDEX
-from recoil.records import NUM_DWELL_BUCKETS, NUM_GAP_BUCKETS
+from recoil.core.records import NUM_DWELL_BUCKETS, NUM_GAP_BUCKETS
 
 EncoderKind = Literal["gru", "sasrec"]
 FlaggedInput = Literal["gated", "drop", "embed"]

@@ -34,7 +34,7 @@ from learner.model import ModelConfig, SequenceRecommender
 from learner.module import RecommenderModule
 from learner.quiet import quiet_lightning
 from learner.vocab import FIRST_INDEX, Vocabularies
-from recoil.records import HistoryItem, TrainingExample
+from recoil.core.records import HistoryItem, TrainingExample
 
 log = logging.getLogger(__name__)
 

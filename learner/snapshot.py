@@ -82,7 +82,7 @@ from learner.snapshot_store import (
     write_latest,
 )
 from learner.vocab import FIRST_INDEX, UNKNOWN_INDEX, Vocabularies, Vocabulary
-from recoil.records import HistoryItem, TrainingExample
+from recoil.core.records import HistoryItem, TrainingExample
 
 __all__ = [
     "LATEST", "ItemMeta", "Snapshot", "SnapshotError", "SnapshotInfo", "kafka_announcer",

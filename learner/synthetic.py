@@ -4,17 +4,17 @@ Not the simulator (that lives in ``simulator/``): just enough structure for a
 sequence model to learn something checkable. Items belong to clusters and
 creators; each user likes some clusters and dislikes one; a sticky logging
 policy keeps showing the cluster of the previous item. Events go through the
-real labelling and windowing rules (``recoil.windows.events_to_examples``).
+real labelling and windowing rules (``recoil.core.windows.events_to_examples``).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from recoil.events import InteractionEvent
-from recoil.labels import LabelConfig
-from recoil.records import TrainingExample
-from recoil.windows import events_to_examples
+from recoil.core.events import InteractionEvent
+from recoil.core.labels import LabelConfig
+from recoil.core.records import TrainingExample
+from recoil.core.windows import events_to_examples
 
 
 def item_cluster(item: int, num_clusters: int) -> int:

@@ -80,7 +80,7 @@ class Metric:
         return f"{name}{{{inner}}}"
 
 
-# Invalid.code values from recoil/events.py (the set grows with the schema).
+# Invalid.code values from recoil/core/events.py (the set grows with the schema).
 INVALID_CODES = (
     "oversized",
     "invalid_utf8",
@@ -123,7 +123,7 @@ CATALOGUE: tuple[Metric, ...] = (
     Metric("recoil_stream_events_total", C, S, "Interaction events consumed, by outcome.",
            labels=(Label("outcome", OUTCOMES),)),
     Metric("recoil_stream_invalid_events_total", C, S, "Events rejected by the schema, by reason.",
-           labels=(Label("reason", INVALID_CODES, doc="Invalid.code from recoil/events.py"),)),
+           labels=(Label("reason", INVALID_CODES, doc="Invalid.code from recoil/core/events.py"),)),
     Metric("recoil_stream_dlq_events_total", C, S, "Events written to interactions.dlq."),
     Metric("recoil_stream_training_examples_total", C, S, "Training examples produced, by kind.",
            labels=(Label("kind", EXAMPLE_KINDS),)),

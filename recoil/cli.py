@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from recoil import __version__, commands
-from recoil.kafka_settings import ConfigError
+from recoil.core.errors import ConfigError
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from recoil.broker.embedded import free_port
-from recoil.kafka_settings import KafkaSettings
-from recoil.processes import Child, ProcessGroup, recoil_command
-from recoil.topics import DLQ, INTERACTIONS, MODEL_UPDATES, TRAINING_EXAMPLES, ensure_topics
+from recoil.core.kafka_settings import KafkaSettings
+from recoil.core.processes import Child, ProcessGroup, recoil_command
+from recoil.core.topics import DLQ, INTERACTIONS, MODEL_UPDATES, TRAINING_EXAMPLES, ensure_topics
 
 
 @dataclass(frozen=True)

@@ -26,15 +26,15 @@ MUTMUT_VERSION=3.8.1
 # module -> the tests that exercise it (kept small: each mutant runs those that reach it)
 declare -A TESTS=(
     [learner/loss.py]="tests/unit/test_loss.py tests/unit/test_loss_extremes.py"
-    [recoil/labels.py]="tests/unit/test_labels_windows.py tests/unit/test_labels_exact.py"
-    [recoil/windows.py]="tests/unit/test_labels_windows.py tests/unit/test_labels_exact.py"
+    [recoil/core/labels.py]="tests/unit/test_labels_windows.py tests/unit/test_labels_exact.py"
+    [recoil/core/windows.py]="tests/unit/test_labels_windows.py tests/unit/test_labels_exact.py"
     [simulator/metrics.py]="tests/unit/test_simulator_metrics.py tests/unit/test_simulator_bootstrap.py"
-    [recoil/events.py]="tests/unit/test_events.py tests/unit/test_events_exact.py"
+    [recoil/core/events.py]="tests/unit/test_events.py tests/unit/test_events_exact.py"
     [simulator/probe.py]="tests/unit/test_probe.py tests/unit/test_probe_exact.py"
-    [recoil/serving/requests.py]="tests/functional/test_serving_app.py tests/unit/test_serving_requests.py"
+    [serving/requests.py]="tests/functional/test_serving_app.py tests/unit/test_serving_requests.py"
 )
-ORDER=(learner/loss.py recoil/labels.py recoil/windows.py simulator/metrics.py
-       recoil/events.py simulator/probe.py recoil/serving/requests.py)
+ORDER=(learner/loss.py recoil/core/labels.py recoil/core/windows.py simulator/metrics.py
+       recoil/core/events.py simulator/probe.py serving/requests.py)
 PACKAGES=(recoil streams learner simulator monitoring bench)
 
 say() { printf '[mutation] %s\n' "$*" >&2; }

@@ -20,9 +20,9 @@ from pathlib import Path
 
 from recoil.broker import EmbeddedKafka
 from recoil.broker.embedded import free_port
-from recoil.kafka_settings import KafkaSettings
-from recoil.labels import LabelConfig
-from recoil.processes import ProcessGroup, recoil_command
+from recoil.core.kafka_settings import KafkaSettings
+from recoil.core.labels import LabelConfig
+from recoil.core.processes import ProcessGroup, recoil_command
 from streams.config import StreamsConfig
 from streams.harness import create_topics, metric, read_topic, scrape, start_worker, wait_until
 from streams.state import OUTCOMES

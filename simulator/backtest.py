@@ -1,7 +1,7 @@
 """Backtest: the ablation's arms on a logged real dataset, split by time per user.
 
 Each user's last ``holdout_events`` events are held out; the rest become
-training examples through ``recoil.windows.events_to_examples``. Every
+training examples through ``recoil.core.windows.events_to_examples``. Every
 held-out event is a next-item test case (``simulator.evaluation``): HR@10 and
 NDCG@10 of held-out positives, HR@10 of held-out dislikes (how often an item
 the user is known to dislike is still recommended; lower is better) and the
@@ -32,9 +32,9 @@ from learner.arms import ARMS
 from learner.model import ModelConfig
 from learner.offline import TrainConfig, TrainingReport, train_offline
 from learner.vocab import FIRST_INDEX
-from recoil.events import InteractionEvent
-from recoil.labels import LabelConfig
-from recoil.windows import events_to_examples, user_histories
+from recoil.core.events import InteractionEvent
+from recoil.core.labels import LabelConfig
+from recoil.core.windows import events_to_examples, user_histories
 from simulator.evaluation import (
     NextItemRanking,
     next_item_cases,

@@ -2,7 +2,7 @@
 
 The probe and the closed loop only need an item's metadata (creator, cluster,
 duration) to build events and to measure similarity; they never see a user's
-latent tastes. Ids are strings, as on the wire (``recoil.events``).
+latent tastes. Ids are strings, as on the wire (``recoil.core.events``).
 """
 
 from __future__ import annotations

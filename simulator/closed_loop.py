@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from recoil.labels import LabelConfig, is_long_dwell, is_skip
+from recoil.core.labels import LabelConfig, is_long_dwell, is_skip
 from simulator.recommender import Recommender
 from simulator.serving import ServingConfig, UserStart, serve_users
 from simulator.world import World

@@ -23,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from recoil.events import InteractionEvent
-from recoil.labels import LabelConfig, is_negative_feedback, is_positive
-from recoil.windows import History, events_by_user, step
+from recoil.core.events import InteractionEvent
+from recoil.core.labels import LabelConfig, is_negative_feedback, is_positive
+from recoil.core.windows import History, events_by_user, step
 from simulator.metrics import (
     bootstrap_relative_change,
     hit_at_k,

@@ -5,7 +5,7 @@ Steps (``run_experiment``):
 1. Build the world and log ``steps_per_user`` impressions per user through the
    engagement-driven logging policy (``simulator.policy``).
 2. Hold out each user's last ``holdout_events`` events; window the rest into
-   training examples with ``recoil.windows.events_to_examples`` (the streams' rules).
+   training examples with ``recoil.core.windows.events_to_examples`` (the streams' rules).
 3. For each arm: train (``learner.offline.train_offline``), run the
    counterfactual probe, the closed loop, Recall@K / NDCG@K of held-out positives,
    and the backtest's next-item measures on the same held-out events (HR@10 of
@@ -33,10 +33,10 @@ import torch
 from learner.arms import ARMS
 from learner.model import ModelConfig
 from learner.offline import TrainConfig, train_offline
-from recoil.events import InteractionEvent
-from recoil.labels import LabelConfig
-from recoil.records import TrainingExample
-from recoil.windows import History, events_to_examples, user_histories
+from recoil.core.events import InteractionEvent
+from recoil.core.labels import LabelConfig
+from recoil.core.records import TrainingExample
+from recoil.core.windows import History, events_to_examples, user_histories
 from simulator.closed_loop import ClosedLoopConfig, ClosedLoopResult, run_closed_loop
 from simulator.evaluation import (
     HoldoutRanking,

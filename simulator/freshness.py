@@ -23,7 +23,7 @@ from typing import Any
 
 import aiohttp
 
-from recoil.events import InteractionEvent
+from recoil.core.events import InteractionEvent
 
 
 @dataclass(frozen=True)

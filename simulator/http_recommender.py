@@ -15,7 +15,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 
-from recoil.records import HistoryItem
+from recoil.core.records import HistoryItem
 
 
 class ServingError(RuntimeError):

@@ -41,7 +41,7 @@ from typing import Any
 import aiohttp
 import numpy as np
 
-from recoil.labels import LabelConfig
+from recoil.core.labels import LabelConfig
 from simulator.ab import RATES, ArmSummary, ArmTally, assign_arm, repeat_within, summarise
 from simulator.exporter import SimulatorMetrics
 from simulator.freshness import (

@@ -1,8 +1,8 @@
 """Logged training data: the world's users consuming the logging policy's items.
 
-Every impression becomes a ``recoil.events.InteractionEvent`` (ids as strings,
+Every impression becomes a ``recoil.core.events.InteractionEvent`` (ids as strings,
 cluster filled), the same schema the stream agents read, so offline training
-data comes from ``recoil.windows.events_to_examples`` exactly as online.
+data comes from ``recoil.core.windows.events_to_examples`` exactly as online.
 
 Randomness is per user (``default_rng([seed, 1, user])``): a user's log does not
 depend on how many other users there are or in what order they are simulated.
@@ -18,9 +18,15 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from recoil.events import InteractionEvent
-from recoil.labels import LabelConfig, is_long_dwell, is_negative_feedback, is_positive, is_skip
-from recoil.windows import events_by_user
+from recoil.core.events import InteractionEvent
+from recoil.core.labels import (
+    LabelConfig,
+    is_long_dwell,
+    is_negative_feedback,
+    is_positive,
+    is_skip,
+)
+from recoil.core.windows import events_by_user
 from simulator.policy import EngagementPolicy, LoggingPolicyConfig, PolicyMemory
 from simulator.world import Response, UserState, World
 

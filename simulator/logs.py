@@ -3,7 +3,7 @@
 ``read_event_log(path, mapping=None)`` yields events from
 
 - JSON Lines (``.jsonl``/``.json``): one event per line in the wire schema
-  (``recoil.events``), validated exactly as the streams validate;
+  (``recoil.core.events``), validated exactly as the streams validate;
 - CSV / TSV (``.csv``/``.tsv``, or any other name; the delimiter is sniffed
   from the header): columns mapped to event fields by a :class:`ColumnMapping`.
   Without a mapping the header must be KuaiRand's (``KUAIRAND``, built in).
@@ -25,7 +25,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Literal
 
-from recoil.events import InteractionEvent, Invalid, validate_event
+from recoil.core.events import InteractionEvent, Invalid, validate_event
 
 TimeUnit = Literal["s", "ms"]
 _TRUE = frozenset({"1", "true", "t", "yes", "y"})

@@ -9,7 +9,7 @@ recommender's top ``choose_from`` for its history so far, with a random dwell
 - ``long dwell``:           the anchor watched in full (dwell = duration),
 - ``long dwell + dislike``: the same event with ``disliked=True``,
 
-both appended with ``recoil.windows.step``, so the two histories are identical
+both appended with ``recoil.core.windows.step``, so the two histories are identical
 except for the anchor's dislike flag. For each branch the recommender's top
 ``top_n`` at step ``k + 1`` (seen items excluded) are compared with the anchor:
 the share from the anchor's content cluster and from its creator.
@@ -32,9 +32,9 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from recoil.events import InteractionEvent
-from recoil.labels import LabelConfig
-from recoil.windows import History, step
+from recoil.core.events import InteractionEvent
+from recoil.core.labels import LabelConfig
+from recoil.core.windows import History, step
 from simulator.catalog import Catalog
 from simulator.metrics import bootstrap_relative_change, relative_change
 from simulator.recommender import Recommender, top_k_batched

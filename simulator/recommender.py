@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from recoil.records import HistoryItem
+from recoil.core.records import HistoryItem
 
 
 class Recommender(Protocol):

@@ -29,9 +29,9 @@ import torch
 
 from learner.model import ModelConfig
 from learner.offline import TrainConfig, train_offline
-from recoil.events import InteractionEvent
-from recoil.labels import LabelConfig
-from recoil.windows import events_to_examples
+from recoil.core.events import InteractionEvent
+from recoil.core.labels import LabelConfig
+from recoil.core.windows import events_to_examples
 from simulator.logged_data import WorldLog, simulate_logs
 from simulator.policy import LoggingPolicyConfig
 from simulator.serving import ServingConfig, serve_users, starts_from_log

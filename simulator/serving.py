@@ -7,7 +7,7 @@ user was already shown are dropped, and the user is shown one of the rest
 uniformly at random (a stand-in for the ranking stage after retrieval) or,
 with probability ``explore``, a uniformly random unseen item. The user reacts
 through the world's response model; the event enters the history through
-``recoil.windows.step``.
+``recoil.core.windows.step``.
 
 Randomness is per user (``default_rng([seed, stream, user])``), so two
 recommenders serving the same users face the same user draws.
@@ -22,9 +22,9 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
-from recoil.events import InteractionEvent
-from recoil.labels import LabelConfig
-from recoil.windows import History, step, user_histories
+from recoil.core.events import InteractionEvent
+from recoil.core.labels import LabelConfig
+from recoil.core.windows import History, step, user_histories
 from simulator.logged_data import WorldLog, make_event, next_timestamp
 from simulator.recommender import Recommender, top_k_batched
 from simulator.world import UserState, World

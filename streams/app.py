@@ -8,7 +8,7 @@ workers forward the request through Faust's table route):
 
     {"user_id": "u1", "columns": ["item_id", ...], "history": [[...], ...]}
 
-rows oldest first, in :data:`recoil.records.HISTORY_COLUMNS` order; a user
+rows oldest first, in :data:`recoil.core.records.HISTORY_COLUMNS` order; a user
 never seen has an empty history.
 """
 
@@ -22,8 +22,8 @@ from typing import Any, cast
 import faust
 from faust.web import Request, Response, View
 
-from recoil.kafka_settings import KafkaSettings
-from recoil.records import HISTORY_COLUMNS
+from recoil.core.kafka_settings import KafkaSettings
+from recoil.core.records import HISTORY_COLUMNS
 from streams.config import StreamsConfig
 from streams.consumer import BrokerView, RecoilConsumer, RecoilTransport
 from streams.crashloop import CrashNotes

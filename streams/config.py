@@ -1,7 +1,7 @@
 """Configuration of a stream worker: one frozen dataclass, validated at start.
 
 Every field has a documented default; :meth:`StreamsConfig.validate` runs in
-``__post_init__`` and raises :class:`recoil.kafka_settings.ConfigError` with a
+``__post_init__`` and raises :class:`recoil.core.kafka_settings.ConfigError` with a
 message that names the setting and says what to fix, so a bad configuration
 stops the worker before it touches Kafka.
 """
@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from recoil import topics
-from recoil.kafka_settings import ConfigError
-from recoil.labels import LabelConfig
+from recoil.core import topics
+from recoil.core.errors import ConfigError
+from recoil.core.labels import LabelConfig
 
 Store = Literal["rocksdb", "memory"]
 Guarantee = Literal["exactly_once", "at_least_once"]

@@ -36,7 +36,7 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from recoil.events import Invalid
+from recoil.core.events import Invalid
 
 HEADER_PREFIX = "recoil.dlq."
 CODE = HEADER_PREFIX + "code"
@@ -54,7 +54,7 @@ MAX_REASON_CHARS = 1000  # reasons are one line; keep a hostile input from bloat
 # Prefix of the value a dead letter keeps: 160x a real event (~400 bytes), and far
 # under any producer's or broker's record limit (1 MiB by default), with the headers.
 MAX_VALUE_BYTES = 64 * 1024
-MAX_KEY_BYTES = 1024  # user ids are at most 256 characters (recoil.events.MAX_ID_CHARS)
+MAX_KEY_BYTES = 1024  # user ids are at most 256 characters (recoil.core.events.MAX_ID_CHARS)
 # The largest dead letter: value, key, reason (<= 3 bytes per char), and the rest.
 MAX_DEAD_LETTER_BYTES = MAX_VALUE_BYTES + MAX_KEY_BYTES + 3 * MAX_REASON_CHARS + 1024
 

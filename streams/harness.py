@@ -18,9 +18,9 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from recoil.events import InteractionEvent
-from recoil.kafka_settings import KafkaSettings
-from recoil.processes import Child, ProcessGroup
+from recoil.core.events import InteractionEvent
+from recoil.core.kafka_settings import KafkaSettings
+from recoil.core.processes import Child, ProcessGroup
 from streams.config import StreamsConfig
 from streams.supervisor import worker_command
 from streams.topics import prepare_topics
@@ -212,7 +212,7 @@ def describe_difference(got: Sequence[bytes], expected: Sequence[bytes]) -> str:
     """A readable account of how two lists of TrainingExample JSON differ."""
     from collections import Counter
 
-    from recoil.records import TrainingExample
+    from recoil.core.records import TrainingExample
 
     def by_id(values: Sequence[bytes]) -> dict[str, list[TrainingExample]]:
         out: dict[str, list[TrainingExample]] = {}

@@ -10,8 +10,8 @@ import contextlib
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from recoil.events import INVALID_CODES
-from recoil.records import LABEL_KINDS
+from recoil.core.events import INVALID_CODES
+from recoil.core.records import LABEL_KINDS
 from streams.state import OUTCOMES
 
 # Per-event latency (decode -> sends queued) is tens of microseconds to a few

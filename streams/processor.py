@@ -4,7 +4,7 @@ The agent hands each batch of input events here; everything Faust-specific
 that needs care lives in this one place, in this order:
 
 1. Hold the consumer's batch barrier, so no commit falls inside the batch.
-2. Per event: decode and validate (:func:`recoil.events.parse_event`); an
+2. Per event: decode and validate (:func:`recoil.core.events.parse_event`); an
    invalid one becomes a dead letter (:mod:`streams.dlq`). A valid one
    advances its user's state (:func:`streams.state.advance`); a labelled one
    sends its training example. Sends are queued, not awaited one by one.
@@ -41,7 +41,7 @@ from typing import Any, cast
 from faust.streams import _current_event
 from faust.types import TP, EventT, Message
 
-from recoil.events import InteractionEvent, Invalid, parse_event
+from recoil.core.events import InteractionEvent, Invalid, parse_event
 from streams.config import StreamsConfig
 from streams.consumer import RecoilConsumer
 from streams.continuity import OffsetContinuity
@@ -255,7 +255,7 @@ class BatchProcessor:
         """Decode, validate and advance one event; returns its outcome and queued sends."""
         message = event.message
         sent: list[Awaitable[Any]] = []
-        # parse_event checks the size before it decodes anything (recoil.events).
+        # parse_event checks the size before it decodes anything (recoil.core.events).
         parsed = parse_event(message.value if message.value is not None else b"")
         if isinstance(parsed, InteractionEvent):
             problem = check_key(message.key, parsed)

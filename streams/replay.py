@@ -31,8 +31,8 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from recoil.events import InteractionEvent
-from recoil.kafka_settings import KafkaSettings
+from recoil.core.events import InteractionEvent
+from recoil.core.kafka_settings import KafkaSettings
 
 IN_FLIGHT = 20_000  # sends queued before waiting for acknowledgements (bounds memory)
 MAX_SORT_EVENTS = 2_000_000  # events time_ordered holds by default (~0.4 KiB each on KuaiRand)

@@ -15,7 +15,7 @@ per-event rule, so the stream and any offline check share it exactly:
    history as it was; inserting a late item would make the table disagree with
    them, and the next example would silently see a different past than the one
    before it. Equal timestamps are in order (arrival order breaks the tie).
-3. Otherwise the shared windowing rule :func:`recoil.windows.step` labels the
+3. Otherwise the shared windowing rule :func:`recoil.core.windows.step` labels the
    event and appends it to the history; the outcome is its label kind or
    ``none``.
 
@@ -30,10 +30,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from recoil.events import InteractionEvent
-from recoil.labels import LabelConfig
-from recoil.records import HistoryItem, TrainingExample
-from recoil.windows import History, step
+from recoil.core.events import InteractionEvent
+from recoil.core.labels import LabelConfig
+from recoil.core.records import HistoryItem, TrainingExample
+from recoil.core.windows import History, step
 
 Outcome = Literal["positive", "dislike", "skip", "none", "invalid", "duplicate", "out_of_order"]
 OUTCOMES: tuple[Outcome, ...] = (
@@ -148,7 +148,7 @@ def replay_in_arrival_order(
     """What the stream emits for events arriving in this order: examples and final states.
 
     For events already in per-user time order without repeated ids beyond the
-    window, the examples equal :func:`recoil.windows.events_to_examples`
+    window, the examples equal :func:`recoil.core.windows.events_to_examples`
     (grouped differently: here they come in arrival order).
     """
     states: dict[str, UserState] = {}

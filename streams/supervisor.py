@@ -32,9 +32,9 @@ from collections import deque
 from collections.abc import Sequence
 from types import FrameType
 
-from recoil.kafka_settings import KafkaSettings
-from recoil.labels import LabelConfig
-from recoil.processes import die_with_parent, recoil_command
+from recoil.core.kafka_settings import KafkaSettings
+from recoil.core.labels import LabelConfig
+from recoil.core.processes import die_with_parent, recoil_command
 from streams.config import StreamsConfig
 
 log = logging.getLogger(__name__)

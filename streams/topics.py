@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from recoil.kafka_settings import ConfigError, KafkaSettings
+from recoil.core.errors import ConfigError
+from recoil.core.kafka_settings import KafkaSettings
 from streams.config import StreamsConfig
 
 TABLE_NAME = "history"

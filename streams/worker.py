@@ -26,7 +26,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, start_http_server
 
-from recoil.kafka_settings import KafkaSettings
+from recoil.core.kafka_settings import KafkaSettings
 from streams.app import StreamsWorkerApp, build_app
 from streams.config import StreamsConfig, describe
 from streams.crashloop import CrashNotes

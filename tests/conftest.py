@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from recoil.broker import EmbeddedKafka
-from recoil.kafka_settings import KafkaSettings
+from recoil.core.kafka_settings import KafkaSettings
 from tests.support.prometheus import PrometheusServer
 
 

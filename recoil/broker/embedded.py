@@ -31,7 +31,7 @@ from pathlib import Path
 from types import TracebackType
 
 from recoil.broker.jars import kafka_classpath
-from recoil.processes import die_with_parent
+from recoil.core.processes import die_with_parent
 
 LOG4J_CONFIG = Path(__file__).with_name("log4j2.properties")
 

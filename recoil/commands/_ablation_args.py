@@ -8,7 +8,7 @@ import typing
 from typing import TYPE_CHECKING, Any
 
 from learner.arms import ARMS
-from recoil.kafka_settings import ConfigError
+from recoil.core.errors import ConfigError
 
 if TYPE_CHECKING:  # learner.model imports torch: not at CLI start-up
     from learner.model import ModelConfig

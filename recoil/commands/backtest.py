@@ -59,7 +59,7 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from recoil.kafka_settings import ConfigError
+    from recoil.core.errors import ConfigError
 
     arms = parse_arms(args.arms)
     model = parse_model(args.model)

@@ -1,7 +1,8 @@
 """``recoil bench NAME``: benchmarks that print their figures and a ratio to a reference.
 
 Each module in the top-level ``bench`` package with a ``register(subparsers)``
-function is one benchmark.
+function is one benchmark. ``freshness`` runs the whole loop (``recoil.loop``), so it
+lives with the app (``_bench_freshness``): bench/ imports no app module.
 """
 
 from __future__ import annotations
@@ -29,3 +30,6 @@ def register(sub: Any) -> None:
         module = importlib.import_module(f"bench.{info.name}")
         if hasattr(module, "register"):
             module.register(benches)
+    from recoil.commands import _bench_freshness
+
+    _bench_freshness.register(benches)

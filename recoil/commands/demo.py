@@ -23,11 +23,11 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from recoil.commands._kafka_args import add_optional_kafka_arguments, given_or_embedded_kafka
-from recoil.kafka_settings import ConfigError
+from recoil.broker.args import add_optional_kafka_arguments, given_or_embedded_kafka
+from recoil.core.errors import ConfigError
 
 if TYPE_CHECKING:
-    from recoil.demo_prometheus import DemoPrometheus
+    from recoil.commands._demo_prometheus import DemoPrometheus
     from recoil.loop import Loop
 
 POLL_SECONDS = 15.0  # Prometheus' committed evaluation interval
@@ -83,10 +83,10 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from recoil import demo_view
-    from recoil.demo_prometheus import DemoPrometheus
+    from recoil.commands import _demo_view as demo_view
+    from recoil.commands._demo_prometheus import DemoPrometheus
+    from recoil.core.processes import ProcessGroup
     from recoil.loop import Loop, LoopConfig, read_ab_summary, read_probe_results
-    from recoil.processes import ProcessGroup
     from simulator.ab import parse_split
 
     arms = tuple(a.strip() for a in args.arms.split(",") if a.strip())

@@ -11,8 +11,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from recoil.commands._kafka_args import add_kafka_arguments, kafka_settings
-from recoil.kafka_settings import ConfigError
+from recoil.broker.args import add_kafka_arguments, kafka_settings
+from recoil.core.errors import ConfigError
 
 
 def register(sub: Any) -> None:

@@ -14,11 +14,11 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from recoil.commands._kafka_args import add_kafka_arguments, kafka_settings
+from recoil.broker.args import add_kafka_arguments, kafka_settings
 from streams.replay import MAX_SORT_EVENTS
 
 if TYPE_CHECKING:
-    from recoil.events import InteractionEvent
+    from recoil.core.events import InteractionEvent
 
 
 def register(sub: Any) -> None:
@@ -64,8 +64,8 @@ def run(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from recoil.kafka_settings import ConfigError
-    from recoil.topics import ensure_topics
+    from recoil.core.errors import ConfigError
+    from recoil.core.topics import ensure_topics
     from simulator.logs import parse_mapping, read_event_log
     from streams.replay import TooLargeToSortError, replay_to_kafka, time_ordered
 

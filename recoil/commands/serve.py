@@ -7,7 +7,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from recoil.kafka_settings import ConfigError
+from recoil.core.errors import ConfigError
 
 
 def register(sub: Any) -> None:
@@ -58,9 +58,9 @@ async def serve(args: argparse.Namespace) -> None:
     from prometheus_client import CollectorRegistry
 
     from learner.snapshot import latest_version, load_snapshot
-    from recoil.serving.app import SnapshotHolder, create_app, watch_snapshots
-    from recoil.serving.history import HttpHistorySource
-    from recoil.serving.metrics import ServingMetrics
+    from serving.app import SnapshotHolder, create_app, watch_snapshots
+    from serving.history import HttpHistorySource
+    from serving.metrics import ServingMetrics
 
     registry = CollectorRegistry()
     metrics = ServingMetrics(registry)

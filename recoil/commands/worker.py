@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from recoil.commands._kafka_args import add_kafka_arguments, kafka_settings
+from recoil.broker.args import add_kafka_arguments, kafka_settings
 
 
 def register(sub: Any) -> None:
@@ -31,7 +31,7 @@ def register(sub: Any) -> None:
     parser.add_argument("--history-length", type=int, default=50,
                         help="history items kept per user and put into each example")  # fmt: skip
     parser.add_argument("--label", action="append", default=[], metavar="NAME=VALUE",
-                        help="override a labelling setting of recoil.labels.LabelConfig, e.g. "
+                        help="override a labelling setting of recoil.core.labels.LabelConfig, e.g. "
                         "--label skip_weight=0.5 (repeatable)")  # fmt: skip
     parser.add_argument("--dedupe-window", type=int, default=100,
                         help="recent event ids remembered per user for dedupe")  # fmt: skip

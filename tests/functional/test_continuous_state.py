@@ -10,7 +10,7 @@ import torch
 
 from learner.continuous import LearnerConfig, read_resume_state, rollback_lineage
 from learner.kafka_source import SeenIds, SourceConfig
-from recoil.kafka_settings import ConfigError
+from recoil.core.errors import ConfigError
 
 
 def test_seen_ids_remember_a_bounded_window_in_order() -> None:

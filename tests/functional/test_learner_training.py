@@ -18,7 +18,7 @@ from learner.module import RecommenderModule
 from learner.offline import ExampleLoader, TrainConfig, TrainedRecommender, train_offline
 from learner.synthetic import synthetic_examples
 from learner.vocab import Vocabularies
-from recoil.records import TrainingExample
+from recoil.core.records import TrainingExample
 
 torch.set_num_threads(1)
 pytestmark = [

@@ -15,15 +15,15 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 
-from recoil.records import HistoryItem
-from recoil.serving.app import (
+from recoil.core.records import HistoryItem
+from serving.app import (
     HistoryUnavailableError,
     SnapshotHolder,
     create_app,
     watch_snapshots,
 )
-from recoil.serving.metrics import ServingMetrics
-from recoil.serving.requests import MAX_BODY_BYTES
+from serving.metrics import ServingMetrics
+from serving.requests import MAX_BODY_BYTES
 
 
 class RankedSnapshot:

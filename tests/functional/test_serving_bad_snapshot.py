@@ -35,8 +35,8 @@ from learner.snapshot import (
 )
 from learner.synthetic import synthetic_examples
 from learner.vocab import Vocabularies
-from recoil.serving.app import SnapshotHolder, create_app, watch_snapshots
-from recoil.serving.metrics import ServingMetrics
+from serving.app import SnapshotHolder, create_app, watch_snapshots
+from serving.metrics import ServingMetrics
 
 torch.set_num_threads(1)
 

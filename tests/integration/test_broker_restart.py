@@ -20,10 +20,10 @@ from pathlib import Path
 import pytest
 
 from recoil.broker.embedded import free_port, stored_cluster_id
-from recoil.events import InteractionEvent
-from recoil.kafka_settings import KafkaSettings
-from recoil.processes import Child, ProcessGroup, recoil_command
-from recoil.records import TrainingExample
+from recoil.core.events import InteractionEvent
+from recoil.core.kafka_settings import KafkaSettings
+from recoil.core.processes import Child, ProcessGroup, recoil_command
+from recoil.core.records import TrainingExample
 from streams.harness import create_topics, read_topic, start_worker, wait_until
 from tests.support.streams import fast_worker_config
 

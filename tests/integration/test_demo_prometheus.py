@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from recoil.broker.embedded import free_port
-from recoil.demo_prometheus import DemoPrometheus, describe
-from recoil.processes import ProcessGroup
+from recoil.commands._demo_prometheus import DemoPrometheus, describe
+from recoil.core.processes import ProcessGroup
 
 pytestmark = pytest.mark.integration
 

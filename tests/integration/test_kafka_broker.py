@@ -8,9 +8,9 @@ from collections.abc import Callable
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from recoil.events import InteractionEvent, parse_event
-from recoil.kafka_settings import KafkaSettings
-from recoil.topics import ensure_topics
+from recoil.core.events import InteractionEvent, parse_event
+from recoil.core.kafka_settings import KafkaSettings
+from recoil.core.topics import ensure_topics
 
 pytestmark = pytest.mark.integration
 

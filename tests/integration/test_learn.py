@@ -18,9 +18,9 @@ from learner.metrics import LearnerMetrics
 from learner.model import ModelConfig
 from learner.snapshot import list_versions, load_snapshot
 from learner.synthetic import synthetic_examples
-from recoil.kafka_settings import KafkaSettings
-from recoil.records import TrainingExample
-from recoil.topics import ensure_topics
+from recoil.core.kafka_settings import KafkaSettings
+from recoil.core.records import TrainingExample
+from recoil.core.topics import ensure_topics
 
 pytestmark = pytest.mark.integration
 torch.set_num_threads(1)

@@ -22,9 +22,9 @@ from kafka import KafkaProducer
 
 from learner.snapshot import latest_version, list_versions, load_snapshot
 from learner.synthetic import synthetic_examples
-from recoil.kafka_settings import KafkaSettings
-from recoil.records import TrainingExample
-from recoil.topics import ensure_topics
+from recoil.core.kafka_settings import KafkaSettings
+from recoil.core.records import TrainingExample
+from recoil.core.topics import ensure_topics
 from tests.support.offsets import end_and_committed
 
 pytestmark = pytest.mark.integration

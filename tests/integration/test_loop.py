@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 
-from recoil.kafka_settings import KafkaSettings
+from recoil.core.kafka_settings import KafkaSettings
+from recoil.core.processes import ProcessGroup
 from recoil.loop import Loop, LoopConfig
-from recoil.processes import ProcessGroup
 
 pytestmark = pytest.mark.integration
 

@@ -18,9 +18,9 @@ import pytest
 from monitoring.catalogue import Part
 from monitoring.report import write_report
 from monitoring.scrape import JOBS
-from recoil.kafka_settings import KafkaSettings
+from recoil.core.kafka_settings import KafkaSettings
+from recoil.core.processes import ProcessGroup
 from recoil.loop import Loop, LoopConfig
-from recoil.processes import ProcessGroup
 from tests.support.monitoring_check import check_monitoring
 from tests.support.prometheus import PrometheusServer
 

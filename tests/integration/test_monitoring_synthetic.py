@@ -25,7 +25,7 @@ from monitoring.report import PrometheusClient, ReportError, write_report
 from monitoring.scrape import JOBS
 from recoil import cli
 from recoil.broker.embedded import free_port
-from recoil.processes import die_with_parent
+from recoil.core.processes import die_with_parent
 from tests.support.monitoring_check import check_monitoring
 from tests.support.prometheus import PrometheusServer
 

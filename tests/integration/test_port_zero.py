@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from recoil.kafka_settings import KafkaSettings
-from recoil.topics import ensure_topics
+from recoil.core.kafka_settings import KafkaSettings
+from recoil.core.topics import ensure_topics
 
 pytestmark = pytest.mark.integration
 

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from kafka import KafkaConsumer
 
-from recoil.events import InteractionEvent, parse_event
-from recoil.kafka_settings import KafkaSettings
-from recoil.processes import ProcessGroup
-from recoil.records import TrainingExample
+from recoil.core.events import InteractionEvent, parse_event
+from recoil.core.kafka_settings import KafkaSettings
+from recoil.core.processes import ProcessGroup
+from recoil.core.records import TrainingExample
 from simulator.logs import read_event_log
 from streams.harness import create_topics, read_topic, start_worker, wait_until, write_jsonl
 from streams.replay import time_ordered

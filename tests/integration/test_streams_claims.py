@@ -25,10 +25,11 @@ from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 
 from recoil.broker.embedded import free_port
-from recoil.events import InteractionEvent
-from recoil.kafka_settings import ConfigError, KafkaSettings
-from recoil.processes import ProcessGroup
-from recoil.records import TrainingExample
+from recoil.core.errors import ConfigError
+from recoil.core.events import InteractionEvent
+from recoil.core.kafka_settings import KafkaSettings
+from recoil.core.processes import ProcessGroup
+from recoil.core.records import TrainingExample
 from streams.config import StreamsConfig
 from streams.dlq import DeadLetter
 from streams.harness import (

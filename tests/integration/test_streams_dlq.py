@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from recoil.broker.embedded import free_port
-from recoil.events import InteractionEvent
-from recoil.kafka_settings import KafkaSettings
-from recoil.processes import ProcessGroup
-from recoil.records import TrainingExample
+from recoil.core.events import InteractionEvent
+from recoil.core.kafka_settings import KafkaSettings
+from recoil.core.processes import ProcessGroup
+from recoil.core.records import TrainingExample
 from streams.config import StreamsConfig
 from streams.dlq import MAX_VALUE_BYTES, DeadLetter
 from streams.harness import metric, produce, read_topic, scrape, start_worker, wait_until

@@ -21,10 +21,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from recoil.events import InteractionEvent, Invalid, parse_event
-from recoil.kafka_settings import KafkaSettings
-from recoil.processes import ProcessGroup
-from recoil.records import TrainingExample
+from recoil.core.events import InteractionEvent, Invalid, parse_event
+from recoil.core.kafka_settings import KafkaSettings
+from recoil.core.processes import ProcessGroup
+from recoil.core.records import TrainingExample
 from streams.dlq import DeadLetter
 from streams.harness import (
     create_topics,

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from recoil.broker.embedded import free_port
-from recoil.kafka_settings import KafkaSettings
-from recoil.processes import ProcessGroup
-from recoil.records import TrainingExample
+from recoil.core.kafka_settings import KafkaSettings
+from recoil.core.processes import ProcessGroup
+from recoil.core.records import TrainingExample
 from streams.harness import (
     create_topics,
     describe_difference,

@@ -28,11 +28,11 @@ import pytest
 from kafka import KafkaAdminClient
 
 from recoil.broker.embedded import free_port
-from recoil.events import InteractionEvent
-from recoil.kafka_settings import KafkaSettings
-from recoil.labels import LabelConfig
-from recoil.processes import ProcessGroup
-from recoil.records import TrainingExample
+from recoil.core.events import InteractionEvent
+from recoil.core.kafka_settings import KafkaSettings
+from recoil.core.labels import LabelConfig
+from recoil.core.processes import ProcessGroup
+from recoil.core.records import TrainingExample
 from streams.config import StreamsConfig
 from streams.harness import (
     create_topics,
@@ -55,7 +55,7 @@ RUNNER = """
 import logging
 import sys
 from recoil.cli import build_parser
-from recoil.commands._kafka_args import kafka_settings
+from recoil.broker.args import kafka_settings
 from recoil.commands.worker import config_from_args
 from streams.worker import run_worker
 

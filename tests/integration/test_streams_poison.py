@@ -20,9 +20,9 @@ from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import ConfigResource, ConfigResourceType
 from kafka.errors import KafkaError
 
-from recoil.kafka_settings import KafkaSettings
-from recoil.processes import Child, ProcessGroup
-from recoil.records import TrainingExample
+from recoil.core.kafka_settings import KafkaSettings
+from recoil.core.processes import Child, ProcessGroup
+from recoil.core.records import TrainingExample
 from streams.config import Guarantee, StreamsConfig
 from streams.dlq import MAX_DEAD_LETTER_BYTES, MAX_VALUE_BYTES, DeadLetter
 from streams.harness import (
@@ -284,7 +284,7 @@ def test_a_record_that_no_dead_letter_can_describe_is_skipped_and_counted(
 KILLER = """
 import logging, os, sys
 from recoil.cli import build_parser
-from recoil.commands._kafka_args import kafka_settings
+from recoil.broker.args import kafka_settings
 from recoil.commands.worker import config_from_args
 from streams.supervisor import RESTARTS_ENV, supervise
 

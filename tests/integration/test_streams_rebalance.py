@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 
 from recoil.broker.embedded import free_port
-from recoil.kafka_settings import KafkaSettings
-from recoil.processes import ProcessGroup
+from recoil.core.kafka_settings import KafkaSettings
+from recoil.core.processes import ProcessGroup
 from streams.config import StreamsConfig
 from streams.harness import (
     create_topics,

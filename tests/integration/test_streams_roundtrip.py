@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 
 from recoil.broker.embedded import free_port
-from recoil.events import InteractionEvent
-from recoil.kafka_settings import KafkaSettings
-from recoil.labels import LabelConfig
-from recoil.processes import ProcessGroup
-from recoil.records import HistoryItem, TrainingExample
-from recoil.windows import events_to_examples
+from recoil.core.events import InteractionEvent
+from recoil.core.kafka_settings import KafkaSettings
+from recoil.core.labels import LabelConfig
+from recoil.core.processes import ProcessGroup
+from recoil.core.records import HistoryItem, TrainingExample
+from recoil.core.windows import events_to_examples
 from streams.config import StreamsConfig
 from streams.harness import get_json, metric, read_topic, scrape, start_worker, wait_until
 from streams.harness import write_jsonl as write_lines

@@ -33,7 +33,7 @@ from learner.stream_training import (
 )
 from learner.synthetic import synthetic_examples
 from learner.vocab import Vocabularies
-from recoil.records import TrainingExample
+from recoil.core.records import TrainingExample
 
 WORLD = 2
 ARM = resolve_arm("feature_and_labels")

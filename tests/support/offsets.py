@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from kafka import KafkaConsumer, TopicPartition
 
-from recoil.kafka_settings import KafkaSettings
+from recoil.core.kafka_settings import KafkaSettings
 
 
 def end_and_committed(

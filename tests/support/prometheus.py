@@ -11,11 +11,10 @@ import shutil
 import subprocess
 import tempfile
 import time
-import urllib.parse
-import urllib.request
 from pathlib import Path
 from typing import Any
 
+from monitoring.prometheus_api import api, is_ready
 from recoil.broker.embedded import free_port
 
 
@@ -57,23 +56,15 @@ class PrometheusServer:
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
                 raise RuntimeError(f"prometheus exited:\n{self.log_tail()}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as resp:
-                    if resp.status == 200:
-                        return self
-            except OSError:
-                time.sleep(0.2)
+            if is_ready(self.url):
+                return self
+            time.sleep(0.2)
         self.stop()
         raise RuntimeError(f"prometheus not ready after {timeout}s:\n{self.log_tail()}")
 
     def api(self, path: str, **params: str) -> Any:
         """GET /api/v1/<path> and return its ``data`` (raises on an error status)."""
-        query = urllib.parse.urlencode(params)
-        with urllib.request.urlopen(f"{self.url}/api/v1/{path}?{query}", timeout=10) as resp:
-            body = json.load(resp)
-        if body.get("status") != "success":
-            raise RuntimeError(f"prometheus {path} failed: {body}")
-        return body["data"]
+        return api(self.url, path, **params)
 
     def query(self, expr: str) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self.api("query", query=expr)["result"]

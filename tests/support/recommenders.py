@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from recoil.records import HistoryItem
+from recoil.core.records import HistoryItem
 
 
 class FixedOrder:

@@ -9,9 +9,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from recoil.broker.embedded import free_port
-from recoil.events import InteractionEvent
-from recoil.kafka_settings import KafkaSettings
-from recoil.labels import LabelConfig
+from recoil.core.events import InteractionEvent
+from recoil.core.kafka_settings import KafkaSettings
+from recoil.core.labels import LabelConfig
 from streams.config import StreamsConfig
 from streams.harness import Record, metric, produce, scrape, wait_until
 from streams.state import UserState, replay_in_arrival_order

@@ -6,7 +6,7 @@ import pytest
 
 from learner.model import ModelConfig
 from recoil.commands._ablation_args import parse_model
-from recoil.kafka_settings import ConfigError
+from recoil.core.errors import ConfigError
 
 
 def test_model_settings_are_typed_by_the_config_field() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from recoil.demo_prometheus import Episode, alert_changes, alert_key, describe, episodes
+from recoil.commands._demo_prometheus import Episode, alert_changes, alert_key, describe, episodes
 
 
 def _alert(state: str, arm: str = "feature_and_labels", similarity: str = "cluster") -> Any:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from recoil import demo_view
+from recoil.commands import _demo_view as demo_view
 
 
 def _probe(arm: str, version: int, cluster: float, at: float) -> dict[str, Any]:

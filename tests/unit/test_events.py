@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from recoil.events import (
+from recoil.core.events import (
     INVALID_CODES,
     MAX_EVENT_BYTES,
     InteractionEvent,

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from recoil.events import (
+from recoil.core.events import (
     MAX_EVENT_BYTES,
     MAX_ID_CHARS,
     InteractionEvent,

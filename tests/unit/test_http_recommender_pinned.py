@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from recoil.records import HistoryItem
+from recoil.core.records import HistoryItem
 from simulator.http_recommender import HttpRecommender, VersionChangedError
 
 

@@ -20,9 +20,9 @@ import pytest
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 from prometheus_client import CollectorRegistry
 
+from recoil.broker.args import DEFAULT_BOOTSTRAP
 from recoil.cli import build_parser
-from recoil.commands._kafka_args import DEFAULT_BOOTSTRAP
-from recoil.kafka_settings import KafkaSettings
+from recoil.core.kafka_settings import KafkaSettings
 from streams.app import build_app
 from streams.config import StreamsConfig
 from streams.metrics import StreamMetrics

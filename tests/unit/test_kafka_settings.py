@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from recoil.kafka_settings import ConfigError, KafkaSettings
+from recoil.core.errors import ConfigError
+from recoil.core.kafka_settings import KafkaSettings
 
 
 def test_plaintext_defaults() -> None:

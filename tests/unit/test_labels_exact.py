@@ -11,8 +11,8 @@ import re
 
 import pytest
 
-from recoil.events import InteractionEvent
-from recoil.labels import (
+from recoil.core.events import InteractionEvent
+from recoil.core.labels import (
     LabelConfig,
     dwell_bucket,
     gap_bucket,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from recoil.events import InteractionEvent
-from recoil.labels import LabelConfig, dwell_bucket, gap_bucket, is_positive, label_event
-from recoil.records import NUM_DWELL_BUCKETS, NUM_GAP_BUCKETS, HistoryItem, TrainingExample
-from recoil.windows import events_to_examples, step, user_histories
+from recoil.core.events import InteractionEvent
+from recoil.core.labels import LabelConfig, dwell_bucket, gap_bucket, is_positive, label_event
+from recoil.core.records import NUM_DWELL_BUCKETS, NUM_GAP_BUCKETS, HistoryItem, TrainingExample
+from recoil.core.windows import events_to_examples, step, user_histories
 
 CFG = LabelConfig(history_length=3)
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from learner.example_check import Skipped, decode_example
-from recoil.records import HistoryItem, TrainingExample
+from recoil.core.records import HistoryItem, TrainingExample
 
 GOOD = TrainingExample(
     event_id="e1", user_id="u1", timestamp=100.0,

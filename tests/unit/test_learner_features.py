@@ -10,7 +10,7 @@ import torch
 from learner.arms import ARMS, ArmConfig, resolve_arm
 from learner.features import encode_examples, encode_histories
 from learner.vocab import Vocabularies, Vocabulary
-from recoil.records import HistoryItem, TrainingExample
+from recoil.core.records import HistoryItem, TrainingExample
 
 
 def item(

@@ -10,7 +10,7 @@ import torch
 from learner.features import HistoryBatch, encode_histories
 from learner.model import ModelConfig, SequenceRecommender, pad_optimizer_state
 from learner.vocab import Vocabularies, Vocabulary
-from recoil.records import HistoryItem
+from recoil.core.records import HistoryItem
 
 torch.set_num_threads(1)
 

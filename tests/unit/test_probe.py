@@ -8,8 +8,8 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from recoil.labels import LabelConfig
-from recoil.records import HistoryItem
+from recoil.core.labels import LabelConfig
+from recoil.core.records import HistoryItem
 from simulator.catalog import Catalog
 from simulator.probe import (
     ProbeConfig,

@@ -13,9 +13,9 @@ from dataclasses import fields, replace
 import numpy as np
 import pytest
 
-from recoil.events import InteractionEvent
-from recoil.labels import LabelConfig
-from recoil.records import HistoryItem
+from recoil.core.events import InteractionEvent
+from recoil.core.labels import LabelConfig
+from recoil.core.records import HistoryItem
 from simulator.catalog import Catalog
 from simulator.metrics import bootstrap_relative_change
 from simulator.probe import (

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from recoil.records import HistoryItem
-from recoil.serving.requests import (
+from recoil.core.records import HistoryItem
+from serving.requests import (
     DEFAULT_K,
     MAX_BATCH,
     MAX_HISTORY,

@@ -6,9 +6,9 @@ from collections.abc import Sequence
 
 import pytest
 
-from recoil.labels import LabelConfig
-from recoil.records import HistoryItem
-from recoil.windows import user_histories
+from recoil.core.labels import LabelConfig
+from recoil.core.records import HistoryItem
+from recoil.core.windows import user_histories
 from simulator.closed_loop import ClosedLoopConfig, UserStart, run_closed_loop
 from simulator.logged_data import simulate_logs
 from simulator.policy import LoggingPolicyConfig

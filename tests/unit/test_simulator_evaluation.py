@@ -6,9 +6,9 @@ import math
 
 import pytest
 
-from recoil.events import InteractionEvent
-from recoil.labels import LabelConfig
-from recoil.windows import user_histories
+from recoil.core.events import InteractionEvent
+from recoil.core.labels import LabelConfig
+from recoil.core.windows import user_histories
 from simulator.evaluation import (
     holdout_ranking,
     next_item_cases,

@@ -7,9 +7,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from recoil.events import InteractionEvent, parse_event
-from recoil.labels import LabelConfig
-from recoil.windows import events_to_examples
+from recoil.core.events import InteractionEvent, parse_event
+from recoil.core.labels import LabelConfig
+from recoil.core.windows import events_to_examples
 from simulator.logged_data import log_statistics, logged_responsiveness, simulate_logs
 from simulator.policy import EngagementPolicy, LoggingPolicyConfig, PolicyMemory
 from simulator.world import WORLD_PRESETS, World

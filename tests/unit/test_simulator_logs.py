@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from recoil.events import InteractionEvent
+from recoil.core.events import InteractionEvent
 from simulator.logs import KUAIRAND, ColumnMapping, parse_mapping, read_event_log
 
 KUAIRAND_FILE = (

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from recoil.labels import LabelConfig
+from recoil.core.labels import LabelConfig
 from simulator.logged_data import simulate_logs
 from simulator.policy import LoggingPolicyConfig
 from simulator.serving import ServingConfig, serve_users, starts_from_log

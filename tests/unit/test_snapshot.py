@@ -25,7 +25,7 @@ from learner.snapshot import (
 )
 from learner.synthetic import synthetic_examples
 from learner.vocab import FIRST_INDEX, Vocabularies
-from recoil.records import HistoryItem, TrainingExample
+from recoil.core.records import HistoryItem, TrainingExample
 
 torch.set_num_threads(1)
 

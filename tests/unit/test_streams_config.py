@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from recoil.kafka_settings import ConfigError
-from recoil.labels import LabelConfig
+from recoil.core.errors import ConfigError
+from recoil.core.labels import LabelConfig
 from streams.config import StreamsConfig, describe, label_config
 
 

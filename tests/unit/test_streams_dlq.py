@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recoil.events import Invalid, parse_event
+from recoil.core.events import Invalid, parse_event
 from streams.dlq import (
     MAX_DEAD_LETTER_BYTES,
     MAX_KEY_BYTES,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry
 
-from recoil.events import INVALID_CODES
+from recoil.core.events import INVALID_CODES
 from streams.metrics import StreamMetrics
 from streams.state import OUTCOMES
 

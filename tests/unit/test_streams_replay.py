@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from recoil.events import InteractionEvent
+from recoil.core.events import InteractionEvent
 from streams.replay import (
     LateCounter,
     Pacer,

@@ -7,10 +7,10 @@ import random
 
 import pytest
 
-from recoil.events import InteractionEvent
-from recoil.labels import LabelConfig
-from recoil.records import HistoryItem, TrainingExample
-from recoil.windows import events_to_examples
+from recoil.core.events import InteractionEvent
+from recoil.core.labels import LabelConfig
+from recoil.core.records import HistoryItem, TrainingExample
+from recoil.core.windows import events_to_examples
 from streams.state import UserState, advance, example_json, replay_in_arrival_order
 
 LABELS = LabelConfig(history_length=3)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from recoil.cli import build_parser
 from recoil.commands.worker import config_from_args
-from recoil.kafka_settings import KafkaSettings
-from recoil.labels import LabelConfig
+from recoil.core.kafka_settings import KafkaSettings
+from recoil.core.labels import LabelConfig
 from streams.config import StreamsConfig
 from streams.supervisor import EXIT_UNCOMMITTABLE, RESTARTS_ENV, supervise, worker_command
 

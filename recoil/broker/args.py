@@ -8,7 +8,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from recoil.kafka_settings import KafkaSettings
+from recoil.core.kafka_settings import KafkaSettings
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"  # where `recoil broker` listens by default
 

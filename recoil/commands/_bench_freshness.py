@@ -42,7 +42,7 @@ async def _measure(args: argparse.Namespace, loop: Any, kafka: Any) -> dict[str,
     import aiohttp
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-    from recoil.topics import INTERACTIONS, TRAINING_EXAMPLES
+    from recoil.core.topics import INTERACTIONS, TRAINING_EXAMPLES
     from simulator.freshness import feature_freshness, find_example, snapshot_freshness
 
     url = loop.serving_url(loop.config.arms[0])
@@ -106,9 +106,9 @@ async def _measure(args: argparse.Namespace, loop: Any, kafka: Any) -> dict[str,
 
 def run(args: argparse.Namespace) -> int:
     from recoil.broker import EmbeddedKafka
-    from recoil.kafka_settings import KafkaSettings
+    from recoil.core.kafka_settings import KafkaSettings
+    from recoil.core.processes import ProcessGroup
     from recoil.loop import Loop, LoopConfig
-    from recoil.processes import ProcessGroup
 
     workdir = Path(tempfile.mkdtemp(prefix="recoil-bench-freshness-"))
     config = LoopConfig(

@@ -14,9 +14,15 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 
-from recoil.events import InteractionEvent
-from recoil.labels import LabelConfig, dwell_bucket, gap_bucket, is_negative_feedback, label_event
-from recoil.records import HistoryItem, TrainingExample
+from recoil.core.events import InteractionEvent
+from recoil.core.labels import (
+    LabelConfig,
+    dwell_bucket,
+    gap_bucket,
+    is_negative_feedback,
+    label_event,
+)
+from recoil.core.records import HistoryItem, TrainingExample
 
 History = tuple[HistoryItem, ...]
 

@@ -11,8 +11,8 @@ from urllib.parse import quote
 
 import aiohttp
 
-from recoil.records import HistoryItem
-from recoil.serving.app import HistoryUnavailableError
+from recoil.core.records import HistoryItem
+from serving.app import HistoryUnavailableError
 
 
 def parse_history_response(body: Any) -> tuple[HistoryItem, ...]:

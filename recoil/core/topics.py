@@ -6,7 +6,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from recoil.kafka_settings import KafkaSettings
+from recoil.core.kafka_settings import KafkaSettings
 
 INTERACTIONS = "interactions"
 DLQ = "interactions.dlq"

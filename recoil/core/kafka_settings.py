@@ -20,13 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from recoil.core.errors import ConfigError
+
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 ENV_PREFIX = "RECOIL_KAFKA_"
-
-
-class ConfigError(ValueError):
-    """A setting is wrong; the message names it and says what to fix."""
 
 
 @dataclass(frozen=True)

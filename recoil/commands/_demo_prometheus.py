@@ -17,16 +17,15 @@ from __future__ import annotations
 import json
 import shutil
 import time
-import urllib.parse
-import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from monitoring.prometheus_api import api, is_ready
 from recoil.broker.embedded import free_port
-from recoil.kafka_settings import ConfigError
-from recoil.processes import ProcessGroup
+from recoil.core.errors import ConfigError
+from recoil.core.processes import ProcessGroup
 
 # The regression alert's inputs, logged at every poll.
 POOLED_SERIES = (
@@ -125,21 +124,13 @@ class DemoPrometheus:
         while time.monotonic() < deadline:
             if not child.running:
                 raise RuntimeError(f"prometheus exited:\n{child.log_tail()}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as resp:
-                    if resp.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.5)
+            if is_ready(self.url):
+                return
+            time.sleep(0.5)
         raise RuntimeError(f"prometheus not ready after {timeout}s:\n{child.log_tail()}")
 
     def api(self, path: str, **params: str) -> Any:
-        query = urllib.parse.urlencode(params)
-        with urllib.request.urlopen(f"{self.url}/api/v1/{path}?{query}", timeout=10) as resp:
-            body = json.load(resp)
-        if body.get("status") != "success":
-            raise RuntimeError(f"prometheus {path} failed: {body}")
-        return body["data"]
+        return api(self.url, path, **params)
 
     def poll(self, elapsed: float, log: Path) -> list[str]:
         """Read the alerts and the pooled series once; log them; one line per change."""

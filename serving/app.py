@@ -36,9 +36,9 @@ from typing import Any, Protocol
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from recoil.records import HistoryItem
-from recoil.serving.metrics import ServingMetrics
-from recoil.serving.requests import (
+from recoil.core.records import HistoryItem
+from serving.metrics import ServingMetrics
+from serving.requests import (
     MAX_BODY_BYTES,
     BadRequestError,
     parse_batch_body,

@@ -20,8 +20,8 @@ import bisect
 import math
 from dataclasses import dataclass
 
-from recoil.events import InteractionEvent
-from recoil.records import NUM_DWELL_BUCKETS, NUM_GAP_BUCKETS, LabelKind
+from recoil.core.events import InteractionEvent
+from recoil.core.records import NUM_DWELL_BUCKETS, NUM_GAP_BUCKETS, LabelKind
 
 
 @dataclass(frozen=True)
