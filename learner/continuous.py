@@ -28,8 +28,8 @@ batch's offsets, and appends ``{"step", "event_ids", "offsets", "rows"}`` to
 ``<checkpoint_dir>/trained.jsonl``. A checkpoint (``last.ckpt``, written just
 before every snapshot and on a clean stop; tmp file + ``os.replace``) stores
 the offsets, vocabularies, item metadata, the de-duplication window and the
-length of ``trained.jsonl`` at that moment. A restart loads it, truncates
-``trained.jsonl`` back to that length (the cut tail goes to
+length of ``trained.jsonl`` at that moment (``learner.checkpoint``). A restart
+loads it, truncates ``trained.jsonl`` back to that length (the cut tail goes to
 ``rolled_back.jsonl``: work the checkpointed model never saw), and seeks every
 partition to the checkpoint's offsets. ``trained.jsonl`` is thus always the
 lineage of the current model: each event id in it exactly once. Without a
@@ -61,26 +61,23 @@ import dataclasses
 import logging
 import os
 import threading
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 import lightning as L
-import torch
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch.utils.data import DataLoader
 
 from learner.arms import resolve_arm
-from learner.continuous_loop import (
+from learner.checkpoint import (
     CHECKPOINT_FILE,
     LINEAGE_FILE,
     ROLLED_BACK_FILE,
-    STATE_FORMAT,
-    STATE_KEY,
-    ContinuousLoop,
-    LearnerConfig,
-    LearnerResult,
+    ResumeState,
+    StreamCheckpoint,
+    read_resume_state,
 )
+from learner.continuous_loop import ContinuousLoop, LearnerConfig, LearnerResult
 from learner.distributed import (
     RANK_IDLE_TICK_S,
     Ranks,
@@ -96,15 +93,16 @@ from learner.kafka_source import (
 )
 from learner.metrics import LearnerMetrics
 from learner.quiet import quiet_lightning
-from learner.snapshot import ItemMeta, kafka_announcer
+from learner.snapshot import kafka_announcer
 from learner.stream_training import ContinuousModule, StreamDataset, StreamState, no_collate
-from learner.vocab import Vocabularies, Vocabulary
+from learner.vocab import Vocabularies
 from recoil.core.errors import ConfigError
 from recoil.core.kafka_settings import KafkaSettings
 from recoil.core.topics import ensure_topics
 
 __all__ = [
-    "LearnerConfig", "LearnerResult", "ResumeState", "SourceConfig", "read_resume_state",
+    "LearnerConfig", "LearnerResult", "ResumeState", "SourceConfig", "StreamCheckpoint",
+    "read_resume_state",
     "rollback_lineage", "run_learner",
 ]  # fmt: skip
 
@@ -113,51 +111,6 @@ log = logging.getLogger(__name__)
 # Resuming mid-epoch, Lightning warns that the stream's loader is not resumable: the
 # checkpoint's Kafka offsets resume it instead.
 _NOT_RESUMABLE = ".*not resumable.*"
-
-
-@dataclass(frozen=True)
-class ResumeState:
-    """What ``last.ckpt`` says about the stream, besides the weights Lightning restores."""
-
-    step: int
-    hparams: dict[str, Any]
-    arm: str
-    topic: str
-    offsets: dict[int, int]
-    vocabs: Vocabularies
-    items_meta: dict[str, ItemMeta]
-    seen_ids: list[str]
-    examples_total: int
-    lineage_bytes: int  # of rank 0's log, trained.jsonl
-    lineage_files: dict[str, int]  # every rank's log -> bytes the checkpoint's model covers
-
-
-def read_resume_state(path: Path) -> ResumeState:
-    """The stream state in a learner checkpoint (loaded with ``weights_only=True``)."""
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    state = checkpoint.get(STATE_KEY)
-    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
-        raise ConfigError(
-            f"{path} is not a checkpoint of `recoil learn` ({STATE_FORMAT}); "
-            "point --checkpoint-dir at an empty directory or one the learner wrote"
-        )
-    return ResumeState(
-        step=int(checkpoint["global_step"]),
-        hparams=dict(checkpoint["hyper_parameters"]),
-        arm=state["arm"],
-        topic=state["topic"],
-        offsets={int(p): int(o) for p, o in state["offsets"].items()},
-        vocabs=Vocabularies(Vocabulary(state["vocab_items"]), Vocabulary(state["vocab_creators"])),
-        items_meta={i: ItemMeta(c, k) for i, (c, k) in state["items_meta"].items()},
-        seen_ids=list(state["seen_ids"]),
-        examples_total=int(state["examples_total"]),
-        lineage_bytes=int(state["lineage_bytes"]),
-        # a checkpoint of one process has only trained.jsonl
-        lineage_files={
-            str(n): int(b)
-            for n, b in state.get("lineage_files", {LINEAGE_FILE: state["lineage_bytes"]}).items()
-        },
-    )
 
 
 def rollback_lineage(checkpoint_dir: Path, length: int, name: str = LINEAGE_FILE) -> int:
@@ -211,20 +164,22 @@ def run_learner(
         trainer = _trainer(config)  # knows this process's rank before anything reads Kafka
     ranks = Ranks(trainer.global_rank, trainer.world_size)
     result = LearnerResult(rank=ranks.rank)
+    saved: StreamCheckpoint | None = None  # the stream's part of the checkpoint
     if resume is not None:
-        if resume.arm != arm.name or resume.topic != source_config.topic:
+        saved = resume.stream
+        if saved.arm != arm.name or saved.topic != source_config.topic:
             raise ConfigError(
-                f"{checkpoint} was trained with arm {resume.arm!r} on topic {resume.topic!r}; "
-                f"pass --arm {resume.arm} --topic {resume.topic}, or another --checkpoint-dir"
+                f"{checkpoint} was trained with arm {saved.arm!r} on topic {saved.topic!r}; "
+                f"pass --arm {saved.arm} --topic {saved.topic}, or another --checkpoint-dir"
             )
         module = ContinuousModule(**resume.hparams)
-        cut = _rollback_lineages(config.checkpoint_dir, resume.lineage_files, ranks)
+        cut = _rollback_lineages(config.checkpoint_dir, saved.lineage_files, ranks)
         result.resumed_from_step = resume.step
         log.info(
             "resuming from %s: step %d, offsets %s, %d items (%d lineage entries rolled back)",
-            checkpoint, resume.step, resume.offsets, resume.vocabs.items.num_ids, cut,
+            checkpoint, resume.step, saved.offsets, len(saved.vocab_items), cut,
         )  # fmt: skip
-        state = StreamState(resume.vocabs, resume.items_meta)
+        state = StreamState(saved.vocabularies(), dict(saved.items_meta))
     else:
         module = _new_module(config)
         state = StreamState(Vocabularies(), {})
@@ -241,7 +196,7 @@ def run_learner(
         topics.append(config.model_updates_topic)
     if ranks.rank == 0:  # one creator: ranks started together would race to create them
         ensure_topics(settings, topics)
-    offsets = resume.offsets if resume else {}
+    offsets = dict(saved.offsets) if saved else {}
     partitions = None
     if ranks.distributed:  # assigned, not subscribed (learner.distributed says why)
         idle_tick = min(source_config.idle_tick_s, RANK_IDLE_TICK_S)
@@ -253,8 +208,8 @@ def run_learner(
     else:
         consumer = make_consumer(settings, source_config)
     source = KafkaExampleSource(
-        consumer, source_config, offsets, resume.seen_ids if resume else (),
-        from_beginning=resume is None, partitions=partitions,
+        consumer, source_config, offsets, saved.seen_ids if saved else (),
+        from_beginning=saved is None, partitions=partitions,
     )  # fmt: skip
     producer = None
     announce = None
@@ -268,12 +223,12 @@ def run_learner(
         source, state, arm, module.model.config.max_len, stop_event.is_set, ranks
     )
     # rank 0 carries the count of the checkpoint's lineage; each rank adds its own
-    examples = resume.examples_total if resume and ranks.rank == 0 else 0
+    examples = saved.examples_total if saved and ranks.rank == 0 else 0
     loop = ContinuousLoop(
         config, source, state, metrics, result, offsets, examples,
         source_config.topic, stop_event.is_set, announce, ranks,
         # logs of ranks this run lacks: no longer written, still the model's lineage
-        {n: b for n, b in resume.lineage_files.items() if _retired(n, ranks)} if resume else {},
+        {n: b for n, b in saved.lineage_files.items() if _retired(n, ranks)} if saved else {},
     )  # fmt: skip
     trainer.callbacks.append(loop)  # type: ignore[attr-defined]  # set by Trainer.__init__
     log.info("training on %s (rank %d of %d)", trainer.strategy.root_device,

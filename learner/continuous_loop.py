@@ -33,6 +33,7 @@ import torch
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from learner.arms import resolve_arm
+from learner.checkpoint import CHECKPOINT_FILE, StreamCheckpoint
 from learner.distributed import ONE_PROCESS, DeferredFailureCheckpointIO, Ranks, all_gather
 from learner.index import IndexConfig, choose_kind
 from learner.kafka_source import KafkaExampleSource
@@ -44,12 +45,6 @@ from learner.vocab import FIRST_INDEX
 from recoil.core.topics import MODEL_UPDATES
 
 log = logging.getLogger(__name__)
-
-CHECKPOINT_FILE = "last.ckpt"
-LINEAGE_FILE = "trained.jsonl"
-ROLLED_BACK_FILE = "rolled_back.jsonl"
-STATE_KEY = "recoil_stream"
-STATE_FORMAT = "recoil.learner-state/1"
 
 
 @dataclass(frozen=True)
@@ -311,23 +306,17 @@ class ContinuousLoop(L.Callback):
         self._all_offsets = {p: o for part in parts for p, o in part.offsets.items()}
         self._all_examples = sum(part.examples for part in parts)
         lineage_files = {**self.retired_lineage, **dict(part.lineage for part in parts)}
-        checkpoint[STATE_KEY] = {
-            "format": STATE_FORMAT,
-            "topic": self.topic,
-            "arm": self.arm.name,
-            "offsets": dict(self._all_offsets),
-            "vocab_items": items,
-            "vocab_creators": creators,
-            "items_meta": {
-                i: [m.creator_id, m.cluster_id]
-                for i in items
-                if (m := self.state.items_meta.get(i)) is not None
-            },
-            "seen_ids": [i for part in parts for i in part.seen],
-            "examples_total": self._all_examples,
-            "lineage_bytes": lineage_files[LINEAGE_FILE],  # rank 0's, as one process wrote it
-            "lineage_files": lineage_files,  # every rank's log: name -> bytes the model covers
-        }
+        StreamCheckpoint(
+            arm=self.arm.name,
+            topic=self.topic,
+            offsets=dict(self._all_offsets),
+            vocab_items=tuple(items),
+            vocab_creators=tuple(creators),
+            items_meta={i: m for i in items if (m := self.state.items_meta.get(i)) is not None},
+            seen_ids=tuple(i for part in parts for i in part.seen),
+            examples_total=self._all_examples,
+            lineage_files=lineage_files,  # every rank's log, retired ranks' included
+        ).to_checkpoint(checkpoint)
 
     def publish(self, trainer: L.Trainer, pl_module: L.LightningModule) -> SnapshotInfo | None:
         """Checkpoint, publish a snapshot of the same step, announce it. A failure at any

@@ -32,7 +32,8 @@ for N replicas to stay one model, and this module is where each is done:
 
 Checkpoints are collective (Lightning's ``save_checkpoint`` dumps on every rank and
 writes on rank 0); ``learner.continuous_loop`` gathers every rank's offsets, lineage
-lengths and de-duplication window into rank 0's file, and only rank 0 publishes.
+lengths and de-duplication window into rank 0's file (``learner.checkpoint``'s
+``StreamCheckpoint``), and only rank 0 publishes.
 """
 
 from __future__ import annotations

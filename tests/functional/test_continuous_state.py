@@ -6,11 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
-from learner.continuous import LearnerConfig, read_resume_state, rollback_lineage
+from learner.continuous import LearnerConfig, rollback_lineage
 from learner.kafka_source import SeenIds, SourceConfig
-from recoil.core.errors import ConfigError
 
 
 def test_seen_ids_remember_a_bounded_window_in_order() -> None:
@@ -32,13 +30,6 @@ def test_rollback_cuts_the_lineage_to_the_checkpoint(tmp_path: Path) -> None:
     assert (tmp_path / "rolled_back.jsonl").read_text() == "".join(lines[1:])
     assert rollback_lineage(tmp_path, kept) == 0  # nothing more to cut
     assert rollback_lineage(tmp_path / "absent", 0) == 0
-
-
-def test_a_foreign_checkpoint_is_refused_with_a_reason(tmp_path: Path) -> None:
-    path = tmp_path / "last.ckpt"
-    torch.save({"state_dict": {}, "global_step": 3}, path)
-    with pytest.raises(ConfigError, match="not a checkpoint of `recoil learn`"):
-        read_resume_state(path)
 
 
 @pytest.mark.parametrize(

@@ -150,9 +150,9 @@ def test_two_ranks_read_disjoint_partitions_and_every_example_once(
     # one checkpoint with both ranks' offsets; the group committed the same
     ends, committed = _offsets(kafka, topic)
     state = read_resume_state(checkpoints / "last.ckpt")
-    assert state.offsets == ends == committed
-    assert set(state.lineage_files) == set(lineages)
-    assert state.examples_total == len(examples)
+    assert state.stream.offsets == ends == committed
+    assert set(state.stream.lineage_files) == set(lineages)
+    assert state.stream.examples_total == len(examples)
     # snapshots from rank 0 only: consecutive versions, one publish line each
     versions = list_versions(store)
     assert versions == list(range(1, len(versions) + 1)) and versions
@@ -187,8 +187,8 @@ def test_two_ranks_read_disjoint_partitions_and_every_example_once(
     assert max(trained.values()) == 1, "a restart with fewer ranks repeats nothing"
     ends, committed = _offsets(kafka, topic)
     state = read_resume_state(checkpoints / "last.ckpt")
-    assert state.offsets == ends == committed
-    assert state.lineage_files["trained.rank1.jsonl"] > 0, "rank 1's lineage is kept"
+    assert state.stream.offsets == ends == committed
+    assert state.stream.lineage_files["trained.rank1.jsonl"] > 0, "rank 1's lineage is kept"
     assert load_snapshot(store).manifest["counts"]["examples"] == len(examples) + len(more)
 
 
@@ -227,7 +227,7 @@ def test_two_ranks_killed_mid_stream_resume_losing_and_repeating_nothing(
             # Freeze both ranks; kill only if some rank's lineage runs past what last.ckpt
             # covers, so the restart has trained work to roll back and redo.
             os.killpg(first.pid, signal.SIGSTOP)
-            covered = read_resume_state(checkpoints / "last.ckpt").lineage_files
+            covered = read_resume_state(checkpoints / "last.ckpt").stream.lineage_files
             if any(size > covered.get(name, 0) for name, size in lineage_bytes().items()):
                 return True
             os.killpg(first.pid, signal.SIGCONT)
@@ -241,7 +241,8 @@ def test_two_ranks_killed_mid_stream_resume_losing_and_repeating_nothing(
     producer.join()
     killed = read_resume_state(checkpoints / "last.ckpt")
     killed_at = max(list_versions(store))
-    cut = {name: size - killed.lineage_files.get(name, 0) for name, size in lineage_bytes().items()}
+    kept = killed.stream.lineage_files
+    cut = {name: size - kept.get(name, 0) for name, size in lineage_bytes().items()}
     assert any(n > 0 for n in cut.values())
 
     offset = len(log.read_text())

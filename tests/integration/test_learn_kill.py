@@ -178,7 +178,7 @@ def _lineage_bytes(store: Path) -> int:
     """How much of trained.jsonl the checkpoint in ``store`` covers."""
     from learner.continuous import read_resume_state
 
-    return read_resume_state(store / "checkpoints" / "last.ckpt").lineage_bytes
+    return read_resume_state(store / "checkpoints" / "last.ckpt").stream.lineage_bytes
 
 
 def _checkpoint_step(store: Path) -> int:

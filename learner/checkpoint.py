@@ -1,0 +1,136 @@
+"""The continuous learner's checkpoint: its files, and the stream state ``last.ckpt`` holds.
+
+``<checkpoint_dir>/last.ckpt`` is a Lightning checkpoint (weights, optimizer state,
+``global_step``, ``hyper_parameters``) to which the learner adds, under
+``STATE_KEY``, where the stream stands: the Kafka offsets the model is trained
+through, its vocabularies and item metadata, the de-duplication window, and how
+much of every rank's lineage log (``trained.jsonl``, ``trained.rank<r>.jsonl``)
+the model covers. ``StreamCheckpoint`` is that part, written by
+``learner.continuous_loop`` (``to_checkpoint``) and read back at a restart by
+``learner.continuous`` (``read_resume_state``, with ``torch.load(...,
+weights_only=True)``: plain dicts, lists, strings and numbers only).
+
+The layout is ``STATE_FORMAT``; a checkpoint written before ``lineage_files``
+existed (one process) has only ``lineage_bytes`` and still loads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from learner.distributed import lineage_file
+from learner.snapshot import ItemMeta
+from learner.vocab import Vocabularies, Vocabulary
+from recoil.core.errors import ConfigError
+
+CHECKPOINT_FILE = "last.ckpt"
+LINEAGE_FILE = lineage_file(0)  # trained.jsonl: rank 0's log, the single process's
+ROLLED_BACK_FILE = "rolled_back.jsonl"  # entries cut from trained.jsonl at a restart
+STATE_KEY = "recoil_stream"  # the learner's entry in Lightning's checkpoint dict
+STATE_FORMAT = "recoil.learner-state/1"
+
+
+@dataclass(frozen=True)
+class StreamCheckpoint:
+    """Where the stream stands for the checkpoint's model (every rank's part together)."""
+
+    arm: str  # learner.arms name the model is trained under
+    topic: str  # the training-examples topic
+    offsets: dict[int, int]  # partition -> next offset, trained through
+    vocab_items: tuple[str, ...]  # item ids, in row order (rows the model has)
+    vocab_creators: tuple[str, ...]  # creator ids, in row order
+    items_meta: dict[str, ItemMeta]  # creator and cluster of the items above
+    seen_ids: tuple[str, ...]  # the de-duplication window: event ids trained, oldest first
+    examples_total: int  # examples over the model's whole lineage
+    lineage_files: dict[str, int]  # every rank's lineage log -> bytes the model covers
+
+    @property
+    def lineage_bytes(self) -> int:
+        """How much of rank 0's log, ``trained.jsonl``, the model covers."""
+        return self.lineage_files.get(LINEAGE_FILE, 0)
+
+    def vocabularies(self) -> Vocabularies:
+        """New vocabularies with the checkpoint's ids (the learner grows them)."""
+        return Vocabularies(Vocabulary(self.vocab_items), Vocabulary(self.vocab_creators))
+
+    def to_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Add this state to Lightning's ``checkpoint`` dict (``on_save_checkpoint``)."""
+        checkpoint[STATE_KEY] = {
+            "format": STATE_FORMAT,
+            "topic": self.topic,
+            "arm": self.arm,
+            "offsets": dict(self.offsets),
+            "vocab_items": list(self.vocab_items),
+            "vocab_creators": list(self.vocab_creators),
+            "items_meta": {i: [m.creator_id, m.cluster_id] for i, m in self.items_meta.items()},
+            "seen_ids": list(self.seen_ids),
+            "examples_total": self.examples_total,
+            "lineage_bytes": self.lineage_bytes,  # what a one-process reader looks for
+            "lineage_files": dict(self.lineage_files),
+        }
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: Mapping[str, Any], source: object) -> StreamCheckpoint:
+        """The state in a loaded checkpoint dict; ``ConfigError`` naming ``source`` if
+        it has none or it is malformed."""
+        state = checkpoint.get(STATE_KEY)
+        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+            raise ConfigError(
+                f"{source} is not a checkpoint of `recoil learn` ({STATE_FORMAT}); "
+                "point --checkpoint-dir at an empty directory or one the learner wrote"
+            )
+        try:
+            # a checkpoint of one process has only trained.jsonl
+            lineage = state.get("lineage_files", {LINEAGE_FILE: state["lineage_bytes"]})
+            return cls(
+                arm=str(state["arm"]),
+                topic=str(state["topic"]),
+                offsets={int(p): int(o) for p, o in state["offsets"].items()},
+                vocab_items=tuple(state["vocab_items"]),
+                vocab_creators=tuple(state["vocab_creators"]),
+                items_meta={i: ItemMeta(c, k) for i, (c, k) in state["items_meta"].items()},
+                seen_ids=tuple(state["seen_ids"]),
+                examples_total=int(state["examples_total"]),
+                lineage_files={str(n): int(b) for n, b in lineage.items()},
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ConfigError(
+                f"{source} has a damaged {STATE_FORMAT} state ({type(exc).__name__}: {exc}); "
+                "point --checkpoint-dir at an empty directory or one the learner wrote"
+            ) from exc
+
+
+@dataclass(frozen=True)
+class ResumeState:
+    """What a restart takes from ``last.ckpt`` besides the weights Lightning restores."""
+
+    step: int  # Lightning's global_step
+    hparams: dict[str, Any]  # the module's constructor arguments (the checkpoint's model)
+    stream: StreamCheckpoint
+
+
+def read_resume_state(path: Path) -> ResumeState:
+    """The resume state in the learner checkpoint at ``path`` (loaded with
+    ``weights_only=True``); ``ConfigError`` if there is none or it is not one."""
+    if not path.is_file():
+        raise ConfigError(f"no learner checkpoint at {path}")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated, not a torch file, or objects beyond plain data
+        raise ConfigError(
+            f"{path} cannot be read as a checkpoint ({type(exc).__name__}: {exc}); "
+            "point --checkpoint-dir at an empty directory or one the learner wrote"
+        ) from exc
+    if not isinstance(checkpoint, dict):
+        raise ConfigError(f"{path} is not a checkpoint of `recoil learn` ({STATE_FORMAT})")
+    stream = StreamCheckpoint.from_checkpoint(checkpoint, path)
+    try:
+        return ResumeState(int(checkpoint["global_step"]), dict(checkpoint["hyper_parameters"]),
+                           stream)  # fmt: skip
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(f"{path} lacks Lightning's {exc} entry") from exc
