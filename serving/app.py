@@ -7,6 +7,10 @@
     GET  /healthz, /readyz           liveness; readiness = a snapshot is loaded
     GET  /metrics                    Prometheus
 
+Answers leave out the items of the history they are for, unless a POST body sends
+``"exclude_seen": false`` (``serving.requests.EXCLUDE_SEEN``, the default the
+simulator's recommenders share).
+
 Nothing a client sends stops the server: bodies over ``MAX_BODY_BYTES`` are a
 413, JSON the decoder cannot take (malformed, nested too deeply, an integer of
 thousands of digits) and out-of-range ``k`` a 400, each with a reason. History
@@ -39,6 +43,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from recoil.core.records import HistoryItem
 from serving.metrics import ServingMetrics
 from serving.requests import (
+    EXCLUDE_SEEN,
     MAX_BODY_BYTES,
     BadRequestError,
     parse_batch_body,
@@ -57,7 +62,7 @@ class ServableSnapshot(Protocol):
     def version(self) -> int: ...
 
     def recommend(
-        self, histories: Sequence[Sequence[HistoryItem]], k: int, exclude_seen: bool = True
+        self, histories: Sequence[Sequence[HistoryItem]], k: int, exclude_seen: bool = EXCLUDE_SEEN
     ) -> list[list[tuple[str, float]]]: ...
 
 
@@ -214,7 +219,7 @@ def create_app(
             return _error(503, "history_unavailable", str(exc))
         last = history[-1].timestamp if history else None
         unknown = unknown_items(snapshot, [history])
-        return respond(snapshot, history, k, True, unknown, user_id=user_id,
+        return respond(snapshot, history, k, EXCLUDE_SEEN, unknown, user_id=user_id,
                        last_event_timestamp=last)  # fmt: skip
 
     async def read_json(request: web.Request) -> Any:

@@ -20,6 +20,11 @@ MAX_BODY_BYTES = 8 << 20
 MAX_BATCH = 1024  # histories per POST /recommend/batch
 UNKNOWN_ITEMS = ("ignore", "reject")  # what a POST body's "unknown_items" may ask for
 UnknownItems = Literal["ignore", "reject"]
+# Whether an answer leaves out the items of the history it is for, unless a POST body says
+# otherwise (GET /recommend/{user_id} has no body: always this). A feed does not show a
+# user again what they have just watched, and the simulator's probes and evaluations
+# measure exactly that; its recommenders (simulator.recommender) default to the same.
+EXCLUDE_SEEN = True
 
 
 class BadRequestError(ValueError):
@@ -121,7 +126,7 @@ def _check_fields(body: Any, items: str) -> None:
 
 
 def _exclude_seen(body: dict[str, Any]) -> bool:
-    exclude_seen = body.get("exclude_seen", True)
+    exclude_seen = body.get("exclude_seen", EXCLUDE_SEEN)
     if not isinstance(exclude_seen, bool):
         raise BadRequestError("'exclude_seen' must be true or false")
     return exclude_seen

@@ -16,6 +16,7 @@ import urllib.request
 from collections.abc import Sequence
 
 from recoil.core.records import HistoryItem
+from serving.requests import EXCLUDE_SEEN
 
 
 class ServingError(RuntimeError):
@@ -53,7 +54,7 @@ class HttpRecommender:
             raise ServingError(f"{path}: {exc}") from exc
 
     def top_k(
-        self, histories: Sequence[Sequence[HistoryItem]], k: int, exclude_seen: bool = False
+        self, histories: Sequence[Sequence[HistoryItem]], k: int, exclude_seen: bool = EXCLUDE_SEEN
     ) -> list[list[str]]:
         out: list[list[str]] = []
         for start in range(0, len(histories), self.batch_size):

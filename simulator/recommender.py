@@ -11,13 +11,15 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from recoil.core.records import HistoryItem
+from serving.requests import EXCLUDE_SEEN
 
 
 class Recommender(Protocol):
     def top_k(
-        self, histories: Sequence[Sequence[HistoryItem]], k: int, exclude_seen: bool = False
+        self, histories: Sequence[Sequence[HistoryItem]], k: int, exclude_seen: bool = EXCLUDE_SEEN
     ) -> list[list[str]]:
-        """For each history, up to ``k`` item ids, best first (``exclude_seen``: none in it)."""
+        """For each history, up to ``k`` item ids, best first (``exclude_seen``: none in it;
+        by default as the serving API does, ``serving.requests.EXCLUDE_SEEN``)."""
         ...
 
 

@@ -7,10 +7,12 @@ import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 import pytest
 
 from recoil.core.records import HistoryItem
+from serving.requests import EXCLUDE_SEEN, parse_batch_body
 from simulator.http_recommender import HttpRecommender, VersionChangedError
 
 
@@ -18,10 +20,12 @@ class _Swapping(BaseHTTPRequestHandler):
     """POST /recommend/batch: version 1 for the first two requests, then version 2."""
 
     calls = 0
+    body: ClassVar[dict[str, object]] = {}
 
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         type(self).calls += 1
+        type(self).body = body
         answer = {
             "model_version": 1 if type(self).calls <= 2 else 2,
             "results": [[{"item_id": "i1"}] for _ in body["histories"]],
@@ -63,3 +67,9 @@ def test_unpinned_collects_every_version(url: str) -> None:
     recommender = HttpRecommender(url, batch_size=1)
     assert recommender.top_k(HISTORIES, k=1) == [["i1"]] * 5
     assert recommender.versions == {1, 2}
+
+
+def test_by_default_it_asks_what_serving_does_for_a_body_without_exclude_seen(url: str) -> None:
+    HttpRecommender(url).top_k(HISTORIES[:1], k=1)
+    assert _Swapping.body["exclude_seen"] is EXCLUDE_SEEN is True
+    assert parse_batch_body({"histories": [[]]}).exclude_seen is EXCLUDE_SEEN
