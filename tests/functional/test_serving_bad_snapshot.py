@@ -23,20 +23,16 @@ import torch
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 
-from learner.features import encode_examples
-from learner.model import ModelConfig, SequenceRecommender
 from learner.snapshot import (
-    ItemMeta,
     Snapshot,
     latest_version,
     load_snapshot,
     publish_snapshot,
-    update_items_meta,
 )
 from learner.synthetic import synthetic_examples
-from learner.vocab import Vocabularies
 from serving.app import SnapshotHolder, create_app, watch_snapshots
 from serving.metrics import ServingMetrics
+from tests.support.snapshots import untrained_parts
 
 torch.set_num_threads(1)
 
@@ -46,16 +42,7 @@ WAIT_SECONDS = 60.0  # generous for a loaded 2-core machine; a pass takes well u
 
 def _publish(store: Path, step: int) -> int:
     examples = synthetic_examples(num_users=6, events_per_user=20, num_items=40, seed=0)
-    vocabs = Vocabularies()
-    encode_examples(examples, vocabs, max_len=8, arm=ARM)
-    meta: dict[str, ItemMeta] = {}
-    update_items_meta(meta, examples)
-    torch.manual_seed(step)
-    config = ModelConfig(
-        num_items=len(vocabs.items), num_creators=len(vocabs.creators),
-        embedding_dim=8, hidden_dim=8, max_len=8, dropout=0.0,
-    )  # fmt: skip
-    model = SequenceRecommender(config)
+    model, vocabs, meta = untrained_parts(examples, ARM, dim=8, max_len=8, seed=step)
     return publish_snapshot(store, model, vocabs, ARM, meta, step, {0: step}).version
 
 

@@ -10,7 +10,6 @@ import pytest
 
 from recoil.core.labels import LabelConfig
 from recoil.core.records import HistoryItem
-from simulator.catalog import Catalog
 from simulator.probe import (
     ProbeConfig,
     counterfactual_branches,
@@ -19,15 +18,11 @@ from simulator.probe import (
     run_probe,
     trajectory_cluster_share,
 )
+from tests.support.catalogs import block_catalog
 
 # 3 clusters x 3 creators x 60 items: a creator always has unseen items left
 # (a history holds at most 50), so the recommenders below are exact.
-CATALOG = Catalog(
-    item_ids=tuple(f"i{j}" for j in range(540)),
-    creator_ids=tuple(f"c{j // 60}" for j in range(540)),
-    cluster_ids=tuple(f"k{j // 180}" for j in range(540)),
-    durations=tuple(10.0 + j % 7 for j in range(540)),
-)
+CATALOG = block_catalog(540, per_creator=60, per_cluster=180)
 LABELS = LabelConfig()
 
 

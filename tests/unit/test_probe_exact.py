@@ -16,7 +16,6 @@ import pytest
 from recoil.core.events import InteractionEvent
 from recoil.core.labels import LabelConfig
 from recoil.core.records import HistoryItem
-from simulator.catalog import Catalog
 from simulator.metrics import bootstrap_relative_change
 from simulator.probe import (
     PROBE_START_TIME,
@@ -29,13 +28,10 @@ from simulator.probe import (
     run_probe,
     trajectory_cluster_share,
 )
+from tests.support.catalogs import block_catalog
 
-CATALOG = Catalog(
-    item_ids=tuple(f"i{j}" for j in range(120)),
-    creator_ids=tuple(f"c{j // 20}" for j in range(120)),
-    cluster_ids=tuple(f"k{j // 40}" for j in range(120)),
-    durations=tuple(10.0 + j % 7 for j in range(120)),
-)
+# 3 clusters x 2 creators x 20 items
+CATALOG = block_catalog(120, per_creator=20, per_cluster=40)
 LABELS = LabelConfig()
 SIZES = "ProbeConfig: simulations, k, top_n and choose_from must be >= 1"
 RATIO = "ProbeConfig: max_dwell_ratio must be > 0 and bootstrap >= 1"

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 import learner.snapshot as snapshot_module
-from learner.features import encode_examples, encode_histories
+from learner.features import encode_histories
 from learner.index import IndexConfig
-from learner.model import ModelConfig, SequenceRecommender
+from learner.model import SequenceRecommender
 from learner.snapshot import (
     ItemMeta,
     SnapshotError,
@@ -21,11 +21,11 @@ from learner.snapshot import (
     list_versions,
     load_snapshot,
     publish_snapshot,
-    update_items_meta,
 )
 from learner.synthetic import synthetic_examples
 from learner.vocab import FIRST_INDEX, Vocabularies
 from recoil.core.records import HistoryItem, TrainingExample
+from tests.support.snapshots import untrained_parts
 
 torch.set_num_threads(1)
 
@@ -37,16 +37,8 @@ def _trained_parts(
 ) -> tuple[SequenceRecommender, Vocabularies, dict[str, ItemMeta], list[TrainingExample]]:
     """A small model (randomly initialised, seeded) with the vocabularies of real examples."""
     examples = synthetic_examples(num_users=8, events_per_user=30, num_items=60, seed=seed)
-    vocabs = Vocabularies()
-    encode_examples(examples, vocabs, max_len=10, arm=ARM)
-    meta: dict[str, ItemMeta] = {}
-    update_items_meta(meta, examples)
-    torch.manual_seed(seed)
-    config = ModelConfig(
-        num_items=len(vocabs.items), num_creators=len(vocabs.creators),
-        embedding_dim=16, hidden_dim=16, max_len=10, dropout=0.0,
-    )  # fmt: skip
-    return SequenceRecommender(config), vocabs, meta, examples
+    model, vocabs, meta = untrained_parts(examples, ARM, dim=16, max_len=10, seed=seed)
+    return model, vocabs, meta, examples
 
 
 def _publish(store: Path, step: int = 7, **kwargs: object) -> SnapshotInfo:
