@@ -54,7 +54,7 @@ from simulator.http_recommender import HttpRecommender, ServingError, VersionCha
 from simulator.logged_data import make_event
 from simulator.policy import EngagementPolicy, LoggingPolicyConfig, PolicyMemory
 from simulator.probe import ProbeConfig, Responsiveness, run_probe
-from simulator.world import UserState, World, world_preset
+from simulator.world import SimulatedUserState, World, world_preset
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ class LiveUser:
     """One simulated user's state between impressions."""
 
     index: int
-    state: UserState
+    state: SimulatedUserState
     memory: PolicyMemory
     rng: np.random.Generator
     arm: str = ""  # the arm whose model serves this user

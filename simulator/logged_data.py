@@ -28,7 +28,7 @@ from recoil.core.labels import (
 )
 from recoil.core.windows import events_by_user
 from simulator.policy import EngagementPolicy, LoggingPolicyConfig, PolicyMemory
-from simulator.world import Response, UserState, World
+from simulator.world import Response, SimulatedUserState, World
 
 START_TIME = 1_704_067_200.0  # 2024-01-01T00:00:00Z; logs start within a day of it
 MEAN_GAP_SECONDS = 3.0  # pause between two items in a session
@@ -42,7 +42,7 @@ class WorldLog:
     """The logged events (per user, in time order) and each user's state afterwards."""
 
     events: list[InteractionEvent]
-    final_states: list[UserState]
+    final_states: list[SimulatedUserState]
     end_times: list[float]  # each user's clock after their last event
 
 
@@ -89,7 +89,7 @@ def simulate_logs(
     policy = EngagementPolicy(world.item_creator, world.item_cluster, policy_config)
     users = range(cfg.num_users) if users is None else users
     events: list[InteractionEvent] = []
-    states: list[UserState] = []
+    states: list[SimulatedUserState] = []
     end_times: list[float] = []
     for user in tqdm(users, desc="logging world users", unit="user", disable=not progress):
         rng = np.random.default_rng([cfg.seed, 1, user])

@@ -27,7 +27,7 @@ from recoil.core.labels import LabelConfig
 from recoil.core.windows import History, step, user_histories
 from simulator.logged_data import WorldLog, make_event, next_timestamp
 from simulator.recommender import Recommender, top_k_batched
-from simulator.world import UserState, World
+from simulator.world import SimulatedUserState, World
 
 RETRIEVE_EXTRA = 30  # retrieved beyond the slate, to make up for items already shown
 
@@ -36,7 +36,7 @@ RETRIEVE_EXTRA = 30  # retrieved beyond the slate, to make up for items already 
 class UserStart:
     """Where a user stands when serving begins."""
 
-    state: UserState
+    state: SimulatedUserState
     history: History
     time: float  # the user's clock
     disliked_creators: frozenset[str]  # creators the user disliked before

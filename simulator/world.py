@@ -156,7 +156,7 @@ def world_preset(name: str, seed: int = 0) -> WorldConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class UserState:
+class SimulatedUserState:
     """What a simulated user carries between impressions."""
 
     user: int
@@ -232,7 +232,7 @@ class World:
         c = int(self.item_creator[item])
         return float(self.user_obj[user] @ self.creator_obj[c])
 
-    def memory(self, state: UserState, item: int) -> tuple[float, float]:
+    def memory(self, state: SimulatedUserState, item: int) -> tuple[float, float]:
         """Decayed remembered dislikes of the item's creator and of its cluster."""
         creator, cluster = int(self.item_creator[item]), int(self.item_cluster[item])
         m_creator = m_cluster = 0.0
@@ -246,7 +246,7 @@ class World:
                 m_cluster = max(m_cluster, weight)
         return m_creator, m_cluster
 
-    def watch_probability(self, state: UserState, item: int) -> float:
+    def watch_probability(self, state: SimulatedUserState, item: int) -> float:
         cfg = self.config
         m_c, m_k = self.memory(state, item)
         logit = (
@@ -262,11 +262,11 @@ class World:
         """Whether the item is in one of the user's aversion clusters."""
         return bool(self.aversion[user, self.item_cluster[item]])
 
-    def like_probability(self, state: UserState, item: int) -> float:
+    def like_probability(self, state: SimulatedUserState, item: int) -> float:
         """Probability of a like given the item was watched."""
         return _sigmoid(self.config.like_bias + self.interest(state.user, item))
 
-    def dislike_probability(self, state: UserState, item: int) -> float:
+    def dislike_probability(self, state: SimulatedUserState, item: int) -> float:
         cfg = self.config
         m_c, m_k = self.memory(state, item)
         logit = (
@@ -281,12 +281,14 @@ class World:
 
     # --- the user as a state machine ---
 
-    def initial_state(self, user: int) -> UserState:
+    def initial_state(self, user: int) -> SimulatedUserState:
         if not 0 <= user < self.config.num_users:
             raise ValueError(f"user {user} is outside [0, {self.config.num_users})")
-        return UserState(user=user, step=0, disliked=())
+        return SimulatedUserState(user=user, step=0, disliked=())
 
-    def next_response(self, state: UserState, item: int, rng: np.random.Generator) -> Response:
+    def next_response(
+        self, state: SimulatedUserState, item: int, rng: np.random.Generator
+    ) -> Response:
         """Draw the reaction to ``item``; uses exactly four draws from ``rng``."""
         watch_u, dwell_u, like_u, dislike_u = rng.random(4).tolist()
         watched = watch_u < self.watch_probability(state, item)
@@ -300,9 +302,11 @@ class World:
         liked = watched and not disliked and like_u < self.like_probability(state, item)
         return Response(dwell_ratio=ratio, liked=liked, disliked=disliked)
 
-    def next_state(self, state: UserState, response: Response, item: int) -> UserState:
+    def next_state(
+        self, state: SimulatedUserState, response: Response, item: int
+    ) -> SimulatedUserState:
         disliked = state.disliked
         if response.disliked:
             entry = (int(self.item_creator[item]), int(self.item_cluster[item]), state.step)
             disliked = (*disliked, entry)[-self.config.memory_size :]
-        return UserState(user=state.user, step=state.step + 1, disliked=disliked)
+        return SimulatedUserState(user=state.user, step=state.step + 1, disliked=disliked)

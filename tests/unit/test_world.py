@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from simulator.world import WORLD_PRESETS, UserState, World, WorldConfig, world_preset
+from simulator.world import WORLD_PRESETS, SimulatedUserState, World, WorldConfig, world_preset
 
 TINY = WORLD_PRESETS["tiny"]
 
@@ -94,8 +94,10 @@ def test_a_remembered_dislike_raises_dislikes_of_that_creator_and_cluster(world:
     cfg = world.config
     # item 0 and item 1 share creator c0 (cluster k0); item 6 is creator c1, also cluster k0;
     # item 179 is in cluster k5.
-    before = UserState(user=2, step=10, disliked=())
-    after = UserState(user=2, step=10, disliked=((0, 0, 9),))  # disliked c0/k0 one step ago
+    before = SimulatedUserState(user=2, step=10, disliked=())
+    after = SimulatedUserState(
+        user=2, step=10, disliked=((0, 0, 9),)
+    )  # disliked c0/k0 one step ago
     decay = 0.5 ** (1 / cfg.memory_half_life)
     same_creator = logit(world.dislike_probability(after, 1)) - logit(
         world.dislike_probability(before, 1)
@@ -121,9 +123,9 @@ def test_a_remembered_dislike_raises_dislikes_of_that_creator_and_cluster(world:
 
 def test_memory_halves_after_the_half_life(world: World) -> None:
     half_life = int(world.config.memory_half_life)
-    state = UserState(user=0, step=half_life, disliked=((0, 0, 0),))
+    state = SimulatedUserState(user=0, step=half_life, disliked=((0, 0, 0),))
     assert world.memory(state, 1) == pytest.approx((0.5, 0.5))
-    repeated = UserState(user=0, step=half_life, disliked=((0, 0, 0), (0, 0, half_life)))
+    repeated = SimulatedUserState(user=0, step=half_life, disliked=((0, 0, 0), (0, 0, half_life)))
     assert world.memory(repeated, 1) == pytest.approx((1.0, 1.0))  # the freshest counts
 
 
@@ -132,9 +134,11 @@ def test_next_state_remembers_dislikes_only(world: World) -> None:
 
     state = world.initial_state(1)
     state = world.next_state(state, Response(0.9, liked=True, disliked=False), 40)
-    assert state == UserState(user=1, step=1, disliked=())
+    assert state == SimulatedUserState(user=1, step=1, disliked=())
     state = world.next_state(state, Response(1.0, liked=False, disliked=True), 40)
-    assert state == UserState(user=1, step=2, disliked=((6, 1, 1),))  # i40: creator 6, cluster 1
+    assert state == SimulatedUserState(
+        user=1, step=2, disliked=((6, 1, 1),)
+    )  # i40: creator 6, cluster 1
     for _ in range(20):
         state = world.next_state(state, Response(0.95, liked=False, disliked=True), 0)
     assert len(state.disliked) == world.config.memory_size
@@ -142,7 +146,7 @@ def test_next_state_remembers_dislikes_only(world: World) -> None:
 
 def test_next_response_is_the_documented_draw(world: World) -> None:
     cfg = world.config
-    state = UserState(user=4, step=3, disliked=((2, 0, 1),))
+    state = SimulatedUserState(user=4, step=3, disliked=((2, 0, 1),))
     for seed in range(50):
         item = seed * 3
         watch_u, dwell_u, like_u, dislike_u = np.random.default_rng(seed).random(4)
