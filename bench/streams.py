@@ -25,28 +25,30 @@ from pathlib import Path
 from typing import Any
 
 from recoil.broker.args import add_optional_kafka_arguments, given_or_embedded_kafka
+from recoil.core.settings import add_arguments, add_command, from_args
+
+HELP = "events/s through one stream worker vs. a raw aiokafka consumer on the same topic"
+
+
+# The worker's settings a run may change; every other one keeps StreamsConfig's default.
+WORKER_SETTINGS = ("store", "labels", "processing_guarantee", "partitions", "batch_size")
 
 
 def register(sub: Any) -> None:
-    parser: argparse.ArgumentParser = sub.add_parser(
-        "streams",
-        help="events/s through one stream worker vs. a raw aiokafka consumer on the same topic",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    from streams.config import StreamsConfig
+
+    parser = add_command(sub, "streams", run, HELP, __doc__ or "", raw=True)
     add_optional_kafka_arguments(parser, default=None)
     parser.add_argument("--events", type=int, default=50_000, help="events to process")
     parser.add_argument("--users", type=int, default=2_000, help="distinct users")
-    parser.add_argument("--partitions", type=int, default=4)
-    parser.add_argument("--history-length", type=int, default=50)
-    parser.add_argument("--processing-guarantee", default="exactly_once",
-                        choices=["exactly_once", "at_least_once"])  # fmt: skip
-    parser.add_argument("--store", default="rocksdb", choices=["rocksdb", "memory"])
-    parser.add_argument("--batch-size", type=int, default=500)
-    parser.add_argument("--out", type=Path, default=Path("bench-out"),
-                        help="directory for streams.png and streams.json")  # fmt: skip
+    add_arguments(parser, StreamsConfig, only=WORKER_SETTINGS)
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("bench-out"),
+        help="directory for streams.png and streams.json",
+    )
     parser.add_argument("--timeout", type=float, default=900.0, help="give up after seconds")
-    parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -60,7 +62,6 @@ def run(args: argparse.Namespace) -> int:
 
 def _bench(args: argparse.Namespace, settings: Any) -> int:
     from recoil.broker.embedded import free_port
-    from recoil.core.labels import LabelConfig
     from recoil.core.processes import ProcessGroup
     from streams.config import StreamsConfig
     from streams.harness import create_topics, synthetic_events
@@ -68,12 +69,10 @@ def _bench(args: argparse.Namespace, settings: Any) -> int:
 
     tag = f"bench-{int(time.time())}"
     work = Path(tempfile.mkdtemp(prefix="recoil-bench-streams-"))
-    config = StreamsConfig(
-        app_id=tag, input_topic=f"{tag}.interactions", output_topic=f"{tag}.examples",
-        dlq_topic=f"{tag}.dlq", store=args.store, data_dir=work / "data",
-        labels=LabelConfig(history_length=args.history_length),
-        processing_guarantee=args.processing_guarantee, partitions=args.partitions,
-        web_port=free_port(), metrics_port=free_port(), batch_size=args.batch_size,
+    config = from_args(
+        StreamsConfig, args, only=WORKER_SETTINGS, app_id=tag, data_dir=work / "data",
+        input_topic=f"{tag}.interactions", output_topic=f"{tag}.examples", dlq_topic=f"{tag}.dlq",
+        web_port=free_port(), metrics_port=free_port(),
     )  # fmt: skip
     create_topics(settings, config)
     events = synthetic_events(args.events, args.users, seed=1, duplicates=0.0, late=0.0)

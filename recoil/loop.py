@@ -28,6 +28,8 @@ from recoil.broker.embedded import free_port
 from recoil.core.kafka_settings import KafkaSettings
 from recoil.core.processes import Child, ProcessGroup, recoil_command
 from recoil.core.topics import DLQ, INTERACTIONS, MODEL_UPDATES, TRAINING_EXAMPLES, ensure_topics
+from streams.config import StreamsConfig
+from streams.supervisor import worker_command
 
 
 @dataclass(frozen=True)
@@ -128,19 +130,16 @@ class Loop:
             partitions=cfg.partitions,
         )
         ensure_topics(self.kafka, [cfg.topic(DLQ), cfg.topic(MODEL_UPDATES)], partitions=1)
-        self.children["worker"] = self.group.start(
-            "worker",
-            recoil_command(
-                "worker", *bootstrap,
-                "--app-id", f"recoil-streams{cfg.topic_suffix}",
-                "--input-topic", cfg.topic(INTERACTIONS),
-                "--output-topic", cfg.topic(TRAINING_EXAMPLES),
-                "--dlq-topic", cfg.topic(DLQ),
-                "--data-dir", str(cfg.workdir / "worker"),
-                "--web-port", str(self.ports.worker_web),
-                "--metrics-port", str(self.ports.worker_metrics),
-            ),
-        )  # fmt: skip
+        worker = StreamsConfig(
+            app_id=f"recoil-streams{cfg.topic_suffix}",
+            input_topic=cfg.topic(INTERACTIONS),
+            output_topic=cfg.topic(TRAINING_EXAMPLES),
+            dlq_topic=cfg.topic(DLQ),
+            data_dir=cfg.workdir / "worker",
+            web_port=self.ports.worker_web,
+            metrics_port=self.ports.worker_metrics,
+        )
+        self.children["worker"] = self.group.start("worker", worker_command(self.kafka, worker))
         for arm in cfg.arms:
             self.children[f"learner-{arm}"] = self.group.start(
                 f"learner-{arm}",

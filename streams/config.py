@@ -1,7 +1,9 @@
 """Configuration of a stream worker: one frozen dataclass, validated at start.
 
-Every field has a documented default; :meth:`StreamsConfig.validate` runs in
-``__post_init__`` and raises :class:`recoil.core.kafka_settings.ConfigError` with a
+Every field is a setting (:func:`recoil.core.settings.setting`): its default and help
+text are defined here once, and ``recoil worker``'s flags, the supervisor's and the
+loop's child command lines are derived from them. :meth:`StreamsConfig.validate` runs in
+``__post_init__`` and raises :class:`recoil.core.errors.ConfigError` with a
 message that names the setting and says what to fix, so a bad configuration
 stops the worker before it touches Kafka.
 """
@@ -12,13 +14,14 @@ import dataclasses
 import re
 import socket
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from recoil.core import topics
 from recoil.core.errors import ConfigError
 from recoil.core.labels import LabelConfig
+from recoil.core.settings import Custom, setting
 
 Store = Literal["rocksdb", "memory"]
 Guarantee = Literal["exactly_once", "at_least_once"]
@@ -29,34 +32,118 @@ GUARANTEES: tuple[Guarantee, ...] = ("exactly_once", "at_least_once")
 _NAME = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
 
 
+def label_config(history_length: int, overrides: Sequence[str] = ()) -> LabelConfig:
+    """A LabelConfig from ``--history-length`` and ``--label NAME=VALUE`` overrides."""
+    fields = {f.name: f for f in dataclasses.fields(LabelConfig)}
+    values: dict[str, object] = {"history_length": history_length}
+    for item in overrides:
+        name, sep, text = item.partition("=")
+        name = name.strip().replace("-", "_")
+        if not sep or name not in fields or name == "history_length":
+            choices = ", ".join(sorted(n for n in fields if n != "history_length"))
+            raise ConfigError(f"--label {item!r}: expected NAME=VALUE with NAME one of {choices}")
+        values[name] = _parse_value(name, text.strip(), fields[name].type)
+    try:
+        return LabelConfig(**values)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise ConfigError(f"label settings: {exc}") from exc
+
+
+def _parse_value(name: str, text: str, annotation: object) -> object:
+    if annotation in (bool, "bool"):
+        lowered = text.lower()
+        if lowered not in ("true", "false", "1", "0", "yes", "no"):
+            raise ConfigError(f"--label {name}={text!r}: expected true or false")
+        return lowered in ("true", "1", "yes")
+    try:
+        return int(text) if annotation in (int, "int") else float(text)
+    except ValueError:
+        raise ConfigError(f"--label {name}={text!r}: expected a number") from None
+
+
+def _add_label_arguments(parser: Any) -> None:
+    parser.add_argument(
+        "--history-length",
+        type=int,
+        default=LabelConfig().history_length,
+        help="history items kept per user and put into each example",
+    )
+    parser.add_argument(
+        "--label",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override a labelling setting of recoil.core.labels.LabelConfig, e.g. "
+        "--label skip_weight=0.5 (repeatable)",
+    )
+
+
+def _label_flags(labels: LabelConfig) -> list[str]:
+    """``--history-length`` and a ``--label`` for each setting off its default."""
+    flags = ["--history-length", str(labels.history_length)]
+    defaults = LabelConfig()
+    for f in dataclasses.fields(LabelConfig):
+        value = getattr(labels, f.name)
+        if f.name != "history_length" and value != getattr(defaults, f.name):
+            flags += ["--label", f"{f.name}={value}"]
+    return flags
+
+
+LABEL_FLAGS = Custom(
+    add=_add_label_arguments,
+    parse=lambda args: label_config(args.history_length, args.label),
+    flags=_label_flags,
+)
+
+
 @dataclass(frozen=True)
 class StreamsConfig:
     """Everything a stream worker needs besides the Kafka connection."""
 
-    app_id: str = "recoil-streams"  # consumer group, transactional-id and changelog prefix
-    input_topic: str = topics.INTERACTIONS  # events, key = user id
-    output_topic: str = topics.TRAINING_EXAMPLES  # TrainingExample JSON, key = user id
-    dlq_topic: str = topics.DLQ  # invalid events: a prefix of the bytes + headers (streams.dlq)
-    store: Store = "rocksdb"  # table store; rocksdb restarts from local state after a clean stop
-    data_dir: Path = Path("recoil-data/streams")  # RocksDB files live under data_dir/app_id
-    labels: LabelConfig = field(default_factory=LabelConfig)  # thresholds, weights, history length
-    dedupe_window: int = 100  # recent event ids kept per user; retries older than this repeat
-    state_cache_users: int = 10_000  # decoded user states kept in memory (~10 KB each)
-    processing_guarantee: Guarantee = "exactly_once"  # Kafka transactions; at_least_once fallback
-    partitions: int = 4  # partitions of topics this worker creates (existing ones are kept)
-    replication_factor: int = 1  # replicas of topics it creates, changelog included; 3 in prod
-    web_host: str = "127.0.0.1"  # history view bind address; 0.0.0.0 only behind a firewall
-    web_port: int = 6066  # GET /history/{user_id}; Faust's default web port; 0 = any free
-    metrics_port: int | None = None  # /metrics on 127.0.0.1; None = not served; 0 = any free
-    metrics_host: str = "127.0.0.1"  # bind address of /metrics
-    batch_size: int = 500  # events per agent batch: amortises sends, flushes and commits
-    batch_timeout: float = 0.05  # seconds a partial batch waits: bounds added latency
-    producer_linger: float = 0.005  # seconds a send waits to share a produce request
-    commit_interval: float = 1.0  # seconds between commits = transaction length in EOS mode
-    session_timeout: float = 10.0  # group session; a dead worker's partitions move after this
-    heartbeat_interval: float = 1.0  # must be well under session_timeout
-    offset_guard: bool = True  # strict commits + hole checks (faust #596/#606); off only to demo
-    hole_grace: float = 2.0  # seconds a commit hole may persist before the broker is asked
+    app_id: str = setting("recoil-streams", "consumer group / transactional-id / changelog prefix")
+    input_topic: str = setting(topics.INTERACTIONS, "topic of interaction events, key = user id")
+    output_topic: str = setting(topics.TRAINING_EXAMPLES, "topic of training examples (JSON)")
+    # invalid events: a prefix of the bytes + headers (streams.dlq)
+    dlq_topic: str = setting(topics.DLQ, "dead-letter topic of invalid events")
+    # rocksdb restarts from local state after a clean stop
+    store: Store = setting("rocksdb", "history table store (default rocksdb)")
+    data_dir: Path = setting(Path("recoil-data/streams"), "RocksDB files go to DATA_DIR/APP_ID")
+    # thresholds, weights, history length: --history-length and --label NAME=VALUE
+    labels: LabelConfig = setting(default_factory=LabelConfig, custom=LABEL_FLAGS)
+    # retries older than this many events of the user are processed again
+    dedupe_window: int = setting(100, "recent event ids remembered per user for dedupe")
+    state_cache_users: int = setting(
+        10_000, "decoded user states kept in memory (about 10 KB each)"
+    )
+    processing_guarantee: Guarantee = setting(
+        "exactly_once", "exactly_once: Kafka transactions; at_least_once: the fallback"
+    )
+    # existing topics keep their partitions
+    partitions: int = setting(4, "partitions of topics the worker has to create")
+    # 3 in production
+    replication_factor: int = setting(1, "replicas of topics it creates (changelog too)")
+    # 0.0.0.0 only behind a firewall
+    web_host: str = setting("127.0.0.1", "history view bind address")
+    # GET /history/{user_id}; Faust's default web port
+    web_port: int = setting(6066, "history view port (0 = any free port; printed)")
+    metrics_port: int | None = setting(
+        None,
+        "serve /metrics on HOST:PORT (default: off; 0 = any free port; the bound address is "
+        "printed)",
+    )
+    metrics_host: str = setting("127.0.0.1", "/metrics bind address")
+    # amortises sends, flushes and commits
+    batch_size: int = setting(500, "events per agent batch")
+    # bounds the latency a batch adds
+    batch_timeout: float = setting(0.05, "seconds a partial batch waits")
+    commit_interval: float = setting(1.0, "seconds between commits (= transaction length)")
+    # a dead worker's partitions move after this
+    session_timeout: float = setting(10.0, "consumer group session timeout, seconds")
+    heartbeat_interval: float = setting(1.0, "seconds between heartbeats (<= a third of the above)")
+    producer_linger: float = setting(0.005, "seconds a send waits to share a produce request")
+    hole_grace: float = setting(2.0, "seconds a commit hole lasts before the broker is asked")
+    # strict commits + hole checks (faust #596/#606); off only to demo the bugs
+    offset_guard: bool = setting(True, "commit like stock Faust (to reproduce faust #596/#606)")
 
     def __post_init__(self) -> None:
         self.validate()
@@ -137,35 +224,6 @@ def free_port(host: str, avoid: int | None = None) -> int:
             port = int(sock.getsockname()[1])
         if port != avoid:
             return port
-
-
-def label_config(history_length: int, overrides: Sequence[str] = ()) -> LabelConfig:
-    """A LabelConfig from ``--history-length`` and ``--label NAME=VALUE`` overrides."""
-    fields = {f.name: f for f in dataclasses.fields(LabelConfig)}
-    values: dict[str, object] = {"history_length": history_length}
-    for item in overrides:
-        name, sep, text = item.partition("=")
-        name = name.strip().replace("-", "_")
-        if not sep or name not in fields or name == "history_length":
-            choices = ", ".join(sorted(n for n in fields if n != "history_length"))
-            raise ConfigError(f"--label {item!r}: expected NAME=VALUE with NAME one of {choices}")
-        values[name] = _parse_value(name, text.strip(), fields[name].type)
-    try:
-        return LabelConfig(**values)  # type: ignore[arg-type]
-    except ValueError as exc:
-        raise ConfigError(f"label settings: {exc}") from exc
-
-
-def _parse_value(name: str, text: str, annotation: object) -> object:
-    if annotation in (bool, "bool"):
-        lowered = text.lower()
-        if lowered not in ("true", "false", "1", "0", "yes", "no"):
-            raise ConfigError(f"--label {name}={text!r}: expected true or false")
-        return lowered in ("true", "1", "yes")
-    try:
-        return int(text) if annotation in (int, "int") else float(text)
-    except ValueError:
-        raise ConfigError(f"--label {name}={text!r}: expected a number") from None
 
 
 def describe(config: StreamsConfig) -> Mapping[str, object]:

@@ -22,7 +22,6 @@ which are passed to the child.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import signal
@@ -33,8 +32,8 @@ from collections.abc import Sequence
 from types import FrameType
 
 from recoil.core.kafka_settings import KafkaSettings
-from recoil.core.labels import LabelConfig
 from recoil.core.processes import die_with_parent, recoil_command
+from recoil.core.settings import to_flags
 from streams.config import StreamsConfig
 
 log = logging.getLogger(__name__)
@@ -94,34 +93,8 @@ def worker_command(
 
     SASL/SSL settings are not in it: they travel in RECOIL_KAFKA_* variables.
     """
-    c = config
     args = [] if log_level is None else ["--log-level", log_level]
-    args += [
-        "worker", "--bootstrap-servers", settings.bootstrap_servers,
-        "--app-id", c.app_id, "--input-topic", c.input_topic,
-        "--output-topic", c.output_topic, "--dlq-topic", c.dlq_topic,
-        "--store", c.store, "--data-dir", str(c.data_dir),
-        "--history-length", str(c.history_length), "--dedupe-window", str(c.dedupe_window),
-        "--state-cache-users", str(c.state_cache_users),
-        "--processing-guarantee", c.processing_guarantee,
-        "--partitions", str(c.partitions), "--replication-factor", str(c.replication_factor),
-        "--web-host", c.web_host, "--web-port", str(c.web_port),
-        "--batch-size", str(c.batch_size), "--batch-timeout", str(c.batch_timeout),
-        "--producer-linger", str(c.producer_linger),
-        "--commit-interval", str(c.commit_interval),
-        "--session-timeout", str(c.session_timeout),
-        "--heartbeat-interval", str(c.heartbeat_interval),
-        "--hole-grace", str(c.hole_grace),
-    ]  # fmt: skip
-    defaults = LabelConfig()
-    for f in dataclasses.fields(LabelConfig):
-        value = getattr(c.labels, f.name)
-        if f.name != "history_length" and value != getattr(defaults, f.name):
-            args += ["--label", f"{f.name}={value}"]
-    if c.metrics_port is not None:
-        args += ["--metrics-port", str(c.metrics_port), "--metrics-host", c.metrics_host]
-    if not c.offset_guard:
-        args.append("--no-offset-guard")
+    args += ["worker", "--bootstrap-servers", settings.bootstrap_servers, *to_flags(config)]
     if not supervised:
         args.append("--no-supervise")
     return [*recoil_command(*args), *extra]
