@@ -18,12 +18,11 @@ Pure: no Kafka, no logging; ``learner.kafka_source`` logs and counts.
 from __future__ import annotations
 
 import math
-from typing import Literal, NamedTuple
+from typing import NamedTuple
 
+from monitoring.catalogue import SKIP_REASONS as SKIP_REASONS  # the metric's reason label values
+from monitoring.catalogue import SkipReason as SkipReason
 from recoil.core.records import NUM_DWELL_BUCKETS, NUM_GAP_BUCKETS, TrainingExample
-
-SkipReason = Literal["oversized", "undecodable", "invalid"]
-SKIP_REASONS: tuple[SkipReason, ...] = ("oversized", "undecodable", "invalid")
 
 
 class Skipped(NamedTuple):

@@ -1,4 +1,4 @@
-"""The continuous learner's Prometheus metrics (names as in monitoring's catalogue).
+"""The continuous learner's Prometheus metrics, created from monitoring's catalogue.
 
 One instance per process, registered on the registry it is given; ``recoil
 learn`` serves that registry on ``/metrics`` (127.0.0.1 by default).
@@ -10,79 +10,31 @@ import time
 from collections import deque
 from collections.abc import Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry
 
-from learner.example_check import SKIP_REASONS
-
-LOSS_TERMS = ("positive", "not_to_recommend", "total")
-SNAPSHOT_STAGES = ("checkpoint", "publish", "announce")  # where a snapshot publish can fail
-PUBLISH_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+from monitoring.catalogue import Part, create_part
 
 
 class LearnerMetrics:
-    """Steps, examples, throughput, loss by term, snapshots and consumer lag."""
+    """Steps, examples, throughput, loss by term, snapshots and consumer lag.
+
+    Created from monitoring's catalogue; the skipped-example and snapshot-failure
+    series exist from the start, at 0, for the alerts.
+    """
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.steps = Counter(
-            "recoil_learner_steps_total", "Optimizer steps taken.", registry=registry
-        )
-        self.examples = Counter(
-            "recoil_learner_examples_total", "Training examples consumed.", registry=registry
-        )
-        self.examples_per_second = Gauge(
-            "recoil_learner_examples_per_second",
-            "Training throughput over the last interval (rate() of examples_total is preferred).",
-            registry=registry,
-        )
-        self.loss = Gauge(
-            "recoil_learner_loss",
-            "Mean loss of the last step, by term of Eq. 1.",
-            ["term"],
-            registry=registry,
-        )
-        self.snapshot_version = Gauge(
-            "recoil_learner_snapshot_version",
-            "Version of the last published snapshot.",
-            registry=registry,
-        )
-        self.snapshot_timestamp = Gauge(
-            "recoil_learner_snapshot_timestamp_seconds",
-            "Unix time of the last snapshot publish.",
-            registry=registry,
-        )
-        self.snapshot_publish_seconds = Histogram(
-            "recoil_learner_snapshot_publish_seconds",
-            "Time to write, verify and publish one snapshot.",
-            buckets=PUBLISH_BUCKETS,
-            registry=registry,
-        )
-        self.consumer_lag = Gauge(
-            "recoil_learner_consumer_lag_messages",
-            "training-examples messages not yet consumed by the learner.",
-            ["partition"],
-            registry=registry,
-        )
-        self.last_step_timestamp = Gauge(
-            "recoil_learner_last_step_timestamp_seconds",
-            "Unix time of the last optimizer step.",
-            registry=registry,
-        )
-        self.skipped_examples = Counter(
-            "recoil_learner_skipped_examples_total",
-            "training-examples records skipped as oversized, undecodable or invalid.",
-            ["reason"],
-            registry=registry,
-        )
-        self.snapshot_failures = Counter(
-            "recoil_learner_snapshot_failures_total",
-            "Snapshot publishes that failed (training went on), by the stage that failed.",
-            ["stage"],
-            registry=registry,
-        )
-        for reason in SKIP_REASONS:  # every series exists from the start, at 0, for alerts
-            self.skipped_examples.labels(reason=reason)
-        for stage in SNAPSHOT_STAGES:
-            self.snapshot_failures.labels(stage=stage)
+        m = create_part(Part.LEARNER, registry)
+        self.steps = m.counter("recoil_learner_steps_total")
+        self.examples = m.counter("recoil_learner_examples_total")
+        self.examples_per_second = m.gauge("recoil_learner_examples_per_second")
+        self.loss = m.gauge("recoil_learner_loss")
+        self.snapshot_version = m.gauge("recoil_learner_snapshot_version")
+        self.snapshot_timestamp = m.gauge("recoil_learner_snapshot_timestamp_seconds")
+        self.snapshot_publish_seconds = m.histogram("recoil_learner_snapshot_publish_seconds")
+        self.consumer_lag = m.gauge("recoil_learner_consumer_lag_messages")
+        self.last_step_timestamp = m.gauge("recoil_learner_last_step_timestamp_seconds")
+        self.skipped_examples = m.counter("recoil_learner_skipped_examples_total")
+        self.snapshot_failures = m.counter("recoil_learner_snapshot_failures_total")
         self._throughput = Throughput()
 
     def record_step(

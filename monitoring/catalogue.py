@@ -8,9 +8,11 @@ rules (:mod:`monitoring.rules`), the Grafana dashboards
 conventions: a ``recoil_`` prefix, base units as suffixes (``_seconds``,
 ``_ratio``, ``_messages``), ``_total`` on counters only.
 
-Each part creates its metrics itself, with an explicit ``registry=``; a unit
-test checks that every part's metrics class registers exactly its catalogued
-names, types and labels.
+Each part's metrics class creates its metrics from here, on the registry it is
+given (``create_part``), so names, types, help texts, labels and buckets are
+stated once; a unit test checks that every part's class (``PART_CLASSES``)
+registers exactly its catalogued metrics, and that no other code of the parts
+creates a metric.
 """
 
 from __future__ import annotations
@@ -20,9 +22,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import Literal, TypeVar, get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics import MetricWrapperBase
+
+from recoil.core.events import INVALID_CODES
+from recoil.core.records import LABEL_KINDS
 
 
 class MetricType(StrEnum):
@@ -59,8 +65,7 @@ class Metric:
     help: str
     unit: str = ""  # base unit the name ends with ("" for plain counts and versions)
     labels: tuple[Label, ...] = ()
-    # Suggested histogram buckets (seconds); parts may choose their own.
-    buckets: tuple[float, ...] = ()
+    buckets: tuple[float, ...] = ()  # a histogram's buckets (seconds), as the part exports them
 
     @property
     def label_names(self) -> tuple[str, ...]:
@@ -80,30 +85,20 @@ class Metric:
         return f"{name}{{{inner}}}"
 
 
-# Invalid.code values from recoil/core/events.py (the set grows with the schema).
-INVALID_CODES = (
-    "oversized",
-    "invalid_utf8",
-    "invalid_json",
-    "not_an_object",
-    "missing_field",
-    "unknown_schema_version",
-    "unknown_field",
-    "wrong_type",
-    "not_finite",
-    "negative_dwell",
-    "negative_duration",
-    "bad_timestamp",
-    "empty_id",
-)
-OUTCOMES = ("positive", "dislike", "skip", "none", "invalid", "duplicate", "out_of_order")
-EXAMPLE_KINDS = ("positive", "dislike", "skip")
-LOSS_TERMS = ("positive", "not_to_recommend", "total")
-SKIP_REASONS = ("oversized", "undecodable", "invalid")  # learner/example_check.py
-SNAPSHOT_STAGES = ("checkpoint", "publish", "announce")  # learner/metrics.py
+# Label values. Codes that travel on a topic belong to the contract (recoil/core) and
+# are imported; the rest exist only as metric labels, so this catalogue owns them and
+# the parts import them from here.
+Outcome = Literal["positive", "dislike", "skip", "none", "invalid", "duplicate", "out_of_order"]
+OUTCOMES: tuple[Outcome, ...] = get_args(Outcome)  # what a stream worker did with an event
+SkipReason = Literal["oversized", "undecodable", "invalid"]
+SKIP_REASONS: tuple[SkipReason, ...] = get_args(SkipReason)  # learner/example_check.py
+LossTerm = Literal["positive", "not_to_recommend", "total"]
+LOSS_TERMS: tuple[LossTerm, ...] = get_args(LossTerm)  # the terms of Eq. 1
+SnapshotStage = Literal["checkpoint", "publish", "announce"]
+SNAPSHOT_STAGES: tuple[SnapshotStage, ...] = get_args(SnapshotStage)  # where a publish fails
 SIMILARITIES = ("cluster", "creator")
 RESPONSES = ("like", "long_dwell", "short_dwell", "skip", "dislike")
-LIVE_RATES = ("dislike", "repeat_dislike", "engagement")  # simulator/ab.py RATES
+LIVE_RATES = ("dislike", "repeat_dislike", "engagement")  # simulator/ab.py, in display order
 ARM_DOC = "model arm (learner/arms.py), e.g. feature_and_labels, no_signal"
 VERSION_DOC = "snapshot version of the probed model, as a decimal string"
 
@@ -113,31 +108,55 @@ _SIMILARITY = Label("similarity", SIMILARITIES)
 _RATE = Label("rate", LIVE_RATES)
 _BASELINE = Label("baseline", doc="the A/B baseline arm (the last arm), e.g. no_signal")
 _PARTITION = Label("partition", doc="Kafka partition number")
-_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+# Per-event latency (decode -> sends queued) is tens of microseconds to a few
+# milliseconds; the upper buckets catch stalls (GC, a slow broker, a rebalance).
+_PROCESSING_BUCKETS = (
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+)  # fmt: skip
+_REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+_ENDPOINT = Label("endpoint", doc="route, e.g. /recommend/{user_id}")
 
 C, G, H = MetricType.COUNTER, MetricType.GAUGE, MetricType.HISTOGRAM
 S, LRN, SRV, SIM = Part.STREAMS, Part.LEARNER, Part.SERVING, Part.SIMULATOR
 
+
+def _with_interval(
+    stem: str, help: str, interval: str, labels: tuple[Label, ...]
+) -> tuple[Metric, Metric, Metric]:
+    """A simulator ratio and the lower and upper bounds of its 95% ``interval``."""
+    return (
+        Metric(f"{stem}_ratio", G, SIM, help, unit="ratio", labels=labels),
+        Metric(f"{stem}_ci_lower_ratio", G, SIM, f"Lower bound of the {interval}.",
+               unit="ratio", labels=labels),
+        Metric(f"{stem}_ci_upper_ratio", G, SIM, f"Upper bound of the {interval}.",
+               unit="ratio", labels=labels),
+    )  # fmt: skip
+
+
 CATALOGUE: tuple[Metric, ...] = (
     # streams worker: streams/metrics.py, StreamMetrics(registry)
-    Metric("recoil_stream_events_total", C, S, "Interaction events consumed, by outcome.",
+    Metric("recoil_stream_events_total", C, S,
+           "Interaction events read from the input topic, by outcome",
            labels=(Label("outcome", OUTCOMES),)),
-    Metric("recoil_stream_invalid_events_total", C, S, "Events rejected by the schema, by reason.",
+    Metric("recoil_stream_invalid_events_total", C, S,
+           "Invalid interaction events, by Invalid.code",
            labels=(Label("reason", INVALID_CODES, doc="Invalid.code from recoil/core/events.py"),)),
-    Metric("recoil_stream_dlq_events_total", C, S, "Events written to interactions.dlq."),
-    Metric("recoil_stream_training_examples_total", C, S, "Training examples produced, by kind.",
-           labels=(Label("kind", EXAMPLE_KINDS),)),
-    Metric("recoil_stream_processing_seconds", H, S, "Per-event time from decode to send.",
-           unit="seconds", buckets=_LATENCY_BUCKETS),
-    Metric("recoil_stream_history_users", G, S, "Users in this worker's history table."),
-    Metric("recoil_stream_consumer_lag_messages", G, S, "Messages not yet consumed by the worker.",
+    Metric("recoil_stream_dlq_events_total", C, S, "Events written to the dead-letter topic"),
+    Metric("recoil_stream_training_examples_total", C, S,
+           "Training examples written, by label kind", labels=(Label("kind", LABEL_KINDS),)),
+    Metric("recoil_stream_processing_seconds", H, S, "Per-event processing time, decode to send",
+           unit="seconds", buckets=_PROCESSING_BUCKETS),
+    Metric("recoil_stream_history_users", G, S,
+           "Users in this worker's history table (its assigned partitions)"),
+    Metric("recoil_stream_consumer_lag_messages", G, S,
+           "Messages between the last processed offset and the end of the partition",
            unit="messages", labels=(Label("topic", doc="input topic"), _PARTITION)),
     Metric("recoil_stream_worker_restarts_total", C, S,
-           "Restarts of the worker process by its supervisor (kept across restarts)."),
+           "Restarts of the Faust worker process by its supervisor (recoil worker)"),
     Metric("recoil_stream_same_offset_restarts_total", C, S,
-           "Restarts that came back to the input record the worker died at (crash-loop rule)."),
+           "Restarts that came back to the input record the worker had died at"),
     Metric("recoil_stream_skipped_records_total", C, S,
-           "Input records skipped because not even a minimal dead letter could be written."),
+           "Input records skipped without a dead letter: even the minimal one failed"),
     # learner: learner/metrics.py, LearnerMetrics(registry)
     Metric("recoil_learner_steps_total", C, LRN, "Optimizer steps taken."),
     Metric("recoil_learner_examples_total", C, LRN, "Training examples consumed."),
@@ -162,24 +181,18 @@ CATALOGUE: tuple[Metric, ...] = (
     Metric("recoil_learner_snapshot_failures_total", C, LRN,
            "Snapshot publishes that failed (training went on), by the stage that failed.",
            labels=(Label("stage", SNAPSHOT_STAGES),)),
-    # serving: ServingMetrics(registry)
-    Metric("recoil_serving_requests_total", C, SRV, "HTTP requests answered.",
-           labels=(Label("endpoint", doc="route, e.g. /recommend/{user_id}"),
-                   Label("status", doc="HTTP status code as a string"))),
-    Metric("recoil_serving_request_seconds", H, SRV, "HTTP request latency.", unit="seconds",
-           labels=(Label("endpoint", doc="route, e.g. /recommend/{user_id}"),),
-           buckets=_LATENCY_BUCKETS),
-    Metric("recoil_serving_snapshot_version", G, SRV, "Version of the snapshot being served."),
-    # simulator / probes: simulator/metrics.py, SimulatorMetrics(registry)
-    Metric("recoil_responsiveness_ratio", G, SIM,
-           "Relative change of same-cluster/creator share after a dislike (e.g. -0.6).",
-           unit="ratio", labels=(_SIMILARITY, _VERSION, _ARM)),
-    Metric("recoil_responsiveness_ci_lower_ratio", G, SIM,
-           "Lower bound of the bootstrap 95% interval of responsiveness.", unit="ratio",
-           labels=(_SIMILARITY, _VERSION, _ARM)),
-    Metric("recoil_responsiveness_ci_upper_ratio", G, SIM,
-           "Upper bound of the bootstrap 95% interval of responsiveness.", unit="ratio",
-           labels=(_SIMILARITY, _VERSION, _ARM)),
+    # serving: serving/metrics.py, ServingMetrics(registry)
+    Metric("recoil_serving_requests_total", C, SRV,
+           "Recommend API requests by endpoint and HTTP status.",
+           labels=(_ENDPOINT, Label("status", doc="HTTP status code as a string"))),
+    Metric("recoil_serving_request_seconds", H, SRV, "Recommend API request latency.",
+           unit="seconds", labels=(_ENDPOINT,), buckets=_REQUEST_BUCKETS),
+    Metric("recoil_serving_snapshot_version", G, SRV,
+           "Version of the model snapshot being served."),
+    # simulator / probes: simulator/exporter.py, SimulatorMetrics(registry)
+    *_with_interval("recoil_responsiveness",
+                    "Relative change of same-cluster/creator share after a dislike (e.g. -0.6).",
+                    "bootstrap 95% interval of responsiveness", (_SIMILARITY, _VERSION, _ARM)),
     Metric("recoil_sim_impressions_total", C, SIM, "Simulated impressions, by user response.",
            labels=(_ARM, Label("response", RESPONSES))),
     Metric("recoil_sim_dislike_rate_ratio", G, SIM, "Share of simulated impressions disliked.",
@@ -188,26 +201,15 @@ CATALOGUE: tuple[Metric, ...] = (
            "Share of simulated impressions disliking a creator the user disliked within the "
            "last --repeat-window impressions.", unit="ratio", labels=(_ARM, _VERSION)),
     # A/B: each arm serves its own users (simulator/ab.py); intervals resample users.
-    Metric("recoil_sim_arm_rate_ratio", G, SIM,
-           "Live rate over the impressions each arm served its users: dislike, repeat_dislike "
-           "(same creator within --repeat-window impressions) or engagement (positives).",
-           unit="ratio", labels=(_ARM, _RATE)),
-    Metric("recoil_sim_arm_rate_ci_lower_ratio", G, SIM,
-           "Lower bound of the 95% interval of the arm's live rate (users resampled).",
-           unit="ratio", labels=(_ARM, _RATE)),
-    Metric("recoil_sim_arm_rate_ci_upper_ratio", G, SIM,
-           "Upper bound of the 95% interval of the arm's live rate (users resampled).",
-           unit="ratio", labels=(_ARM, _RATE)),
-    Metric("recoil_sim_ab_change_ratio", G, SIM,
-           "A/B: relative change of the arm's live rate against the baseline arm's "
-           "(e.g. -0.0244 for the paper's dislike rate).", unit="ratio",
-           labels=(_ARM, _BASELINE, _RATE)),
-    Metric("recoil_sim_ab_change_ci_lower_ratio", G, SIM,
-           "Lower bound of the 95% interval of the A/B change.", unit="ratio",
-           labels=(_ARM, _BASELINE, _RATE)),
-    Metric("recoil_sim_ab_change_ci_upper_ratio", G, SIM,
-           "Upper bound of the 95% interval of the A/B change.", unit="ratio",
-           labels=(_ARM, _BASELINE, _RATE)),
+    *_with_interval("recoil_sim_arm_rate",
+                    "Live rate over the impressions each arm served its users: dislike, "
+                    "repeat_dislike (same creator within --repeat-window impressions) or "
+                    "engagement (positives).",
+                    "95% interval of the arm's live rate (users resampled)", (_ARM, _RATE)),
+    *_with_interval("recoil_sim_ab_change",
+                    "A/B: relative change of the arm's live rate against the baseline arm's "
+                    "(e.g. -0.0244 for the paper's dislike rate).",
+                    "95% interval of the A/B change", (_ARM, _BASELINE, _RATE)),
     Metric("recoil_freshness_feature_seconds", H, SIM,
            "Dislike event produced until GET /recommend reflects it.", unit="seconds",
            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)),
@@ -218,13 +220,13 @@ CATALOGUE: tuple[Metric, ...] = (
 
 BY_NAME: dict[str, Metric] = {metric.name: metric for metric in CATALOGUE}
 
-# Where each part's metrics class is expected; the catalogue test finds each class by name
-# wherever it is defined (serving's placement is up to its developers).
-PART_CLASSES: dict[Part, tuple[str | None, str]] = {
+# Each part's metrics class, (module, class): the catalogue test registers each and
+# compares, and catalogue.md names them.
+PART_CLASSES: dict[Part, tuple[str, str]] = {
     Part.STREAMS: ("streams.metrics", "StreamMetrics"),
     Part.LEARNER: ("learner.metrics", "LearnerMetrics"),
-    Part.SERVING: (None, "ServingMetrics"),
-    Part.SIMULATOR: ("simulator.metrics", "SimulatorMetrics"),
+    Part.SERVING: ("serving.metrics", "ServingMetrics"),
+    Part.SIMULATOR: ("simulator.exporter", "SimulatorMetrics"),
 }
 
 
@@ -258,6 +260,48 @@ def create_all(
     return {m.name: create(m, registry) for m in metrics}
 
 
+W = TypeVar("W", bound=MetricWrapperBase)
+
+
+@dataclass(frozen=True)
+class PartMetrics:
+    """One part's catalogued metrics in one registry, handed out by name and type."""
+
+    part: Part
+    by_name: dict[str, MetricWrapperBase]
+
+    def get(self, name: str, kind: type[W]) -> W:
+        found = self.by_name.get(name)
+        if found is None:
+            raise KeyError(f"{name!r} is not a {self.part} metric in monitoring/catalogue.py")
+        if not isinstance(found, kind):
+            raise TypeError(f"{name} is catalogued as a {metric(name).type}, not a {kind}")
+        return found
+
+    def counter(self, name: str) -> Counter:
+        return self.get(name, Counter)
+
+    def gauge(self, name: str) -> Gauge:
+        return self.get(name, Gauge)
+
+    def histogram(self, name: str) -> Histogram:
+        return self.get(name, Histogram)
+
+
+def create_part(part: Part, registry: CollectorRegistry) -> PartMetrics:
+    """Every metric of ``part`` in ``registry``.
+
+    A counter whose labels all have closed value sets starts each of its series at 0,
+    so ``rate()`` and ``absent()`` behave before the first event of a kind.
+    """
+    created = create_all(registry, of_part(part))
+    for m in of_part(part):
+        if m.type is MetricType.COUNTER and m.labels and all(lb.values for lb in m.labels):
+            for labels in iter_label_sets(m):
+                created[m.name].labels(**labels)
+    return PartMetrics(part, created)
+
+
 def _label_cell(label: Label) -> str:
     if label.values:
         return f"`{label.name}`: " + "\\|".join(label.values)
@@ -274,8 +318,7 @@ def markdown_table() -> str:
     ]
     for part in Part:
         module, cls = PART_CLASSES[part]
-        where = f"`{module}.{cls}`" if module else f"`{cls}`"
-        lines += ["", f"## {part.value} ({where})", ""]
+        lines += ["", f"## {part.value} (`{module}.{cls}`)", ""]
         lines += ["| name | type | unit | labels | help |", "|---|---|---|---|---|"]
         for m in of_part(part):
             labels = "<br>".join(_label_cell(label) for label in m.labels) or "—"

@@ -40,9 +40,8 @@ from typing import Any
 
 import numpy as np
 
+from monitoring.catalogue import SIMILARITIES
 from monitoring.rules import Thresholds, _seconds
-
-SIMILARITIES = ("cluster", "creator")
 
 
 @dataclass(frozen=True)

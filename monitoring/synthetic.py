@@ -23,6 +23,8 @@ from prometheus_client import CollectorRegistry, start_http_server
 
 from monitoring import catalogue
 from monitoring.catalogue import Part
+from recoil.core.events import INVALID_CODES
+from recoil.core.records import LABEL_KINDS
 
 ARMS = {"feature_and_labels": -0.62, "no_signal": -0.02}  # responsiveness each arm approaches
 EVENT_RATES = {  # events per second by outcome
@@ -88,9 +90,9 @@ class SyntheticExporter:
             if outcome == "invalid":
                 m["recoil_stream_dlq_events_total"].inc(n)
                 for _ in range(n):
-                    reason = rng.choice(["invalid_json", "missing_field", "wrong_type"])
+                    reason = rng.choice(INVALID_CODES)
                     m["recoil_stream_invalid_events_total"].labels(reason=str(reason)).inc()
-            elif outcome in ("positive", "dislike", "skip"):
+            elif outcome in LABEL_KINDS:
                 m["recoil_stream_training_examples_total"].labels(kind=outcome).inc(n)
         for seconds in rng.lognormal(np.log(0.002), 0.6, size=self._count(20 * dt)):
             m["recoil_stream_processing_seconds"].observe(float(seconds))
@@ -175,7 +177,7 @@ class SyntheticExporter:
             return
         learned = 1.0 - np.exp(-self.version / 3)  # responsiveness grows as the model trains
         for arm, target in ARMS.items():
-            for similarity in ("cluster", "creator"):
+            for similarity in catalogue.SIMILARITIES:
                 value = target * learned + rng.normal(0, 0.02)
                 labels = {"similarity": similarity, "model_version": v, "arm": arm}
                 m["recoil_responsiveness_ratio"].labels(**labels).set(value)

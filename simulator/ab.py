@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-RATES = ("dislike", "repeat_dislike", "engagement")  # the live metrics, in display order
+from monitoring.catalogue import LIVE_RATES as RATES  # the live metrics, in display order
 
 
 def parse_split(spec: str, arms: Sequence[str]) -> tuple[tuple[str, float], ...]:

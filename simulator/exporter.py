@@ -1,30 +1,28 @@
-"""The simulator's Prometheus metrics, built from monitoring's catalogue (one source of names)."""
+"""The simulator's Prometheus metrics, created from monitoring's catalogue."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from prometheus_client import CollectorRegistry
 
-from monitoring.catalogue import Part, create_all, of_part
+from monitoring.catalogue import Part, create_part
 
 
 class SimulatorMetrics:
     """Responsiveness per model version and arm, live A/B rates per arm, freshness."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        m: dict[str, Any] = create_all(registry, of_part(Part.SIMULATOR))
-        self.responsiveness = m["recoil_responsiveness_ratio"]
-        self.ci_lower = m["recoil_responsiveness_ci_lower_ratio"]
-        self.ci_upper = m["recoil_responsiveness_ci_upper_ratio"]
-        self.impressions = m["recoil_sim_impressions_total"]
-        self.dislike_rate = m["recoil_sim_dislike_rate_ratio"]
-        self.repeat_dislike_rate = m["recoil_sim_repeat_dislike_creator_rate_ratio"]
-        self.arm_rate = m["recoil_sim_arm_rate_ratio"]
-        self.arm_rate_lower = m["recoil_sim_arm_rate_ci_lower_ratio"]
-        self.arm_rate_upper = m["recoil_sim_arm_rate_ci_upper_ratio"]
-        self.ab_change = m["recoil_sim_ab_change_ratio"]
-        self.ab_change_lower = m["recoil_sim_ab_change_ci_lower_ratio"]
-        self.ab_change_upper = m["recoil_sim_ab_change_ci_upper_ratio"]
-        self.freshness_feature = m["recoil_freshness_feature_seconds"]
-        self.freshness_snapshot = m["recoil_freshness_snapshot_seconds"]
+        m = create_part(Part.SIMULATOR, registry)
+        self.responsiveness = m.gauge("recoil_responsiveness_ratio")
+        self.ci_lower = m.gauge("recoil_responsiveness_ci_lower_ratio")
+        self.ci_upper = m.gauge("recoil_responsiveness_ci_upper_ratio")
+        self.impressions = m.counter("recoil_sim_impressions_total")
+        self.dislike_rate = m.gauge("recoil_sim_dislike_rate_ratio")
+        self.repeat_dislike_rate = m.gauge("recoil_sim_repeat_dislike_creator_rate_ratio")
+        self.arm_rate = m.gauge("recoil_sim_arm_rate_ratio")
+        self.arm_rate_lower = m.gauge("recoil_sim_arm_rate_ci_lower_ratio")
+        self.arm_rate_upper = m.gauge("recoil_sim_arm_rate_ci_upper_ratio")
+        self.ab_change = m.gauge("recoil_sim_ab_change_ratio")
+        self.ab_change_lower = m.gauge("recoil_sim_ab_change_ci_lower_ratio")
+        self.ab_change_upper = m.gauge("recoil_sim_ab_change_ci_upper_ratio")
+        self.freshness_feature = m.histogram("recoil_freshness_feature_seconds")
+        self.freshness_snapshot = m.histogram("recoil_freshness_snapshot_seconds")

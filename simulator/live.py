@@ -41,6 +41,7 @@ from typing import Any
 import aiohttp
 import numpy as np
 
+from monitoring.catalogue import SIMILARITIES
 from recoil.core.labels import LabelConfig
 from simulator.ab import RATES, ArmSummary, ArmTally, assign_arm, repeat_within, summarise
 from simulator.exporter import SimulatorMetrics
@@ -316,7 +317,7 @@ class LiveSimulation:
 
     def _export(self, result: dict[str, Any]) -> None:
         labels = {"arm": result["arm"], "model_version": str(result["model_version"])}
-        for similarity in ("cluster", "creator"):
+        for similarity in SIMILARITIES:
             low, high = result[f"ci95_{similarity}"]
             self.metrics.responsiveness.labels(similarity=similarity, **labels).set(
                 result[similarity]

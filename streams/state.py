@@ -28,17 +28,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
+from monitoring.catalogue import OUTCOMES as OUTCOMES  # the metric's outcome label values
+from monitoring.catalogue import Outcome as Outcome
 from recoil.core.events import InteractionEvent
 from recoil.core.labels import LabelConfig
 from recoil.core.records import HistoryItem, TrainingExample
 from recoil.core.windows import History, step
-
-Outcome = Literal["positive", "dislike", "skip", "none", "invalid", "duplicate", "out_of_order"]
-OUTCOMES: tuple[Outcome, ...] = (
-    "positive", "dislike", "skip", "none", "invalid", "duplicate", "out_of_order",
-)  # fmt: skip
 
 STATE_VERSION = 1  # bump when the stored layout changes; older values are rejected loudly
 

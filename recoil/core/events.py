@@ -38,6 +38,8 @@ _NUM_FIELDS = ("timestamp", "dwell_seconds", "item_duration_seconds")
 _BOOL_FIELDS = ("liked", "disliked", "dismissed")
 REQUIRED_FIELDS = frozenset((*_STR_FIELDS, *_NUM_FIELDS, *_BOOL_FIELDS, "schema_version"))
 OPTIONAL_FIELDS = frozenset({"cluster_id"})
+# Every Invalid.code: the DLQ header ``recoil.dlq.code`` and the ``reason`` label of
+# ``recoil_stream_invalid_events_total`` (monitoring/catalogue.py imports this list).
 INVALID_CODES = (
     "oversized",
     "invalid_utf8",
@@ -52,6 +54,10 @@ INVALID_CODES = (
     "negative_duration",
     "bad_timestamp",
     "not_finite",
+    # Given by the stream worker (streams/processor.py), not by parse_event: a record
+    # keyed by another user (or not at all), and an event whose processing raised.
+    "wrong_key",
+    "processing_error",
 )
 
 

@@ -1,8 +1,8 @@
 """The metric catalogue: Prometheus naming conventions, the generated table, and the parts.
 
-Each part's metrics class (streams, learner, serving, simulator) must register
-exactly its catalogued names, types and labels. Only the parts whose module
-exists are checked; a module that exists but disagrees fails.
+Each part's metrics class (streams, learner, serving, simulator; ``PART_CLASSES``)
+must register exactly its catalogued names, types, help texts, labels and buckets,
+and no other code of the parts may create a metric.
 """
 
 from __future__ import annotations
@@ -13,11 +13,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.metrics import MetricWrapperBase
 
 from monitoring import catalogue
 from monitoring.catalogue import CATALOGUE, PART_CLASSES, MetricType, Part
+from recoil.core.events import INVALID_CODES
+from recoil.core.records import LABEL_KINDS
 
 REPO = Path(__file__).resolve().parents[2]
 NAME = re.compile(r"^recoil_[a-z][a-z0-9_]*[a-z0-9]$")
@@ -82,34 +84,19 @@ def test_exposition_of_the_catalogue_passes_promtool_check_metrics(tmp_path: Pat
     assert families == {m.family: m.type.value for m in CATALOGUE}
 
 
-def _part_modules() -> list[tuple[Part, str, str]]:
-    """(part, module, class) for every part whose metrics class exists in this checkout.
-
-    The class is found by name anywhere outside tests/ (serving's placement is up to its
-    developers, and ``simulator/metrics.py`` holds ranking metrics, not the exporter).
-    """
-    sources = [
-        path
-        for path in sorted(REPO.glob("**/*.py"))
-        if path.relative_to(REPO).parts[0] not in ("tests", "build", "bench", ".venv")
-        and "site-packages" not in path.parts
-    ]
-    found: list[tuple[Part, str, str]] = []
-    for part, (_, cls) in PART_CLASSES.items():
-        for path in sources:
-            if re.search(rf"^class {cls}\b", path.read_text(errors="replace"), re.MULTILINE):
-                module = ".".join(path.relative_to(REPO).with_suffix("").parts)
-                found.append((part, module, cls))
-    return found
+PARTS = [(part, module, cls) for part, (module, cls) in PART_CLASSES.items()]
 
 
-PARTS = _part_modules()
-
-
-def test_known_part_modules_are_reported() -> None:
+def test_every_part_has_its_metrics_class() -> None:
     """The next test checks every part: none may be missing its metrics class."""
-    print("metrics classes checked:", [f"{m}.{c}" for _, m, c in PARTS])
     assert {part for part, _, _ in PARTS} == set(Part), "every part must export its metrics"
+    for _, module, cls in PARTS:
+        assert (REPO / module.replace(".", "/")).with_suffix(".py").is_file(), module
+        assert re.search(rf"^class {cls}\b", _source(module), re.MULTILINE), f"{module}.{cls}"
+
+
+def _source(module: str) -> str:
+    return (REPO / module.replace(".", "/")).with_suffix(".py").read_text()
 
 
 @pytest.mark.parametrize(("part", "module", "cls"), PARTS, ids=[m for _, m, _ in PARTS])
@@ -119,18 +106,76 @@ def test_part_registers_exactly_its_catalogued_metrics(part: Part, module: str, 
     registry = CollectorRegistry()
     metrics_class(registry)
     wanted = {m.family: m for m in catalogue.of_part(part)}
-    families = {f.name: f.type for f in registry.collect()}
+    families = {f.name: f for f in registry.collect()}
     assert set(families) == set(wanted), (
         f"{module}.{cls}: missing {sorted(set(wanted) - set(families))}, "
         f"not catalogued {sorted(set(families) - set(wanted))}"
     )
-    for family, kind in families.items():
-        assert kind == wanted[family].type.value, f"{family} is a {kind}"
-    # Label names are only visible on the collectors (prometheus-client keeps them there).
+    for family, found in families.items():
+        assert found.type == wanted[family].type.value, f"{family} is a {found.type}"
+        assert found.documentation == wanted[family].help, f"{family}: help text"
+    # Label names and buckets are only visible on the collectors (prometheus-client keeps
+    # them there).
     for collector in list(registry._collector_to_names):
         if isinstance(collector, MetricWrapperBase):
             name = collector._name
             expected = wanted[name].label_names
             assert tuple(collector._labelnames) == expected, f"{name} labels"
+            if isinstance(collector, Histogram):
+                assert tuple(collector._upper_bounds[:-1]) == wanted[name].buckets, name
     text = generate_latest(registry).decode()
     assert "recoil_" in text
+
+
+# Where the parts' code lives; only monitoring/catalogue.py may construct a metric.
+PART_PACKAGES = ("streams", "learner", "serving", "simulator", "monitoring", "recoil", "bench")
+METRIC_TYPES = re.compile(r"\b(Counter|Gauge|Histogram|Summary|Info|Enum)\(")
+PROMETHEUS_IMPORT = re.compile(
+    r"^\s*from prometheus_client(?:\.metrics)? import ([^\n]*(?:\([^)]*\))?)", re.MULTILINE
+)
+
+
+def test_no_part_creates_a_metric_outside_the_catalogue() -> None:
+    """A metric made by hand would bypass the catalogue's names and help texts."""
+    offenders = []
+    for package in PART_PACKAGES:
+        for path in sorted((REPO / package).rglob("*.py")):
+            if path == REPO / "monitoring" / "catalogue.py":
+                continue
+            text = path.read_text()
+            imported = " ".join(PROMETHEUS_IMPORT.findall(text))
+            made = set(METRIC_TYPES.findall(text)) & set(re.findall(r"\w+", imported))
+            if made or re.search(r"prometheus_client\.(Counter|Gauge|Histogram|Summary)\(", text):
+                offenders.append(f"{path.relative_to(REPO)}: {sorted(made)}")
+    assert offenders == [], "create metrics with monitoring.catalogue.create_part"
+
+
+def test_create_part_starts_closed_counter_series_at_zero() -> None:
+    registry = CollectorRegistry()
+    catalogue.create_part(Part.STREAMS, registry)
+    for code in INVALID_CODES:
+        value = registry.get_sample_value("recoil_stream_invalid_events_total", {"reason": code})
+        assert value == 0, code
+    for kind in LABEL_KINDS:
+        value = registry.get_sample_value("recoil_stream_training_examples_total", {"kind": kind})
+        assert value == 0, kind
+    learner = CollectorRegistry()
+    catalogue.create_part(Part.LEARNER, learner)
+    # A gauge has no meaningful 0: the loss appears with the first step.
+    assert learner.get_sample_value("recoil_learner_loss", {"term": "total"}) is None
+
+
+def test_part_metrics_are_handed_out_by_name_and_type() -> None:
+    metrics = catalogue.create_part(Part.SERVING, CollectorRegistry())
+    assert isinstance(metrics.counter("recoil_serving_requests_total"), Counter)
+    with pytest.raises(TypeError, match="counter"):
+        metrics.gauge("recoil_serving_requests_total")
+    with pytest.raises(KeyError, match="serving"):
+        metrics.gauge("recoil_learner_loss")
+
+
+def test_invalid_codes_are_the_contracts() -> None:
+    """The reason label takes every Invalid.code, the stream worker's own included."""
+    reason = catalogue.metric("recoil_stream_invalid_events_total").labels[0]
+    assert reason.values == INVALID_CODES
+    assert {"wrong_key", "processing_error"} <= set(INVALID_CODES)
