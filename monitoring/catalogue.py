@@ -27,6 +27,7 @@ from typing import Literal, TypeVar, get_args
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics import MetricWrapperBase
 
+from monitoring import generated
 from recoil.core.events import INVALID_CODES
 from recoil.core.records import LABEL_KINDS
 
@@ -339,9 +340,7 @@ def iter_label_sets(metric: Metric) -> Iterator[dict[str, str]]:
 
 
 def main() -> int:
-    MARKDOWN_PATH.write_text(markdown_table())
-    print(f"wrote {MARKDOWN_PATH}", file=sys.stderr)
-    return 0
+    return generated.write({MARKDOWN_PATH: markdown_table()})
 
 
 if __name__ == "__main__":

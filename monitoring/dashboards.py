@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from monitoring import generated, rules
+
 DASHBOARD_DIR = Path(__file__).with_name("dashboards")
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 ARM = 'arm=~"$arm"'
@@ -68,6 +70,22 @@ def _quantile(q: float, bucket: str, by: str = "", window: str = "$__rate_interv
     return f"histogram_quantile({q}, sum by ({labels}) (rate({bucket}[{window}])))"
 
 
+def _p50_p99(
+    bucket: str, prefix: str = "", window: str = "$__rate_interval"
+) -> tuple[Target, Target]:
+    """The median and the 99th percentile of a histogram, legends ``{prefix}p50``/``p99``."""
+    return (
+        Target(_quantile(0.5, bucket, window=window), f"{prefix}p50"),
+        Target(_quantile(0.99, bucket, window=window), f"{prefix}p99"),
+    )
+
+
+def _per_second(title: str, description: str, counter: str, by: str) -> Panel:
+    """One counter's rate, summed by the labels ``by`` (one line per value)."""
+    legend = " ".join(f"{{{{{label.strip()}}}}}" for label in by.split(","))
+    return Panel(title, description, (Target(_rate(counter, by), legend),), unit="ops")
+
+
 def _responsiveness(similarity: str) -> Panel:
     sel = f'{{similarity="{similarity}", {ARM}}}'
     return Panel(
@@ -86,6 +104,18 @@ def _responsiveness(similarity: str) -> Panel:
     )
 
 
+def _latest_responsiveness(similarity: str) -> Panel:
+    return Panel(
+        f"Latest responsiveness ({similarity})",
+        "Newest probed model version per arm (recording rule).",
+        (Target(f'{rules.LATEST}{{similarity="{similarity}"}}', VERSION_LEGEND),),
+        unit="percentunit",
+        kind="stat",
+        width=8,
+        height=5,
+    )
+
+
 def _impression_share() -> str:
     impressions = f"recoil_sim_impressions_total{{{ARM}}}"
     return (
@@ -99,34 +129,8 @@ OVERVIEW = Dashboard(
     "recoil / overview",
     "Is the loop learning from dislikes, and is it healthy?",
     (
-        Panel(
-            "Latest responsiveness (cluster)",
-            "Newest probed model version per arm (recording rule).",
-            (
-                Target(
-                    'arm_similarity:recoil_responsiveness_ratio:latest{similarity="cluster"}',
-                    VERSION_LEGEND,
-                ),
-            ),
-            unit="percentunit",
-            kind="stat",
-            width=8,
-            height=5,
-        ),
-        Panel(
-            "Latest responsiveness (creator)",
-            "Newest probed model version per arm (recording rule).",
-            (
-                Target(
-                    'arm_similarity:recoil_responsiveness_ratio:latest{similarity="creator"}',
-                    VERSION_LEGEND,
-                ),
-            ),
-            unit="percentunit",
-            kind="stat",
-            width=8,
-            height=5,
-        ),
+        _latest_responsiveness("cluster"),
+        _latest_responsiveness("creator"),
         Panel(
             "Firing alerts",
             "Recoil alerts firing now (monitoring/rules/alerts.yml).",
@@ -135,11 +139,11 @@ OVERVIEW = Dashboard(
             width=8,
             height=5,
         ),
-        Panel(
+        _per_second(
             "Events per second by outcome",
             "Interaction events the stream workers consumed, by label outcome.",
-            (Target(_rate("recoil_stream_events_total", "outcome"), "{{outcome}}"),),
-            unit="ops",
+            "recoil_stream_events_total",
+            "outcome",
         ),
         Panel(
             "Simulated dislike rate",
@@ -183,11 +187,11 @@ RESPONSIVENESS = Dashboard(
             "measurement: consecutive versions differ without any change of the model.",
             (
                 Target(
-                    f"arm_similarity:recoil_responsiveness_ratio:latest{{{ARM}}}",
+                    f"{rules.LATEST}{{{ARM}}}",
                     "{{arm}} {{similarity}} newest v{{model_version}}",
                 ),
                 Target(
-                    f"arm_similarity:recoil_responsiveness_ratio:previous{{{ARM}}}",
+                    f"{rules.PREVIOUS}{{{ARM}}}",
                     "{{arm}} {{similarity}} previous v{{model_version}}",
                 ),
             ),
@@ -201,11 +205,11 @@ RESPONSIVENESS = Dashboard(
             "the threshold above baseline.",
             (
                 Target(
-                    f"arm_similarity:recoil_responsiveness_ratio:avg_recent{{{ARM}}}",
+                    f"{rules.AVG_RECENT}{{{ARM}}}",
                     "{{arm}} {{similarity}} recent",
                 ),
                 Target(
-                    f"arm_similarity:recoil_responsiveness_ratio:avg_baseline{{{ARM}}}",
+                    f"{rules.AVG_BASELINE}{{{ARM}}}",
                     "{{arm}} {{similarity}} baseline",
                 ),
             ),
@@ -277,17 +281,17 @@ PIPELINE = Dashboard(
     "recoil / pipeline health",
     "Throughput, lag, freshness and errors from events to recommendations.",
     (
-        Panel(
+        _per_second(
             "Events per second by outcome",
             "Labelled by the streams' labelling rules; invalid ones go to the DLQ.",
-            (Target(_rate("recoil_stream_events_total", "outcome"), "{{outcome}}"),),
-            unit="ops",
+            "recoil_stream_events_total",
+            "outcome",
         ),
-        Panel(
+        _per_second(
             "Training examples per second",
             "Examples written to training-examples, by label kind.",
-            (Target(_rate("recoil_stream_training_examples_total", "kind"), "{{kind}}"),),
-            unit="ops",
+            "recoil_stream_training_examples_total",
+            "kind",
         ),
         Panel(
             "Invalid events and DLQ",
@@ -316,10 +320,7 @@ PIPELINE = Dashboard(
         Panel(
             "Stream processing time",
             "Per event, decode to send.",
-            (
-                Target(_quantile(0.5, "recoil_stream_processing_seconds_bucket"), "p50"),
-                Target(_quantile(0.99, "recoil_stream_processing_seconds_bucket"), "p99"),
-            ),
+            _p50_p99("recoil_stream_processing_seconds_bucket"),
             unit="s",
         ),
         Panel(
@@ -327,29 +328,16 @@ PIPELINE = Dashboard(
             "Feature: dislike produced until GET /recommend reflects it. Snapshot: event "
             "produced until the first snapshot trained on it.",
             (
-                Target(_quantile(0.5, "recoil_freshness_feature_seconds_bucket"), "feature p50"),
-                Target(_quantile(0.99, "recoil_freshness_feature_seconds_bucket"), "feature p99"),
-                Target(
-                    _quantile(0.5, "recoil_freshness_snapshot_seconds_bucket", window="15m"),
-                    "snapshot p50",
-                ),
-                Target(
-                    _quantile(0.99, "recoil_freshness_snapshot_seconds_bucket", window="15m"),
-                    "snapshot p99",
-                ),
+                *_p50_p99("recoil_freshness_feature_seconds_bucket", "feature "),
+                *_p50_p99("recoil_freshness_snapshot_seconds_bucket", "snapshot ", window="15m"),
             ),
             unit="s",
         ),
-        Panel(
+        _per_second(
             "Serving requests",
             "Requests per second by endpoint and HTTP status.",
-            (
-                Target(
-                    _rate("recoil_serving_requests_total", "endpoint, status"),
-                    "{{endpoint}} {{status}}",
-                ),
-            ),
-            unit="ops",
+            "recoil_serving_requests_total",
+            "endpoint, status",
         ),
         Panel(
             "Serving latency and errors",
@@ -387,11 +375,8 @@ LEARNER = Dashboard(
             "-w·log(1 - p(y|s)) on disliked/skipped items (Eq. 1).",
             (Target("recoil_learner_loss", "{{term}} {{instance}}"),),
         ),
-        Panel(
-            "Steps per second",
-            "Optimizer steps.",
-            (Target(_rate("recoil_learner_steps_total", "instance"), "{{instance}}"),),
-            unit="ops",
+        _per_second(
+            "Steps per second", "Optimizer steps.", "recoil_learner_steps_total", "instance"
         ),
         Panel(
             "Examples per second",
@@ -424,16 +409,7 @@ LEARNER = Dashboard(
         Panel(
             "Snapshot publish time",
             "Write, verify and atomically rename one snapshot (p50 and p99 over 15 minutes).",
-            (
-                Target(
-                    _quantile(0.5, "recoil_learner_snapshot_publish_seconds_bucket", window="15m"),
-                    "p50",
-                ),
-                Target(
-                    _quantile(0.99, "recoil_learner_snapshot_publish_seconds_bucket", window="15m"),
-                    "p99",
-                ),
-            ),
+            _p50_p99("recoil_learner_snapshot_publish_seconds_bucket", window="15m"),
             unit="s",
         ),
         Panel(
@@ -592,12 +568,7 @@ def render(dashboard: Dashboard) -> str:
 
 
 def main() -> int:
-    DASHBOARD_DIR.mkdir(exist_ok=True)
-    for dashboard in DASHBOARDS:
-        path = DASHBOARD_DIR / dashboard.file_name
-        path.write_text(render(dashboard))
-        print(f"wrote {path}", file=sys.stderr)
-    return 0
+    return generated.write({DASHBOARD_DIR / d.file_name: render(d) for d in DASHBOARDS})
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from monitoring import dashboards, rules
+from monitoring import dashboards, generated, rules
 
 OUT_DIR = Path(__file__).resolve().parents[1] / "deploy" / "k8s" / "monitoring"
 RULE_FILE = OUT_DIR / "prometheusrule.yaml"
@@ -49,15 +49,13 @@ def dashboards_configmap() -> dict[str, Any]:
 
 
 def render(manifest: dict[str, Any]) -> str:
-    return HEADER + yaml.dump(manifest, Dumper=rules.BlockDumper, sort_keys=False, width=1_000_000)
+    return generated.to_yaml(manifest, HEADER)
 
 
 def main() -> int:
-    OUT_DIR.mkdir(parents=True, exist_ok=True)
-    RULE_FILE.write_text(render(prometheus_rule()))
-    DASHBOARD_FILE.write_text(render(dashboards_configmap()))
-    print(f"wrote {RULE_FILE} and {DASHBOARD_FILE}", file=sys.stderr)
-    return 0
+    return generated.write(
+        {RULE_FILE: render(prometheus_rule()), DASHBOARD_FILE: render(dashboards_configmap())}
+    )
 
 
 if __name__ == "__main__":
