@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,6 @@ import torch
 from learner.arms import ARMS
 from learner.model import ModelConfig
 from learner.offline import TrainConfig, TrainingReport, train_offline
-from learner.vocab import FIRST_INDEX
 from recoil.core.events import InteractionEvent
 from recoil.core.labels import LabelConfig
 from recoil.core.windows import events_to_examples, user_histories
@@ -44,7 +43,7 @@ from simulator.evaluation import (
 )
 from simulator.metrics import bootstrap_mean_ci
 from simulator.parallel import map_arms
-from simulator.report import write_backtest
+from simulator.report import trained_model_json, write_backtest
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +133,7 @@ def run_backtest(
     # Bars of parallel workers would interleave; log lines report progress instead.
     bars = progress and workers <= 1
 
-    def run_arm(arm: str) -> tuple[NextItemRanking, float, dict[str, Any]]:
+    def run_arm(arm: str) -> tuple[NextItemRanking, float, dict[str, Any], ModelConfig]:
         t0 = time.perf_counter()
         recommender = train_offline(examples, arm, config.model, config.train, bars)
         with torch.inference_mode():
@@ -152,13 +151,14 @@ def run_backtest(
             arm, K, ranking.hr_positive, ranking.ndcg_positive, K, ranking.hr_dislike,
             ranking.hr_dislike_creator, time.perf_counter() - t0,
         )  # fmt: skip
-        return ranking, time.perf_counter() - t0, training_summary(recommender.report)
+        trained = recommender.model.current_config()
+        return ranking, time.perf_counter() - t0, training_summary(recommender.report), trained
 
     rankings = map_arms(run_arm, config.arms, workers)
-    arms = arm_metrics({arm: r for arm, (r, _, _) in rankings.items()}, config.train.seed)
-    for arm, (_, _, training) in rankings.items():
+    arms = arm_metrics({arm: r for arm, (r, _, _, _) in rankings.items()}, config.train.seed)
+    for arm, (_, _, training, _) in rankings.items():
         arms[arm]["training"] = training
-    seconds = {f"arm_{arm}": round(t, 1) for arm, (_, t, _) in rankings.items()}
+    seconds = {f"arm_{arm}": round(t, 1) for arm, (_, t, _, _) in rankings.items()}
     first = next(iter(rankings.values()))[0]
     counts = (first.positives, first.dislikes)
     seconds["total"] = round(time.perf_counter() - started, 1)
@@ -179,14 +179,7 @@ def run_backtest(
             "max_users": config.max_users,
             "workers": workers,
             "labels": asdict(config.labels),
-            # the tables' sizes are the trained vocabulary's, not the starting config's
-            "model": asdict(
-                replace(
-                    config.model,
-                    num_items=len(train_items | {e.item_id for e in test_events}) + FIRST_INDEX,
-                    num_creators=len(set(creator_of.values())) + FIRST_INDEX,
-                )
-            ),
+            "model": trained_model_json({arm: m for arm, (_, _, _, m) in rankings.items()}),
             "train": asdict(config.train),
             "seconds": seconds,
         },

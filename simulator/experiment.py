@@ -52,7 +52,7 @@ from simulator.metrics import bootstrap_relative_change, relative_change
 from simulator.parallel import map_arms
 from simulator.policy import LoggingPolicyConfig
 from simulator.probe import ProbeConfig, Responsiveness, run_probe
-from simulator.report import write_ablation
+from simulator.report import trained_model_json, write_ablation
 from simulator.served_logs import ServedLoggingConfig, simulate_served_logs
 from simulator.serving import UserStart, starts_from_log
 from simulator.world import World, WorldConfig, world_preset
@@ -164,6 +164,7 @@ class ArmOutcome:
     train_seconds: float
     eval_seconds: float
     training: dict[str, Any]
+    model: ModelConfig  # as trained: table sizes grown to the vocabulary
 
 
 @dataclass(frozen=True)
@@ -240,7 +241,10 @@ def run_arm(arm: str, data: PreparedData, config: ExperimentConfig, progress: bo
         arm, 100 * probe.cluster, 100 * probe.creator, 100 * loop.dislike_rate,
         config.recall_k, ranking.recall, time.perf_counter() - t0,
     )  # fmt: skip
-    return ArmOutcome(probe, loop, ranking, next_item, t1 - t0, time.perf_counter() - t1, training)
+    return ArmOutcome(
+        probe, loop, ranking, next_item, t1 - t0, time.perf_counter() - t1, training,
+        recommender.model.current_config(),
+    )  # fmt: skip
 
 
 def run_arms(
@@ -306,7 +310,7 @@ def ablation_json(
             "logging_policy": asdict(config.policy),
             "served_logging": None if config.served is None else asdict(config.served),
             "labels": asdict(config.labels),
-            "model": asdict(config.model),
+            "model": trained_model_json({arm: o.model for arm, o in outcomes.items()}),
             "train": asdict(config.train),
             "probe": asdict(config.probe),
             "closed_loop": asdict(config.closed_loop),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +13,8 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
+
+from learner.model import ModelConfig
 
 # The paper's Fig. 3b (section 4), for reference on the plot: (cluster, creator).
 PAPER_RESPONSIVENESS = {
@@ -39,6 +43,21 @@ def _finite(obj: Any) -> Any:
 
 def _num(x: float | None) -> str:
     return "n/a" if x is None or math.isnan(x) else f"{x:.4f}"
+
+
+def trained_model_json(trained: Mapping[str, ModelConfig]) -> dict[str, Any]:
+    """The model config the arms were trained with (``SequenceRecommender.current_config``:
+    table sizes grown to the vocabulary, not the starting config's). Where arms' table
+    sizes differ, that size is recorded per arm (``{arm: rows}``)."""
+    records = {arm: asdict(config) for arm, config in trained.items()}
+    if not records:
+        return {}
+    first = next(iter(records.values()))
+    return {
+        key: value if all(r[key] == value for r in records.values())
+        else {arm: r[key] for arm, r in records.items()}
+        for key, value in first.items()
+    }  # fmt: skip
 
 
 def _write_json(path: Path, obj: Any) -> None:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import asdict, replace
 from pathlib import Path
 
-from simulator.report import write_backtest
+from learner.model import ModelConfig
+from simulator.report import trained_model_json, write_backtest
 
 
 def test_backtest_report_writes_null_for_undefined_metrics(tmp_path: Path) -> None:
@@ -33,3 +35,15 @@ def test_backtest_report_writes_null_for_undefined_metrics(tmp_path: Path) -> No
     table = (tmp_path / "backtest.md").read_text()
     assert "| feature_and_labels | 0.0400 | 0.0200 | n/a |" in table
     assert (tmp_path / "backtest.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_recorded_model_is_the_trained_one_per_arm_where_arms_differ() -> None:
+    given = ModelConfig()  # 3 item rows: what the arms start from, not what they train
+    same = replace(given, num_items=120, num_creators=40)
+    assert trained_model_json({"no_signal": same, "feature_and_labels": same}) == asdict(same)
+    wider = replace(same, num_items=121)
+    record = trained_model_json({"no_signal": same, "feature_and_labels": wider})
+    assert record == {
+        **asdict(same), "num_items": {"no_signal": 120, "feature_and_labels": 121}
+    }  # fmt: skip
+    assert trained_model_json({}) == {}
