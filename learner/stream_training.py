@@ -75,24 +75,16 @@ class StreamState:
     pending: deque[tuple[str, ...]] = field(default_factory=deque)
 
 
+@dataclass(eq=False)
 class StreamDataset(IterableDataset[StreamBatch]):
     """Endless encoded batches from a ``KafkaExampleSource`` (main process only)."""
 
-    def __init__(
-        self,
-        source: KafkaExampleSource,
-        state: StreamState,
-        arm: ArmConfig,
-        max_len: int,
-        should_stop: Callable[[], bool],
-        ranks: Ranks = ONE_PROCESS,
-    ) -> None:
-        self.source = source
-        self.state = state
-        self.arm = arm
-        self.max_len = max_len
-        self.should_stop = should_stop
-        self.ranks = ranks
+    source: KafkaExampleSource
+    state: StreamState
+    arm: ArmConfig
+    max_len: int
+    should_stop: Callable[[], bool]
+    ranks: Ranks = ONE_PROCESS
 
     def __iter__(self) -> Iterator[StreamBatch]:
         while True:

@@ -35,7 +35,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -46,6 +46,8 @@ from serving.requests import (
     EXCLUDE_SEEN,
     MAX_BODY_BYTES,
     BadRequestError,
+    BatchRequest,
+    RecommendRequest,
     parse_batch_body,
     parse_json_body,
     parse_k,
@@ -53,6 +55,8 @@ from serving.requests import (
 )
 
 log = logging.getLogger(__name__)
+
+_Posted = TypeVar("_Posted", RecommendRequest, BatchRequest)  # a POST body, parsed
 
 
 class ServableSnapshot(Protocol):
@@ -229,26 +233,34 @@ def create_app(
             raise BadRequestError(f"body is over {MAX_BODY_BYTES} bytes", 413) from None
         return parse_json_body(raw)
 
-    async def recommend_history(request: web.Request) -> web.Response:
-        try:
-            req = parse_recommend_body(await read_json(request))
-        except BadRequestError as exc:
-            return _error(exc.status, "bad_request", exc.reason)
-        snapshot = current()
-        unknown = unknown_items(snapshot, [req.history])
-        if unknown and req.unknown_items == "reject":
-            return _reject_unknown(snapshot, unknown)
+    def posted(
+        parse: Callable[[Any], _Posted],
+        answer: Callable[[ServableSnapshot, _Posted, list[str]], web.Response],
+    ) -> Callable[[web.Request], Awaitable[web.Response]]:
+        """A POST handler: the body parsed and checked (``unknown_items``) the same way for
+        one history and for a batch, then ``answer`` from one snapshot."""
+
+        async def handler(request: web.Request) -> web.Response:
+            try:
+                req = parse(await read_json(request))
+            except BadRequestError as exc:
+                return _error(exc.status, "bad_request", exc.reason)
+            snapshot = current()
+            unknown = unknown_items(snapshot, req.histories)
+            if unknown and req.unknown_items == "reject":
+                return _reject_unknown(snapshot, unknown)
+            return answer(snapshot, req, unknown)
+
+        return handler
+
+    def recommend_history(
+        snapshot: ServableSnapshot, req: RecommendRequest, unknown: list[str]
+    ) -> web.Response:
         return respond(snapshot, req.history, req.k, req.exclude_seen, unknown)
 
-    async def recommend_batch(request: web.Request) -> web.Response:
-        try:
-            req = parse_batch_body(await read_json(request))
-        except BadRequestError as exc:
-            return _error(exc.status, "bad_request", exc.reason)
-        snapshot = current()
-        unknown = unknown_items(snapshot, req.histories)
-        if unknown and req.unknown_items == "reject":
-            return _reject_unknown(snapshot, unknown)
+    def recommend_batch(
+        snapshot: ServableSnapshot, req: BatchRequest, unknown: list[str]
+    ) -> web.Response:
         ranked = snapshot.recommend(req.histories, req.k, req.exclude_seen)
         return web.json_response(
             {
@@ -282,8 +294,8 @@ def create_app(
         return response
 
     app.router.add_get("/recommend/{user_id}", recommend_user)
-    app.router.add_post("/recommend", recommend_history)
-    app.router.add_post("/recommend/batch", recommend_batch)
+    app.router.add_post("/recommend", posted(parse_recommend_body, recommend_history))
+    app.router.add_post("/recommend/batch", posted(parse_batch_body, recommend_batch))
     app.router.add_get("/snapshot", snapshot_info)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

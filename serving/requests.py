@@ -43,6 +43,11 @@ class RecommendRequest:
     exclude_seen: bool
     unknown_items: UnknownItems = "ignore"  # "reject": 422 if the snapshot lacks a history item
 
+    @property
+    def histories(self) -> tuple[tuple[HistoryItem, ...]]:
+        """The one history, as a batch of one (what a batch request's checks read)."""
+        return (self.history,)
+
 
 def parse_json_body(raw: bytes) -> Any:
     """A request body as JSON; anything the decoder cannot take safely is a 400 with a reason.

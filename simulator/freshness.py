@@ -96,12 +96,13 @@ async def snapshot_freshness(
     session: aiohttp.ClientSession,
     serving_url: str,
     produced_at: float,
-    partition: int,
-    offset: int,
+    example_at: tuple[int, int],
     timeout: float = 300.0,
     poll_seconds: float = 0.5,
 ) -> float:
-    """Seconds from the event's production to the first snapshot trained on its example."""
+    """Seconds from the event's production to the first snapshot trained on its example,
+    which is at ``example_at`` (partition, offset; what ``find_example`` gives)."""
+    partition, offset = example_at
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         async with session.get(f"{serving_url}/snapshot") as resp:

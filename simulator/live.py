@@ -407,9 +407,8 @@ class LiveSimulation:
         if sample.event_id not in found:
             log.warning("the example of %s never appeared on the topic", sample.event_id)
             return
-        partition, offset = found[sample.event_id]
         seconds = await snapshot_freshness(
-            session, self.config.serving_url, sample.produced_at, partition, offset
+            session, self.config.serving_url, sample.produced_at, found[sample.event_id]
         )
         self.metrics.freshness_snapshot.observe(seconds)
         self.freshness.append({"snapshot_seconds": seconds})

@@ -119,32 +119,35 @@ class WorldConfig:
         return asdict(self)
 
 
+def _sized(name: str, clusters: int, creators: int, items: int, users: int,
+           steps: int) -> WorldConfig:  # fmt: skip
+    """A world of ``clusters`` x ``creators`` per cluster x ``items`` per creator."""
+    return WorldConfig(
+        name=name, num_clusters=clusters, creators_per_cluster=creators,
+        items_per_creator=items, num_users=users, steps_per_user=steps,
+    )  # fmt: skip
+
+
 # Presets: tiny runs in seconds (tests); medium is `recoil experiment`'s default and
 # fits the 30-minute budget on 2 CPU cores; large is the scale the issue names.
+_SMALL = _sized("small", 20, 10, 10, users=600, steps=120)
 WORLD_PRESETS: dict[str, WorldConfig] = {
-    "tiny": WorldConfig(
-        name="tiny", num_clusters=6, creators_per_cluster=5, items_per_creator=6,
-        num_users=60, steps_per_user=60,
-    ),
-    "small": WorldConfig(
-        name="small", num_clusters=20, creators_per_cluster=10, items_per_creator=10,
-        num_users=600, steps_per_user=120,
-    ),
-    "medium": WorldConfig(
-        name="medium", num_clusters=50, creators_per_cluster=10, items_per_creator=10,
-        num_users=2500, steps_per_user=150,
-    ),
-    "large": WorldConfig(
-        name="large", num_clusters=100, creators_per_cluster=100, items_per_creator=10,
-        num_users=10_000, steps_per_user=200,
-    ),
-    # small's size with aversions: the real-data pattern (docs/experiment.md).
-    "aversion": WorldConfig(
-        name="aversion", num_clusters=20, creators_per_cluster=10, items_per_creator=10,
-        num_users=600, steps_per_user=120, aversion_clusters=2, aversion_watch_bonus=2.0,
-        aversion_dislike_boost=3.0,
-    ),
-}  # fmt: skip
+    world.name: world
+    for world in (
+        _sized("tiny", 6, 5, 6, users=60, steps=60),
+        _SMALL,
+        _sized("medium", 50, 10, 10, users=2500, steps=150),
+        _sized("large", 100, 100, 10, users=10_000, steps=200),
+        # small's size with aversions: the real-data pattern (docs/experiment.md).
+        replace(
+            _SMALL,
+            name="aversion",
+            aversion_clusters=2,
+            aversion_watch_bonus=2.0,
+            aversion_dislike_boost=3.0,
+        ),
+    )
+}
 
 
 def world_preset(name: str, seed: int = 0) -> WorldConfig:

@@ -86,9 +86,8 @@ async def _measure(args: argparse.Namespace, loop: Any, kafka: Any) -> dict[str,
             snapshot = []
             for s in samples[-args.snapshot_samples :]:
                 if s.event_id in found:
-                    partition, offset = found[s.event_id]
                     snapshot.append(
-                        await snapshot_freshness(session, url, s.produced_at, partition, offset)
+                        await snapshot_freshness(session, url, s.produced_at, found[s.event_id])
                     )
     finally:
         await consumer.stop()
