@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -32,30 +34,27 @@ def test_rollback_cuts_the_lineage_to_the_checkpoint(tmp_path: Path) -> None:
     assert rollback_lineage(tmp_path / "absent", 0) == 0
 
 
-@pytest.mark.parametrize(
-    ("kwargs", "message"),
-    [
-        ({"arm": "nope"}, "unknown arm"),
-        ({"snapshot_every_steps": 0}, "snapshot_every_steps"),
-        ({"snapshot_every_seconds": 0.0}, "snapshot_every_seconds"),
-        ({"max_steps": 0}, "max_steps"),
-        ({"softmax": "approximate"}, "softmax"),
-    ],
-)
-def test_bad_learner_config_says_what_to_fix(kwargs: dict[str, object], message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        LearnerConfig(store=Path("s"), checkpoint_dir=Path("c"), **kwargs)  # type: ignore[arg-type]
+LEARNER = partial(LearnerConfig, store=Path("s"), checkpoint_dir=Path("c"))
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "message"),
+    ("config", "kwargs", "message"),
     [
-        ({"topic": ""}, "topic"),
-        ({"batch_size": 0}, "batch_size"),
-        ({"batch_timeout_s": 0.0}, "batch_timeout_s"),
-        ({"dedupe_window": 0}, "dedupe_window"),
+        (LEARNER, {"arm": "nope"}, "unknown arm"),
+        (LEARNER, {"snapshot_every_steps": 0}, "snapshot_every_steps"),
+        (LEARNER, {"snapshot_every_seconds": 0.0}, "snapshot_every_seconds"),
+        (LEARNER, {"max_steps": 0}, "max_steps"),
+        (LEARNER, {"softmax": "approximate"}, "softmax"),
+        (SourceConfig, {"topic": ""}, "topic"),
+        (SourceConfig, {"batch_size": 0}, "batch_size"),
+        (SourceConfig, {"batch_timeout_s": 0.0}, "batch_timeout_s"),
+        (SourceConfig, {"dedupe_window": 0}, "dedupe_window"),
     ],
+    ids=lambda value: getattr(getattr(value, "func", value), "__name__", None),  # the class
 )
-def test_bad_source_config_says_what_to_fix(kwargs: dict[str, object], message: str) -> None:
+def test_a_bad_setting_says_what_to_fix(
+    config: Callable[..., object], kwargs: dict[str, object], message: str
+) -> None:
+    """The learner's config and its source's: a bad value fails with one naming it."""
     with pytest.raises(ValueError, match=message):
-        SourceConfig(**kwargs)  # type: ignore[arg-type]
+        config(**kwargs)
