@@ -35,6 +35,11 @@ from learner.vocab import PAD_INDEX, UNKNOWN_INDEX, Vocabularies
 from recoil.core.records import NUM_DWELL_BUCKETS, NUM_GAP_BUCKETS, HistoryItem, TrainingExample
 
 
+def _rows(index: Tensor | np.ndarray | slice) -> Tensor | slice:
+    """``index`` as tensors take it (a numpy array becomes a tensor)."""
+    return torch.from_numpy(index) if isinstance(index, np.ndarray) else index
+
+
 class HistoryBatch(NamedTuple):
     """A padded batch of histories; every field is (B, T): T = max_len, or the longest
     history for arms with the dislike feature (see the module docstring)."""
@@ -57,9 +62,8 @@ class HistoryBatch(NamedTuple):
 
     def select(self, index: Tensor | np.ndarray | slice) -> HistoryBatch:
         """The histories at ``index`` (rows)."""
-        if isinstance(index, np.ndarray):
-            index = torch.from_numpy(index)
-        return HistoryBatch(*(t[index] for t in self))
+        rows = _rows(index)
+        return HistoryBatch(*(t[rows] for t in self))
 
     def to(self, device: torch.device | str) -> HistoryBatch:
         return HistoryBatch(*(t.to(device, non_blocking=True) for t in self))
@@ -81,16 +85,8 @@ class ExampleTensors(NamedTuple):
 
     def select(self, index: Tensor | np.ndarray | slice) -> ExampleTensors:
         """The rows at ``index``: a minibatch."""
-        if isinstance(index, np.ndarray):
-            index = torch.from_numpy(index)
-        return ExampleTensors(
-            self.history.select(index),
-            self.label[index],
-            self.weight[index],
-            self.is_negative[index],
-            self.source[index],
-            self.label_creator[index],
-        )
+        rows = _rows(index)
+        return ExampleTensors(self.history.select(rows), *(t[rows] for t in self[1:]))
 
     def to(self, device: torch.device | str) -> ExampleTensors:
         return ExampleTensors(

@@ -9,6 +9,8 @@ real labelling and windowing rules (``recoil.core.windows.events_to_examples``).
 
 from __future__ import annotations
 
+from typing import TypedDict, Unpack
+
 import numpy as np
 
 from recoil.core.events import InteractionEvent
@@ -72,14 +74,19 @@ def synthetic_events(
     return events
 
 
+class LogShape(TypedDict, total=False):
+    """What ``synthetic_events`` takes besides the counts (its defaults apply)."""
+
+    num_items: int
+    num_clusters: int
+    items_per_creator: int
+    stickiness: float
+    seed: int
+
+
 def synthetic_examples(
-    num_users: int,
-    events_per_user: int,
-    num_items: int = 200,
-    num_clusters: int = 10,
-    seed: int = 0,
-    history_length: int = 50,
+    num_users: int, events_per_user: int, *, history_length: int = 50, **shape: Unpack[LogShape]
 ) -> list[TrainingExample]:
     """``synthetic_events`` windowed into training examples by the real rules."""
-    events = synthetic_events(num_users, events_per_user, num_items, num_clusters, seed=seed)
+    events = synthetic_events(num_users, events_per_user, **shape)
     return events_to_examples(events, LabelConfig(history_length=history_length))
