@@ -10,14 +10,7 @@ import pytest
 
 from recoil.core.labels import LabelConfig
 from recoil.core.records import HistoryItem
-from simulator.probe import (
-    ProbeConfig,
-    counterfactual_branches,
-    measure_responsiveness,
-    random_trajectories,
-    run_probe,
-    trajectory_cluster_share,
-)
+from simulator import probe
 from tests.support.catalogs import block_catalog
 
 # 3 clusters x 3 creators x 60 items: a creator always has unseen items left
@@ -65,11 +58,11 @@ class ShareRecommender:
         return picked + elsewhere[: k - len(picked)]
 
 
-SMALL = ProbeConfig(simulations=40, k=12, top_n=10, bootstrap=200)
+SMALL = probe.ProbeConfig(simulations=40, k=12, top_n=10, bootstrap=200)
 
 
 def test_known_responsiveness_is_measured_exactly() -> None:
-    result = run_probe(ShareRecommender(dislike_aware=True), CATALOG, SMALL, LABELS)
+    result = probe.run_probe(ShareRecommender(dislike_aware=True), CATALOG, SMALL, LABELS)
     assert result.creator == pytest.approx(-0.8)
     assert result.cluster == pytest.approx(-0.625)
     assert result.share_creator_long_dwell == pytest.approx(0.5)
@@ -90,29 +83,29 @@ def test_trajectory_cluster_share_counts_the_items_before_the_anchor() -> None:
 
     # anchor i2 (cluster k0) after i0, i1 (k0) and i200 (k1): 2/3; anchor i3 after i300: 0
     prefixes = [(item(0), item(1), item(200)), (item(300),)]
-    branches = counterfactual_branches(prefixes, ["i2", "i3"], CATALOG, LABELS)
-    assert trajectory_cluster_share(branches, CATALOG) == pytest.approx(1 / 3)
+    branches = probe.counterfactual_branches(prefixes, ["i2", "i3"], CATALOG, LABELS)
+    assert probe.trajectory_cluster_share(branches, CATALOG) == pytest.approx(1 / 3)
     # every probe reports it
-    result = run_probe(ShareRecommender(dislike_aware=True), CATALOG, SMALL, LABELS)
+    result = probe.run_probe(ShareRecommender(dislike_aware=True), CATALOG, SMALL, LABELS)
     assert 0.0 < result.trajectory_cluster_share <= 1.0
 
 
 def test_a_recommender_blind_to_dislikes_has_zero_responsiveness() -> None:
-    result = run_probe(ShareRecommender(dislike_aware=False), CATALOG, SMALL, LABELS)
+    result = probe.run_probe(ShareRecommender(dislike_aware=False), CATALOG, SMALL, LABELS)
     assert (result.cluster, result.creator) == (0.0, 0.0)
     assert result.ci95_cluster == (0.0, 0.0) and result.ci95_creator == (0.0, 0.0)
 
 
 def test_trajectories_are_batched_one_call_per_step() -> None:
     rec = ShareRecommender(dislike_aware=True)
-    run_probe(rec, CATALOG, SMALL, LABELS)
+    probe.run_probe(rec, CATALOG, SMALL, LABELS)
     assert rec.calls == SMALL.k  # k - 1 trajectory steps + one call for both branches
 
 
 def test_trajectories_consume_recommended_items() -> None:
     rec = ShareRecommender(dislike_aware=True)
     rng = np.random.default_rng(0)
-    prefixes, anchors = random_trajectories(rec, CATALOG, SMALL, LABELS, rng)
+    prefixes, anchors = probe.random_trajectories(rec, CATALOG, SMALL, LABELS, rng)
     assert len(prefixes) == len(anchors) == 40
     for prefix, anchor in zip(prefixes, anchors, strict=True):
         assert len(prefix) == SMALL.k - 1
@@ -127,10 +120,10 @@ def test_trajectories_consume_recommended_items() -> None:
 
 def test_branches_differ_only_in_the_dislike_flag() -> None:
     rng = np.random.default_rng(1)
-    prefixes, anchors = random_trajectories(
+    prefixes, anchors = probe.random_trajectories(
         ShareRecommender(True), CATALOG, SMALL, LABELS, rng
     )  # fmt: skip
-    branches = counterfactual_branches(prefixes, anchors, CATALOG, LABELS)
+    branches = probe.counterfactual_branches(prefixes, anchors, CATALOG, LABELS)
     for prefix, plain, disliked, anchor in zip(
         prefixes, branches.long_dwell, branches.dislike, anchors, strict=True
     ):
@@ -143,10 +136,10 @@ def test_branches_differ_only_in_the_dislike_flag() -> None:
 
 def test_measure_is_a_pure_function_of_branches_and_recommender() -> None:
     prefixes = [(), ()]
-    branches = counterfactual_branches(prefixes, ["i0", "i200"], CATALOG, LABELS)
+    branches = probe.counterfactual_branches(prefixes, ["i0", "i200"], CATALOG, LABELS)
     rec = ShareRecommender(True)
-    first = measure_responsiveness(branches, rec, CATALOG, 10, np.random.default_rng(5), 100)
-    second = measure_responsiveness(branches, rec, CATALOG, 10, np.random.default_rng(5), 100)
+    first = probe.measure_responsiveness(branches, rec, CATALOG, 10, np.random.default_rng(5), 100)
+    second = probe.measure_responsiveness(branches, rec, CATALOG, 10, np.random.default_rng(5), 100)
     assert first == second
     assert first.creator == pytest.approx(-0.8)
 
@@ -158,11 +151,13 @@ def test_zero_baseline_share_gives_nan_not_a_crash() -> None:
         ) -> list[list[str]]:
             return [["i539"] * k if h[-1].cluster_id == "k0" else ["i0"] * k for h in histories]
 
-    branches = counterfactual_branches([()], ["i0"], CATALOG, LABELS)
-    result = measure_responsiveness(branches, Elsewhere(), CATALOG, 5, np.random.default_rng(0))
+    branches = probe.counterfactual_branches([()], ["i0"], CATALOG, LABELS)
+    result = probe.measure_responsiveness(
+        branches, Elsewhere(), CATALOG, 5, np.random.default_rng(0)
+    )
     assert math.isnan(result.cluster) and math.isnan(result.creator)
 
 
 def test_bad_probe_config_is_refused() -> None:
     with pytest.raises(ValueError, match="must be >= 1"):
-        ProbeConfig(simulations=0)
+        probe.ProbeConfig(simulations=0)
