@@ -38,10 +38,11 @@ from learner.distributed import ONE_PROCESS, DeferredFailureCheckpointIO, Ranks,
 from learner.index import IndexConfig, choose_kind
 from learner.kafka_source import KafkaExampleSource
 from learner.metrics import LearnerMetrics
-from learner.model import ModelConfig
+from learner.model import MODEL_GROUP, ModelConfig
 from learner.snapshot import SnapshotInfo, publish_snapshot
 from learner.stream_training import ContinuousModule, StreamBatch, StreamState
 from learner.vocab import FIRST_INDEX
+from recoil.core.settings import setting
 from recoil.core.topics import MODEL_UPDATES
 
 log = logging.getLogger(__name__)
@@ -51,28 +52,65 @@ log = logging.getLogger(__name__)
 class LearnerConfig:
     """What the continuous learner trains and when it publishes."""
 
-    store: Path  # snapshot store (learner.snapshot)
-    checkpoint_dir: Path  # last.ckpt and the lineage log
-    arm: str = "feature_and_labels"  # learner.arms name; a checkpoint must match it
+    store: Path = setting(help="snapshot store directory")  # learner.snapshot
+    # last.ckpt and the lineage log; the command's default is STORE/checkpoints
+    checkpoint_dir: Path = setting(
+        help="checkpoint + lineage directory (default: STORE/checkpoints)", cli_default=None
+    )
+    # a checkpoint must match it
+    arm: str = setting("feature_and_labels", "model arm (learner/arms.py)")
     model: ModelConfig = field(default_factory=ModelConfig)  # ignored when resuming (ckpt wins)
-    lr: float = 2e-3  # AdamW learning rate
+    lr: float = setting(2e-3, "AdamW learning rate", group=MODEL_GROUP)
     weight_decay: float = 0.0  # AdamW decoupled weight decay
-    softmax: str = "full"  # "full" softmax over the corpus, or "sampled" (large corpora)
+    softmax: str = setting(
+        "full",
+        "full softmax over the corpus, or sampled (large corpora)",
+        group=MODEL_GROUP,
+        choices=["full", "sampled"],
+    )
     num_sampled: int = 1024  # uniform negatives per step in sampled mode
     gradient_clip_val: float | None = 1.0  # gradient norm clip, as offline training does
-    seed: int = 0  # model init, dropout and negative sampling
-    snapshot_every_steps: int = 200  # publish after this many steps since the last snapshot
-    snapshot_every_seconds: float = 30.0  # ... or this long after it, if any step was taken
-    max_steps: int | None = None  # stop after this many optimizer steps in total
-    stop_when_idle_s: float | None = None  # stop after this long with nothing left to read
-    keep_snapshots: int = 10  # versions kept in the store (< 1 keeps all)
+    seed: int = setting(0, "init, dropout and sampling seed", group=MODEL_GROUP)
+    # counted from the last snapshot
+    snapshot_every_steps: int = setting(200, "publish a snapshot after this many optimizer steps")
+    snapshot_every_seconds: float = setting(
+        30.0, "... or after this many seconds, if anything was trained"
+    )
+    max_steps: int | None = setting(None, "stop after this many steps")  # in total
+    # with nothing left to read
+    stop_when_idle_s: float | None = setting(
+        None,
+        "stop after this long without new examples",
+        flag="--stop-when-idle",
+        metavar="SECONDS",
+    )
+    keep_snapshots: int = setting(10, "versions kept in the store (0 = all)")  # < 1 keeps all
     index: IndexConfig = field(default_factory=IndexConfig)  # FAISS index per snapshot
-    accelerator: str = "auto"  # Lightning accelerator: CUDA where present, else CPU
+    # Lightning accelerator: CUDA where present, else CPU
+    accelerator: str = setting(
+        "auto",
+        "where ranks train: auto = CUDA where present (then --devices counts GPUs)",
+        choices=["auto", "cpu", "cuda"],
+    )
     log_every_s: float = 10.0  # progress log line interval
-    lineage_log: bool = True  # trained.jsonl: event ids per step (grows ~30 bytes per example)
-    model_updates_topic: str | None = MODEL_UPDATES  # snapshot announcements; None: none
-    devices: int = 1  # ranks per node (CPU processes or GPUs); > 1: DDP (learner.distributed)
-    num_nodes: int = 1  # nodes, each running `devices` ranks (Lightning's environment)
+    # trained.jsonl: event ids per step
+    lineage_log: bool = setting(
+        True, "do not log trained event ids to CHECKPOINT_DIR/trained.jsonl (~30 bytes/example)"
+    )
+    # snapshot announcements; None: none
+    model_updates_topic: str | None = setting(
+        MODEL_UPDATES, "topic announcing snapshots ('' = do not announce)", empty_is_none=True
+    )
+    # > 1: DDP (learner.distributed)
+    devices: int = setting(
+        1,
+        "data-parallel ranks on this node: CPU processes (gloo) or GPUs (NCCL); each reads "
+        "its own partitions of --topic (docs/operations.md)",
+    )
+    # Lightning's environment
+    num_nodes: int = setting(
+        1, "nodes running --devices ranks each (MASTER_ADDR, MASTER_PORT, NODE_RANK)"
+    )
 
     def __post_init__(self) -> None:
         resolve_arm(self.arm)

@@ -46,6 +46,7 @@ from typing import Any
 from learner.example_check import Skipped, decode_example
 from recoil.core.kafka_settings import KafkaSettings
 from recoil.core.records import TrainingExample
+from recoil.core.settings import setting
 from recoil.core.topics import TRAINING_EXAMPLES
 
 log = logging.getLogger(__name__)
@@ -55,19 +56,32 @@ log = logging.getLogger(__name__)
 class SourceConfig:
     """Where examples come from and how they are batched."""
 
-    topic: str = TRAINING_EXAMPLES  # the topic streams/ writes examples to
-    group: str = "recoil-learner"  # consumer group; committed offsets are shared by restarts
-    batch_size: int = 256  # examples per training step when traffic allows
-    batch_timeout_s: float = 0.5  # a short batch is trained once its first example waited this
+    topic: str = setting(TRAINING_EXAMPLES, "training examples topic")  # streams/ writes it
+    # committed offsets are shared by restarts
+    group: str = setting("recoil-learner", "Kafka consumer group")
+    batch_size: int = setting(256, "examples per step")  # when traffic allows
+    # a short batch is trained once its first example waited this long
+    batch_timeout_s: float = setting(
+        0.5, "seconds a short batch waits for more examples before training", flag="--batch-timeout"
+    )
     idle_tick_s: float = 1.0  # with nothing to train, return an empty batch this often
     poll_timeout_ms: int = 100  # longest single poll; bounds the reaction to a stop request
     max_poll_records: int = 2048  # records per poll; the buffer never holds more
     max_poll_interval_ms: int = 600_000  # must outlast a step + a snapshot publish (see above)
     session_timeout_ms: int = 30_000  # heartbeats come from a background thread
-    instance_id: str | None = "learner-0"  # static membership: see make_consumer; None: dynamic
+    # static membership: see make_consumer; None: dynamic
+    instance_id: str | None = setting(
+        "learner-0",
+        "static group membership id: a restart takes its partitions back at once "
+        "('' = dynamic membership)",
+        empty_is_none=True,
+    )
     dedupe_window: int = 100_000  # event ids remembered to drop re-deliveries
     lag_refresh_s: float = 2.0  # end offsets (a broker round trip) are fetched at most this often
-    max_example_bytes: int = 1 << 20  # larger records are skipped undecoded (Kafka's default cap)
+    # larger records are skipped undecoded (Kafka's default cap)
+    max_example_bytes: int = setting(
+        1 << 20, "skip (and count) training-example records larger than this"
+    )
     max_history_items: int = 1000  # longer histories are skipped (workers keep 50 by default)
 
     def __post_init__(self) -> None:

@@ -31,9 +31,14 @@ from learner.encoder import CausalTransformerEncoder, GRUEncoder
 from learner.features import HistoryBatch
 from learner.vocab import FIRST_INDEX, PAD_INDEX
 from recoil.core.records import NUM_DWELL_BUCKETS, NUM_GAP_BUCKETS
+from recoil.core.settings import setting
 
 EncoderKind = Literal["gru", "sasrec"]
 FlaggedInput = Literal["gated", "drop", "embed"]
+
+
+# The command-line group of the settings that shape a new model (recoil learn).
+MODEL_GROUP = "model (a new model only; a checkpoint keeps its own)"
 
 
 @dataclass(frozen=True)
@@ -43,12 +48,15 @@ class ModelConfig:
 
     num_items: int = FIRST_INDEX + 1  # item table rows; grows with the item vocabulary
     num_creators: int = FIRST_INDEX + 1  # creator table rows
-    embedding_dim: int = 64  # D: width of item embeddings and of the user state
-    hidden_dim: int = 64  # GRU hidden size, or the transformer's feed-forward width
-    encoder: EncoderKind = "gru"  # "gru" as in the paper, or "sasrec" (causal transformer)
+    embedding_dim: int = setting(64, "D of s and v", group=MODEL_GROUP)  # item and state width
+    # the GRU's hidden size, or the transformer's feed-forward width
+    hidden_dim: int = setting(64, "GRU / feed-forward width", group=MODEL_GROUP)
+    # "gru" as in the paper, or "sasrec" (causal transformer)
+    encoder: EncoderKind = setting("gru", "sequence encoder", group=MODEL_GROUP)
     num_layers: int = 1  # stacked GRU / transformer layers
     num_heads: int = 2  # attention heads (sasrec only)
-    max_len: int = 30  # newest history items read; 30 of streams' 50 halves CPU training time
+    # newest history items read; 30 of streams' 50 halves CPU training time
+    max_len: int = setting(30, "history items the model reads", group=MODEL_GROUP)
     dropout: float = 0.1  # on the summed input embeddings (and inside the transformer)
     tie_embeddings: bool = False  # output item embeddings v share the input item table
     init_std: float = 0.05  # normal init of embedding rows, also for rows added by growth

@@ -27,6 +27,7 @@ from typing import Any
 from recoil.broker.embedded import free_port
 from recoil.core.kafka_settings import KafkaSettings
 from recoil.core.processes import Child, ProcessGroup, recoil_command
+from recoil.core.settings import to_flags
 from recoil.core.topics import DLQ, INTERACTIONS, MODEL_UPDATES, TRAINING_EXAMPLES, ensure_topics
 from streams.config import StreamsConfig
 from streams.supervisor import worker_command
@@ -123,7 +124,6 @@ class Loop:
     def start(self) -> None:
         cfg = self.config
         cfg.workdir.mkdir(parents=True, exist_ok=True)
-        bootstrap = ["--bootstrap-servers", self.kafka.bootstrap_servers]
         ensure_topics(
             self.kafka,
             [cfg.topic(INTERACTIONS), cfg.topic(TRAINING_EXAMPLES)],
@@ -142,58 +142,75 @@ class Loop:
         self.children["worker"] = self.group.start("worker", worker_command(self.kafka, worker))
         for arm in cfg.arms:
             self.children[f"learner-{arm}"] = self.group.start(
-                f"learner-{arm}",
-                recoil_command(
-                    "learn", *bootstrap,
-                    "--topic", cfg.topic(TRAINING_EXAMPLES),
-                    "--group", f"recoil-learner-{arm}{cfg.topic_suffix}",
-                    "--arm", arm,
-                    "--store", str(self.store(arm)),
-                    "--checkpoint-dir", str(cfg.workdir / "checkpoints" / arm),
-                    "--snapshot-every-steps", str(cfg.snapshot_every_steps),
-                    "--snapshot-every-seconds", str(cfg.snapshot_every_seconds),
-                    "--batch-size", str(cfg.batch_size),
-                    "--model-updates-topic", cfg.topic(MODEL_UPDATES),
-                    "--metrics-port", str(self.ports.learner_metrics[arm]),
-                    "--seed", str(cfg.seed),
-                    "--threads", "1",
-                ),
-            )  # fmt: skip
+                f"learner-{arm}", self.learner_command(arm)
+            )
+            history = f"http://127.0.0.1:{self.ports.worker_web}"
+            serve = ["serve", f"--store={self.store(arm)}", f"--history-url={history}"]
             self.children[f"serving-{arm}"] = self.group.start(
-                f"serving-{arm}",
-                recoil_command(
-                    "serve",
-                    "--store", str(self.store(arm)),
-                    "--history-url", f"http://127.0.0.1:{self.ports.worker_web}",
-                    "--port", str(self.ports.serving[arm]),
-                ),
-            )  # fmt: skip
+                f"serving-{arm}", recoil_command(*serve, f"--port={self.ports.serving[arm]}")
+            )
+        self.children["simulator"] = self.group.start("simulator", self.simulator_command())
+
+    @property
+    def bootstrap(self) -> list[str]:
+        return ["--bootstrap-servers", self.kafka.bootstrap_servers]
+
+    def learner_command(self, arm: str) -> list[str]:
+        """The argv of ``recoil learn`` for ``arm``: every setting from its config class."""
+        # learner's config modules import torch: only here, not when recoil.loop loads
+        from learner.continuous import LearnerConfig
+        from learner.kafka_source import SourceConfig
+        from recoil.commands.learn import LearnOptions
+
+        cfg = self.config
+        learner = LearnerConfig(
+            store=self.store(arm),
+            checkpoint_dir=cfg.workdir / "checkpoints" / arm,
+            arm=arm,
+            seed=cfg.seed,
+            snapshot_every_steps=cfg.snapshot_every_steps,
+            snapshot_every_seconds=cfg.snapshot_every_seconds,
+            model_updates_topic=cfg.topic(MODEL_UPDATES),
+        )
+        source = SourceConfig(
+            topic=cfg.topic(TRAINING_EXAMPLES),
+            group=f"recoil-learner-{arm}{cfg.topic_suffix}",
+            batch_size=cfg.batch_size,
+        )
+        options = LearnOptions(metrics_port=self.ports.learner_metrics[arm], threads=1)
+        flags = [*to_flags(learner), *to_flags(source), *to_flags(options)]
+        return recoil_command("learn", *self.bootstrap, *flags)
+
+    def simulator_command(self) -> list[str]:
+        """The argv of ``recoil simulate``: users split between the arms, every arm probed."""
+        from recoil.commands.simulate import SimulateOptions
+        from simulator.live import LiveConfig
+
+        cfg = self.config
         primary = cfg.arms[0]
+        live = LiveConfig(
+            serving_url=self.serving_url(primary),
+            arm=primary,
+            world=cfg.world,
+            seed=cfg.seed,
+            users=cfg.users,
+            rate=cfg.rate,
+            policy_share=cfg.policy_share,
+            probe_simulations=cfg.probe_simulations,
+            probe_k=cfg.probe_k,
+            repeat_window=cfg.repeat_window,
+        )
+        options = SimulateOptions(
+            topic=cfg.topic(INTERACTIONS),
+            examples_topic=cfg.topic(TRAINING_EXAMPLES),
+            metrics_port=self.ports.simulator_metrics,
+            results=cfg.results_file,
+            ab_results=cfg.ab_file,
+        )
         probes = [f"--probe={arm}={self.serving_url(arm)}" for arm in cfg.arms]
-        self.children["simulator"] = self.group.start(
-            "simulator",
-            recoil_command(
-                "simulate", *bootstrap,
-                "--topic", cfg.topic(INTERACTIONS),
-                "--examples-topic", cfg.topic(TRAINING_EXAMPLES),
-                "--serving-url", self.serving_url(primary),
-                "--arm", primary,
-                *probes,
-                "--world", cfg.world,
-                "--users", str(cfg.users),
-                "--rate", str(cfg.rate),
-                "--policy-share", str(cfg.policy_share),
-                "--probe-simulations", str(cfg.probe_simulations),
-                "--probe-k", str(cfg.probe_k),
-                "--seed", str(cfg.seed),
-                "--metrics-port", str(self.ports.simulator_metrics),
-                "--results", str(cfg.results_file),
-                "--split", cfg.split,
-                "--repeat-window", str(cfg.repeat_window),
-                "--ab-results", str(cfg.ab_file),
-                *(["--switch", cfg.switch] if cfg.switch else []),
-            ),
-        )  # fmt: skip
+        switch = ["--switch", cfg.switch] if cfg.switch else []
+        flags = [*to_flags(live), *to_flags(options), *probes, "--split", cfg.split, *switch]
+        return recoil_command("simulate", *self.bootstrap, *flags)
 
     def probe_results(self) -> list[dict[str, Any]]:
         return read_probe_results(self.config.results_file)

@@ -43,6 +43,7 @@ import numpy as np
 
 from monitoring.catalogue import SIMILARITIES
 from recoil.core.labels import LabelConfig
+from recoil.core.settings import setting
 from simulator.ab import RATES, ArmSummary, ArmTally, assign_arm, repeat_within, summarise
 from simulator.exporter import SimulatorMetrics
 from simulator.freshness import (
@@ -66,26 +67,32 @@ POLICY_ARM = "logging_policy"  # the arm label of impressions the logging policy
 class LiveConfig:
     """How the live simulation runs; every default is documented."""
 
-    serving_url: str  # the serving API whose model the users consume
-    arm: str = "feature_and_labels"  # the served model's arm, for metric labels
-    world: str = "tiny"  # world preset (simulator.world.WORLD_PRESETS)
-    seed: int = 0  # world and user draws
-    users: int = 50  # simulated users u0..u{users-1} (at most the world's users)
-    rate: float = 100.0  # impressions per second over all users; 0 = as fast as possible
-    concurrency: int = 8  # users served at once
-    policy_share: float = 0.5  # share of impressions chosen by the logging policy
+    serving_url: str = setting(
+        help="the serving API whose model the users consume", cli_default="http://127.0.0.1:8080"
+    )
+    arm: str = setting("feature_and_labels", "arm of the served model")  # for metric labels
+    # simulator.world.WORLD_PRESETS
+    world: str = setting("tiny", "world preset: tiny|small|medium|large")
+    seed: int = setting(0, "seeds the world and the users' draws")
+    users: int = setting(50, "simulated users u0..u{users-1} (at most the world's users)")
+    # over all users
+    rate: float = setting(100.0, "impressions/s, 0 = unthrottled")
+    concurrency: int = setting(8, "users served at once")
+    policy_share: float = setting(0.5, "share of impressions chosen by the logging policy")
     slate_size: int = 10  # recommendations asked for; the user sees one at random
     probe_urls: tuple[tuple[str, str], ...] = ()  # (arm, serving url) probed per version
-    probe_simulations: int = 200  # counterfactual simulations per probe
-    probe_k: int = 20  # the branch happens at the k-th consumed item
-    probe_top_n: int = 10  # recommendations compared with the anchor
+    probe_simulations: int = setting(200, "counterfactual simulations per probe")
+    probe_k: int = setting(20, "the probe branches at the k-th consumed item")
+    probe_top_n: int = setting(10, "recommendations compared with the probe's anchor")
     poll_seconds: float = 1.0  # how often to look for new snapshot versions
-    freshness_seconds: float = 5.0  # one freshness measurement this often; 0 = none
+    freshness_seconds: float = setting(5.0, "freshness sample interval, 0 = off")
     # A/B split: (arm, share) over the arms of probe_urls; users are assigned by a hash
     # of their id. Empty: every user is served by `arm` at `serving_url`.
     split: tuple[tuple[str, float], ...] = ()
     assignment_salt: str = "recoil-ab"  # another salt reshuffles users between arms
-    repeat_window: int = 50  # a repeated dislike: same creator within this many impressions
+    repeat_window: int = setting(
+        50, "a repeated dislike: the same creator disliked within this many impressions"
+    )
     ab_seconds: float = 10.0  # per-arm rates and intervals are recomputed this often
     # (arm, other arm, seconds): after that long, `arm` is served and probed from the
     # other arm's model (a deliberate regression); None = never.

@@ -6,34 +6,55 @@ import argparse
 import asyncio
 import json
 import signal
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from recoil.broker.args import add_kafka_arguments, kafka_settings
 from recoil.core.errors import ConfigError
+from recoil.core.settings import add_arguments, add_command, from_args, setting
+from recoil.core.topics import INTERACTIONS, TRAINING_EXAMPLES
+
+
+@dataclass(frozen=True)
+class SimulateOptions:
+    """Where the events go and what the command writes: the process's, not LiveConfig's."""
+
+    topic: str = setting(INTERACTIONS, "topic the users' interaction events go to")
+    examples_topic: str = setting(
+        TRAINING_EXAMPLES,
+        "where to find a freshness probe's example ('' = no snapshot freshness)",
+    )
+    ab_results: Path | None = setting(None, "keep the latest per-arm A/B summary here")
+    metrics_port: int | None = setting(
+        None, "serve /metrics on this port (0 = any free port; the address is printed)"
+    )
+    metrics_host: str = setting("127.0.0.1", "/metrics bind address")
+    duration: float = setting(0.0, "seconds; 0 = until Ctrl-C")
+    results: Path | None = setting(None, "append probe results (JSONL)")
 
 
 def register(sub: Any) -> None:
-    parser: argparse.ArgumentParser = sub.add_parser(
+    parser = add_command(
+        sub,
         "simulate",
+        run,
         help="simulated users consume recommendations and produce events; probe each snapshot",
         description="The closed loop: world users ask the serving API for recommendations, "
         "respond, and their events go to Kafka. Every new snapshot version of each probed "
         "model is measured with the counterfactual responsiveness probe; results go to "
         "Prometheus (--metrics-port) and, one JSON line each, to --results.",
+        deferred=add_settings,
     )
     add_kafka_arguments(parser)
-    parser.add_argument("--topic", default="interactions")
-    parser.add_argument(
-        "--examples-topic",
-        default="training-examples",
-        help="where to find a freshness probe's example ('' = no snapshot freshness)",
-    )
-    parser.add_argument(
-        "--freshness-seconds", type=float, default=5.0, help="freshness sample interval, 0 = off"
-    )
-    parser.add_argument("--serving-url", default="http://127.0.0.1:8080")
-    parser.add_argument("--arm", default="feature_and_labels", help="arm of the served model")
+    add_arguments(parser, SimulateOptions)
+
+
+def add_settings(parser: argparse.ArgumentParser) -> None:
+    """LiveConfig's settings (simulator.live imports numpy and aiohttp), and the A/B flags."""
+    from simulator.live import LiveConfig
+
+    add_arguments(parser, LiveConfig)
     parser.add_argument(
         "--probe",
         action="append",
@@ -51,40 +72,12 @@ def register(sub: Any) -> None:
         "every user served by --arm at --serving-url)",
     )
     parser.add_argument(
-        "--repeat-window",
-        type=int,
-        default=50,
-        help="a repeated dislike: the same creator disliked within this many impressions",
-    )
-    parser.add_argument(
         "--switch",
         default=None,
         metavar="ARM=OTHER@SECONDS",
         help="after SECONDS, serve and probe ARM's users from OTHER's model (a deliberate "
         "regression, to check the regression alert)",
     )
-    parser.add_argument(
-        "--ab-results", type=Path, default=None, help="keep the latest per-arm A/B summary here"
-    )
-    parser.add_argument("--world", default="tiny", help="world preset: tiny|small|medium|large")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--users", type=int, default=50)
-    parser.add_argument("--rate", type=float, default=100.0, help="impressions/s, 0 = unthrottled")
-    parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--policy-share", type=float, default=0.5)
-    parser.add_argument("--probe-simulations", type=int, default=200)
-    parser.add_argument("--probe-k", type=int, default=20)
-    parser.add_argument("--probe-top-n", type=int, default=10)
-    parser.add_argument(
-        "--metrics-port",
-        type=int,
-        default=None,
-        help="serve /metrics on this port (0 = any free port; the address is printed)",
-    )
-    parser.add_argument("--metrics-host", default="127.0.0.1")
-    parser.add_argument("--duration", type=float, default=0.0, help="seconds; 0 = until Ctrl-C")
-    parser.add_argument("--results", type=Path, default=None, help="append probe results (JSONL)")
-    parser.set_defaults(handler=run)
 
 
 def parse_probes(specs: list[str], arm: str, serving_url: str) -> tuple[tuple[str, str], ...]:
@@ -111,35 +104,36 @@ def parse_switch(spec: str | None) -> tuple[str, str, float] | None:
     return (arm, other, after)
 
 
-def run(args: argparse.Namespace) -> int:
+def live_config(args: argparse.Namespace) -> Any:
+    """The validated LiveConfig of parsed arguments (ConfigError names the flag)."""
     from simulator.ab import parse_split
     from simulator.live import LiveConfig
+    from simulator.world import WORLD_PRESETS, world_preset
 
-    settings = kafka_settings(args)
     probes = parse_probes(args.probe, args.arm, args.serving_url)
     try:
         split = () if args.split is None else parse_split(args.split, [a for a, _ in probes])
-        config = LiveConfig(
-            serving_url=args.serving_url.rstrip("/"), arm=args.arm, world=args.world,
-            seed=args.seed, users=args.users, rate=args.rate, concurrency=args.concurrency,
-            policy_share=args.policy_share,
-            probe_urls=probes, split=split, repeat_window=args.repeat_window,
-            switch=parse_switch(args.switch),
-            probe_simulations=args.probe_simulations, probe_k=args.probe_k,
-            probe_top_n=args.probe_top_n, freshness_seconds=args.freshness_seconds,
-        )  # fmt: skip
     except ValueError as exc:
-        raise ConfigError(str(exc)) from None
-    from simulator.world import WORLD_PRESETS
+        raise ConfigError(f"--split {args.split!r}: {exc}") from None
+    config = from_args(
+        LiveConfig,
+        args,
+        serving_url=args.serving_url.rstrip("/"),
+        probe_urls=probes,
+        split=split,
+        switch=parse_switch(args.switch),
+    )
+    if config.world not in WORLD_PRESETS:
+        raise ConfigError(f"--world {config.world!r}: choose one of {sorted(WORLD_PRESETS)}")
+    world_users = world_preset(config.world).num_users
+    if config.users > world_users:
+        raise ConfigError(f"--users {config.users}: world {config.world!r} has {world_users} users")
+    return config
 
-    if args.world not in WORLD_PRESETS:
-        raise ConfigError(f"--world {args.world!r}: choose one of {sorted(WORLD_PRESETS)}")
-    from simulator.world import world_preset
 
-    world_users = world_preset(args.world).num_users
-    if args.users > world_users:
-        raise ConfigError(f"--users {args.users}: world {args.world!r} has {world_users} users")
-    asyncio.run(_main(args, settings, config))
+def run(args: argparse.Namespace) -> int:
+    config = live_config(args)
+    asyncio.run(_main(args, kafka_settings(args), config))
     return 0
 
 
@@ -183,10 +177,13 @@ async def _main(args: argparse.Namespace, settings: Any, config: Any) -> None:
         from aiokafka import AIOKafkaConsumer
 
         consumer = AIOKafkaConsumer(
-            args.examples_topic, **settings.aiokafka(), group_id=None,
-            isolation_level="read_committed", auto_offset_reset="latest",
+            args.examples_topic,
+            **settings.aiokafka(),
+            group_id=None,
+            isolation_level="read_committed",
+            auto_offset_reset="latest",
             enable_auto_commit=False,
-        )  # fmt: skip
+        )
         await consumer.start()
         await consumer.seek_to_end()
         for tp in consumer.assignment():

@@ -33,7 +33,7 @@ import dataclasses
 import re
 import types
 import typing
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import MISSING, dataclass
 from typing import Any, TypeVar
 
@@ -150,7 +150,8 @@ def add_arguments(
 
     ``defaults`` replaces a setting's default for this command only.
     """
-    groups: dict[str, Any] = {}
+    # A group another class's settings opened is joined, not opened twice.
+    groups: dict[str | None, Any] = {g.title: g for g in parser._action_groups}
     for flag in _flags(config_class, only):
         target: Any = parser
         if flag.meta.group:
@@ -173,6 +174,8 @@ def add_arguments(
                 kwargs["choices"] = list(flag.kind)
             elif flag.kind is not str:
                 kwargs["type"] = flag.kind
+        if flag.meta.flag:  # a flag named otherwise than its field: its metavar too
+            kwargs["metavar"] = flag.meta.flag.lstrip("-").replace("-", "_").upper()
         kwargs.update(flag.meta.argparse)
         target.add_argument(flag.option, **kwargs)
 
@@ -243,6 +246,38 @@ def option(config_class: type, name: str) -> str:
     raise KeyError(name)
 
 
+class CommandParser(argparse.ArgumentParser):
+    """A parser that adds some options only when it is used (:meth:`defer`).
+
+    ``recoil`` builds every command's parser at start; a command whose settings live
+    in a module with heavy imports (torch) defers them, so that only running that
+    command, or asking for its ``--help``, pays for the import.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._deferred: list[Callable[[argparse.ArgumentParser], None]] = []
+
+    def defer(self, add: Callable[[argparse.ArgumentParser], None]) -> None:
+        self._deferred.append(add)
+
+    def complete(self) -> CommandParser:
+        """Add the deferred options now (tests read the options of every command)."""
+        while self._deferred:
+            self._deferred.pop(0)(self)
+        return self
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        self.complete()
+        return super().parse_known_args(args, namespace)
+
+    def format_help(self) -> str:
+        self.complete()
+        return super().format_help()
+
+
 def add_command(
     sub: Any,
     name: str,
@@ -250,11 +285,22 @@ def add_command(
     help: str,
     description: str,
     raw: bool = False,
+    deferred: Callable[[argparse.ArgumentParser], None] | None = None,
 ) -> argparse.ArgumentParser:
-    """A subcommand's parser that runs ``handler``; ``raw`` keeps the description's lines."""
+    """A subcommand's parser that runs ``handler``.
+
+    ``raw`` keeps the description's line breaks; ``deferred`` adds options when the
+    command is used (:class:`CommandParser`; ``sub`` must make such parsers).
+    """
     formatter = argparse.RawDescriptionHelpFormatter if raw else argparse.HelpFormatter
     parser: argparse.ArgumentParser = sub.add_parser(
         name, help=help, description=description, formatter_class=formatter
     )
     parser.set_defaults(handler=handler)
+    if deferred is not None:
+        if not isinstance(parser, CommandParser):
+            raise TypeError(
+                f"{name}: deferred options need add_subparsers(parser_class=CommandParser)"
+            )
+        parser.defer(deferred)
     return parser

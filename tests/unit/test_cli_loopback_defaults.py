@@ -33,7 +33,8 @@ BIND_OPTIONS = [
 def _subcommands() -> dict[str, argparse.ArgumentParser]:
     parser = build_parser()
     (sub,) = (a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    return dict(sub.choices)
+    # complete(): also the options a command adds only when it is used (recoil learn's)
+    return {name: p.complete() for name, p in sub.choices.items()}
 
 
 def _defaults(command: str) -> dict[str, object]:

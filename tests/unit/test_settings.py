@@ -131,3 +131,23 @@ def test_only_and_command_defaults() -> None:
     assert option(Toy, "idle_s") == "--stop-when-idle"
     with pytest.raises(TypeError, match="no settings"):
         add_arguments(parser, Toy, only=("internal",))
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["learn", "--store", "s", "--snapshot-every-steps", "0"], "--snapshot-every-steps"),
+        (["learn", "--store", "s", "--batch-size", "0"], "--batch-size"),
+        (["simulate", "--policy-share", "2"], "--policy-share"),
+        (["worker", "--heartbeat-interval", "5"], "--heartbeat-interval"),
+    ],
+)
+def test_a_command_names_the_flag_of_a_bad_value(argv: list[str], message: str) -> None:
+    from recoil.cli import build_parser
+    from recoil.commands.learn import configs_from_args
+    from recoil.commands.simulate import live_config
+    from recoil.commands.worker import config_from_args
+
+    build = {"learn": configs_from_args, "simulate": live_config, "worker": config_from_args}
+    with pytest.raises(ConfigError, match=message):
+        build[argv[0]](build_parser().parse_args(argv))

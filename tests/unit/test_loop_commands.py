@@ -1,0 +1,62 @@
+"""The loop's child command lines parse back to the settings the loop chose.
+
+recoil.loop writes them with recoil.core.settings.to_flags from the config classes,
+so a renamed setting cannot leave the loop passing a flag no command knows.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from recoil.cli import build_parser
+from recoil.commands.learn import configs_from_args
+from recoil.commands.simulate import live_config
+from recoil.commands.worker import config_from_args
+from recoil.core.kafka_settings import KafkaSettings
+from recoil.core.processes import ProcessGroup
+from recoil.loop import Loop, LoopConfig
+from streams.supervisor import worker_command
+
+
+def _loop(tmp_path: Path) -> Loop:
+    config = LoopConfig(
+        workdir=tmp_path,
+        topic_suffix="-t",
+        split="feature_and_labels=0.7,no_signal=0.3",
+        switch="no_signal=feature_and_labels@60",
+        seed=3,
+    )
+    return Loop(config, KafkaSettings("h:1"), ProcessGroup(tmp_path / "logs"))
+
+
+def test_the_learner_command_gives_the_arms_learner(tmp_path: Path) -> None:
+    loop = _loop(tmp_path)
+    args = build_parser().parse_args(loop.learner_command("no_signal")[3:])
+    config, source = configs_from_args(args)
+    assert (config.arm, config.store, config.seed) == ("no_signal", loop.store("no_signal"), 3)
+    assert config.checkpoint_dir == tmp_path / "checkpoints" / "no_signal"
+    assert config.model_updates_topic == "model-updates-t"
+    assert config.model.max_len == 50  # recoil learn's default for a new model
+    assert (source.topic, source.group) == ("training-examples-t", "recoil-learner-no_signal-t")
+    assert (args.threads, args.metrics_port) == (1, loop.ports.learner_metrics["no_signal"])
+
+
+def test_the_simulator_command_splits_and_probes_every_arm(tmp_path: Path) -> None:
+    loop = _loop(tmp_path)
+    args = build_parser().parse_args(loop.simulator_command()[3:])
+    config = live_config(args)
+    assert config.serving_url == loop.serving_url("feature_and_labels")
+    assert config.split == (("feature_and_labels", 0.7), ("no_signal", 0.3))
+    assert config.switch == ("no_signal", "feature_and_labels", 60.0)
+    assert dict(config.probe_urls) == {a: loop.serving_url(a) for a in loop.config.arms}
+    assert (config.seed, config.users, config.rate) == (3, 50, 150.0)
+    assert (args.topic, args.examples_topic) == ("interactions-t", "training-examples-t")
+    assert (args.results, args.ab_results) == (loop.config.results_file, loop.config.ab_file)
+
+
+def test_the_worker_command_round_trips(tmp_path: Path) -> None:
+    from streams.config import StreamsConfig
+
+    config = StreamsConfig(input_topic="interactions-t", data_dir=tmp_path, web_port=1)
+    args = build_parser().parse_args(worker_command(KafkaSettings("h:1"), config)[3:])
+    assert config_from_args(args) == config and args.supervise
