@@ -27,6 +27,7 @@ from recoil.core.records import HISTORY_COLUMNS
 from streams.config import StreamsConfig
 from streams.consumer import BrokerView, RecoilConsumer, RecoilTransport
 from streams.crashloop import CrashNotes
+from streams.faust_internals import AppAdapter
 from streams.metrics import StreamMetrics
 from streams.processor import BatchProcessor
 from streams.state import UserState
@@ -38,7 +39,7 @@ log = logging.getLogger(__name__)
 AGENT_NAME = "recoil.streams.history_agent"
 
 
-class StreamsApp(faust.App):
+class StreamsApp(AppAdapter):
     """A Faust app whose consumer is :class:`~streams.consumer.RecoilConsumer`."""
 
     # Read by RecoilConsumer when Faust creates it (see build_app).
@@ -46,7 +47,7 @@ class StreamsApp(faust.App):
     hole_grace: float = 2.0
     broker_view: BrokerView
 
-    def _new_transport(self) -> Any:
+    def consumer_transport(self) -> Any:
         return RecoilTransport(self.conf.broker_consumer, self)
 
     async def on_stop(self) -> None:
@@ -203,8 +204,8 @@ class GaugeUpdater:
         self.update_users()
 
     def update_lag(self) -> None:
-        consumer = self.app.consumer
-        owned = {tp for tp in consumer.assignment() if tp.topic == self.topic}
+        consumer: RecoilConsumer = self.app.consumer
+        owned = consumer.owned(self.topic)
         for partition in self.lag_partitions - {tp.partition for tp in owned}:
             self.metrics.forget_partition(self.topic, partition)
         self.lag_partitions = {tp.partition for tp in owned}
@@ -212,7 +213,7 @@ class GaugeUpdater:
             end = consumer.highwater(tp)
             position = self.processor.next_offsets.get(tp.partition)
             if position is None:  # nothing processed since the last rebalance
-                position = consumer._committed_offset.get(tp)
+                position = consumer.committed_offsets.get(tp)
             if end is not None and position is not None:
                 self.metrics.set_lag(self.topic, tp.partition, int(end) - position)
 

@@ -2,10 +2,12 @@
 
 Faust lets an app bring its own transport; :class:`RecoilTransport` is Faust's
 aiokafka transport with :class:`RecoilConsumer`, which changes five things
-(the fifth, in :class:`RecoilConsumerThread`, keeps recovery from crashing
-when a partition returns after a rebalance):
+(the fifth, :class:`streams.faust_internals.ListOffsetsConsumerThread`, keeps
+recovery from crashing when a partition returns after a rebalance). Faust's
+private hooks and state are reached through
+:class:`streams.faust_internals.ConsumerAdapter`, under public names.
 
-1. **Strict commits** (faust #606). ``_new_offset`` uses
+1. **Strict commits** (faust #606). ``next_commit_offset`` uses
    :func:`streams.offsets.committable_offset`: never past an offset still in
    flight, never past a hole nobody has explained.
 2. **Hole repair** (faust #596). :meth:`RecoilConsumer.repair_holes` asks the
@@ -39,6 +41,7 @@ from aiokafka.errors import IllegalStateError
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
+from streams.faust_internals import ConsumerAdapter
 from streams.offsets import committable_offset
 from streams.supervisor import EXIT_UNCOMMITTABLE
 
@@ -145,24 +148,7 @@ class ReadOffsets(defaultdict[TP, "int | None"]):
         return min(stored, need)
 
 
-class RecoilConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
-    """Faust's consumer thread, asking the broker for the last stable offset.
-
-    In exactly-once mode Faust takes a changelog's high-water mark from the
-    consumer's cached ``last_stable_offset``, which is unknown (-1) for a
-    partition not fetched yet -- e.g. one that comes back to this worker after
-    another worker left. Recovery then sees a persisted offset above "-1" and
-    crashes with ``ConsistencyError``. A ListOffsets request made with the
-    consumer's read_committed isolation returns the real last stable offset.
-    """
-
-    async def _highwaters(self, partitions: list[TP]) -> Mapping[TP, int]:
-        consumer = self._ensure_consumer()
-        offsets: Mapping[TP, int] = await consumer.end_offsets(partitions)
-        return offsets
-
-
-class RecoilConsumer(faust_aiokafka.Consumer):
+class RecoilConsumer(ConsumerAdapter):
     """Faust's aiokafka consumer with strict commits and hole repair (module docstring)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -178,13 +164,17 @@ class RecoilConsumer(faust_aiokafka.Consumer):
         self.rereading: dict[TP, int] = {}  # partition -> lost offset the agent re-reads from
         self.needed: dict[TP, int] = {}  # partition -> next offset the agent needs
         if self.offset_guard:
-            self._read_offset = ReadOffsets(self.needed)
+            self.replace_read_offsets(ReadOffsets(self.needed))
 
-    async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
+    async def on_fetch_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
         # Faust's gaps come from jumps between fetched offsets; with the guard the
         # agent checks jumps itself, against the broker, and reports real gaps.
         if not self.offset_guard:
-            await super()._add_gap(tp, offset_from, offset_to)
+            await super().on_fetch_gap(tp, offset_from, offset_to)
+
+    def owned(self, topic: str) -> set[TP]:
+        """The partitions of ``topic`` assigned to this worker now."""
+        return {tp for tp in self.assignment() if tp.topic == topic}
 
     def mark_absent(self, tp: TP, offsets: range) -> None:
         """Offsets the broker confirmed hold nothing readable: commit through them."""
@@ -201,12 +191,9 @@ class RecoilConsumer(faust_aiokafka.Consumer):
         except IllegalStateError:  # revoked meanwhile: Faust re-seeks after the rebalance
             log.info("%s was revoked before the re-read; its next owner reads it", tp)
 
-    def _new_consumer_thread(self) -> RecoilConsumerThread:
-        return RecoilConsumerThread(self, loop=self.loop, beacon=self.beacon)
-
-    async def _commit_tps(self, tps: Iterable[TP], start_new_transaction: bool) -> bool:
+    async def commit_partitions(self, tps: Iterable[TP], start_new_transaction: bool) -> bool:
         async with self.barrier:
-            return await super()._commit_tps(tps, start_new_transaction)
+            return await super().commit_partitions(tps, start_new_transaction)
 
     async def commit_and_end_transactions(self) -> None:
         """The final commit of a rebalance (and of a shutdown), never skipped.
@@ -222,7 +209,7 @@ class RecoilConsumer(faust_aiokafka.Consumer):
         await self.commit_now(start_new_transaction=False)
         if not self.in_transaction:
             return
-        leftover = {tp: sorted(acked)[:3] for tp, acked in self._acked.items() if acked}
+        leftover = {tp: sorted(acked)[:3] for tp, acked in self.acked_offsets.items() if acked}
         if leftover:
             # Processed but not committable (a hole): the same trap as above. Exit like
             # a crash instead; a restart rebuilds state from committed data only.
@@ -233,12 +220,7 @@ class RecoilConsumer(faust_aiokafka.Consumer):
     async def commit_now(self, start_new_transaction: bool = True) -> None:
         """Commit everything acked: after a running commit, never instead of it."""
         await self.maybe_wait_for_commit_to_finish()
-        self._commit_fut = asyncio.Future(loop=self.loop)
-        try:
-            await self.force_commit(start_new_transaction=start_new_transaction)
-        finally:
-            fut, self._commit_fut = self._commit_fut, None
-            fut.set_result(None)
+        await self.commit_as_running(start_new_transaction)
 
     async def wait_transactions_settled(self, timeout: float = 10.0) -> None:
         """Wait until our committed transactions are visible: offsets and changelog data.
@@ -253,7 +235,7 @@ class RecoilConsumer(faust_aiokafka.Consumer):
         transactional producer waits for the old transaction to complete.)
         """
         assigned = self.assignment()
-        offsets = {tp: o for tp, o in self._committed_offset.items()
+        offsets = {tp: o for tp, o in self.committed_offsets.items()
                    if o is not None and tp in assigned}  # fmt: skip
         tables = [t for t in self.app.tables.values() if hasattr(t, "written")]
         changelog = {tp: offset + 1 for t in tables for tp, offset in t.written.items()
@@ -298,20 +280,20 @@ class RecoilConsumer(faust_aiokafka.Consumer):
             self.needed.pop(tp, None)
         await super().on_partitions_revoked(revoked)
 
-    def _new_offset(self, tp: TP) -> int | None:
+    def next_commit_offset(self, tp: TP) -> int | None:
         if not self.offset_guard:
-            return super()._new_offset(tp)
-        acked = self._acked[tp]
+            return super().next_commit_offset(tp)
+        acked = self.acked(tp)
         if not acked:
             return None
-        in_flight = [m.offset for m in list(self._unacked_messages) if m.tp == tp and not m.acked]
-        gaps = self._gap[tp]
+        in_flight = self.in_flight(tp)
+        gaps = self.fetch_gaps(tp)
         absent = self.absent.get(tp, set())
 
         def is_absent(offset: int) -> bool:
             return offset in absent
 
-        decision = committable_offset(self._committed_offset[tp], acked, in_flight, is_absent)
+        decision = committable_offset(self.committed_offsets[tp], acked, in_flight, is_absent)
         if decision.hole is None:
             self.holes.pop(tp, None)
         elif tp not in self.holes or self.holes[tp].offset != decision.hole:
@@ -321,9 +303,7 @@ class RecoilConsumer(faust_aiokafka.Consumer):
         new = decision.offset
         if self.rereading.get(tp, new) < new:
             del self.rereading[tp]  # the re-read record is processed and committed
-        kept = [o for o in acked if o >= new]
-        acked[:] = kept
-        self._acked_index[tp] = set(kept)
+        self.keep_acked(tp, [o for o in acked if o >= new])
         if gaps:
             gaps.chop(0, new)
         if absent:

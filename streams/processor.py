@@ -1,13 +1,16 @@
 """One agent batch: decode, advance user states, send examples, dead letters and state.
 
-The agent hands each batch of input events here; everything Faust-specific
-that needs care lives in this one place, in this order:
+The agent hands each batch of input events here; everything about a batch
+that needs care lives in this one place, in this order (what one record does
+is decided apart, without I/O, in :mod:`streams.decision`; Faust's private
+names are reached through :mod:`streams.faust_internals` only):
 
 1. Hold the consumer's batch barrier, so no commit falls inside the batch.
-2. Per event: decode and validate (:func:`recoil.core.events.parse_event`); an
-   invalid one becomes a dead letter (:mod:`streams.dlq`). A valid one
-   advances its user's state (:func:`streams.state.advance`); a labelled one
-   sends its training example. Sends are queued, not awaited one by one.
+2. Per event: decode it (:func:`recoil.core.events.parse_event`), read its
+   user's stored state, and apply what :func:`streams.decision.decide` says:
+   a dead letter (:mod:`streams.dlq`), nothing, or the user's next state and
+   the training example of a labelled event. Sends are queued, not awaited
+   one by one.
 3. At-least-once only: wait until the examples and dead letters are
    acknowledged by the broker *before* the table records the events as seen;
    a crash in between then repeats examples rather than losing them.
@@ -32,23 +35,34 @@ import functools
 import logging
 import os
 import time
-import weakref
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from faust.streams import _current_event
 from faust.types import TP, EventT, Message
 
+# parse_event is looked up here on every record: a test injects a fault through it.
 from recoil.core.events import InteractionEvent, Invalid, parse_event
+from streams import crashloop
 from streams.config import StreamsConfig
 from streams.consumer import RecoilConsumer
 from streams.continuity import OffsetContinuity
-from streams.crashloop import CrashNotes, Decision, Spot, decide
+from streams.crashloop import CrashNotes, Spot
+from streams.decision import (
+    Drop,
+    RecordDecision,
+    Stored,
+    ToDeadLetter,
+    check_record,
+    decide,
+    failed,
+)
+from streams.decision import check_key as check_key  # the fuzz test's expectations use it
 from streams.dlq import dead_letter
+from streams.faust_internals import CurrentEvent
 from streams.metrics import StreamMetrics
-from streams.state import Outcome, UserState, advance
+from streams.state import Outcome, UserState
 from streams.supervisor import EXIT_SEND_FAILED
 from streams.table import HistoryTable
 
@@ -56,6 +70,8 @@ log = logging.getLogger(__name__)
 
 REREAD_TIMEOUT = 5.0  # seconds before a re-read that has not come back is sought again
 CRASH_LOOP = "crash_loop"  # Invalid.code of a minimal dead letter (streams.crashloop)
+# A batch's changed users: user id -> next state, and the event that changed it last.
+Pending = dict[str, tuple[UserState, EventT]]
 
 
 @dataclass
@@ -66,18 +82,6 @@ class BatchResult:
     examples: int = 0
     dead_letters: int = 0
     reread_from: dict[int, int] = field(default_factory=dict)  # partition -> lost offset
-
-
-def check_key(key: bytes | None, event: InteractionEvent) -> Invalid | None:
-    """Events must be keyed by their user id: one partition holds all of a user's events."""
-    if key is None:
-        return Invalid("wrong_key", "record has no key; key events by user_id")
-    if key != event.user_id.encode():
-        return Invalid(
-            "wrong_key",
-            f"record key {key[:64]!r} is not the event's user_id {event.user_id[:64]!r}",
-        )
-    return None
 
 
 class BatchProcessor:
@@ -128,8 +132,8 @@ class BatchProcessor:
             self.next_offsets.clear()
             consumer.needed.clear()
             self.continuity.reset(
-                {tp.partition: consumer._committed_offset.get(tp)
-                 for tp in consumer.assignment() if tp.topic == self.config.input_topic}
+                {tp.partition: consumer.committed_offsets.get(tp)
+                 for tp in consumer.owned(self.config.input_topic)}
             )  # fmt: skip
             self._cache_rebalance = self.app.rebalancing_count
         try:
@@ -186,7 +190,7 @@ class BatchProcessor:
             self.failed_at = source
 
     async def _process(self, events: Sequence[EventT], result: BatchResult) -> None:
-        pending: dict[str, tuple[UserState, EventT]] = {}
+        pending: Pending = {}
         deliveries: list[Awaitable[Any]] = []
         self.dead_letters.clear()
         if self.notes is not None:
@@ -194,37 +198,53 @@ class BatchProcessor:
         for event in events:
             started = time.perf_counter()
             message = event.message
-            admission = (
-                await self.continuity.admit(message.partition, message.offset)
-                if self.config.offset_guard
-                else "process"
-            )
-            if admission == "held":
-                # Neither processed nor acked: the commit cannot pass it, the re-read does.
-                message.acked = True
-                continue
-            if admission == "repeat":  # processed before a re-read; its output exists
-                self._count(result, "duplicate", message.partition, message.offset, started)
-                continue
-            if admission == "gap":  # confirmed empty offsets before this one
-                tp = TP(self.config.input_topic, message.partition)
-                self.app.consumer.mark_absent(tp, self.continuity.last_gap)
-            tid = self.transactional_id(message.partition)
-            spot = (
-                self.notes.lookup(message.topic, message.partition, message.offset)
-                if self.notes is not None
-                else None
-            )
-            decision = decide(spot)
-            if decision == "process":
-                self.current = message
-                outcome, sent = await self._handle(event, tid, pending, result)
-                deliveries += sent
-            else:
-                assert spot is not None
-                outcome = await self._handle_noted(event, spot, decision, tid, pending, result)
-            self._count(result, outcome, message.partition, message.offset, started)
+            outcome = await self._record(event, pending, deliveries, result)
+            if outcome is not None:
+                self._count(result, outcome, message.partition, message.offset, started)
         self.current = None
+        await self._settle(deliveries)
+        await self._write_states(pending)
+
+    async def _record(
+        self,
+        event: EventT,
+        pending: Pending,
+        deliveries: list[Awaitable[Any]],
+        result: BatchResult,
+    ) -> Outcome | None:
+        """One input record: admission, then its crash-loop rule; None: held back, not counted."""
+        message = event.message
+        admission = (
+            await self.continuity.admit(message.partition, message.offset)
+            if self.config.offset_guard
+            else "process"
+        )
+        if admission == "held":
+            # Neither processed nor acked: the commit cannot pass it, the re-read does.
+            message.acked = True
+            return None
+        if admission == "repeat":  # processed before a re-read; its output exists
+            return "duplicate"
+        if admission == "gap":  # confirmed empty offsets before this one
+            tp = TP(self.config.input_topic, message.partition)
+            self.app.consumer.mark_absent(tp, self.continuity.last_gap)
+        tid = self.transactional_id(message.partition)
+        spot = (
+            self.notes.lookup(message.topic, message.partition, message.offset)
+            if self.notes is not None
+            else None
+        )
+        rule = crashloop.decide(spot)
+        if rule != "process":
+            assert spot is not None
+            return await self._handle_noted(event, spot, rule, tid, pending, result)
+        self.current = message
+        outcome, sent = await self._handle(event, tid, pending, result)
+        deliveries += sent
+        return outcome
+
+    async def _settle(self, deliveries: list[Awaitable[Any]]) -> None:
+        """Wait for what must be acknowledged before the table records the batch as seen."""
         if not self.config.exactly_once and deliveries:
             await asyncio.gather(*deliveries)
         elif self.dead_letters:
@@ -234,6 +254,9 @@ class BatchProcessor:
             # rather than at a commit that fails without saying which.
             await asyncio.gather(*self.dead_letters)
         self.dead_letters.clear()
+
+    async def _write_states(self, pending: Pending) -> None:
+        """Write each touched user's state once (table + changelog) and keep it cached."""
         cache, limit = self.cache, self.config.state_cache_users
         for user, (state, event) in pending.items():
             tid = self.transactional_id(event.message.partition)
@@ -248,62 +271,62 @@ class BatchProcessor:
         self,
         event: EventT,
         tid: str | None,
-        pending: dict[str, tuple[UserState, EventT]],
+        pending: Pending,
         result: BatchResult,
         minimal_dead_letter: bool = False,
     ) -> tuple[Outcome, list[Awaitable[Any]]]:
-        """Decode, validate and advance one event; returns its outcome and queued sends."""
+        """Decide one event and apply the decision; returns its outcome and queued sends."""
         message = event.message
-        sent: list[Awaitable[Any]] = []
         # parse_event checks the size before it decodes anything (recoil.core.events).
-        parsed = parse_event(message.value if message.value is not None else b"")
-        if isinstance(parsed, InteractionEvent):
-            problem = check_key(message.key, parsed)
-            if problem is not None:
-                parsed = problem
-        if isinstance(parsed, Invalid):
-            sent.append(await self._send_dead_letter(event, parsed, tid, minimal_dead_letter))
+        record = check_record(
+            message.key, parse_event(message.value if message.value is not None else b"")
+        )
+        decision = self._decide(event, record, pending)
+        if isinstance(decision, ToDeadLetter):
+            sent = await self._send_dead_letter(event, decision.problem, tid, minimal_dead_letter)
             result.dead_letters += 1
-            return "invalid", sent
-        token = _current_event.set(weakref.ref(event))  # the table's partition
-        user = parsed.user_id
+            return decision.outcome, [sent]
+        if isinstance(decision, Drop):
+            return decision.outcome, []
+        pending[decision.user_id] = (decision.state, event)
+        if decision.example is None:
+            return decision.outcome, []
+        sent = await self._send(
+            self.config.output_topic, decision.user_id.encode(), decision.example_json, None,
+            tid, message,
+        )  # fmt: skip
+        self.metrics.training_examples.labels(kind=decision.example.label_kind).inc()
+        result.examples += 1
+        return decision.outcome, [sent]
+
+    def _decide(
+        self,
+        event: EventT,
+        record: InteractionEvent | Invalid,
+        pending: Pending,
+    ) -> RecordDecision:
+        """:func:`streams.decision.decide`, given the user's stored state."""
+        if isinstance(record, Invalid):
+            return decide(record, None, self.config.labels, self.config.dedupe_window)
         try:
-            state = pending[user][0] if user in pending else self._load(user)
-            step = advance(state, parsed, self.config.labels, self.config.dedupe_window)
-        except Exception as exc:  # a bug or a corrupt stored state: park the event
-            log.exception("processing %s failed; sent to the DLQ", parsed.event_id)
-            problem = Invalid("processing_error", f"{type(exc).__name__}: {exc}")
-            sent.append(await self._send_dead_letter(event, problem, tid, minimal_dead_letter))
-            result.dead_letters += 1
-            return "invalid", sent
-        finally:
-            _current_event.reset(token)
-        if step.state is not state:
-            pending[user] = (step.state, event)
-        if step.example is not None:
-            sent.append(
-                await self.app.producer.send(
-                    self.config.output_topic,
-                    user.encode(),
-                    step.example_json,
-                    None,
-                    None,
-                    None,
-                    transactional_id=tid,
-                )
-            )
-            self._track(sent[-1], message)
-            self.metrics.training_examples.labels(kind=step.example.label_kind).inc()
-            result.examples += 1
-        return step.outcome, sent
+            with CurrentEvent(event):  # the table reads the event's partition
+                stored = self._stored(record.user_id, pending)
+        except Exception as exc:  # an unreadable store: park the event
+            decision: RecordDecision = failed(exc)
+        else:
+            decision = decide(record, stored, self.config.labels, self.config.dedupe_window)
+        if isinstance(decision, ToDeadLetter) and decision.error is not None:
+            log.error("processing %s failed; sent to the DLQ", record.event_id,
+                      exc_info=decision.error)  # fmt: skip
+        return decision
 
     async def _handle_noted(
         self,
         event: EventT,
         spot: Spot,
-        decision: Decision,
+        rule: crashloop.Decision,
         tid: str | None,
-        pending: dict[str, tuple[UserState, EventT]],
+        pending: Pending,
         result: BatchResult,
     ) -> Outcome:
         """A record the worker died at before: the crash-loop rule (streams.crashloop)."""
@@ -314,10 +337,10 @@ class BatchProcessor:
             self.metrics.same_offset_restarts.inc()
             log.warning("back at %s/%s@%s, where the worker died %d time(s) (%s): %s", topic,
                         partition, offset, spot.deaths, spot.reason or "no reason known",
-                        _ACTIONS[decision])  # fmt: skip
+                        _ACTIONS[rule])  # fmt: skip
         self.current = message
         notes.note_record(topic, partition, offset, spot.reason)
-        if decision == "careful":
+        if rule == "careful":
             try:
                 outcome, sent = await self._handle(
                     event, tid, pending, result, minimal_dead_letter=spot.precise
@@ -329,14 +352,12 @@ class BatchProcessor:
             await asyncio.gather(*sent)  # a refusal now names this record (see _fatal)
             notes.note_batch_again()
             return outcome
-        if decision == "minimal":
+        if rule == "minimal":
             reason = f"the worker died at this record {spot.deaths} times; last: {spot.reason}"
             return await self._minimal_or_skip(event, reason, tid, result)
         log.error("skipping %s/%s@%s without a dead letter: the worker died at it %d times "
                   "(last: %s)", topic, partition, offset, spot.deaths, spot.reason)  # fmt: skip
-        self.metrics.skipped_records.inc()
-        notes.skipped()
-        return "invalid"
+        return self._skipped(notes)
 
     async def _minimal_or_skip(
         self, event: EventT, reason: str, tid: str | None, result: BatchResult
@@ -351,12 +372,16 @@ class BatchProcessor:
         except Exception:
             log.exception("skipping %s/%s@%s: not even its minimal dead letter can be sent",
                           message.topic, message.partition, message.offset)  # fmt: skip
-            self.metrics.skipped_records.inc()
-            notes.skipped()
-            return "invalid"
+            return self._skipped(notes)
         await sent  # refused by the broker: the next start skips it (see _fatal)
         result.dead_letters += 1
         notes.note_batch_again()
+        return "invalid"
+
+    def _skipped(self, notes: CrashNotes) -> Outcome:
+        """A record passed over without any output (its outcome counts as invalid)."""
+        self.metrics.skipped_records.inc()
+        notes.skipped()
         return "invalid"
 
     def _count(
@@ -369,15 +394,17 @@ class BatchProcessor:
         self.next_offsets[partition] = offset + 1
         self.metrics.processing_seconds.observe(time.perf_counter() - started)
 
-    def _load(self, user: str) -> UserState:
+    def _stored(self, user: str, pending: Pending) -> Stored:
+        """What the worker holds for ``user``: this batch's state, the cache's, or the table's."""
+        if user in pending:
+            return pending[user][0]
         cached = self.cache.get(user)
         if cached is not None:
             return cached
-        raw = self.table.get(user.encode())
+        raw: bytes | None = self.table.get(user.encode())
         if raw is None:
             self.new_users += 1
-            return UserState()
-        return UserState.from_bytes(raw)
+        return raw
 
     async def _send_dead_letter(
         self, event: EventT, invalid: Invalid, tid: str | None, minimal: bool = False
@@ -387,21 +414,30 @@ class BatchProcessor:
                              message.partition, message.offset, minimal=minimal)  # fmt: skip
         self.metrics.invalid_events.labels(reason=invalid.code).inc()
         self.metrics.dlq_events.inc()
-        fut: Awaitable[Any] = await self.app.producer.send(
-            self.config.dlq_topic,
-            letter.key,
-            letter.value,
-            None,
-            None,
-            letter.headers,
-            transactional_id=tid,
+        fut = await self._send(
+            self.config.dlq_topic, letter.key, letter.value, letter.headers, tid, message
         )
-        self._track(fut, message)
         self.dead_letters.append(fut)
         return fut
 
+    async def _send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: list[tuple[str, bytes]] | None,
+        tid: str | None,
+        source: Message,
+    ) -> Awaitable[Any]:
+        """Queue one record in the input partition's transaction; track it for ``source``."""
+        fut: Awaitable[Any] = await self.app.producer.send(
+            topic, key, value, None, None, headers, transactional_id=tid
+        )
+        self._track(fut, source)
+        return fut
 
-_ACTIONS: dict[Decision, str] = {
+
+_ACTIONS: dict[crashloop.Decision, str] = {
     "careful": "handling it alone, an invalid one with a minimal dead letter",
     "minimal": "writing a minimal dead letter instead of processing it",
     "skip": "skipping it",

@@ -22,12 +22,12 @@ the input topic), values the bytes of :class:`streams.state.UserState`.
 from __future__ import annotations
 
 import asyncio
-import weakref
 from typing import Any, cast
 
 import faust
-from faust.streams import _current_event
 from faust.types import TP, EventT
+
+from streams.faust_internals import CurrentEvent
 
 
 class HistoryTable(faust.Table):
@@ -39,17 +39,14 @@ class HistoryTable(faust.Table):
 
     def on_key_set(self, key: Any, value: Any) -> None:
         # Local bookkeeping only: the changelog record is sent by put().
-        self._sensor_on_set(self, key, value)
+        self.app.sensors.on_table_set(self, key, value)
 
     async def put(
         self, key: bytes, value: bytes, event: EventT, transactional_id: str | None
     ) -> asyncio.Future[Any]:
         """Store ``value`` for ``key``; queue its changelog record; return the delivery."""
-        token = _current_event.set(weakref.ref(event))
-        try:
+        with CurrentEvent(event):
             self[key] = value
-        finally:
-            _current_event.reset(token)
         delivery = await self.app.producer.send(
             self.changelog_topic.get_topic_name(),
             key,

@@ -1,0 +1,180 @@
+"""Every private Faust name recoil touches, each with the reason it is needed.
+
+Read from faust-streaming 0.15.3 (``faust/streams.py``, ``faust/app/base.py``,
+``faust/transport/consumer.py``, ``faust/transport/drivers/aiokafka.py``), with
+mode-streaming 0.7.1 and aiokafka 0.14.0. Nothing else in streams/ reaches an
+underscored Faust, mode or aiokafka name: it goes through the functions and the
+two base classes here, whose names are public. On a Faust upgrade, re-read the
+files above for each name below; a renamed one fails here, in one place.
+
+What and why:
+
+* ``faust.streams._current_event`` (a ContextVar of a weakref): the event a
+  table reads and writes for. Faust sets it per event while iterating a stream;
+  the agent takes batches (``take_events``), where it is not the event at hand.
+  Faust has no public setter. See :class:`CurrentEvent`.
+* ``Consumer._committed_offset``: the next offset to read as last committed, per
+  partition. The agent's continuity check and the lag gauge start there after a
+  rebalance; the strict commit rule starts there. No public reader exists.
+* ``Consumer._new_offset``: how far a partition may be committed. Faust's rule
+  commits past offsets still in flight (faust #606) and never past an offset
+  that was fetched and dropped (faust #596); recoil replaces it
+  (:meth:`ConsumerAdapter.next_commit_offset`), which needs the state it reads:
+  ``_acked`` / ``_acked_index`` (acked offsets, list and set, kept in step),
+  ``_unacked_messages`` (in flight) and ``_gap`` (jumps between fetched offsets).
+* ``Consumer._add_gap``: Faust records every jump between fetched offsets as a
+  gap to commit through, which is how #606 skips a real record; with the offset
+  guard the agent checks jumps against the broker instead.
+* ``Consumer._read_offset``: the offset below which Faust's fetch loop drops
+  records; capped at what the agent still needs after a re-read (#596 again).
+* ``Consumer._commit_tps``: the one place every commit passes, where recoil's
+  batch barrier is held so no commit falls inside a batch.
+* ``Consumer._commit_fut``: how Faust marks a commit as running, so that other
+  commits wait for it; recoil's never-skipped commit marks itself the same way.
+* ``Consumer._new_consumer_thread`` and ``AIOKafkaConsumerThread._highwaters``
+  / ``_ensure_consumer``: Faust reads a changelog's end in exactly-once mode from
+  the cached last stable offset, unknown (-1) for a partition not fetched yet,
+  and recovery then fails with ``ConsistencyError``; recoil asks the broker.
+* ``App._new_transport``: the only way to give an app its own consumer class.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import Iterable, Mapping, MutableMapping
+from contextvars import Token
+from types import TracebackType
+from typing import Any
+
+import faust
+from faust.streams import _current_event
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP, EventT
+
+
+class CurrentEvent:
+    """``with CurrentEvent(event):`` makes ``event`` Faust's current event inside the block.
+
+    A table reads and writes the store partition of the current event.
+    """
+
+    __slots__ = ("event", "token")
+
+    def __init__(self, event: EventT) -> None:
+        self.event = event
+        self.token: Token[Any] | None = None
+
+    def __enter__(self) -> None:
+        self.token = _current_event.set(weakref.ref(self.event))
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        assert self.token is not None
+        _current_event.reset(self.token)
+
+
+class AppAdapter(faust.App):
+    """A Faust app whose consumer transport a subclass chooses (:meth:`consumer_transport`)."""
+
+    def _new_transport(self) -> Any:
+        return self.consumer_transport()
+
+    def consumer_transport(self) -> Any:
+        """The transport that creates this app's consumer (Faust's by default)."""
+        return super()._new_transport()
+
+
+class ListOffsetsConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    """Faust's consumer thread, asking the broker for the last stable offset.
+
+    In exactly-once mode Faust takes a changelog's high-water mark from the
+    consumer's cached ``last_stable_offset``, which is unknown (-1) for a
+    partition not fetched yet -- e.g. one that comes back to this worker after
+    another worker left. Recovery then sees a persisted offset above "-1" and
+    crashes with ``ConsistencyError``. A ListOffsets request made with the
+    consumer's read_committed isolation returns the real last stable offset.
+    """
+
+    async def _highwaters(self, partitions: list[TP]) -> Mapping[TP, int]:
+        consumer = self._ensure_consumer()
+        offsets: Mapping[TP, int] = await consumer.end_offsets(partitions)
+        return offsets
+
+
+class ConsumerAdapter(faust_aiokafka.Consumer):
+    """Faust's aiokafka consumer with its private hooks and state under public names.
+
+    Faust calls the private hooks; they call the public ones here, which keep
+    Faust's behaviour until a subclass overrides them.
+    """
+
+    def _new_offset(self, tp: TP) -> int | None:
+        return self.next_commit_offset(tp)
+
+    def next_commit_offset(self, tp: TP) -> int | None:
+        """The offset to commit for ``tp`` now, or None (Faust's rule by default)."""
+        offset: int | None = super()._new_offset(tp)
+        return offset
+
+    async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
+        await self.on_fetch_gap(tp, offset_from, offset_to)
+
+    async def on_fetch_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
+        """Faust fetched ``offset_to`` right after ``offset_from`` (records Faust's gap)."""
+        await super()._add_gap(tp, offset_from, offset_to)
+
+    async def _commit_tps(self, tps: Iterable[TP], start_new_transaction: bool) -> bool:
+        return await self.commit_partitions(tps, start_new_transaction)
+
+    async def commit_partitions(self, tps: Iterable[TP], start_new_transaction: bool) -> bool:
+        """Commit what is committable of ``tps`` (every commit of Faust passes here)."""
+        done: bool = await super()._commit_tps(tps, start_new_transaction)
+        return done
+
+    def _new_consumer_thread(self) -> ListOffsetsConsumerThread:
+        return ListOffsetsConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    @property
+    def committed_offsets(self) -> MutableMapping[TP, int | None]:
+        """Per partition, the next offset to read as last committed (None: none yet)."""
+        offsets: MutableMapping[TP, int | None] = self._committed_offset
+        return offsets
+
+    @property
+    def acked_offsets(self) -> Mapping[TP, list[int]]:
+        """Per partition, the offsets acked and not yet committed."""
+        acked: Mapping[TP, list[int]] = self._acked
+        return acked
+
+    def acked(self, tp: TP) -> list[int]:
+        """The offsets of ``tp`` acked and not yet committed (Faust's own list)."""
+        acked: list[int] = self._acked[tp]
+        return acked
+
+    def keep_acked(self, tp: TP, kept: list[int]) -> None:
+        """Forget the acked offsets of ``tp`` that are not in ``kept`` (list and index)."""
+        self._acked[tp][:] = kept
+        self._acked_index[tp] = set(kept)
+
+    def in_flight(self, tp: TP) -> list[int]:
+        """Offsets of ``tp`` delivered to the agent and not acked yet."""
+        return [m.offset for m in list(self._unacked_messages) if m.tp == tp and not m.acked]
+
+    def fetch_gaps(self, tp: TP) -> Any:
+        """Faust's gaps of ``tp`` (an ``intervaltree.IntervalTree``) between fetched offsets."""
+        return self._gap[tp]
+
+    def replace_read_offsets(self, offsets: MutableMapping[TP, int | None]) -> None:
+        """Replace Faust's per-partition read offsets (records below one are dropped)."""
+        self._read_offset = offsets
+
+    async def commit_as_running(self, start_new_transaction: bool) -> None:
+        """``force_commit``, marked as the running commit: Faust's commits wait for it."""
+        self._commit_fut = asyncio.Future(loop=self.loop)
+        try:
+            await self.force_commit(start_new_transaction=start_new_transaction)
+        finally:
+            fut, self._commit_fut = self._commit_fut, None
+            fut.set_result(None)
