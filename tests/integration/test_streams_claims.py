@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import time
 from collections import Counter
@@ -26,7 +25,6 @@ from kafka.admin import NewTopic
 
 from recoil.broker.embedded import free_port
 from recoil.core.errors import ConfigError
-from recoil.core.events import InteractionEvent
 from recoil.core.kafka_settings import KafkaSettings
 from recoil.core.processes import ProcessGroup
 from recoil.core.records import TrainingExample
@@ -47,22 +45,18 @@ from streams.topics import changelog_topic, prepare_topics
 from tests.support.streams import (
     expected_output,
     fast_worker_config,
+    feed_until_processed,
+    kill_and_restart,
     metrics_url,
-    paced_producer,
     processed,
     read_to_end,
     settled_output,
+    small_at_least_once_config,
+    watched_event,
+    worker_topics,
 )
 
 pytestmark = pytest.mark.integration
-
-
-def _event(n: int, user: str) -> bytes:
-    return InteractionEvent(
-        event_id=f"{user}{n}", user_id=user, item_id=f"i{n}", creator_id="c", cluster_id=None,
-        timestamp=1_700_000_000.0 + n, surface="home", dwell_seconds=29.0,
-        item_duration_seconds=30.0, liked=False, disliked=False, dismissed=False,
-    ).to_json()  # fmt: skip
 
 
 def _create_changelog(kafka: KafkaSettings, config: StreamsConfig, partitions: int) -> None:
@@ -82,23 +76,19 @@ def _create_changelog(kafka: KafkaSettings, config: StreamsConfig, partitions: i
 def test_a_processing_error_is_dead_lettered_and_the_rest_flows(
     kafka: KafkaSettings, topic_name: Callable[[str], str], tmp_path: Path
 ) -> None:
-    config = StreamsConfig(
-        app_id=topic_name("app"), input_topic=topic_name("in"), output_topic=topic_name("out"),
-        dlq_topic=topic_name("dlq"), data_dir=tmp_path / "data", store="memory",
-        processing_guarantee="at_least_once", partitions=2, web_port=free_port(),
-        metrics_port=free_port(), commit_interval=0.3, session_timeout=6.0,
-    )  # fmt: skip
+    config = small_at_least_once_config(topic_name, tmp_path / "data")
     create_topics(kafka, config)
     _create_changelog(kafka, config, partitions=2)
     # mallory's stored state is not a user state at all; the default partitioner puts it
     # in the changelog partition that matches mallory's input partition (both have 2)
     produce(kafka, changelog_topic(config), [(b"mallory", b'{"v": "not a state"}')])
-    bad = _event(1, "mallory")
-    records = [(b"dora", _event(1, "dora")), (b"mallory", bad), (b"dora", _event(2, "dora"))]
+    bad = watched_event(1, "mallory", "mallory1")
+    records = [(b"dora", watched_event(1, "dora", "dora1")), (b"mallory", bad),
+               (b"dora", watched_event(2, "dora", "dora2"))]  # fmt: skip
     with ProcessGroup(tmp_path / "logs") as group:
         worker = start_worker(group, "worker", kafka, config)
         placed = produce(kafka, config.input_topic, records)
-        url = f"http://127.0.0.1:{config.metrics_port}/metrics"
+        url = metrics_url(config)
         wait_until(lambda: processed(url) == 3, 120, "three events processed", [worker])
         examples = settled_output(kafka, config)  # input committed: the sends are acked
         letters = read_to_end(kafka, config.dlq_topic)
@@ -122,10 +112,8 @@ def test_a_changelog_with_another_partition_count_is_refused(
     kafka: KafkaSettings, topic_name: Callable[[str], str], tmp_path: Path
 ) -> None:
     config = StreamsConfig(
-        app_id=topic_name("app"), input_topic=topic_name("in"), output_topic=topic_name("out"),
-        dlq_topic=topic_name("dlq"), data_dir=tmp_path / "data", partitions=4,
-        web_port=free_port(),
-    )  # fmt: skip
+        **worker_topics(topic_name), data_dir=tmp_path / "data", partitions=4, web_port=free_port()
+    )
     create_topics(kafka, config)  # the input has 4 partitions
     _create_changelog(kafka, config, partitions=2)
     with pytest.raises(ConfigError) as refused:
@@ -150,21 +138,17 @@ def test_at_least_once_survives_a_sigkill(
     events = synthetic_events(3000, users=40, seed=31)
     expected, states = expected_output(events)
     config = fast_worker_config(
-        app_id=topic_name("alo"), input_topic=topic_name("in"), output_topic=topic_name("out"),
-        dlq_topic=topic_name("dlq"), data_dir=tmp_path / "alo",
+        **worker_topics(topic_name, "alo"), data_dir=tmp_path / "alo",
         processing_guarantee="at_least_once",
     )  # fmt: skip
-    url = metrics_url(config)
     create_topics(kafka, config)
     with ProcessGroup(tmp_path / "logs") as group:
         victim = start_worker(group, "worker", kafka, config)
-        producer = paced_producer(kafka, config.input_topic, events, chunk=200, pause=0.3)
-        wait_until(lambda: processed(url) >= 900, 120, "900 events through", [victim])
+        producer = feed_until_processed(
+            kafka, config, events, chunk=200, pause=0.3, count=900, children=[victim]
+        )
         assert producer.is_alive(), "the kill must land mid-stream"
-        group.stop(victim, sig=signal.SIGKILL)
-        assert victim.process.returncode == -signal.SIGKILL
-        group.children.remove(victim)  # a dead child on purpose: not a failure for check()
-        start_worker(group, "worker", kafka, config)
+        kill_and_restart(group, victim, kafka, config)
         producer.join(timeout=120)
         got = settled_output(kafka, config)
         histories = {u: get_json(f"http://127.0.0.1:{config.web_port}/history/{u}")["history"]

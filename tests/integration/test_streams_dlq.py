@@ -12,26 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from recoil.broker.embedded import free_port
-from recoil.core.events import InteractionEvent
 from recoil.core.kafka_settings import KafkaSettings
 from recoil.core.processes import ProcessGroup
 from recoil.core.records import TrainingExample
-from streams.config import StreamsConfig
 from streams.dlq import MAX_VALUE_BYTES, DeadLetter
 from streams.harness import metric, produce, read_topic, scrape, start_worker, wait_until
+from tests.support.streams import USER, metrics_url, small_at_least_once_config
+from tests.support.streams import watched_event as good  # dora's event n, a positive, id g<n>
 
 pytestmark = pytest.mark.integration
-
-USER = b"dora"
-
-
-def good(n: int) -> bytes:
-    return InteractionEvent(
-        event_id=f"g{n}", user_id="dora", item_id=f"i{n}", creator_id="c", cluster_id=None,
-        timestamp=1_700_000_000.0 + n, surface="home", dwell_seconds=29.0,
-        item_duration_seconds=30.0, liked=False, disliked=False, dismissed=False,
-    ).to_json()  # fmt: skip
 
 
 def changed(**fields: object) -> bytes:
@@ -66,12 +55,7 @@ BAD: list[tuple[bytes | None, bytes, str, str]] = [
 def test_bad_inputs_go_to_the_dlq_with_reasons(
     kafka: KafkaSettings, topic_name: Callable[[str], str], tmp_path: Path
 ) -> None:
-    config = StreamsConfig(
-        app_id=topic_name("app"), input_topic=topic_name("in"), output_topic=topic_name("out"),
-        dlq_topic=topic_name("dlq"), data_dir=tmp_path / "data", store="memory",
-        processing_guarantee="at_least_once", partitions=2, web_port=free_port(),
-        metrics_port=free_port(), commit_interval=0.3, session_timeout=6.0,
-    )  # fmt: skip
+    config = small_at_least_once_config(topic_name, tmp_path / "data")
     # good 1, bad 1, good 2, bad 2, ... good 13: every bad one sits between good ones.
     records: list[tuple[bytes | None, bytes]] = []
     for n, (key, value, _, _) in enumerate(BAD, start=1):
@@ -82,7 +66,7 @@ def test_bad_inputs_go_to_the_dlq_with_reasons(
         placed = produce(kafka, config.input_topic, records)
         letters = read_topic(kafka, config.dlq_topic, lambda rs: len(rs) >= len(BAD), 120)
         examples = read_topic(kafka, config.output_topic, lambda rs: len(rs) >= len(BAD) + 1, 60)
-        url = f"http://127.0.0.1:{config.metrics_port}/metrics"
+        url = metrics_url(config)
         wait_until(
             lambda: metric(scrape(url), "recoil_stream_dlq_events_total") == len(BAD),
             30, "DLQ counter", [worker],

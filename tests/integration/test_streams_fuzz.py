@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +36,7 @@ from streams.harness import (
 )
 from streams.processor import check_key
 from streams.state import UserState, advance
-from tests.support.streams import LABELS, fast_worker_config, metrics_url, processed
+from tests.support.streams import LABELS, fast_worker_config, metrics_url, processed, worker_topics
 
 pytestmark = pytest.mark.integration
 
@@ -177,10 +176,8 @@ def test_fuzzed_records_are_all_accounted_for_without_a_restart(
     assert len(records) >= 2000
     assert min(want.values()) >= 100, want  # every outcome, many times
     config = fast_worker_config(
-        app_id=topic_name("app"), input_topic=topic_name("in"), output_topic=topic_name("out"),
-        dlq_topic=topic_name("dlq"), data_dir=tmp_path / "data",
-    )  # fmt: skip
-    config = replace(config, batch_size=200)
+        **worker_topics(topic_name), data_dir=tmp_path / "data", batch_size=200
+    )
     create_topics(kafka, config)
     url = metrics_url(config)
     with ProcessGroup(tmp_path / "logs") as group:

@@ -9,14 +9,11 @@ table files deleted, the table rebuilt from committed changelog data).
 
 from __future__ import annotations
 
-import signal
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from recoil.broker.embedded import free_port
 from recoil.core.kafka_settings import KafkaSettings
 from recoil.core.processes import ProcessGroup
 from recoil.core.records import TrainingExample
@@ -25,15 +22,14 @@ from streams.harness import (
     describe_difference,
     start_worker,
     synthetic_events,
-    wait_until,
 )
 from tests.support.streams import (
     expected_output,
     fast_worker_config,
-    metrics_url,
-    paced_producer,
-    processed,
+    feed_until_processed,
+    kill_and_restart,
     settled_output,
+    worker_topics,
 )
 
 pytestmark = pytest.mark.integration
@@ -44,27 +40,19 @@ def test_sigkill_mid_stream_loses_and_repeats_nothing(
 ) -> None:
     events = synthetic_events(4000, users=60, seed=11)
     expected, _ = expected_output(events)
-    killed = fast_worker_config(
-        app_id=topic_name("killed"), input_topic=topic_name("in"),
-        output_topic=topic_name("out-killed"), dlq_topic=topic_name("dlq-killed"),
-        data_dir=tmp_path / "killed",
-    )  # fmt: skip
-    reference = replace(
-        killed, app_id=topic_name("reference"), output_topic=topic_name("out-ref"),
-        dlq_topic=topic_name("dlq-ref"), data_dir=tmp_path / "reference",
-        web_port=free_port(), metrics_port=free_port(),
-    )  # fmt: skip
-    url = metrics_url(killed)
+    # two groups on the same input, each with its own output, DLQ, data and ports
+    killed = fast_worker_config(**worker_topics(topic_name, "killed"), data_dir=tmp_path / "killed")
+    reference = fast_worker_config(
+        **worker_topics(topic_name, "reference"), data_dir=tmp_path / "reference"
+    )
     create_topics(kafka, killed)
     with ProcessGroup(tmp_path / "logs") as group:
         victim = start_worker(group, "killed", kafka, killed)
         start_worker(group, "reference", kafka, reference)
-        producer = paced_producer(kafka, killed.input_topic, events, chunk=200, pause=0.4)
-        wait_until(lambda: processed(url) >= 1200, 120, "1200 events through", [victim])
-        group.stop(victim, sig=signal.SIGKILL)
-        assert victim.process.returncode == -signal.SIGKILL
-        group.children.remove(victim)  # a dead child on purpose: not a failure for check()
-        restarted = start_worker(group, "killed", kafka, killed)
+        producer = feed_until_processed(
+            kafka, killed, events, chunk=200, pause=0.4, count=1200, children=[victim]
+        )
+        restarted = kill_and_restart(group, victim, kafka, killed)
         producer.join(timeout=120)
         got_killed = settled_output(kafka, killed)
         got_reference = settled_output(kafka, reference)

@@ -36,8 +36,8 @@ from streams.harness import (
     wait_until,
 )
 from streams.supervisor import worker_command
-from tests.integration.test_streams_dlq import USER, good
-from tests.support.streams import fast_worker_config, metrics_url
+from tests.support.streams import USER, fast_worker_config, metrics_url, worker_topics
+from tests.support.streams import watched_event as good
 
 pytestmark = pytest.mark.integration
 
@@ -124,6 +124,22 @@ def produce_one(kafka: KafkaSettings, topic: str, key: bytes, value: bytes) -> t
         producer.close()
 
 
+def create_topics_with_a_small_dlq(
+    kafka: KafkaSettings, config: StreamsConfig, max_record_bytes: int
+) -> None:
+    """The worker's topics, its DLQ topic first: one partition that refuses records of more
+    than ``max_record_bytes`` (``max.message.bytes``)."""
+    admin = KafkaAdminClient(**kafka.kafka_python())
+    try:
+        admin.create_topics({config.dlq_topic: {
+            "num_partitions": 1, "replication_factor": 1,
+            "configs": {"max.message.bytes": str(max_record_bytes)},
+        }}, wait_for_metadata=True)  # fmt: skip
+    finally:
+        admin.close()
+    create_topics(kafka, config)
+
+
 def restarts(url: str) -> tuple[float | None, float | None]:
     samples = scrape(url)
     return (
@@ -145,10 +161,7 @@ def examples(kafka: KafkaSettings, config: StreamsConfig, count: int) -> list[st
 def test_records_up_to_the_broker_limit_are_dead_lettered_without_a_restart(
     kafka: KafkaSettings, topic_name: Callable[[str], str], tmp_path: Path
 ) -> None:
-    config = fast_worker_config(
-        app_id=topic_name("app"), input_topic=topic_name("in"), output_topic=topic_name("out"),
-        dlq_topic=topic_name("dlq"), data_dir=tmp_path / "data",
-    )  # fmt: skip
+    config = fast_worker_config(**worker_topics(topic_name), data_dir=tmp_path / "data")
     limit = broker_limit(kafka)
     largest = largest_value(limit, USER)
     assert limit >= 1_000_000 + 100  # the broker's default, 1 MiB + 12: a 1 MB pill fits
@@ -194,17 +207,9 @@ def test_a_record_whose_dead_letter_is_refused_costs_one_restart(
     minimal dead letter (no value) and moves on. Exactly-once: nothing is lost or repeated;
     at-least-once: nothing is lost (the example before it may come twice)."""
     config = fast_worker_config(
-        app_id=topic_name("app"), input_topic=topic_name("in"), output_topic=topic_name("out"),
-        dlq_topic=topic_name("dlq"), data_dir=tmp_path / "data", processing_guarantee=guarantee,
-    )  # fmt: skip
-    admin = KafkaAdminClient(**kafka.kafka_python())
-    try:
-        admin.create_topics({config.dlq_topic: {"num_partitions": 1, "replication_factor": 1,
-                                                "configs": {"max.message.bytes": "4096"}}},
-                            wait_for_metadata=True)  # fmt: skip
-    finally:
-        admin.close()
-    create_topics(kafka, config)
+        **worker_topics(topic_name), data_dir=tmp_path / "data", processing_guarantee=guarantee
+    )
+    create_topics_with_a_small_dlq(kafka, config, max_record_bytes=4096)
     bad = pill(20_000)
     with ProcessGroup(tmp_path / "logs") as group:
         worker = start_worker(group, "worker", kafka, config)
@@ -240,19 +245,9 @@ def test_a_record_that_no_dead_letter_can_describe_is_skipped_and_counted(
     """A DLQ topic that takes nothing (100 bytes): the dead letter, then the careful minimal
     one, then the minimal one are refused; the fourth start skips the record, counts it,
     and the stream goes on. The worker runs with --metrics-port 0 and --web-port 0."""
-    config = fast_worker_config(
-        app_id=topic_name("app"), input_topic=topic_name("in"), output_topic=topic_name("out"),
-        dlq_topic=topic_name("dlq"), data_dir=tmp_path / "data",
-    )  # fmt: skip
+    config = fast_worker_config(**worker_topics(topic_name), data_dir=tmp_path / "data")
     config = replace(config, metrics_port=0, web_port=0)
-    admin = KafkaAdminClient(**kafka.kafka_python())
-    try:
-        admin.create_topics({config.dlq_topic: {"num_partitions": 1, "replication_factor": 1,
-                                                "configs": {"max.message.bytes": "100"}}},
-                            wait_for_metadata=True)  # fmt: skip
-    finally:
-        admin.close()
-    create_topics(kafka, config)
+    create_topics_with_a_small_dlq(kafka, config, max_record_bytes=100)
     with ProcessGroup(tmp_path / "logs") as group:
         worker = start_worker(group, "worker", kafka, config)
         wait_until(lambda: PRINTED.search(_log(worker)), 60, "the printed /metrics address",
@@ -312,10 +307,7 @@ def test_a_record_whose_processing_always_fails_costs_one_restart(
 ) -> None:
     """Not a refused send: the worker's own code raises on the record every time. After
     one restart at that offset it writes a minimal ``crash_loop`` dead letter."""
-    config = fast_worker_config(
-        app_id=topic_name("app"), input_topic=topic_name("in"), output_topic=topic_name("out"),
-        dlq_topic=topic_name("dlq"), data_dir=tmp_path / "data",
-    )  # fmt: skip
+    config = fast_worker_config(**worker_topics(topic_name), data_dir=tmp_path / "data")
     create_topics(kafka, config)
     runner = tmp_path / "killer.py"
     runner.write_text(KILLER)

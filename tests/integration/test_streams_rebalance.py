@@ -38,11 +38,12 @@ from streams.harness import (
 from tests.support.streams import (
     expected_output,
     fast_worker_config,
+    feed_until_processed,
     metrics_url,
     paced_producer,
-    processed,
     read_to_end,
     settled_output,
+    worker_topics,
 )
 
 pytestmark = pytest.mark.integration
@@ -61,25 +62,22 @@ def test_worker_joins_and_leaves_mid_stream(
 ) -> None:
     events = synthetic_events(6000, users=80, seed=23)
     expected, states = expected_output(events)
-    first = fast_worker_config(
-        app_id=topic_name("app"), input_topic=topic_name("in"), output_topic=topic_name("out"),
-        dlq_topic=topic_name("dlq"), data_dir=tmp_path / "first",
-    )  # fmt: skip
+    first = fast_worker_config(**worker_topics(topic_name), data_dir=tmp_path / "first")
     second = replace(
         first, data_dir=tmp_path / "second", web_port=free_port(), metrics_port=free_port()
     )
-    url_first, url_second = metrics_url(first), metrics_url(second)
     phases = [events[:2000], events[2000:4000], events[4000:]]
     create_topics(kafka, first)
     with ProcessGroup(tmp_path / "logs") as group:
         one = start_worker(group, "first", kafka, first)
-        feeding = paced_producer(kafka, first.input_topic, phases[0], chunk=100, pause=0.2)
-        wait_until(lambda: processed(url_first) >= 500, 120, "first worker busy", [one])
-        feeding.join(timeout=120)
+        feed_until_processed(
+            kafka, first, phases[0], chunk=100, pause=0.2, count=500, children=[one]
+        ).join(timeout=120)
         # A second worker joins while events keep coming.
         two = start_worker(group, "second", kafka, second)
-        feeding = paced_producer(kafka, first.input_topic, phases[1], chunk=100, pause=0.2)
-        wait_until(lambda: processed(url_second) >= 200, 180, "second worker busy", [one, two])
+        # the input both read; the count is the second worker's
+        feeding = feed_until_processed(kafka, second, phases[1], chunk=100, pause=0.2,
+                                       count=200, children=[one, two], timeout=180)  # fmt: skip
         feeding.join(timeout=120)
         # Either worker answers for every user, the owner directly and the other by
         # forwarding, with the history the rule predicts after the first two phases.
@@ -99,7 +97,7 @@ def test_worker_joins_and_leaves_mid_stream(
         wait_until(lambda: caught_up(first), 60, "lag 0", [one])
         histories = {u: get_json(f"http://127.0.0.1:{first.web_port}/history/{u}")["history"]
                      for u in sorted(states)}  # fmt: skip
-        samples = scrape(url_first)
+        samples = scrape(metrics_url(first))
         group.check()
 
     assert left_in < 20, f"the leaving worker took {left_in:.1f}s to stop (rebalance hang?)"

@@ -1,30 +1,74 @@
-"""What the stream-worker kill and rebalance tests share: a worker config that reacts
-fast, the pure rule's expected output, paced input and the settled output."""
+"""What the stream-worker tests share: their topic names, a worker config that reacts
+fast, the pure rule's expected output, paced input, a kill and restart, and the settled
+output."""
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypedDict
 
 from recoil.broker.embedded import free_port
 from recoil.core.events import InteractionEvent
 from recoil.core.kafka_settings import KafkaSettings
 from recoil.core.labels import LabelConfig
+from recoil.core.processes import Child, ProcessGroup
 from streams.config import StreamsConfig
-from streams.harness import Record, metric, produce, scrape, wait_until
+from streams.harness import Record, metric, produce, scrape, start_worker, wait_until
 from streams.state import UserState, replay_in_arrival_order
 
 LABELS = LabelConfig(history_length=10)
+USER = b"dora"  # the key of watched_event's default user
+
+
+def watched_event(n: int, user: str = "dora", event_id: str | None = None) -> bytes:
+    """A valid event (JSON) of ``user`` at time ``n``: item ``i<n>`` watched 29 s of its
+    30 s, a positive; its id is ``event_id``, by default ``g<n>``."""
+    return InteractionEvent(
+        event_id=f"g{n}" if event_id is None else event_id, user_id=user, item_id=f"i{n}",
+        creator_id="c", cluster_id=None, timestamp=1_700_000_000.0 + n, surface="home",
+        dwell_seconds=29.0, item_duration_seconds=30.0, liked=False, disliked=False,
+        dismissed=False,
+    ).to_json()  # fmt: skip
+
+
+class WorkerTopics(TypedDict):
+    app_id: str
+    input_topic: str
+    output_topic: str
+    dlq_topic: str
+
+
+def worker_topics(topic_name: Callable[[str], str], app: str = "app") -> WorkerTopics:
+    """The app id and topics of worker group ``app``, unique to the test (``topic_name`` is
+    its fixture): the groups of one test read one input topic, each writes its own output
+    and dead letters."""
+    return WorkerTopics(
+        app_id=topic_name(app), input_topic=topic_name("in"),
+        output_topic=topic_name(f"out-{app}"), dlq_topic=topic_name(f"dlq-{app}"),
+    )  # fmt: skip
 
 
 def fast_worker_config(**fields: Any) -> StreamsConfig:
     """A worker of 4 partitions on free ports that commits, rebalances and batches quickly;
-    ``fields`` name its app, topics and data directory."""
+    ``fields`` name its app, topics and data directory, and may override any of these."""
+    fast: dict[str, Any] = {
+        "labels": LABELS, "partitions": 4, "web_port": free_port(), "metrics_port": free_port(),
+        "commit_interval": 0.5, "session_timeout": 6.0, "batch_size": 100,
+    }  # fmt: skip
+    return StreamsConfig(**{**fast, **fields})
+
+
+def small_at_least_once_config(topic_name: Callable[[str], str], data_dir: Path) -> StreamsConfig:
+    """At-least-once with the in-memory store on 2 partitions, committing every 0.3 s: the
+    dead-letter tests' worker (the round-trip test covers exactly-once with RocksDB)."""
     return StreamsConfig(
-        labels=LABELS, partitions=4, web_port=free_port(), metrics_port=free_port(),
-        commit_interval=0.5, session_timeout=6.0, batch_size=100, **fields,
+        **worker_topics(topic_name), data_dir=data_dir, store="memory",
+        processing_guarantee="at_least_once", partitions=2, web_port=free_port(),
+        metrics_port=free_port(), commit_interval=0.3, session_timeout=6.0,
     )  # fmt: skip
 
 
@@ -54,6 +98,37 @@ def paced_producer(
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     return thread
+
+
+def feed_until_processed(
+    kafka: KafkaSettings,
+    config: StreamsConfig,
+    events: Sequence[InteractionEvent],
+    chunk: int,
+    pause: float,
+    count: int,
+    children: Sequence[Child],
+    timeout: float = 120.0,
+) -> threading.Thread:
+    """Start feeding ``events`` to the input of ``config`` (``paced_producer``) and return
+    its thread once the worker of ``config`` has processed ``count`` events; past
+    ``timeout`` seconds fail with the ``children``'s logs."""
+    producer = paced_producer(kafka, config.input_topic, events, chunk, pause)
+    url = metrics_url(config)
+    wait_until(lambda: processed(url) >= count, timeout, f"{count} events through {url}",
+               children)  # fmt: skip
+    return producer
+
+
+def kill_and_restart(
+    group: ProcessGroup, victim: Child, kafka: KafkaSettings, config: StreamsConfig
+) -> Child:
+    """SIGKILL ``victim`` (checked to have died of it) and start the worker again under
+    its name; the dead child leaves ``group``, so ``group.check()`` does not count it."""
+    group.stop(victim, sig=signal.SIGKILL)
+    assert victim.process.returncode == -signal.SIGKILL
+    group.children.remove(victim)
+    return start_worker(group, victim.name, kafka, config)
 
 
 def end_offsets(kafka: KafkaSettings, topic: str) -> dict[int, int]:
