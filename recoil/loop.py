@@ -25,9 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from recoil.broker.embedded import free_port
+from recoil.core.errors import ConfigError
 from recoil.core.kafka_settings import KafkaSettings
 from recoil.core.processes import Child, ProcessGroup, recoil_command
-from recoil.core.settings import to_flags
+from recoil.core.settings import setting, to_flags
 from recoil.core.topics import DLQ, INTERACTIONS, MODEL_UPDATES, TRAINING_EXAMPLES, ensure_topics
 from streams.config import StreamsConfig
 from streams.supervisor import worker_command
@@ -37,23 +38,50 @@ from streams.supervisor import worker_command
 class LoopConfig:
     """What the loop runs; defaults make a small demo on one laptop."""
 
-    workdir: Path  # snapshots, checkpoints, worker state, logs, probe results
-    arms: tuple[str, ...] = ("feature_and_labels", "no_signal")  # the last is the A/B baseline
-    split: str = ""  # "ARM=SHARE,..." of the users per arm; "" = equal shares
-    repeat_window: int = 50  # repeated dislike: same creator within this many impressions
-    switch: str = ""  # "ARM=OTHER@SECONDS": serve ARM from OTHER's model after a while
-    world: str = "tiny"  # simulator world preset
-    users: int = 50  # simulated users (tiny world has 60)
-    rate: float = 150.0  # impressions per second
+    # snapshots, checkpoints, worker state, logs, probe results; recoil demo makes one
+    workdir: Path = setting(help="default: a new directory", cli_default=None)
+    arms: tuple[str, ...] = setting(
+        ("feature_and_labels", "no_signal"),
+        "comma-separated arms (learner/arms.py); the last is the A/B baseline",
+    )
+    world: str = setting("tiny", "simulator world preset")
+    users: int = setting(50, "simulated users (the tiny world has 60)")
+    rate: float = setting(150.0, "impressions per second")
+    snapshot_every_steps: int = 150  # learner publishes after this many steps...
+    # ...or this many seconds, whichever first
+    snapshot_every_seconds: float = setting(
+        20.0, "seconds between a learner's snapshots (sooner after 150 steps)"
+    )
+    split: str = setting("", "users per arm ('' = equal shares)", metavar="ARM=SHARE,...")
+    repeat_window: int = setting(
+        50, "a repeated dislike: the same creator disliked within this many impressions"
+    )
+    # after SECONDS of the simulator's run (recoil demo shifts it by its warm-up)
+    switch: str = setting(
+        "",
+        "after SECONDS serve ARM's users (and probes) from OTHER's model: a deliberate "
+        "regression, to check the RecoilResponsivenessRegressed alert",
+        metavar="ARM=OTHER@SECONDS",
+    )
     policy_share: float = 0.5  # share of impressions from the logging policy
     partitions: int = 4  # of interactions and training-examples
     topic_suffix: str = ""  # tests give each run its own topics
-    snapshot_every_steps: int = 150  # learner publishes after this many steps...
-    snapshot_every_seconds: float = 20.0  # ...or this many seconds, whichever first
     batch_size: int = 128  # examples per training step
     probe_simulations: int = 200  # counterfactual simulations per probe
     probe_k: int = 20  # branch position of the probe
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        from learner.arms import ARMS
+        from simulator.ab import parse_split
+
+        unknown = [arm for arm in self.arms if arm not in ARMS]
+        if not self.arms or unknown:
+            raise ConfigError(f"arms={','.join(self.arms)!r}: choose from {sorted(ARMS)}")
+        try:
+            parse_split(self.split, self.arms)
+        except ValueError as exc:
+            raise ConfigError(f"split={self.split!r}: {exc}") from None
 
     def topic(self, name: str) -> str:
         return name + self.topic_suffix

@@ -12,11 +12,14 @@ from recoil.commands._ablation_args import (
     parse_model,
     positive_int,
 )
+from recoil.core.settings import add_command
 
 
 def register(sub: Any) -> None:
-    parser: argparse.ArgumentParser = sub.add_parser(
+    parser = add_command(
+        sub,
         "backtest",
+        run,
         help="train every arm on a logged dataset's past and test on each user's last events",
         description="Read a JSONL event log or a CSV/TSV file (KuaiRand's header is recognised; "
         "other files need --map), hold out each user's last events, train each arm on the "
@@ -53,7 +56,6 @@ def register(sub: Any) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="training seed")
     add_arm_arguments(parser)
-    parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -9,10 +9,14 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from recoil.core.settings import add_command
+
 
 def register(sub: Any) -> None:
-    parser: argparse.ArgumentParser = sub.add_parser(
+    parser = add_command(
+        sub,
         "broker",
+        run,
         help="run a single-node Apache Kafka broker (KRaft) on 127.0.0.1 until Ctrl-C",
         description="Resolve Apache Kafka from Maven Central (once, cached), format KRaft "
         "storage in a temporary directory (or in --data-dir, once: a later start on the same "
@@ -24,7 +28,6 @@ def register(sub: Any) -> None:
                         help="keep data here; starting again on it keeps topics, records "
                         "and committed offsets (default: a temporary directory, removed on "
                         "exit)")  # fmt: skip
-    parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:

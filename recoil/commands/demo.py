@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from recoil.broker.args import add_optional_kafka_arguments, given_or_embedded_kafka
 from recoil.core.errors import ConfigError
+from recoil.core.settings import add_arguments, add_command, from_args
 
 if TYPE_CHECKING:
     from recoil.commands._demo_prometheus import DemoPrometheus
@@ -34,36 +35,17 @@ POLL_SECONDS = 15.0  # Prometheus' committed evaluation interval
 
 
 def register(sub: Any) -> None:
-    parser: argparse.ArgumentParser = sub.add_parser(
-        "demo",
-        help="run the whole loop (broker, worker, learners, serving, simulated users)",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    help = "run the whole loop (broker, worker, learners, serving, simulated users)"
+    parser = add_command(sub, "demo", run, help, __doc__ or "", raw=True, deferred=add_settings)
     add_optional_kafka_arguments(parser, default=os.environ.get("RECOIL_BOOTSTRAP_SERVERS"))
-    parser.add_argument("--workdir", type=Path, default=None, help="default: a new directory")
+
+
+def add_settings(parser: argparse.ArgumentParser) -> None:
+    """The loop's settings (recoil.loop: read when the command is used), and the demo's own."""
+    from recoil.loop import LoopConfig
+
+    add_arguments(parser, LoopConfig)
     parser.add_argument("--duration", type=float, default=0.0, help="seconds; 0 = until Ctrl-C")
-    parser.add_argument("--arms", default="feature_and_labels,no_signal")
-    parser.add_argument("--world", default="tiny")
-    parser.add_argument("--users", type=int, default=50)
-    parser.add_argument("--rate", type=float, default=150.0, help="impressions per second")
-    parser.add_argument("--snapshot-every-seconds", type=float, default=20.0)
-    parser.add_argument(
-        "--split", default="", metavar="ARM=SHARE,...", help="users per arm ('' = equal shares)"
-    )
-    parser.add_argument(
-        "--repeat-window",
-        type=int,
-        default=50,
-        help="a repeated dislike: the same creator disliked within this many impressions",
-    )
-    parser.add_argument(
-        "--switch",
-        default="",
-        metavar="ARM=OTHER@SECONDS",
-        help="after SECONDS serve ARM's users (and probes) from OTHER's model: a deliberate "
-        "regression, to check the RecoilResponsivenessRegressed alert",
-    )
     parser.add_argument(
         "--warmup",
         type=float,
@@ -79,7 +61,6 @@ def register(sub: Any) -> None:
         help="also run Prometheus with monitoring/'s rules against the loop and print each "
         "alert's changes (pending, firing, resolved); polls go to WORKDIR/prometheus.jsonl",
     )
-    parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -87,28 +68,15 @@ def run(args: argparse.Namespace) -> int:
     from recoil.commands._demo_prometheus import DemoPrometheus
     from recoil.core.processes import ProcessGroup
     from recoil.loop import Loop, LoopConfig, read_ab_summary, read_probe_results
-    from simulator.ab import parse_split
 
-    arms = tuple(a.strip() for a in args.arms.split(",") if a.strip())
-    from learner.arms import ARMS
-
-    unknown = [a for a in arms if a not in ARMS]
-    if not arms or unknown:
-        raise ConfigError(f"--arms {args.arms!r}: choose from {sorted(ARMS)}")
-    try:
-        parse_split(args.split, arms)
-    except ValueError as exc:
-        raise ConfigError(f"--split: {exc}") from None
+    if args.warmup < 0:
+        raise ConfigError(f"--warmup {args.warmup}: seconds, not negative")
     workdir = args.workdir or Path.home() / ".cache" / "recoil" / "demo" / time.strftime(
         "%Y%m%d-%H%M%S"
     )
-    if args.warmup < 0:
-        raise ConfigError(f"--warmup {args.warmup}: seconds, not negative")
-    config = LoopConfig(
-        workdir=workdir, arms=arms, world=args.world, users=args.users, rate=args.rate,
-        snapshot_every_seconds=args.snapshot_every_seconds, split=args.split,
-        repeat_window=args.repeat_window, switch=shifted_switch(args.switch, args.warmup),
-    )  # fmt: skip
+    switch = shifted_switch(args.switch, args.warmup)
+    config = from_args(LoopConfig, args, workdir=workdir, switch=switch)
+    arms = config.arms
 
     def stop(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt

@@ -12,13 +12,16 @@ from recoil.commands._ablation_args import (
     parse_model,
     positive_int,
 )
+from recoil.core.settings import add_command
 
 WORLDS = ("tiny", "small", "medium", "large", "aversion")  # simulator.world.WORLD_PRESETS
 
 
 def register(sub: Any) -> None:
-    parser: argparse.ArgumentParser = sub.add_parser(
+    parser = add_command(
+        sub,
         "experiment",
+        run,
         help="train every arm on one synthetic world's logs and measure responsiveness",
         description="Simulate a world, log it through an engagement-driven policy, train each "
         "arm on the same examples, and measure counterfactual responsiveness to a dislike "
@@ -45,7 +48,6 @@ def register(sub: Any) -> None:
         "the rest like the paper's production system (served)",
     )
     add_arm_arguments(parser)
-    parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from recoil.broker.args import add_kafka_arguments, kafka_settings
+from recoil.core.settings import add_command
 from streams.replay import MAX_SORT_EVENTS
 
 if TYPE_CHECKING:
@@ -22,8 +23,10 @@ if TYPE_CHECKING:
 
 
 def register(sub: Any) -> None:
-    parser: argparse.ArgumentParser = sub.add_parser(
+    parser = add_command(
+        sub,
         "replay",
+        run,
         help="replay a logged event file (JSONL, CSV/TSV, KuaiRand) into the interactions topic",
         description="Read a logged event file, sort its events by timestamp (stable on "
         "ties, so every user's events are in time order) and produce each to Kafka keyed by "
@@ -54,7 +57,6 @@ def register(sub: Any) -> None:
                        help="refuse to sort a log of more than N events in memory (about "
                        "0.5 KiB each; default %(default)s); sort such a file by user and time "
                        "yourself and pass --keep-file-order")  # fmt: skip
-    parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:

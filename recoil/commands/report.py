@@ -7,10 +7,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from recoil.core.settings import add_command
+
 
 def register(sub: Any) -> None:
-    parser: argparse.ArgumentParser = sub.add_parser(
+    parser = add_command(
+        sub,
         "report",
+        run,
         help="plot the responsiveness, pipeline-health and learner panels as PNG files",
         description="Query Prometheus' query_range API with the dashboards' PromQL "
         "(monitoring/dashboards.py) and write one PNG per dashboard into --out.",
@@ -27,7 +31,6 @@ def register(sub: Any) -> None:
         help="only this dashboard uid (repeatable): recoil-overview, recoil-responsiveness, "
         "recoil-pipeline, recoil-learner; default all",
     )
-    parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -8,11 +8,14 @@ from pathlib import Path
 from typing import Any
 
 from recoil.core.errors import ConfigError
+from recoil.core.settings import add_command
 
 
 def register(sub: Any) -> None:
-    parser: argparse.ArgumentParser = sub.add_parser(
+    parser = add_command(
+        sub,
         "serve",
+        run,
         help="serve GET /recommend/{user_id} and POST /recommend over the newest snapshot",
         description="HTTP recommend API. Loads the newest snapshot from --store and hot-swaps "
         "to newer ones as the learner publishes them; live histories come from a stream "
@@ -32,7 +35,6 @@ def register(sub: Any) -> None:
     parser.add_argument(
         "--poll-seconds", type=float, default=0.5, help="how often to look for a new snapshot"
     )
-    parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -14,6 +14,7 @@ How a field becomes a flag:
   ``choices`` from a ``Literal``;
 * a ``bool`` that defaults to True is ``--no-NAME`` (its help says what turning it
   off does); one that defaults to False is ``--NAME``;
+* a ``tuple[str, ...]`` is one comma-separated value (``--arms a,b``);
 * ``empty_is_none=True``: the flag's ``''`` means None;
 * a field without a default is a required flag, unless ``cli_default`` gives one
   (the command then completes the config, e.g. a directory below another);
@@ -92,7 +93,7 @@ class _Flag:
 
     field: dataclasses.Field[Any]
     meta: _Setting
-    kind: Any  # int, float, str, Path, bool, or a tuple of Literal choices
+    kind: Any  # int, float, str, Path, bool, _comma_separated, or a tuple of Literal choices
 
     @property
     def name(self) -> str:
@@ -137,7 +138,14 @@ def _kind(annotation: Any) -> Any:
         annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
     if typing.get_origin(annotation) is typing.Literal:
         return typing.get_args(annotation)
+    if typing.get_origin(annotation) is tuple and typing.get_args(annotation) == (str, ...):
+        return _comma_separated
     return annotation
+
+
+def _comma_separated(text: str) -> tuple[str, ...]:
+    """A ``tuple[str, ...]`` setting on the command line: ``a,b,c``."""
+    return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
 def add_arguments(
@@ -233,6 +241,8 @@ def to_flags(config: object, exclude: Iterable[str] = ()) -> list[str]:
                 argv += [flag.option, ""]
             elif flag.default is not None:
                 raise ValueError(f"{flag.name}=None has no flag ({flag.option} takes a value)")
+        elif flag.kind is _comma_separated:
+            argv += [flag.option, ",".join(value)]
         else:
             argv += [flag.option, str(value)]
     return argv

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from recoil.cli import build_parser
 from recoil.commands.learn import configs_from_args
 from recoil.commands.simulate import live_config
@@ -60,3 +62,29 @@ def test_the_worker_command_round_trips(tmp_path: Path) -> None:
     config = StreamsConfig(input_topic="interactions-t", data_dir=tmp_path, web_port=1)
     args = build_parser().parse_args(worker_command(KafkaSettings("h:1"), config)[3:])
     assert config_from_args(args) == config and args.supervise
+
+
+def test_the_demo_builds_its_loop_from_the_loops_settings(tmp_path: Path) -> None:
+    from recoil.core.errors import ConfigError
+    from recoil.core.settings import from_args
+
+    argv = [
+        "demo",
+        "--arms",
+        "no_signal,feature_only",
+        "--split",
+        "no_signal=0.25,feature_only=0.75",
+    ]
+    args = build_parser().parse_args(
+        [*argv, "--users", "20", "--switch", "no_signal=feature_only@5"]
+    )
+    config = from_args(LoopConfig, args, workdir=tmp_path)
+    assert (config.arms, config.users, config.switch) == (
+        ("no_signal", "feature_only"),
+        20,
+        "no_signal=feature_only@5",
+    )
+    with pytest.raises(ConfigError, match="--arms"):
+        from_args(
+            LoopConfig, build_parser().parse_args(["demo", "--arms", "nope"]), workdir=tmp_path
+        )

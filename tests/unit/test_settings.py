@@ -26,6 +26,7 @@ class Toy:
     verbose: bool = setting(False, "say more")
     group: str | None = setting("g-0", "group id ('' = none)", empty_is_none=True)
     idle_s: float | None = setting(None, "stop when idle", flag="--stop-when-idle")
+    tags: tuple[str, ...] = setting(("x", "y"), "comma-separated tags")
     internal: int = 7  # not a setting: not on the command line
 
     def __post_init__(self) -> None:
@@ -52,6 +53,7 @@ def test_the_parser_has_one_option_per_setting_with_its_default_type_and_help() 
         "verbose",
         "group",
         "idle_s",
+        "tags",
     }
     assert actions["store"].required and actions["store"].option_strings == ["--store"]
     assert (actions["size"].default, actions["size"].type, actions["size"].help) == (
@@ -83,6 +85,7 @@ def test_config_to_flags_to_config_is_the_same_config() -> None:
         verbose=True,
         group=None,
         idle_s=2.5,
+        tags=("a", "b", "c"),
     )
     args = _parser().parse_args(to_flags(config))
     assert from_args(Toy, args) == config
