@@ -70,10 +70,17 @@ def _bench(args: argparse.Namespace, settings: Any) -> int:
     tag = f"bench-{int(time.time())}"
     work = Path(tempfile.mkdtemp(prefix="recoil-bench-streams-"))
     config = from_args(
-        StreamsConfig, args, only=WORKER_SETTINGS, app_id=tag, data_dir=work / "data",
-        input_topic=f"{tag}.interactions", output_topic=f"{tag}.examples", dlq_topic=f"{tag}.dlq",
-        web_port=free_port(), metrics_port=free_port(),
-    )  # fmt: skip
+        StreamsConfig,
+        args,
+        only=WORKER_SETTINGS,
+        app_id=tag,
+        data_dir=work / "data",
+        input_topic=f"{tag}.interactions",
+        output_topic=f"{tag}.examples",
+        dlq_topic=f"{tag}.dlq",
+        web_port=free_port(),
+        metrics_port=free_port(),
+    )
     create_topics(settings, config)
     events = synthetic_events(args.events, args.users, seed=1, duplicates=0.0, late=0.0)
     print(f"producing {len(events):,} events to {config.input_topic} ...", flush=True)
@@ -90,19 +97,27 @@ def _bench(args: argparse.Namespace, settings: Any) -> int:
         worker = start_worker(group, "worker", settings, config)
         print(f"one stream worker (log: {worker.log_file}) ...", flush=True)
         worker_rate, worker_curve, per_event = _watch_worker(url, len(events), args.timeout, group)
-    print(f"stream worker:         {worker_rate:,.0f} events/s "
-          f"({per_event * 1e6:,.0f} us of agent time per event)")  # fmt: skip
+    print(
+        f"stream worker:         {worker_rate:,.0f} events/s "
+        f"({per_event * 1e6:,.0f} us of agent time per event)"
+    )
     ratio = worker_rate / raw_rate
     print(f"ratio worker / raw:    {ratio:.3f}")
     args.out.mkdir(parents=True, exist_ok=True)
     result = {
-        "events": len(events), "users": args.users, "partitions": args.partitions,
-        "history_length": args.history_length, "guarantee": args.processing_guarantee,
-        "store": args.store, "batch_size": args.batch_size,
-        "raw_events_per_second": raw_rate, "worker_events_per_second": worker_rate,
-        "ratio": ratio, "agent_seconds_per_event": per_event,
+        "events": len(events),
+        "users": args.users,
+        "partitions": args.partitions,
+        "history_length": args.history_length,
+        "guarantee": args.processing_guarantee,
+        "store": args.store,
+        "batch_size": args.batch_size,
+        "raw_events_per_second": raw_rate,
+        "worker_events_per_second": worker_rate,
+        "ratio": ratio,
+        "agent_seconds_per_event": per_event,
         "produce_events_per_second": produced.events_per_second,
-    }  # fmt: skip
+    }
     (args.out / "streams.json").write_text(json.dumps(result, indent=2) + "\n")
     _plot(args.out / "streams.png", raw_curve, worker_curve, result)
     print(f"wrote {args.out / 'streams.json'} and {args.out / 'streams.png'}")
@@ -116,9 +131,12 @@ async def _raw_consume(
     from aiokafka import AIOKafkaConsumer
 
     consumer = AIOKafkaConsumer(
-        topic, **settings.aiokafka(), group_id=None, auto_offset_reset="earliest",
+        topic,
+        **settings.aiokafka(),
+        group_id=None,
+        auto_offset_reset="earliest",
         enable_auto_commit=False,
-    )  # fmt: skip
+    )
     await consumer.start()
     seen, started, curve = 0, 0.0, [(0.0, 0)]
     try:

@@ -83,6 +83,7 @@ from learner.snapshot_store import (
 )
 from learner.vocab import FIRST_INDEX, UNKNOWN_INDEX, Vocabularies, Vocabulary
 from recoil.core.records import HistoryItem, TrainingExample
+from recoil.core.topics import TRAINING_EXAMPLES
 
 __all__ = [
     "LATEST", "ItemMeta", "Snapshot", "SnapshotError", "SnapshotInfo", "kafka_announcer",
@@ -371,7 +372,7 @@ def publish_snapshot(
     step: int,
     offsets: Mapping[int, int],
     *,
-    topic: str = "training-examples",
+    topic: str = TRAINING_EXAMPLES,
     examples: int = 0,
     index_config: IndexConfig | None = None,
     queries: np.ndarray | None = None,

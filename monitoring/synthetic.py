@@ -25,6 +25,7 @@ from monitoring import catalogue
 from monitoring.catalogue import Part
 from recoil.core.events import INVALID_CODES
 from recoil.core.records import LABEL_KINDS
+from recoil.core.topics import INTERACTIONS
 
 ARMS = {"feature_and_labels": -0.62, "no_signal": -0.02}  # responsiveness each arm approaches
 EVENT_RATES = {  # events per second by outcome
@@ -99,7 +100,7 @@ class SyntheticExporter:
         m["recoil_stream_history_users"].set(500 + 10 * self.version)
         for partition in range(4):
             m["recoil_stream_consumer_lag_messages"].labels(
-                topic="interactions", partition=str(partition)
+                topic=INTERACTIONS, partition=str(partition)
             ).set(self._count(8))
 
     def _learner(self, now: float, dt: float) -> None:

@@ -168,8 +168,13 @@ class StreamsConfig:
                 f"processing_guarantee={self.processing_guarantee!r}: "
                 f"choose one of {', '.join(GUARANTEES)}"
             )
-        for name in ("dedupe_window", "partitions", "batch_size", "replication_factor",
-                     "state_cache_users"):  # fmt: skip
+        for name in (
+            "dedupe_window",
+            "partitions",
+            "batch_size",
+            "replication_factor",
+            "state_cache_users",
+        ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)}: must be >= 1")
         if not 0 <= self.producer_linger <= 1:

@@ -72,11 +72,16 @@ def supervise(argv: Sequence[str], max_restarts: int = 5, window: float = 300.0)
             while restarts and now - restarts[0] > window:
                 restarts.popleft()
             if len(restarts) > max_restarts:
-                log.critical("worker exited %d times with status %d within %.0fs: giving up",
-                             len(restarts), status, window)  # fmt: skip
+                log.critical(
+                    "worker exited %d times with status %d within %.0fs: giving up",
+                    len(restarts),
+                    status,
+                    window,
+                )
                 return status
-            log.warning("worker exited with status %d (restart from committed state); "
-                        "restarting", status)  # fmt: skip
+            log.warning(
+                "worker exited with status %d (restart from committed state); restarting", status
+            )
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

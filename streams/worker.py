@@ -90,8 +90,11 @@ def run_worker(
     log.info("stream worker settings: %s", dict(describe(config)))
     layout = prepare_topics(settings, config)
     if layout.created:
-        log.info("created topics %s with %d partitions", ", ".join(layout.created),
-                 layout.input_partitions)  # fmt: skip
+        log.info(
+            "created topics %s with %d partitions",
+            ", ".join(layout.created),
+            layout.input_partitions,
+        )
     config.app_data_dir.mkdir(parents=True, exist_ok=True)
     discard_unclean_state(config)
     notes = CrashNotes.load(config.app_data_dir)
@@ -128,7 +131,9 @@ def run_worker(
         (config.app_data_dir / CLEAN_MARKER).write_text("graceful stop: local state committed\n")
         notes.clear()  # nothing was in flight
     else:
-        log.error("worker stopped after a crash (%r); local state will be rebuilt",
-                  parts.app.crash_reason or worker.crash_reason)  # fmt: skip
+        log.error(
+            "worker stopped after a crash (%r); local state will be rebuilt",
+            parts.app.crash_reason or worker.crash_reason,
+        )
         status = status or 1
     return status

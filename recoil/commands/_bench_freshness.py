@@ -21,16 +21,19 @@ import time
 from pathlib import Path
 from typing import Any
 
+from recoil.broker.args import add_optional_kafka_arguments, given_or_embedded_kafka
+from recoil.core.settings import add_command
+
 
 def register(sub: Any) -> None:
-    parser: argparse.ArgumentParser = sub.add_parser("freshness", help=__doc__.splitlines()[0])
-    parser.add_argument("--bootstrap-servers", default=None)
+    doc = __doc__ or ""
+    parser = add_command(sub, "freshness", run, doc.splitlines()[0], "")
+    add_optional_kafka_arguments(parser, default=None)
     parser.add_argument("--samples", type=int, default=200)
     parser.add_argument("--snapshot-samples", type=int, default=5)
     parser.add_argument("--snapshot-every-seconds", type=float, default=10.0)
     parser.add_argument("--rate", type=float, default=100.0, help="background impressions/s")
     parser.add_argument("--out", type=Path, default=None, help="write freshness.json here")
-    parser.set_defaults(handler=run)
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -49,9 +52,12 @@ async def _measure(args: argparse.Namespace, loop: Any, kafka: Any) -> dict[str,
     items = [("i0", "c0", "k0"), ("i1", "c0", "k0"), ("i7", "c1", "k0")]
     producer = AIOKafkaProducer(**kafka.aiokafka(), acks="all", linger_ms=0)
     consumer = AIOKafkaConsumer(
-        loop.config.topic(TRAINING_EXAMPLES), **kafka.aiokafka(), group_id=None,
-        isolation_level="read_committed", auto_offset_reset="latest",
-    )  # fmt: skip
+        loop.config.topic(TRAINING_EXAMPLES),
+        **kafka.aiokafka(),
+        group_id=None,
+        isolation_level="read_committed",
+        auto_offset_reset="latest",
+    )
     await producer.start()
     await consumer.start()
     await consumer.seek_to_end()
@@ -104,32 +110,26 @@ async def _measure(args: argparse.Namespace, loop: Any, kafka: Any) -> dict[str,
 
 
 def run(args: argparse.Namespace) -> int:
-    from recoil.broker import EmbeddedKafka
-    from recoil.core.kafka_settings import KafkaSettings
     from recoil.core.processes import ProcessGroup
     from recoil.loop import Loop, LoopConfig
 
     workdir = Path(tempfile.mkdtemp(prefix="recoil-bench-freshness-"))
     config = LoopConfig(
-        workdir=workdir, arms=("feature_and_labels",), rate=args.rate,
-        snapshot_every_seconds=args.snapshot_every_seconds, probe_simulations=50,
-    )  # fmt: skip
-    broker = None
-    with ProcessGroup(workdir / "logs") as group:
-        try:
-            if args.bootstrap_servers:
-                kafka = KafkaSettings.from_env(args.bootstrap_servers)
-            else:
-                broker = EmbeddedKafka(workdir=workdir / "kafka").start()
-                kafka = KafkaSettings(broker.bootstrap_servers)
-            loop = Loop(config, kafka, group)
-            loop.start()
-            print(f"loop started (logs in {workdir / 'logs'}); measuring ...", flush=True)
-            result = asyncio.run(_measure(args, loop, kafka))
-        finally:
-            group.stop_all()
-            if broker is not None:
-                broker.stop()
+        workdir=workdir,
+        arms=("feature_and_labels",),
+        rate=args.rate,
+        snapshot_every_seconds=args.snapshot_every_seconds,
+        probe_simulations=50,
+    )
+    # The roles stop (ProcessGroup's exit) before the broker they talk to.
+    with (
+        given_or_embedded_kafka(args, workdir / "kafka") as kafka,
+        ProcessGroup(workdir / "logs") as group,
+    ):
+        loop = Loop(config, kafka, group)
+        loop.start()
+        print(f"loop started (logs in {workdir / 'logs'}); measuring ...", flush=True)
+        result = asyncio.run(_measure(args, loop, kafka))
     print(json.dumps(result, indent=2))
     print(
         "(a) dislike -> GET /recommend reflects it:"

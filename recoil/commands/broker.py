@@ -24,10 +24,14 @@ def register(sub: Any) -> None:
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=9092, help="client port (0 = any free)")
-    parser.add_argument("--data-dir", type=Path, default=None,
-                        help="keep data here; starting again on it keeps topics, records "
-                        "and committed offsets (default: a temporary directory, removed on "
-                        "exit)")  # fmt: skip
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="keep data here; starting again on it keeps topics, records "
+        "and committed offsets (default: a temporary directory, removed on "
+        "exit)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -60,9 +60,14 @@ def run(args: argparse.Namespace) -> int:
     from simulator.parallel import default_workers
 
     config = experiment_config(
-        args.world, seed=args.seed, simulations=args.simulations, k=args.k,
-        max_steps=args.max_steps, arms=arms, served=args.logging == "served",
-    )  # fmt: skip
+        args.world,
+        seed=args.seed,
+        simulations=args.simulations,
+        k=args.k,
+        max_steps=args.max_steps,
+        arms=arms,
+        served=args.logging == "served",
+    )
     if model_changes:
         config = replace(config, model=parse_model(model_changes, config.model))
     workers = args.workers or default_workers(len(arms))

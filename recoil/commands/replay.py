@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from recoil.broker.args import add_kafka_arguments, kafka_settings
 from recoil.core.settings import add_command
+from recoil.core.topics import INTERACTIONS
 from streams.replay import MAX_SORT_EVENTS
 
 if TYPE_CHECKING:
@@ -36,27 +37,46 @@ def register(sub: Any) -> None:
     parser.add_argument("file", type=Path, help="the event log")
     add_kafka_arguments(parser)
     pace = parser.add_mutually_exclusive_group()
-    pace.add_argument("--speed", type=float, default=None,
-                      help="replay at X times the logged pace (1 = real time)")  # fmt: skip
-    pace.add_argument("--as-fast-as-possible", action="store_true",
-                      help="ignore the logged timing (the default)")  # fmt: skip
-    parser.add_argument("--topic", default="interactions")
-    parser.add_argument("--map", default=None, metavar="FIELD=COLUMN,...",
-                        help="column mapping of a CSV/TSV log, e.g. "
-                        "'user_id=uid,item_id=vid,timestamp=ts,time_unit=ms', or 'kuairand' "
-                        "(fields of simulator.logs.ColumnMapping)")  # fmt: skip
-    parser.add_argument("--partitions", type=int, default=4,
-                        help="partitions if the topic has to be created")  # fmt: skip
-    parser.add_argument("--limit", type=int, default=None,
-                        help="replay only the first N events of the file")  # fmt: skip
+    pace.add_argument(
+        "--speed",
+        type=float,
+        default=None,
+        help="replay at X times the logged pace (1 = real time)",
+    )
+    pace.add_argument(
+        "--as-fast-as-possible", action="store_true", help="ignore the logged timing (the default)"
+    )
+    parser.add_argument("--topic", default=INTERACTIONS)
+    parser.add_argument(
+        "--map",
+        default=None,
+        metavar="FIELD=COLUMN,...",
+        help="column mapping of a CSV/TSV log, e.g. "
+        "'user_id=uid,item_id=vid,timestamp=ts,time_unit=ms', or 'kuairand' "
+        "(fields of simulator.logs.ColumnMapping)",
+    )
+    parser.add_argument(
+        "--partitions", type=int, default=4, help="partitions if the topic has to be created"
+    )
+    parser.add_argument(
+        "--limit", type=int, default=None, help="replay only the first N events of the file"
+    )
     order = parser.add_mutually_exclusive_group()
-    order.add_argument("--keep-file-order", action="store_true",
-                       help="send events in file order, unsorted; the worker drops every event "
-                       "older than an earlier one of its user (replay says how many)")  # fmt: skip
-    order.add_argument("--max-sort-events", type=int, default=MAX_SORT_EVENTS, metavar="N",
-                       help="refuse to sort a log of more than N events in memory (about "
-                       "0.5 KiB each; default %(default)s); sort such a file by user and time "
-                       "yourself and pass --keep-file-order")  # fmt: skip
+    order.add_argument(
+        "--keep-file-order",
+        action="store_true",
+        help="send events in file order, unsorted; the worker drops every event "
+        "older than an earlier one of its user (replay says how many)",
+    )
+    order.add_argument(
+        "--max-sort-events",
+        type=int,
+        default=MAX_SORT_EVENTS,
+        metavar="N",
+        help="refuse to sort a log of more than N events in memory (about "
+        "0.5 KiB each; default %(default)s); sort such a file by user and time "
+        "yourself and pass --keep-file-order",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -90,8 +110,11 @@ def run(args: argparse.Namespace) -> int:
         events = itertools.islice(events, args.limit)
     reordered = 0
     if args.keep_file_order:
-        print("keeping file order: the worker drops every event older than an earlier event "
-              "of its user (out_of_order)", file=sys.stderr)  # fmt: skip
+        print(
+            "keeping file order: the worker drops every event older than an earlier event "
+            "of its user (out_of_order)",
+            file=sys.stderr,
+        )
     else:
         try:
             ordered = time_ordered(events, args.max_sort_events, str(args.file))
@@ -116,9 +139,11 @@ def run(args: argparse.Namespace) -> int:
             print(f"recoil replay: {exc}")
             return 1
     stats = dataclasses.replace(stats, reordered=reordered)
-    print(f"replayed {stats.events} events to {args.topic} in {stats.seconds:.1f}s "
-          f"({stats.events_per_second:,.0f} events/s); reordered {stats.reordered}, "
-          f"late {stats.late}")  # fmt: skip
+    print(
+        f"replayed {stats.events} events to {args.topic} in {stats.seconds:.1f}s "
+        f"({stats.events_per_second:,.0f} events/s); reordered {stats.reordered}, "
+        f"late {stats.late}"
+    )
     if stats.late:
         print(
             f"warning: {stats.late} of {stats.events} events were sent after a newer event "
