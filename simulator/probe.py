@@ -34,6 +34,7 @@ from tqdm import tqdm
 
 from recoil.core.events import InteractionEvent
 from recoil.core.labels import LabelConfig
+from recoil.core.settings import setting
 from recoil.core.windows import History, step
 from simulator.catalog import Catalog
 from simulator.metrics import bootstrap_relative_change, relative_change
@@ -47,8 +48,8 @@ STEP_SECONDS = 30.0  # simulated time between two consumed items
 class ProbeConfig:
     """Probe settings; defaults are the paper's (2000 simulations, k = 50)."""
 
-    simulations: int = 2000  # independent simulated users
-    k: int = 50  # the branch happens on the k-th consumed item
+    simulations: int = setting(2000, "probe simulations")  # independent simulated users
+    k: int = setting(50, "probe branch step")  # the branch happens on the k-th consumed item
     top_n: int = 20  # recommendations at step k+1 compared with the anchor
     # A trajectory step picks uniformly among this many top items. With 20 the medium
     # world's trajectories collapse into one cluster (74% of their items in the anchor's

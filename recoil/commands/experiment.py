@@ -12,7 +12,7 @@ from recoil.commands._ablation_args import (
     parse_model,
     positive_int,
 )
-from recoil.core.settings import add_command
+from recoil.core.settings import add_arguments, add_command, from_args
 
 WORLDS = ("tiny", "small", "medium", "large", "aversion")  # simulator.world.WORLD_PRESETS
 
@@ -27,11 +27,10 @@ def register(sub: Any) -> None:
         "arm on the same examples, and measure counterfactual responsiveness to a dislike "
         "(paper section 4), closed-loop dislike rates and Recall@K/NDCG@K. Writes "
         "DIR/ablation.json, DIR/ablation.md, DIR/responsiveness.png and DIR/details.json.",
+        deferred=add_probe_settings,
     )
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="output directory")
     parser.add_argument("--world", choices=WORLDS, default="medium", help="world preset")
-    parser.add_argument("--simulations", type=positive_int, default=2000, help="probe simulations")
-    parser.add_argument("--k", type=positive_int, default=50, help="probe branch step")
     parser.add_argument("--seed", type=int, default=0, help="seeds world, training and probes")
     parser.add_argument(
         "--max-steps",
@@ -50,6 +49,17 @@ def register(sub: Any) -> None:
     add_arm_arguments(parser)
 
 
+# The probe's settings on the command line; the probe's seed is --seed.
+PROBE_SETTINGS = ("simulations", "k")
+
+
+def add_probe_settings(parser: argparse.ArgumentParser) -> None:
+    """ProbeConfig's settings (simulator.probe imports numpy: read when the command is used)."""
+    from simulator.probe import ProbeConfig
+
+    add_arguments(parser, ProbeConfig, only=PROBE_SETTINGS)
+
+
 def run(args: argparse.Namespace) -> int:
     arms = parse_arms(args.arms)
     model_changes = args.model
@@ -58,12 +68,14 @@ def run(args: argparse.Namespace) -> int:
 
     from simulator.experiment import experiment_config, run_experiment
     from simulator.parallel import default_workers
+    from simulator.probe import ProbeConfig
 
+    probe = from_args(ProbeConfig, args, only=PROBE_SETTINGS, seed=args.seed)
     config = experiment_config(
         args.world,
         seed=args.seed,
-        simulations=args.simulations,
-        k=args.k,
+        simulations=probe.simulations,
+        k=probe.k,
         max_steps=args.max_steps,
         arms=arms,
         served=args.logging == "served",
