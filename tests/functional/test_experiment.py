@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from learner.vocab import FIRST_INDEX
 from recoil.cli import main
 
 ARM_KEYS = {
@@ -65,6 +66,9 @@ def test_config_records_the_world_and_its_statistics(run: Path) -> None:
     assert 0.005 <= stats["dislike_rate"] <= 0.05
     assert 0.20 <= stats["skip_rate"] <= 0.50
     assert config["train"]["max_steps"] == 60
+    # the model as trained, one table size for every arm: the tiny world's 180 items at
+    # most (plus the reserved rows), not the starting config's 3 item rows
+    assert 3 < config["model"]["num_items"] <= 180 + FIRST_INDEX
 
 
 def test_markdown_plot_and_details(run: Path) -> None:
