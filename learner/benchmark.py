@@ -63,7 +63,7 @@ def split_last_positive(
 
 
 def recall_at(rec: TrainedRecommender, test: Sequence[TrainingExample], k: int) -> float:
-    top = rec.top_k([e.history for e in test], k)
+    top = rec.top_k([e.history for e in test], k, exclude_seen=False)
     return float(np.mean([e.label_item_id in t for e, t in zip(test, top, strict=True)]))
 
 

@@ -34,7 +34,7 @@ from learner.model import ModelConfig, SequenceRecommender
 from learner.module import RecommenderModule
 from learner.quiet import quiet_lightning
 from learner.vocab import FIRST_INDEX, Vocabularies
-from recoil.core.records import HistoryItem, TrainingExample
+from recoil.core.records import EXCLUDE_SEEN, HistoryItem, TrainingExample
 
 log = logging.getLogger(__name__)
 
@@ -281,7 +281,7 @@ class TrainedRecommender:
         self,
         histories: Sequence[Sequence[HistoryItem]],
         k: int,
-        exclude_seen: bool = False,
+        exclude_seen: bool = EXCLUDE_SEEN,
     ) -> list[list[str]]:
         """The k best item ids per history, best first.
 

@@ -82,7 +82,7 @@ from learner.snapshot_store import (
     write_latest,
 )
 from learner.vocab import FIRST_INDEX, UNKNOWN_INDEX, Vocabularies, Vocabulary
-from recoil.core.records import HistoryItem, TrainingExample
+from recoil.core.records import EXCLUDE_SEEN, HistoryItem, TrainingExample
 from recoil.core.topics import TRAINING_EXAMPLES
 
 __all__ = [
@@ -210,7 +210,7 @@ class Snapshot:
             return self.model.user_state(batch).numpy()  # (B, D)
 
     def recommend(
-        self, histories: Sequence[Sequence[HistoryItem]], k: int, exclude_seen: bool = True
+        self, histories: Sequence[Sequence[HistoryItem]], k: int, exclude_seen: bool = EXCLUDE_SEEN
     ) -> list[list[tuple[str, float]]]:
         """Top-``k`` (item id, score ``s·v``) per history, best first.
 

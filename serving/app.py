@@ -8,7 +8,7 @@
     GET  /metrics                    Prometheus
 
 Answers leave out the items of the history they are for, unless a POST body sends
-``"exclude_seen": false`` (``serving.requests.EXCLUDE_SEEN``, the default the
+``"exclude_seen": false`` (``recoil.core.records.EXCLUDE_SEEN``, the default the
 simulator's recommenders share).
 
 Nothing a client sends stops the server: bodies over ``MAX_BODY_BYTES`` are a
@@ -40,10 +40,9 @@ from typing import Any, Protocol, TypeVar
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from recoil.core.records import HistoryItem
+from recoil.core.records import EXCLUDE_SEEN, HistoryItem
 from serving.metrics import ServingMetrics
 from serving.requests import (
-    EXCLUDE_SEEN,
     MAX_BODY_BYTES,
     BadRequestError,
     BatchRequest,

@@ -11,7 +11,13 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from recoil.core.records import HISTORY_COLUMNS, NUM_DWELL_BUCKETS, NUM_GAP_BUCKETS, HistoryItem
+from recoil.core.records import (
+    EXCLUDE_SEEN,
+    HISTORY_COLUMNS,
+    NUM_DWELL_BUCKETS,
+    NUM_GAP_BUCKETS,
+    HistoryItem,
+)
 
 MAX_K = 500
 DEFAULT_K = 10
@@ -20,11 +26,6 @@ MAX_BODY_BYTES = 8 << 20
 MAX_BATCH = 1024  # histories per POST /recommend/batch
 UNKNOWN_ITEMS = ("ignore", "reject")  # what a POST body's "unknown_items" may ask for
 UnknownItems = Literal["ignore", "reject"]
-# Whether an answer leaves out the items of the history it is for, unless a POST body says
-# otherwise (GET /recommend/{user_id} has no body: always this). A feed does not show a
-# user again what they have just watched, and the simulator's probes and evaluations
-# measure exactly that; its recommenders (simulator.recommender) default to the same.
-EXCLUDE_SEEN = True
 
 
 class BadRequestError(ValueError):

@@ -15,8 +15,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 
-from recoil.core.records import HistoryItem
-from serving.requests import EXCLUDE_SEEN
+from recoil.core.records import EXCLUDE_SEEN, HistoryItem
 
 
 class ServingError(RuntimeError):

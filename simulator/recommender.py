@@ -10,8 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from recoil.core.records import HistoryItem
-from serving.requests import EXCLUDE_SEEN
+from recoil.core.records import EXCLUDE_SEEN, HistoryItem
 
 
 class Recommender(Protocol):
@@ -19,7 +18,7 @@ class Recommender(Protocol):
         self, histories: Sequence[Sequence[HistoryItem]], k: int, exclude_seen: bool = EXCLUDE_SEEN
     ) -> list[list[str]]:
         """For each history, up to ``k`` item ids, best first (``exclude_seen``: none in it;
-        by default as the serving API does, ``serving.requests.EXCLUDE_SEEN``)."""
+        by default as the serving API does, ``recoil.core.records.EXCLUDE_SEEN``)."""
         ...
 
 

@@ -17,6 +17,12 @@ LABEL_KINDS: tuple[LabelKind, ...] = ("positive", "dislike", "skip")
 
 NUM_DWELL_BUCKETS = 6  # bucket 0 is a skip (shortest dwell); the last is a full watch or more
 NUM_GAP_BUCKETS = 8  # log-scale buckets of the time since the previous history item
+# Whether a recommendation leaves out the items of the history it is for, unless the
+# caller says otherwise (serving's GET /recommend/{user_id} has no body: always this). A
+# feed does not show a user again what they have just watched, and the simulator's probes
+# and evaluations measure exactly that. Serving, the learner's recommenders and the
+# simulator's all default to this one value.
+EXCLUDE_SEEN = True
 
 HISTORY_COLUMNS = (
     "item_id", "creator_id", "cluster_id", "disliked", "dwell_bucket", "gap_bucket", "timestamp",

@@ -11,8 +11,8 @@ from typing import ClassVar
 
 import pytest
 
-from recoil.core.records import HistoryItem
-from serving.requests import EXCLUDE_SEEN, parse_batch_body
+from recoil.core.records import EXCLUDE_SEEN, HistoryItem
+from serving.requests import parse_batch_body
 from simulator.http_recommender import HttpRecommender, VersionChangedError
 
 
