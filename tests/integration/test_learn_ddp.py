@@ -8,17 +8,12 @@ committed offsets.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import json
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
-from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -33,18 +28,19 @@ from learner.synthetic import synthetic_examples
 from recoil.core.kafka_settings import KafkaSettings
 from recoil.core.records import TrainingExample
 from recoil.core.topics import ensure_topics
-from tests.support.offsets import end_and_committed
+from tests.support.learner_runs import (
+    learner_group,
+    learner_offsets,
+    learner_process,
+    lineage_entries,
+    produce_examples,
+    trained_ids,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
 PARTITIONS = 4
-
-
-def _group(topic: str) -> str:
-    """A group per test: a learner of an earlier test that joined its group as a static
-    member stays in it for a session timeout, and refuses this test's ranks' commits
-    (docs/operations.md), which would fail the committed-offset checks for no fault here."""
-    return f"ddp-{topic}"
 
 
 @pytest.fixture
@@ -54,101 +50,35 @@ def topic(kafka: KafkaSettings, topic_name: Callable[[str], str]) -> str:
     return name
 
 
-@contextlib.contextmanager
-def _learner(
-    kafka: KafkaSettings, topic: str, store: Path, log: Path, *extra: str
-) -> Iterator[subprocess.Popen[bytes]]:
-    """``recoil learn`` with a small model in its own session (so the test can kill every
-    rank at once, as a lost node would be), output appended to ``log``."""
-    argv = [
-        sys.executable, "-m", "recoil", "learn", "--bootstrap-servers", kafka.bootstrap_servers,
-        "--topic", topic, "--group", _group(topic), "--store", str(store),
-        "--model-updates-topic", "", "--batch-size", "8", "--batch-timeout", "0.2",
-        "--snapshot-every-steps", "5", "--embedding-dim", "16", "--hidden-dim", "16",
-        "--max-len", "20", "--threads", "1", *extra,
-    ]  # fmt: skip
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            argv, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
-        )
-    try:
-        yield process
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-
-
-def _produce(
-    kafka: KafkaSettings, topic: str, examples: list[TrainingExample], chunk: int, pause: float
-) -> None:
-    producer = KafkaProducer(**kafka.kafka_python(), acks="all", linger_ms=5)
-    for start in range(0, len(examples), chunk):
-        for e in examples[start : start + chunk]:
-            producer.send(topic, key=e.user_id.encode(), value=e.to_json())
-        producer.flush()
-        time.sleep(pause)
-    producer.close()
-
-
-def _wait_for(condition: Callable[[], bool], timeout: float, what: str, log: Path) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}; learner log:\n{log.read_text()}")
-        time.sleep(0.05)
-
-
-def _lineages(checkpoints: Path) -> dict[str, list[dict[str, object]]]:
-    """Each lineage log's entries, by file name."""
-    return {
-        path.name: [json.loads(line) for line in path.read_text().splitlines()]
-        for path in sorted(checkpoints.glob("trained*.jsonl"))
-    }
-
-
-def _trained(checkpoints: Path) -> Counter[str]:
-    return Counter(
-        i
-        for entries in _lineages(checkpoints).values()
-        for entry in entries
-        for i in entry["event_ids"]  # type: ignore[attr-defined]
-    )
-
-
 def _items(examples: list[TrainingExample]) -> set[str]:
     """Every item the examples mention, as labels or in histories."""
     return {e.label_item_id for e in examples} | {h.item_id for e in examples for h in e.history}
-
-
-def _offsets(kafka: KafkaSettings, topic: str) -> tuple[dict[int, int], dict[int, int | None]]:
-    return end_and_committed(kafka, topic, _group(topic), PARTITIONS)
 
 
 def test_two_ranks_read_disjoint_partitions_and_every_example_once(
     kafka: KafkaSettings, topic: str, tmp_path: Path
 ) -> None:
     examples = synthetic_examples(num_users=16, events_per_user=12, num_items=80, seed=11)
-    _produce(kafka, topic, examples, chunk=len(examples), pause=0.0)
+    produce_examples(kafka, topic, examples, chunk=len(examples), pause=0.0)
     store, log = tmp_path / "store", tmp_path / "learner.log"
     checkpoints = store / "checkpoints"
-    with _learner(kafka, topic, store, log, "--devices", "2", "--stop-when-idle", "2") as run:
+    stop_when_idle = ("--devices", "2", "--stop-when-idle", "2")
+    with learner_process(kafka, topic, store, log, *stop_when_idle) as run:
         assert run.wait(240) == 0, log.read_text()
 
     # each rank read exactly its own partitions (p % 2 == rank), and nothing else
-    lineages = _lineages(checkpoints)
+    lineages = lineage_entries(checkpoints)
     assert set(lineages) == {"trained.jsonl", "trained.rank1.jsonl"}
     for name, rank in (("trained.jsonl", 0), ("trained.rank1.jsonl", 1)):
         read = {int(p) for entry in lineages[name] for p in entry["offsets"]}  # type: ignore[attr-defined]
         assert read == {p for p in range(PARTITIONS) if p % 2 == rank}, name
     assert all(lineages.values()), "both ranks must have had examples"
     # together, every example exactly once
-    trained = _trained(checkpoints)
+    trained = trained_ids(checkpoints)
     assert set(trained) == {e.event_id for e in examples}
     assert max(trained.values()) == 1
     # one checkpoint with both ranks' offsets; the group committed the same
-    ends, committed = _offsets(kafka, topic)
+    ends, committed = learner_offsets(kafka, topic, PARTITIONS)
     state = read_resume_state(checkpoints / "last.ckpt")
     assert state.stream.offsets == ends == committed
     assert set(state.stream.lineage_files) == set(lineages)
@@ -171,21 +101,26 @@ def test_two_ranks_read_disjoint_partitions_and_every_example_once(
     # A restart with one process takes over both ranks' offsets and reads only what is new.
     more = synthetic_examples(num_users=6, events_per_user=8, num_items=100, seed=12)
     more = [dataclasses.replace(e, event_id=f"more-{e.event_id}") for e in more]
-    _produce(kafka, topic, more, chunk=len(more), pause=0.0)
+    produce_examples(kafka, topic, more, chunk=len(more), pause=0.0)
     # in this process (one Python start less): the same run_learner the command calls
     torch.set_num_threads(1)
     config = LearnerConfig(
         store=store, checkpoint_dir=checkpoints, snapshot_every_steps=5, stop_when_idle_s=2.0,
         model_updates_topic=None,
     )  # fmt: skip
-    source = SourceConfig(topic=topic, group=_group(topic), batch_size=8, batch_timeout_s=0.2)
+    source = SourceConfig(
+        topic=topic, group=learner_group(topic), batch_size=8, batch_timeout_s=0.2
+    )
     result = run_learner(kafka, config, source, LearnerMetrics(CollectorRegistry()))
     assert result.resumed_from_step == state.step
-    assert result.examples == len(more) and result.offsets == _offsets(kafka, topic)[0]
-    trained = _trained(checkpoints)
+    assert (
+        result.examples == len(more)
+        and result.offsets == learner_offsets(kafka, topic, PARTITIONS)[0]
+    )
+    trained = trained_ids(checkpoints)
     assert set(trained) == {e.event_id for e in examples + more}
     assert max(trained.values()) == 1, "a restart with fewer ranks repeats nothing"
-    ends, committed = _offsets(kafka, topic)
+    ends, committed = learner_offsets(kafka, topic, PARTITIONS)
     state = read_resume_state(checkpoints / "last.ckpt")
     assert state.stream.offsets == ends == committed
     assert state.stream.lineage_files["trained.rank1.jsonl"] > 0, "rank 1's lineage is kept"
@@ -210,17 +145,17 @@ def test_two_ranks_killed_mid_stream_resume_losing_and_repeating_nothing(
         # while examples are arriving, and a fast one does not run out of them first
         producer = KafkaProducer(**kafka.kafka_python(), acks="all", linger_ms=5)
         for start in range(0, len(examples), 8):
-            while paced.is_set() and sum(_trained(checkpoints).values()) < start - 48:
+            while paced.is_set() and sum(trained_ids(checkpoints).values()) < start - 48:
                 time.sleep(0.05)
             for e in examples[start : start + 8]:
                 producer.send(topic, key=e.user_id.encode(), value=e.to_json())
             producer.flush()
         producer.close()
 
-    with _learner(kafka, topic, store, log, "--devices", "2") as first:
+    with learner_process(kafka, topic, store, log, "--devices", "2") as first:
         producer = threading.Thread(target=produce)
         producer.start()
-        _wait_for(lambda: (latest_version(store) or 0) >= 2, 180, "two snapshots", log)
+        wait_for(lambda: (latest_version(store) or 0) >= 2, 180, "two snapshots", log)
         assert producer.is_alive(), "the kill must land while examples are still arriving"
 
         def frozen_past_the_checkpoint() -> bool:
@@ -234,7 +169,7 @@ def test_two_ranks_killed_mid_stream_resume_losing_and_repeating_nothing(
             time.sleep(0.2)
             return False
 
-        _wait_for(frozen_past_the_checkpoint, 120, "a freeze between checkpoints", log)
+        wait_for(frozen_past_the_checkpoint, 120, "a freeze between checkpoints", log)
         os.killpg(first.pid, signal.SIGKILL)
         first.wait(30)
     paced.clear()  # the rest arrives while no learner runs
@@ -246,9 +181,9 @@ def test_two_ranks_killed_mid_stream_resume_losing_and_repeating_nothing(
     assert any(n > 0 for n in cut.values())
 
     offset = len(log.read_text())
-    with _learner(kafka, topic, store, log, "--devices", "2") as second:
+    with learner_process(kafka, topic, store, log, "--devices", "2") as second:
         everything = {e.event_id for e in examples}
-        _wait_for(lambda: set(_trained(checkpoints)) >= everything, 240, "every example", log)
+        wait_for(lambda: set(trained_ids(checkpoints)) >= everything, 240, "every example", log)
         # SIGTERM to rank 0 alone, as a container runtime sends it: every rank stops after
         # one final checkpoint and snapshot
         second.send_signal(signal.SIGTERM)
@@ -257,7 +192,7 @@ def test_two_ranks_killed_mid_stream_resume_losing_and_repeating_nothing(
     assert "learner rank 1 stopped" in restart
     assert restart.count(f"resuming from {checkpoints / 'last.ckpt'}: step {killed.step}") == 2
 
-    trained = _trained(checkpoints)
+    trained = trained_ids(checkpoints)
     assert set(trained) == {e.event_id for e in examples}, "nothing lost"
     assert max(trained.values()) == 1, "nothing trained twice in the model's lineage"
     rolled_back = sorted(p.name for p in checkpoints.glob("rolled_back*.jsonl"))
@@ -267,5 +202,5 @@ def test_two_ranks_killed_mid_stream_resume_losing_and_repeating_nothing(
     newest = load_snapshot(store)
     assert newest.version > killed_at and newest.step > killed.step
     assert newest.manifest["counts"]["examples"] == len(examples)
-    ends, committed = _offsets(kafka, topic)
+    ends, committed = learner_offsets(kafka, topic, PARTITIONS)
     assert newest.offsets == ends == committed

@@ -5,27 +5,27 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import signal
 import subprocess
-import sys
 import threading
-import time
 import urllib.request
-from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from kafka import KafkaProducer
 
 from learner.snapshot import latest_version, list_versions, load_snapshot
 from learner.synthetic import synthetic_examples
 from recoil.core.kafka_settings import KafkaSettings
-from recoil.core.records import TrainingExample
 from recoil.core.topics import ensure_topics
-from tests.support.offsets import end_and_committed
+from tests.support.learner_runs import (
+    learner_offsets,
+    learner_process,
+    produce_examples,
+    trained_ids,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -40,34 +40,11 @@ def topic(kafka: KafkaSettings, topic_name: Callable[[str], str]) -> str:
     return name
 
 
-@contextlib.contextmanager
 def _learner(
     kafka: KafkaSettings, topic: str, store: Path, log: Path, *extra: str
-) -> Iterator[subprocess.Popen[bytes]]:
-    """``recoil learn`` with a small model, output appended to ``log``; killed on exit."""
-    argv = [
-        sys.executable, "-m", "recoil", "learn", "--bootstrap-servers", kafka.bootstrap_servers,
-        "--topic", topic, "--group", "kill-test", "--store", str(store),
-        "--model-updates-topic", "", "--batch-size", "8", "--batch-timeout", "0.2",
-        "--snapshot-every-steps", "5", "--embedding-dim", "16", "--hidden-dim", "16",
-        "--max-len", "20", "--threads", "1", "--metrics-port", "0", *extra,
-    ]  # fmt: skip
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    with log.open("ab") as out:
-        process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            process.kill()
-
-
-def _wait_for(condition: Callable[[], bool], timeout: float, what: str, log: Path) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}; learner log:\n{log.read_text()}")
-        time.sleep(0.05)
+) -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:
+    """``recoil learn`` with its metrics on a port it picks and prints."""
+    return learner_process(kafka, topic, store, log, "--metrics-port", "0", *extra)
 
 
 def _metrics_url(log: Path, start: int) -> str | None:
@@ -84,26 +61,13 @@ def _scrape(url: str, name: str) -> float | None:
     return float(match.group(1)) if match else None
 
 
-def _produce(
-    kafka: KafkaSettings, topic: str, examples: list[TrainingExample], chunk: int, pause: float
-) -> None:
-    """Send ``examples`` keyed by user, ``chunk`` at a time, pausing after each."""
-    producer = KafkaProducer(**kafka.kafka_python(), acks="all", linger_ms=5)
-    for start in range(0, len(examples), chunk):
-        for e in examples[start : start + chunk]:
-            producer.send(topic, key=e.user_id.encode(), value=e.to_json())
-        producer.flush()
-        time.sleep(pause)
-    producer.close()
-
-
 def test_killed_learner_resumes_exactly(kafka: KafkaSettings, topic: str, tmp_path: Path) -> None:
     examples = synthetic_examples(num_users=16, events_per_user=60, num_items=120, seed=5)
     store, log = tmp_path / "store", tmp_path / "learner.log"
 
     with _learner(kafka, topic, store, log) as first:
-        _wait_for(lambda: _metrics_url(log, 0) is not None, 120, "the learner to start", log)
-        producer = threading.Thread(target=_produce, args=(kafka, topic, examples, 8, 0.1))
+        wait_for(lambda: _metrics_url(log, 0) is not None, 120, "the learner to start", log)
+        producer = threading.Thread(target=produce_examples, args=(kafka, topic, examples, 8, 0.1))
         producer.start()
         lineage = store / "checkpoints" / "trained.jsonl"
 
@@ -113,7 +77,7 @@ def test_killed_learner_resumes_exactly(kafka: KafkaSettings, topic: str, tmp_pa
             steps = len(lineage.read_text().splitlines()) if lineage.exists() else 0
             return (latest_version(store) or 0) >= 2 and steps >= 12 and steps % 5 in (1, 2, 3)
 
-        _wait_for(between_checkpoints, 120, "two snapshots and a few steps more", log)
+        wait_for(between_checkpoints, 120, "two snapshots and a few steps more", log)
         assert producer.is_alive(), "the kill must land while examples are still arriving"
 
         def frozen_past_the_checkpoint() -> bool:
@@ -126,7 +90,7 @@ def test_killed_learner_resumes_exactly(kafka: KafkaSettings, topic: str, tmp_pa
             first.send_signal(signal.SIGCONT)
             return False
 
-        _wait_for(frozen_past_the_checkpoint, 120, "a freeze between checkpoints", log)
+        wait_for(frozen_past_the_checkpoint, 120, "a freeze between checkpoints", log)
         first.send_signal(signal.SIGKILL)
         assert first.wait(30) == -signal.SIGKILL
     producer.join()
@@ -139,10 +103,10 @@ def test_killed_learner_resumes_exactly(kafka: KafkaSettings, topic: str, tmp_pa
 
     offset = len(log.read_text())
     with _learner(kafka, topic, store, log, "--stop-when-idle", "4") as second:
-        _wait_for(lambda: _metrics_url(log, offset) is not None, 120, "the restart", log)
+        wait_for(lambda: _metrics_url(log, offset) is not None, 120, "the restart", log)
         url = _metrics_url(log, offset)
         assert url is not None
-        _wait_for(
+        wait_for(
             lambda: (_scrape(url, "recoil_learner_snapshot_version") or 0) > killed_at,
             120, "a snapshot after the restart", log,
         )  # fmt: skip
@@ -151,11 +115,7 @@ def test_killed_learner_resumes_exactly(kafka: KafkaSettings, topic: str, tmp_pa
 
     restart_log = log.read_text()[offset:]
     assert f"resuming from {store / 'checkpoints' / 'last.ckpt'}: step {checkpoint}" in restart_log
-    trained = Counter(
-        i
-        for line in (store / "checkpoints" / "trained.jsonl").read_text().splitlines()
-        for i in json.loads(line)["event_ids"]
-    )
+    trained = trained_ids(store / "checkpoints")
     assert set(trained) == {e.event_id for e in examples}, "nothing skipped"
     assert max(trained.values()) == 1, "nothing trained twice in the model's lineage"
     # work after the checkpoint the model never kept: moved aside whole, then redone
@@ -170,7 +130,7 @@ def test_killed_learner_resumes_exactly(kafka: KafkaSettings, topic: str, tmp_pa
     newest = load_snapshot(store)
     assert newest.step > checkpoint
     assert newest.manifest["counts"]["examples"] == len(examples)
-    ends, committed = _offsets(kafka, topic)
+    ends, committed = learner_offsets(kafka, topic, PARTITIONS)
     assert newest.offsets == ends == committed
 
 
@@ -188,15 +148,11 @@ def _checkpoint_step(store: Path) -> int:
     return int(ckpt["global_step"])
 
 
-def _offsets(kafka: KafkaSettings, topic: str) -> tuple[dict[int, int], dict[int, int | None]]:
-    return end_and_committed(kafka, topic, "kill-test", PARTITIONS)
-
-
 def test_sigterm_stops_after_a_final_checkpoint_and_snapshot(
     kafka: KafkaSettings, topic: str, tmp_path: Path
 ) -> None:
     examples = synthetic_examples(num_users=4, events_per_user=30, num_items=40, seed=6)
-    _produce(kafka, topic, examples, chunk=len(examples), pause=0.0)
+    produce_examples(kafka, topic, examples, chunk=len(examples), pause=0.0)
     store, log = tmp_path / "store", tmp_path / "learner.log"
     # Snapshots only on time (far off), so the one published comes from the stop itself.
     with _learner(kafka, topic, store, log, "--snapshot-every-steps", "100000",
@@ -207,12 +163,12 @@ def test_sigterm_stops_after_a_final_checkpoint_and_snapshot(
             text = lineage.read_text() if lineage.exists() else ""
             return sum(len(json.loads(x)["event_ids"]) for x in text.splitlines()) == len(examples)
 
-        _wait_for(trained_all, 120, "every example trained", log)
+        wait_for(trained_all, 120, "every example trained", log)
         assert list_versions(store) == []
         learner.send_signal(signal.SIGTERM)
         assert learner.wait(60) == 0, log.read_text()
     snapshot = load_snapshot(store)
     assert snapshot.version == 1
     assert snapshot.step == _checkpoint_step(store) > 0
-    ends, committed = _offsets(kafka, topic)
+    ends, committed = learner_offsets(kafka, topic, PARTITIONS)
     assert snapshot.offsets == ends == committed
