@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
@@ -62,17 +63,21 @@ def test_produce_consume_commit_restart_resumes_exactly(
     producer.flush()
     producer.close()
 
-    # First consumer: process roughly half, commit exactly what was processed, leave.
     seen: list[str] = []
     partitions_by_user: dict[str, set[int]] = {}
-    first = _consumer(kafka, topic, "resume-test")
-    while len(seen) < N_EVENTS // 2:
-        for tp, records in first.poll(timeout_ms=2000).items():
+
+    def process(batch: Mapping[TopicPartition, Sequence[Any]]) -> None:
+        for tp, records in batch.items():
             for record in records:
                 parsed = parse_event(record.value)
                 assert isinstance(parsed, InteractionEvent), parsed
                 seen.append(parsed.event_id)
                 partitions_by_user.setdefault(parsed.user_id, set()).add(tp.partition)
+
+    # First consumer: process roughly half, commit exactly what was processed, leave.
+    first = _consumer(kafka, topic, "resume-test")
+    while len(seen) < N_EVENTS // 2:
+        process(first.poll(timeout_ms=2000))
     first.commit()
     committed_after_first = len(seen)
     first.close()
@@ -83,12 +88,7 @@ def test_produce_consume_commit_restart_resumes_exactly(
     while len(seen) < N_EVENTS:
         batch = second.poll(timeout_ms=5000)
         assert batch, f"stalled after {len(seen)} records"
-        for tp, records in batch.items():
-            for record in records:
-                parsed = parse_event(record.value)
-                assert isinstance(parsed, InteractionEvent), parsed
-                seen.append(parsed.event_id)
-                partitions_by_user.setdefault(parsed.user_id, set()).add(tp.partition)
+        process(batch)
     second.commit()
     # Nothing more arrives: the group's position is the end of every partition.
     assert second.poll(timeout_ms=1000) == {}

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -10,7 +11,7 @@ import subprocess
 import sys
 import threading
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,21 @@ from recoil.core.kafka_settings import KafkaSettings
 from recoil.core.topics import ensure_topics
 
 pytestmark = pytest.mark.integration
+
+METRICS = r"metrics: (http://127\.0\.0\.1:\d+)/metrics"  # the line learn and simulate print
+
+
+@contextlib.contextmanager
+def _bound(argv: list[str], pattern: str, cwd: Path) -> Iterator[str]:
+    """Run ``recoil ARGV`` for the ``with`` block: the first URL its stdout prints matching
+    ``pattern``, checked to name a port other than 0."""
+    url, proc = _bound_url(argv, pattern, cwd)
+    try:
+        port = int(url.rsplit(":", 1)[1].split("/", 1)[0])
+        assert port != 0
+        yield url
+    finally:
+        _stop(proc)
 
 
 def _bound_url(argv: list[str], pattern: str, cwd: Path) -> tuple[str, subprocess.Popen[str]]:
@@ -66,22 +82,13 @@ def _get(url: str) -> tuple[int, str]:
         return response.status, response.read().decode()
 
 
-def _check_port(url: str) -> None:
-    port = int(url.rsplit(":", 1)[1].split("/", 1)[0])
-    assert port != 0
-
-
 def test_serve_on_port_zero(tmp_path: Path) -> None:
-    url, proc = _bound_url(
+    with _bound(
         ["serve", "--store", str(tmp_path / "store"), "--port", "0", "--history-url", ""],
         r"serving on (http://127\.0\.0\.1:\d+)", tmp_path,
-    )  # fmt: skip
-    try:
-        _check_port(url)
+    ) as url:  # fmt: skip
         assert _get(f"{url}/healthz")[0] == 200
         assert "recoil_serving_snapshot_version" in _get(f"{url}/metrics")[1]
-    finally:
-        _stop(proc)
 
 
 def test_learn_metrics_on_port_zero(
@@ -89,29 +96,21 @@ def test_learn_metrics_on_port_zero(
 ) -> None:
     topic = topic_name("examples")
     ensure_topics(kafka, [topic], partitions=1)
-    url, proc = _bound_url(
+    with _bound(
         ["learn", "--bootstrap-servers", kafka.bootstrap_servers, "--store",
          str(tmp_path / "store"), "--topic", topic, "--group", topic_name("g"),
          "--model-updates-topic", "", "--metrics-port", "0", "--stop-when-idle", "60"],
-        r"metrics: (http://127\.0\.0\.1:\d+)/metrics", tmp_path,
-    )  # fmt: skip
-    try:
-        _check_port(url)
+        METRICS, tmp_path,
+    ) as url:  # fmt: skip
         status, text = _get(f"{url}/metrics")
-        assert status == 200 and "recoil_learner_steps_total" in text
-    finally:
-        _stop(proc)
+    assert status == 200 and "recoil_learner_steps_total" in text
 
 
 def test_simulate_metrics_on_port_zero(kafka: KafkaSettings, tmp_path: Path) -> None:
-    url, proc = _bound_url(
+    with _bound(
         ["simulate", "--bootstrap-servers", kafka.bootstrap_servers, "--serving-url",
          "http://127.0.0.1:9", "--metrics-port", "0", "--duration", "60"],
-        r"metrics: (http://127\.0\.0\.1:\d+)/metrics", tmp_path,
-    )  # fmt: skip
-    try:
-        _check_port(url)
+        METRICS, tmp_path,
+    ) as url:  # fmt: skip
         status, text = _get(f"{url}/metrics")
-        assert status == 200 and "recoil_sim_impressions_total" in text
-    finally:
-        _stop(proc)
+    assert status == 200 and "recoil_sim_impressions_total" in text
