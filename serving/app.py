@@ -19,6 +19,10 @@ histories) are served, encoded as the unknown item, and counted in the answer's
 ``unknown_items``; a POST body with ``"unknown_items": "reject"`` gets a 422
 naming them instead.
 
+Batching (``serving.batching``): the snapshot work of concurrent requests runs as
+one forward pass and one search on a single worker thread, gathered for at most
+``BatchConfig.batch_max_wait_ms``; answers are those each request would get alone.
+
 Hot swap: a watcher loads a newer snapshot off the event loop and replaces one
 reference; each request reads that reference once, so in-flight requests finish
 on the snapshot they started with and no request fails during a swap. Snapshots
@@ -41,6 +45,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from recoil.core.records import EXCLUDE_SEEN, HistoryItem
+from serving.batching import MicroBatcher, Query
 from serving.metrics import ServingMetrics
 from serving.requests import (
     MAX_BODY_BYTES,
@@ -160,9 +165,14 @@ def create_app(
     registry: CollectorRegistry,
     metrics: ServingMetrics,
     background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
+    batcher: MicroBatcher | None = None,
 ) -> web.Application:
-    """The aiohttp application; ``background`` coroutines run for the app's lifetime."""
+    """The aiohttp application; ``background`` coroutines run for the app's lifetime.
+
+    ``batcher`` answers from snapshots (default: ``BatchConfig()``'s); the app closes it.
+    """
     app = web.Application(client_max_size=MAX_BODY_BYTES)
+    batched = batcher or MicroBatcher()
 
     @web.middleware
     async def measure(
@@ -194,9 +204,15 @@ def create_app(
             )
         return snapshot
 
-    def respond(snapshot: ServableSnapshot, history: Sequence[HistoryItem], k: int,
-                exclude_seen: bool, unknown: list[str], **extra: Any) -> web.Response:  # fmt: skip
-        ranked = snapshot.recommend([history], k, exclude_seen)[0]
+    async def respond(
+        snapshot: ServableSnapshot,
+        history: Sequence[HistoryItem],
+        k: int,
+        exclude_seen: bool,
+        unknown: list[str],
+        **extra: Any,
+    ) -> web.Response:
+        ranked = (await batched.recommend(snapshot, [Query(history, k, exclude_seen)]))[0]
         return web.json_response(
             {
                 **extra,
@@ -222,8 +238,8 @@ def create_app(
             return _error(503, "history_unavailable", str(exc))
         last = history[-1].timestamp if history else None
         unknown = unknown_items(snapshot, [history])
-        return respond(snapshot, history, k, EXCLUDE_SEEN, unknown, user_id=user_id,
-                       last_event_timestamp=last)  # fmt: skip
+        return await respond(snapshot, history, k, EXCLUDE_SEEN, unknown, user_id=user_id,
+                             last_event_timestamp=last)  # fmt: skip
 
     async def read_json(request: web.Request) -> Any:
         try:
@@ -234,7 +250,7 @@ def create_app(
 
     def posted(
         parse: Callable[[Any], _Posted],
-        answer: Callable[[ServableSnapshot, _Posted, list[str]], web.Response],
+        answer: Callable[[ServableSnapshot, _Posted, list[str]], Awaitable[web.Response]],
     ) -> Callable[[web.Request], Awaitable[web.Response]]:
         """A POST handler: the body parsed and checked (``unknown_items``) the same way for
         one history and for a batch, then ``answer`` from one snapshot."""
@@ -248,19 +264,20 @@ def create_app(
             unknown = unknown_items(snapshot, req.histories)
             if unknown and req.unknown_items == "reject":
                 return _reject_unknown(snapshot, unknown)
-            return answer(snapshot, req, unknown)
+            return await answer(snapshot, req, unknown)
 
         return handler
 
-    def recommend_history(
+    async def recommend_history(
         snapshot: ServableSnapshot, req: RecommendRequest, unknown: list[str]
     ) -> web.Response:
-        return respond(snapshot, req.history, req.k, req.exclude_seen, unknown)
+        return await respond(snapshot, req.history, req.k, req.exclude_seen, unknown)
 
-    def recommend_batch(
+    async def recommend_batch(
         snapshot: ServableSnapshot, req: BatchRequest, unknown: list[str]
     ) -> web.Response:
-        ranked = snapshot.recommend(req.histories, req.k, req.exclude_seen)
+        queries = [Query(history, req.k, req.exclude_seen) for history in req.histories]
+        ranked = await batched.recommend(snapshot, queries)
         return web.json_response(
             {
                 "model_version": snapshot.version,
@@ -308,6 +325,7 @@ def create_app(
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await asyncio.to_thread(batched.close)  # after the batch being computed
 
     app.cleanup_ctx.append(run_background)
     return app

@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from recoil.core.errors import ConfigError
-from recoil.core.settings import add_command
+from recoil.core.settings import add_arguments, add_command, from_args
+
+if TYPE_CHECKING:
+    from serving.batching import BatchConfig
 
 
 def register(sub: Any) -> None:
@@ -35,6 +38,9 @@ def register(sub: Any) -> None:
     parser.add_argument(
         "--poll-seconds", type=float, default=0.5, help="how often to look for a new snapshot"
     )
+    from serving.batching import BatchConfig
+
+    add_arguments(parser, BatchConfig)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -42,8 +48,11 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--port {args.port} is not a TCP port")
     if args.poll_seconds <= 0:
         raise ConfigError("--poll-seconds must be > 0")
+    from serving.batching import BatchConfig
+
+    batching = from_args(BatchConfig, args)
     args.store.mkdir(parents=True, exist_ok=True)
-    asyncio.run(serve(args))
+    asyncio.run(serve(args, batching))
     return 0
 
 
@@ -55,12 +64,23 @@ def bound_port(addresses: list[Any], asked: int) -> int:
     return asked
 
 
-async def serve(args: argparse.Namespace) -> None:
+def worker_threads(count: int) -> None:
+    """Torch's and FAISS' threads for the calling thread (serving's recommend worker): a
+    batch of 64 histories is too small to gain from more, and the event loop needs a core."""
+    import faiss
+    import torch
+
+    torch.set_num_threads(count)
+    faiss.omp_set_num_threads(count)
+
+
+async def serve(args: argparse.Namespace, batching: BatchConfig) -> None:
     from aiohttp import web
     from prometheus_client import CollectorRegistry
 
     from learner.snapshot import latest_version, load_snapshot
     from serving.app import SnapshotHolder, create_app, watch_snapshots
+    from serving.batching import MicroBatcher
     from serving.history import HttpHistorySource
     from serving.metrics import ServingMetrics
 
@@ -79,7 +99,8 @@ async def serve(args: argparse.Namespace) -> None:
             interval=args.poll_seconds,
         )
 
-    app = create_app(holder, history, registry, metrics, background=[watcher])
+    batcher = MicroBatcher(batching, worker_init=lambda: worker_threads(batching.worker_threads))
+    app = create_app(holder, history, registry, metrics, background=[watcher], batcher=batcher)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, args.host, args.port)
