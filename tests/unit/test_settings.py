@@ -154,3 +154,17 @@ def test_a_command_names_the_flag_of_a_bad_value(argv: list[str], message: str) 
     build = {"learn": configs_from_args, "simulate": live_config, "worker": config_from_args}
     with pytest.raises(ConfigError, match=message):
         build[argv[0]](build_parser().parse_args(argv))
+
+
+def test_building_recoils_parser_leaves_heavy_config_modules_unimported() -> None:
+    """recoil learn's, simulate's, demo's and experiment's settings are added when used."""
+    import subprocess
+    import sys
+
+    heavy = ["torch", "simulator.live", "simulator.probe", "recoil.loop"]
+    code = (
+        "import sys; from recoil.cli import build_parser; build_parser(); "
+        f"print([m for m in {heavy!r} if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
