@@ -88,32 +88,37 @@ def check_k(k: object) -> int:
 
 def parse_history_item(obj: object, position: int) -> HistoryItem:
     """One history item from a JSON object (named fields) or a row in HISTORY_COLUMNS order."""
-    where = f"history[{position}]"
+    # Every request parses a whole history here: rows are unpacked as they are (no dict
+    # per item), and the checks run in one pass; a value that fails says which field.
     if isinstance(obj, list):
         if len(obj) != len(HISTORY_COLUMNS):
             raise BadRequestError(
-                f"{where} must have {len(HISTORY_COLUMNS)} columns {HISTORY_COLUMNS}"
+                f"history[{position}] must have {len(HISTORY_COLUMNS)} columns {HISTORY_COLUMNS}"
             )
-        obj = dict(zip(HISTORY_COLUMNS, obj, strict=True))
-    if not isinstance(obj, dict):
-        raise BadRequestError(f"{where} must be an object or a row, got {type(obj).__name__}")
-    for name in ("item_id", "creator_id"):
-        if not isinstance(obj.get(name), str) or not obj[name]:
+        item, creator, cluster, disliked, dwell, gap, ts = obj
+    elif isinstance(obj, dict):
+        get = obj.get
+        item, creator, cluster = get("item_id"), get("creator_id"), get("cluster_id")
+        disliked = get("disliked", False)
+        dwell, gap = get("dwell_bucket", NUM_DWELL_BUCKETS - 1), get("gap_bucket", 0)
+        ts = get("timestamp", 0.0)
+    else:
+        raise BadRequestError(
+            f"history[{position}] must be an object or a row, got {type(obj).__name__}"
+        )
+    where = f"history[{position}]"
+    for name, value in (("item_id", item), ("creator_id", creator)):
+        if not isinstance(value, str) or not value:
             raise BadRequestError(f"{where}.{name} must be a non-empty string")
-    cluster = obj.get("cluster_id")
     if cluster is not None and not isinstance(cluster, str):
         raise BadRequestError(f"{where}.cluster_id must be a string or null")
-    disliked = obj.get("disliked", False)
     if not isinstance(disliked, bool | int) or disliked not in (0, 1):
         raise BadRequestError(f"{where}.disliked must be true or false")
-    dwell = _bucket(
-        obj.get("dwell_bucket", NUM_DWELL_BUCKETS - 1), NUM_DWELL_BUCKETS, where, "dwell"
-    )
-    gap = _bucket(obj.get("gap_bucket", 0), NUM_GAP_BUCKETS, where, "gap")
-    ts = obj.get("timestamp", 0.0)
+    _bucket(dwell, NUM_DWELL_BUCKETS, where, "dwell")
+    _bucket(gap, NUM_GAP_BUCKETS, where, "gap")
     if isinstance(ts, bool) or not isinstance(ts, int | float) or not math.isfinite(ts):
         raise BadRequestError(f"{where}.timestamp must be a finite number")
-    return HistoryItem(obj["item_id"], obj["creator_id"], cluster, bool(disliked), dwell, gap, ts)
+    return HistoryItem(item, creator, cluster, bool(disliked), dwell, gap, ts)
 
 
 def _bucket(value: object, count: int, where: str, name: str) -> int:
