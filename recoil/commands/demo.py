@@ -19,19 +19,43 @@ import json
 import os
 import signal
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from recoil.broker.args import add_optional_kafka_arguments, given_or_embedded_kafka
 from recoil.core.errors import ConfigError
-from recoil.core.settings import add_arguments, add_command, from_args
+from recoil.core.settings import add_arguments, add_command, from_args, setting
 
 if TYPE_CHECKING:
     from recoil.commands._demo_prometheus import DemoPrometheus
     from recoil.loop import Loop
 
 POLL_SECONDS = 15.0  # Prometheus' committed evaluation interval
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    """How long the demo runs and what it watches: the demo's own, not the loop's."""
+
+    duration: float = setting(0.0, "seconds; 0 = until Ctrl-C")
+    warmup: float = setting(
+        0.0,
+        "run the loop this long before the measured run: --duration, --switch's SECONDS, the "
+        "printed times and --prometheus start after it (a young learner's responsiveness still "
+        "moves a lot; docs/live_experiment.md)",
+        metavar="SECONDS",
+    )
+    prometheus: bool = setting(
+        False,
+        "also run Prometheus with monitoring/'s rules against the loop and print each alert's "
+        "changes (pending, firing, resolved); polls go to WORKDIR/prometheus.jsonl",
+    )
+
+    def __post_init__(self) -> None:
+        if self.warmup < 0:
+            raise ConfigError(f"warmup={self.warmup}: seconds, not negative")
 
 
 def register(sub: Any) -> None:
@@ -45,22 +69,7 @@ def add_settings(parser: argparse.ArgumentParser) -> None:
     from recoil.loop import LoopConfig
 
     add_arguments(parser, LoopConfig)
-    parser.add_argument("--duration", type=float, default=0.0, help="seconds; 0 = until Ctrl-C")
-    parser.add_argument(
-        "--warmup",
-        type=float,
-        default=0.0,
-        metavar="SECONDS",
-        help="run the loop this long before the measured run: --duration, --switch's SECONDS, "
-        "the printed times and --prometheus start after it (a young learner's responsiveness "
-        "still moves a lot; docs/live_experiment.md)",
-    )
-    parser.add_argument(
-        "--prometheus",
-        action="store_true",
-        help="also run Prometheus with monitoring/'s rules against the loop and print each "
-        "alert's changes (pending, firing, resolved); polls go to WORKDIR/prometheus.jsonl",
-    )
+    add_arguments(parser, DemoOptions)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -69,8 +78,7 @@ def run(args: argparse.Namespace) -> int:
     from recoil.core.processes import ProcessGroup
     from recoil.loop import Loop, LoopConfig, read_ab_summary, read_probe_results
 
-    if args.warmup < 0:
-        raise ConfigError(f"--warmup {args.warmup}: seconds, not negative")
+    from_args(DemoOptions, args)  # checks them
     workdir = args.workdir or Path.home() / ".cache" / "recoil" / "demo" / time.strftime(
         "%Y%m%d-%H%M%S"
     )
