@@ -15,6 +15,7 @@ import pytest
 
 from recoil.broker import EmbeddedKafka
 from recoil.core.kafka_settings import KafkaSettings
+from recoil.core.topics import ensure_topics
 from tests.support.prometheus import PrometheusServer
 
 
@@ -48,6 +49,17 @@ def topic_name(request: pytest.FixtureRequest) -> Callable[[str], str]:
         return f"{base}.{test}.{tag}"
 
     return make
+
+
+@pytest.fixture
+def examples_topic(
+    kafka: KafkaSettings, topic_name: Callable[[str], str], request: pytest.FixtureRequest
+) -> str:
+    """A fresh training-examples topic for this test, with as many partitions as its module's
+    ``PARTITIONS`` says."""
+    name = topic_name("examples")
+    ensure_topics(kafka, [name], partitions=request.module.PARTITIONS)
+    return name
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -27,7 +26,6 @@ from learner.snapshot import latest_version, list_versions, load_snapshot
 from learner.synthetic import synthetic_examples
 from recoil.core.kafka_settings import KafkaSettings
 from recoil.core.records import TrainingExample
-from recoil.core.topics import ensure_topics
 from tests.support.learner_runs import (
     learner_group,
     learner_offsets,
@@ -40,14 +38,7 @@ from tests.support.learner_runs import (
 
 pytestmark = pytest.mark.integration
 
-PARTITIONS = 4
-
-
-@pytest.fixture
-def topic(kafka: KafkaSettings, topic_name: Callable[[str], str]) -> str:
-    name = topic_name("examples")
-    ensure_topics(kafka, [name], partitions=PARTITIONS)
-    return name
+PARTITIONS = 4  # of the examples_topic fixture (tests/conftest.py)
 
 
 def _items(examples: list[TrainingExample]) -> set[str]:
@@ -56,14 +47,14 @@ def _items(examples: list[TrainingExample]) -> set[str]:
 
 
 def test_two_ranks_read_disjoint_partitions_and_every_example_once(
-    kafka: KafkaSettings, topic: str, tmp_path: Path
+    kafka: KafkaSettings, examples_topic: str, tmp_path: Path
 ) -> None:
     examples = synthetic_examples(num_users=16, events_per_user=12, num_items=80, seed=11)
-    produce_examples(kafka, topic, examples, chunk=len(examples), pause=0.0)
+    produce_examples(kafka, examples_topic, examples, chunk=len(examples), pause=0.0)
     store, log = tmp_path / "store", tmp_path / "learner.log"
     checkpoints = store / "checkpoints"
     stop_when_idle = ("--devices", "2", "--stop-when-idle", "2")
-    with learner_process(kafka, topic, store, log, *stop_when_idle) as run:
+    with learner_process(kafka, examples_topic, store, log, *stop_when_idle) as run:
         assert run.wait(240) == 0, log.read_text()
 
     # each rank read exactly its own partitions (p % 2 == rank), and nothing else
@@ -78,7 +69,7 @@ def test_two_ranks_read_disjoint_partitions_and_every_example_once(
     assert set(trained) == {e.event_id for e in examples}
     assert max(trained.values()) == 1
     # one checkpoint with both ranks' offsets; the group committed the same
-    ends, committed = learner_offsets(kafka, topic, PARTITIONS)
+    ends, committed = learner_offsets(kafka, examples_topic, PARTITIONS)
     state = read_resume_state(checkpoints / "last.ckpt")
     assert state.stream.offsets == ends == committed
     assert set(state.stream.lineage_files) == set(lineages)
@@ -101,7 +92,7 @@ def test_two_ranks_read_disjoint_partitions_and_every_example_once(
     # A restart with one process takes over both ranks' offsets and reads only what is new.
     more = synthetic_examples(num_users=6, events_per_user=8, num_items=100, seed=12)
     more = [dataclasses.replace(e, event_id=f"more-{e.event_id}") for e in more]
-    produce_examples(kafka, topic, more, chunk=len(more), pause=0.0)
+    produce_examples(kafka, examples_topic, more, chunk=len(more), pause=0.0)
     # in this process (one Python start less): the same run_learner the command calls
     torch.set_num_threads(1)
     config = LearnerConfig(
@@ -109,18 +100,18 @@ def test_two_ranks_read_disjoint_partitions_and_every_example_once(
         model_updates_topic=None,
     )  # fmt: skip
     source = SourceConfig(
-        topic=topic, group=learner_group(topic), batch_size=8, batch_timeout_s=0.2
+        topic=examples_topic, group=learner_group(examples_topic), batch_size=8, batch_timeout_s=0.2
     )
     result = run_learner(kafka, config, source, LearnerMetrics(CollectorRegistry()))
     assert result.resumed_from_step == state.step
     assert (
         result.examples == len(more)
-        and result.offsets == learner_offsets(kafka, topic, PARTITIONS)[0]
+        and result.offsets == learner_offsets(kafka, examples_topic, PARTITIONS)[0]
     )
     trained = trained_ids(checkpoints)
     assert set(trained) == {e.event_id for e in examples + more}
     assert max(trained.values()) == 1, "a restart with fewer ranks repeats nothing"
-    ends, committed = learner_offsets(kafka, topic, PARTITIONS)
+    ends, committed = learner_offsets(kafka, examples_topic, PARTITIONS)
     state = read_resume_state(checkpoints / "last.ckpt")
     assert state.stream.offsets == ends == committed
     assert state.stream.lineage_files["trained.rank1.jsonl"] > 0, "rank 1's lineage is kept"
@@ -128,7 +119,7 @@ def test_two_ranks_read_disjoint_partitions_and_every_example_once(
 
 
 def test_two_ranks_killed_mid_stream_resume_losing_and_repeating_nothing(
-    kafka: KafkaSettings, topic: str, tmp_path: Path
+    kafka: KafkaSettings, examples_topic: str, tmp_path: Path
 ) -> None:
     examples = synthetic_examples(num_users=16, events_per_user=20, num_items=100, seed=13)
     store, log = tmp_path / "store", tmp_path / "learner.log"
@@ -148,11 +139,11 @@ def test_two_ranks_killed_mid_stream_resume_losing_and_repeating_nothing(
             while paced.is_set() and sum(trained_ids(checkpoints).values()) < start - 48:
                 time.sleep(0.05)
             for e in examples[start : start + 8]:
-                producer.send(topic, key=e.user_id.encode(), value=e.to_json())
+                producer.send(examples_topic, key=e.user_id.encode(), value=e.to_json())
             producer.flush()
         producer.close()
 
-    with learner_process(kafka, topic, store, log, "--devices", "2") as first:
+    with learner_process(kafka, examples_topic, store, log, "--devices", "2") as first:
         producer = threading.Thread(target=produce)
         producer.start()
         wait_for(lambda: (latest_version(store) or 0) >= 2, 180, "two snapshots", log)
@@ -181,7 +172,7 @@ def test_two_ranks_killed_mid_stream_resume_losing_and_repeating_nothing(
     assert any(n > 0 for n in cut.values())
 
     offset = len(log.read_text())
-    with learner_process(kafka, topic, store, log, "--devices", "2") as second:
+    with learner_process(kafka, examples_topic, store, log, "--devices", "2") as second:
         everything = {e.event_id for e in examples}
         wait_for(lambda: set(trained_ids(checkpoints)) >= everything, 240, "every example", log)
         # SIGTERM to rank 0 alone, as a container runtime sends it: every rank stops after
@@ -202,5 +193,5 @@ def test_two_ranks_killed_mid_stream_resume_losing_and_repeating_nothing(
     newest = load_snapshot(store)
     assert newest.version > killed_at and newest.step > killed.step
     assert newest.manifest["counts"]["examples"] == len(examples)
-    ends, committed = learner_offsets(kafka, topic, PARTITIONS)
+    ends, committed = learner_offsets(kafka, examples_topic, PARTITIONS)
     assert newest.offsets == ends == committed

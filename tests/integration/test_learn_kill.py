@@ -10,7 +10,6 @@ import signal
 import subprocess
 import threading
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,6 @@ import pytest
 from learner.snapshot import latest_version, list_versions, load_snapshot
 from learner.synthetic import synthetic_examples
 from recoil.core.kafka_settings import KafkaSettings
-from recoil.core.topics import ensure_topics
 from tests.support.learner_runs import (
     learner_offsets,
     learner_process,
@@ -29,15 +27,7 @@ from tests.support.learner_runs import (
 
 pytestmark = pytest.mark.integration
 
-PARTITIONS = 2
-
-
-@pytest.fixture
-def topic(kafka: KafkaSettings, topic_name: Callable[[str], str]) -> str:
-    """A fresh training-examples topic of PARTITIONS partitions."""
-    name = topic_name("examples")
-    ensure_topics(kafka, [name], partitions=PARTITIONS)
-    return name
+PARTITIONS = 2  # of the examples_topic fixture (tests/conftest.py)
 
 
 def _learner(
@@ -61,13 +51,17 @@ def _scrape(url: str, name: str) -> float | None:
     return float(match.group(1)) if match else None
 
 
-def test_killed_learner_resumes_exactly(kafka: KafkaSettings, topic: str, tmp_path: Path) -> None:
+def test_killed_learner_resumes_exactly(
+    kafka: KafkaSettings, examples_topic: str, tmp_path: Path
+) -> None:
     examples = synthetic_examples(num_users=16, events_per_user=60, num_items=120, seed=5)
     store, log = tmp_path / "store", tmp_path / "learner.log"
 
-    with _learner(kafka, topic, store, log) as first:
+    with _learner(kafka, examples_topic, store, log) as first:
         wait_for(lambda: _metrics_url(log, 0) is not None, 120, "the learner to start", log)
-        producer = threading.Thread(target=produce_examples, args=(kafka, topic, examples, 8, 0.1))
+        producer = threading.Thread(
+            target=produce_examples, args=(kafka, examples_topic, examples, 8, 0.1)
+        )
         producer.start()
         lineage = store / "checkpoints" / "trained.jsonl"
 
@@ -102,7 +96,7 @@ def test_killed_learner_resumes_exactly(kafka: KafkaSettings, topic: str, tmp_pa
     assert cut_steps >= 1
 
     offset = len(log.read_text())
-    with _learner(kafka, topic, store, log, "--stop-when-idle", "4") as second:
+    with _learner(kafka, examples_topic, store, log, "--stop-when-idle", "4") as second:
         wait_for(lambda: _metrics_url(log, offset) is not None, 120, "the restart", log)
         url = _metrics_url(log, offset)
         assert url is not None
@@ -130,7 +124,7 @@ def test_killed_learner_resumes_exactly(kafka: KafkaSettings, topic: str, tmp_pa
     newest = load_snapshot(store)
     assert newest.step > checkpoint
     assert newest.manifest["counts"]["examples"] == len(examples)
-    ends, committed = learner_offsets(kafka, topic, PARTITIONS)
+    ends, committed = learner_offsets(kafka, examples_topic, PARTITIONS)
     assert newest.offsets == ends == committed
 
 
@@ -149,13 +143,13 @@ def _checkpoint_step(store: Path) -> int:
 
 
 def test_sigterm_stops_after_a_final_checkpoint_and_snapshot(
-    kafka: KafkaSettings, topic: str, tmp_path: Path
+    kafka: KafkaSettings, examples_topic: str, tmp_path: Path
 ) -> None:
     examples = synthetic_examples(num_users=4, events_per_user=30, num_items=40, seed=6)
-    produce_examples(kafka, topic, examples, chunk=len(examples), pause=0.0)
+    produce_examples(kafka, examples_topic, examples, chunk=len(examples), pause=0.0)
     store, log = tmp_path / "store", tmp_path / "learner.log"
     # Snapshots only on time (far off), so the one published comes from the stop itself.
-    with _learner(kafka, topic, store, log, "--snapshot-every-steps", "100000",
+    with _learner(kafka, examples_topic, store, log, "--snapshot-every-steps", "100000",
                   "--snapshot-every-seconds", "3600") as learner:  # fmt: skip
         lineage = store / "checkpoints" / "trained.jsonl"
 
@@ -170,5 +164,5 @@ def test_sigterm_stops_after_a_final_checkpoint_and_snapshot(
     snapshot = load_snapshot(store)
     assert snapshot.version == 1
     assert snapshot.step == _checkpoint_step(store) > 0
-    ends, committed = learner_offsets(kafka, topic, PARTITIONS)
+    ends, committed = learner_offsets(kafka, examples_topic, PARTITIONS)
     assert snapshot.offsets == ends == committed
