@@ -18,7 +18,7 @@ How a field becomes a flag:
 * ``empty_is_none=True``: the flag's ``''`` means None;
 * a field without a default is a required flag, unless ``cli_default`` gives one
   (the command then completes the config, e.g. a directory below another);
-* anything else (a nested config, tuples) needs ``custom=``: a :class:`Custom` that
+* anything else (a nested config, other tuples) needs ``custom=``: a :class:`Custom` that
   adds its own options, reads them back and writes them.
 
 A value the config rejects (``ValueError``, so also ``ConfigError``) comes back as
@@ -238,13 +238,12 @@ def to_flags(config: object, exclude: Iterable[str] = ()) -> list[str]:
                 argv.append(flag.option)
         elif value is None:
             if flag.meta.empty_is_none:
-                argv += [flag.option, ""]
+                argv.append(f"{flag.option}=")
             elif flag.default is not None:
                 raise ValueError(f"{flag.name}=None has no flag ({flag.option} takes a value)")
-        elif flag.kind is _comma_separated:
-            argv += [flag.option, ",".join(value)]
         else:
-            argv += [flag.option, str(value)]
+            text = ",".join(value) if flag.kind is _comma_separated else str(value)
+            argv.append(f"{flag.option}={text}")  # one word: a value may start with '-'
     return argv
 
 

@@ -76,7 +76,7 @@ def test_defaults_parse_to_the_dataclass_defaults() -> None:
 def test_config_to_flags_to_config_is_the_same_config() -> None:
     config = Toy(
         store=Path("/x"),
-        name="n",
+        name="-n",  # a value that looks like a flag
         size=9,
         rate=0.1 + 0.2,
         limit=4,
