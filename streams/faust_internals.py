@@ -3,9 +3,11 @@
 Read from faust-streaming 0.15.3 (``faust/streams.py``, ``faust/app/base.py``,
 ``faust/transport/consumer.py``, ``faust/transport/drivers/aiokafka.py``), with
 mode-streaming 0.7.1 and aiokafka 0.14.0. Nothing else in streams/ reaches an
-underscored Faust, mode or aiokafka name: it goes through the functions and the
-two base classes here, whose names are public. On a Faust upgrade, re-read the
-files above for each name below; a renamed one fails here, in one place.
+underscored Faust, mode or aiokafka name: it goes through the classes here,
+whose names are public. On a Faust upgrade, re-read the files above for each
+name below. A renamed attribute fails here; a renamed hook would silently
+bypass its override, so tests/unit/test_streams_faust_internals.py checks that
+each hook and each attribute still exists in Faust.
 
 What and why:
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import inspect
 from typing import Any, cast
 
 import faust
@@ -29,3 +31,32 @@ def test_current_event_is_restored_when_the_block_raises() -> None:
     with pytest.raises(KeyError), CurrentEvent(cast(Any, Event())):
         raise KeyError("x")
     assert faust.current_event() is None
+
+
+@pytest.mark.parametrize(
+    ("owner", "name"),
+    [
+        ("faust.transport.consumer:Consumer", "_new_offset"),
+        ("faust.transport.consumer:Consumer", "_add_gap"),
+        ("faust.transport.consumer:Consumer", "_commit_tps"),
+        ("faust.transport.drivers.aiokafka:Consumer", "_new_consumer_thread"),
+        ("faust.transport.drivers.aiokafka:AIOKafkaConsumerThread", "_highwaters"),
+        ("faust.transport.drivers.aiokafka:AIOKafkaConsumerThread", "_ensure_consumer"),
+        ("faust.app.base:App", "_new_transport"),
+    ],
+)
+def test_every_faust_hook_the_adapter_overrides_still_exists(owner: str, name: str) -> None:
+    """A Faust upgrade that renames a hook would silently bypass the override: fail here."""
+    module_name, class_name = owner.split(":")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    assert callable(getattr(cls, name, None)), f"{owner}.{name} is gone"
+
+
+def test_the_private_state_the_adapter_reads_is_still_set_by_faust() -> None:
+    from faust.transport.consumer import Consumer
+
+    init = inspect.getsource(Consumer.__init__)
+    for name in ("_committed_offset", "_acked", "_acked_index", "_unacked_messages", "_gap",
+                 "_read_offset"):  # fmt: skip
+        assert f"self.{name} =" in init, f"Consumer.{name} is no longer set in __init__"
+    assert "_commit_fut" in inspect.getsource(Consumer.commit)
