@@ -67,10 +67,18 @@ QUERIES = [
 def test_a_batch_answers_each_query_as_alone() -> None:
     recommender = Scored()
     batched = answer(recommender, QUERIES)
-    assert recommender.calls == [(5, 23 + 1)]  # one call, as deep as the deepest query
+    assert recommender.calls == [(5, 23 + 1)]  # one call: mixed exclude_seen, so k + seen deep
     alone = [recommender.recommend([q.history], q.k, q.exclude_seen)[0] for q in QUERIES]
     assert batched == alone
     assert [len(a) for a in batched] == [3, 5, 22, 4, 1]
+
+
+def test_a_batch_that_excludes_seen_items_throughout_asks_only_its_deepest_k() -> None:
+    recommender = Scored()
+    queries = [q for q in QUERIES if q.exclude_seen]
+    batched = answer(recommender, queries)
+    assert recommender.calls == [(4, 23)]
+    assert batched == [recommender.recommend([q.history], q.k)[0] for q in queries]
 
 
 @pytest.fixture(scope="module")
@@ -84,11 +92,12 @@ def snapshot(tmp_path_factory: pytest.TempPathFactory) -> object:
     return load_snapshot(store)
 
 
-def test_a_batch_on_a_real_snapshot_answers_as_one_by_one(snapshot: object) -> None:
+@pytest.mark.parametrize("mixed", [True, False], ids=["mixed_exclude_seen", "all_exclude_seen"])
+def test_a_batch_on_a_real_snapshot_answers_as_one_by_one(snapshot: object, mixed: bool) -> None:
     items = snapshot.item_ids()  # type: ignore[attr-defined]
     queries = [
         Query([_item(items[(3 * b + t) % len(items)], t % 4 == 0) for t in range(b % 13)],
-              1 + (5 * b) % 30, b % 3 != 0)
+              1 + (5 * b) % 30, b % 3 != 0 or not mixed)
         for b in range(40)
     ]  # fmt: skip
     batched = answer(snapshot, queries)  # type: ignore[arg-type]
@@ -142,7 +151,7 @@ def test_the_first_request_waits_at_most_the_bound() -> None:
 def test_each_request_is_answered_by_its_own_snapshot() -> None:
     old, new = Scored(version=1, n=23), Scored(version=2, n=19)
     got = _gather(MicroBatcher(), [(old, [QUERIES[0]]), (new, [QUERIES[0]]), (old, [QUERIES[1]])])
-    assert old.calls == [(2, 5)] and new.calls == [(1, 5)]
+    assert old.calls == [(2, 5)] and new.calls == [(1, 3)]
     assert got == [
         old.recommend([QUERIES[0].history], 3),
         new.recommend([QUERIES[0].history], 3),
