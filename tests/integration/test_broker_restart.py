@@ -25,7 +25,7 @@ from recoil.core.kafka_settings import KafkaSettings
 from recoil.core.processes import Child, ProcessGroup, recoil_command
 from recoil.core.records import TrainingExample
 from streams.harness import create_topics, read_topic, start_worker, wait_until
-from tests.support.streams import fast_worker_config
+from tests.support.streams import fast_worker_config, worker_topics
 
 pytestmark = pytest.mark.integration
 
@@ -100,11 +100,7 @@ def test_broker_restarts_on_its_data_and_the_worker_recovers(
     data_dir, port = tmp_path / "broker", free_port()
     kafka = KafkaSettings(bootstrap_servers=f"127.0.0.1:{port}")
     events = liked_events(3000, users=40)
-    config = fast_worker_config(
-        app_id=topic_name("app"), input_topic=topic_name("in"),
-        output_topic=topic_name("out"), dlq_topic=topic_name("dlq"),
-        data_dir=tmp_path / "worker",
-    )  # fmt: skip
+    config = fast_worker_config(**worker_topics(topic_name), data_dir=tmp_path / "worker")
     with ProcessGroup(tmp_path / "logs") as group:
         broker = start_broker(group, data_dir, port, starts=1)
         cluster_id = stored_cluster_id(data_dir / "data")

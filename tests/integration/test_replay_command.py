@@ -21,7 +21,13 @@ from recoil.core.records import TrainingExample
 from simulator.logs import read_event_log
 from streams.harness import create_topics, read_topic, start_worker, wait_until, write_jsonl
 from streams.replay import time_ordered
-from tests.support.streams import fast_worker_config, metrics_url, processed, scrape_outcomes
+from tests.support.streams import (
+    fast_worker_config,
+    metrics_url,
+    processed,
+    scrape_outcomes,
+    worker_topics,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -80,11 +86,7 @@ def test_kuairand_through_a_worker_yields_one_example_per_row(
     nothing as out_of_order (docs/streams.md has the same run on the whole file)."""
     log = kuairand_slice(tmp_path / "slice.tsv", users=60)
     rows = 4044
-    config = fast_worker_config(
-        app_id=topic_name("kr"), input_topic=topic_name("kr-in"),
-        output_topic=topic_name("kr-out"), dlq_topic=topic_name("kr-dlq"),
-        data_dir=tmp_path / "worker",
-    )  # fmt: skip
+    config = fast_worker_config(**worker_topics(topic_name, "kr"), data_dir=tmp_path / "worker")
     create_topics(kafka, config)
     raw = replay(kafka, str(log), "--topic", topic_name("raw"), "--keep-file-order")
     assert raw.returncode == 0, raw.stderr

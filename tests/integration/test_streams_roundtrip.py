@@ -24,6 +24,7 @@ from recoil.core.windows import events_to_examples
 from streams.config import StreamsConfig
 from streams.harness import get_json, metric, read_topic, scrape, start_worker, wait_until
 from streams.harness import write_jsonl as write_lines
+from tests.support.streams import worker_topics
 
 pytestmark = pytest.mark.integration
 
@@ -69,8 +70,7 @@ def test_replayed_file_yields_exact_training_examples(
     kafka: KafkaSettings, topic_name: Callable[[str], str], tmp_path: Path
 ) -> None:
     config = StreamsConfig(
-        app_id=topic_name("app"), input_topic=topic_name("in"), output_topic=topic_name("out"),
-        dlq_topic=topic_name("dlq"), data_dir=tmp_path / "data", labels=LABELS,
+        **worker_topics(topic_name), data_dir=tmp_path / "data", labels=LABELS,
         partitions=3, web_port=free_port(), metrics_port=free_port(), commit_interval=0.3,
         session_timeout=6.0,
     )  # fmt: skip
