@@ -207,11 +207,16 @@ def test_the_push_only_pushes_away_and_can_start_pushing() -> None:
         pushes.dislike_push.weight.fill_(-0.5)
         drop = silent.scores(batch)[0] - pushes.scores(batch)[0]  # column n is item i{n}
     assert drop[4] > 0  # i4, the disliked item, scores lower
-    # and the clamp keeps a gradient at a = 0, so a push starting silent can still learn
+    # and the clamp keeps a gradient at a = 0, so a push starting silent can still learn,
+    # and above 0, so an age the data switched off can come back on
     start = model("gru", dislike_push_init=0.0, **away)
     start.scores(batch)[0, 4].backward()
     assert start.dislike_push is not None and start.dislike_push.weight.grad is not None
     assert start.dislike_push.weight.grad[0].item() != 0.0
+    pulls.scores(batch)[0, 4].backward()
+    assert pulls.dislike_push.weight.grad is not None
+    # the newest (age 0) dislike is i4: raising a there would raise i4's score
+    assert pulls.dislike_push.weight.grad[0].item() > 0.0
 
 
 @pytest.mark.parametrize("flagged_input", ["gated", "drop"])
