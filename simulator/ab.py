@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from monitoring.catalogue import LIVE_RATES as RATES  # the live metrics, in display order
+from simulator.metrics import percentile_interval
 
 
 def parse_split(spec: str, arms: Sequence[str]) -> tuple[tuple[str, float], ...]:
@@ -122,15 +123,7 @@ class ArmTally:
     def rate_ci(
         self, rate: str, rng: np.random.Generator, resamples: int = 1000
     ) -> tuple[float, float]:
-        return _percentiles(self.resampled(rate, rng, resamples))
-
-
-def _percentiles(values: np.ndarray) -> tuple[float, float]:
-    values = values[np.isfinite(values)]
-    if len(values) == 0:
-        return (math.nan, math.nan)
-    lo, hi = np.percentile(values, [2.5, 97.5])
-    return (float(lo), float(hi))
+        return percentile_interval(self.resampled(rate, rng, resamples))
 
 
 def relative_change_ci(
@@ -142,7 +135,7 @@ def relative_change_ci(
     treated = arm.resampled(rate, rng, resamples)
     control = baseline.resampled(rate, rng, resamples)
     with np.errstate(divide="ignore", invalid="ignore"):
-        return change, _percentiles(treated / control - 1.0)
+        return change, percentile_interval(treated / control - 1.0)
 
 
 @dataclass(frozen=True)

@@ -61,11 +61,16 @@ def bootstrap_relative_change(
     base_means = base[idx].mean(axis=1)  # (R,)
     treated_means = treated[idx].mean(axis=1)  # (R,)
     with np.errstate(divide="ignore", invalid="ignore"):
-        changes = treated_means / base_means - 1.0
-    changes = changes[np.isfinite(changes)]
-    if len(changes) == 0:
+        return percentile_interval(treated_means / base_means - 1.0)
+
+
+def percentile_interval(values: np.ndarray) -> tuple[float, float]:
+    """The 2.5th and 97.5th percentiles of the finite values (a bootstrap's 95% interval);
+    NaN, NaN when none is finite (e.g. every resample divided by zero)."""
+    values = values[np.isfinite(values)]
+    if len(values) == 0:
         return (math.nan, math.nan)
-    lo, hi = np.percentile(changes, [2.5, 97.5])
+    lo, hi = np.percentile(values, [2.5, 97.5])
     return (float(lo), float(hi))
 
 
@@ -76,5 +81,4 @@ def bootstrap_mean_ci(
     if len(values) == 0:
         return (math.nan, math.nan)
     means = values[rng.integers(len(values), size=(resamples, len(values)))].mean(axis=1)
-    lo, hi = np.percentile(means, [2.5, 97.5])
-    return (float(lo), float(hi))
+    return percentile_interval(means)
