@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -101,6 +102,10 @@ async def serve(args: argparse.Namespace, batching: BatchConfig) -> None:
 
     batcher = MicroBatcher(batching, worker_init=lambda: worker_threads(batching.worker_threads))
     app = create_app(holder, history, registry, metrics, background=[watcher], batcher=batcher)
+    # What the imports made (torch, faiss, aiohttp: ~10^5 objects) lives as long as the
+    # process: out of the cyclic collector's sight, its full passes stop scanning them
+    # on the request path.
+    gc.freeze()
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, args.host, args.port)
