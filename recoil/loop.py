@@ -30,6 +30,7 @@ from recoil.core.kafka_settings import KafkaSettings
 from recoil.core.processes import Child, ProcessGroup, recoil_command
 from recoil.core.settings import setting, to_flags
 from recoil.core.topics import DLQ, INTERACTIONS, MODEL_UPDATES, TRAINING_EXAMPLES, ensure_topics
+from simulator.ab import REPEAT_WINDOW, REPEAT_WINDOW_HELP
 from streams.config import StreamsConfig
 from streams.supervisor import worker_command
 
@@ -53,9 +54,7 @@ class LoopConfig:
         20.0, "seconds between a learner's snapshots (sooner after 150 steps)"
     )
     split: str = setting("", "users per arm ('' = equal shares)", metavar="ARM=SHARE,...")
-    repeat_window: int = setting(
-        50, "a repeated dislike: the same creator disliked within this many impressions"
-    )
+    repeat_window: int = setting(REPEAT_WINDOW, REPEAT_WINDOW_HELP)
     # after SECONDS of the simulator's run (recoil demo shifts it by its warm-up)
     switch: str = setting(
         "",

@@ -28,6 +28,11 @@ import numpy as np
 from monitoring.catalogue import LIVE_RATES as RATES  # the live metrics, in display order
 from simulator.metrics import percentile_interval
 
+# A repeated dislike: the same creator disliked again within this many impressions (the
+# paper's live metric). The simulator's and the demo's flag share the default and help.
+REPEAT_WINDOW = 50
+REPEAT_WINDOW_HELP = "a repeated dislike: the same creator disliked within this many impressions"
+
 
 def parse_split(spec: str, arms: Sequence[str]) -> tuple[tuple[str, float], ...]:
     """``"a=0.5,b=0.5"`` (or ``""`` for equal shares of ``arms``) as normalised shares."""

@@ -122,8 +122,8 @@ RUN_SIZES: dict[str, RunSize] = {
 def experiment_config(
     world: str,
     seed: int = 0,
-    simulations: int = 2000,
-    k: int = 50,
+    simulations: int = ProbeConfig.simulations,
+    k: int = ProbeConfig.k,
     max_steps: int | None = None,
     arms: tuple[str, ...] = tuple(ARMS),
     served: bool = False,

@@ -44,7 +44,16 @@ import numpy as np
 from monitoring.catalogue import SIMILARITIES
 from recoil.core.labels import LabelConfig
 from recoil.core.settings import setting
-from simulator.ab import RATES, ArmSummary, ArmTally, assign_arm, repeat_within, summarise
+from simulator.ab import (
+    RATES,
+    REPEAT_WINDOW,
+    REPEAT_WINDOW_HELP,
+    ArmSummary,
+    ArmTally,
+    assign_arm,
+    repeat_within,
+    summarise,
+)
 from simulator.exporter import SimulatorMetrics
 from simulator.freshness import (
     FreshnessSample,
@@ -90,9 +99,7 @@ class LiveConfig:
     # of their id. Empty: every user is served by `arm` at `serving_url`.
     split: tuple[tuple[str, float], ...] = ()
     assignment_salt: str = "recoil-ab"  # another salt reshuffles users between arms
-    repeat_window: int = setting(
-        50, "a repeated dislike: the same creator disliked within this many impressions"
-    )
+    repeat_window: int = setting(REPEAT_WINDOW, REPEAT_WINDOW_HELP)
     ab_seconds: float = 10.0  # per-arm rates and intervals are recomputed this often
     # (arm, other arm, seconds): after that long, `arm` is served and probed from the
     # other arm's model (a deliberate regression); None = never.
