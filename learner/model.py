@@ -97,11 +97,12 @@ class ModelConfig:
     #   opens where the flagged items carry signal (on KuaiRand dislikes come in runs,
     #   and the run itself predicts what follows). Costs a second encoder pass.
     # Default "drop" with the away-only push (a <= 0, M = I, a starting at -0.3): over 3
-    # aversion worlds it had 28% fewer held-out disliked-item hits than exclude_heuristic
-    # at equal positives, and on KuaiRand 13% more positive hits than no_signal over 3
-    # training seeds, where "embed" with a free push had 55% *more* disliked-item hits
-    # than the heuristic on one world and 37% fewer positives on KuaiRand
-    # (docs/experiment.md).
+    # aversion worlds it had 35% fewer held-out disliked-item hits than exclude_heuristic
+    # (positives -4%), and on KuaiRand +2% positive hits against no_signal over 3
+    # training seeds (-10% to +10%), where "embed" with a free push had 55% *more*
+    # disliked-item hits than the heuristic on one world and 37% fewer positives on
+    # KuaiRand. On the medium world it is less responsive than the heuristic, which
+    # "embed" was not (docs/experiment.md).
     flagged_input: FlaggedInput = "drop"
 
     def __post_init__(self) -> None:
@@ -319,8 +320,8 @@ class SequenceRecommender(nn.Module):
             # can learn is a = 0: the heuristic.
             # min(a, 0) in value, with the gradient of a itself (straight through): an age
             # the data drove past 0 is off, and the gradient can still bring it back on.
-            # With min(a, 0)'s own gradient (0 above 0) one early batch could switch the
-            # newest age off for good, which the live loop did within a minute.
+            # With min(a, 0)'s own gradient (0 above 0) an age pushed past 0 once stays off
+            # for good, as the newest ages did offline (a[0] > 0 at the kept step).
             a = a - torch.relu(a).detach()
         weight = a * (batch.disliked * batch.mask)  # (B, T)
         rows = self._output_rows(batch.item.long(), batch.creator.long())  # (B, T, D)
