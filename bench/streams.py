@@ -1,17 +1,23 @@
-"""``recoil bench streams``: events/s through one stream worker vs. a raw aiokafka consumer.
+"""``recoil bench streams``: events/s through one stream worker vs. two ceilings.
 
-One run, one topic, two readers:
+One run, one topic, three readers, one after the other:
 
 1. the reference: a plain aiokafka consumer reading every record of the topic
    (no group, no decoding) -- what the broker and client can deliver here;
-2. one ``recoil worker`` (a real subprocess, the default settings unless
+2. Faust's own ceiling: a no-op Faust agent (a real subprocess, ``python -m
+   bench.streams noop``) in its own consumer group, with the worker's
+   processing guarantee, batch size and event loop, stock Faust otherwise
+   (memory store, default monitor and consumer). It takes the same batches
+   and does nothing with them; Faust acks and commits them;
+3. one ``recoil worker`` (a real subprocess, the default settings unless
    overridden): decode, validate, label, window, table and changelog, examples
    out, in transactions. Its rate is taken from its own counters, from the
-   first event it finished to the last, so start-up and recovery are excluded.
+   first event it finished to the last, so start-up and recovery are excluded;
+   the no-op agent's the same way, from its first batch to its last.
 
-It prints both rates and their ratio, and writes ``streams.png`` (events done
-over time, both readers) and ``streams.json`` into ``--out``. Speed is never
-asserted; machines differ, the ratio travels better.
+It prints the three rates and the worker's ratio to each ceiling, and writes
+``streams.png`` (events done over time) and ``streams.json`` into ``--out``.
+Speed is never asserted; machines differ, the ratios travel better.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from typing import Any
 from recoil.broker.args import add_optional_kafka_arguments, given_or_embedded_kafka
 from recoil.core.settings import add_arguments, add_command, from_args
 
-HELP = "events/s through one stream worker vs. a raw aiokafka consumer on the same topic"
+HELP = "events/s through one stream worker vs. a no-op Faust agent and a raw aiokafka consumer"
 
 
 # The worker's settings a run may change; every other one keeps StreamsConfig's default.
@@ -90,6 +96,10 @@ def _bench(args: argparse.Namespace, settings: Any) -> int:
     raw_rate, raw_curve = asyncio.run(_raw_consume(settings, config.input_topic, len(events)))
     print(f"raw aiokafka consumer: {raw_rate:,.0f} events/s", flush=True)
 
+    with ProcessGroup(work / "logs") as group:
+        noop_rate, noop_curve = _noop_consume(group, settings, config, len(events), work, args)
+    print(f"no-op Faust agent:     {noop_rate:,.0f} events/s", flush=True)
+
     url = f"http://127.0.0.1:{config.metrics_port}/metrics"
     with ProcessGroup(work / "logs") as group:
         from streams.harness import start_worker
@@ -102,6 +112,8 @@ def _bench(args: argparse.Namespace, settings: Any) -> int:
         f"({per_event * 1e6:,.0f} us of agent time per event)"
     )
     ratio = worker_rate / raw_rate
+    noop_ratio = worker_rate / noop_rate
+    print(f"ratio worker / no-op:  {noop_ratio:.3f}")
     print(f"ratio worker / raw:    {ratio:.3f}")
     args.out.mkdir(parents=True, exist_ok=True)
     result = {
@@ -113,13 +125,15 @@ def _bench(args: argparse.Namespace, settings: Any) -> int:
         "store": args.store,
         "batch_size": args.batch_size,
         "raw_events_per_second": raw_rate,
+        "noop_faust_events_per_second": noop_rate,
         "worker_events_per_second": worker_rate,
         "ratio": ratio,
+        "ratio_to_noop_faust": noop_ratio,
         "agent_seconds_per_event": per_event,
         "produce_events_per_second": produced.events_per_second,
     }
     (args.out / "streams.json").write_text(json.dumps(result, indent=2) + "\n")
-    _plot(args.out / "streams.png", raw_curve, worker_curve, result)
+    _plot(args.out / "streams.png", raw_curve, noop_curve, worker_curve, result)
     print(f"wrote {args.out / 'streams.json'} and {args.out / 'streams.png'}")
     return 0
 
@@ -152,6 +166,103 @@ async def _raw_consume(
         await consumer.stop()
     elapsed = curve[-1][0]
     return seen / elapsed if elapsed > 0 else float("inf"), curve
+
+
+def _noop_consume(
+    group: Any, settings: Any, config: Any, count: int, work: Path, args: argparse.Namespace
+) -> tuple[float, list[tuple[float, int]]]:
+    """Run the no-op Faust agent until it has taken ``count`` events: rate and curve."""
+    import sys
+
+    result = work / "noop.json"
+    child = group.start(
+        "noop",
+        [
+            sys.executable, "-m", "bench.streams", "noop",
+            "--bootstrap-servers", settings.bootstrap_servers,
+            "--topic", config.input_topic,
+            "--app-id", f"{config.app_id}-noop",
+            "--partitions", str(config.partitions),
+            "--processing-guarantee", config.processing_guarantee,
+            "--batch-size", str(config.batch_size),
+            "--batch-timeout", str(config.batch_timeout),
+            "--commit-interval", str(config.commit_interval),
+            "--count", str(count),
+            "--data-dir", str(work / "noop-data"),
+            "--result", str(result),
+        ],
+    )  # fmt: skip
+    print(f"no-op Faust agent (log: {child.log_file}) ...", flush=True)
+    deadline = time.monotonic() + args.timeout
+    while not result.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the no-op agent did not take {count} events in {args.timeout}s")
+        group.check()
+        time.sleep(0.1)
+    group.stop(child)
+    found = json.loads(result.read_text())
+    curve = [(float(t), int(n)) for t, n in found["curve"]]
+    elapsed = curve[-1][0]
+    return (curve[-1][1] / elapsed if elapsed > 0 else float("inf")), curve
+
+
+def noop_main(argv: list[str]) -> int:
+    """``python -m bench.streams noop ...``: the no-op Faust agent of :func:`_noop_consume`."""
+    import faust
+
+    from recoil.core.kafka_settings import KafkaSettings
+    from streams.worker import use_uvloop
+
+    parser = argparse.ArgumentParser(prog="python -m bench.streams noop")
+    for name in ("bootstrap-servers", "topic", "app-id", "processing-guarantee", "data-dir"):
+        parser.add_argument(f"--{name}", required=True)
+    for name in ("partitions", "batch-size", "count"):
+        parser.add_argument(f"--{name}", type=int, required=True)
+    for name in ("batch-timeout", "commit-interval"):
+        parser.add_argument(f"--{name}", type=float, required=True)
+    parser.add_argument("--result", type=Path, required=True)
+    args = parser.parse_args(argv)
+
+    use_uvloop()  # the worker's event loop, so the ceiling is the worker's too
+    settings = KafkaSettings.from_env(args.bootstrap_servers)
+    app = faust.App(
+        args.app_id,
+        broker=settings.faust_broker(),
+        broker_credentials=settings.faust_credentials(),
+        store="memory://",
+        datadir=args.data_dir,
+        processing_guarantee=args.processing_guarantee,
+        topic_partitions=args.partitions,
+        consumer_auto_offset_reset="earliest",
+        broker_commit_interval=args.commit_interval,
+        web_enabled=False,
+        autodiscover=False,
+    )
+    source = app.topic(
+        args.topic, key_serializer="raw", value_serializer="raw", partitions=args.partitions
+    )
+    curve: list[tuple[float, int]] = []
+
+    async def noop_agent(stream: Any) -> None:
+        seen, started = 0, 0.0
+        async for events in stream.take_events(args.batch_size, within=args.batch_timeout):
+            now = time.monotonic()
+            if not started:
+                started = now
+                curve.append((0.0, 0))
+            seen += len(events)
+            curve.append((now - started, seen))
+            if seen >= args.count and not args.result.exists():
+                partial = args.result.with_suffix(".tmp")
+                partial.write_text(json.dumps({"curve": curve}))
+                partial.rename(args.result)  # the bench never reads half a file
+
+    app.agent(source, name="bench.noop_agent", concurrency=1)(noop_agent)
+    worker = faust.Worker(
+        app, loglevel="WARNING", override_logging=False, redirect_stdouts=False, quiet=True
+    )
+    worker.execute_from_commandline()
+    return 0
 
 
 def _watch_worker(
@@ -188,6 +299,7 @@ def _watch_worker(
 def _plot(
     path: Path,
     raw: list[tuple[float, int]],
+    noop: list[tuple[float, int]],
     worker: list[tuple[float, int]],
     result: dict[str, Any],
 ) -> None:
@@ -197,16 +309,32 @@ def _plot(
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4))
-    for curve, label in ((raw, "raw aiokafka consumer"), (worker, "stream worker (agent)")):
+    lines = (
+        (raw, "raw aiokafka consumer"),
+        (noop, "no-op Faust agent"),
+        (worker, "stream worker (agent)"),
+    )
+    for curve, label in lines:
         ax.plot([t for t, _ in curve], [n for _, n in curve], label=label)
     ax.set_xlabel("seconds since the first event")
     ax.set_ylabel("events done")
     ax.set_title(
         f"{result['events']:,} events: worker {result['worker_events_per_second']:,.0f}/s, "
-        f"raw {result['raw_events_per_second']:,.0f}/s (ratio {result['ratio']:.3f})"
+        f"no-op Faust {result['noop_faust_events_per_second']:,.0f}/s "
+        f"(ratio {result['ratio_to_noop_faust']:.2f}),\n"
+        f"raw aiokafka {result['raw_events_per_second']:,.0f}/s (ratio {result['ratio']:.3f})",
+        fontsize=10,
     )
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:2] != ["noop"]:
+        sys.exit("usage: python -m bench.streams noop --help (run by recoil bench streams)")
+    sys.exit(noop_main(sys.argv[2:]))
