@@ -75,6 +75,19 @@ def announce(line: str) -> None:
     log.info("%s", line)
 
 
+def use_uvloop() -> None:
+    """Run the worker's event loops (Faust's own and its consumer thread's) on uvloop.
+
+    Faust pays several task and callback turns per message (``wait_first`` in its
+    drain loop, stream iteration); uvloop's turns cost about a third less.
+    """
+    import asyncio
+
+    import uvloop
+
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
 def run_worker(
     config: StreamsConfig,
     settings: KafkaSettings,
@@ -87,6 +100,7 @@ def run_worker(
     """
     import faust
 
+    use_uvloop()  # before anything creates an event loop
     log.info("stream worker settings: %s", dict(describe(config)))
     layout = prepare_topics(settings, config)
     if layout.created:
