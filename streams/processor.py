@@ -40,10 +40,18 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+import orjson
 from faust.types import TP, EventT, Message
 
-# parse_event is looked up here on every record: a test injects a fault through it.
-from recoil.core.events import InteractionEvent, Invalid, parse_event
+# parse_event is looked up here on every record orjson cannot take as a valid event: a
+# test injects a fault through it.
+from recoil.core.events import (
+    MAX_EVENT_BYTES,
+    InteractionEvent,
+    Invalid,
+    parse_event,
+    validate_event,
+)
 from streams import crashloop
 from streams.config import StreamsConfig
 from streams.consumer import RecoilConsumer
@@ -62,7 +70,7 @@ from streams.decision import check_key as check_key  # the fuzz test's expectati
 from streams.dlq import dead_letter
 from streams.faust_internals import CurrentEvent
 from streams.metrics import StreamMetrics
-from streams.state import Outcome, UserState
+from streams.state import OUTCOMES, Outcome, UserState
 from streams.supervisor import EXIT_SEND_FAILED
 from streams.table import HistoryTable
 
@@ -114,13 +122,21 @@ class BatchProcessor:
         self.notes = notes  # where the worker is, for the next start (streams.crashloop)
         self.dead_letters: list[Awaitable[Any]] = []  # this batch's dead-letter sends
         self.continuity = OffsetContinuity(self._probe)
+        # Bound once: labels() costs a lock and a tuple per call, several per event.
+        self._event_counters = {o: metrics.events.labels(outcome=o) for o in OUTCOMES}
+        self._example_counters: dict[str, Any] = {}
+        self._transactional_ids: dict[int, str | None] = {}  # input partition -> its id
 
     def transactional_id(self, partition: int) -> str | None:
         """The Faust transaction of an input partition (None in at-least-once mode)."""
-        if not self.config.exactly_once:
-            return None
-        group = self.app.assignor.group_for_topic(self.config.input_topic)
-        return f"{self.app.conf.id}-{group}-{partition}"
+        if partition in self._transactional_ids:
+            return self._transactional_ids[partition]
+        tid = None
+        if self.config.exactly_once:
+            group = self.app.assignor.group_for_topic(self.config.input_topic)
+            tid = f"{self.app.conf.id}-{group}-{partition}"
+        self._transactional_ids[partition] = tid
+        return tid
 
     async def process_batch(self, events: Sequence[EventT]) -> BatchResult:
         result = BatchResult()
@@ -279,7 +295,7 @@ class BatchProcessor:
         message = event.message
         # parse_event checks the size before it decodes anything (recoil.core.events).
         record = check_record(
-            message.key, parse_event(message.value if message.value is not None else b"")
+            message.key, decode_event(message.value if message.value is not None else b"")
         )
         decision = self._decide(event, record, pending)
         if isinstance(decision, ToDeadLetter):
@@ -295,7 +311,13 @@ class BatchProcessor:
             self.config.output_topic, decision.user_id.encode(), decision.example_json, None,
             tid, message,
         )  # fmt: skip
-        self.metrics.training_examples.labels(kind=decision.example.label_kind).inc()
+        kind = decision.example.label_kind
+        counter = self._example_counters.get(kind)
+        if counter is None:
+            counter = self._example_counters[kind] = self.metrics.training_examples.labels(
+                kind=kind
+            )
+        counter.inc()
         result.examples += 1
         return decision.outcome, [sent]
 
@@ -309,8 +331,7 @@ class BatchProcessor:
         if isinstance(record, Invalid):
             return decide(record, None, self.config.labels, self.config.dedupe_window)
         try:
-            with CurrentEvent(event):  # the table reads the event's partition
-                stored = self._stored(record.user_id, pending)
+            stored = self._stored(record.user_id, pending, event)
         except Exception as exc:  # an unreadable store: park the event
             decision: RecordDecision = failed(exc)
         else:
@@ -389,19 +410,20 @@ class BatchProcessor:
     ) -> None:
         if outcome != "duplicate" or offset >= self.continuity.expected.get(partition, -1):
             self.continuity.processed(partition, offset)
-        self.metrics.events.labels(outcome=outcome).inc()
+        self._event_counters[outcome].inc()
         result.outcomes[outcome] = result.outcomes.get(outcome, 0) + 1
         self.next_offsets[partition] = offset + 1
         self.metrics.processing_seconds.observe(time.perf_counter() - started)
 
-    def _stored(self, user: str, pending: Pending) -> Stored:
+    def _stored(self, user: str, pending: Pending, event: EventT) -> Stored:
         """What the worker holds for ``user``: this batch's state, the cache's, or the table's."""
         if user in pending:
             return pending[user][0]
         cached = self.cache.get(user)
         if cached is not None:
             return cached
-        raw: bytes | None = self.table.get(user.encode())
+        with CurrentEvent(event):  # the table reads the event's partition
+            raw: bytes | None = self.table.get(user.encode())
         if raw is None:
             self.new_users += 1
         return raw
@@ -442,6 +464,27 @@ _ACTIONS: dict[crashloop.Decision, str] = {
     "minimal": "writing a minimal dead letter instead of processing it",
     "skip": "skipping it",
 }
+
+
+def decode_event(raw: bytes) -> InteractionEvent | Invalid:
+    """:func:`recoil.core.events.parse_event`'s answer, decoded with orjson when it can be.
+
+    orjson decodes about three times faster than ``json``. Where the two could
+    differ (integers beyond 64 bits, which orjson makes floats) the event is not
+    valid, and every event that is not valid as orjson read it, or that orjson
+    refuses, goes through ``parse_event`` itself, so its dead-letter reason is
+    exactly ``parse_event``'s.
+    """
+    if len(raw) <= MAX_EVENT_BYTES:
+        try:
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass
+        else:
+            event = validate_event(obj)
+            if isinstance(event, InteractionEvent):
+                return event
+    return parse_event(raw)
 
 
 def batch_ranges(events: Sequence[EventT]) -> dict[tuple[str, int], tuple[int, int]]:
