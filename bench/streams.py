@@ -10,12 +10,17 @@ One run, one topic, three readers, one after the other:
    (memory store, default monitor and consumer). It takes the same batches
    and does nothing with them; Faust acks and commits them;
 3. one ``recoil worker`` (a real subprocess, the default settings unless
-   overridden): decode, validate, label, window, table and changelog, examples
-   out, in transactions. Its rate is taken from its own counters, from the
-   first event it finished to the last, so start-up and recovery are excluded;
-   the no-op agent's the same way, from its first batch to its last.
+   overridden; ``--workers N``: N in one consumer group, each with its own
+   data directory, for a per-host rate): decode, validate, label, window,
+   table and changelog, examples out, in transactions. Its rate is taken
+   from its own counters, from the first event it finished to the last, so
+   start-up and recovery are excluded (with N workers, the rebalance as the
+   others join is not); the no-op agent's the same way, from its first batch
+   to its last.
 
-It prints the three rates and the worker's ratio to each ceiling, and writes
+It prints the three rates and the worker's ratio to each ceiling (with N
+workers, of their sum: the host's rate against one process's ceilings), and
+the 1-minute load average at the start and the end, and writes
 ``streams.png`` (events done over time) and ``streams.json`` into ``--out``.
 Speed is never asserted; machines differ, the ratios travel better.
 """
@@ -24,7 +29,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -47,6 +54,9 @@ def register(sub: Any) -> None:
     add_optional_kafka_arguments(parser, default=None)
     parser.add_argument("--events", type=int, default=50_000, help="events to process")
     parser.add_argument("--users", type=int, default=2_000, help="distinct users")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="worker processes in one group (a per-host rate)"
+    )
     add_arguments(parser, StreamsConfig, only=WORKER_SETTINGS)
     parser.add_argument(
         "--out",
@@ -58,10 +68,10 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.events < 1 or args.users < 1 or args.partitions < 1:
+    if min(args.events, args.users, args.partitions, args.workers) < 1:
         from recoil.core.errors import ConfigError
 
-        raise ConfigError("--events, --users and --partitions must be >= 1")
+        raise ConfigError("--events, --users, --partitions and --workers must be >= 1")
     with given_or_embedded_kafka(args) as settings:
         return _bench(args, settings)
 
@@ -73,6 +83,7 @@ def _bench(args: argparse.Namespace, settings: Any) -> int:
     from streams.harness import create_topics, synthetic_events
     from streams.replay import replay_to_kafka
 
+    load_at_start = os.getloadavg()[0]
     tag = f"bench-{int(time.time())}"
     work = Path(tempfile.mkdtemp(prefix="recoil-bench-streams-"))
     config = from_args(
@@ -100,26 +111,36 @@ def _bench(args: argparse.Namespace, settings: Any) -> int:
         noop_rate, noop_curve = _noop_consume(group, settings, config, len(events), work, args)
     print(f"no-op Faust agent:     {noop_rate:,.0f} events/s", flush=True)
 
-    url = f"http://127.0.0.1:{config.metrics_port}/metrics"
     with ProcessGroup(work / "logs") as group:
         from streams.harness import start_worker
 
-        worker = start_worker(group, "worker", settings, config)
-        print(f"one stream worker (log: {worker.log_file}) ...", flush=True)
-        worker_rate, worker_curve, per_event = _watch_worker(url, len(events), args.timeout, group)
+        urls = []
+        for i in range(args.workers):
+            # One group (app id); each process its own ports and local table files.
+            own = dataclasses.replace(
+                config, web_port=free_port(), metrics_port=free_port(), data_dir=work / f"data-{i}"
+            ) if i else config  # fmt: skip
+            worker = start_worker(group, f"worker-{i}" if i else "worker", settings, own)
+            urls.append(f"http://127.0.0.1:{own.metrics_port}/metrics")
+            print(f"stream worker {i + 1} of {args.workers} (log: {worker.log_file}) ...")
+        worker_rate, worker_curve, per_event = _watch_worker(urls, len(events), args.timeout, group)
+    load_at_end = os.getloadavg()[0]
+    which = "stream worker:  " if args.workers == 1 else f"{args.workers} stream workers:"
     print(
-        f"stream worker:         {worker_rate:,.0f} events/s "
+        f"{which}       {worker_rate:,.0f} events/s "
         f"({per_event * 1e6:,.0f} us of agent time per event)"
     )
     ratio = worker_rate / raw_rate
     noop_ratio = worker_rate / noop_rate
     print(f"ratio worker / no-op:  {noop_ratio:.3f}")
     print(f"ratio worker / raw:    {ratio:.3f}")
+    print(f"1-minute load average: {load_at_start:.2f} at the start, {load_at_end:.2f} at the end")
     args.out.mkdir(parents=True, exist_ok=True)
     result = {
         "events": len(events),
         "users": args.users,
         "partitions": args.partitions,
+        "workers": args.workers,
         "history_length": args.history_length,
         "guarantee": args.processing_guarantee,
         "store": args.store,
@@ -131,6 +152,8 @@ def _bench(args: argparse.Namespace, settings: Any) -> int:
         "ratio_to_noop_faust": noop_ratio,
         "agent_seconds_per_event": per_event,
         "produce_events_per_second": produced.events_per_second,
+        "load_1m_at_start": load_at_start,
+        "load_1m_at_end": load_at_end,
     }
     (args.out / "streams.json").write_text(json.dumps(result, indent=2) + "\n")
     _plot(args.out / "streams.png", raw_curve, noop_curve, worker_curve, result)
@@ -266,9 +289,9 @@ def noop_main(argv: list[str]) -> int:
 
 
 def _watch_worker(
-    url: str, count: int, timeout: float, group: Any
+    urls: list[str], count: int, timeout: float, group: Any
 ) -> tuple[float, list[tuple[float, int]], float]:
-    """Poll the worker's counters until ``count`` events are done: rate, curve, agent s/event."""
+    """Poll the workers' counters until ``count`` events are done: rate, curve, agent s/event."""
     from streams.harness import metric, scrape
 
     deadline = time.monotonic() + timeout
@@ -281,12 +304,12 @@ def _watch_worker(
             raise TimeoutError(f"the worker did {done:.0f} of {count} events in {timeout}s")
         group.check()
         try:
-            samples = scrape(url)
+            pages = [scrape(url) for url in urls]
         except OSError:
             time.sleep(0.2)
             continue
-        done = metric(samples, "recoil_stream_processing_seconds_count") or 0.0
-        busy = metric(samples, "recoil_stream_processing_seconds_sum") or 0.0
+        done = sum(metric(s, "recoil_stream_processing_seconds_count") or 0.0 for s in pages)
+        busy = sum(metric(s, "recoil_stream_processing_seconds_sum") or 0.0 for s in pages)
         if done and not started:
             started = time.monotonic()
         if started:
@@ -312,14 +335,15 @@ def _plot(
     lines = (
         (raw, "raw aiokafka consumer"),
         (noop, "no-op Faust agent"),
-        (worker, "stream worker (agent)"),
+        (worker, "stream worker (agent)" if result["workers"] == 1 else "stream workers"),
     )
     for curve, label in lines:
         ax.plot([t for t, _ in curve], [n for _, n in curve], label=label)
     ax.set_xlabel("seconds since the first event")
     ax.set_ylabel("events done")
+    workers = "worker" if result["workers"] == 1 else f"{result['workers']} workers"
     ax.set_title(
-        f"{result['events']:,} events: worker {result['worker_events_per_second']:,.0f}/s, "
+        f"{result['events']:,} events: {workers} {result['worker_events_per_second']:,.0f}/s, "
         f"no-op Faust {result['noop_faust_events_per_second']:,.0f}/s "
         f"(ratio {result['ratio_to_noop_faust']:.2f}),\n"
         f"raw aiokafka {result['raw_events_per_second']:,.0f}/s (ratio {result['ratio']:.3f})",
