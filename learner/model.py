@@ -22,7 +22,7 @@ is padded (``pad_optimizer_state``); trained rows are never touched.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -75,15 +75,22 @@ class ModelConfig:
     # free push (a of either sign, learned M) cost 27-34% of positive HR@10 and learned
     # to *pull* towards the newest dislike; ``dislike_push_away`` forbids that.
     dislike_push: bool = True
-    dislike_map: bool = True  # learn M (D x D, starts as I); False keeps M = I
+    dislike_map: bool = False  # learn M (D x D, starts as I); False keeps M = I
     # a's starting value for every age. 0 starts the model as the plain encoder (with
     # "drop": as exclude_heuristic); a negative value starts it backing away from what
     # was disliked before it has learned anything, which a minutes-old model in the live
     # loop needs (see flagged_input). a = 0 stays reachable, so the heuristic stays a
     # special case. With ``dislike_push_away`` an age whose a the data drives past 0 is
     # off (the heuristic's behaviour) but keeps its gradient, so it can come back on.
-    dislike_push_init: float = 0.0
-    dislike_push_away: bool = False  # True: a <= 0: the push never pulls towards a dislike
+    dislike_push_init: float = -0.3
+    dislike_push_away: bool = True  # True: a <= 0: the push never pulls towards a dislike
+    # a = scale x the stored weight. Adam moves a weight by about lr a step whatever its
+    # gradient, so at scale 1 a could move 0.002 a step: in the live loop the data drove
+    # a from -0.30 to -0.43 in 270 steps while the growing states shrank the push's
+    # effect (creator responsiveness -52% at version 1, -6% at version 3). The scale lets
+    # a follow a steady signal within a few hundred steps. 1.0 is the old behaviour (and
+    # what a config saved without this field means, see ``model_config_from_dict``).
+    dislike_push_scale: float = 10.0
     # How a flagged (disliked) history item reaches the encoder.
     # "drop": it does not; the encoder reads the history as exclude_heuristic does and
     #   the flagged items enter only through the push above, so with a = 0 the model *is*
@@ -96,16 +103,13 @@ class ModelConfig:
     #   s = s_drop + g * (s_embed - s_drop) + push. It starts as the heuristic, and
     #   opens where the flagged items carry signal (on KuaiRand dislikes come in runs,
     #   and the run itself predicts what follows). Costs a second encoder pass.
-    # Default "embed" with a free push and M: the drop + away-only push model below
-    # failed the live loop's responsiveness test in 1 of 4 suite runs (creator +4%, +21%,
-    # +32% on versions 3-5), so it is an option (--model), not the default. It: over 3
-    # aversion worlds it had 35% fewer held-out disliked-item hits than exclude_heuristic
-    # (positives -4%), and on KuaiRand +2% positive hits against no_signal over 3
-    # training seeds (-10% to +10%), where "embed" with a free push had 55% *more*
-    # disliked-item hits than the heuristic on one world and 37% fewer positives on
-    # KuaiRand. On the medium world it is less responsive than the heuristic, which
-    # "embed" was not (docs/experiment.md).
-    flagged_input: FlaggedInput = "embed"
+    # Default "drop" with an away-only push (M = I, a starting at -0.3, scale 10): over
+    # 3 aversion worlds 37.5% fewer held-out disliked-item hits than exclude_heuristic
+    # at equal positives (+2.7%), KuaiRand positives equal to no_signal's (+0.0%, 3
+    # training seeds), and in the live loop creator responsiveness -58% to -92% at
+    # versions 3-5. "embed" lost to the heuristic on held-out ratings (-15% against
+    # -37% disliked-item hits). docs/experiment.md has every figure and the medium world.
+    flagged_input: FlaggedInput = "drop"
 
     def __post_init__(self) -> None:
         if self.encoder not in ("gru", "sasrec"):
@@ -121,6 +125,25 @@ class ModelConfig:
             raise ValueError(f"num_items and num_creators must be >= {FIRST_INDEX}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if not self.dislike_push_scale > 0:
+            raise ValueError(f"dislike_push_scale must be > 0, got {self.dislike_push_scale}")
+
+
+# What a saved config (snapshot manifest, checkpoint hparams, offline model) that
+# lacks a field meant: the default when it was written. Fields whose default changed
+# since are listed, so an old model loads as it was trained, not as today's default.
+_DEFAULTS_BEFORE = {
+    "flagged_input": "embed",
+    "dislike_map": True,
+    "dislike_push_init": 0.0,
+    "dislike_push_away": False,
+    "dislike_push_scale": 1.0,
+}
+
+
+def model_config_from_dict(fields: dict[str, Any]) -> ModelConfig:
+    """A ``ModelConfig`` from its saved fields (``asdict``), old saves included."""
+    return ModelConfig(**{**_DEFAULTS_BEFORE, **fields})
 
 
 def _grow_embedding(table: nn.Embedding, rows: int, std: float) -> bool:
@@ -233,7 +256,8 @@ class SequenceRecommender(nn.Module):
         self.dislike_map: nn.Linear | None = None
         if config.dislike_push:
             self.dislike_push = nn.Embedding(config.max_len, 1)
-            nn.init.constant_(self.dislike_push.weight, config.dislike_push_init)
+            init = config.dislike_push_init / config.dislike_push_scale
+            nn.init.constant_(self.dislike_push.weight, init)
             if config.dislike_map:
                 self.dislike_map = nn.Linear(dim, dim, bias=False)
                 nn.init.eye_(self.dislike_map.weight)
@@ -304,6 +328,13 @@ class SequenceRecommender(nn.Module):
             return state
         return state + self._dislike_push(recent)
 
+    def push_weights(self) -> Tensor:
+        """a per age, (max_len,): the stored weights times ``dislike_push_scale``, before
+        the away-only clamp; empty without a push. For reports and tests."""
+        if self.dislike_push is None:
+            return torch.zeros(0)
+        return self.config.dislike_push_scale * self.dislike_push.weight.detach().squeeze(-1)
+
     def _encode(self, batch: HistoryBatch) -> Tensor:
         """The encoder's state for the history as given, (B, D)."""
         return self.to_state(self.encoder(self.embed(batch), batch.mask))
@@ -314,7 +345,7 @@ class SequenceRecommender(nn.Module):
         slots = torch.arange(batch.item.shape[1], device=batch.item.device)
         # Histories are left-aligned: the newest item sits at slot length-1 (age 0).
         age = (batch.lengths.unsqueeze(1) - 1 - slots).clamp(0, self.config.max_len - 1)
-        a = self.dislike_push(age).squeeze(-1)  # (B, T)
+        a = self.config.dislike_push_scale * self.dislike_push(age).squeeze(-1)  # (B, T)
         if self.config.dislike_push_away:
             # A dislike may only push away. Free, a learned to pull the state towards the
             # newest disliked item on KuaiRand (a[0] = +0.2), where dislikes come in runs,

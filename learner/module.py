@@ -20,7 +20,12 @@ from torch import Tensor
 
 from learner.features import ExampleTensors
 from learner.loss import LossTerms, combined_loss, sampled_logits
-from learner.model import ModelConfig, SequenceRecommender, pad_optimizer_state
+from learner.model import (
+    ModelConfig,
+    SequenceRecommender,
+    model_config_from_dict,
+    pad_optimizer_state,
+)
 from learner.vocab import FIRST_INDEX
 
 SoftmaxMode = Literal["full", "sampled"]
@@ -60,7 +65,7 @@ class RecommenderModule(L.LightningModule):
         self.lr, self.weight_decay = lr, weight_decay
         self.dislike_lr_scale = dislike_lr_scale
         self.softmax, self.num_sampled = softmax, num_sampled
-        self.model = SequenceRecommender(ModelConfig(**model_config))
+        self.model = SequenceRecommender(model_config_from_dict(model_config))
         # How often each item has been a label: its in-batch sampling probability
         # for the log-Q correction of sampled softmax (add-one smoothed).
         self.register_buffer("label_counts", torch.ones(self.model.num_items))

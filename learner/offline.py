@@ -30,7 +30,7 @@ from safetensors.torch import load_file, save_file
 
 from learner.arms import ArmConfig, resolve_arm
 from learner.features import ExampleTensors, encode_examples, encode_histories
-from learner.model import ModelConfig, SequenceRecommender
+from learner.model import ModelConfig, SequenceRecommender, model_config_from_dict
 from learner.module import RecommenderModule
 from learner.quiet import quiet_lightning
 from learner.vocab import FIRST_INDEX, Vocabularies
@@ -349,7 +349,7 @@ class TrainedRecommender:
         meta = json.loads((path / _CONFIG_FILE).read_text())
         if meta.get("format") != _FORMAT:
             raise ValueError(f"{path} does not hold a recoil recommender ({_FORMAT})")
-        model = SequenceRecommender(ModelConfig(**meta["model_config"]))
+        model = SequenceRecommender(model_config_from_dict(meta["model_config"]))
         model.load_state_dict(load_file(str(path / _WEIGHTS_FILE), device=str(device)))
         model.to(device)
         return cls(model, Vocabularies.load(path), ArmConfig(**meta["arm"]), meta["max_len"])

@@ -69,7 +69,7 @@ from safetensors.torch import load_file, save_file
 from learner.arms import ArmConfig, resolve_arm
 from learner.features import encode_histories
 from learner.index import IndexConfig, ItemIndex, build_index, read_index, write_index
-from learner.model import ModelConfig, SequenceRecommender
+from learner.model import SequenceRecommender, model_config_from_dict
 from learner.snapshot_store import (
     LATEST,
     fsync_dir,
@@ -276,7 +276,7 @@ def load_snapshot(
             if sha256(path / name) != digest:
                 raise SnapshotError(f"{path / name}: checksum does not match the manifest")
     try:
-        config = ModelConfig(**manifest["model_config"])
+        config = model_config_from_dict(manifest["model_config"])
     except TypeError as exc:
         raise SnapshotError(
             f"{path / MANIFEST}: model_config does not fit ModelConfig: {exc}"

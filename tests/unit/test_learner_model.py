@@ -8,7 +8,12 @@ import pytest
 import torch
 
 from learner.features import HistoryBatch, encode_histories
-from learner.model import ModelConfig, SequenceRecommender, pad_optimizer_state
+from learner.model import (
+    ModelConfig,
+    SequenceRecommender,
+    model_config_from_dict,
+    pad_optimizer_state,
+)
 from learner.vocab import Vocabularies, Vocabulary
 from recoil.core.records import HistoryItem
 
@@ -186,14 +191,25 @@ def test_the_push_only_pushes_away_and_can_start_pushing() -> None:
     # disliked item's own score.
     disliked = [*HISTORIES[0][:4], dataclasses.replace(HISTORIES[0][4], disliked=True)]
     batch = encode_histories([disliked], VOCABS, 8, "feature_only")
-    away = {"dislike_push": True, "flagged_input": "drop", "dislike_push_away": True}
+    # scale 1: the stored weights are a itself (the scale has its own test below)
+    away = {
+        "dislike_push": True,
+        "flagged_input": "drop",
+        "dislike_push_away": True,
+        "dislike_push_scale": 1.0,
+    }
     silent = model("gru", dislike_push_init=0.0, **away)
     pulls = model("gru", dislike_push_init=0.7, **away)
     pulls.load_state_dict(silent.state_dict())
     assert pulls.dislike_push is not None
     pulls.dislike_push.weight.data.fill_(0.7)  # what a free push learned on KuaiRand's runs
     free = model(
-        "gru", dislike_push=True, flagged_input="drop", dislike_push_away=False, dislike_map=False
+        "gru",
+        dislike_push=True,
+        flagged_input="drop",
+        dislike_push_away=False,
+        dislike_map=False,
+        dislike_push_scale=1.0,
     )
     free.load_state_dict(pulls.state_dict(), strict=False)
     with torch.no_grad():
@@ -201,7 +217,7 @@ def test_the_push_only_pushes_away_and_can_start_pushing() -> None:
         assert not torch.allclose(free.scores(batch), silent.scores(batch))
     pushes = model("gru", dislike_push_init=-0.5, **away)
     assert pushes.dislike_push is not None
-    assert torch.equal(pushes.dislike_push.weight, torch.full((8, 1), -0.5))
+    assert torch.equal(pushes.push_weights(), torch.full((8,), -0.5))
     pushes.load_state_dict(silent.state_dict())  # same tables, a back at 0
     with torch.no_grad():
         pushes.dislike_push.weight.fill_(-0.5)
@@ -217,6 +233,39 @@ def test_the_push_only_pushes_away_and_can_start_pushing() -> None:
     assert pulls.dislike_push.weight.grad is not None
     # the newest (age 0) dislike is i4: raising a there would raise i4's score
     assert pulls.dislike_push.weight.grad[0].item() > 0.0
+
+
+def test_the_push_scale_multiplies_a_and_its_speed() -> None:
+    # a = scale x weight: the same start, and one Adam step moves a scale times as far
+    # (Adam steps a weight by about lr whatever its gradient's size).
+    disliked = [*HISTORIES[0][:4], dataclasses.replace(HISTORIES[0][4], disliked=True)]
+    batch = encode_histories([disliked], VOCABS, 8, "feature_only")
+    moved = {}
+    for scale in (1.0, 10.0):
+        torch.manual_seed(0)
+        m = model("gru", dislike_push_init=-0.3, dislike_push_scale=scale)
+        assert torch.allclose(m.push_weights(), torch.full((8,), -0.3))
+        assert m.dislike_push is not None
+        optimizer = torch.optim.Adam(m.dislike_push.parameters(), lr=0.01)
+        m.scores(batch)[0, 4].backward()  # the step lowers the disliked item's score
+        optimizer.step()
+        moved[scale] = float(m.push_weights()[0]) + 0.3
+    assert moved[1.0] == pytest.approx(-0.01, rel=1e-3)  # a pushes harder
+    assert moved[10.0] == pytest.approx(-0.1, rel=1e-3)
+    with pytest.raises(ValueError, match="dislike_push_scale"):
+        ModelConfig(num_items=12, num_creators=4, dislike_push_scale=0.0)
+
+
+def test_a_saved_config_without_new_fields_loads_as_it_was_trained() -> None:
+    # Snapshots and checkpoints written before a default changed must load with the
+    # defaults of their day, not today's.
+    old = {"num_items": 12, "num_creators": 4}
+    config = model_config_from_dict(old)
+    assert config.flagged_input == "embed" and config.dislike_push_scale == 1.0
+    assert config.dislike_map and not config.dislike_push_away
+    assert config.dislike_push_init == 0.0
+    today = ModelConfig(num_items=12, num_creators=4)
+    assert model_config_from_dict(dataclasses.asdict(today)) == today
 
 
 @pytest.mark.parametrize("flagged_input", ["gated", "drop"])
