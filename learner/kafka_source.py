@@ -43,7 +43,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from learner.example_check import Skipped, decode_example
+from learner.example_check import ExampleDecoder, Skipped
 from recoil.core.kafka_settings import KafkaSettings
 from recoil.core.records import TrainingExample
 from recoil.core.settings import setting
@@ -198,6 +198,7 @@ class KafkaExampleSource:
         self._end_offsets: dict[int, int] = {}
         self._end_offsets_at = -float("inf")
         self._invalid_logged = 0
+        self._decode_value = ExampleDecoder(config.max_example_bytes, config.max_history_items)
         self._fixed = partitions is not None  # assigned, not subscribed: may hold none
         if partitions is not None:
             owned = [TopicPartition(config.topic, p) for p in partitions]
@@ -297,7 +298,7 @@ class KafkaExampleSource:
         self, partition: int, offset: int, value: bytes | None
     ) -> TrainingExample | Skipped:
         config = self.config
-        result = decode_example(value, config.max_example_bytes, config.max_history_items)
+        result = self._decode_value(value)
         if isinstance(result, Skipped):
             self._invalid_logged += 1
             if self._invalid_logged <= 20 or self._invalid_logged % 1000 == 0:

@@ -1,0 +1,272 @@
+"""Where the continuous learner's time goes: the real learner on records held in memory.
+
+    python -m bench.learner_profile [--examples 20000] [--batch-size 256] [--threads 1]
+
+Runs ``learner.continuous.run_learner`` (Lightning, the callback, snapshots: all of
+it) under cProfile, with a stand-in for the kafka-python consumer that hands it
+training examples as the stream workers write them (a world's logged impressions,
+windowed with 50 items of history, serialised to JSON). Kafka's own I/O is thus left
+out; everything the learner does with a record is in. It prints the learner's
+examples/s (first record handed out to the last one trained) and the seconds spent
+decoding, batching, in the training step, in the per-batch callback and publishing
+snapshots. Not a ``recoil bench`` command: it patches the learner's consumer factory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import math
+import pstats
+import tempfile
+import threading
+import time
+import zlib
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, NamedTuple
+
+LIVE_MAX_LEN = 50  # recoil learn's default: the worker's whole history (recoil.commands.learn)
+
+# (module, owner class or None, function) -> what the row is called
+PHASES = (
+    (("learner.kafka_source", "KafkaExampleSource", "_decode"), "decode (JSON -> example, checks)"),
+    (("learner.stream_training", None, "encode_batch"), "batching (ids -> tensors)"),
+    (("learner.stream_training", "ContinuousModule", "on_train_batch_start"), "table growth"),
+    (("learner.stream_training", "ContinuousModule", "training_step"), "training step"),
+    (("learner.continuous_loop", "ContinuousLoop", "on_train_batch_end"), "per-batch callback"),
+    (("learner.continuous_loop", "ContinuousLoop", "publish"), "  of which checkpoint + snapshot"),
+)
+
+
+def _timed(seconds: dict[str, float], label: str, function: Any) -> Any:
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            seconds[label] += time.perf_counter() - started
+
+    return timed
+
+
+def _time_phases() -> dict[str, float]:
+    """Wrap each phase's function in a timer; seconds per phase, filled as the run goes."""
+    import importlib
+
+    seconds = dict.fromkeys((label for _, label in PHASES), 0.0)
+    for (module_name, owner_name, name), label in PHASES:
+        module = importlib.import_module(module_name)
+        owner = getattr(module, owner_name) if owner_name else module
+        setattr(owner, name, _timed(seconds, label, getattr(owner, name)))
+    return seconds
+
+
+class _Record(NamedTuple):
+    offset: int
+    value: bytes
+
+
+class MemoryConsumer:
+    """The part of kafka-python's ``KafkaConsumer`` the learner's source uses."""
+
+    def __init__(self, topic: str, values: list[tuple[str, bytes]], partitions: int = 4) -> None:
+        from kafka import TopicPartition
+
+        self.tps = [TopicPartition(topic, p) for p in range(partitions)]
+        self.records: list[list[bytes]] = [[] for _ in range(partitions)]
+        for key, value in values:
+            self.records[zlib.crc32(key.encode()) % partitions].append(value)
+        self.position_of = dict.fromkeys(range(partitions), 0)
+        self.total = len(values)
+        self.handed = 0
+        self.first_at: float | None = None
+        self.idle_s = 0.0  # spent waiting in poll once everything was handed out
+        self._listener: Any = None
+        self._assigned = False
+
+    def subscribe(self, topics: list[str], listener: Any) -> None:
+        self._listener = listener
+
+    def assign(self, tps: list[Any]) -> None:
+        self._assigned = True
+
+    def assignment(self) -> set[Any]:
+        return set(self.tps) if self._assigned else set()
+
+    def poll(self, timeout_ms: int, max_records: int) -> dict[Any, list[_Record]]:
+        if not self._assigned:
+            self._assigned = True
+            self._listener.on_partitions_assigned(self.tps)
+        if self.first_at is None:
+            self.first_at = time.perf_counter()
+        out: dict[Any, list[_Record]] = {}
+        budget = max_records
+        for tp in self.tps:
+            start = self.position_of[tp.partition]
+            chunk = self.records[tp.partition][start : start + budget]
+            if chunk:
+                out[tp] = [_Record(start + i, v) for i, v in enumerate(chunk)]
+                self.position_of[tp.partition] = start + len(chunk)
+                budget -= len(chunk)
+                self.handed += len(chunk)
+        if not out:
+            time.sleep(timeout_ms / 1000)
+            self.idle_s += timeout_ms / 1000
+        return out
+
+    def seek(self, tp: Any, offset: int) -> None:
+        self.position_of[tp.partition] = offset
+
+    def seek_to_beginning(self, *tps: Any) -> None:
+        for tp in tps:
+            self.position_of[tp.partition] = 0
+
+    def position(self, tp: Any, timeout_ms: int = 0) -> int:
+        return self.position_of[tp.partition]
+
+    def end_offsets(self, tps: Iterable[Any]) -> dict[Any, int]:
+        return {tp: len(self.records[tp.partition]) for tp in tps}
+
+    def partitions_for_topic(self, topic: str) -> set[int]:
+        return {tp.partition for tp in self.tps}
+
+    def commit(self, offsets: Any) -> None:
+        pass
+
+    def close(self, autocommit: bool = False) -> None:
+        pass
+
+
+def worker_examples(count: int, world_name: str = "medium") -> list[tuple[str, bytes]]:
+    """(user id, JSON) of ``count`` examples as the stream workers write them, in time
+    order (users interleaved, as a replay in time order makes them)."""
+    from recoil.core.labels import LabelConfig
+    from recoil.core.windows import events_to_examples
+    from simulator.logged_data import simulate_logs
+    from simulator.policy import LoggingPolicyConfig
+    from simulator.world import World, world_preset
+
+    world = World(world_preset(world_name))
+    steps = world.config.steps_per_user
+    # enough users that a time-ordered prefix of ``count`` examples mixes them as the
+    # workers' output does (examples_per_event ~0.75)
+    users = range(min(world.config.num_users, max(50, math.ceil(count / steps / 0.7))))
+    events = simulate_logs(world, LoggingPolicyConfig(), users=users, steps=steps).events
+    examples = sorted(events_to_examples(events, LabelConfig()), key=lambda e: e.timestamp)
+    return [(e.user_id, e.to_json()) for e in examples[:count]]
+
+
+class _Timed:
+    """LearnerMetrics that notes when the last example was counted."""
+
+    def __init__(self, metrics: Any) -> None:
+        self.metrics = metrics
+        self.last_at = 0.0
+        self.counted = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.metrics, name)
+
+    def record_step(self, examples: int, *args: Any, **kwargs: Any) -> None:
+        self._count(examples)
+        self.metrics.record_step(examples, *args, **kwargs)
+
+    def record_consumed(self, examples: int, *args: Any, **kwargs: Any) -> None:
+        self._count(examples)
+        self.metrics.record_consumed(examples, *args, **kwargs)
+
+    def _count(self, examples: int) -> None:
+        self.counted += examples
+        self.last_at = time.perf_counter()
+
+
+class _ReferenceDecoder:
+    """``learner.example_check.decode_example`` in the decoder's place (before/after)."""
+
+    def __init__(self, max_bytes: int, max_history: int) -> None:
+        self.max_bytes, self.max_history = max_bytes, max_history
+
+    def __call__(self, value: bytes | None) -> Any:
+        from learner.example_check import decode_example
+
+        return decode_example(value, self.max_bytes, self.max_history)
+
+
+def profile(
+    count: int, batch_size: int, threads: int, reference: bool = False, cprofile: bool = False
+) -> dict[str, Any]:
+    """Run the learner on ``count`` in-memory examples (under cProfile if asked)."""
+    import torch
+    from prometheus_client import CollectorRegistry
+
+    import learner.continuous as continuous
+    import learner.kafka_source as kafka_source
+
+    if reference:
+        kafka_source.ExampleDecoder = _ReferenceDecoder  # type: ignore[assignment,misc]
+    from learner.continuous import LearnerConfig, SourceConfig, run_learner
+    from learner.metrics import LearnerMetrics
+    from learner.model import ModelConfig
+    from recoil.core.kafka_settings import KafkaSettings
+
+    torch.set_num_threads(threads)
+    values = worker_examples(count)
+    size = sum(len(v) for _, v in values) / len(values)
+    print(f"{len(values):,} examples, {size:,.0f} bytes of JSON each on average", flush=True)
+    source = SourceConfig(topic="examples", batch_size=batch_size)
+    consumer = MemoryConsumer(source.topic, values)
+    continuous.make_consumer = lambda *_: consumer
+    continuous.ensure_topics = lambda *_: []
+    work = Path(tempfile.mkdtemp(prefix="recoil-learner-profile-"))
+    config = LearnerConfig(
+        store=work / "store", checkpoint_dir=work / "ckpt", model_updates_topic=None,
+        stop_when_idle_s=1.0, model=ModelConfig(max_len=LIVE_MAX_LEN),
+    )  # fmt: skip
+    metrics = _Timed(LearnerMetrics(CollectorRegistry()))
+    phases = _time_phases()
+    profiler = cProfile.Profile()
+    if cprofile:
+        profiler.enable()
+    run_learner(KafkaSettings("unused:9092"), config, source, metrics, threading.Event())  # type: ignore[arg-type]
+    profiler.disable()
+    assert consumer.first_at is not None
+    seconds = metrics.last_at - consumer.first_at
+    stats = pstats.Stats(profiler) if cprofile else None
+    return {
+        "examples": metrics.counted,
+        "seconds": seconds,
+        "examples_per_second": metrics.counted / seconds,
+        "bytes_per_example": size,
+        "batch_size": batch_size,
+        "phases": phases,
+        "stats": stats,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--examples", type=int, default=20_000)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--top", type=int, default=0, help="also print the top N functions")
+    parser.add_argument(
+        "--reference-decoder", action="store_true", help="decode with decode_example (before)"
+    )
+    args = parser.parse_args()
+    result = profile(
+        args.examples, args.batch_size, args.threads, args.reference_decoder, bool(args.top)
+    )
+    print(
+        f"learner: {result['examples']:,} examples in {result['seconds']:.1f}s = "
+        f"{result['examples_per_second']:,.0f} examples/s (batch {args.batch_size}, "
+        f"{args.threads} thread(s){', under cProfile' if args.top else ''})"
+    )
+    for label, seconds in result["phases"].items():
+        print(f"  {label:42s} {seconds:7.2f}s  {seconds / result['seconds']:6.1%}")
+    if result["stats"] is not None:
+        result["stats"].sort_stats("cumulative").print_stats(args.top)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,426 @@
+"""``recoil bench pipeline``: the whole data path, events -> worker(s) -> learner.
+
+One run, real processes on one broker:
+
+1. ``--workers`` ``recoil worker`` subprocesses (one consumer group) and one
+   ``recoil learn`` subprocess start and join their groups;
+2. N events (a synthetic world's logged impressions, or a file read as ``recoil
+   replay`` reads it, in time order) are sent as fast as the broker takes them
+   into the interactions topic;
+3. every ~1 s the benchmark samples each group's committed offsets against the
+   topic's end offsets (the workers on interactions, the learner on
+   training-examples: that is the consumer lag) and the processes' own counters;
+4. it waits until both lags are 0 and every event and example is accounted for.
+
+It reports the workers' sustained events/s and the learner's examples/s (each from
+its own counters, first item to last, so start-up is excluded), the maximum lag of
+each group, and the time to drain (from the last event sent to both lags at 0), and
+writes ``pipeline.json`` and ``pipeline.png`` (lag over time) into ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import logging
+import math
+import tempfile
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from recoil.broker.args import add_optional_kafka_arguments, given_or_embedded_kafka
+from recoil.core.settings import add_command
+
+HELP = "events/s, examples/s, consumer lag and drain time of worker(s) + learner"
+WORKER_EVENTS = "recoil_stream_events_total"  # every event read, whatever the outcome
+WORKER_EXAMPLES = "recoil_stream_training_examples_total"
+LEARNER_EXAMPLES = "recoil_learner_examples_total"
+
+
+def register(sub: Any) -> None:
+    parser = add_command(sub, "pipeline", run, HELP, __doc__ or "", raw=True)
+    add_optional_kafka_arguments(parser, default=None)
+    parser.add_argument("--events", type=int, default=200_000, help="events to replay")
+    parser.add_argument("--workers", type=int, default=1, help="recoil worker processes")
+    parser.add_argument("--partitions", type=int, default=4, help="partitions of both topics")
+    parser.add_argument(
+        "--world", default="medium", help="simulator world whose users make the events"
+    )
+    parser.add_argument(
+        "--file", type=Path, default=None, help="replay this event log instead (as recoil replay)"
+    )
+    parser.add_argument("--map", default=None, help="column mapping of --file (as recoil replay)")
+    parser.add_argument(
+        "--batch-size", type=int, default=None, help="learner examples per step (its default)"
+    )
+    parser.add_argument("--threads", type=int, default=1, help="learner torch CPU threads")
+    parser.add_argument(
+        "--out", type=Path, default=Path("bench-out"), help="directory for pipeline.json/.png"
+    )
+    parser.add_argument("--timeout", type=float, default=1800.0, help="give up after seconds")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.events < 1 or args.workers < 1 or args.partitions < 1:
+        from recoil.core.errors import ConfigError
+
+        raise ConfigError("--events, --workers and --partitions must be >= 1")
+    # kafka-python narrates admin decoding, faiss its CPU build: the figures are enough.
+    for name, level in (("kafka", logging.ERROR), ("faiss.loader", logging.WARNING)):
+        logging.getLogger(name).setLevel(level)
+    events = load_events(args)
+    with given_or_embedded_kafka(args) as settings:
+        return _bench(args, settings, events)
+
+
+def load_events(args: argparse.Namespace) -> list[Any]:
+    """The events to replay, in time order (a user's events stay in their order)."""
+    from streams.replay import MAX_SORT_EVENTS, time_ordered
+
+    if args.file is not None:
+        from simulator.logs import parse_mapping, read_event_log
+
+        mapping = parse_mapping(args.map) if args.map else None
+        events: Iterable[Any] = read_event_log(args.file, mapping)
+    else:
+        events = world_events(args.world, args.events)
+    first = itertools.islice(events, args.events)  # as recoil replay's --limit
+    return list(time_ordered(first, max(args.events, MAX_SORT_EVENTS)).events)
+
+
+def world_events(world_name: str, count: int) -> list[Any]:
+    """At least ``count`` logged impressions of the world's first users (seed 0)."""
+    from simulator.logged_data import simulate_logs
+    from simulator.policy import LoggingPolicyConfig
+    from simulator.world import World, world_preset
+
+    world = World(world_preset(world_name))
+    steps = world.config.steps_per_user
+    users = min(world.config.num_users, math.ceil(count / steps))
+    print(f"simulating {users} users x {steps} impressions of the {world_name} world ...")
+    return simulate_logs(world, LoggingPolicyConfig(), users=range(users)).events
+
+
+@dataclass
+class Sample:
+    """One look at the pipeline, ``t`` seconds after the replay began."""
+
+    t: float
+    sent: int  # events acknowledged by the broker
+    worker_events: int  # events the workers read (their counters, summed)
+    worker_examples: int  # examples the workers wrote
+    learner_examples: int  # examples the learner consumed
+    worker_lag: int | None  # interactions: end - committed, over partitions
+    learner_lag: int | None  # training-examples: end - committed
+
+
+class Watcher:
+    """Samples lags and counters every ``interval`` seconds on its own thread."""
+
+    def __init__(
+        self, settings: Any, groups: dict[str, tuple[str, str]], urls: dict[str, list[str]]
+    ) -> None:
+        from kafka import KafkaAdminClient, KafkaConsumer
+
+        self.admin = KafkaAdminClient(**settings.kafka_python())
+        self.consumer = KafkaConsumer(**settings.kafka_python())
+        self.groups = groups  # "worker"/"learner" -> (topic, group)
+        self.urls = urls  # "worker"/"learner" -> metrics URLs
+        self.sent = 0
+        self.samples: list[Sample] = []
+        self.started = time.monotonic()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="pipeline-watcher", daemon=True)
+
+    def lag(self, role: str) -> int | None:
+        """Messages of the role's topic its group has not committed; None before a commit."""
+        from kafka import TopicPartition
+
+        topic, group = self.groups[role]
+        parts = self.consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        committed = self.admin.list_group_offsets({group: tps}).get(group, {})
+        if not any(m.offset >= 0 for m in committed.values()):
+            return None
+        ends = self.consumer.end_offsets(tps)
+        done = {tp: (m.offset if m.offset >= 0 else 0) for tp, m in committed.items()}
+        return sum(max(0, int(end) - done.get(tp, 0)) for tp, end in ends.items())
+
+    def counter(self, role: str, name: str) -> int:
+        from streams.harness import scrape
+
+        total = 0.0
+        for url in self.urls[role]:
+            try:
+                samples = scrape(url)
+            except OSError:
+                continue
+            total += sum(v for (n, _), v in samples.items() if n == name)
+        return int(total)
+
+    def sample(self) -> Sample:
+        sample = Sample(
+            t=time.monotonic() - self.started,
+            sent=self.sent,
+            worker_events=self.counter("worker", WORKER_EVENTS),
+            worker_examples=self.counter("worker", WORKER_EXAMPLES),
+            learner_examples=self.counter("learner", LEARNER_EXAMPLES),
+            worker_lag=self.lag("worker"),
+            learner_lag=self.lag("learner"),
+        )
+        self.samples.append(sample)
+        return sample
+
+    def start(self) -> None:
+        self.started = time.monotonic()
+        self._thread.start()
+
+    def _run(self) -> None:
+        last_print = 0.0
+        while not self._stop.wait(max(0.0, 1.0 - (time.monotonic() - self.started) % 1.0)):
+            s = self.sample()
+            if s.t - last_print >= 5.0:
+                last_print = s.t
+                print(
+                    f"  {s.t:6.1f}s sent {s.sent:,} | workers {s.worker_events:,} events, "
+                    f"{s.worker_examples:,} examples, lag {s.worker_lag} | learner "
+                    f"{s.learner_examples:,} examples, lag {s.learner_lag}",
+                    flush=True,
+                )
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.admin.close()
+        self.consumer.close()
+
+
+def _bench(args: argparse.Namespace, settings: Any, events: list[Any]) -> int:
+    from recoil.core.processes import ProcessGroup
+    from streams.replay import replay_to_kafka
+
+    tag = f"bench-pipeline-{int(time.time())}"
+    work = Path(tempfile.mkdtemp(prefix="recoil-bench-pipeline-"))
+    workers, learner, urls = _commands(args, settings, tag, work)
+    groups = {"worker": (workers[0][1], tag), "learner": (learner[1], f"{tag}-learner")}
+    with ProcessGroup(work / "logs") as group:
+        for n, (argv, _) in enumerate(workers):
+            group.start(f"worker-{n}", argv)
+        group.start("learner", learner[0])
+        print(f"{args.workers} worker(s) and a learner starting (logs: {work / 'logs'}) ...")
+        watcher = Watcher(settings, groups, urls)
+        _wait_ready(watcher, group, args.timeout)
+        print(f"replaying {len(events):,} events into {groups['worker'][0]} ...", flush=True)
+        watcher.start()
+
+        def sent(n: int) -> None:
+            watcher.sent += n
+
+        try:
+            stats = asyncio.run(replay_to_kafka(events, settings, groups["worker"][0], None, sent))
+            replayed_at = time.monotonic() - watcher.started
+            print(f"  sent at {stats.events_per_second:,.0f} events/s", flush=True)
+            last = _wait_drained(watcher, group, len(events), args.timeout)
+        finally:
+            watcher.stop()
+    result = summarize(watcher.samples, len(events), replayed_at, last)
+    result |= {"workers": args.workers, "partitions": args.partitions,
+               "source": str(args.file) if args.file else f"world:{args.world}",
+               "send_events_per_second": stats.events_per_second}  # fmt: skip
+    _report(result)
+    args.out.mkdir(parents=True, exist_ok=True)
+    samples = [asdict(s) for s in watcher.samples]
+    (args.out / "pipeline.json").write_text(
+        json.dumps({**result, "samples": samples}, indent=2) + "\n"
+    )
+    plot(args.out / "pipeline.png", watcher.samples, result)
+    print(f"wrote {args.out / 'pipeline.json'} and {args.out / 'pipeline.png'}")
+    return 0
+
+
+def _commands(
+    args: argparse.Namespace, settings: Any, tag: str, work: Path
+) -> tuple[list[tuple[list[str], str]], tuple[list[str], str], dict[str, list[str]]]:
+    """(worker argv, input topic) per worker, (learner argv, examples topic), metrics URLs."""
+    from learner.continuous import LearnerConfig, SourceConfig
+    from recoil.broker.embedded import free_port
+    from recoil.core.processes import recoil_command
+    from recoil.core.settings import to_flags
+    from recoil.core.topics import ensure_topics
+    from streams.config import StreamsConfig
+    from streams.harness import worker_argv
+
+    base = StreamsConfig(
+        app_id=tag,
+        input_topic=f"{tag}.interactions",
+        output_topic=f"{tag}.examples",
+        dlq_topic=f"{tag}.dlq",
+        partitions=args.partitions,
+    )
+    ensure_topics(settings, [base.input_topic, base.output_topic], partitions=args.partitions)
+    ensure_topics(settings, [base.dlq_topic], partitions=1)
+    workers: list[tuple[list[str], str]] = []
+    urls: dict[str, list[str]] = {"worker": [], "learner": []}
+    for n in range(args.workers):
+        port = free_port()
+        config = replace(
+            base, data_dir=work / f"worker-{n}", web_port=free_port(), metrics_port=port
+        )
+        workers.append((worker_argv(settings, config), base.input_topic))
+        urls["worker"].append(f"http://127.0.0.1:{port}/metrics")
+    learner = LearnerConfig(
+        store=work / "store",
+        checkpoint_dir=work / "checkpoints",
+        model_updates_topic=None,
+    )
+    source = SourceConfig(topic=base.output_topic, group=f"{tag}-learner")
+    if args.batch_size:
+        source = replace(source, batch_size=args.batch_size)
+    port = free_port()
+    urls["learner"].append(f"http://127.0.0.1:{port}/metrics")
+    argv = recoil_command(
+        "learn", "--bootstrap-servers", settings.bootstrap_servers, *to_flags(learner),
+        *to_flags(source), f"--metrics-port={port}", f"--threads={args.threads}",
+    )  # fmt: skip
+    return workers, (argv, base.output_topic), urls
+
+
+def _wait_ready(watcher: Watcher, group: Any, timeout: float) -> None:
+    """Until every process serves /metrics and both consumer groups are stable."""
+    deadline = time.monotonic() + timeout
+    while True:
+        group.check()
+        if _serving(watcher) and all(_stable(watcher, g) for _, g in watcher.groups.values()):
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the workers and the learner were not ready in {timeout}s")
+        time.sleep(0.5)
+
+
+def _serving(watcher: Watcher) -> bool:
+    import urllib.request
+
+    for url in (u for urls in watcher.urls.values() for u in urls):
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                pass
+        except OSError:
+            return False
+    return True
+
+
+def _stable(watcher: Watcher, group_id: str) -> bool:
+    try:
+        info = watcher.admin.describe_groups([group_id]).get(group_id, {})
+    except Exception:  # not known yet: kafka-python raises several kinds here
+        return False
+    return bool(info.get("group_state") == "Stable" and info.get("members"))
+
+
+def _wait_drained(watcher: Watcher, group: Any, events: int, timeout: float) -> Sample:
+    """The first sample with every event read and both lags at 0."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        group.check()
+        time.sleep(0.5)
+        if watcher.samples and drained(watcher.samples[-1], events):
+            return watcher.samples[-1]
+    last = watcher.samples[-1] if watcher.samples else None
+    raise TimeoutError(f"not drained after {timeout}s: {last}")
+
+
+def drained(s: Sample, events: int) -> bool:
+    """Every event read, every example written consumed, and nothing left in either topic."""
+    return (
+        s.worker_events >= events
+        and s.worker_lag == 0
+        and s.learner_lag == 0
+        and s.learner_examples >= s.worker_examples
+    )
+
+
+def rate(points: list[tuple[float, int]]) -> float:
+    """Items/s from the first sample with an item to the first with the final count."""
+    started = [(t, n) for t, n in points if n > 0]
+    if not started:
+        return 0.0
+    final = started[-1][1]
+    t1 = next(t for t, n in started if n >= final)
+    t0, n0 = started[0]
+    if t1 <= t0:  # everything happened within one sample
+        return float("inf")
+    return (final - n0) / (t1 - t0)
+
+
+def summarize(
+    samples: list[Sample], events: int, replayed_at: float, last: Sample
+) -> dict[str, Any]:
+    """The figures of a run, from its samples."""
+    worker_lags = [s.worker_lag for s in samples if s.worker_lag is not None]
+    learner_lags = [s.learner_lag for s in samples if s.learner_lag is not None]
+    worker_rate = rate([(s.t, s.worker_events) for s in samples])
+    learner_rate = rate([(s.t, s.learner_examples) for s in samples])
+    examples_per_event = last.worker_examples / max(1, last.worker_events)
+    return {
+        "events": events,
+        "worker_events": last.worker_events,
+        "worker_examples": last.worker_examples,
+        "learner_examples": last.learner_examples,
+        "worker_events_per_second": worker_rate,
+        "worker_examples_per_second": worker_rate * examples_per_event,
+        "learner_examples_per_second": learner_rate,
+        "max_worker_lag": max(worker_lags, default=0),
+        "max_learner_lag": max(learner_lags, default=0),
+        "replay_seconds": replayed_at,
+        "drain_seconds": max(0.0, last.t - replayed_at),
+        "drained": drained(last, events),
+    }
+
+
+def _report(r: dict[str, Any]) -> None:
+    print(
+        f"workers: {r['worker_events_per_second']:,.0f} events/s "
+        f"({r['worker_examples_per_second']:,.0f} examples/s), max lag {r['max_worker_lag']:,}"
+    )
+    print(
+        f"learner: {r['learner_examples_per_second']:,.0f} examples/s, "
+        f"max lag {r['max_learner_lag']:,}"
+    )
+    print(
+        f"{r['worker_events']:,} events -> {r['worker_examples']:,} examples, "
+        f"{r['learner_examples']:,} trained; drained {r['drain_seconds']:.1f}s after the "
+        f"last event was sent ({r['replay_seconds']:.1f}s)"
+    )
+
+
+def plot(path: Path, samples: list[Sample], result: dict[str, Any]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for attr, label in (("worker_lag", "workers (interactions)"),
+                        ("learner_lag", "learner (training-examples)")):  # fmt: skip
+        points = [(s.t, getattr(s, attr)) for s in samples if getattr(s, attr) is not None]
+        ax.plot([t for t, _ in points], [n for _, n in points], label=label)
+    ax.axvline(result["replay_seconds"], color="grey", linestyle=":", label="last event sent")
+    ax.set_xlabel("seconds since the replay began")
+    ax.set_ylabel("consumer lag (messages)")
+    ax.set_title(
+        f"{result['events']:,} events, {result['workers']} worker(s): "
+        f"{result['worker_events_per_second']:,.0f} ev/s, learner "
+        f"{result['learner_examples_per_second']:,.0f} ex/s",
+        fontsize=10,
+    )
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
