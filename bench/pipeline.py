@@ -79,6 +79,13 @@ def run(args: argparse.Namespace) -> int:
         return _bench(args, settings, events)
 
 
+def load_average() -> float:
+    """The 1-minute load average: on a shared machine the figures move with it."""
+    import os
+
+    return os.getloadavg()[0]
+
+
 def load_events(args: argparse.Namespace) -> list[Any]:
     """The events to replay, in time order (a user's events stay in their order)."""
     from streams.replay import MAX_SORT_EVENTS, time_ordered
@@ -205,6 +212,8 @@ def _bench(args: argparse.Namespace, settings: Any, events: list[Any]) -> int:
     from recoil.core.processes import ProcessGroup
     from streams.replay import replay_to_kafka
 
+    load_at_start = load_average()
+    print(f"load average (1 min) at the start: {load_at_start:.2f}", flush=True)
     tag = f"bench-pipeline-{int(time.time())}"
     work = Path(tempfile.mkdtemp(prefix="recoil-bench-pipeline-"))
     workers, learner, urls = _commands(args, settings, tag, work)
@@ -232,7 +241,8 @@ def _bench(args: argparse.Namespace, settings: Any, events: list[Any]) -> int:
     result = summarize(watcher.samples, len(events), replayed_at, last)
     result |= {"workers": args.workers, "partitions": args.partitions,
                "source": str(args.file) if args.file else f"world:{args.world}",
-               "send_events_per_second": stats.events_per_second}  # fmt: skip
+               "send_events_per_second": stats.events_per_second,
+               "load_at_start": load_at_start, "load_at_end": load_average()}  # fmt: skip
     _report(result)
     args.out.mkdir(parents=True, exist_ok=True)
     samples = [asdict(s) for s in watcher.samples]
@@ -367,6 +377,10 @@ def summarize(
     worker_rate = rate([(s.t, s.worker_events) for s in samples])
     learner_rate = rate([(s.t, s.learner_examples) for s in samples])
     examples_per_event = last.worker_examples / max(1, last.worker_events)
+    # when the workers had read and committed every event: what the learner trails by
+    workers_done = next(
+        (s.t for s in samples if s.worker_events >= events and s.worker_lag == 0), last.t
+    )
     return {
         "events": events,
         "worker_events": last.worker_events,
@@ -379,6 +393,8 @@ def summarize(
         "max_learner_lag": max(learner_lags, default=0),
         "replay_seconds": replayed_at,
         "drain_seconds": max(0.0, last.t - replayed_at),
+        "workers_done_seconds": workers_done,
+        "learner_after_workers_seconds": max(0.0, last.t - workers_done),
         "drained": drained(last, events),
     }
 
@@ -395,8 +411,12 @@ def _report(r: dict[str, Any]) -> None:
     print(
         f"{r['worker_events']:,} events -> {r['worker_examples']:,} examples, "
         f"{r['learner_examples']:,} trained; drained {r['drain_seconds']:.1f}s after the "
-        f"last event was sent ({r['replay_seconds']:.1f}s)"
+        f"last event was sent ({r['replay_seconds']:.1f}s); the workers were done at "
+        f"{r['workers_done_seconds']:.1f}s, the learner {r['learner_after_workers_seconds']:.1f}s "
+        "later"
     )
+    load = f"{r['load_at_start']:.2f} at the start, {r['load_at_end']:.2f} at the end"
+    print(f"load average (1 min): {load}")
 
 
 def plot(path: Path, samples: list[Sample], result: dict[str, Any]) -> None:
