@@ -23,6 +23,12 @@ workers, of their sum: the host's rate against one process's ceilings), and
 the 1-minute load average at the start and the end, and writes
 ``streams.png`` (events done over time) and ``streams.json`` into ``--out``.
 Speed is never asserted; machines differ, the ratios travel better.
+
+On a shared machine the rates move with the other jobs' load, and the no-op
+agent and the worker run at different moments. The CPU time each process
+(all its threads) spent per event over the same span is steadier: their
+quotient, "CPU ratio", estimates what the rates' ratio would be on an idle
+machine, where each process has a core to itself.
 """
 
 from __future__ import annotations
@@ -108,13 +114,19 @@ def _bench(args: argparse.Namespace, settings: Any) -> int:
     print(f"raw aiokafka consumer: {raw_rate:,.0f} events/s", flush=True)
 
     with ProcessGroup(work / "logs") as group:
-        noop_rate, noop_curve = _noop_consume(group, settings, config, len(events), work, args)
-    print(f"no-op Faust agent:     {noop_rate:,.0f} events/s", flush=True)
+        noop_rate, noop_curve, noop_cpu = _noop_consume(
+            group, settings, config, len(events), work, args
+        )
+    print(
+        f"no-op Faust agent:     {noop_rate:,.0f} events/s "
+        f"({noop_cpu * 1e6:,.0f} us of CPU per event)",
+        flush=True,
+    )
 
     with ProcessGroup(work / "logs") as group:
         from streams.harness import start_worker
 
-        urls = []
+        urls, pids = [], []
         for i in range(args.workers):
             # One group (app id); each process its own ports and local table files.
             own = dataclasses.replace(
@@ -122,17 +134,21 @@ def _bench(args: argparse.Namespace, settings: Any) -> int:
             ) if i else config  # fmt: skip
             worker = start_worker(group, f"worker-{i}" if i else "worker", settings, own)
             urls.append(f"http://127.0.0.1:{own.metrics_port}/metrics")
+            pids.append(worker.process.pid)
             print(f"stream worker {i + 1} of {args.workers} (log: {worker.log_file}) ...")
-        worker_rate, worker_curve, per_event = _watch_worker(urls, len(events), args.timeout, group)
+        worker_rate, worker_curve, per_event, worker_cpu = _watch_worker(
+            urls, pids, len(events), args.timeout, group
+        )
     load_at_end = os.getloadavg()[0]
     which = "stream worker:  " if args.workers == 1 else f"{args.workers} stream workers:"
     print(
         f"{which}       {worker_rate:,.0f} events/s "
-        f"({per_event * 1e6:,.0f} us of agent time per event)"
+        f"({per_event * 1e6:,.0f} us of agent time, {worker_cpu * 1e6:,.0f} us of CPU per event)"
     )
     ratio = worker_rate / raw_rate
     noop_ratio = worker_rate / noop_rate
-    print(f"ratio worker / no-op:  {noop_ratio:.3f}")
+    cpu_ratio = noop_cpu / worker_cpu
+    print(f"ratio worker / no-op:  {noop_ratio:.3f} (CPU ratio {cpu_ratio:.3f})")
     print(f"ratio worker / raw:    {ratio:.3f}")
     print(f"1-minute load average: {load_at_start:.2f} at the start, {load_at_end:.2f} at the end")
     args.out.mkdir(parents=True, exist_ok=True)
@@ -151,6 +167,9 @@ def _bench(args: argparse.Namespace, settings: Any) -> int:
         "ratio": ratio,
         "ratio_to_noop_faust": noop_ratio,
         "agent_seconds_per_event": per_event,
+        "noop_cpu_seconds_per_event": noop_cpu,
+        "worker_cpu_seconds_per_event": worker_cpu,
+        "cpu_ratio_to_noop_faust": cpu_ratio,
         "produce_events_per_second": produced.events_per_second,
         "load_1m_at_start": load_at_start,
         "load_1m_at_end": load_at_end,
@@ -193,8 +212,8 @@ async def _raw_consume(
 
 def _noop_consume(
     group: Any, settings: Any, config: Any, count: int, work: Path, args: argparse.Namespace
-) -> tuple[float, list[tuple[float, int]]]:
-    """Run the no-op Faust agent until it has taken ``count`` events: rate and curve."""
+) -> tuple[float, list[tuple[float, int]], float]:
+    """Run the no-op Faust agent until it has taken ``count`` events: rate, curve, CPU s/event."""
     import sys
 
     result = work / "noop.json"
@@ -226,7 +245,9 @@ def _noop_consume(
     found = json.loads(result.read_text())
     curve = [(float(t), int(n)) for t, n in found["curve"]]
     elapsed = curve[-1][0]
-    return (curve[-1][1] / elapsed if elapsed > 0 else float("inf")), curve
+    rate = curve[-1][1] / elapsed if elapsed > 0 else float("inf")
+    (first, cpu_first), (last, cpu_last) = found["cpu"]
+    return rate, curve, (cpu_last - cpu_first) / max(1, last - first)
 
 
 def noop_main(argv: list[str]) -> int:
@@ -265,19 +286,22 @@ def noop_main(argv: list[str]) -> int:
         args.topic, key_serializer="raw", value_serializer="raw", partitions=args.partitions
     )
     curve: list[tuple[float, int]] = []
+    cpu: list[tuple[int, float]] = []  # (events taken, CPU seconds) at the first and last batch
 
     async def noop_agent(stream: Any) -> None:
         seen, started = 0, 0.0
         async for events in stream.take_events(args.batch_size, within=args.batch_timeout):
             now = time.monotonic()
+            seen += len(events)
             if not started:
                 started = now
                 curve.append((0.0, 0))
-            seen += len(events)
+                cpu.append((seen, time.process_time()))  # all of this process's threads
             curve.append((now - started, seen))
             if seen >= args.count and not args.result.exists():
+                cpu.append((seen, time.process_time()))
                 partial = args.result.with_suffix(".tmp")
-                partial.write_text(json.dumps({"curve": curve}))
+                partial.write_text(json.dumps({"curve": curve, "cpu": cpu}))
                 partial.rename(args.result)  # the bench never reads half a file
 
     app.agent(source, name="bench.noop_agent", concurrency=1)(noop_agent)
@@ -289,9 +313,13 @@ def noop_main(argv: list[str]) -> int:
 
 
 def _watch_worker(
-    urls: list[str], count: int, timeout: float, group: Any
-) -> tuple[float, list[tuple[float, int]], float]:
-    """Poll the workers' counters until ``count`` events are done: rate, curve, agent s/event."""
+    urls: list[str], pids: list[int], count: int, timeout: float, group: Any
+) -> tuple[float, list[tuple[float, int]], float, float]:
+    """Poll the workers' counters until ``count`` events are done.
+
+    Returns the rate, the curve, the agent's seconds per event and the CPU seconds
+    per event of the processes ``pids`` and their children (the supervised workers).
+    """
     from streams.harness import metric, scrape
 
     deadline = time.monotonic() + timeout
@@ -312,11 +340,31 @@ def _watch_worker(
         busy = sum(metric(s, "recoil_stream_processing_seconds_sum") or 0.0 for s in pages)
         if done and not started:
             started = time.monotonic()
+            cpu_first, done_first = cpu_seconds(pids), done
         if started:
             curve.append((time.monotonic() - started, int(done)))
         time.sleep(0.1)
+    cpu = (cpu_seconds(pids) - cpu_first) / max(1.0, done - done_first)
     elapsed = curve[-1][0]
-    return done / elapsed if elapsed > 0 else float("inf"), curve, busy / done
+    return done / elapsed if elapsed > 0 else float("inf"), curve, busy / done, cpu
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds of ``pids`` and all their descendants (Linux ``/proc``)."""
+    stats: dict[int, list[str]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:  # fields after "pid (comm)": state, ppid, ... utime at 11, stime at 12
+                stats[int(entry.name)] = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue  # gone meanwhile
+    family, grew = set(pids), True
+    while grew:
+        more = {pid for pid, f in stats.items() if int(f[1]) in family} - family
+        family |= more
+        grew = bool(more)
+    ticks = sum(int(stats[p][11]) + int(stats[p][12]) for p in family if p in stats)
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def _plot(
@@ -345,7 +393,8 @@ def _plot(
     ax.set_title(
         f"{result['events']:,} events: {workers} {result['worker_events_per_second']:,.0f}/s, "
         f"no-op Faust {result['noop_faust_events_per_second']:,.0f}/s "
-        f"(ratio {result['ratio_to_noop_faust']:.2f}),\n"
+        f"(ratio {result['ratio_to_noop_faust']:.2f}, "
+        f"CPU ratio {result['cpu_ratio_to_noop_faust']:.2f}),\n"
         f"raw aiokafka {result['raw_events_per_second']:,.0f}/s (ratio {result['ratio']:.3f})",
         fontsize=10,
     )
