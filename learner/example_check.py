@@ -145,20 +145,18 @@ class ExampleDecoder:
             if type(rows) is not list or len(rows) > self.max_history:
                 return None
             cache = self._items
-            history = []
-            for row in rows:
-                key = tuple(row)
-                item = cache.get(key)
-                if item is None:
-                    if type(row) is not list or len(row) != 7:
-                        return None
-                    item = HistoryItem.from_row(row)
-                    if _item_problem(0, item) is not None:
-                        return None
-                    if len(cache) >= self.cache_items:
-                        cache.clear()
-                    cache[key] = item
-                history.append(item)
+            history: list[HistoryItem | None] = list(map(cache.get, map(tuple, rows)))
+            if not all(history):  # a miss: build, check and keep the new items
+                for n, row in enumerate(rows):
+                    if history[n] is None:
+                        if type(row) is not list or len(row) != 7:
+                            return None
+                        item = HistoryItem.from_row(row)
+                        if _item_problem(n, item) is not None:
+                            return None
+                        if len(cache) >= self.cache_items:
+                            cache.clear()
+                        history[n] = cache[tuple(row)] = item
             kind = obj["label_kind"]
             if kind not in LABEL_KINDS:
                 return None
@@ -166,7 +164,7 @@ class ExampleDecoder:
                 event_id=obj["event_id"],
                 user_id=obj["user_id"],
                 timestamp=float(obj["timestamp"]),
-                history=tuple(history),
+                history=tuple(history),  # type: ignore[arg-type]  # no None left
                 label_item_id=obj["label_item_id"],
                 label_creator_id=obj["label_creator_id"],
                 label_cluster_id=obj["label_cluster_id"],

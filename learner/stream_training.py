@@ -14,7 +14,7 @@ any rank has rows, a rank without any contributing a zero gradient.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, cast
 
@@ -37,8 +37,9 @@ from learner.features import ExampleTensors, encode_examples
 from learner.kafka_source import KafkaExampleSource, RawBatch
 from learner.loss import LossTerms
 from learner.module import RecommenderModule
-from learner.snapshot import ItemMeta, update_items_meta
+from learner.snapshot import ItemMeta
 from learner.vocab import Vocabularies
+from recoil.core.records import TrainingExample
 
 
 class StreamBatch(NamedTuple):
@@ -101,7 +102,7 @@ def encode_batch(
     if ranks.distributed:
         sync_batch(raw.examples, state.vocabs, state.items_meta, arm, max_len)
     if raw.examples:
-        update_items_meta(state.items_meta, raw.examples)
+        update_items_meta_fast(state.items_meta, raw.examples)
         examples = encode_examples(raw.examples, state.vocabs, max_len, arm)
         if examples.num_examples == 0:
             examples = None
@@ -112,6 +113,22 @@ def encode_batch(
         examples, ids, raw.offsets, len(state.vocabs.items), len(state.vocabs.creators),
         raw.duplicates, raw.invalid, tuple(sorted(raw.skipped.items())), peers,
     )  # fmt: skip
+
+
+def update_items_meta_fast(meta: dict[str, ItemMeta], examples: Iterable[TrainingExample]) -> None:
+    """``learner.snapshot.update_items_meta``, the same dictionary after it: an item's entry
+    is replaced only when its creator or cluster differ from the one held. A batch carries
+    ~50 history items per example, nearly all already known with the same values, and
+    building an ``ItemMeta`` for each was ~13 ms of every 256-example batch."""
+    get = meta.get
+    for example in examples:
+        for h in example.history:
+            held = get(h.item_id)
+            if held is None or held.creator_id != h.creator_id or held.cluster_id != h.cluster_id:
+                meta[h.item_id] = ItemMeta(h.creator_id, h.cluster_id)
+        label = ItemMeta(example.label_creator_id, example.label_cluster_id)
+        if get(example.label_item_id) != label:
+            meta[example.label_item_id] = label
 
 
 def no_collate(batch: Any) -> Any:
