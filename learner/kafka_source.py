@@ -4,7 +4,9 @@ A thin adapter over a kafka-python ``KafkaConsumer`` (passed in; see
 ``make_consumer``) in a consumer group, with ``enable_auto_commit=False`` and
 ``isolation_level="read_committed"`` (only examples of committed transactions).
 
-Batches: ``next_batch`` returns as soon as ``batch_size`` examples are ready,
+Batches: ``next_batch`` returns as soon as ``batch_size`` examples are ready
+(``catch_up_batch_size`` when at least that many are already fetched: a backlog
+trains in larger steps, which cost less per example on a CPU),
 or once the first example of a short batch has waited ``batch_timeout_s``
 (low traffic still trains, with bounded delay), or with no examples at all
 after ``idle_tick_s`` (so the trainer can publish, report and stop while the
@@ -60,6 +62,12 @@ class SourceConfig:
     # committed offsets are shared by restarts
     group: str = setting("recoil-learner", "Kafka consumer group")
     batch_size: int = setting(256, "examples per step")  # when traffic allows
+    # a backlog trains in larger steps: cheaper per example on CPU (docs/streams.md)
+    catch_up_batch_size: int = setting(
+        1024,
+        "examples per step while at least this many are already fetched and waiting "
+        "(a backlog); otherwise --batch-size (the larger of the two applies)",
+    )
     # a short batch is trained once its first example waited this long
     batch_timeout_s: float = setting(
         0.5, "seconds a short batch waits for more examples before training", flag="--batch-timeout"
@@ -89,6 +97,8 @@ class SourceConfig:
             raise ValueError("topic must not be empty")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.catch_up_batch_size < 1:
+            raise ValueError(f"catch_up_batch_size must be >= 1, got {self.catch_up_batch_size}")
         for name in ("batch_timeout_s", "idle_tick_s", "lag_refresh_s"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
@@ -246,8 +256,11 @@ class KafkaExampleSource:
         skipped: dict[str, int] = {}
         started = self._clock()
         first_at: float | None = None
+        # a backlog already fetched: one larger step (the step costs less per example)
+        catch_up = max(config.catch_up_batch_size, config.batch_size)
+        size = catch_up if len(self._buffer) >= catch_up else config.batch_size
         while True:
-            while self._buffer and len(examples) < config.batch_size:
+            while self._buffer and len(examples) < size:
                 partition, offset, value = self._buffer.popleft()
                 self._next[partition] = offset + 1
                 example = self._decode(partition, offset, value)
@@ -259,7 +272,7 @@ class KafkaExampleSource:
                     examples.append(example)
                     first_at = first_at if first_at is not None else self._clock()
             now = self._clock()
-            if len(examples) >= config.batch_size or should_stop():
+            if len(examples) >= size or should_stop():
                 break
             if first_at is not None and now - first_at >= config.batch_timeout_s:
                 break
