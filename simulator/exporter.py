@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry
 
-from monitoring.catalogue import Part, create_part
+from monitoring.catalogue import SIMILARITIES, Part, create_part
 
 
 class SimulatorMetrics:
@@ -26,3 +26,9 @@ class SimulatorMetrics:
         self.ab_change_upper = m.gauge("recoil_sim_ab_change_ci_upper_ratio")
         self.freshness_feature = m.histogram("recoil_freshness_feature_seconds")
         self.freshness_snapshot = m.histogram("recoil_freshness_snapshot_seconds")
+
+    def drop_version(self, arm: str, version: str) -> None:
+        """Stop exporting one model version's responsiveness series of ``arm``."""
+        for similarity in SIMILARITIES:
+            for gauge in (self.responsiveness, self.ci_lower, self.ci_upper):
+                gauge.remove(similarity, version, arm)  # the catalogue's label order

@@ -216,6 +216,7 @@ class LiveSimulation:
         self.tallies: dict[tuple[str, int], RateTally] = defaultdict(RateTally)
         self.impressions = 0
         self.probed: dict[str, int] = {}
+        self.exported: dict[str, str] = {}  # arm -> the model_version its gauges show
         self._next_slot = 0.0
 
     async def _throttle(self) -> None:
@@ -330,7 +331,17 @@ class LiveSimulation:
         }
 
     def _export(self, result: dict[str, Any]) -> None:
-        labels = {"arm": result["arm"], "model_version": str(result["model_version"])}
+        """Each arm's newest probed version only: its series replace the previous
+        version's. Prometheus orders versions by when it first saw them (model_version is a
+        label), so a Prometheus started after several probes would otherwise see them all
+        at once, tied, and take the largest value as the newest (docs/live_experiment.md);
+        the history of older versions is in Prometheus, not in this process."""
+        arm, version = result["arm"], str(result["model_version"])
+        previous = self.exported.get(arm)
+        if previous is not None and previous != version:
+            self.metrics.drop_version(arm, previous)
+        self.exported[arm] = version
+        labels = {"arm": arm, "model_version": version}
         for similarity in SIMILARITIES:
             low, high = result[f"ci95_{similarity}"]
             self.metrics.responsiveness.labels(similarity=similarity, **labels).set(

@@ -119,3 +119,39 @@ def test_switch_serves_and_probes_an_arm_from_the_other_model() -> None:
     asyncio.run(switch_then_keep_running())
     assert sim.urls["feature_and_labels"] == sim.probe_targets["feature_and_labels"] == "http://ns"
     assert "feature_and_labels" not in sim.probed  # the other model's versions are new here
+
+
+def test_only_each_arms_newest_probed_version_is_exported() -> None:
+    # A Prometheus started after several probes must not see older versions as new ones
+    # (it orders versions by first sight); their history is Prometheus', not ours.
+    simulation, registry = _simulation()
+
+    def probe(arm: str, version: int, value: float) -> None:
+        simulation._export(
+            {"arm": arm, "model_version": version, "cluster": value, "creator": value,
+             "ci95_cluster": [value - 0.1, value + 0.1],
+             "ci95_creator": [value - 0.1, value + 0.1]}
+        )  # fmt: skip
+
+    probe("feature_and_labels", 1, -0.5)
+    probe("no_signal", 1, 0.0)
+    probe("feature_and_labels", 2, -0.3)
+    probe("feature_and_labels", 2, -0.25)  # the same version probed again: kept
+
+    def exported(name: str) -> dict[tuple[str, str, str], float]:
+        return {
+            (s.labels["arm"], s.labels["model_version"], s.labels["similarity"]): s.value
+            for m in registry.collect()
+            for s in m.samples
+            if s.name == name
+        }
+
+    for name in ("recoil_responsiveness_ratio", "recoil_responsiveness_ci_lower_ratio",
+                 "recoil_responsiveness_ci_upper_ratio"):  # fmt: skip
+        series = exported(name)
+        assert {(arm, version) for arm, version, _ in series} == {
+            ("feature_and_labels", "2"),
+            ("no_signal", "1"),
+        }, name
+    values = exported("recoil_responsiveness_ratio")
+    assert values[("feature_and_labels", "2", "creator")] == -0.25
