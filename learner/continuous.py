@@ -144,6 +144,7 @@ def _new_module(config: LearnerConfig) -> ContinuousModule:
         ContinuousModule.from_config(
             config.model, lr=config.lr, weight_decay=config.weight_decay,
             softmax=config.softmax, num_sampled=config.num_sampled, sampler_seed=config.seed,
+            dislike_lr_scale=config.dislike_lr_scale,
         ),
     )  # fmt: skip
 

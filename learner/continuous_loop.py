@@ -62,6 +62,14 @@ class LearnerConfig:
     model: ModelConfig = field(default_factory=ModelConfig)  # ignored when resuming (ckpt wins)
     lr: float = setting(2e-3, "AdamW learning rate", group=MODEL_GROUP)
     weight_decay: float = 0.0  # AdamW decoupled weight decay
+    # The push weights a[age] see only the examples whose history has a dislike at that
+    # age: about 2 of a ~100-example stream step. At the tables' lr they follow the last
+    # minute or two of data, i.e. its sampling noise: replaying a 15-minute demo's
+    # examples, a[0] went -0.3 -> -1.37 -> -0.24 within 300 steps, the same for 3 seeds
+    # (docs/live_experiment.md). 0.3 averages about 3x as long.
+    dislike_lr_scale: float = setting(
+        0.3, "learning-rate factor for the dislike push weights (and gate, M)", group=MODEL_GROUP
+    )
     softmax: str = setting(
         "full",
         "full softmax over the corpus, or sampled (large corpora)",
@@ -117,6 +125,8 @@ class LearnerConfig:
         if self.devices < 1 or self.num_nodes < 1:
             raise ValueError(f"devices and num_nodes must be >= 1, got {self.devices}, "
                              f"{self.num_nodes}")  # fmt: skip
+        if self.dislike_lr_scale <= 0:
+            raise ValueError(f"dislike_lr_scale must be > 0, got {self.dislike_lr_scale}")
         if self.snapshot_every_steps < 1:
             raise ValueError(f"snapshot_every_steps must be >= 1, got {self.snapshot_every_steps}")
         if self.snapshot_every_seconds <= 0:
