@@ -146,18 +146,24 @@ class Watcher:
         self._thread = threading.Thread(target=self._run, name="pipeline-watcher", daemon=True)
 
     def lag(self, role: str) -> int | None:
-        """Messages of the role's topic its group has not committed; None before a commit."""
+        """Messages of the role's topic its group has not committed; None while the topic
+        is empty. The groups read from the beginning, so a partition without a commit
+        lags by all it holds: on a loaded machine the first commit can come after the
+        whole replay, and counting such partitions as "no lag yet" showed a lag of 0."""
         from kafka import TopicPartition
 
         topic, group = self.groups[role]
         parts = self.consumer.partitions_for_topic(topic) or set()
         tps = [TopicPartition(topic, p) for p in sorted(parts)]
-        committed = self.admin.list_group_offsets({group: tps}).get(group, {})
-        if not any(m.offset >= 0 for m in committed.values()):
-            return None
         ends = self.consumer.end_offsets(tps)
-        done = {tp: (m.offset if m.offset >= 0 else 0) for tp, m in committed.items()}
-        return sum(max(0, int(end) - done.get(tp, 0)) for tp, end in ends.items())
+        if not any(int(end) > 0 for end in ends.values()):
+            return None
+        committed = self.admin.list_group_offsets({group: tps}).get(group, {})
+        starts = self.consumer.beginning_offsets(tps)
+        done = {tp: m.offset for tp, m in committed.items() if m.offset >= 0}
+        return sum(
+            max(0, int(end) - done.get(tp, int(starts.get(tp, 0)))) for tp, end in ends.items()
+        )
 
     def counter(self, role: str, name: str) -> int:
         from streams.harness import scrape
