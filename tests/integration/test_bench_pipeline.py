@@ -41,7 +41,6 @@ def test_pipeline_drains_every_event_through_worker_and_learner(
     # catches a nonzero lag depends on the machine: an idle one reads and commits 3,000
     # events between two samples (max_worker_lag 0 in a fresh-clone CI run).
     assert all(s["worker_lag"] is not None for s in result["samples"] if s["sent"] > 0)
-    assert result["max_worker_lag"] >= 0
     assert result["worker_events_per_second"] > 0 and result["learner_examples_per_second"] > 0
     assert "workers:" in run.stdout and "learner:" in run.stdout  # the figures are printed
     png = (out / "pipeline.png").read_bytes()
