@@ -26,8 +26,6 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, NamedTuple
 
-LIVE_MAX_LEN = 50  # recoil learn's default: the worker's whole history (recoil.commands.learn)
-
 # (module, owner class or None, function) -> what the row is called
 PHASES = (
     (("learner.kafka_source", "KafkaExampleSource", "_decode"), "decode (JSON -> example, checks)"),
@@ -207,7 +205,6 @@ def profile(
         kafka_source.ExampleDecoder = _ReferenceDecoder  # type: ignore[assignment,misc]
     from learner.continuous import LearnerConfig, SourceConfig, run_learner
     from learner.metrics import LearnerMetrics
-    from learner.model import ModelConfig
     from recoil.core.kafka_settings import KafkaSettings
 
     torch.set_num_threads(threads)
@@ -221,7 +218,7 @@ def profile(
     work = Path(tempfile.mkdtemp(prefix="recoil-learner-profile-"))
     config = LearnerConfig(
         store=work / "store", checkpoint_dir=work / "ckpt", model_updates_topic=None,
-        stop_when_idle_s=1.0, model=ModelConfig(max_len=LIVE_MAX_LEN),
+        stop_when_idle_s=1.0,  # model: the live default, as recoil learn trains
     )  # fmt: skip
     metrics = _Timed(LearnerMetrics(CollectorRegistry()))
     phases = _time_phases()

@@ -106,10 +106,18 @@ class ModelConfig:
     # Default "drop" with an away-only push (M = I, a starting at -0.3, scale 10): over
     # 3 aversion worlds 37.5% fewer held-out disliked-item hits than exclude_heuristic
     # at equal positives (+2.7%), KuaiRand positives equal to no_signal's (+0.0%, 3
-    # training seeds), and in the live loop creator responsiveness -58% to -92% at
-    # versions 3-5. "embed" lost to the heuristic on held-out ratings (-15% against
+    # training seeds). "embed" lost to the heuristic on held-out ratings (-15% against
     # -37% disliked-item hits). docs/experiment.md has every figure and the medium world.
-    flagged_input: FlaggedInput = "drop"
+    # A *new live* model (recoil learn, learner.continuous_loop.live_model_config) reads
+    # "embed" instead: a minutes-old "drop" model's dislike branch falls back to the
+    # history that chose the anchor, so it showed *more* of the anchor's creator
+    # (live loop, seed 0: +16% to +37% mean of versions 3-5 over 4 runs), where "embed"
+    # with the same push was negative at every probe (3 seeds, docs/live_experiment.md).
+    flagged_input: FlaggedInput = setting(
+        "drop",
+        "how a disliked history item reaches the encoder: drop, embed or gated",
+        group=MODEL_GROUP,
+    )
 
     def __post_init__(self) -> None:
         if self.encoder not in ("gru", "sasrec"):

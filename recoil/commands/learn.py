@@ -27,11 +27,6 @@ class LearnOptions:
     threads: int | None = setting(None, "torch CPU threads")
 
 
-# A new model reads the worker's whole 50-item history here; offline training's
-# ModelConfig default reads 30 (learner.model).
-LIVE_MAX_LEN = 50
-
-
 def register(sub: Any) -> None:
     parser = add_command(
         sub,
@@ -51,12 +46,16 @@ def add_settings(parser: argparse.ArgumentParser) -> None:
     """The learner's, its source's and a new model's settings (their modules import torch),
     and where /metrics is served."""
     from learner.continuous import LearnerConfig
+    from learner.continuous_loop import live_model_config
     from learner.kafka_source import SourceConfig
     from learner.model import ModelConfig
 
     add_arguments(parser, LearnerConfig)
     add_arguments(parser, SourceConfig)
-    add_arguments(parser, ModelConfig, defaults={"max_len": LIVE_MAX_LEN})
+    # a new live model's defaults differ from offline training's (live_model_config)
+    live = live_model_config()
+    defaults = {"max_len": live.max_len, "flagged_input": live.flagged_input}
+    add_arguments(parser, ModelConfig, defaults=defaults)
     add_arguments(parser, LearnOptions)
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from learner.continuous_loop import live_model_config
 from recoil.cli import build_parser
 from recoil.commands.learn import configs_from_args
 from recoil.commands.simulate import live_config
@@ -38,9 +39,19 @@ def test_the_learner_command_gives_the_arms_learner(tmp_path: Path) -> None:
     assert (config.arm, config.store, config.seed) == ("no_signal", loop.store("no_signal"), 3)
     assert config.checkpoint_dir == tmp_path / "checkpoints" / "no_signal"
     assert config.model_updates_topic == "model-updates-t"
-    assert config.model.max_len == 50  # recoil learn's default for a new model
+    # a new live model: 50 history items, disliked ones read with their flag
+    assert config.model == live_model_config()
+    assert (config.model.max_len, config.model.flagged_input) == (50, "embed")
     assert (source.topic, source.group) == ("training-examples-t", "recoil-learner-no_signal-t")
     assert (args.threads, args.metrics_port) == (1, loop.ports.learner_metrics["no_signal"])
+
+
+def test_a_new_live_model_can_still_drop_disliked_items(tmp_path: Path) -> None:
+    argv = [*_loop(tmp_path).learner_command("feature_and_labels")[3:], "--flagged-input", "drop"]
+    config, _ = configs_from_args(build_parser().parse_args(argv))
+    assert config.model.flagged_input == "drop"
+    with pytest.raises(SystemExit):  # argparse: not one of the choices
+        build_parser().parse_args([*argv, "--flagged-input", "ignore"])
 
 
 def test_the_simulator_command_splits_and_probes_every_arm(tmp_path: Path) -> None:
