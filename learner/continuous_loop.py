@@ -58,7 +58,7 @@ def live_model_config() -> ModelConfig:
     (tests/integration/test_loop.py, seed 0) it showed the disliked item's creator
     *more* than after a long dwell, +16% to +37% mean over versions 3-5 in 4 runs.
     With ``"embed"`` and the same away-only push every probe of versions 1-5 was
-    negative, cluster and creator, on 3 seeds (docs/live_experiment.md)."""
+    negative, cluster and creator, on 3 seeds (docs/experiment.md)."""
     return ModelConfig(max_len=50, flagged_input="embed")
 
 

@@ -112,7 +112,7 @@ class ModelConfig:
     # "embed" instead: a minutes-old "drop" model's dislike branch falls back to the
     # history that chose the anchor, so it showed *more* of the anchor's creator
     # (live loop, seed 0: +16% to +37% mean of versions 3-5 over 4 runs), where "embed"
-    # with the same push was negative at every probe (3 seeds, docs/live_experiment.md).
+    # with the same push was negative at every probe (3 seeds, docs/experiment.md).
     flagged_input: FlaggedInput = setting(
         "drop",
         "how a disliked history item reaches the encoder: drop, embed or gated",
