@@ -42,6 +42,7 @@ from learner.model import MODEL_GROUP, ModelConfig
 from learner.snapshot import SnapshotInfo, publish_snapshot
 from learner.stream_training import ContinuousModule, StreamBatch, StreamState
 from learner.vocab import FIRST_INDEX
+from recoil.core.labels import LabelConfig
 from recoil.core.settings import setting
 from recoil.core.topics import MODEL_UPDATES
 
@@ -59,7 +60,7 @@ def live_model_config() -> ModelConfig:
     *more* than after a long dwell, +16% to +37% mean over versions 3-5 in 4 runs.
     With ``"embed"`` and the same away-only push every probe of versions 1-5 was
     negative, cluster and creator, on 3 seeds (docs/experiment.md)."""
-    return ModelConfig(max_len=50, flagged_input="embed")
+    return ModelConfig(max_len=LabelConfig().history_length, flagged_input="embed")
 
 
 @dataclass(frozen=True)

@@ -108,11 +108,8 @@ class ModelConfig:
     # at equal positives (+2.7%), KuaiRand positives equal to no_signal's (+0.0%, 3
     # training seeds). "embed" lost to the heuristic on held-out ratings (-15% against
     # -37% disliked-item hits). docs/experiment.md has every figure and the medium world.
-    # A *new live* model (recoil learn, learner.continuous_loop.live_model_config) reads
-    # "embed" instead: a minutes-old "drop" model's dislike branch falls back to the
-    # history that chose the anchor, so it showed *more* of the anchor's creator
-    # (live loop, seed 0: +16% to +37% mean of versions 3-5 over 4 runs), where "embed"
-    # with the same push was negative at every probe (3 seeds, docs/experiment.md).
+    # A *new live* model reads "embed" instead: a minutes-old "drop" model showed the
+    # disliked item's creator more, not less (learner.continuous_loop.live_model_config).
     flagged_input: FlaggedInput = setting(
         "drop",
         "how a disliked history item reaches the encoder: drop, embed or gated",

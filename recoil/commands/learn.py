@@ -7,7 +7,7 @@ import logging
 import os
 import signal
 import threading
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from types import FrameType
 from typing import Any
 
@@ -53,9 +53,7 @@ def add_settings(parser: argparse.ArgumentParser) -> None:
     add_arguments(parser, LearnerConfig)
     add_arguments(parser, SourceConfig)
     # a new live model's defaults differ from offline training's (live_model_config)
-    live = live_model_config()
-    defaults = {"max_len": live.max_len, "flagged_input": live.flagged_input}
-    add_arguments(parser, ModelConfig, defaults=defaults)
+    add_arguments(parser, ModelConfig, defaults=asdict(live_model_config()))
     add_arguments(parser, LearnOptions)
 
 
