@@ -159,8 +159,11 @@ class Watcher:
         if not any(int(end) > 0 for end in ends.values()):
             return None
         committed = self.admin.list_group_offsets({group: tps}).get(group, {})
-        starts = self.consumer.beginning_offsets(tps)
         done = {tp: m.offset for tp, m in committed.items() if m.offset >= 0}
+        # only partitions without a commit need their start (one broker request fewer
+        # per sample once every partition has committed)
+        uncommitted = [tp for tp in tps if tp not in done]
+        starts = self.consumer.beginning_offsets(uncommitted) if uncommitted else {}
         return sum(
             max(0, int(end) - done.get(tp, int(starts.get(tp, 0)))) for tp, end in ends.items()
         )
