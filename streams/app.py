@@ -45,6 +45,8 @@ class StreamsApp(AppAdapter):
     # Read by RecoilConsumer when Faust creates it (see build_app).
     offset_guard: bool = True
     hole_grace: float = 2.0
+    fetch_topic: str | None = None  # whole fetches of this topic go to the agent
+    fetch_batch_size: int = 500
     broker_view: BrokerView
 
     def consumer_transport(self) -> Any:
@@ -135,6 +137,12 @@ def build_app(
     )
 
     async def history_agent(stream: faust.StreamT[bytes]) -> None:
+        if config.fetch_batches:  # whole fetches, past Faust's stream (streams.consumer)
+            consumer = cast(RecoilConsumer, app.consumer)
+            while True:
+                fetched = await consumer.next_batch()
+                await processor.process_batch(fetched)
+                consumer.ack_batch(fetched)
         batches = cast("faust.Stream[bytes]", stream).take_events(
             config.batch_size, within=config.batch_timeout
         )
@@ -180,6 +188,8 @@ def build_app(
     # Not app.consumer.x = ...: touching app.consumer before the worker starts would
     # create the consumer early and freeze Faust's exactly-once switch to "off".
     app.offset_guard = config.offset_guard
+    app.fetch_topic = config.input_topic if config.fetch_batches else None
+    app.fetch_batch_size = config.batch_size
     app.hole_grace = config.hole_grace
     app.broker_view = broker_view
     return StreamsWorkerApp(app, table, processor, broker_view)

@@ -133,9 +133,9 @@ class StreamsConfig:
     )
     metrics_host: str = setting("127.0.0.1", "/metrics bind address")
     # amortises sends, flushes and commits
-    batch_size: int = setting(500, "events per agent batch")
-    # bounds the latency a batch adds
-    batch_timeout: float = setting(0.05, "seconds a partial batch waits")
+    batch_size: int = setting(500, "events per agent batch (at most; a fetch may bring fewer)")
+    # bounds the latency a batch adds (Faust's stream only: a fetch is handed over at once)
+    batch_timeout: float = setting(0.05, "seconds a partial batch waits (--no-fetch-batches)")
     commit_interval: float = setting(1.0, "seconds between commits (= transaction length)")
     # a dead worker's partitions move after this
     session_timeout: float = setting(10.0, "consumer group session timeout, seconds")
@@ -144,6 +144,10 @@ class StreamsConfig:
     hole_grace: float = setting(2.0, "seconds a commit hole lasts before the broker is asked")
     # strict commits + hole checks (faust #596/#606); off only to demo the bugs
     offset_guard: bool = setting(True, "commit like stock Faust (to reproduce faust #596/#606)")
+    # whole fetches to the agent (streams.consumer); off: Faust's stream, event by event
+    fetch_batches: bool = setting(
+        True, "hand the agent events one by one through Faust's stream (take_events)"
+    )
 
     def __post_init__(self) -> None:
         self.validate()

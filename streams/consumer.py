@@ -1,8 +1,8 @@
 """recoil's Faust consumer: strict commits, a batch barrier, hole repair, true LSOs.
 
 Faust lets an app bring its own transport; :class:`RecoilTransport` is Faust's
-aiokafka transport with :class:`RecoilConsumer`, which changes five things
-(the fifth, :class:`streams.faust_internals.ListOffsetsConsumerThread`, keeps
+aiokafka transport with :class:`RecoilConsumer`, which changes six things
+(the sixth, :class:`streams.faust_internals.ListOffsetsConsumerThread`, keeps
 recovery from crashing when a partition returns after a rebalance). Faust's
 private hooks and state are reached through
 :class:`streams.faust_internals.ConsumerAdapter`, under public names.
@@ -19,7 +19,16 @@ private hooks and state are reached through
    emitted twice and the dropped event is finally processed.
 3. **A final commit that happens.** Faust skips the commit of a rebalance
    when a periodic one is running; see :meth:`RecoilConsumer.commit_and_end_transactions`.
-4. **Batch barrier.** Commits wait for :attr:`RecoilConsumer.barrier`, which the
+4. **Whole fetches** (``fetch_batches``, the default). Faust hands the agent one
+   record at a time: a ``wait_first`` of four tasks per record in its fetch
+   loop, then stream iteration, acking and sensors per record -- as much CPU as
+   everything the agent itself does. Here each fetch of the input topic goes
+   to the agent whole (:meth:`RecoilConsumer.next_batch`, at most
+   ``batch_size`` records at a time), through a queue that Faust's flow
+   control empties at a rebalance as it empties its own channels; a batch of
+   an older consumer generation is dropped, never processed. The agent acks
+   the batch after processing it (:meth:`RecoilConsumer.ack_batch`).
+5. **Batch barrier.** Commits wait for :attr:`RecoilConsumer.barrier`, which the
    agent holds while it queues one batch's sends. In exactly-once mode a Kafka
    transaction therefore always holds all of a batch's output and table
    writes or none of them; without it, a commit could seal a transaction
@@ -39,9 +48,9 @@ from typing import Any
 
 from aiokafka.errors import IllegalStateError
 from faust.transport.drivers import aiokafka as faust_aiokafka
-from faust.types import TP
+from faust.types import TP, Message
 
-from streams.faust_internals import ConsumerAdapter
+from streams.faust_internals import ConsumerAdapter, FetchedEvent
 from streams.offsets import committable_offset
 from streams.supervisor import EXIT_UNCOMMITTABLE
 
@@ -165,6 +174,38 @@ class RecoilConsumer(ConsumerAdapter):
         self.needed: dict[TP, int] = {}  # partition -> next offset the agent needs
         if self.offset_guard:
             self.replace_read_offsets(ReadOffsets(self.needed))
+        self.fetch_topic: str | None = getattr(self.app, "fetch_topic", None)
+        self.fetch_batch_size: int = getattr(self.app, "fetch_batch_size", 500)
+        # Two batches: the next fetch is decoded while the agent works on one.
+        self.fetched: Any = self.app.FlowControlQueue(maxsize=2, clear_on_resume=True)
+
+    def batch_topic(self) -> tuple[str | None, int]:
+        return self.fetch_topic, self.fetch_batch_size
+
+    async def deliver_batch(self, messages: list[Message]) -> None:
+        await self.fetched.put(messages)
+
+    async def next_batch(self) -> list[FetchedEvent]:
+        """The next whole fetch (or part of one) for the agent, tracked as in flight."""
+        while True:
+            messages: list[Message] = await self.fetched.get()
+            generation = self.app.consumer_generation_id
+            if not self.app.flow_control.is_active() or messages[-1].generation_id != generation:
+                continue  # fetched before a rebalance: Faust re-seeks and fetches it again
+            self.track(messages)
+            sensors, inbound = self.app.sensors, self.app.monitor.stream_inbound_time
+            now = time.monotonic()
+            for tp, message in {m.tp: m for m in messages}.items():  # the last of each
+                sensors.on_message_in(tp, message.offset, message)
+                inbound[tp] = now  # what Faust's livelock warnings read
+            return [FetchedEvent(m) for m in messages]
+
+    def ack_batch(self, events: list[FetchedEvent]) -> None:
+        """Ack a processed batch: its offsets may now be committed."""
+        ack = self.ack
+        for event in events:
+            if not event.message.acked:
+                ack(event.message)
 
     async def on_fetch_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
         # Faust's gaps come from jumps between fetched offsets; with the guard the

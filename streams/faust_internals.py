@@ -38,6 +38,12 @@ What and why:
   the cached last stable offset, unknown (-1) for a partition not fetched yet,
   and recovery then fails with ``ConsistencyError``; recoil asks the broker.
 * ``App._new_transport``: the only way to give an app its own consumer class.
+* ``Consumer._drain_messages`` (and the ``_stopped`` events of the consumer and
+  its fetcher, which end it): Faust's fetch loop, which hands every record to
+  its topic's channel through ``wait_first`` -- four tasks and an
+  ``asyncio.wait`` per record, then stream iteration per record. For one topic
+  recoil hands each fetch over whole instead (:meth:`ConsumerAdapter.drain_in_batches`);
+  it tracks those records itself, in ``_unacked_messages`` as the stream would.
 """
 
 from __future__ import annotations
@@ -47,12 +53,13 @@ import weakref
 from collections.abc import Iterable, Mapping, MutableMapping
 from contextvars import Token
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol, cast
 
 import faust
 from faust.streams import _current_event
+from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as faust_aiokafka
-from faust.types import TP, EventT
+from faust.types import TP, EventT, Message
 
 
 class CurrentEvent:
@@ -63,18 +70,35 @@ class CurrentEvent:
 
     __slots__ = ("event", "token")
 
-    def __init__(self, event: EventT) -> None:
+    def __init__(self, event: SourceEvent) -> None:
         self.event = event
         self.token: Token[Any] | None = None
 
     def __enter__(self) -> None:
-        self.token = _current_event.set(weakref.ref(self.event))
+        # A FetchedEvent carries all a table reads of an event (its message).
+        self.token = _current_event.set(weakref.ref(cast(EventT, self.event)))
 
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         assert self.token is not None
         _current_event.reset(self.token)
+
+
+class SourceEvent(Protocol):
+    """What recoil reads of an input event: its Kafka record (a Faust event has more)."""
+
+    @property
+    def message(self) -> Message: ...
+
+
+class FetchedEvent:
+    """An input record handed over in a whole fetch: the one field a table reads of an event."""
+
+    __slots__ = ("__weakref__", "message")
+
+    def __init__(self, message: Message) -> None:
+        self.message = message
 
 
 class AppAdapter(faust.App):
@@ -134,6 +158,90 @@ class ConsumerAdapter(faust_aiokafka.Consumer):
         """Commit what is committable of ``tps`` (every commit of Faust passes here)."""
         done: bool = await super()._commit_tps(tps, start_new_transaction)
         return done
+
+    async def _drain_messages(self, fetcher: Any) -> None:
+        topic, size = self.batch_topic()
+        if topic is None:
+            await super()._drain_messages(fetcher)
+        else:
+            await self.drain_in_batches(fetcher, topic, size)
+
+    def batch_topic(self) -> tuple[str | None, int]:
+        """The topic whose fetches go to :meth:`deliver_batch` whole, and the largest batch."""
+        return None, 1
+
+    async def deliver_batch(self, messages: list[Message]) -> None:
+        """Hand one batch of ``batch_topic`` records (in partition order) to the agent."""
+        raise NotImplementedError
+
+    async def drain_in_batches(self, fetcher: Any, topic: str, size: int) -> None:
+        """Faust's ``_drain_messages``, handing each fetch of ``topic`` over in batches.
+
+        Every other topic (the changelog during recovery) goes through Faust's
+        per-record callback as before. What Faust does per record is kept per
+        record -- the read-offset check that drops records already read, the
+        gap it notes between fetched offsets -- and a batch is only counted as
+        read (its read offsets advanced) once it is handed over: when a
+        rebalance suspends the flow first, it is fetched again after the seek.
+        """
+        callback = self.callback
+        consumer_should_stop = self._stopped.is_set
+        fetcher_should_stop = fetcher._stopped.is_set
+        acks_enabled_for = self.app.topics.acks_enabled_for
+        try:
+            while not (consumer_should_stop() or fetcher_should_stop()):
+                self.diag.set_flag(CONSUMER_FETCHING)
+                read = self._read_offset
+                batch: list[Message] = []
+                last: dict[TP, int] = {}  # tp -> last offset in ``batch``
+                await self.sleep(0)
+                if self.should_stop:
+                    break
+                async for tp, message in self.getmany(timeout=1.0):  # one fetch
+                    offset = message.offset
+                    r_offset = last[tp] if tp in last else read[tp]
+                    if r_offset is not None and offset < r_offset:
+                        continue  # read before (Faust drops these the same way)
+                    if r_offset and offset - r_offset > 1 and acks_enabled_for(tp.topic):
+                        await self._add_gap(tp, r_offset + 1, offset)
+                    if tp.topic == topic:
+                        batch.append(message)
+                        last[tp] = offset
+                        continue
+                    if self._commit_every is not None and self._n_acked >= self._commit_every:
+                        self._n_acked = 0
+                        await self.commit()
+                    await self.wait_first(callback(message), self.suspend_flow.wait())
+                    read[tp] = offset
+                if self._commit_every is not None and self._n_acked >= self._commit_every:
+                    self._n_acked = 0
+                    await self.commit()
+                for start in range(0, len(batch), size):
+                    chunk = batch[start : start + size]
+                    put = self.deliver_batch(chunk)
+                    handed = await self.wait_first(put, self.suspend_flow.wait())
+                    if put not in handed.done:
+                        break  # suspended (a rebalance): re-fetched after its seek
+                    for message in chunk:
+                        read[message.tp] = message.offset
+                self.diag.unset_flag(CONSUMER_FETCHING)
+        except self.consumer_stopped_errors:
+            if self.transport.app.should_stop:
+                return
+            raise
+        except asyncio.CancelledError:
+            if self.transport.app.should_stop:
+                return
+            raise
+        finally:
+            self.diag.unset_flag(CONSUMER_FETCHING)
+
+    def track(self, messages: list[Message]) -> None:
+        """Mark handed-over records in flight, as Faust's stream does when it takes one."""
+        add = self._unacked_messages.add
+        for message in messages:
+            message.tracked = True
+            add(message)
 
     def _new_consumer_thread(self) -> ListOffsetsConsumerThread:
         return ListOffsetsConsumerThread(self, loop=self.loop, beacon=self.beacon)

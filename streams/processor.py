@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 import orjson
-from faust.types import TP, EventT, Message
+from faust.types import TP, Message
 
 # parse_event is looked up here on every record orjson cannot take as a valid event: a
 # test injects a fault through it.
@@ -68,7 +68,7 @@ from streams.decision import (
 )
 from streams.decision import check_key as check_key  # the fuzz test's expectations use it
 from streams.dlq import dead_letter
-from streams.faust_internals import CurrentEvent
+from streams.faust_internals import CurrentEvent, SourceEvent
 from streams.metrics import StreamMetrics
 from streams.state import OUTCOMES, Outcome, UserState
 from streams.supervisor import EXIT_SEND_FAILED
@@ -79,7 +79,7 @@ log = logging.getLogger(__name__)
 REREAD_TIMEOUT = 5.0  # seconds before a re-read that has not come back is sought again
 CRASH_LOOP = "crash_loop"  # Invalid.code of a minimal dead letter (streams.crashloop)
 # A batch's changed users: user id -> next state, and the event that changed it last.
-Pending = dict[str, tuple[UserState, EventT]]
+Pending = dict[str, tuple[UserState, SourceEvent]]
 
 
 @dataclass
@@ -138,7 +138,7 @@ class BatchProcessor:
         self._transactional_ids[partition] = tid
         return tid
 
-    async def process_batch(self, events: Sequence[EventT]) -> BatchResult:
+    async def process_batch(self, events: Sequence[SourceEvent]) -> BatchResult:
         result = BatchResult()
         if self.failed_send is not None:  # seen by a delivery callback since the last batch
             self._fatal(self.failed_send)
@@ -205,7 +205,7 @@ class BatchProcessor:
             self.failed_send = fut.exception()
             self.failed_at = source
 
-    async def _process(self, events: Sequence[EventT], result: BatchResult) -> None:
+    async def _process(self, events: Sequence[SourceEvent], result: BatchResult) -> None:
         pending: Pending = {}
         deliveries: list[Awaitable[Any]] = []
         self.dead_letters.clear()
@@ -223,7 +223,7 @@ class BatchProcessor:
 
     async def _record(
         self,
-        event: EventT,
+        event: SourceEvent,
         pending: Pending,
         deliveries: list[Awaitable[Any]],
         result: BatchResult,
@@ -285,7 +285,7 @@ class BatchProcessor:
 
     async def _handle(
         self,
-        event: EventT,
+        event: SourceEvent,
         tid: str | None,
         pending: Pending,
         result: BatchResult,
@@ -323,7 +323,7 @@ class BatchProcessor:
 
     def _decide(
         self,
-        event: EventT,
+        event: SourceEvent,
         record: InteractionEvent | Invalid,
         pending: Pending,
     ) -> RecordDecision:
@@ -343,7 +343,7 @@ class BatchProcessor:
 
     async def _handle_noted(
         self,
-        event: EventT,
+        event: SourceEvent,
         spot: Spot,
         rule: crashloop.Decision,
         tid: str | None,
@@ -381,7 +381,7 @@ class BatchProcessor:
         return self._skipped(notes)
 
     async def _minimal_or_skip(
-        self, event: EventT, reason: str, tid: str | None, result: BatchResult
+        self, event: SourceEvent, reason: str, tid: str | None, result: BatchResult
     ) -> Outcome:
         """Write the minimal dead letter and wait for it; skip if it cannot even be sent."""
         notes, message = self.notes, event.message
@@ -415,7 +415,7 @@ class BatchProcessor:
         self.next_offsets[partition] = offset + 1
         self.metrics.processing_seconds.observe(time.perf_counter() - started)
 
-    def _stored(self, user: str, pending: Pending, event: EventT) -> Stored:
+    def _stored(self, user: str, pending: Pending, event: SourceEvent) -> Stored:
         """What the worker holds for ``user``: this batch's state, the cache's, or the table's."""
         if user in pending:
             return pending[user][0]
@@ -429,7 +429,7 @@ class BatchProcessor:
         return raw
 
     async def _send_dead_letter(
-        self, event: EventT, invalid: Invalid, tid: str | None, minimal: bool = False
+        self, event: SourceEvent, invalid: Invalid, tid: str | None, minimal: bool = False
     ) -> Awaitable[Any]:
         message = event.message
         letter = dead_letter(invalid, message.key, message.value, message.topic,
@@ -487,7 +487,7 @@ def decode_event(raw: bytes) -> InteractionEvent | Invalid:
     return parse_event(raw)
 
 
-def batch_ranges(events: Sequence[EventT]) -> dict[tuple[str, int], tuple[int, int]]:
+def batch_ranges(events: Sequence[SourceEvent]) -> dict[tuple[str, int], tuple[int, int]]:
     """The offset range of each (topic, partition) in a batch."""
     ranges: dict[tuple[str, int], tuple[int, int]] = {}
     for event in events:

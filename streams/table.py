@@ -25,9 +25,9 @@ import asyncio
 from typing import Any, cast
 
 import faust
-from faust.types import TP, EventT
+from faust.types import TP
 
-from streams.faust_internals import CurrentEvent
+from streams.faust_internals import CurrentEvent, SourceEvent
 
 
 class HistoryTable(faust.Table):
@@ -42,7 +42,7 @@ class HistoryTable(faust.Table):
         self.app.sensors.on_table_set(self, key, value)
 
     async def put(
-        self, key: bytes, value: bytes, event: EventT, transactional_id: str | None
+        self, key: bytes, value: bytes, event: SourceEvent, transactional_id: str | None
     ) -> asyncio.Future[Any]:
         """Store ``value`` for ``key``; queue its changelog record; return the delivery."""
         with CurrentEvent(event):

@@ -1,11 +1,12 @@
 """faust #596/#606 reproduced on the real broker, and recoil's worker immune to them.
 
 The race in #596 makes Faust fetch a record and never hand it to the agent.
-Here a wrapper around Faust's own message callback drops chosen records the
+Here a wrapper around the consumer's hand-over to the agent (and around Faust's
+own message callback, for ``--no-fetch-batches``) drops chosen records the
 first time they arrive -- the same effect, made deterministic. Every event is
 labelled, so each must produce exactly one example.
 
-With stock Faust commits (``--no-offset-guard``): on partition 0 one record is
+With stock Faust (``--no-offset-guard --no-fetch-batches``): on partition 0 one record is
 dropped and Faust commits past it (#606's off-by-one takes the missing offset
 for a gap): its example is lost for good. On partition 1 two records are
 dropped and Faust never commits that partition again (#596), so in
@@ -57,23 +58,36 @@ import sys
 from recoil.cli import build_parser
 from recoil.broker.args import kafka_settings
 from recoil.commands.worker import config_from_args
+from streams.consumer import RecoilConsumer
 from streams.worker import run_worker
 
 logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 drops = {tuple(map(int, d.split(":"))) for d in sys.argv[1].split(",")}
 args = build_parser().parse_args(sys.argv[2:])
 
+def dropped(message):
+    key = (message.partition, message.offset)
+    if message.topic == args.input_topic and key in drops:
+        drops.discard(key)
+        print("injected drop", key, flush=True)
+        return True
+    return False
+
 def inject(parts):
+    # Whole fetches (the default) reach the agent through RecoilConsumer.deliver_batch;
+    # with --no-fetch-batches each record goes through Faust's conductor.
+    deliver_batch = RecoilConsumer.deliver_batch
+
+    async def deliver_some(self, messages):
+        await deliver_batch(self, [m for m in messages if not dropped(m)])
+
+    RecoilConsumer.deliver_batch = deliver_some
     conductor = parts.app.topics
     deliver = conductor.on_message
 
     async def on_message(message):
-        key = (message.partition, message.offset)
-        if message.topic == args.input_topic and key in drops:
-            drops.discard(key)
-            print("injected drop", key, flush=True)
-            return
-        await deliver(message)
+        if not dropped(message):
+            await deliver(message)
 
     conductor.on_message = on_message
 
@@ -136,6 +150,7 @@ def test_dropped_records_lose_or_stall_stock_faust_and_not_recoil(
     stock = replace(
         guarded, app_id=topic_name("stock"), output_topic=topic_name("out-stock"),
         data_dir=tmp_path / "stock", web_port=free_port(), offset_guard=False,
+        fetch_batches=False,  # Faust's own stream too: stock Faust end to end
     )  # fmt: skip
     create_topics(kafka, guarded)
     placed = produce(kafka, guarded.input_topic,

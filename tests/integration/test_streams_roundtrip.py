@@ -66,13 +66,15 @@ EVENTS = [ALICE[0], BOB[0], CAROL[0], ALICE[1], BOB[1], BOB[2], CAROL[1], ALICE[
 LABELS = LabelConfig(history_length=3)
 
 
+# Whole fetches (the default) and Faust's own stream (--no-fetch-batches) alike.
+@pytest.mark.parametrize("fetch_batches", [True, False], ids=["fetches", "faust-stream"])
 def test_replayed_file_yields_exact_training_examples(
-    kafka: KafkaSettings, topic_name: Callable[[str], str], tmp_path: Path
+    kafka: KafkaSettings, topic_name: Callable[[str], str], tmp_path: Path, fetch_batches: bool
 ) -> None:
     config = StreamsConfig(
         **worker_topics(topic_name), data_dir=tmp_path / "data", labels=LABELS,
         partitions=3, web_port=free_port(), metrics_port=free_port(), commit_interval=0.3,
-        session_timeout=6.0,
+        session_timeout=6.0, fetch_batches=fetch_batches,
     )  # fmt: skip
     log = write_lines(tmp_path / "events.jsonl", [e.to_json() for e in EVENTS])
     done = subprocess.run(

@@ -39,6 +39,7 @@ def test_current_event_is_restored_when_the_block_raises() -> None:
         ("faust.transport.consumer:Consumer", "_new_offset"),
         ("faust.transport.consumer:Consumer", "_add_gap"),
         ("faust.transport.consumer:Consumer", "_commit_tps"),
+        ("faust.transport.consumer:Consumer", "_drain_messages"),
         ("faust.transport.drivers.aiokafka:Consumer", "_new_consumer_thread"),
         ("faust.transport.drivers.aiokafka:AIOKafkaConsumerThread", "_highwaters"),
         ("faust.transport.drivers.aiokafka:AIOKafkaConsumerThread", "_ensure_consumer"),
@@ -57,6 +58,26 @@ def test_the_private_state_the_adapter_reads_is_still_set_by_faust() -> None:
 
     init = inspect.getsource(Consumer.__init__)
     for name in ("_committed_offset", "_acked", "_acked_index", "_unacked_messages", "_gap",
-                 "_read_offset"):  # fmt: skip
+                 "_read_offset", "_commit_every"):  # fmt: skip
         assert f"self.{name} =" in init, f"Consumer.{name} is no longer set in __init__"
     assert "_commit_fut" in inspect.getsource(Consumer.commit)
+    assert "self._n_acked += 1" in inspect.getsource(Consumer.ack)
+
+
+def test_the_fetch_loop_is_still_the_one_the_batch_drain_replaces() -> None:
+    """drain_in_batches keeps what Faust's loop does per record: if Faust's loop changes
+    what it reads or how it hands records over, re-read it (streams.faust_internals)."""
+    from faust.transport.consumer import Consumer, Fetcher
+
+    drain = inspect.getsource(Consumer._drain_messages)
+    pieces = (
+        "getmany(timeout=1.0)",
+        "self._read_offset",
+        "self._add_gap(tp, r_offset + 1, offset)",
+        "self.wait_first(",
+        "self.suspend_flow.wait()",
+        "fetcher)._stopped.is_set",
+    )
+    for piece in pieces:
+        assert piece in drain, f"Faust's _drain_messages no longer has {piece!r}"
+    assert "_drain_messages(self)" in inspect.getsource(Fetcher)
