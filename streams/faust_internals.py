@@ -38,6 +38,17 @@ What and why:
   the cached last stable offset, unknown (-1) for a partition not fetched yet,
   and recovery then fails with ``ConsistencyError``; recoil asks the broker.
 * ``App._new_transport``: the only way to give an app its own consumer class.
+* ``Producer._transaction_producers`` / ``Producer._ensure_producer``: the aiokafka
+  producer of a transaction (or the one producer without transactions). Faust's
+  ``send`` wraps every record in an ``asyncio.Lock`` (against a commit of the
+  same transaction, which the batch barrier already excludes), a sensor call and
+  header handling, and leaves the partition to aiokafka's pure-Python murmur2;
+  the agent sends through aiokafka directly (:func:`kafka_producer`).
+* ``rocksdb.Store._db_for_partition`` / ``_key_index``: a table write goes through
+  Faust's mapping chain (callbacks, the serializer registry, the current-event
+  lookup) before the RocksDB put, about four times the put's own cost; with
+  raw bytes keys and values :func:`put_local` writes the partition's database
+  directly and keeps Faust's key-to-partition index as its store would.
 * ``Consumer._drain_messages`` (and the ``_stopped`` events of the consumer and
   its fetcher, which end it): Faust's fetch loop, which hands every record to
   its topic's channel through ``wait_first`` -- four tasks and an
@@ -56,6 +67,8 @@ from types import TracebackType
 from typing import Any, Protocol, cast
 
 import faust
+from faust.exceptions import ProducerSendError
+from faust.stores.rocksdb import Store as RocksDBStore
 from faust.streams import _current_event
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as faust_aiokafka
@@ -99,6 +112,32 @@ class FetchedEvent:
 
     def __init__(self, message: Message) -> None:
         self.message = message
+
+
+def kafka_producer(producer: Any, transactional_id: str | None) -> Any:
+    """The aiokafka producer that Faust's ``producer.send`` would use for this transaction."""
+    if transactional_id is None:
+        return producer._ensure_producer()
+    found = producer._transaction_producers.get(transactional_id)
+    if found is None:  # the partition was revoked: Faust's send fails the same way
+        raise ProducerSendError(f"No transaction producer found for : {transactional_id}")
+    return found
+
+
+def put_local(table: Any, event: SourceEvent, key: bytes, value: bytes) -> None:
+    """``table[key] = value`` in the store partition of ``event``, for a raw-bytes table.
+
+    RocksDB: exactly what the store's own write does after its lookups (the
+    table's changelog is sent by the caller). Any other store: through the table.
+    """
+    store = table.data
+    if isinstance(store, RocksDBStore):
+        partition = event.message.partition
+        store._key_index[key] = partition  # how reads without an event find the key
+        store._db_for_partition(partition).put(key, value)
+        return
+    with CurrentEvent(event):
+        table[key] = value
 
 
 class AppAdapter(faust.App):

@@ -68,8 +68,9 @@ from streams.decision import (
 )
 from streams.decision import check_key as check_key  # the fuzz test's expectations use it
 from streams.dlq import dead_letter
-from streams.faust_internals import CurrentEvent, SourceEvent
+from streams.faust_internals import CurrentEvent, SourceEvent, kafka_producer
 from streams.metrics import StreamMetrics
+from streams.partitions import KeyPartitions
 from streams.state import OUTCOMES, Outcome, UserState
 from streams.supervisor import EXIT_SEND_FAILED
 from streams.table import HistoryTable
@@ -126,6 +127,7 @@ class BatchProcessor:
         self._event_counters = {o: metrics.events.labels(outcome=o) for o in OUTCOMES}
         self._example_counters: dict[str, Any] = {}
         self._transactional_ids: dict[int, str | None] = {}  # input partition -> its id
+        self.partitions = KeyPartitions()  # examples: user id -> output partition
 
     def transactional_id(self, partition: int) -> str | None:
         """The Faust transaction of an input partition (None in at-least-once mode)."""
@@ -309,7 +311,7 @@ class BatchProcessor:
             return decision.outcome, []
         sent = await self._send(
             self.config.output_topic, decision.user_id.encode(), decision.example_json, None,
-            tid, message,
+            tid, message, keyed=True,
         )  # fmt: skip
         kind = decision.example.label_kind
         counter = self._example_counters.get(kind)
@@ -450,10 +452,20 @@ class BatchProcessor:
         headers: list[tuple[str, bytes]] | None,
         tid: str | None,
         source: Message,
+        keyed: bool = False,
     ) -> Awaitable[Any]:
-        """Queue one record in the input partition's transaction; track it for ``source``."""
-        fut: Awaitable[Any] = await self.app.producer.send(
-            topic, key, value, None, None, headers, transactional_id=tid
+        """Queue one record in the input partition's transaction; track it for ``source``.
+
+        ``keyed``: the partition is the key's (Kafka's default rule, cached per key).
+        """
+        producer = kafka_producer(self.app.producer, tid)
+        partition = None
+        if keyed and key is not None:
+            known = producer.client.cluster.partitions_for_topic(topic)
+            if known:  # else aiokafka fetches the metadata and applies the same rule
+                partition = self.partitions.partition(key, known)
+        fut: Awaitable[Any] = await producer.send(
+            topic, value, key=key, partition=partition, headers=headers
         )
         self._track(fut, source)
         return fut

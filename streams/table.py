@@ -9,14 +9,15 @@ None of that fits here:
   offsets before the change is even queued -- the change then lands in the
   *next* transaction, and a crash between the two leaves a committed offset
   whose table change was rolled back;
-* the agent works on batches (``take_events``), where ``current_event()`` is
-  not the event that changed the key.
+* the agent works on batches, where ``current_event()`` is not the event that
+  changed the key.
 
-:meth:`HistoryTable.put` writes the local store with the changing event as
-current event, then queues the changelog record in that event's partition,
-under the same transaction as the batch's examples (the input partition's),
-before the agent lets go of the batch. Keys are user ids (UTF-8 bytes, as in
-the input topic), values the bytes of :class:`streams.state.UserState`.
+:meth:`HistoryTable.put` writes the local store partition of the changing
+event (:func:`streams.faust_internals.put_local`), then queues the changelog
+record in that event's partition, under the same transaction as the batch's
+examples (the input partition's), before the agent lets go of the batch. Keys
+are user ids (UTF-8 bytes, as in the input topic), values the bytes of
+:class:`streams.state.UserState`.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from typing import Any, cast
 import faust
 from faust.types import TP
 
-from streams.faust_internals import CurrentEvent, SourceEvent
+from streams.faust_internals import SourceEvent, kafka_producer, put_local
 
 
 class HistoryTable(faust.Table):
@@ -45,16 +46,13 @@ class HistoryTable(faust.Table):
         self, key: bytes, value: bytes, event: SourceEvent, transactional_id: str | None
     ) -> asyncio.Future[Any]:
         """Store ``value`` for ``key``; queue its changelog record; return the delivery."""
-        with CurrentEvent(event):
-            self[key] = value
-        delivery = await self.app.producer.send(
+        put_local(self, event, key, value)
+        producer = kafka_producer(self.app.producer, transactional_id)
+        delivery = await producer.send(
             self.changelog_topic.get_topic_name(),
-            key,
             value,
-            event.message.partition,
-            None,
-            None,
-            transactional_id=transactional_id,
+            key=key,
+            partition=event.message.partition,
         )
         future = cast("asyncio.Future[Any]", delivery)
         future.add_done_callback(self._on_delivered)
