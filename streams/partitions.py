@@ -21,6 +21,9 @@ class KeyPartitions:
         self.limit = limit  # keys kept; then the cache starts over
         self._cache: dict[bytes, tuple[int, int]] = {}  # key -> (partition count, partition)
 
+    def __len__(self) -> int:
+        return len(self._cache)
+
     def partition(self, key: bytes, partitions: Collection[int]) -> int:
         count = len(partitions)
         found = self._cache.get(key)
