@@ -50,7 +50,8 @@ What and why:
   raw bytes keys and values :func:`put_local` writes the partition's database
   directly and keeps Faust's key-to-partition index as its store would.
 * ``Consumer._drain_messages`` (and the ``_stopped`` events of the consumer and
-  its fetcher, which end it): Faust's fetch loop, which hands every record to
+  its fetcher, which end it; ``_wait_next_records``, ``_buffered_partitions``
+  and ``_to_message``, which its ``getmany`` uses): Faust's fetch loop, which hands every record to
   its topic's channel through ``wait_first`` -- four tasks and an
   ``asyncio.wait`` per record, then stream iteration per record. For one topic
   recoil hands each fetch over whole instead (:meth:`ConsumerAdapter.drain_in_batches`);
@@ -232,26 +233,28 @@ class ConsumerAdapter(faust_aiokafka.Consumer):
                 self.diag.set_flag(CONSUMER_FETCHING)
                 read = self._read_offset
                 batch: list[Message] = []
-                last: dict[TP, int] = {}  # tp -> last offset in ``batch``
                 await self.sleep(0)
                 if self.should_stop:
                     break
-                async for tp, message in self.getmany(timeout=1.0):  # one fetch
-                    offset = message.offset
-                    r_offset = last[tp] if tp in last else read[tp]
-                    if r_offset is not None and offset < r_offset:
-                        continue  # read before (Faust drops these the same way)
-                    if r_offset and offset - r_offset > 1 and acks_enabled_for(tp.topic):
-                        await self._add_gap(tp, r_offset + 1, offset)
-                    if tp.topic == topic:
-                        batch.append(message)
-                        last[tp] = offset
-                        continue
-                    if self._commit_every is not None and self._n_acked >= self._commit_every:
-                        self._n_acked = 0
-                        await self.commit()
-                    await self.wait_first(callback(message), self.suspend_flow.wait())
-                    read[tp] = offset
+                for tp, messages in (await self.fetch_messages(timeout=1.0)).items():
+                    batched = tp.topic == topic
+                    r_offset = read[tp]
+                    for message in messages:
+                        offset = message.offset
+                        if r_offset is not None and offset < r_offset:
+                            continue  # read before (Faust drops these the same way)
+                        if r_offset and offset - r_offset > 1 and acks_enabled_for(tp.topic):
+                            await self._add_gap(tp, r_offset + 1, offset)
+                        if batched:
+                            batch.append(message)
+                            r_offset = offset
+                            continue
+                        if self._commit_every is not None and self._n_acked >= self._commit_every:
+                            self._n_acked = 0
+                            await self.commit()
+                        await self.wait_first(callback(message), self.suspend_flow.wait())
+                        read[tp] = offset
+                        r_offset = read[tp]
                 if self._commit_every is not None and self._n_acked >= self._commit_every:
                     self._n_acked = 0
                     await self.commit()
@@ -274,6 +277,34 @@ class ConsumerAdapter(faust_aiokafka.Consumer):
             raise
         finally:
             self.diag.unset_flag(CONSUMER_FETCHING)
+
+    async def fetch_messages(self, timeout: float) -> dict[TP, list[Message]]:
+        """One fetch, as Faust's ``getmany`` makes it, partition by partition.
+
+        The same checks (flow active, same consumer generation, an active or
+        buffered partition), made once per partition rather than per record:
+        nothing can change them between two records, as nothing awaits there.
+        Faust's version interleaves partitions record by record and looks up a
+        partition's high-water mark for every record.
+        """
+        records, active = await self._wait_next_records(timeout)
+        generation = self.app.consumer_generation_id
+        if records is None or self.should_stop:
+            return {}
+        if not self.flow_active:  # Faust: seek back to the committed offsets
+            try:
+                await self.perform_seek()
+            except Exception as exc:
+                self.log.warning(f"exception performing seek when flow not active {exc}")
+            return {}
+        fetched: dict[TP, list[Message]] = {}
+        for tp, found in records.items():
+            if not self.flow_active or self.app.consumer_generation_id != generation:
+                break
+            if active is None or tp in active or tp in self._buffered_partitions:
+                self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+                fetched[tp] = [self._to_message(tp, record) for record in found]
+        return fetched
 
     def track(self, messages: list[Message]) -> None:
         """Mark handed-over records in flight, as Faust's stream does when it takes one."""

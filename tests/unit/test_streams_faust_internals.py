@@ -81,3 +81,14 @@ def test_the_fetch_loop_is_still_the_one_the_batch_drain_replaces() -> None:
     for piece in pieces:
         assert piece in drain, f"Faust's _drain_messages no longer has {piece!r}"
     assert "_drain_messages(self)" in inspect.getsource(Fetcher)
+    getmany = inspect.getsource(Consumer.getmany)  # what fetch_messages repeats
+    repeated = (
+        "self._wait_next_records(timeout)",
+        "self.flow_active",
+        "consumer_generation_id",
+        "self._buffered_partitions",
+        "self.perform_seek()",
+        "to_message(tp, record)",
+    )
+    for piece in repeated:
+        assert piece in getmany, f"Faust's getmany no longer has {piece!r}"
