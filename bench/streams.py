@@ -50,7 +50,9 @@ HELP = "events/s through one stream worker vs. a no-op Faust agent and a raw aio
 
 
 # The worker's settings a run may change; every other one keeps StreamsConfig's default.
-WORKER_SETTINGS = ("store", "labels", "processing_guarantee", "partitions", "batch_size")
+WORKER_SETTINGS = (
+    "store", "labels", "processing_guarantee", "partitions", "batch_size", "fetch_batches",
+)  # fmt: skip
 
 
 def register(sub: Any) -> None:
@@ -161,6 +163,7 @@ def _bench(args: argparse.Namespace, settings: Any) -> int:
         "guarantee": args.processing_guarantee,
         "store": args.store,
         "batch_size": args.batch_size,
+        "fetch_batches": args.fetch_batches,
         "raw_events_per_second": raw_rate,
         "noop_faust_events_per_second": noop_rate,
         "worker_events_per_second": worker_rate,
