@@ -13,8 +13,8 @@ What and why:
 
 * ``faust.streams._current_event`` (a ContextVar of a weakref): the event a
   table reads and writes for. Faust sets it per event while iterating a stream;
-  the agent takes batches (``take_events``), where it is not the event at hand.
-  Faust has no public setter. See :class:`CurrentEvent`.
+  the agent takes batches (whole fetches, or ``take_events``), where it is not
+  the event at hand. Faust has no public setter. See :class:`CurrentEvent`.
 * ``Consumer._committed_offset``: the next offset to read as last committed, per
   partition. The agent's continuity check and the lag gauge start there after a
   rebalance; the strict commit rule starts there. No public reader exists.
