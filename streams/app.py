@@ -137,17 +137,19 @@ def build_app(
     )
 
     async def history_agent(stream: faust.StreamT[bytes]) -> None:
+        # The agent's topic is what Faust subscribes to and assigns, either way.
         if config.fetch_batches:  # whole fetches, past Faust's stream (streams.consumer)
             consumer = cast(RecoilConsumer, app.consumer)
             while True:
                 fetched = await consumer.next_batch()
                 await processor.process_batch(fetched)
                 consumer.ack_batch(fetched)
-        batches = cast("faust.Stream[bytes]", stream).take_events(
-            config.batch_size, within=config.batch_timeout
-        )
-        async for events in batches:
-            await processor.process_batch(events)
+        else:
+            batches = cast("faust.Stream[bytes]", stream).take_events(
+                config.batch_size, within=config.batch_timeout
+            )
+            async for events in batches:
+                await processor.process_batch(events)
 
     app.agent(source, name=AGENT_NAME, concurrency=1)(history_agent)
 
