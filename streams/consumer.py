@@ -25,7 +25,8 @@ private hooks and state are reached through
    everything the agent itself does. Here each fetch of the input topic goes
    to the agent whole (:meth:`RecoilConsumer.next_batch`, at most
    ``batch_size`` records at a time), through a queue that Faust's flow
-   control empties at a rebalance as it empties its own channels; a batch of
+   control empties at a rebalance as it empties its own channels
+   (:class:`streams.handoff.HandOff`); a batch of
    an older consumer generation is dropped, never processed. The agent acks
    the batch after processing it (:meth:`RecoilConsumer.ack_batch`).
 5. **Batch barrier.** Commits wait for :attr:`RecoilConsumer.barrier`, which the
@@ -44,13 +45,14 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from aiokafka.errors import IllegalStateError
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, Message
 
 from streams.faust_internals import ConsumerAdapter, FetchedEvent
+from streams.handoff import HandOff
 from streams.offsets import committable_offset
 from streams.supervisor import EXIT_UNCOMMITTABLE
 
@@ -176,8 +178,10 @@ class RecoilConsumer(ConsumerAdapter):
             self.replace_read_offsets(ReadOffsets(self.needed))
         self.fetch_topic: str | None = getattr(self.app, "fetch_topic", None)
         self.fetch_batch_size: int = getattr(self.app, "fetch_batch_size", 500)
-        # Two batches: the next fetch is decoded while the agent works on one.
-        self.fetched: Any = self.app.FlowControlQueue(maxsize=2, clear_on_resume=True)
+        # Two batches: the next fetch is decoded while the agent works on one. Faust's
+        # flow control empties it at every rebalance, with its own channels.
+        self.fetched: HandOff[list[Message]] = HandOff(limit=2)
+        self.app.flow_control.manage_queue(cast(Any, self.fetched))  # it only calls clear()
 
     def batch_topic(self) -> tuple[str | None, int]:
         return self.fetch_topic, self.fetch_batch_size
