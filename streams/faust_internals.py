@@ -50,12 +50,14 @@ What and why:
   raw bytes keys and values :func:`put_local` writes the partition's database
   directly and keeps Faust's key-to-partition index as its store would.
 * ``Consumer._drain_messages`` (and the ``_stopped`` events of the consumer and
-  its fetcher, which end it; ``_wait_next_records``, ``_buffered_partitions``
-  and ``_to_message``, which its ``getmany`` uses): Faust's fetch loop, which hands every record to
+  its fetcher, which end it; ``_commit_every`` / ``_n_acked``, its commit
+  trigger; ``_wait_next_records``, ``_buffered_partitions`` and ``_to_message``,
+  which its ``getmany`` uses): Faust's fetch loop, which hands every record to
   its topic's channel through ``wait_first`` -- four tasks and an
   ``asyncio.wait`` per record, then stream iteration per record. For one topic
-  recoil hands each fetch over whole instead (:meth:`ConsumerAdapter.drain_in_batches`);
-  it tracks those records itself, in ``_unacked_messages`` as the stream would.
+  recoil hands each fetch over whole instead
+  (:meth:`ConsumerAdapter.drain_in_batches`); it tracks those records itself,
+  in ``_unacked_messages`` as the stream would.
 """
 
 from __future__ import annotations
@@ -249,15 +251,11 @@ class ConsumerAdapter(faust_aiokafka.Consumer):
                             batch.append(message)
                             r_offset = offset
                             continue
-                        if self._commit_every is not None and self._n_acked >= self._commit_every:
-                            self._n_acked = 0
-                            await self.commit()
+                        await self._commit_if_due()
                         await self.wait_first(callback(message), self.suspend_flow.wait())
                         read[tp] = offset
                         r_offset = read[tp]
-                if self._commit_every is not None and self._n_acked >= self._commit_every:
-                    self._n_acked = 0
-                    await self.commit()
+                await self._commit_if_due()
                 for start in range(0, len(batch), size):
                     chunk = batch[start : start + size]
                     put = self.deliver_batch(chunk)
@@ -277,6 +275,12 @@ class ConsumerAdapter(faust_aiokafka.Consumer):
             raise
         finally:
             self.diag.unset_flag(CONSUMER_FETCHING)
+
+    async def _commit_if_due(self) -> None:
+        """Faust's ``broker_commit_every``: commit once that many records were acked."""
+        if self._commit_every is not None and self._n_acked >= self._commit_every:
+            self._n_acked = 0
+            await self.commit()
 
     async def fetch_messages(self, timeout: float) -> dict[TP, list[Message]]:
         """One fetch, as Faust's ``getmany`` makes it, partition by partition.
