@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from learner.features import ExampleTensors
-from learner.loss import LossTerms, combined_loss, sampled_logits
+from learner.loss import LossTerms, combined_loss, full_softmax_loss, sampled_logits
 from learner.model import (
     ModelConfig,
     SequenceRecommender,
@@ -88,10 +88,12 @@ class RecommenderModule(L.LightningModule):
                 state, items, batch.label, self.num_sampled, log_q, self.sampler
             )  # (B, 1 + K), label in column 0
             labels = torch.zeros_like(batch.label)
-        else:
-            logits = state @ items[FIRST_INDEX:].T  # (B, N - FIRST_INDEX)
-            labels = batch.label - FIRST_INDEX
-        return combined_loss(logits, labels, batch.weight, batch.is_negative)
+            return combined_loss(logits, labels, batch.weight, batch.is_negative)
+        # every real item: logits (B, N - FIRST_INDEX), made inside the loss
+        labels = batch.label - FIRST_INDEX
+        return full_softmax_loss(
+            state, items[FIRST_INDEX:], labels, batch.weight, batch.is_negative
+        )
 
     def _common_step(self, batch: ExampleTensors, stage: str) -> Tensor:
         # Evaluation always uses the exact full softmax; training may sample.

@@ -58,6 +58,30 @@ def test_shapes_and_padding_invariance(encoder: str) -> None:
         assert not torch.allclose(m.user_state(other)[0], s_long[0])
 
 
+def test_embed_is_the_sum_of_the_five_feature_rows() -> None:
+    # embed() reads the flag, dwell and gap rows through one summed table: every
+    # (flag, dwell, gap) combination must give the same input as the five tables summed.
+    m = model("gru")
+    for table in (m.dislike_input, m.dwell_input, m.gap_input):
+        torch.nn.init.normal_(table.weight)  # distinct rows, so a wrong index shows
+    combos = [(f, d, g) for f in (False, True) for d in range(6) for g in range(8)]  # all 96
+    item = [
+        HistoryItem(f"i{n % 10}", f"c{n % 2}", None, flag, dwell, gap, 0.0)
+        for n, (flag, dwell, gap) in enumerate(combos)
+    ]
+    histories = [item[start : start + 8] for start in range(0, len(item), 8)]
+    batch = encode_histories(histories, VOCABS, 8, "feature_only")
+    explicit = (
+        m.item_input(batch.item.long())
+        + m.creator_input(batch.creator.long())
+        + m.dislike_input(batch.disliked.long())
+        + m.dwell_input(batch.dwell.long())
+        + m.gap_input(batch.gap.long())
+    )
+    with torch.no_grad():
+        assert torch.allclose(m.embed(batch), m.input_norm(explicit), atol=1e-6)
+
+
 def test_dislike_flag_changes_the_state_only_when_visible() -> None:
     m = model("gru")
     with torch.no_grad():
