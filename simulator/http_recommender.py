@@ -45,8 +45,7 @@ class HttpRecommender:
         )
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as resp:
-                answer: dict[str, object] = json.load(resp)
-                return answer
+                return _json_object(path, resp.read())
         except urllib.error.HTTPError as exc:
             raise ServingError(f"{path}: {exc.code} {exc.read()[:300]!r}") from exc
         except OSError as exc:
@@ -64,22 +63,42 @@ class HttpRecommender:
                 "exclude_seen": exclude_seen,
             }
             answer = self._post("/recommend/batch", body)
-            self.versions.add(int(answer["model_version"]))  # type: ignore[call-overload]
+            try:
+                version = int(answer["model_version"])  # type: ignore[call-overload]
+                rows = [[item["item_id"] for item in row] for row in answer["results"]]  # type: ignore[attr-defined]
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ServingError(f"/recommend/batch: not a batch answer: {exc!r}") from exc
+            self.versions.add(version)
             if self.pinned and len(self.versions) > 1:
                 raise VersionChangedError(f"snapshot versions {sorted(self.versions)} in one probe")
-            results = answer["results"]
-            assert isinstance(results, list)
-            out.extend([item["item_id"] for item in row] for row in results)
+            out.extend(rows)
         return out
 
     def snapshot_version(self) -> int | None:
         """The version being served now, or None before the first snapshot."""
         try:
             with urllib.request.urlopen(f"{self.base_url}/snapshot", timeout=self.timeout) as r:
-                return int(json.load(r)["version"])
+                answer = _json_object("/snapshot", r.read())
+            try:
+                return int(answer["version"])  # type: ignore[call-overload]
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ServingError(f"/snapshot: not a snapshot answer: {exc!r}") from exc
         except urllib.error.HTTPError as exc:
             if exc.code == 503:
                 return None
             raise ServingError(f"/snapshot: {exc.code}") from exc
         except OSError as exc:
             raise ServingError(f"/snapshot: {exc}") from exc
+
+
+def _json_object(path: str, body: bytes) -> dict[str, object]:
+    """The JSON object of an answer, or ServingError: whatever answered on the port was
+    not the serving API (another process's /metrics once did), and the prober logs that
+    and tries again instead of stopping."""
+    try:
+        answer = json.loads(body)
+    except ValueError as exc:
+        raise ServingError(f"{path}: not JSON: {body[:120]!r}") from exc
+    if not isinstance(answer, dict):
+        raise ServingError(f"{path}: not a JSON object: {body[:120]!r}")
+    return answer

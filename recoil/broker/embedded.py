@@ -24,6 +24,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -48,11 +49,27 @@ def _quiet_kafka_clients() -> Iterator[None]:
         logger.setLevel(level)
 
 
+_HANDED_OUT: set[int] = set()  # ports free_port has returned in this process
+_HANDED_OUT_LOCK = threading.Lock()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """Ask the kernel for a port nobody listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+    """Ask the kernel for a port nobody listens on right now, and that this process has
+    not handed out before.
+
+    Each probe socket is closed at once, so the kernel may offer the same port again
+    (133 repeats in 2,000 calls here), and two roles given ports together could get
+    one port between them: in a loop run the simulator bound its /metrics on the
+    port meant for a serving process and read its own metrics as ``/snapshot``."""
+    with _HANDED_OUT_LOCK:
+        for _ in range(1000):
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                sock.bind((host, 0))
+                port = int(sock.getsockname()[1])
+            if port not in _HANDED_OUT:
+                _HANDED_OUT.add(port)
+                return port
+    raise RuntimeError(f"no port on {host} that this process has not handed out already")
 
 
 def stored_cluster_id(data: Path) -> str | None:
