@@ -42,7 +42,6 @@ from learner.model import MODEL_GROUP, ModelConfig
 from learner.snapshot import SnapshotInfo, publish_snapshot
 from learner.stream_training import ContinuousModule, StreamBatch, StreamState
 from learner.vocab import FIRST_INDEX
-from recoil.core.labels import LabelConfig
 from recoil.core.settings import setting
 from recoil.core.topics import MODEL_UPDATES
 
@@ -50,8 +49,8 @@ log = logging.getLogger(__name__)
 
 
 def live_model_config() -> ModelConfig:
-    """A new live model: offline training's default (``ModelConfig``) reading the
-    worker's whole 50-item history, and the disliked items in it (``"embed"``).
+    """A new live model: offline training's default (``ModelConfig``: the newest 30 of
+    the worker's 50 history items) reading the disliked items in it (``"embed"``).
 
     Offline, ``"drop"`` beats ``"embed"`` on held-out dislikes. A live model starts
     untrained, and a young ``"drop"`` model answers a dislike with the history before
@@ -59,8 +58,15 @@ def live_model_config() -> ModelConfig:
     (tests/integration/test_loop.py, seed 0) it showed the disliked item's creator
     *more* than after a long dwell, +16% to +37% mean over versions 3-5 in 4 runs.
     With ``"embed"`` and the same away-only push every probe of versions 1-5 was
-    negative, cluster and creator, on 3 seeds (docs/experiment.md)."""
-    return ModelConfig(max_len=LabelConfig().history_length, flagged_input="embed")
+    negative, cluster and creator, on 3 seeds (docs/experiment.md).
+
+    30 items, not all 50: the step's cost grows with the items read, and the learner
+    trained 6,741-7,120 examples/s on one thread against 5,615-5,795 with 50
+    (``bench.learner_profile``). In the live loop (``scripts/loop_probe.py``, seeds
+    0-2, versions 1-5) every probe was negative with either; creator responsiveness,
+    mean of versions 3-5: -47%, -21%, -40% with 30 against -26%, -24%, -80% with 50
+    (one probe spans about +-30 points; docs/experiment.md)."""
+    return ModelConfig(flagged_input="embed")
 
 
 @dataclass(frozen=True)

@@ -39,9 +39,9 @@ def test_the_learner_command_gives_the_arms_learner(tmp_path: Path) -> None:
     assert (config.arm, config.store, config.seed) == ("no_signal", loop.store("no_signal"), 3)
     assert config.checkpoint_dir == tmp_path / "checkpoints" / "no_signal"
     assert config.model_updates_topic == "model-updates-t"
-    # a new live model: 50 history items, disliked ones read with their flag
+    # a new live model: the newest 30 history items, disliked ones read with their flag
     assert config.model == live_model_config()
-    assert (config.model.max_len, config.model.flagged_input) == (50, "embed")
+    assert (config.model.max_len, config.model.flagged_input) == (30, "embed")
     assert (source.topic, source.group) == ("training-examples-t", "recoil-learner-no_signal-t")
     assert (args.threads, args.metrics_port) == (1, loop.ports.learner_metrics["no_signal"])
 
