@@ -234,6 +234,10 @@ def run_arm(arm: str, data: PreparedData, config: ExperimentConfig, progress: bo
         "examples": report.num_examples, "negative_labels": report.num_negative,
         "steps": report.steps, "steps_per_second": report.steps_per_second,
         "final_loss": report.loss_curve[-1][1] if report.loss_curve else None,
+        "best_step": report.best_step,
+        # a per age of the dislike push (newest first; > 0 is off: the push only pushes
+        # away), what the trained model does with a dislike beyond the heuristic's drop
+        "push_weights": [round(a, 4) for a in recommender.model.push_weights().tolist()],
     }  # fmt: skip
     log.info(
         "arm %s: responsiveness cluster %+.1f%% creator %+.1f%%, dislike rate %.3f%%, "

@@ -78,6 +78,10 @@ def test_markdown_plot_and_details(run: Path) -> None:
     details = json.loads((run / "details.json").read_text())
     assert "vs_no_signal" in details["feature_and_labels"]
     assert details["no_signal"]["closed_loop"]["impressions"] == 60 * 20
+    # the push's a per age, as trained: one per history item the model reads
+    max_len = json.loads((run / "ablation.json").read_text())["config"]["model"]["max_len"]
+    push = details["feature_and_labels"]["training"]["push_weights"]
+    assert len(push) == max_len and all(isinstance(a, float) for a in push)
 
 
 def test_one_process_gives_the_same_results_as_workers(run: Path, tmp_path: Path) -> None:
