@@ -9,8 +9,9 @@ labelled, so each must produce exactly one example.
 With stock Faust (``--no-offset-guard --no-fetch-batches``): on partition 0 one record is
 dropped and Faust commits past it (#606's off-by-one takes the missing offset
 for a gap): its example is lost for good. On partition 1 two records are
-dropped and Faust never commits that partition again (#596), so in
-exactly-once mode nothing more of it becomes visible.
+dropped and Faust never commits that partition again (#596); its later
+examples become visible only if a commit of partition 0 still carries their
+transaction, which depends on timing.
 
 With the guard (the default), the same drops are noticed before any later
 event of the partition is processed, the partition is re-read from the lost
@@ -167,10 +168,18 @@ def test_dropped_records_lose_or_stall_stock_faust_and_not_recoil(
     # Stock Faust: the three dropped events never produce an example; partition 0 is
     # committed over its hole (#606: lost for good), partition 1 is stuck at its hole
     # (#596: no commit ever again; a restart would re-read 5 and 6 behind their
-    # users' later events, as out of order). Partition 1's later examples are visible
-    # (read first) while its committed offset stays at the hole.
-    stock_out = run(kafka, stock, tmp_path / "logs-stock", len(expected) - 3, {0: ends[0], 1: 5})
-    dropped = {e.event_id for e, (p, o) in zip(stream, placed, strict=True)
-               if (p, o) in ((0, 5), (1, 5), (1, 6))}  # fmt: skip
+    # users' later events, as out of order). What is visible of partition 1's later
+    # examples depends on timing: stock Faust commits a transaction only when an offset
+    # moves, so once partition 0 is done they may stay in a transaction that never
+    # commits (1 of 4 CI runs), or have been committed with partition 0's last offsets.
+    # So: every example of what was committed is visible, none of a dropped event,
+    # and nothing else but partition 1's later examples, each at most once.
+    placed_at = {e.event_id: po for e, po in zip(stream, placed, strict=True)}
+    dropped = {i for i, po in placed_at.items() if po in ((0, 5), (1, 5), (1, 6))}
+    committed_ids = {i for i, (p, o) in placed_at.items() if p == 0 or o < 5} - dropped
+    stock_out = run(kafka, stock, tmp_path / "logs-stock", len(committed_ids), {0: ends[0], 1: 5})
     ids = [TrainingExample.from_json(v).event_id for v in stock_out]
-    assert sorted(ids) == sorted({e.event_id for e in stream} - dropped)
+    assert len(ids) == len(set(ids)), "a duplicate example"
+    assert not dropped & set(ids), "an example of a dropped event"
+    assert committed_ids <= set(ids), sorted(committed_ids - set(ids))
+    assert set(ids) <= set(placed_at) - dropped
