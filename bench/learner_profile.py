@@ -83,7 +83,6 @@ class MemoryConsumer:
         self.total = len(values)
         self.handed = 0
         self.first_at: float | None = None
-        self.idle_s = 0.0  # spent waiting in poll once everything was handed out
         self.sleeps: list[tuple[float, float]] = []  # (when a sleep ended, its seconds)
         self._listener: Any = None
         self._assigned = False
@@ -115,7 +114,6 @@ class MemoryConsumer:
                 self.handed += len(chunk)
         if not out:
             time.sleep(timeout_ms / 1000)
-            self.idle_s += timeout_ms / 1000
             self.sleeps.append((time.perf_counter(), timeout_ms / 1000))
         return out
 

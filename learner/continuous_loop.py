@@ -61,11 +61,12 @@ def live_model_config() -> ModelConfig:
     negative, cluster and creator, on 3 seeds (docs/experiment.md).
 
     30 items, not all 50: the step's cost grows with the items read, and the learner
-    trained 6,741-7,120 examples/s on one thread against 5,615-5,795 with 50
+    trained 6,587-7,120 examples/s on one thread against 5,615-5,795 with 50
     (``bench.learner_profile``). In the live loop (``scripts/loop_probe.py``, seeds
-    0-2, versions 1-5) every probe was negative with either; creator responsiveness,
-    mean of versions 3-5: -47%, -21%, -40% with 30 against -26%, -24%, -80% with 50
-    (one probe spans about +-30 points; docs/experiment.md)."""
+    0-2, versions 1-5) every probe with 30 was negative (with 50, all but one cluster
+    probe, +4%); creator responsiveness, mean of versions 3-5: -47%, -21%, -40% with
+    30 against -26%, -24%, -80% with 50 (one probe spans about +-30 points;
+    docs/experiment.md)."""
     return ModelConfig(flagged_input="embed")
 
 

@@ -27,8 +27,9 @@ not-to-recommend term uses the same partition estimate as the positive one.
 term with respect to its logits is ``c (P - e_y)`` (positive) or ``c (P - Q)``
 (negative, Q the softmax over the other items), written in place over the
 (B, N) logits. Autograd's version of the same sum makes about a dozen passes
-over (B, N) tensors, most of them fresh allocations; on the CPU that was a third
-of a training step at 5,000 items. All functions are pure: no config, no logging.
+over (B, N) tensors, most of them fresh allocations: 72-78 ms forward and backward
+at 1,024 rows x 5,000 items on one CPU thread, against 30 ms here. All functions are
+pure: no config, no logging.
 """
 
 from __future__ import annotations

@@ -305,7 +305,8 @@ class SequenceRecommender(nn.Module):
         """The summed per-item input embeddings, (B, T, D)."""
         # The three small tables are summed into one row per (flag, dwell, gap) first,
         # and read with one lookup: the same sum, with two fewer (B, T, D) gathers and
-        # adds each way (on the CPU the input side was a third of a training step).
+        # adds each way (this forward: 47 -> 41 ms at 1,024 x 50 items, one CPU thread,
+        # one run each).
         context = (
             self.dislike_input.weight[:, None, None]
             + self.dwell_input.weight[None, :, None]

@@ -5,9 +5,8 @@ endpoint on the port meant for a serving process."""
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import ClassVar
 
 import pytest
@@ -15,6 +14,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 
 from recoil.core.records import HistoryItem
 from simulator.http_recommender import HttpRecommender, ServingError
+from tests.support.http_server import serving
 
 HISTORIES = [[HistoryItem("i0", "c0", "k0", False, 3, 0, 0.0)]]
 
@@ -64,12 +64,8 @@ class _Answering(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def json_url() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Answering)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    server.server_close()
+    with serving(_Answering) as base_url:
+        yield base_url
 
 
 @pytest.mark.parametrize(

@@ -4,9 +4,8 @@ so a probe that would be discarded costs one request more, not the rest of the p
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import ClassVar
 
 import pytest
@@ -14,6 +13,7 @@ import pytest
 from recoil.core.records import EXCLUDE_SEEN, HistoryItem
 from serving.requests import parse_batch_body
 from simulator.http_recommender import HttpRecommender, VersionChangedError
+from tests.support.http_server import serving
 
 
 class _Swapping(BaseHTTPRequestHandler):
@@ -44,12 +44,8 @@ class _Swapping(BaseHTTPRequestHandler):
 @pytest.fixture
 def url() -> Iterator[str]:
     _Swapping.calls = 0
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Swapping)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    server.server_close()
+    with serving(_Swapping) as base_url:
+        yield base_url
 
 
 HISTORIES = [[HistoryItem("i0", "c0", "k0", False, 3, 0, 0.0)] for _ in range(5)]
