@@ -91,6 +91,16 @@ class ModelConfig:
     # a follow a steady signal within a few hundred steps. 1.0 is the old behaviour (and
     # what a config saved without this field means, see ``model_config_from_dict``).
     dislike_push_scale: float = 10.0
+    # Which loss terms may move the push (a, M, and the rows it reads): "all"; or
+    # "negatives", the not-to-recommend loss alone, so the positive loss cannot switch
+    # the push off; or "none", a fixed push (for measuring what a push of a given size
+    # does).
+    dislike_push_learning: str = "all"
+    # A Gaussian prior on a, centred on ``dislike_push_init``: training adds
+    # prior * sum over ages of (a - init)^2, so where the data says little about an
+    # age (its likelihood is flat) a stays backing away, and the data must earn
+    # switching it off. 0: no prior.
+    dislike_push_prior: float = 0.0
     # How a flagged (disliked) history item reaches the encoder.
     # "drop": it does not; the encoder reads the history as exclude_heuristic does and
     #   the flagged items enter only through the push above, so with a = 0 the model *is*
@@ -130,6 +140,13 @@ class ModelConfig:
             raise ValueError(f"num_items and num_creators must be >= {FIRST_INDEX}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.dislike_push_learning not in ("all", "negatives", "none"):
+            raise ValueError(
+                "dislike_push_learning must be 'all', 'negatives' or 'none', got "
+                f"{self.dislike_push_learning!r}"
+            )
+        if not self.dislike_push_prior >= 0:
+            raise ValueError(f"dislike_push_prior must be >= 0, got {self.dislike_push_prior}")
         if not self.dislike_push_scale > 0:
             raise ValueError(f"dislike_push_scale must be > 0, got {self.dislike_push_scale}")
 
@@ -324,6 +341,11 @@ class SequenceRecommender(nn.Module):
 
     def user_state(self, batch: HistoryBatch) -> Tensor:
         """s, (B, D)."""
+        state, push = self.state_parts(batch)
+        return state if push is None else state + push
+
+    def state_parts(self, batch: HistoryBatch) -> tuple[Tensor, Tensor | None]:
+        """s without the dislike push, and the push (None without one), each (B, D)."""
         # The input may hold more than max_len items (arms with the dislike flag get the
         # whole window, so the dropped view can reach back past flagged items as the
         # heuristic does); each view keeps its newest max_len.
@@ -340,8 +362,16 @@ class SequenceRecommender(nn.Module):
                 # rows without a flagged item read the same either way
                 state = state + self.flagged_gate * (self._encode(recent) - state)
         if self.dislike_push is None:
-            return state
-        return state + self._dislike_push(recent)
+            return state, None
+        return state, self._dislike_push(recent)
+
+    def push_prior_penalty(self) -> Tensor:
+        """prior * sum over ages of (a - init)^2: the push's prior, a training term."""
+        prior = self.config.dislike_push_prior
+        if self.dislike_push is None or prior == 0:
+            return torch.zeros(())
+        a = self.config.dislike_push_scale * self.dislike_push.weight.squeeze(-1)
+        return prior * (a - self.config.dislike_push_init).square().sum()
 
     def push_weights(self) -> Tensor:
         """a per age, (max_len,): the stored weights times ``dislike_push_scale``, before

@@ -80,7 +80,14 @@ class RecommenderModule(L.LightningModule):
         return self.model.user_state(batch.history)
 
     def loss_terms(self, batch: ExampleTensors, sampled: bool) -> LossTerms:
-        state = self.model.user_state(batch.history)  # (B, D)
+        state, push = self.model.state_parts(batch.history)  # (B, D), (B, D) or None
+        if push is not None:
+            learning = self.model.config.dislike_push_learning
+            if learning == "negatives":  # only the not-to-recommend rows move the push
+                push = torch.where(batch.is_negative.unsqueeze(1), push, push.detach())
+            elif learning == "none":
+                push = push.detach()
+            state = state + push
         items = self.model.item_embeddings()  # (N, D)
         if sampled:
             log_q = (self.label_counts / self.label_counts.sum()).log()  # (N,)
@@ -108,6 +115,8 @@ class RecommenderModule(L.LightningModule):
         self.log(f"{stage}/loss", terms.total, prog_bar=True, batch_size=size)
         self.log(f"{stage}/loss_pos", terms.positive, batch_size=size)
         self.log(f"{stage}/loss_neg", terms.not_to_recommend, batch_size=size)
+        if stage == "train" and self.model.config.dislike_push_prior > 0:
+            return terms.total + self.model.push_prior_penalty()
         return terms.total
 
     def training_step(self, batch: ExampleTensors, batch_idx: int) -> Tensor:

@@ -64,6 +64,34 @@ class Catalog:
             creator[row] = same_creator / len(recs)
         return SameShare(cluster=cluster, creator=creator)
 
+    def same_mass(
+        self, probabilities: np.ndarray, item_ids: Sequence[str], anchors: Sequence[str]
+    ) -> SameShare:
+        """Per row, the probability mass on the anchor's cluster and creator.
+
+        ``probabilities`` is (B, len(item_ids)), rows summing to 1 over the items a
+        recommender may show; the columns are ``item_ids`` (items the catalogue does not
+        hold count for neither)."""
+        if probabilities.shape != (len(anchors), len(item_ids)):
+            raise ValueError(
+                f"probabilities {probabilities.shape} for {len(anchors)} anchors and "
+                f"{len(item_ids)} items"
+            )
+        known = [(j, self._index[i]) for j, i in enumerate(item_ids) if i in self._index]
+        columns = np.array([j for j, _ in known], dtype=np.int64)
+        rows = np.array([k for _, k in known], dtype=np.int64)
+        anchor_rows = np.array([self.index(a) for a in anchors], dtype=np.int64)
+        mass = probabilities[:, columns]  # (B, known items)
+        same = {}
+        for name, ids in (("cluster", self.cluster_ids), ("creator", self.creator_ids)):
+            code = {value: c for c, value in enumerate(dict.fromkeys(ids))}
+            codes = np.array([code[v] for v in ids], dtype=np.int64)  # per catalogue item
+            same[name] = codes[rows][None, :] == codes[anchor_rows][:, None]  # (B, known)
+        return SameShare(
+            cluster=(mass * same["cluster"]).sum(axis=1),
+            creator=(mass * same["creator"]).sum(axis=1),
+        )
+
 
 @dataclass(frozen=True)
 class SameShare:

@@ -12,7 +12,8 @@ Steps (``run_experiment``):
    positives, of disliked items, and of a disliked item's creator).
 
 ``ablation.json`` holds ``{"arms": {ARM: {responsiveness_cluster,
-responsiveness_creator, ci95_cluster, ci95_creator, dislike_rate,
+responsiveness_creator, ci95_cluster, ci95_creator, mass_responsiveness_cluster,
+mass_responsiveness_creator, dislike_rate,
 repeat_dislike_creator_rate, recall_at_k, ndcg_at_k, hr_at_10,
 hr_at_10_dislikes, hr_at_10_dislike_creator}}, "config": {...}}``;
 diagnostics (shares, intervals against ``no_signal``, training reports) go to
@@ -240,9 +241,12 @@ def run_arm(arm: str, data: PreparedData, config: ExperimentConfig, progress: bo
         "push_weights": [round(a, 4) for a in recommender.model.push_weights().tolist()],
     }  # fmt: skip
     log.info(
-        "arm %s: responsiveness cluster %+.1f%% creator %+.1f%%, dislike rate %.3f%%, "
-        "Recall@%d %.4f (%.1fs)",
-        arm, 100 * probe.cluster, 100 * probe.creator, 100 * loop.dislike_rate,
+        "arm %s: responsiveness cluster %+.1f%% creator %+.1f%% (in mass %+.1f%% / %+.1f%%), "
+        "dislike rate %.3f%%, Recall@%d %.4f (%.1fs)",
+        arm, 100 * probe.cluster, 100 * probe.creator,
+        100 * (probe.mass_cluster if probe.mass_cluster is not None else float("nan")),
+        100 * (probe.mass_creator if probe.mass_creator is not None else float("nan")),
+        100 * loop.dislike_rate,
         config.recall_k, ranking.recall, time.perf_counter() - t0,
     )  # fmt: skip
     return ArmOutcome(
@@ -296,6 +300,10 @@ def ablation_json(
             "responsiveness_creator": o.responsiveness.creator,
             "ci95_cluster": list(o.responsiveness.ci95_cluster),
             "ci95_creator": list(o.responsiveness.ci95_creator),
+            # the same change in the model's probability mass: the logs' yardstick's
+            # quantity (world_stats.logged_responsiveness), see simulator.probe
+            "mass_responsiveness_cluster": o.responsiveness.mass_cluster,
+            "mass_responsiveness_creator": o.responsiveness.mass_creator,
             "dislike_rate": o.loop.dislike_rate,
             "repeat_dislike_creator_rate": o.loop.repeat_dislike_creator_rate,
             "recall_at_k": o.ranking.recall,

@@ -17,7 +17,16 @@ the share from the anchor's content cluster and from its creator.
     responsiveness = mean(share | dislike) / mean(share | long dwell) - 1
 
 over all simulations (negative: the recommender backs away after a dislike),
-with a 95% bootstrap interval resampling simulations. ``measure_responsiveness``
+with a 95% bootstrap interval resampling simulations.
+
+A recommender that also gives its scores (``ScoringRecommender``) is measured a
+second way, in probability mass: the share of its softmax over the unseen items
+that falls on the anchor's cluster / creator, in each branch. That is the
+quantity of the logs' own yardstick (``logged_data.logged_responsiveness``: how
+often the next positive comes from the anchor's cluster), which the top-``top_n``
+share need not follow: a model that moves half its mass off a cluster whose items
+still outrank every other keeps its top 20 as they were. (On the medium world the
+two agree within about a point: docs/experiment.md.) ``measure_responsiveness``
 is a pure function of (branched histories, recommender); the trajectories are
 batched so each of the ``k`` steps is one ``top_k`` call for all simulations.
 """
@@ -26,7 +35,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -34,11 +43,12 @@ from tqdm import tqdm
 
 from recoil.core.events import InteractionEvent
 from recoil.core.labels import LabelConfig
+from recoil.core.records import HistoryItem
 from recoil.core.settings import setting
 from recoil.core.windows import History, step
-from simulator.catalog import Catalog
+from simulator.catalog import Catalog, SameShare
 from simulator.metrics import bootstrap_relative_change, relative_change
-from simulator.recommender import Recommender, top_k_batched
+from simulator.recommender import Recommender, ScoringRecommender, top_k_batched
 
 PROBE_START_TIME = 1_735_689_600.0  # 2025-01-01T00:00:00Z, after any world log
 STEP_SECONDS = 30.0  # simulated time between two consumed items
@@ -93,6 +103,12 @@ class Responsiveness:
     # share of a trajectory's items (before the anchor) from the anchor's cluster: how
     # concentrated the probed histories are (compare with the logged users' histories)
     trajectory_cluster_share: float
+    # The same change in probability mass (module docstring); None for a recommender
+    # that gives no scores (the live loop's HTTP one).
+    mass_cluster: float | None = None
+    mass_creator: float | None = None
+    ci95_mass_cluster: tuple[float, float] | None = None
+    ci95_mass_creator: tuple[float, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -150,7 +166,7 @@ def measure_responsiveness(
     recs = top_k_batched(recommender, histories, top_n, exclude_seen=True, batch_size=batch_size)
     base = catalog.same_share(recs[:n], branches.anchors)
     disliked = catalog.same_share(recs[n:], branches.anchors)
-    return Responsiveness(
+    result = Responsiveness(
         cluster=relative_change(base.cluster, disliked.cluster),
         creator=relative_change(base.creator, disliked.creator),
         ci95_cluster=bootstrap_relative_change(base.cluster, disliked.cluster, rng, bootstrap),
@@ -161,6 +177,59 @@ def measure_responsiveness(
         share_creator_dislike=float(disliked.creator.mean()),
         simulations=n,
         trajectory_cluster_share=trajectory_cluster_share(branches, catalog),
+    )
+    if not isinstance(recommender, ScoringRecommender):
+        return result
+    # after the share's intervals, so those draw the same resamples as before
+    shares = [
+        same_mass_batched(recommender, catalog, group, branches.anchors, batch_size)
+        for group in (branches.long_dwell, branches.dislike)
+    ]
+    mass: dict[str, Any] = {}
+    for kind in ("cluster", "creator"):
+        mass_base, mass_disliked = (getattr(share, kind) for share in shares)
+        mass[f"mass_{kind}"] = relative_change(mass_base, mass_disliked)
+        mass[f"ci95_mass_{kind}"] = bootstrap_relative_change(
+            mass_base, mass_disliked, rng, bootstrap
+        )
+    return replace(result, **mass)
+
+
+def unseen_probabilities(
+    scores: np.ndarray, item_ids: Sequence[str], histories: Sequence[Sequence[HistoryItem]]
+) -> np.ndarray:
+    """Softmax of each row of ``scores`` over the items its history has not seen, (B, N)."""
+    column = {item: j for j, item in enumerate(item_ids)}
+    logits = scores.astype(np.float64)  # a copy: the seen items are masked in place
+    for row, history in enumerate(histories):
+        seen = [column[h.item_id] for h in history if h.item_id in column]
+        logits[row, seen] = -np.inf
+    top = logits.max(axis=1, keepdims=True)
+    top[~np.isfinite(top)] = 0.0  # a history that has seen every item: no mass anywhere
+    weights = np.exp(logits - top)
+    total = weights.sum(axis=1, keepdims=True)
+    return np.divide(weights, total, out=np.zeros_like(weights), where=total > 0)
+
+
+def same_mass_batched(
+    recommender: ScoringRecommender,
+    catalog: Catalog,
+    histories: Sequence[History],
+    anchors: Sequence[str],
+    batch_size: int,
+) -> SameShare:
+    """``Catalog.same_mass`` of the recommender's unseen-item softmax, at most
+    ``batch_size`` rows (and 2**24 scores) at a time."""
+    ids = recommender.item_ids()
+    rows = max(1, min(batch_size, 2**24 // max(1, len(ids))))  # <= 128 MiB of float64
+    parts = []
+    for start in range(0, len(histories), rows):
+        chunk = histories[start : start + rows]
+        probabilities = unseen_probabilities(recommender.scores(chunk), ids, chunk)
+        parts.append(catalog.same_mass(probabilities, ids, anchors[start : start + rows]))
+    return SameShare(
+        cluster=np.concatenate([p.cluster for p in parts]),
+        creator=np.concatenate([p.creator for p in parts]),
     )
 
 

@@ -8,7 +8,9 @@ in full (oldest first); an arm's input transform happens inside ``top_k``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
+
+import numpy as np
 
 from recoil.core.records import EXCLUDE_SEEN, HistoryItem
 
@@ -19,6 +21,20 @@ class Recommender(Protocol):
     ) -> list[list[str]]:
         """For each history, up to ``k`` item ids, best first (``exclude_seen``: none in it;
         by default as the serving API does, ``recoil.core.records.EXCLUDE_SEEN``)."""
+        ...
+
+
+@runtime_checkable
+class ScoringRecommender(Recommender, Protocol):
+    """A recommender that also gives its scores: a softmax over them is its estimate of
+    p(next positive = j | history), which the probe compares with the logs' own."""
+
+    def item_ids(self) -> list[str]:
+        """Column j of ``scores`` is ``item_ids()[j]``."""
+        ...
+
+    def scores(self, histories: Sequence[Sequence[HistoryItem]]) -> np.ndarray:
+        """(B, len(item_ids())) float scores, higher is better."""
         ...
 
 

@@ -75,7 +75,9 @@ def _logged_lines(stats: dict[str, Any]) -> list[str]:
         f"In the logs, after {implied['long_dwell_dislikes']:,} long dwells with a dislike the "
         "user's next positive comes from the same cluster / creator "
         f"{_pct(implied['cluster'])} / {_pct(implied['creator'])} as often as after a plain "
-        "long dwell: the change a model that learned the logs exactly would make. "
+        "long dwell: the change in probability mass a model that learned the logs exactly "
+        "would make (compare the *mass* columns below; the top-20 share is another "
+        "quantity). "
         f"{_pct(stats.get('history_cluster_share', float('nan')), False)} of a logged "
         "history's recent items share the next item's cluster (the probe's trajectories: "
         "`trajectory_cluster_share` in `details.json`).",
@@ -103,9 +105,10 @@ def ablation_markdown(ablation: dict[str, Any], details: dict[str, Any]) -> str:
         f"top {cfg['probe']['top_n']} at step k+1. Closed loop: {cfg['closed_loop']['users']} "
         f"users x {cfg['closed_loop']['steps']} steps. Intervals: bootstrap 95%.",
         "",
-        "| arm | responsiveness cluster | responsiveness creator | dislike rate (vs no_signal) "
-        f"| repeat dislike / creator | Recall@{k} (vs no_signal) | NDCG@{k} |",
-        "|---|---|---|---|---|---|---|",
+        "| arm | responsiveness cluster | responsiveness creator | mass cluster / creator "
+        f"| dislike rate (vs no_signal) | repeat dislike / creator | Recall@{k} (vs no_signal) "
+        f"| NDCG@{k} |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for arm, r in ablation["arms"].items():
         vs = details.get(arm, {}).get("vs_no_signal", {})
@@ -119,6 +122,8 @@ def ablation_markdown(ablation: dict[str, Any], details: dict[str, Any]) -> str:
         lines.append(
             f"| {arm} | {_pct(r['responsiveness_cluster'])} [{_pct(lo_c)}, {_pct(hi_c)}] "
             f"| {_pct(r['responsiveness_creator'])} [{_pct(lo_r)}, {_pct(hi_r)}] "
+            f"| {_pct(r.get('mass_responsiveness_cluster'))} / "
+            f"{_pct(r.get('mass_responsiveness_creator'))} "
             f"| {dislike} | {_pct(r['repeat_dislike_creator_rate'], False)} "
             f"| {recall} | {r['ndcg_at_k']:.4f} |"
         )

@@ -324,3 +324,58 @@ def test_the_learned_model_starts_as_exclude_heuristic(encoder: str, flagged_inp
             assert torch.allclose(opened, flagged_scores, atol=1e-6)
     with pytest.raises(ValueError, match="flagged_input must be"):
         ModelConfig(flagged_input="ignore")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("learning", "moved_by"),
+    [
+        ("all", {"positive", "not_to_recommend"}),
+        ("negatives", {"not_to_recommend"}),
+        ("none", set()),
+    ],
+)
+def test_push_learning_says_which_loss_moves_the_push(learning: str, moved_by: set[str]) -> None:
+    from learner.features import ExampleTensors
+    from learner.module import RecommenderModule
+
+    torch.manual_seed(0)
+    config = ModelConfig(
+        num_items=12, num_creators=4, embedding_dim=8, hidden_dim=16, max_len=8,
+        dropout=0.0, flagged_input="drop", dislike_push_learning=learning,
+    )  # fmt: skip
+    module = RecommenderModule.from_config(config)
+    disliked = [*HISTORIES[0][:4], dataclasses.replace(HISTORIES[0][4], disliked=True)]
+    history = encode_histories([disliked, disliked], VOCABS, 8, "feature_only")
+    labels = VOCABS.items.lookup(["i4", "i5"])  # a positive row, then a not-to-recommend row
+    batch = ExampleTensors(
+        history, torch.as_tensor(labels), torch.ones(2), torch.tensor([False, True]),
+        torch.arange(2), torch.zeros(2, dtype=torch.long),
+    )  # fmt: skip
+    assert module.model.dislike_push is not None
+    push = module.model.dislike_push.weight
+    for term in ("positive", "not_to_recommend"):
+        push.grad = None
+        module.zero_grad()
+        getattr(module.loss_terms(batch, sampled=False), term).backward()
+        moved = push.grad is not None and bool(push.grad.abs().sum() > 0)
+        assert moved == (term in moved_by), term
+    with pytest.raises(ValueError, match="dislike_push_learning"):
+        ModelConfig(dislike_push_learning="sometimes")
+
+
+def test_the_push_prior_is_zero_at_its_centre_and_pulls_a_back_to_it() -> None:
+    pushed = model("gru", flagged_input="drop", dislike_push_init=-0.3, dislike_push_prior=0.5)
+    assert pushed.dislike_push is not None
+    assert float(pushed.push_prior_penalty()) == pytest.approx(0.0)
+    with torch.no_grad():
+        pushed.dislike_push.weight[0] += 0.02  # a[0] = -0.3 + 10 * 0.02 = -0.1
+    penalty = pushed.push_prior_penalty()
+    assert float(penalty) == pytest.approx(0.5 * 0.2**2)
+    penalty.backward()
+    grad = pushed.dislike_push.weight.grad
+    assert grad is not None and float(grad[0]) > 0  # descending it lowers a[0] to -0.3
+    assert float(grad[1:].abs().max()) < 1e-5  # the other ages sit at the centre
+    without = model("gru", flagged_input="drop", dislike_push_init=-0.3)
+    assert float(without.push_prior_penalty()) == 0.0
+    with pytest.raises(ValueError, match="dislike_push_prior"):
+        ModelConfig(dislike_push_prior=-1.0)
