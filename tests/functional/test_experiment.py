@@ -13,6 +13,7 @@ from recoil.cli import main
 
 ARM_KEYS = {
     "responsiveness_cluster", "responsiveness_creator", "ci95_cluster", "ci95_creator",
+    "mass_responsiveness_cluster", "mass_responsiveness_creator",
     "dislike_rate", "repeat_dislike_creator_rate", "recall_at_k", "ndcg_at_k",
     "hr_at_10", "hr_at_10_dislikes", "hr_at_10_dislike_creator",
 }  # fmt: skip
@@ -55,6 +56,9 @@ def test_no_signal_cannot_tell_the_branches_apart(run: Path) -> None:
     no_signal = json.loads((run / "ablation.json").read_text())["arms"]["no_signal"]
     assert no_signal["responsiveness_cluster"] == 0.0 == no_signal["responsiveness_creator"]
     assert no_signal["ci95_cluster"] == [0.0, 0.0] == no_signal["ci95_creator"]
+    # the same in probability mass: identical inputs give identical softmaxes
+    assert no_signal["mass_responsiveness_cluster"] == 0.0
+    assert no_signal["mass_responsiveness_creator"] == 0.0
 
 
 def test_config_records_the_world_and_its_statistics(run: Path) -> None:
