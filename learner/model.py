@@ -101,7 +101,7 @@ class ModelConfig:
     # switching it off. 0: no prior.
     # Both are off by default. Medium world, feature_and_labels: a push the positive
     # loss cannot switch off (prior 0.1, or a fixed a = -0.2) is -47% to -68% by
-    # cluster over 3 seeds where the default is -19% to -26%; but it costs 12-24% of
+    # cluster over 3 seeds where the default is -19% to -26%; but it costs 12-34% of
     # positive HR@10 against exclude_heuristic in the aversion worlds (the real ratings'
     # pattern) and 33% on KuaiRand (fixed -0.2), where the default keeps them
     # (docs/experiment.md, "A push the positive loss cannot switch off").

@@ -22,6 +22,8 @@ class Catalog:
     cluster_ids: tuple[str | None, ...]  # content cluster of item j (None when unknown)
     durations: tuple[float, ...]  # seconds; 0 means unknown
     _index: dict[str, int] = field(init=False, repr=False, compare=False)
+    # per item, a small integer for its cluster and for its creator (same id, same code)
+    _codes: dict[str, np.ndarray] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         n = len(self.item_ids)
@@ -31,6 +33,11 @@ class Catalog:
         if len(index) != n:
             raise ValueError("catalog item ids must be unique")
         object.__setattr__(self, "_index", index)
+        codes = {}
+        for name, ids in (("cluster", self.cluster_ids), ("creator", self.creator_ids)):
+            code = {value: c for c, value in enumerate(dict.fromkeys(ids))}
+            codes[name] = np.array([code[v] for v in ids], dtype=np.int64)
+        object.__setattr__(self, "_codes", codes)
 
     def __len__(self) -> int:
         return len(self.item_ids)
@@ -82,11 +89,10 @@ class Catalog:
         rows = np.array([k for _, k in known], dtype=np.int64)
         anchor_rows = np.array([self.index(a) for a in anchors], dtype=np.int64)
         mass = probabilities[:, columns]  # (B, known items)
-        same = {}
-        for name, ids in (("cluster", self.cluster_ids), ("creator", self.creator_ids)):
-            code = {value: c for c, value in enumerate(dict.fromkeys(ids))}
-            codes = np.array([code[v] for v in ids], dtype=np.int64)  # per catalogue item
-            same[name] = codes[rows][None, :] == codes[anchor_rows][:, None]  # (B, known)
+        same = {
+            name: codes[rows][None, :] == codes[anchor_rows][:, None]  # (B, known)
+            for name, codes in self._codes.items()
+        }
         return SameShare(
             cluster=(mass * same["cluster"]).sum(axis=1),
             creator=(mass * same["creator"]).sum(axis=1),
