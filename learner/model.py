@@ -95,18 +95,19 @@ class ModelConfig:
     # "negatives", the not-to-recommend loss alone, so the positive loss cannot switch
     # the push off; or "none", a fixed push (for measuring what a push of a given size
     # does).
+    dislike_push_learning: str = "all"
     # A Gaussian prior on a, centred on ``dislike_push_init``: training adds
     # prior * sum over ages of (a - init)^2, so where the data says little about an
     # age (its likelihood is flat) a stays backing away, and the data must earn
     # switching it off. 0: no prior.
-    # Both are off by default. Medium world, feature_and_labels: a push the positive
-    # loss cannot switch off (prior 0.1, or a fixed a = -0.2) is -47% to -68% by
-    # cluster over 3 seeds where the default is -19% to -26%; but it costs 12-34% of
-    # positive HR@10 against exclude_heuristic in the aversion worlds (the real ratings'
-    # pattern) and 33% on KuaiRand (fixed -0.2), where the default keeps them
-    # (docs/experiment.md, "A push the positive loss cannot switch off").
-    dislike_push_learning: str = "all"
     dislike_push_prior: float = 0.0
+    # Both of the above are off by default. Medium world, feature_and_labels: a push
+    # the positive loss cannot switch off (prior 0.1, or a fixed a = -0.2) is -47% to
+    # -68% by cluster over 3 seeds where the default is -19% to -26%; but it costs
+    # 12-34% of positive HR@10 against exclude_heuristic in the aversion worlds (the
+    # real ratings' pattern) and 33% against no_signal on KuaiRand (fixed -0.2, one
+    # seed), where the default keeps them (docs/experiment.md, "A push the positive
+    # loss cannot switch off").
     # How a flagged (disliked) history item reaches the encoder.
     # "drop": it does not; the encoder reads the history as exclude_heuristic does and
     #   the flagged items enter only through the push above, so with a = 0 the model *is*

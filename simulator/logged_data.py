@@ -174,7 +174,8 @@ def logged_responsiveness(
     share of those from the same cluster / creator after a long dwell *with* a dislike
     and *without*, and their relative change — the probe's measure, on the users'
     own next positives instead of a model's recommendations. A model that learned
-    p(next positive | history) exactly would move its probability mass this much.
+    p(next positive | history) exactly would move its probability mass this much on
+    these histories (the probe's trajectories are other histories).
     """
     counts = {flag: np.zeros(3) for flag in (False, True)}  # [cases, same cluster, creator]
     for user_events in events_by_user(events).values():

@@ -26,7 +26,8 @@ quantity of the logs' own yardstick (``logged_data.logged_responsiveness``: how
 often the next positive comes from the anchor's cluster), which the top-``top_n``
 share need not follow: a model that moves half its mass off a cluster whose items
 still outrank every other keeps its top 20 as they were. (On the medium world the
-two agree within about a point: docs/experiment.md.) ``measure_responsiveness``
+two agree within a few points: docs/experiment.md.) The yardstick averages over the
+logged histories, the probe over its own trajectories: other histories. ``measure_responsiveness``
 is a pure function of (branched histories, recommender); the trajectories are
 batched so each of the ``k`` steps is one ``top_k`` call for all simulations.
 """

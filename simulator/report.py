@@ -76,8 +76,8 @@ def _logged_lines(stats: dict[str, Any]) -> list[str]:
         "user's next positive comes from the same cluster / creator "
         f"{_pct(implied['cluster'])} / {_pct(implied['creator'])} as often as after a plain "
         "long dwell: the change in probability mass a model that learned the logs exactly "
-        "would make (compare the *mass* columns below; the top-20 share is another "
-        "quantity). "
+        "would make on the logged histories (the *mass* columns below measure that change "
+        "on the probe's trajectories, which are other histories). "
         f"{_pct(stats.get('history_cluster_share', float('nan')), False)} of a logged "
         "history's recent items share the next item's cluster (the probe's trajectories: "
         "`trajectory_cluster_share` in `details.json`).",
