@@ -325,6 +325,12 @@ class ContinuousLoop(L.Callback):
             losses.get("positive", float("nan")), losses.get("not_to_recommend", float("nan")),
             self._lag, self.state.vocabs.items.num_ids,
         )  # fmt: skip
+        if not self.source.assigned():  # lag 0 would read as caught up: say why it is 0
+            log.warning(
+                "no partitions of %s assigned yet: the consumer group has not given this "
+                "learner any (is another member of group %r holding them?)",
+                self.topic, self.source.config.group,
+            )  # fmt: skip
 
     # -- checkpoints and snapshots ---------------------------------------------------------
     def save_checkpoint(self, trainer: L.Trainer) -> None:
