@@ -84,6 +84,13 @@ class SourceConfig:
         "('' = dynamic membership)",
         empty_is_none=True,
     )
+    # one learner per group holds every partition; fewer for this long means a join went wrong
+    rejoin_after_s: float = setting(
+        60.0,
+        "seconds a subscribed learner may hold fewer partitions than its topic has before it "
+        "rejoins the group (one learner per group is the design; 0 = never)",
+        flag="--rejoin-after",
+    )
     dedupe_window: int = 100_000  # event ids remembered to drop re-deliveries
     lag_refresh_s: float = 2.0  # end offsets (a broker round trip) are fetched at most this often
     # larger records are skipped undecoded (Kafka's default cap)
@@ -99,6 +106,8 @@ class SourceConfig:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.catch_up_batch_size < 1:
             raise ValueError(f"catch_up_batch_size must be >= 1, got {self.catch_up_batch_size}")
+        if self.rejoin_after_s < 0:
+            raise ValueError(f"rejoin_after_s must be >= 0 (0 = never), got {self.rejoin_after_s}")
         for name in ("batch_timeout_s", "idle_tick_s", "lag_refresh_s"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
@@ -210,6 +219,8 @@ class KafkaExampleSource:
         self._invalid_logged = 0
         self._decode_value = ExampleDecoder(config.max_example_bytes, config.max_history_items)
         self._fixed = partitions is not None  # assigned, not subscribed: may hold none
+        self._short_since: float | None = None  # when it began to hold fewer than all
+        self.rejoins = 0  # group rejoins the source forced (see _check_assignment)
         if partitions is not None:
             owned = [TopicPartition(config.topic, p) for p in partitions]
             consumer.assign(owned)
@@ -224,7 +235,11 @@ class KafkaExampleSource:
             def on_partitions_assigned(self, assigned: Any) -> None:
                 source._on_assigned(assigned)
 
-        consumer.subscribe([config.topic], listener=_Seek())
+        self._listener = _Seek()
+        self._subscribe()
+
+    def _subscribe(self) -> None:
+        self.consumer.subscribe([self.config.topic], listener=self._listener)
         # The topic's partitions must be in the consumer's metadata (fetched after the
         # subscription, so the coordinator's snapshot of it has them) before the group is
         # joined. Otherwise the first join assigns nothing, the metadata that arrives next
@@ -232,7 +247,7 @@ class KafkaExampleSource:
         # when a poll times out between the leader's assignment and the SyncGroup reply,
         # need_rejoin() already reads False, so the reply is never applied and the consumer
         # holds no partitions for good (3 stalls in 30 fresh groups, measured).
-        topic_partitions(consumer, config.topic)
+        topic_partitions(self.consumer, self.config.topic)
 
     def _on_assigned(self, assigned: Iterable[Any]) -> None:
         fresh = []
@@ -295,6 +310,7 @@ class KafkaExampleSource:
             self._poll(wait_ms)
         if not self._buffer:
             self._skip_to_positions()
+        self._check_assignment()
         invalid = sum(skipped.values())
         return RawBatch(tuple(examples), dict(self._next), duplicates, invalid, skipped)
 
@@ -305,6 +321,37 @@ class KafkaExampleSource:
         for tp, batch in records.items():
             if tp.topic == self.config.topic:
                 self._buffer.extend((tp.partition, r.offset, r.value) for r in batch)
+
+    def _check_assignment(self) -> None:
+        """Rejoin the group once this subscribed learner has held fewer partitions than its
+        topic has for ``rejoin_after_s``. The same kafka-python flaw as in ``_subscribe``
+        strikes when partitions are added: the metadata-triggered join loses its
+        assignment (1 in 16 additions, measured), the new partitions are never read and
+        the member stops heartbeating. Leaving and subscribing again starts a clean join;
+        the instance id takes the member's place at once."""
+        if self._fixed or not self.config.rejoin_after_s:
+            return
+        known = self.consumer.partitions_for_topic(self.config.topic) or set()
+        held = {tp.partition for tp in self.consumer.assignment()}
+        if not known or held >= known:
+            self._short_since = None
+            return
+        now = self._clock()
+        if self._short_since is None:
+            self._short_since = now
+            return
+        if now - self._short_since < self.config.rejoin_after_s:
+            return
+        log.warning(
+            "held partitions %s of the %d of %s for %.0f s: rejoining group %r",
+            sorted(held), len(known), self.config.topic, now - self._short_since,
+            self.config.group,
+        )  # fmt: skip
+        self._short_since = None
+        self.rejoins += 1
+        self._buffer.clear()  # re-read from self._next once the partitions are back
+        self.consumer.unsubscribe()
+        self._subscribe()
 
     def _skip_to_positions(self) -> None:
         """With nothing buffered, every record before the consumer's position is handled:

@@ -11,6 +11,7 @@ the first join is complete and there is no second one to lose.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -50,3 +51,48 @@ def test_first_assignment_of_a_fresh_group_holds_every_partition(
         assert joins[0].startswith(f"assigned partitions {list(range(PARTITIONS))} of {topic}"), (
             f"attempt {attempt}: the first join did not assign every partition: {joins}"
         )
+
+
+def test_a_learner_short_of_partitions_rejoins_until_it_holds_them_all(
+    kafka: KafkaSettings, topic_name: Callable[[str], str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Another member takes half the partitions (what a lost join looks like from the
+    learner's side: fewer held than the topic has); after ``rejoin_after_s`` the learner
+    rejoins, and once the other member is gone it holds every partition again."""
+    from kafka import KafkaConsumer
+
+    topic = topic_name("examples")
+    ensure_topics(kafka, [topic], partitions=PARTITIONS)
+    group = f"short-{uuid.uuid4().hex[:8]}"
+    config = SourceConfig(topic=topic, group=group, rejoin_after_s=2.0)
+    source = KafkaExampleSource(make_consumer(kafka, config), config)
+    other = KafkaConsumer(topic, **kafka.kafka_python(), group_id=group, enable_auto_commit=False)
+    stop = threading.Event()
+
+    def keep_polling() -> None:  # a member that stops polling is dropped from the group
+        while not stop.is_set():
+            other.poll(timeout_ms=100)
+
+    poller = threading.Thread(target=keep_polling)
+    poller.start()
+    caplog.set_level(logging.WARNING, logger="learner.kafka_source")
+    try:
+        deadline = time.monotonic() + 60
+        while source.rejoins == 0 and time.monotonic() < deadline:
+            source.next_batch()
+        assert source.rejoins >= 1, "the learner never rejoined while it held a share"
+        assert any("rejoining group" in r.getMessage() for r in caplog.records)
+        stop.set()
+        poller.join()
+        other.close()  # a dynamic member leaves the group at once
+        deadline = time.monotonic() + 60
+        held: set[int] = set()
+        while held != set(range(PARTITIONS)) and time.monotonic() < deadline:
+            source.next_batch()
+            held = {tp.partition for tp in source.consumer.assignment()}
+        assert held == set(range(PARTITIONS))
+    finally:
+        stop.set()
+        poller.join()
+        other.close()  # a second close does nothing
+        source.close()

@@ -141,6 +141,7 @@ def test_only_and_command_defaults() -> None:
     [
         (["learn", "--store", "s", "--snapshot-every-steps", "0"], "--snapshot-every-steps"),
         (["learn", "--store", "s", "--batch-size", "0"], "--batch-size"),
+        (["learn", "--store", "s", "--rejoin-after", "-1"], "--rejoin-after"),
         (["simulate", "--policy-share", "2"], "--policy-share"),
         (["worker", "--heartbeat-interval", "5"], "--heartbeat-interval"),
     ],
