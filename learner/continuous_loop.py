@@ -282,6 +282,7 @@ class ContinuousLoop(L.Callback):
         lag = self.source.lag(self.offsets)
         self._lag = sum(lag.values())
         self.metrics.record_lag(lag)
+        self.metrics.record_assignment(self.source.held_partitions(), self.source.rejoins)
         self.result.steps = trainer.global_step
         self.result.offsets = dict(self.offsets)
         due = self._snapshot_due(trainer.global_step, now)

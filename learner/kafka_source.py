@@ -382,6 +382,10 @@ class KafkaExampleSource:
         rank has its share from the start, even an empty one)."""
         return self._fixed or bool(self.consumer.assignment())
 
+    def held_partitions(self) -> int:
+        """How many partitions this consumer holds now."""
+        return len(self.consumer.assignment())
+
     def commit(self, offsets: Mapping[int, int]) -> bool:
         """Commit ``offsets`` for the partitions this consumer holds; False if Kafka refused
         (a rebalance: the checkpointed offsets remain the source of truth)."""

@@ -32,6 +32,9 @@ class LearnerMetrics:
         self.snapshot_timestamp = m.gauge("recoil_learner_snapshot_timestamp_seconds")
         self.snapshot_publish_seconds = m.histogram("recoil_learner_snapshot_publish_seconds")
         self.consumer_lag = m.gauge("recoil_learner_consumer_lag_messages")
+        self.assigned_partitions = m.gauge("recoil_learner_assigned_partitions")
+        self.group_rejoins = m.counter("recoil_learner_group_rejoins_total")
+        self._rejoins = 0  # the source's count the counter has reached
         self.last_step_timestamp = m.gauge("recoil_learner_last_step_timestamp_seconds")
         self.skipped_examples = m.counter("recoil_learner_skipped_examples_total")
         self.snapshot_failures = m.counter("recoil_learner_snapshot_failures_total")
@@ -68,6 +71,13 @@ class LearnerMetrics:
     def record_snapshot_failure(self, stage: str) -> None:
         """A publish failed at ``stage``: checkpoint, publish or announce."""
         self.snapshot_failures.labels(stage=stage).inc()
+
+    def record_assignment(self, held: int, rejoins: int) -> None:
+        """``held`` partitions now; ``rejoins`` forced so far (the counter follows it)."""
+        self.assigned_partitions.set(held)
+        if rejoins > self._rejoins:
+            self.group_rejoins.inc(rejoins - self._rejoins)
+            self._rejoins = rejoins
 
     def record_lag(self, lag: dict[int, int]) -> None:
         for partition, messages in lag.items():

@@ -174,6 +174,12 @@ CATALOGUE: tuple[Metric, ...] = (
     Metric("recoil_learner_consumer_lag_messages", G, LRN,
            "training-examples messages not yet consumed by the learner.", unit="messages",
            labels=(_PARTITION,)),
+    Metric("recoil_learner_assigned_partitions", G, LRN,
+           "training-examples partitions the learner holds (0: it trains on nothing and its "
+           "lag reads 0)."),
+    Metric("recoil_learner_group_rejoins_total", C, LRN,
+           "Consumer group rejoins the learner forced after holding fewer partitions than "
+           "its topic has for --rejoin-after seconds."),
     Metric("recoil_learner_last_step_timestamp_seconds", G, LRN,
            "Unix time of the last optimizer step.", unit="seconds"),
     Metric("recoil_learner_skipped_examples_total", C, LRN,

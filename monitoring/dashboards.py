@@ -422,6 +422,19 @@ LEARNER = Dashboard(
                 ),
             ),
         ),
+        Panel(
+            "Learner partitions held",
+            "training-examples partitions each learner holds (0: it trains on nothing and its "
+            "lag reads 0), and the group rejoins it forced in the last 15 minutes after "
+            "holding fewer than its topic has (--rejoin-after).",
+            (
+                Target("recoil_learner_assigned_partitions", "held {{instance}}"),
+                Target(
+                    "increase(recoil_learner_group_rejoins_total[15m])",
+                    "rejoins {{instance}}",
+                ),
+            ),
+        ),
     ),
 )
 

@@ -353,6 +353,19 @@ def alert_groups(t: Thresholds = Thresholds()) -> tuple[RuleGroup, ...]:
             ("instance:recoil_learner_last_step_age:seconds", learner_lag),
         ),
         AlertRule(
+            "RecoilLearnerUnassigned",
+            "recoil_learner_assigned_partitions == 0",
+            "5m",
+            "page",
+            "Learner {{ $labels.instance }} holds no partitions of training-examples",
+            "The learner trains on nothing, and its lag reads 0, so RecoilLearnerStalled "
+            "cannot see it. It rejoins its consumer group by itself after --rejoin-after "
+            "(60s by default); if this lasts, another member of its group holds the "
+            "partitions (a second learner with the same --group, or a DDP rank beyond the "
+            "partition count). Check the learner's log for 'no partitions' and 'rejoining'.",
+            ("recoil_learner_assigned_partitions",),
+        ),
+        AlertRule(
             "RecoilStreamAgentSilent",
             "instance:recoil_stream_events:rate5m == 0\n"
             f"and on (job, instance) delta({stream_lag}[5m]) > 0",

@@ -19,6 +19,8 @@ NAMES = {
     "recoil_learner_snapshot_timestamp_seconds": "gauge",
     "recoil_learner_snapshot_publish_seconds": "histogram",
     "recoil_learner_consumer_lag_messages": "gauge",
+    "recoil_learner_assigned_partitions": "gauge",
+    "recoil_learner_group_rejoins": "counter",
     "recoil_learner_last_step_timestamp_seconds": "gauge",
     "recoil_learner_skipped_examples": "counter",
     "recoil_learner_snapshot_failures": "counter",
@@ -42,7 +44,12 @@ def test_recorded_values_are_exact() -> None:
     metrics.record_skipped([("undecodable", 2), ("oversized", 1)])
     metrics.record_skipped([("undecodable", 1)])
     metrics.record_snapshot_failure("publish")
+    metrics.record_assignment(4, rejoins=0)
+    metrics.record_assignment(0, rejoins=2)  # the source's running count, not an increment
+    metrics.record_assignment(2, rejoins=2)
     value = registry.get_sample_value
+    assert value("recoil_learner_assigned_partitions") == 2
+    assert value("recoil_learner_group_rejoins_total") == 2
     assert value("recoil_learner_skipped_examples_total", {"reason": "undecodable"}) == 3
     assert value("recoil_learner_skipped_examples_total", {"reason": "oversized"}) == 1
     assert value("recoil_learner_skipped_examples_total", {"reason": "invalid"}) == 0
