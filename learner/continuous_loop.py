@@ -328,8 +328,8 @@ class ContinuousLoop(L.Callback):
         )  # fmt: skip
         if not self.source.assigned():  # lag 0 would read as caught up: say why it is 0
             log.warning(
-                "no partitions of %s assigned yet: the consumer group has not given this "
-                "learner any (is another member of group %r holding them?)",
+                "no partitions of %s held: the consumer group has not given this learner "
+                "any (is another member of group %r holding them?)",
                 self.topic, self.source.config.group,
             )  # fmt: skip
 
