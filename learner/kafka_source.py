@@ -408,11 +408,13 @@ class KafkaExampleSource:
         return True
 
     def lag(self, trained: Mapping[int, int]) -> dict[int, int]:
-        """Messages per assigned partition not yet trained on (end offset - trained offset)."""
+        """Messages per assigned partition not yet trained on (end offset - trained offset);
+        only partitions held now (none: empty, not the last values seen)."""
         now = self._clock()
         assigned = list(self.consumer.assignment())
-        if now - self._end_offsets_at >= self.config.lag_refresh_s and assigned:
-            ends = self.consumer.end_offsets(assigned)
+        moved = {tp.partition for tp in assigned} != self._end_offsets.keys()  # a rebalance
+        if moved or now - self._end_offsets_at >= self.config.lag_refresh_s:
+            ends = self.consumer.end_offsets(assigned) if assigned else {}
             self._end_offsets = {tp.partition: int(o) for tp, o in ends.items()}
             self._end_offsets_at = now
         return {p: max(0, end - trained.get(p, 0)) for p, end in self._end_offsets.items()}

@@ -32,6 +32,7 @@ class LearnerMetrics:
         self.snapshot_timestamp = m.gauge("recoil_learner_snapshot_timestamp_seconds")
         self.snapshot_publish_seconds = m.histogram("recoil_learner_snapshot_publish_seconds")
         self.consumer_lag = m.gauge("recoil_learner_consumer_lag_messages")
+        self._lag_partitions: set[int] = set()  # partitions with a lag series
         self.assigned_partitions = m.gauge("recoil_learner_assigned_partitions")
         self.group_rejoins = m.counter("recoil_learner_group_rejoins_total")
         self._rejoins = 0  # the source's count the counter has reached
@@ -80,6 +81,11 @@ class LearnerMetrics:
             self._rejoins = rejoins
 
     def record_lag(self, lag: dict[int, int]) -> None:
+        """Lag of the partitions held now; the series of partitions no longer held go
+        (a learner that lost them would otherwise show their last lag for good)."""
+        for gone in self._lag_partitions - lag.keys():
+            self.consumer_lag.remove(str(gone))
+        self._lag_partitions = set(lag)
         for partition, messages in lag.items():
             self.consumer_lag.labels(partition=str(partition)).set(messages)
 

@@ -69,6 +69,9 @@ def test_recorded_values_are_exact() -> None:
     assert value("recoil_learner_snapshot_publish_seconds_bucket", {"le": "0.25"}) == 0
     assert value("recoil_learner_consumer_lag_messages", {"partition": "0"}) == 5
     assert value("recoil_learner_consumer_lag_messages", {"partition": "1"}) == 0
+    metrics.record_lag({1: 3})  # partition 0 was revoked: its series goes
+    assert value("recoil_learner_consumer_lag_messages", {"partition": "0"}) is None
+    assert value("recoil_learner_consumer_lag_messages", {"partition": "1"}) == 3
 
 
 @pytest.mark.parametrize(
