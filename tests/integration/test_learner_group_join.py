@@ -19,6 +19,7 @@ from collections.abc import Callable
 import pytest
 
 from learner.kafka_source import KafkaExampleSource, SourceConfig, make_consumer
+from learner.synthetic import synthetic_examples
 from recoil.core.kafka_settings import KafkaSettings
 from recoil.core.topics import ensure_topics
 
@@ -58,11 +59,19 @@ def test_a_learner_short_of_partitions_rejoins_until_it_holds_them_all(
 ) -> None:
     """Another member takes half the partitions (what a lost join looks like from the
     learner's side: fewer held than the topic has); after ``rejoin_after_s`` the learner
-    rejoins, and once the other member is gone it holds every partition again."""
-    from kafka import KafkaConsumer
+    rejoins, and once the other member is gone it holds every partition again, having
+    taken every example exactly once across the rejoins."""
+    from kafka import KafkaConsumer, KafkaProducer
 
     topic = topic_name("examples")
     ensure_topics(kafka, [topic], partitions=PARTITIONS)
+    examples = synthetic_examples(num_users=8, events_per_user=30, num_items=40, seed=3)
+    producer = KafkaProducer(**kafka.kafka_python(), acks="all")
+    for example in examples:
+        producer.send(topic, key=example.user_id.encode(), value=example.to_json())
+    producer.flush()
+    producer.close()
+    taken: list[str] = []
     group = f"short-{uuid.uuid4().hex[:8]}"
     config = SourceConfig(topic=topic, group=group, rejoin_after_s=2.0)
     source = KafkaExampleSource(make_consumer(kafka, config), config)
@@ -79,7 +88,7 @@ def test_a_learner_short_of_partitions_rejoins_until_it_holds_them_all(
     try:
         deadline = time.monotonic() + 60
         while source.rejoins == 0 and time.monotonic() < deadline:
-            source.next_batch()
+            taken += [e.event_id for e in source.next_batch().examples]
         assert source.rejoins >= 1, "the learner never rejoined while it held a share"
         assert any("rejoining group" in r.getMessage() for r in caplog.records)
         stop.set()
@@ -88,9 +97,12 @@ def test_a_learner_short_of_partitions_rejoins_until_it_holds_them_all(
         deadline = time.monotonic() + 60
         held: set[int] = set()
         while held != set(range(PARTITIONS)) and time.monotonic() < deadline:
-            source.next_batch()
+            taken += [e.event_id for e in source.next_batch().examples]
             held = {tp.partition for tp in source.consumer.assignment()}
         assert held == set(range(PARTITIONS))
+        while len(taken) < len(examples) and time.monotonic() < deadline:
+            taken += [e.event_id for e in source.next_batch().examples]
+        assert sorted(taken) == sorted(e.event_id for e in examples)  # none lost, none twice
     finally:
         stop.set()
         poller.join()
