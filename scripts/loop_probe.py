@@ -1,5 +1,6 @@
 """Run the live loop as tests/integration/test_loop.py does, for one seed, until
-feature_and_labels has been probed at version MAX_VERSION; print each of its probes.
+feature_and_labels has been probed at version MAX_VERSION; print each of its probes
+and the push weights of the version it probed.
 
     python scripts/loop_probe.py SEED MAX_VERSION WORKDIR
 
@@ -14,12 +15,22 @@ import time
 import uuid
 from pathlib import Path
 
+from learner.snapshot import SnapshotError, load_snapshot
 from recoil.broker.embedded import EmbeddedKafka
 from recoil.core.kafka_settings import KafkaSettings
 from recoil.core.processes import ProcessGroup
 from recoil.loop import Loop, LoopConfig
 
 TIMEOUT_S = 900
+
+
+def push_weights(store: Path, version: int) -> str:
+    """The snapshot's push weights a of the four newest ages ('-' if it was pruned)."""
+    try:
+        model = load_snapshot(store, version).model
+    except SnapshotError:
+        return "-"
+    return " ".join(f"{a:+.2f}" for a in model.push_weights()[:4].tolist())
 
 
 def main(seed: int, max_version: int, workdir: Path) -> None:
@@ -46,10 +57,12 @@ def main(seed: int, max_version: int, workdir: Path) -> None:
                 if versions and max(versions) >= max_version:
                     break
                 time.sleep(3)
-        print("seed version cluster creator")
+        print("seed version cluster creator a[0..3]")
         for r in loop.probe_results():
             if r["arm"] == "feature_and_labels":
-                print(seed, r["model_version"], f"{r['cluster']:+.3f}", f"{r['creator']:+.3f}")
+                push = push_weights(loop.store("feature_and_labels"), int(r["model_version"]))
+                print(seed, r["model_version"], f"{r['cluster']:+.3f}", f"{r['creator']:+.3f}",
+                      push)  # fmt: skip
     finally:
         broker.stop()
 
