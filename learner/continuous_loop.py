@@ -66,8 +66,14 @@ def live_model_config() -> ModelConfig:
     0-2, versions 1-5) every probe with 30 was negative (with 50, all but one cluster
     probe, +4%); creator responsiveness, mean of versions 3-5: -47%, -21%, -40% with
     30 against -26%, -24%, -80% with 50 (one probe spans about +-30 points;
-    docs/experiment.md)."""
-    return ModelConfig(flagged_input="embed")
+    docs/experiment.md).
+
+    The flag starts as meaning nothing (``dislike_flag_init_std=0``): at torch's N(0, 1)
+    an untrained flag moved a minutes-old model's disliked-creator share by as much as
+    +41% on its own, and 2 of 7 runs of the loop test's seed had a creator mean over
+    versions 3-5 at or above 0. Started at 0, all 35 probes of 7 runs on seeds 0-2 were
+    negative (docs/experiment.md, "An untrained flag means nothing")."""
+    return ModelConfig(flagged_input="embed", dislike_flag_init_std=0.0)
 
 
 @dataclass(frozen=True)

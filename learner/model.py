@@ -60,6 +60,16 @@ class ModelConfig:
     dropout: float = 0.1  # on the summed input embeddings (and inside the transformer)
     tie_embeddings: bool = False  # output item embeddings v share the input item table
     init_std: float = 0.05  # normal init of embedding rows, also for rows added by growth
+    # The dislike-flag rows start as nn.Embedding's N(0, 1) times this. At 1.0 (every
+    # model before this field) an untrained flag is a random vector about 20x an item
+    # row: it swamps the flagged item's own row, and in a minutes-old live model it
+    # moved the disliked creator's share by -22% to +41% in a direction training had
+    # not chosen (docs/experiment.md, "An untrained flag means nothing"). 0 starts the
+    # flag as meaning nothing: the two probe branches then differ by the push alone
+    # until the data teaches the flag. The live learner starts at 0.
+    dislike_flag_init_std: float = setting(
+        1.0, "the dislike-flag rows start as N(0, 1) times this", group=MODEL_GROUP
+    )
     # v_j = item row + a row for j's creator, shared by the creator's items: a label on
     # one item (positive or not-to-recommend) moves the creator's other items too.
     # Measured on the medium world: Recall@20 0.094 -> 0.108, creator responsiveness
@@ -156,6 +166,10 @@ class ModelConfig:
             raise ValueError(f"dislike_push_prior must be >= 0, got {self.dislike_push_prior}")
         if not self.dislike_push_scale > 0:
             raise ValueError(f"dislike_push_scale must be > 0, got {self.dislike_push_scale}")
+        if not self.dislike_flag_init_std >= 0:
+            raise ValueError(
+                f"dislike_flag_init_std must be >= 0, got {self.dislike_flag_init_std}"
+            )
 
 
 # What a saved config (snapshot manifest, checkpoint hparams, offline model) that
@@ -250,6 +264,11 @@ class SequenceRecommender(nn.Module):
         self.item_input = nn.Embedding(config.num_items, dim, padding_idx=PAD_INDEX)
         self.creator_input = nn.Embedding(config.num_creators, dim, padding_idx=PAD_INDEX)
         self.dislike_input = nn.Embedding(2, dim)
+        if config.dislike_flag_init_std != 1.0:
+            # scaling the N(0, 1) draw, not drawing again: the random stream and so every
+            # other table's init stay as they were
+            with torch.no_grad():
+                self.dislike_input.weight.mul_(config.dislike_flag_init_std)
         self.dwell_input = nn.Embedding(NUM_DWELL_BUCKETS, dim)
         self.gap_input = nn.Embedding(NUM_GAP_BUCKETS, dim)
         self.input_norm = nn.LayerNorm(dim)

@@ -92,6 +92,29 @@ def test_dislike_flag_changes_the_state_only_when_visible() -> None:
     assert not torch.allclose(states["no_signal"], states["feature_only"])
 
 
+def test_a_flag_started_at_std_0_means_nothing_until_trained() -> None:
+    # The live learner's start (dislike_flag_init_std=0): a flagged history reads as the
+    # same history unflagged, so only the push tells the probe's two branches apart. At
+    # the default N(0, 1) an untrained flag already moves the state.
+    kw: dict[str, object] = {"flagged_input": "embed", "dislike_push": False}
+    default, zero = model("gru", **kw), model("gru", dislike_flag_init_std=0.0, **kw)
+    unflagged = [dataclasses.replace(h, disliked=False) for h in HISTORIES[0]]
+    flagged, plain = (
+        encode_histories([h], VOCABS, 8, "feature_and_labels") for h in (HISTORIES[0], unflagged)
+    )
+    with torch.no_grad():
+        assert torch.equal(zero.user_state(flagged), zero.user_state(plain))
+        assert not torch.allclose(default.user_state(flagged), default.user_state(plain))
+    # the rows are scaled, not drawn again: every other table starts as before
+    assert torch.equal(zero.item_input.weight, default.item_input.weight)
+    assert torch.equal(zero.dislike_input.weight, torch.zeros_like(zero.dislike_input.weight))
+    # and the flag still learns: a loss on the flagged history reaches its row
+    zero.train()
+    zero.scores(flagged)[0, 4].backward()
+    grad = zero.dislike_input.weight.grad
+    assert grad is not None and grad[1].abs().sum() > 0
+
+
 def test_tied_embeddings_share_the_input_table() -> None:
     m = model("gru", tie_embeddings=True, creator_output=False)
     assert m.item_output is None and m.item_embeddings() is m.item_input.weight
@@ -106,6 +129,8 @@ def test_bad_config_says_what_to_fix() -> None:
         ModelConfig(encoder="lstm")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="embedding_dim must be >= 1"):
         ModelConfig(embedding_dim=0)
+    with pytest.raises(ValueError, match="dislike_flag_init_std must be >= 0"):
+        ModelConfig(dislike_flag_init_std=-0.1)
     with pytest.raises(ValueError, match="divisible"):
         SequenceRecommender(ModelConfig(encoder="sasrec", embedding_dim=7, num_heads=2))
 

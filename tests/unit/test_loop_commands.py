@@ -42,6 +42,7 @@ def test_the_learner_command_gives_the_arms_learner(tmp_path: Path) -> None:
     # a new live model: the newest 30 history items, disliked ones read with their flag
     assert config.model == live_model_config()
     assert (config.model.max_len, config.model.flagged_input) == (30, "embed")
+    assert config.model.dislike_flag_init_std == 0.0  # the flag starts as meaning nothing
     assert (source.topic, source.group) == ("training-examples-t", "recoil-learner-no_signal-t")
     assert (args.threads, args.metrics_port) == (1, loop.ports.learner_metrics["no_signal"])
 
