@@ -71,7 +71,7 @@ def live_model_config() -> ModelConfig:
     The flag starts as meaning nothing (``dislike_flag_init_std=0``): at torch's N(0, 1)
     an untrained flag moved a minutes-old model's disliked-creator share by as much as
     +41% on its own, and 2 of 7 runs of the loop test's seed had a creator mean over
-    versions 3-5 at or above 0. Started at 0, all 35 probes of 7 runs on seeds 0-2 were
+    versions 3-5 at or above 0. Started at 0, all 53 probes of 11 runs on seeds 0-3 were
     negative (docs/experiment.md, "An untrained flag means nothing")."""
     return ModelConfig(flagged_input="embed", dislike_flag_init_std=0.0)
 
