@@ -65,8 +65,9 @@ class ModelConfig:
     # row: it swamps the flagged item's own row, and in a minutes-old live model it
     # moved the disliked creator's share by -22% to +41% in a direction training had
     # not chosen (docs/experiment.md, "An untrained flag means nothing"). 0 starts the
-    # flag as meaning nothing: the two probe branches then differ by the push alone
-    # until the data teaches the flag. The live learner starts at 0.
+    # flag as meaning nothing (both rows, so the plain row every unflagged item reads
+    # is 0 too): the two probe branches then differ by the push alone until the data
+    # teaches the flag. The live learner starts at 0.
     dislike_flag_init_std: float = setting(
         1.0, "the dislike-flag rows start as N(0, 1) times this", group=MODEL_GROUP
     )
