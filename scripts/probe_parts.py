@@ -25,6 +25,8 @@ from simulator.probe import ProbeConfig, run_probe
 from simulator.world import World, world_preset
 
 VARIANTS = ("as is", "no push", "no flag", "neither")
+CATALOG = World(world_preset("tiny", 0)).catalog  # the loop's world (seed 0)
+PROBE = ProbeConfig(simulations=600, k=20, top_n=10, choose_from=10, bootstrap=200, seed=0)
 
 
 class SnapshotTopK:
@@ -48,9 +50,7 @@ def probe_variant(store: str, version: int, variant: str) -> tuple[float, float]
             model.dislike_push.weight.zero_()
         if variant in ("no flag", "neither"):
             model.dislike_input.weight[1] = model.dislike_input.weight[0]
-    world = World(world_preset("tiny", 0))
-    config = ProbeConfig(simulations=600, k=20, top_n=10, choose_from=10, bootstrap=200, seed=0)
-    result = run_probe(SnapshotTopK(snapshot), world.catalog, config, LabelConfig())
+    result = run_probe(SnapshotTopK(snapshot), CATALOG, PROBE, LabelConfig())
     return result.creator, result.cluster
 
 
