@@ -132,6 +132,10 @@ class MemoryConsumer:
     def position(self, tp: Any, timeout_ms: int = 0) -> int:
         return self.position_of[tp.partition]
 
+    def highwater(self, tp: Any) -> int | None:
+        """As kafka-python: known once the partition has been fetched from."""
+        return len(self.records[tp.partition]) if self.first_at is not None else None
+
     def end_offsets(self, tps: Iterable[Any]) -> dict[Any, int]:
         return {tp: len(self.records[tp.partition]) for tp in tps}
 
