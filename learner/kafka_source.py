@@ -94,6 +94,12 @@ class SourceConfig:
         "rejoins the group (one learner per group is the design; 0 = never)",
         flag="--rejoin-after",
     )
+    # kafka-python's default is 5 minutes: partitions added to the topic went unread so long
+    metadata_max_age_ms: int = setting(
+        30_000,
+        "milliseconds between metadata refreshes: partitions added to the topic are joined "
+        "and read within about this long",
+    )
     dedupe_window: int = 100_000  # event ids remembered to drop re-deliveries
     lag_refresh_s: float = 2.0  # end offsets (a broker round trip) are fetched at most this often
     # larger records are skipped undecoded (Kafka's default cap)
@@ -116,6 +122,11 @@ class SourceConfig:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.poll_timeout_ms < 1 or self.max_poll_records < 1 or self.dedupe_window < 1:
             raise ValueError("poll_timeout_ms, max_poll_records and dedupe_window must be >= 1")
+        if self.metadata_max_age_ms < 100:
+            raise ValueError(
+                f"metadata_max_age_ms must be >= 100 (a metadata request each time), "
+                f"got {self.metadata_max_age_ms}"
+            )
         if self.max_example_bytes < 1 or self.max_history_items < 1:
             raise ValueError("max_example_bytes and max_history_items must be >= 1")
 
@@ -191,6 +202,7 @@ def make_consumer(settings: KafkaSettings, config: SourceConfig) -> Any:
         max_poll_interval_ms=config.max_poll_interval_ms,
         session_timeout_ms=config.session_timeout_ms,
         group_instance_id=config.instance_id,
+        metadata_max_age_ms=config.metadata_max_age_ms,
         client_id="recoil-learner",
     )
 

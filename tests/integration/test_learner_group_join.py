@@ -108,3 +108,52 @@ def test_a_learner_short_of_partitions_rejoins_until_it_holds_them_all(
         poller.join()
         other.close()  # a second close does nothing
         source.close()
+
+
+def test_partitions_added_to_the_topic_are_read_within_the_metadata_age(
+    kafka: KafkaSettings, topic_name: Callable[[str], str]
+) -> None:
+    """The topic grows from 2 to 4 partitions while the learner reads it: within about
+    ``metadata_max_age_ms`` the learner holds all four and takes the examples written
+    to the new ones, every example exactly once (kafka-python's own default age is 5
+    minutes, so added partitions went unread that long)."""
+    from kafka import KafkaAdminClient, KafkaProducer
+    from kafka.admin import NewPartitions
+
+    topic = topic_name("examples")
+    ensure_topics(kafka, [topic], partitions=2)
+    examples = synthetic_examples(num_users=8, events_per_user=20, num_items=40, seed=5)
+    half = len(examples) // 2
+    producer = KafkaProducer(**kafka.kafka_python(), acks="all")
+    for n, example in enumerate(examples[:half]):
+        producer.send(topic, value=example.to_json(), partition=n % 2)
+    producer.flush()
+    config = SourceConfig(
+        topic=topic, group=f"grow-{uuid.uuid4().hex[:8]}", metadata_max_age_ms=1000,
+        rejoin_after_s=3.0,  # kafka-python can lose the join an addition triggers
+    )  # fmt: skip
+    source = KafkaExampleSource(make_consumer(kafka, config), config)
+    admin = KafkaAdminClient(**kafka.kafka_python())
+    taken: list[str] = []
+    try:
+        deadline = time.monotonic() + 30
+        while len(taken) < half and time.monotonic() < deadline:
+            taken += [e.event_id for e in source.next_batch().examples]
+        assert len(taken) == half
+        admin.create_partitions({topic: NewPartitions(total_count=4)})
+        producer.close()
+        producer = KafkaProducer(**kafka.kafka_python(), acks="all", metadata_max_age_ms=200)
+        while len(producer.partitions_for(topic)) < 4 and time.monotonic() < deadline + 30:
+            time.sleep(0.2)
+        for n, example in enumerate(examples[half:]):
+            producer.send(topic, value=example.to_json(), partition=2 + n % 2)
+        producer.flush()
+        deadline = time.monotonic() + 45
+        while len(taken) < len(examples) and time.monotonic() < deadline:
+            taken += [e.event_id for e in source.next_batch().examples]
+        assert {tp.partition for tp in source.consumer.assignment()} == {0, 1, 2, 3}
+        assert sorted(taken) == sorted(e.event_id for e in examples)  # none lost, none twice
+    finally:
+        producer.close()
+        admin.close()
+        source.close()
