@@ -14,8 +14,10 @@ One run, real processes on one broker:
 
 It reports the workers' sustained events/s and the learner's examples/s (each from
 its own counters, first item to last, so start-up is excluded), the maximum lag of
-each group, and the time to drain (from the last event sent to both lags at 0), and
-writes ``pipeline.json`` and ``pipeline.png`` (lag over time) into ``--out``.
+each group, the time to drain (from the last event sent to both lags at 0), and the
+CPU seconds each role spent from the first event sent to the drain (per event read and
+per example trained: on shared cores, the figure that says who keeps up), and writes
+``pipeline.json`` and ``pipeline.png`` (lag over time) into ``--out``.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import itertools
 import json
 import logging
 import math
+import os
 import tempfile
 import threading
 import time
@@ -112,6 +115,39 @@ def world_events(world_name: str, count: int) -> list[Any]:
     users = min(world.config.num_users, math.ceil(count / steps))
     print(f"simulating {users} users x {steps} impressions of the {world_name} world ...")
     return simulate_logs(world, LoggingPolicyConfig(), users=range(users)).events
+
+
+def group_cpu_seconds(pgid: int) -> float | None:
+    """User + system CPU seconds of the live processes of process group ``pgid``, from
+    Linux's /proc (None elsewhere). Each role starts in a session of its own, so its
+    group holds all of it: a supervised worker is two processes."""
+    proc = Path("/proc")
+    if not (proc / "self" / "stat").is_file():
+        return None
+    ticks = 0
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            # after "(comm)": state ppid pgrp session tty tpgid flags minflt cminflt
+            # majflt cmajflt utime stime ... (proc(5)); comm may hold spaces and ")"
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # gone since the listing
+        if int(fields[2]) == pgid and fields[0] != "Z":  # a zombie is not live
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_by_role(group: Any) -> dict[str, float | None]:
+    """CPU seconds of the workers (summed) and the learner so far."""
+    seconds: dict[str, float | None] = {"workers": 0.0, "learner": 0.0}
+    for child in group.children:
+        role = "learner" if child.name == "learner" else "workers"
+        used = group_cpu_seconds(child.process.pid)
+        held = seconds[role]
+        seconds[role] = None if used is None or held is None else held + used
+    return seconds
 
 
 @dataclass
@@ -236,6 +272,7 @@ def _bench(args: argparse.Namespace, settings: Any, events: list[Any]) -> int:
         _wait_ready(watcher, group, args.timeout)
         print(f"replaying {len(events):,} events into {groups['worker'][0]} ...", flush=True)
         watcher.start()
+        cpu_at_start = cpu_by_role(group)
 
         def sent(n: int) -> None:
             watcher.sent += n
@@ -245,9 +282,11 @@ def _bench(args: argparse.Namespace, settings: Any, events: list[Any]) -> int:
             replayed_at = time.monotonic() - watcher.started
             print(f"  sent at {stats.events_per_second:,.0f} events/s", flush=True)
             last = _wait_drained(watcher, group, len(events), args.timeout)
+            cpu_at_end = cpu_by_role(group)
         finally:
             watcher.stop()
     result = summarize(watcher.samples, len(events), replayed_at, last)
+    result |= cpu_figures(cpu_at_start, cpu_at_end, result)
     result |= {"workers": args.workers, "partitions": args.partitions,
                "source": str(args.file) if args.file else f"world:{args.world}",
                "send_events_per_second": stats.events_per_second,
@@ -408,6 +447,28 @@ def summarize(
     }
 
 
+def cpu_figures(
+    start: dict[str, float | None], end: dict[str, float | None], result: dict[str, Any]
+) -> dict[str, Any]:
+    """CPU seconds per role over the run, per event read (workers) and per example
+    trained (learner); None where /proc could not tell."""
+
+    def spent(role: str, per: int) -> tuple[float | None, float | None]:
+        before, after = start[role], end[role]
+        if before is None or after is None:
+            return None, None
+        return after - before, 1e6 * (after - before) / max(1, per)
+
+    worker, worker_us = spent("workers", result["worker_events"])
+    learner, learner_us = spent("learner", result["learner_examples"])
+    return {
+        "worker_cpu_seconds": worker,
+        "worker_cpu_us_per_event": worker_us,
+        "learner_cpu_seconds": learner,
+        "learner_cpu_us_per_example": learner_us,
+    }
+
+
 def _report(r: dict[str, Any]) -> None:
     print(
         f"workers: {r['worker_events_per_second']:,.0f} events/s "
@@ -424,6 +485,13 @@ def _report(r: dict[str, Any]) -> None:
         f"{r['workers_done_seconds']:.1f}s, the learner {r['learner_after_workers_seconds']:.1f}s "
         "later"
     )
+    if r["worker_cpu_seconds"] is not None and r["learner_cpu_seconds"] is not None:
+        print(
+            f"CPU from the first event sent to the drain: workers "
+            f"{r['worker_cpu_seconds']:.1f}s ({r['worker_cpu_us_per_event']:.0f} us an event), "
+            f"learner {r['learner_cpu_seconds']:.1f}s "
+            f"({r['learner_cpu_us_per_example']:.0f} us an example)"
+        )
     load = f"{r['load_at_start']:.2f} at the start, {r['load_at_end']:.2f} at the end"
     print(f"load average (1 min): {load}")
 

@@ -45,3 +45,10 @@ def test_pipeline_drains_every_event_through_worker_and_learner(
     assert "workers:" in run.stdout and "learner:" in run.stdout  # the figures are printed
     png = (out / "pipeline.png").read_bytes()
     assert png.startswith(b"\x89PNG")
+    # each role's CPU over the run, from /proc: the figure that says who keeps up
+    assert result["worker_cpu_seconds"] > 0 and result["learner_cpu_seconds"] > 0
+    assert result["worker_cpu_us_per_event"] == pytest.approx(
+        1e6 * result["worker_cpu_seconds"] / EVENTS
+    )
+    assert result["learner_cpu_us_per_example"] > 0
+    assert "us an example" in run.stdout
