@@ -44,6 +44,10 @@ HELP = "events/s, examples/s, consumer lag and drain time of worker(s) + learner
 WORKER_EVENTS = "recoil_stream_events_total"  # every event read, whatever the outcome
 WORKER_EXAMPLES = "recoil_stream_training_examples_total"
 LEARNER_EXAMPLES = "recoil_learner_examples_total"
+CPU_KEYS = (
+    "worker_cpu_seconds", "worker_cpu_us_per_event",
+    "learner_cpu_seconds", "learner_cpu_us_per_example",
+)  # fmt: skip
 
 
 def register(sub: Any) -> None:
@@ -117,14 +121,14 @@ def world_events(world_name: str, count: int) -> list[Any]:
     return simulate_logs(world, LoggingPolicyConfig(), users=range(users)).events
 
 
-def group_cpu_seconds(pgid: int) -> float | None:
-    """User + system CPU seconds of the live processes of process group ``pgid``, from
+def cpu_seconds_by_group() -> dict[int, float] | None:
+    """User + system CPU seconds of the live processes, summed by process group, from
     Linux's /proc (None elsewhere). Each role starts in a session of its own, so its
     group holds all of it: a supervised worker is two processes."""
     proc = Path("/proc")
     if not (proc / "self" / "stat").is_file():
         return None
-    ticks = 0
+    ticks: dict[int, int] = {}
     for entry in proc.iterdir():
         if not entry.name.isdigit():
             continue
@@ -134,19 +138,22 @@ def group_cpu_seconds(pgid: int) -> float | None:
             fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
         except (OSError, IndexError):
             continue  # gone since the listing
-        if int(fields[2]) == pgid and fields[0] != "Z":  # a zombie is not live
-            ticks += int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
+        if fields[0] != "Z":  # a zombie is not live
+            group = int(fields[2])
+            ticks[group] = ticks.get(group, 0) + int(fields[11]) + int(fields[12])
+    per_second = os.sysconf("SC_CLK_TCK")
+    return {group: n / per_second for group, n in ticks.items()}
 
 
-def cpu_by_role(group: Any) -> dict[str, float | None]:
-    """CPU seconds of the workers (summed) and the learner so far."""
-    seconds: dict[str, float | None] = {"workers": 0.0, "learner": 0.0}
+def cpu_by_role(group: Any) -> dict[str, float] | None:
+    """CPU seconds of the workers (summed) and the learner so far; None without /proc."""
+    by_group = cpu_seconds_by_group()
+    if by_group is None:
+        return None
+    seconds = {"workers": 0.0, "learner": 0.0}
     for child in group.children:
         role = "learner" if child.name == "learner" else "workers"
-        used = group_cpu_seconds(child.process.pid)
-        held = seconds[role]
-        seconds[role] = None if used is None or held is None else held + used
+        seconds[role] += by_group.get(child.process.pid, 0.0)
     return seconds
 
 
@@ -448,24 +455,19 @@ def summarize(
 
 
 def cpu_figures(
-    start: dict[str, float | None], end: dict[str, float | None], result: dict[str, Any]
+    start: dict[str, float] | None, end: dict[str, float] | None, result: dict[str, Any]
 ) -> dict[str, Any]:
     """CPU seconds per role over the run, per event read (workers) and per example
     trained (learner); None where /proc could not tell."""
-
-    def spent(role: str, per: int) -> tuple[float | None, float | None]:
-        before, after = start[role], end[role]
-        if before is None or after is None:
-            return None, None
-        return after - before, 1e6 * (after - before) / max(1, per)
-
-    worker, worker_us = spent("workers", result["worker_events"])
-    learner, learner_us = spent("learner", result["learner_examples"])
+    if start is None or end is None:
+        return dict.fromkeys(CPU_KEYS)
+    worker = end["workers"] - start["workers"]
+    learner = end["learner"] - start["learner"]
     return {
         "worker_cpu_seconds": worker,
-        "worker_cpu_us_per_event": worker_us,
+        "worker_cpu_us_per_event": 1e6 * worker / max(1, result["worker_events"]),
         "learner_cpu_seconds": learner,
-        "learner_cpu_us_per_example": learner_us,
+        "learner_cpu_us_per_example": 1e6 * learner / max(1, result["learner_examples"]),
     }
 
 
