@@ -265,11 +265,10 @@ class SequenceRecommender(nn.Module):
         self.item_input = nn.Embedding(config.num_items, dim, padding_idx=PAD_INDEX)
         self.creator_input = nn.Embedding(config.num_creators, dim, padding_idx=PAD_INDEX)
         self.dislike_input = nn.Embedding(2, dim)
-        if config.dislike_flag_init_std != 1.0:
-            # scaling the N(0, 1) draw, not drawing again: the random stream and so every
-            # other table's init stay as they were
-            with torch.no_grad():
-                self.dislike_input.weight.mul_(config.dislike_flag_init_std)
+        # scaling the N(0, 1) draw, not drawing again: the random stream and so every
+        # other table's init stay as they were (at 1.0 the rows are exactly the draw)
+        with torch.no_grad():
+            self.dislike_input.weight.mul_(config.dislike_flag_init_std)
         self.dwell_input = nn.Embedding(NUM_DWELL_BUCKETS, dim)
         self.gap_input = nn.Embedding(NUM_GAP_BUCKETS, dim)
         self.input_norm = nn.LayerNorm(dim)
