@@ -67,22 +67,34 @@ def _write_json(path: Path, obj: Any) -> None:
 
 
 def _logged_lines(stats: dict[str, Any]) -> list[str]:
-    """What the logs themselves say should follow a dislike (absent in older runs)."""
+    """What the logs and the world say should follow a dislike (absent in older runs)."""
     implied = stats.get("logged_responsiveness")
     if not implied:
         return []
-    return [
+    lines = [
         f"In the logs, after {implied['long_dwell_dislikes']:,} long dwells with a dislike the "
         "user's next positive comes from the same cluster / creator "
-        f"{_pct(implied['cluster'])} / {_pct(implied['creator'])} as often as after a plain "
-        "long dwell: the change in probability mass a model that learned the logs exactly "
-        "would make on the logged histories (the *mass* columns below measure that change "
-        "on the probe's trajectories, which are other histories). "
+        f"{_pct(implied['cluster'])} / {_pct(implied['creator'])} as often as after the other "
+        "long dwells: a comparison of different histories, in which users dislike what they "
+        "were less drawn to. "
         f"{_pct(stats.get('history_cluster_share', float('nan')), False)} of a logged "
         "history's recent items share the next item's cluster (the probe's trajectories: "
         "`trajectory_cluster_share` in `details.json`).",
         "",
     ]
+    effect = stats.get("dislike_effect")
+    if effect:
+        lines += [
+            f"The world's own effect of a dislike (`dislike_effect`: {effect['branched']:,} "
+            "logged long dwells branched with and without a dislike, the same user and "
+            "logging policy run on with common random numbers): the next positive comes "
+            f"from the anchor's cluster / creator {_pct(effect['cluster'])} / "
+            f"{_pct(effect['creator'])} as often. That is the probe's question asked of the "
+            "world, the dislike's effect alone; a model that reads a dislike as evidence of "
+            "the user's tastes may rightly move further, up to the comparison above.",
+            "",
+        ]
+    return lines
 
 
 def ablation_markdown(ablation: dict[str, Any], details: dict[str, Any]) -> str:

@@ -69,6 +69,10 @@ def test_config_records_the_world_and_its_statistics(run: Path) -> None:
     assert stats["impressions"] == 60 * 60
     assert 0.005 <= stats["dislike_rate"] <= 0.05
     assert 0.20 <= stats["skip_rate"] <= 0.50
+    # the world's own effect of a dislike, next to the logs' comparison, and in the report
+    effect = stats["dislike_effect"]
+    assert effect["creator"] < 0 and effect["branched"] > 0
+    assert "The world's own effect of a dislike" in (run / "ablation.md").read_text()
     assert config["train"]["max_steps"] == 60
     # the model as trained, one table size for every arm: the tiny world's 180 items at
     # most (plus the reserved rows), not the starting config's 3 item rows
