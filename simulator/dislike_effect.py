@@ -19,8 +19,8 @@ flag, so the two branches are shown the same items until the user's responses di
                      / share(... | no dislike) - 1        (and the same by creator)
 
 It holds the user fixed, so it is the dislike's causal effect alone. A model that reads
-a dislike as evidence about the user's tastes may rightly move further, up to what the
-comparison of different histories shows. Medium world, seeds 0-2: cluster -31% to -32%,
+a dislike as evidence about the user's tastes may rightly move further; how much further,
+the comparison of different histories cannot say. Medium world, seeds 0-2: cluster -31% to -32%,
 creator -77% to -78%, where the logs' comparison reads -48% to -51% and -93% to -94%
 (docs/experiment.md).
 """

@@ -91,7 +91,8 @@ def _logged_lines(stats: dict[str, Any]) -> list[str]:
             f"from the anchor's cluster / creator {_pct(effect['cluster'])} / "
             f"{_pct(effect['creator'])} as often. That is the probe's question asked of the "
             "world, the dislike's effect alone; a model that reads a dislike as evidence of "
-            "the user's tastes may rightly move further, up to the comparison above.",
+            "the user's tastes may rightly move further, by an amount the comparison above "
+            "cannot tell.",
             "",
         ]
     return lines
