@@ -11,8 +11,8 @@ examples/s (first record handed out to the last one trained, less the waits belo
 the seconds spent decoding, batching, in the training step, in the per-batch callback
 and publishing snapshots, and the step's time per *trained* example: the live arm
 trains positives and dislikes, and in the medium world 57% of examples are skips it
-reads and counts but does not train. Once every example is handed out, the learner waits for more
-before it trains the last batch (the short batch's ``batch_timeout_s``, then an idle
+reads and counts but does not train. Once every example is handed out, the learner
+waits for more before it trains the last batch (the short batch's ``batch_timeout_s``, then an idle
 tick for Lightning's look-ahead fetch): ~1.5 s that are not the learner's work, and
 were counted before (3,111 examples/s measured, where the work ran at ~5,400). Not a
 ``recoil bench`` command: it patches the learner's consumer factory.
@@ -177,12 +177,7 @@ def trained_by_arm(values: list[bytes], arm: str) -> int:
 
     from learner.arms import resolve_arm
 
-    config = resolve_arm(arm)
-    kinds = {"positive"}
-    if config.dislike_labels:
-        kinds.add("dislike")
-    if config.skip_labels:
-        kinds.add("skip")
+    kinds = resolve_arm(arm).trained_kinds
     return sum(orjson.loads(v)["label_kind"] in kinds for v in values)
 
 

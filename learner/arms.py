@@ -43,6 +43,17 @@ class ArmConfig:
     def uses_negative_labels(self) -> bool:
         return self.dislike_labels or self.skip_labels
 
+    @property
+    def trained_kinds(self) -> frozenset[str]:
+        """The label kinds this arm trains on: positives always, dislikes and skips where
+        it takes them as not-to-recommend labels; examples of other kinds are dropped."""
+        kinds = {"positive"}
+        if self.dislike_labels:
+            kinds.add("dislike")
+        if self.skip_labels:
+            kinds.add("skip")
+        return frozenset(kinds)
+
 
 ARMS: dict[str, ArmConfig] = {
     arm.name: arm

@@ -240,9 +240,10 @@ def encode_examples(
 
     With ``grow`` every item and creator id of every example (kept or not, so
     all arms share one item universe) is added to ``vocabs`` first. Then the
-    arm picks the labels: positives always, dislikes if ``arm.dislike_labels``,
-    skips if ``arm.skip_labels``; other examples are dropped. Without ``grow``,
-    examples whose label item is unknown are dropped too (nothing to score).
+    arm picks the labels (``arm.trained_kinds``): positives always, dislikes if
+    ``arm.dislike_labels``, skips if ``arm.skip_labels``; other examples are
+    dropped. Without ``grow``, examples whose label item is unknown are dropped
+    too (nothing to score).
     ``source`` tells which input positions survived.
     """
     _check_max_len(max_len)
@@ -258,7 +259,7 @@ def encode_examples(
         vocabs.creators.add(label_creator_ids)
     label = vocabs.items.lookup(label_ids)
     label_creator = vocabs.creators.lookup(label_creator_ids)
-    wanted = (kind == 0) | (arm.dislike_labels & (kind == 1)) | (arm.skip_labels & (kind == 2))
+    wanted = np.isin(kind, [_KIND_CODE[k] for k in arm.trained_kinds])
     wanted &= label != UNKNOWN_INDEX
     which = np.flatnonzero(wanted)
     if grow:
