@@ -28,7 +28,6 @@ creator -77% to -78%, where the logs' comparison reads -48% to -51% and -93% to 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -36,8 +35,8 @@ from tqdm import tqdm
 
 from recoil.core.labels import LabelConfig, is_long_dwell, is_positive
 from simulator.logged_data import Impression, logging_run, make_event, next_positive_shares
-from simulator.policy import EngagementPolicy, LoggingPolicyConfig, PolicyMemory
-from simulator.world import Response, SimulatedUserState, World
+from simulator.policy import EngagementPolicy, LoggingPolicyConfig
+from simulator.world import Response, World
 
 BRANCH_STREAM = 7  # default_rng([seed, BRANCH_STREAM, user, step]): apart from the log's own
 
@@ -94,8 +93,8 @@ def _next_positive(
     was (not) disliked, shares its cluster and its creator; None if none within horizon."""
     cfg = world.config
     response = Response(anchor.response.dwell_ratio, liked=False, disliked=disliked)
-    state: SimulatedUserState = world.next_state(anchor.state, response, anchor.item)
-    memory = _copy(anchor.memory)
+    state = world.next_state(anchor.state, response, anchor.item)
+    memory = anchor.memory.copy()
     policy.observe(memory, anchor.item, response.dwell_ratio, response.liked)
     # the same draws in both branches: they differ only where the dislike changed the user
     rng = np.random.default_rng([cfg.seed, BRANCH_STREAM, anchor.user, anchor.step])
@@ -109,12 +108,3 @@ def _next_positive(
         policy.observe(memory, item, reply.dwell_ratio, reply.liked)
         state = world.next_state(state, reply, item)
     return None
-
-
-def _copy(memory: PolicyMemory) -> PolicyMemory:
-    return replace(
-        memory,
-        recent=list(memory.recent),
-        cluster_engagement=dict(memory.cluster_engagement),
-        seen=set(memory.seen),
-    )

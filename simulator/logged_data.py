@@ -86,7 +86,7 @@ class Impression:
     response: Response
     event: InteractionEvent
     state: SimulatedUserState  # the user before this impression
-    memory: PolicyMemory  # the policy before it: a live object, copy it to keep it
+    memory: PolicyMemory  # the policy before it: a live object, ``copy()`` it to keep it
 
 
 def logging_run(

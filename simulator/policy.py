@@ -58,6 +58,10 @@ class PolicyMemory:
     cluster_engagement: dict[int, float] = field(default_factory=dict)
     seen: set[int] = field(default_factory=set)
 
+    def copy(self) -> PolicyMemory:
+        """An independent copy: observing into it leaves this one as it is."""
+        return PolicyMemory(list(self.recent), dict(self.cluster_engagement), set(self.seen))
+
 
 class EngagementPolicy:
     """Re-exposes recently engaged creators and clusters; never uses dislikes."""
