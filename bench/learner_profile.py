@@ -69,18 +69,27 @@ def _time_phases() -> dict[str, float]:
 class _Record(NamedTuple):
     offset: int
     value: bytes
+    headers: list[tuple[str, bytes]]
+
+
+class WorkerRecord(NamedTuple):
+    """A training-example record as a stream worker writes it."""
+
+    key: str  # the user id
+    value: bytes  # the example's JSON
+    headers: list[tuple[str, bytes]]  # the LABEL_HEADER
 
 
 class MemoryConsumer:
     """The part of kafka-python's ``KafkaConsumer`` the learner's source uses."""
 
-    def __init__(self, topic: str, values: list[tuple[str, bytes]], partitions: int = 4) -> None:
+    def __init__(self, topic: str, values: list[WorkerRecord], partitions: int = 4) -> None:
         from kafka import TopicPartition
 
         self.tps = [TopicPartition(topic, p) for p in range(partitions)]
-        self.records: list[list[bytes]] = [[] for _ in range(partitions)]
-        for key, value in values:
-            self.records[zlib.crc32(key.encode()) % partitions].append(value)
+        self.records: list[list[WorkerRecord]] = [[] for _ in range(partitions)]
+        for record in values:
+            self.records[zlib.crc32(record.key.encode()) % partitions].append(record)
         self.position_of = dict.fromkeys(range(partitions), 0)
         self.total = len(values)
         self.handed = 0
@@ -110,7 +119,7 @@ class MemoryConsumer:
             start = self.position_of[tp.partition]
             chunk = self.records[tp.partition][start : start + budget]
             if chunk:
-                out[tp] = [_Record(start + i, v) for i, v in enumerate(chunk)]
+                out[tp] = [_Record(start + i, r.value, r.headers) for i, r in enumerate(chunk)]
                 self.position_of[tp.partition] = start + len(chunk)
                 budget -= len(chunk)
                 self.handed += len(chunk)
@@ -151,10 +160,14 @@ class MemoryConsumer:
         pass
 
 
-def worker_examples(count: int, world_name: str = "medium") -> list[tuple[str, bytes]]:
-    """(user id, JSON) of ``count`` examples as the stream workers write them, in time
-    order (users interleaved, as a replay in time order makes them)."""
+def worker_examples(
+    count: int, world_name: str = "medium", label_header: bool = True
+) -> list[WorkerRecord]:
+    """``count`` example records as the stream workers write them (with the
+    ``LABEL_HEADER``, unless ``label_header`` is False: as another producer might), in
+    time order (users interleaved, as a replay in time order makes them)."""
     from recoil.core.labels import LabelConfig
+    from recoil.core.records import LABEL_HEADER
     from recoil.core.windows import events_to_examples
     from simulator.logged_data import simulate_logs
     from simulator.policy import LoggingPolicyConfig
@@ -167,7 +180,12 @@ def worker_examples(count: int, world_name: str = "medium") -> list[tuple[str, b
     users = range(min(world.config.num_users, max(50, math.ceil(count / steps / 0.7))))
     events = simulate_logs(world, LoggingPolicyConfig(), users=users, steps=steps).events
     examples = sorted(events_to_examples(events, LabelConfig()), key=lambda e: e.timestamp)
-    return [(e.user_id, e.to_json()) for e in examples[:count]]
+    return [
+        WorkerRecord(
+            e.user_id, e.to_json(), [(LABEL_HEADER, e.label_json())] if label_header else []
+        )
+        for e in examples[:count]
+    ]
 
 
 def trained_by_arm(values: list[bytes], arm: str) -> int:
@@ -219,7 +237,12 @@ class _ReferenceDecoder:
 
 
 def profile(
-    count: int, batch_size: int, threads: int, reference: bool = False, cprofile: bool = False
+    count: int,
+    batch_size: int,
+    threads: int,
+    reference: bool = False,
+    cprofile: bool = False,
+    label_header: bool = True,
 ) -> dict[str, Any]:
     """Run the learner on ``count`` in-memory examples (under cProfile if asked)."""
     import torch
@@ -235,8 +258,8 @@ def profile(
     from recoil.core.kafka_settings import KafkaSettings
 
     torch.set_num_threads(threads)
-    values = worker_examples(count)
-    size = sum(len(v) for _, v in values) / len(values)
+    values = worker_examples(count, label_header=label_header)
+    size = sum(len(r.value) for r in values) / len(values)
     print(f"{len(values):,} examples, {size:,.0f} bytes of JSON each on average", flush=True)
     source = SourceConfig(topic="examples", batch_size=batch_size)
     consumer = MemoryConsumer(source.topic, values)
@@ -247,10 +270,10 @@ def profile(
         store=work / "store", checkpoint_dir=work / "ckpt", model_updates_topic=None,
         stop_when_idle_s=1.0,  # model: the live default, as recoil learn trains
     )  # fmt: skip
-    trained = trained_by_arm([v for _, v in values], config.arm)
+    trained = trained_by_arm([r.value for r in values], config.arm)
     print(
         f"{trained:,} of them have a label the arm ({config.arm}) trains; the rest are read, "
-        "decoded and counted, not trained",
+        f"counted and not trained ({'from their label header' if label_header else 'decoded'})",
         flush=True,
     )
     metrics = _Timed(LearnerMetrics(CollectorRegistry()))
@@ -287,10 +310,17 @@ def main() -> None:
     parser.add_argument(
         "--reference-decoder", action="store_true", help="decode with decode_example (before)"
     )
+    parser.add_argument(
+        "--without-label-header",
+        action="store_true",
+        help="records without the label header, as another producer might write them: "
+        "every record is decoded whole",
+    )
     args = parser.parse_args()
     result = profile(
-        args.examples, args.batch_size, args.threads, args.reference_decoder, bool(args.top)
-    )
+        args.examples, args.batch_size, args.threads, args.reference_decoder, bool(args.top),
+        label_header=not args.without_label_header,
+    )  # fmt: skip
     print(
         f"learner: {result['examples']:,} examples in {result['seconds']:.1f}s = "
         f"{result['examples_per_second']:,.0f} examples/s (batch {args.batch_size}, "

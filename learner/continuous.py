@@ -98,6 +98,7 @@ from learner.stream_training import ContinuousModule, StreamDataset, StreamState
 from learner.vocab import Vocabularies
 from recoil.core.errors import ConfigError
 from recoil.core.kafka_settings import KafkaSettings
+from recoil.core.records import LABEL_KINDS
 from recoil.core.topics import ensure_topics
 
 __all__ = [
@@ -211,6 +212,7 @@ def run_learner(
     source = KafkaExampleSource(
         consumer, source_config, offsets, saved.seen_ids if saved else (),
         from_beginning=saved is None, partitions=partitions,
+        label_only=set(LABEL_KINDS) - arm.trained_kinds,
     )  # fmt: skip
     producer = None
     announce = None

@@ -26,6 +26,13 @@ why); either way offsets are committed under the group.
 Duplicates: the streams side is at-least-once, so the same ``event_id`` can
 arrive twice; the source drops ids it has already put into a batch (the last
 ``dedupe_window`` ids are remembered; the trainer checkpoints them too).
+Records of kinds the arm does not train (``label_only``; a skip, for the default arm:
+most records) are read from their ``LABEL_HEADER`` alone, the example without its
+history: they still count, advance offsets, are de-duplicated and bring their label
+item into the vocabulary, but their value (a 50-item history as JSON, ~2 KB) is never
+parsed, so a record the learner will not train on costs it a few microseconds
+instead of ~45 (docs/streams.md). Such a record's value is not checked either. A
+record without the header, or whose header is not a valid example, is read whole.
 Records training cannot take (oversized, undecodable, invalid: see
 ``learner.example_check``) are logged and skipped, counted by reason in each
 batch's ``skipped``; their offsets still advance, so one bad record never stops
@@ -43,13 +50,13 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from learner.example_check import ExampleDecoder, Skipped
 from recoil.core.kafka_settings import KafkaSettings
-from recoil.core.records import TrainingExample
+from recoil.core.records import LABEL_HEADER, TrainingExample
 from recoil.core.settings import setting
 from recoil.core.topics import TRAINING_EXAMPLES
 
@@ -219,7 +226,10 @@ class KafkaExampleSource:
         from_beginning: bool = False,
         clock: Callable[[], float] = time.monotonic,
         partitions: Sequence[int] | None = None,
+        label_only: Collection[str] = (),
     ) -> None:
+        """``label_only``: label kinds whose records are read from their ``LABEL_HEADER``
+        alone (the kinds the arm does not train; see the module docstring)."""
         from kafka import ConsumerRebalanceListener, TopicPartition
 
         self.consumer = consumer
@@ -227,7 +237,9 @@ class KafkaExampleSource:
         self.seen = SeenIds(config.dedupe_window, seen_ids)
         self._next: dict[int, int] = dict(start_offsets or {})  # partition -> next offset to take
         self._from_beginning = from_beginning
-        self._buffer: deque[tuple[int, int, bytes]] = deque()  # (partition, offset, value)
+        # (partition, offset, value, headers)
+        self._buffer: deque[tuple[int, int, bytes, Any]] = deque()
+        self._label_only = frozenset(label_only)
         self._clock = clock
         self._end_offsets: dict[int, int] = {}
         self._end_offsets_at = -float("inf")
@@ -300,9 +312,9 @@ class KafkaExampleSource:
         starved = False  # the last poll brought nothing
         while True:
             while self._buffer and len(examples) < size:
-                partition, offset, value = self._buffer.popleft()
+                partition, offset, value, headers = self._buffer.popleft()
                 self._next[partition] = offset + 1
-                example = self._decode(partition, offset, value)
+                example = self._decode(partition, offset, value, headers)
                 if isinstance(example, Skipped):
                     skipped[example.reason] = skipped.get(example.reason, 0) + 1
                 elif not self.seen.add(example.event_id):
@@ -342,7 +354,7 @@ class KafkaExampleSource:
         before = len(self._buffer)
         for tp, batch in records.items():
             if tp.topic == self.config.topic:
-                self._buffer.extend((tp.partition, r.offset, r.value) for r in batch)
+                self._buffer.extend((tp.partition, r.offset, r.value, r.headers) for r in batch)
         return len(self._buffer) - before
 
     def _waiting(self) -> int:
@@ -399,10 +411,12 @@ class KafkaExampleSource:
                 self._next[tp.partition] = position
 
     def _decode(
-        self, partition: int, offset: int, value: bytes | None
+        self, partition: int, offset: int, value: bytes | None, headers: Any
     ) -> TrainingExample | Skipped:
         config = self.config
-        result = self._decode_value(value)
+        result = self._from_label(headers) if self._label_only and headers else None
+        if result is None:
+            result = self._decode_value(value)
         if isinstance(result, Skipped):
             self._invalid_logged += 1
             if self._invalid_logged <= 20 or self._invalid_logged % 1000 == 0:
@@ -412,6 +426,17 @@ class KafkaExampleSource:
                     result.detail,
                 )  # fmt: skip
         return result
+
+    def _from_label(self, headers: Iterable[tuple[str, bytes]]) -> TrainingExample | None:
+        """The example of a ``label_only`` kind in ``LABEL_HEADER``, without its history;
+        None when the value must be read (no header, a trained kind, a bad header)."""
+        for key, label in headers:
+            if key == LABEL_HEADER:
+                example = self._decode_value(label)
+                if isinstance(example, TrainingExample) and example.label_kind in self._label_only:
+                    return example
+                return None
+        return None
 
     def assigned(self) -> bool:
         """Whether the group has given this consumer any partitions yet (an assigned

@@ -46,8 +46,10 @@ def main(count: int, flags: list[str]) -> None:
             linger_ms=int(os.environ.get("LINGER", "20")),
             batch_size=int(os.environ.get("BATCH", str(1 << 20))),
         )
-        for key, value in values:
-            producer.send("examples", key=key.encode(), value=value)
+        for record in values:
+            producer.send(
+                "examples", key=record.key.encode(), value=record.value, headers=record.headers
+            )
         producer.flush()
         producer.close()
         store = tempfile.mkdtemp(prefix="recoil-learn-alone-")

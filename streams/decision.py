@@ -59,6 +59,7 @@ class Advance:
     state: UserState
     example: TrainingExample | None = None
     example_json: bytes | None = None  # == example.to_json()
+    example_label: bytes | None = None  # == example.label_json() (the LABEL_HEADER)
 
 
 RecordDecision = ToDeadLetter | Drop | Advance
@@ -103,7 +104,10 @@ def decide(
         return failed(exc)
     if step.state is state:  # advance changes nothing for these
         return Drop(step.outcome)
-    return Advance(step.outcome, record.user_id, step.state, step.example, step.example_json)
+    return Advance(
+        step.outcome, record.user_id, step.state, step.example, step.example_json,
+        step.example_label,
+    )  # fmt: skip
 
 
 def failed(exc: Exception) -> ToDeadLetter:

@@ -52,6 +52,7 @@ from recoil.core.events import (
     parse_event,
     validate_event,
 )
+from recoil.core.records import LABEL_HEADER
 from streams import crashloop
 from streams.config import StreamsConfig
 from streams.consumer import RecoilConsumer
@@ -309,9 +310,10 @@ class BatchProcessor:
         pending[decision.user_id] = (decision.state, event)
         if decision.example is None:
             return decision.outcome, []
+        label = decision.example_label
         sent = await self._send(
-            self.config.output_topic, decision.user_id.encode(), decision.example_json, None,
-            tid, message, keyed=True,
+            self.config.output_topic, decision.user_id.encode(), decision.example_json,
+            [(LABEL_HEADER, label)] if label is not None else None, tid, message, keyed=True,
         )  # fmt: skip
         kind = decision.example.label_kind
         counter = self._example_counters.get(kind)

@@ -92,6 +92,7 @@ class Advanced:
     outcome: Outcome
     example: TrainingExample | None
     example_json: bytes | None = None  # == example.to_json(), built from cached row JSON
+    example_label: bytes | None = None  # == example.label_json() (the LABEL_HEADER)
 
 
 def advance(
@@ -113,11 +114,18 @@ def advance(
     )
     if example is None:
         return Advanced(next_state, "none", None)
-    return Advanced(next_state, example.label_kind, example, example_json(example, rows[-keep:]))
+    label = label_json(example)
+    value = with_history(label, rows[-keep:])
+    return Advanced(next_state, example.label_kind, example, value, label.encode())
 
 
 def example_json(example: TrainingExample, history_json: tuple[str, ...]) -> bytes:
     """``example.to_json()``, with the history rows' JSON given ready-made."""
+    return with_history(label_json(example), history_json)
+
+
+def label_json(example: TrainingExample) -> str:
+    """``example.label_json()`` (the record's ``LABEL_HEADER``), as text."""
     shell = {  # TrainingExample.to_dict()'s keys, in its order, history left empty
         "event_id": example.event_id,
         "user_id": example.user_id,
@@ -129,10 +137,14 @@ def example_json(example: TrainingExample, history_json: tuple[str, ...]) -> byt
         "label_kind": example.label_kind,
         "label_weight": example.label_weight,
     }
-    text = _dumps(shell)
+    return _dumps(shell)
+
+
+def with_history(label: str, history_json: tuple[str, ...]) -> bytes:
+    """The example's JSON: ``label_json``'s text with the history rows' JSON put in."""
     # Keys and values before "history" are JSON strings and a number, in which a
     # quote is always escaped, so the first '"history":[]' is the key itself.
-    return text.replace('"history":[]', f'"history":[{",".join(history_json)}]', 1).encode()
+    return label.replace('"history":[]', f'"history":[{",".join(history_json)}]', 1).encode()
 
 
 # json.dumps(value, separators=(",", ":")) with the encoder built once: dumps builds

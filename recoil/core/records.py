@@ -4,6 +4,13 @@
 emits for every labelled event and what learner/ trains on: the user's
 history *before* the event, and the label item with its kind and weight.
 History items are encoded as compact arrays in ``HISTORY_COLUMNS`` order.
+
+Each example record also carries the header ``LABEL_HEADER``: the same example with
+an empty history (``label_json``), a tenth of the value's bytes. A consumer that
+only needs the label (a learner whose arm does not train the example's kind, see
+``learner.kafka_source``) reads it instead of the value; a record without the
+header (another producer) is read whole, so the header is an optimisation, never
+a requirement.
 """
 
 from __future__ import annotations
@@ -23,6 +30,9 @@ NUM_GAP_BUCKETS = 8  # log-scale buckets of the time since the previous history 
 # and evaluations measure exactly that. Serving, the learner's recommenders and the
 # simulator's all default to this one value.
 EXCLUDE_SEEN = True
+
+# Kafka header of a training-example record: ``TrainingExample.label_json()`` (see above)
+LABEL_HEADER = "recoil.label"
 
 HISTORY_COLUMNS = (
     "item_id", "creator_id", "cluster_id", "disliked", "dwell_bucket", "gap_bucket", "timestamp",
@@ -82,6 +92,10 @@ class TrainingExample:
 
     def to_json(self) -> bytes:
         return json.dumps(self.to_dict(), separators=(",", ":")).encode()
+
+    def label_json(self) -> bytes:
+        """``LABEL_HEADER``'s value: this example's JSON with an empty history."""
+        return json.dumps({**self.to_dict(), "history": []}, separators=(",", ":")).encode()
 
     @classmethod
     def from_dict(cls, obj: dict[str, Any]) -> TrainingExample:

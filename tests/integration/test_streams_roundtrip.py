@@ -19,7 +19,7 @@ from recoil.core.events import InteractionEvent
 from recoil.core.kafka_settings import KafkaSettings
 from recoil.core.labels import LabelConfig
 from recoil.core.processes import ProcessGroup
-from recoil.core.records import HistoryItem, TrainingExample
+from recoil.core.records import LABEL_HEADER, HistoryItem, TrainingExample
 from recoil.core.windows import events_to_examples
 from streams.config import StreamsConfig
 from streams.harness import get_json, metric, read_topic, scrape, start_worker, wait_until
@@ -130,6 +130,11 @@ def test_replayed_file_yields_exact_training_examples(
     got = sorted((TrainingExample.from_json(r.value) for r in records), key=lambda x: x.event_id)
     assert got == expected
     assert all(r.key == TrainingExample.from_json(r.value).user_id.encode() for r in records)
+    # each record carries its label (the example without its history) as a header
+    assert all(
+        r.headers == ((LABEL_HEADER, TrainingExample.from_json(r.value).label_json()),)
+        for r in records
+    )
     counts = {
         o: metric(samples, "recoil_stream_events_total", outcome=o)
         for o in ("positive", "dislike", "skip", "none", "invalid", "duplicate", "out_of_order")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.learner_profile import MemoryConsumer
+from bench.learner_profile import MemoryConsumer, WorkerRecord
 from learner.kafka_source import KafkaExampleSource, RawBatch, SourceConfig
 from tests.unit.test_learner_example_decoder import _examples
 
@@ -18,7 +18,7 @@ def _source(
     catch_up: int, count: int, consumer_type: type[MemoryConsumer] = MemoryConsumer,
     batch_timeout_s: float = 0.01,
 ) -> tuple[KafkaExampleSource, MemoryConsumer]:  # fmt: skip
-    values = [(e.user_id, e.to_json()) for e in _examples(users=3, per_user=400)][:count]
+    values = [WorkerRecord(e.user_id, e.to_json(), []) for e in _examples(3, 400)][:count]
     config = SourceConfig(
         topic="examples", batch_size=64, catch_up_batch_size=catch_up, max_poll_records=300,
         batch_timeout_s=batch_timeout_s, idle_tick_s=0.01, poll_timeout_ms=1,

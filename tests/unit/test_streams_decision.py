@@ -51,16 +51,18 @@ def test_the_key_must_be_the_events_user_id() -> None:
 
 def test_a_labelled_first_event_advances_a_new_user_and_sends_its_example() -> None:
     decision = decide(ev(1, 1000.0, dwell=29.0), None, LABELS, 10)
+    value = (
+        b'{"event_id":"e1","user_id":"u1","timestamp":1000.0,"history":[],'
+        b'"label_item_id":"i1","label_creator_id":"c1","label_cluster_id":"k1",'
+        b'"label_kind":"positive","label_weight":1.0}'
+    )
     assert decision == Advance(
         outcome="positive",
         user_id="u1",
         state=AFTER_E1,
         example=TrainingExample("e1", "u1", 1000.0, (), "i1", "c1", "k1", "positive", 1.0),
-        example_json=(
-            b'{"event_id":"e1","user_id":"u1","timestamp":1000.0,"history":[],'
-            b'"label_item_id":"i1","label_creator_id":"c1","label_cluster_id":"k1",'
-            b'"label_kind":"positive","label_weight":1.0}'
-        ),
+        example_json=value,
+        example_label=value,  # an empty history: the label header is the whole example
     )
     assert isinstance(decision, Advance)
     assert decision.state.to_bytes() == (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 
@@ -138,6 +139,9 @@ def test_example_json_equals_to_json(event_id: str) -> None:
     assert result.example is not None
     assert result.example_json == result.example.to_json()
     assert example_json(result.example, state.rows_json()) == result.example.to_json()
+    assert result.example_label == result.example.label_json()  # the record's header
+    label = TrainingExample.from_json(result.example.label_json())
+    assert label == dataclasses.replace(result.example, history=())
 
 
 def test_matches_offline_windowing_for_in_order_streams() -> None:
