@@ -243,6 +243,7 @@ def profile(
     reference: bool = False,
     cprofile: bool = False,
     label_header: bool = True,
+    precision: str = "32-true",
 ) -> dict[str, Any]:
     """Run the learner on ``count`` in-memory examples (under cProfile if asked)."""
     import torch
@@ -268,7 +269,7 @@ def profile(
     work = Path(tempfile.mkdtemp(prefix="recoil-learner-profile-"))
     config = LearnerConfig(
         store=work / "store", checkpoint_dir=work / "ckpt", model_updates_topic=None,
-        stop_when_idle_s=1.0,  # model: the live default, as recoil learn trains
+        stop_when_idle_s=1.0, precision=precision,  # model: the live default, as recoil learn
     )  # fmt: skip
     trained = trained_by_arm([r.value for r in values], config.arm)
     print(
@@ -316,10 +317,13 @@ def main() -> None:
         help="records without the label header, as another producer might write them: "
         "every record is decoded whole",
     )
+    parser.add_argument(
+        "--precision", default="32-true", help="the learner's precision (learner.precision)"
+    )
     args = parser.parse_args()
     result = profile(
         args.examples, args.batch_size, args.threads, args.reference_decoder, bool(args.top),
-        label_header=not args.without_label_header,
+        label_header=not args.without_label_header, precision=args.precision,
     )  # fmt: skip
     print(
         f"learner: {result['examples']:,} examples in {result['seconds']:.1f}s = "

@@ -37,6 +37,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from learner.precision import PRECISIONS
 from recoil.broker.args import add_optional_kafka_arguments, given_or_embedded_kafka
 from recoil.core.settings import add_command
 
@@ -67,6 +68,12 @@ def register(sub: Any) -> None:
         "--batch-size", type=int, default=None, help="learner examples per step (its default)"
     )
     parser.add_argument("--threads", type=int, default=1, help="learner torch CPU threads")
+    parser.add_argument(
+        "--precision",
+        default="32-true",
+        choices=list(PRECISIONS),
+        help="the learner's --precision (learner.precision)",
+    )
     parser.add_argument(
         "--out", type=Path, default=Path("bench-out"), help="directory for pipeline.json/.png"
     )
@@ -343,6 +350,7 @@ def _commands(
         store=work / "store",
         checkpoint_dir=work / "checkpoints",
         model_updates_topic=None,
+        precision=args.precision,
     )
     source = SourceConfig(topic=base.output_topic, group=f"{tag}-learner")
     if args.batch_size:

@@ -237,8 +237,8 @@ def run_learner(
         {n: b for n, b in saved.lineage_files.items() if _retired(n, ranks)} if saved else {},
     )  # fmt: skip
     trainer.callbacks.append(loop)  # type: ignore[attr-defined]  # set by Trainer.__init__
-    log.info("training on %s (rank %d of %d)", trainer.strategy.root_device,
-             ranks.rank, ranks.world)  # fmt: skip
+    log.info("training on %s (rank %d of %d), precision %s", trainer.strategy.root_device,
+             ranks.rank, ranks.world, trainer.precision)  # fmt: skip
     # One process, one thread for Kafka: no loader workers. Batches come whole.
     loader = DataLoader(dataset, batch_size=None, collate_fn=no_collate, num_workers=0)
     try:
@@ -294,6 +294,7 @@ def _trainer(config: LearnerConfig) -> L.Trainer:
         num_nodes=config.num_nodes,
         # gloo between CPU processes, NCCL between GPUs: Lightning picks by device
         strategy=ddp_strategy() if distributed else "auto",
+        precision=config.precision,  # type: ignore[arg-type]  # checked: PRECISIONS
         max_epochs=-1,  # an endless stream: one epoch that never ends
         max_steps=config.max_steps or -1,  # in total, counting the checkpoint's steps
         logger=False,

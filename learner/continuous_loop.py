@@ -39,6 +39,7 @@ from learner.index import IndexConfig, choose_kind
 from learner.kafka_source import KafkaExampleSource
 from learner.metrics import LearnerMetrics
 from learner.model import MODEL_GROUP, ModelConfig
+from learner.precision import PRECISIONS, check_precision
 from learner.snapshot import SnapshotInfo, publish_snapshot
 from learner.stream_training import ContinuousModule, StreamBatch, StreamState
 from learner.vocab import FIRST_INDEX
@@ -129,6 +130,13 @@ class LearnerConfig:
         "where ranks train: auto = CUDA where present (then --devices counts GPUs)",
         choices=["auto", "cpu", "cuda"],
     )
+    # bf16-mixed: the encoder's products in bfloat16 (learner.precision says what it buys)
+    precision: str = setting(
+        "32-true",
+        "arithmetic of the training step: bf16-mixed runs the encoder's products in "
+        "bfloat16 (weights and loss in float32)",
+        choices=list(PRECISIONS),
+    )
     log_every_s: float = 10.0  # progress log line interval
     # trained.jsonl: event ids per step
     lineage_log: bool = setting(
@@ -151,6 +159,7 @@ class LearnerConfig:
 
     def __post_init__(self) -> None:
         resolve_arm(self.arm)
+        check_precision(self.precision)
         if self.devices < 1 or self.num_nodes < 1:
             raise ValueError(f"devices and num_nodes must be >= 1, got {self.devices}, "
                              f"{self.num_nodes}")  # fmt: skip

@@ -414,9 +414,8 @@ class KafkaExampleSource:
         self, partition: int, offset: int, value: bytes | None, headers: Any
     ) -> TrainingExample | Skipped:
         config = self.config
-        result = self._from_label(headers) if self._label_only and headers else None
-        if result is None:
-            result = self._decode_value(value)
+        label = self._from_label(headers) if self._label_only and headers else None
+        result = label if label is not None else self._decode_value(value)
         if isinstance(result, Skipped):
             self._invalid_logged += 1
             if self._invalid_logged <= 20 or self._invalid_logged % 1000 == 0:

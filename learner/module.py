@@ -88,7 +88,15 @@ class RecommenderModule(L.LightningModule):
             elif learning == "none":
                 push = push.detach()
             state = state + push
-        items = self.model.item_embeddings()  # (N, D)
+        # Under bf16-mixed (learner.precision) the encoder ran in bfloat16; the softmax
+        # over every item and its gradient need float32's range and digits.
+        with torch.autocast(state.device.type, enabled=False):
+            return self._loss(state.float(), self.model.item_embeddings().float(), batch, sampled)
+
+    def _loss(
+        self, state: Tensor, items: Tensor, batch: ExampleTensors, sampled: bool
+    ) -> LossTerms:
+        """The loss of user states (B, D) against item embeddings (N, D)."""
         if sampled:
             log_q = (self.label_counts / self.label_counts.sum()).log()  # (N,)
             logits = sampled_logits(

@@ -32,6 +32,7 @@ from learner.arms import ArmConfig, resolve_arm
 from learner.features import ExampleTensors, encode_examples, encode_histories
 from learner.model import ModelConfig, SequenceRecommender, model_config_from_dict
 from learner.module import RecommenderModule
+from learner.precision import check_precision
 from learner.quiet import quiet_lightning
 from learner.vocab import FIRST_INDEX, Vocabularies
 from recoil.core.records import EXCLUDE_SEEN, HistoryItem, TrainingExample
@@ -59,6 +60,7 @@ class TrainConfig:
     # torch's default (all cores), right for a dedicated many-core machine.
     num_threads: int | None = 1
     accelerator: str = "auto"  # Lightning accelerator: CUDA where present, else CPU
+    precision: str = "32-true"  # or "bf16-mixed" (learner.precision)
     gradient_clip_val: float | None = 1.0  # clip the gradient norm (None: no clipping)
     # lr of the gate, push weights and M relative to lr (learner.module explains why)
     dislike_lr_scale: float = 1.0
@@ -79,6 +81,7 @@ class TrainConfig:
             raise ValueError("max_steps and batch_size must be >= 1")
         if self.validation_examples < 0 or self.validation_every < 1 or self.patience < 1:
             raise ValueError("need validation_examples >= 0, validation_every >= 1, patience >= 1")
+        check_precision(self.precision)
         if self.softmax not in ("full", "sampled"):
             raise ValueError(f"softmax must be 'full' or 'sampled', got {self.softmax!r}")
         if not self.lr > 0 or self.weight_decay < 0 or self.num_sampled < 1:
@@ -408,6 +411,7 @@ def train_offline(
     with _quiet(not progress):
         trainer = L.Trainer(
             accelerator=train_config.accelerator,
+            precision=train_config.precision,  # type: ignore[arg-type]  # checked: PRECISIONS
             devices=1,
             max_steps=train_config.max_steps,
             max_epochs=-1,
