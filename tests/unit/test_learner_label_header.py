@@ -10,6 +10,7 @@ and records without a usable header, are read whole.
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from bench.learner_profile import MemoryConsumer, WorkerRecord
 from learner.kafka_source import KafkaExampleSource, RawBatch, SourceConfig
@@ -60,14 +61,16 @@ def test_without_label_only_kinds_the_header_is_not_read() -> None:
 
 def test_a_record_without_a_usable_header_is_read_whole() -> None:
     examples = [e for e in _examples(users=1, per_user=40) if e.label_kind == "skip"]
-    assert len(examples) >= 3
+    assert len(examples) >= 4
     bad = examples[1].label_json().replace(b'"label_kind":"skip"', b'"label_kind":"nope"')
+    null: Any = None  # Kafka allows a header without a value
     records = [
         WorkerRecord(examples[0].user_id, examples[0].to_json(), []),  # another producer
         _record(examples[1], header=bad),  # not a valid example: the value decides
         _record(examples[2], header=b"\xff{"),  # not JSON
+        WorkerRecord(examples[3].user_id, examples[3].to_json(), [(LABEL_HEADER, null)]),
     ]
-    assert _take(records, label_only={"skip"}).examples == tuple(examples[:3])
+    assert _take(records, label_only={"skip"}).examples == tuple(examples[:4])
 
 
 def test_a_header_of_a_trained_kind_means_the_value_is_read() -> None:
