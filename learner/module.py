@@ -89,7 +89,8 @@ class RecommenderModule(L.LightningModule):
                 push = push.detach()
             state = state + push
         # Under bf16-mixed (learner.precision) the encoder ran in bfloat16; the softmax
-        # over every item and its gradient need float32's range and digits.
+        # over every item and its gradient need float32's range and digits (and the full
+        # softmax's hand-written backward multiplies its inputs as they are saved).
         with torch.autocast(state.device.type, enabled=False):
             return self._loss(state.float(), self.model.item_embeddings().float(), batch, sampled)
 
