@@ -1,6 +1,7 @@
 """Where the continuous learner's time goes: the real learner on records held in memory.
 
     python -m bench.learner_profile [--examples 20000] [--batch-size 256] [--threads 1]
+        [--without-label-header] [--precision 32-true|bf16-mixed] [--top N]
 
 Runs ``learner.continuous.run_learner`` (Lightning, the callback, snapshots: all of
 it) under cProfile, with a stand-in for the kafka-python consumer that hands it
@@ -11,9 +12,11 @@ examples/s (first record handed out to the last one trained, less the waits belo
 the seconds spent decoding, batching, in the training step, in the per-batch callback
 and publishing snapshots, and the step's time per *trained* example: the live arm
 trains positives and dislikes, and in the medium world 57% of examples are skips it
-reads and counts but does not train. Once every example is handed out, the learner
-waits for more before it trains the last batch (the short batch's ``batch_timeout_s``, then an idle
-tick for Lightning's look-ahead fetch): ~1.5 s that are not the learner's work, and
+counts but does not train (reading them from their label header, as the workers write
+it; ``--without-label-header`` decodes every record whole, as for another producer).
+Once every example is handed out, the learner waits for more before it trains the last
+batch (the short batch's ``batch_timeout_s``, then an idle tick for Lightning's
+look-ahead fetch): ~1.5 s that are not the learner's work, and
 were counted before (3,111 examples/s measured, where the work ran at ~5,400). Not a
 ``recoil bench`` command: it patches the learner's consumer factory.
 """
