@@ -35,6 +35,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from learner.precision import PRECISIONS, Precision
+
 # (module, owner class or None, function) -> what the row is called
 PHASES = (
     (("learner.kafka_source", "KafkaExampleSource", "_decode"), "decode (JSON -> example, checks)"),
@@ -246,7 +248,7 @@ def profile(
     reference: bool = False,
     cprofile: bool = False,
     label_header: bool = True,
-    precision: str = "32-true",
+    precision: Precision = "32-true",
 ) -> dict[str, Any]:
     """Run the learner on ``count`` in-memory examples (under cProfile if asked)."""
     import torch
@@ -321,7 +323,10 @@ def main() -> None:
         "every record is decoded whole",
     )
     parser.add_argument(
-        "--precision", default="32-true", help="the learner's precision (learner.precision)"
+        "--precision",
+        default="32-true",
+        choices=list(PRECISIONS),
+        help="the learner's precision (learner.precision)",
     )
     args = parser.parse_args()
     result = profile(

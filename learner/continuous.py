@@ -294,7 +294,7 @@ def _trainer(config: LearnerConfig) -> L.Trainer:
         num_nodes=config.num_nodes,
         # gloo between CPU processes, NCCL between GPUs: Lightning picks by device
         strategy=ddp_strategy() if distributed else "auto",
-        precision=config.precision,  # type: ignore[arg-type]  # checked: PRECISIONS
+        precision=config.precision,
         max_epochs=-1,  # an endless stream: one epoch that never ends
         max_steps=config.max_steps or -1,  # in total, counting the checkpoint's steps
         logger=False,

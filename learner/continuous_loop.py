@@ -39,7 +39,7 @@ from learner.index import IndexConfig, choose_kind
 from learner.kafka_source import KafkaExampleSource
 from learner.metrics import LearnerMetrics
 from learner.model import MODEL_GROUP, ModelConfig
-from learner.precision import PRECISIONS, check_precision
+from learner.precision import Precision, check_precision
 from learner.snapshot import SnapshotInfo, publish_snapshot
 from learner.stream_training import ContinuousModule, StreamBatch, StreamState
 from learner.vocab import FIRST_INDEX
@@ -131,11 +131,10 @@ class LearnerConfig:
         choices=["auto", "cpu", "cuda"],
     )
     # bf16-mixed: the encoder's products in bfloat16 (learner.precision says what it buys)
-    precision: str = setting(
+    precision: Precision = setting(
         "32-true",
         "arithmetic of the training step: bf16-mixed runs the encoder's products in "
         "bfloat16 (weights and loss in float32)",
-        choices=list(PRECISIONS),
     )
     log_every_s: float = 10.0  # progress log line interval
     # trained.jsonl: event ids per step

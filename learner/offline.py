@@ -32,7 +32,7 @@ from learner.arms import ArmConfig, resolve_arm
 from learner.features import ExampleTensors, encode_examples, encode_histories
 from learner.model import ModelConfig, SequenceRecommender, model_config_from_dict
 from learner.module import RecommenderModule
-from learner.precision import check_precision
+from learner.precision import Precision, check_precision
 from learner.quiet import quiet_lightning
 from learner.vocab import FIRST_INDEX, Vocabularies
 from recoil.core.records import EXCLUDE_SEEN, HistoryItem, TrainingExample
@@ -60,7 +60,7 @@ class TrainConfig:
     # torch's default (all cores), right for a dedicated many-core machine.
     num_threads: int | None = 1
     accelerator: str = "auto"  # Lightning accelerator: CUDA where present, else CPU
-    precision: str = "32-true"  # or "bf16-mixed" (learner.precision)
+    precision: Precision = "32-true"  # or "bf16-mixed" (learner.precision)
     gradient_clip_val: float | None = 1.0  # clip the gradient norm (None: no clipping)
     # lr of the gate, push weights and M relative to lr (learner.module explains why)
     dislike_lr_scale: float = 1.0
@@ -411,7 +411,7 @@ def train_offline(
     with _quiet(not progress):
         trainer = L.Trainer(
             accelerator=train_config.accelerator,
-            precision=train_config.precision,  # type: ignore[arg-type]  # checked: PRECISIONS
+            precision=train_config.precision,
             devices=1,
             max_steps=train_config.max_steps,
             max_epochs=-1,

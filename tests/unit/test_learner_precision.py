@@ -21,9 +21,9 @@ from tests.unit.test_learner_example_decoder import _examples
 
 def test_an_unknown_precision_fails_at_start(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="precision must be one of 32-true, bf16-mixed"):
-        LearnerConfig(store=tmp_path, checkpoint_dir=tmp_path, precision="auto")
+        LearnerConfig(store=tmp_path, checkpoint_dir=tmp_path, precision="auto")  # type: ignore[arg-type]  # wrong on purpose
     with pytest.raises(ValueError, match="precision must be one of"):
-        TrainConfig(precision="bf16")
+        TrainConfig(precision="bf16")  # type: ignore[arg-type]  # wrong on purpose
 
 
 def _loss_and_grads(config: LearnerConfig, bf16: bool) -> tuple[float, dict[str, torch.Tensor]]:
