@@ -15,6 +15,7 @@ a requirement.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -95,7 +96,7 @@ class TrainingExample:
 
     def label_json(self) -> bytes:
         """``LABEL_HEADER``'s value: this example's JSON with an empty history."""
-        return json.dumps({**self.to_dict(), "history": []}, separators=(",", ":")).encode()
+        return dataclasses.replace(self, history=()).to_json()
 
     @classmethod
     def from_dict(cls, obj: dict[str, Any]) -> TrainingExample:
