@@ -119,11 +119,6 @@ def advance(
     return Advanced(next_state, example.label_kind, example, value, label.encode())
 
 
-def example_json(example: TrainingExample, history_json: tuple[str, ...]) -> bytes:
-    """``example.to_json()``, with the history rows' JSON given ready-made."""
-    return with_history(label_json(example), history_json)
-
-
 def label_json(example: TrainingExample) -> str:
     """``example.label_json()`` (the record's ``LABEL_HEADER``), as text."""
     shell = {  # TrainingExample.to_dict()'s keys, in its order, history left empty

@@ -12,7 +12,7 @@ from recoil.core.events import InteractionEvent
 from recoil.core.labels import LabelConfig
 from recoil.core.records import HistoryItem, TrainingExample
 from recoil.core.windows import events_to_examples
-from streams.state import UserState, advance, example_json, replay_in_arrival_order
+from streams.state import UserState, advance, label_json, replay_in_arrival_order, with_history
 
 LABELS = LabelConfig(history_length=3)
 
@@ -138,7 +138,7 @@ def test_example_json_equals_to_json(event_id: str) -> None:
     result = advance(state, ev(2, 1001.0, dwell=29.0, event_id=event_id), LABELS, 10)
     assert result.example is not None
     assert result.example_json == result.example.to_json()
-    assert example_json(result.example, state.rows_json()) == result.example.to_json()
+    assert with_history(label_json(result.example), state.rows_json()) == result.example.to_json()
     assert result.example_label == result.example.label_json()  # the record's header
     label = TrainingExample.from_json(result.example.label_json())
     assert label == dataclasses.replace(result.example, history=())
