@@ -8,8 +8,9 @@ item, stays in float32 whatever the setting (``learner.module``).
 Measured on this repository's 2-core CPU, which multiplies bfloat16 natively
 (AVX512-BF16; docs/streams.md, "The label header, a frozen heap, bfloat16"):
 
-- a training step alone: 12-22% less time (oneDNN's bfloat16 products run at 4-5x
-  MKL's float32 rate, ``scripts/gemm_rates.py``, but autocast's casts take some back);
+- one step of 1,024 trained rows: 22% less time; the learner's steps from memory
+  (``bench.learner_profile``): 3-15% less. oneDNN's bfloat16 products run at 4-5x MKL's
+  float32 rate (``scripts/gemm_rates.py``), but autocast's casts take some back;
 - ``recoil bench pipeline``: no gain (the learner used 162-163 µs of CPU an example
   against 151-153 in float32), with the worker on the other core;
 - the experiment's feature_and_labels arm (medium world, seeds 0-2): Recall@20 2.4%
