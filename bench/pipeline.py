@@ -16,7 +16,8 @@ It reports the workers' sustained events/s and the learner's examples/s (each fr
 its own counters, first item to last, so start-up is excluded), the maximum lag of
 each group, the time to drain (from the last event sent to both lags at 0), and the
 CPU seconds each role spent from the first event sent to the drain (per event read and
-per example trained: on shared cores, the figure that says who keeps up), and writes
+per example trained: on shared cores, the figure that says who keeps up), with what
+this process, the broker and idleness took of the machine's cores meanwhile, and writes
 ``pipeline.json`` and ``pipeline.png`` (lag over time) into ``--out``.
 """
 
@@ -48,6 +49,7 @@ LEARNER_EXAMPLES = "recoil_learner_examples_total"
 CPU_KEYS = (
     "worker_cpu_seconds", "worker_cpu_us_per_event",
     "learner_cpu_seconds", "learner_cpu_us_per_example",
+    "harness_cpu_seconds", "other_cpu_seconds", "idle_cpu_seconds", "cores",
 )  # fmt: skip
 
 
@@ -152,12 +154,30 @@ def cpu_seconds_by_group() -> dict[int, float] | None:
     return {group: n / per_second for group, n in ticks.items()}
 
 
-def cpu_by_role(group: Any) -> dict[str, float] | None:
-    """CPU seconds of the workers (summed) and the learner so far; None without /proc."""
-    by_group = cpu_seconds_by_group()
-    if by_group is None:
+def machine_cpu_seconds() -> tuple[float, float] | None:
+    """(busy, idle) CPU seconds of the whole machine since boot, all cores together,
+    from Linux's /proc/stat (None elsewhere). Time the hypervisor stole is neither."""
+    try:
+        line = Path("/proc/stat").read_text().split("\n", 1)[0]
+    except OSError:
         return None
-    seconds = {"workers": 0.0, "learner": 0.0}
+    # "cpu  user nice system idle iowait irq softirq steal guest guest_nice" (proc(5));
+    # guest time is already counted in user
+    user, nice, system, idle, iowait, irq, softirq = (int(f) for f in line.split()[1:8])
+    per_second = os.sysconf("SC_CLK_TCK")
+    return (user + nice + system + irq + softirq) / per_second, (idle + iowait) / per_second
+
+
+def cpu_by_role(group: Any) -> dict[str, float] | None:
+    """CPU seconds so far of the workers (summed), the learner, this process (the replay
+    and the sampling) and the whole machine (busy and idle); None without /proc."""
+    by_group = cpu_seconds_by_group()
+    machine = machine_cpu_seconds()
+    if by_group is None or machine is None:
+        return None
+    times = os.times()
+    seconds = {"workers": 0.0, "learner": 0.0, "harness": times.user + times.system,
+               "machine": machine[0], "idle": machine[1]}  # fmt: skip
     for child in group.children:
         role = "learner" if child.name == "learner" else "workers"
         seconds[role] += by_group.get(child.process.pid, 0.0)
@@ -466,16 +486,24 @@ def cpu_figures(
     start: dict[str, float] | None, end: dict[str, float] | None, result: dict[str, Any]
 ) -> dict[str, Any]:
     """CPU seconds per role over the run, per event read (workers) and per example
-    trained (learner); None where /proc could not tell."""
+    trained (learner), and how the machine's cores were spent besides: this process
+    (the replay, the sampling), everything else busy (the broker, other work) and idle;
+    None where /proc could not tell."""
     if start is None or end is None:
         return dict.fromkeys(CPU_KEYS)
-    worker = end["workers"] - start["workers"]
-    learner = end["learner"] - start["learner"]
+    spent = {role: end[role] - start[role] for role in end}
+    worker, learner, harness = spent["workers"], spent["learner"], spent["harness"]
     return {
         "worker_cpu_seconds": worker,
         "worker_cpu_us_per_event": 1e6 * worker / max(1, result["worker_events"]),
         "learner_cpu_seconds": learner,
         "learner_cpu_us_per_example": 1e6 * learner / max(1, result["learner_examples"]),
+        "harness_cpu_seconds": harness,
+        # the machine's busy time that none of the three spent; clock ticks are read at
+        # slightly different moments, so a small negative remainder reads as 0
+        "other_cpu_seconds": max(0.0, spent["machine"] - worker - learner - harness),
+        "idle_cpu_seconds": spent["idle"],
+        "cores": os.cpu_count(),
     }
 
 
@@ -495,12 +523,14 @@ def _report(r: dict[str, Any]) -> None:
         f"{r['workers_done_seconds']:.1f}s, the learner {r['learner_after_workers_seconds']:.1f}s "
         "later"
     )
-    if r["worker_cpu_seconds"] is not None and r["learner_cpu_seconds"] is not None:
+    if r["worker_cpu_seconds"] is not None:
         print(
-            f"CPU from the first event sent to the drain: workers "
+            f"CPU from the first event sent to the drain ({r['cores']} cores): workers "
             f"{r['worker_cpu_seconds']:.1f}s ({r['worker_cpu_us_per_event']:.0f} us an event), "
             f"learner {r['learner_cpu_seconds']:.1f}s "
-            f"({r['learner_cpu_us_per_example']:.0f} us an example)"
+            f"({r['learner_cpu_us_per_example']:.0f} us an example), this process (replay, "
+            f"sampling) {r['harness_cpu_seconds']:.1f}s, the broker and anything else "
+            f"{r['other_cpu_seconds']:.1f}s, idle {r['idle_cpu_seconds']:.1f}s"
         )
     load = f"{r['load_at_start']:.2f} at the start, {r['load_at_end']:.2f} at the end"
     print(f"load average (1 min): {load}")

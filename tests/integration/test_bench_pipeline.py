@@ -52,3 +52,11 @@ def test_pipeline_drains_every_event_through_worker_and_learner(
     )
     assert result["learner_cpu_us_per_example"] > 0
     assert "us an example" in run.stdout
+    # and how the machine's cores were spent besides: the replay in this process, the
+    # broker (a JVM, under "anything else"), idle time; together within the cores' time
+    assert result["harness_cpu_seconds"] > 0 and result["other_cpu_seconds"] > 0
+    roles = ("worker", "learner", "harness", "other", "idle")
+    spent = sum(result[f"{role}_cpu_seconds"] for role in roles)
+    window = result["replay_seconds"] + result["drain_seconds"]  # to the last sample
+    assert spent <= result["cores"] * (window + 1.5)  # + the last sample to the reading
+    assert "the broker and anything else" in run.stdout
