@@ -115,6 +115,8 @@ def parse_event(raw: bytes | bytearray | memoryview) -> InteractionEvent | Inval
         return Invalid("invalid_json", f"event is not JSON: {exc.msg} at char {exc.pos}")
     except RecursionError:
         return Invalid("invalid_json", "event JSON is nested too deeply")
+    except ValueError as exc:  # an integer of more digits than int() reads (sys.int_info)
+        return Invalid("invalid_json", f"event JSON holds a number json cannot read: {exc}")
     return validate_event(obj)
 
 
@@ -141,7 +143,7 @@ def validate_event(obj: object) -> InteractionEvent | Invalid:
     for name in _STR_FIELDS:
         value = obj[name]
         # The usual case inline (a worker validates thousands a second); _check_str decides.
-        usual = type(value) is str and 0 < len(value) <= MAX_ID_CHARS
+        usual = type(value) is str and 0 < len(value) <= MAX_ID_CHARS and value.isascii()
         if not usual and (problem := _check_str(name, value)) is not None:
             return problem
     cluster = obj.get("cluster_id")
@@ -152,8 +154,12 @@ def validate_event(obj: object) -> InteractionEvent | Invalid:
         # bool is an int subclass in Python, but `true` is no number in the schema.
         if isinstance(value, bool) or not isinstance(value, int | float):
             return Invalid("wrong_type", f"'{name}' must be a number, got {_json_type(value)}")
-        if not math.isfinite(value):
-            return Invalid("not_finite", f"'{name}' must be finite, got {value}")
+        try:
+            finite = math.isfinite(value)
+        except OverflowError:  # an integer beyond a float's range (json reads 4,300 digits)
+            finite = False
+        if not finite:
+            return Invalid("not_finite", f"'{name}' must be finite, got {_number_text(value)}")
     for name in _BOOL_FIELDS:
         if not isinstance(obj[name], bool):
             return Invalid(
@@ -195,7 +201,23 @@ def _check_str(name: str, value: object) -> Invalid | None:
         return Invalid("empty_id", f"'{name}' must not be empty")
     if len(value) > MAX_ID_CHARS:
         return Invalid("wrong_type", f"'{name}' is {len(value)} chars, the limit is {MAX_ID_CHARS}")
+    if not value.isascii():
+        # JSON's \ud800 escape decodes to a lone surrogate, which no UTF-8 key, header
+        # or table store can hold: the worker would fail on it later, outside validation.
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            return Invalid(
+                "invalid_utf8", f"'{name}' is not UTF-8 text: {exc.reason} at char {exc.start}"
+            )
     return None
+
+
+def _number_text(value: float) -> str:
+    """``value`` for a message: an integer too long to print says how long it is."""
+    if isinstance(value, int) and value.bit_length() > 64:
+        return f"an integer of {value.bit_length()} bits"
+    return str(value)
 
 
 def _json_type(value: object) -> str:

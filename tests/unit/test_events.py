@@ -101,6 +101,22 @@ BAD: list[tuple[str, bytes, str, str]] = [
     ),
     ("partial object", b'{"schema_version": 1, "user_id": "u"}', "missing_field", "'creator_id'"),
     ("nan timestamp", _with(timestamp=float("nan")), "not_finite", "'timestamp'"),
+    # integers past a float's range: math.isfinite raised OverflowError on them
+    ("400-digit timestamp", _with(timestamp=10**400), "not_finite", "'timestamp'"),
+    ("400-digit negative dwell", _with(dwell_seconds=-(10**400)), "not_finite", "bits"),
+    # past int()'s 4,300 digits json itself refuses the number (a plain ValueError)
+    (
+        "4,301-digit duration",
+        _with(item_duration_seconds=_DROP)[:-1]
+        + b', "item_duration_seconds": 1'
+        + b"0" * 4300
+        + b"}",
+        "invalid_json",
+        "4300",
+    ),
+    # JSON's \ud800 escape decodes to a lone surrogate, which no UTF-8 key can hold
+    ("lone surrogate user", _with(user_id="\ud800"), "invalid_utf8", "'user_id'"),
+    ("lone surrogate cluster", _with(cluster_id="k\udfff"), "invalid_utf8", "'cluster_id'"),
 ]
 
 
@@ -120,6 +136,19 @@ def test_deeply_nested_json_is_rejected_not_raised() -> None:
     assert len(raw) <= MAX_EVENT_BYTES
     result = parse_event(raw)
     assert result == Invalid("invalid_json", "event JSON is nested too deeply")
+
+
+def test_non_ascii_ids_that_are_utf8_are_valid() -> None:
+    result = parse_event(_with(user_id="ü\u4e2d", item_id="\U0001f600"))
+    assert isinstance(result, InteractionEvent)
+    assert result.user_id.encode() == "ü中".encode()
+
+
+def test_an_integer_too_long_to_print_is_described_not_printed() -> None:
+    result = validate_event({**GOOD, "timestamp": 10**100_000})  # beyond str()'s limit
+    assert result == Invalid(
+        "not_finite", "'timestamp' must be finite, got an integer of 332193 bits"
+    )
 
 
 def test_validate_event_accepts_decoded_objects() -> None:

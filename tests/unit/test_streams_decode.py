@@ -33,6 +33,9 @@ EDGES = [
     _raw(dwell_seconds=-(10**30)),
     _raw(dwell_seconds=float("nan")),  # NaN: json reads it, orjson refuses
     _raw(item_id="\ud800"),  # a lone surrogate, escaped
+    _raw(user_id="\udfff"),
+    _raw(timestamp=10**400),  # beyond a float: orjson reads inf, json an int
+    _raw()[:-1] + b', "extra_number": 1' + b"0" * 4300 + b"}",  # past json's 4,300 digits
     _raw(extra=1),
     b'{"a":1,"a":2}',
     b"\xef\xbb\xbf" + _raw(),  # a byte-order mark
