@@ -90,6 +90,11 @@ ARGUMENTS: dict[str, st.SearchStrategy[Any]] = {
     "bytes": st.binary(max_size=600),
     "big": st.tuples(st.integers(9_000, 100_000), st.binary(min_size=1, max_size=16)),
     "deep": st.integers(500, 4_000),  # [[[[...]]]]: RecursionError in the JSON decoder
+    # an integer past a float's range (310+ digits) or past json's 4,300: both raised
+    # out of validation once
+    "huge_number": st.tuples(st.sampled_from(FIELDS), st.integers(310, 4_400)),
+    # a lone surrogate (JSON's "\ud800" escape): valid JSON, no valid UTF-8 key
+    "surrogate": st.tuples(st.sampled_from(FIELDS), st.integers(0xD800, 0xDFFF)),
 }
 KINDS = ["valid"] * 8 + ["retry"] * 3 + sorted(ARGUMENTS)
 mutations = st.sampled_from(KINDS).flatmap(lambda k: st.tuples(st.just(k), ARGUMENTS[k]))
@@ -142,6 +147,12 @@ def build(plans: list[tuple[dict[str, Any], tuple[str, Any]]]) -> list[Record]:
             value = (arg[1] * (arg[0] // len(arg[1]) + 1))[: arg[0]]
         elif kind == "deep":
             value = b"[" * arg + b"]" * arg
+        elif kind == "huge_number":
+            obj.pop(arg[0], None)
+            value = json.dumps(obj)[:-1].encode() + f', "{arg[0]}": 1{"0" * arg[1]}}}'.encode()
+        elif kind == "surrogate":
+            obj[arg[0]] = f"s{chr(arg[1])}"  # json.dumps writes it as a \uXXXX escape
+            value = json.dumps(obj).encode()
         records.append((key, value))
     return records
 
