@@ -89,9 +89,9 @@ def _label_problem(example: TrainingExample) -> str | None:
     """What training cannot take in the example's own fields (not its history), or None."""
     for name in ("event_id", "user_id", "label_item_id", "label_creator_id"):
         if not _nonempty(getattr(example, name)):
-            return f"{name} must be a non-empty string"
-    if example.label_cluster_id is not None and not isinstance(example.label_cluster_id, str):
-        return "label_cluster_id must be a string or null"
+            return f"{name} must be a non-empty UTF-8 string"
+    if example.label_cluster_id is not None and not _text(example.label_cluster_id):
+        return "label_cluster_id must be a UTF-8 string or null"
     if not math.isfinite(example.label_weight) or example.label_weight < 0:
         return f"label_weight must be finite and >= 0, got {example.label_weight}"
     if not math.isfinite(example.timestamp):
@@ -102,9 +102,9 @@ def _label_problem(example: TrainingExample) -> str | None:
 def _item_problem(n: int, item: HistoryItem) -> str | None:
     """What training cannot take in history item ``n``, or None."""
     if not (_nonempty(item.item_id) and _nonempty(item.creator_id)):
-        return f"history[{n}]: item_id and creator_id must be non-empty strings"
-    if item.cluster_id is not None and not isinstance(item.cluster_id, str):
-        return f"history[{n}]: cluster_id must be a string or null"
+        return f"history[{n}]: item_id and creator_id must be non-empty UTF-8 strings"
+    if item.cluster_id is not None and not _text(item.cluster_id):
+        return f"history[{n}]: cluster_id must be a UTF-8 string or null"
     if not 0 <= item.dwell_bucket < NUM_DWELL_BUCKETS:
         return f"history[{n}]: dwell_bucket {item.dwell_bucket} not in [0, {NUM_DWELL_BUCKETS})"
     if not 0 <= item.gap_bucket < NUM_GAP_BUCKETS:
@@ -177,4 +177,19 @@ class ExampleDecoder:
 
 
 def _nonempty(value: object) -> bool:
-    return isinstance(value, str) and value != ""
+    return _text(value) and value != ""
+
+
+def _text(value: object) -> bool:
+    """A string that is UTF-8 text: JSON's \\ud800 escape decodes to a lone surrogate,
+    which the worker never writes (``recoil.core.events`` rejects it) and no UTF-8
+    store or response can hold."""
+    if not isinstance(value, str):
+        return False
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

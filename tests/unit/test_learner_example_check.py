@@ -34,6 +34,13 @@ def test_a_good_example_decodes() -> None:
     assert decode_example(GOOD.to_json(), max_bytes=10_000, max_history=10) == GOOD
 
 
+def test_non_ascii_ids_that_are_utf8_decode() -> None:
+    value = _with(user_id="ü\u4e2d", history=[_row(item="\U0001f600", cluster="é")])
+    example = decode_example(value, max_bytes=10_000, max_history=10)
+    assert isinstance(example, TrainingExample)
+    assert example.user_id == "ü中" and example.history[0].item_id == "\U0001f600"
+
+
 BAD: list[tuple[bytes | None, str, str]] = [
     (None, "undecodable", "empty"),
     (b"{not json", "undecodable", "JSONDecodeError"),
@@ -54,6 +61,19 @@ BAD: list[tuple[bytes | None, str, str]] = [
     (_with(history=[_row(cluster=3)]), "invalid", "cluster_id"),
     (_with(history=[_row()] * 11), "oversized", "history of 11 items"),
     (GOOD.to_json() + b" " * 10_000, "oversized", "bytes, the limit is 10000"),
+    # a lone surrogate (JSON's \ud800 escape) is no UTF-8 text: the worker never writes one
+    (_with(user_id="u\ud800"), "invalid", "user_id must be a non-empty UTF-8 string"),
+    (_with(label_item_id="\udfff"), "invalid", "label_item_id"),
+    (_with(label_cluster_id="k\ud800"), "invalid", "label_cluster_id"),
+    (_with(history=[_row(creator="\ud800")]), "invalid", "history[0]: item_id and creator_id"),
+    (_with(history=[_row(cluster="\udc00")]), "invalid", "history[0]: cluster_id"),
+    # integers past a float's range, or past json's 4,300 digits
+    (_with(timestamp=10**400), "undecodable", "Overflow"),
+    (
+        _with(label_weight=None)[:-1] + b', "label_weight": 1' + b"0" * 4400 + b"}",
+        "undecodable",
+        "4300",
+    ),
 ]
 
 
