@@ -11,13 +11,24 @@ Answers leave out the items of the history they are for, unless a POST body send
 ``"exclude_seen": false`` (``recoil.core.records.EXCLUDE_SEEN``, the default the
 simulator's recommenders share).
 
-Nothing a client sends stops the server: bodies over ``MAX_BODY_BYTES`` are a
-413, JSON the decoder cannot take (malformed, nested too deeply, an integer of
-thousands of digits) and out-of-range ``k`` a 400, each with a reason. History
-items the snapshot has no row for (newer than the model: normal for live
-histories) are served, encoded as the unknown item, and counted in the answer's
+Nothing a client sends stops the server or gets a 500: bodies over
+``MAX_BODY_BYTES`` are a 413, a body not sent in full within
+``ServeConfig.body_timeout_s`` a 408, a ``Content-Type`` that is not JSON a 415,
+JSON the decoder cannot take (malformed, nested too deeply, an integer of
+thousands of digits) and out-of-range ``k`` a 400, each with a reason; unknown
+paths and methods get a 404 / 405 in the same JSON shape. History items the
+snapshot has no row for (newer than the model: normal for live histories) are
+served, encoded as the unknown item, and counted in the answer's
 ``unknown_items``; a POST body with ``"unknown_items": "reject"`` gets a 422
-naming them instead.
+naming them instead. A client that goes away before sending its whole body is
+counted as status 499 (see ``CLIENT_CLOSED_REQUEST``). No answer holds ``NaN`` or
+``Infinity`` (not JSON): histories are checked finite wherever they come from, and
+a snapshot that scores an item non-finite is a 500 that says so.
+
+Large POST bodies (over ``LARGE_BODY_BYTES``: a full batch takes ~1 s to decode
+and check) are parsed on a thread of their own, and large batch answers (over
+``LARGE_ANSWER_ITEMS`` items: 1024 histories at k = 500 take ~0.5 s to write) are
+written there, so the event loop keeps answering meanwhile (``/healthz`` included).
 
 Batching (``serving.batching``): the snapshot work of concurrent requests runs as
 one forward pass and one search on a single worker thread, gathered for at most
@@ -34,33 +45,55 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from recoil.core.records import EXCLUDE_SEEN, HistoryItem
 from serving.batching import MicroBatcher, Query
+from serving.config import ServeConfig
 from serving.metrics import ServingMetrics
 from serving.requests import (
+    LARGE_BODY_BYTES,
     MAX_BODY_BYTES,
     BadRequestError,
     BatchRequest,
     RecommendRequest,
+    check_content_type,
     parse_batch_body,
-    parse_json_body,
+    parse_body,
     parse_k,
     parse_recommend_body,
+    query_value,
 )
 
 log = logging.getLogger(__name__)
 
 _Posted = TypeVar("_Posted", RecommendRequest, BatchRequest)  # a POST body, parsed
+
+# The status a request is counted under when its client closed the connection before the
+# answer could be sent (nginx's "client closed request"): no answer went out, and it is
+# not the server failing, so it must not count as a 500 (which pages someone through
+# RecoilServingErrorRatio), yet a burst of them is worth seeing, so it is counted.
+CLIENT_CLOSED_REQUEST = 499
+
+# Batch answers of more items than this are written on the parsing thread: ~1 us an item
+# (describing it, then encoding it), so this is ~5 ms, where a thread starts to pay (see
+# serving.requests.LARGE_BODY_BYTES).
+LARGE_ANSWER_ITEMS = 5000
+
+# Every JSON answer: NaN and Infinity are not JSON (Python writes them bare by default,
+# and strict parsers refuse the whole answer); a value that is one fails loudly here.
+_dumps = functools.partial(json.dumps, allow_nan=False)
 
 
 class ServableSnapshot(Protocol):
@@ -81,7 +114,12 @@ class HistorySource(Protocol):
 
 
 class HistoryUnavailableError(RuntimeError):
-    """The history service could not answer (a 503 for the client, not a 4xx)."""
+    """The history service could not answer, or answered something that is not a valid
+    history (a 503 for the client, not a 4xx)."""
+
+
+class _ClientGoneError(Exception):
+    """The client closed the connection while its body was being read."""
 
 
 @dataclass
@@ -120,8 +158,32 @@ async def watch_snapshots(
         await asyncio.sleep(interval)
 
 
+def _json(body: Any, status: int = 200) -> web.Response:
+    return web.json_response(body, status=status, dumps=_dumps)
+
+
 def _error(status: int, error: str, reason: str) -> web.Response:
-    return web.json_response({"error": error, "reason": reason}, status=status)
+    return _json({"error": error, "reason": reason}, status=status)
+
+
+def _http_error(request: web.Request, exc: web.HTTPException, endpoints: list[str]) -> web.Response:
+    """aiohttp's own error answers (the router's 404 and 405 above all) in the API's shape."""
+    path = request.path if len(request.path) <= 200 else f"{request.path[:200]}..."
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        allowed = ", ".join(sorted(exc.allowed_methods))
+        response = _error(405, "method_not_allowed",
+                          f"{request.method} is not allowed on {path}; use {allowed}")  # fmt: skip
+        response.headers[hdrs.ALLOW] = ",".join(sorted(exc.allowed_methods))
+        return response
+    if isinstance(exc, web.HTTPNotFound):
+        return _error(404, "not_found",
+                      f"no endpoint at {path}; the API has {', '.join(endpoints)}")  # fmt: skip
+    reason = exc.text if exc.text and exc.text != f"{exc.status}: {exc.reason}" else exc.reason
+    response = _error(exc.status, exc.reason.lower().replace(" ", "_"), reason)
+    for name in (hdrs.ALLOW, hdrs.LOCATION, hdrs.RETRY_AFTER):
+        if name in exc.headers:
+            response.headers[name] = exc.headers[name]
+    return response
 
 
 def _items(snapshot: ServableSnapshot, ranked: list[tuple[str, float]]) -> list[dict[str, Any]]:
@@ -129,6 +191,14 @@ def _items(snapshot: ServableSnapshot, ranked: list[tuple[str, float]]) -> list[
     describe = getattr(snapshot, "item_meta", None)
     items = []
     for item, score in ranked:
+        if not math.isfinite(score):  # a model with NaN weights: a fault of the snapshot
+            log.error("snapshot version %d scored item %s %s", snapshot.version, item, score)
+            raise web.HTTPInternalServerError(
+                text=_dumps({"error": "bad_snapshot", "reason": (
+                    f"snapshot version {snapshot.version} gave item {item!r} the score "
+                    f"{score} (not finite); its weights are likely corrupt")}),
+                content_type="application/json",
+            )  # fmt: skip
         entry: dict[str, Any] = {"item_id": item, "score": round(float(score), 6)}
         meta = describe(item) if describe is not None else None
         if meta is not None:
@@ -136,6 +206,16 @@ def _items(snapshot: ServableSnapshot, ranked: list[tuple[str, float]]) -> list[
             entry["cluster_id"] = meta.cluster_id
         items.append(entry)
     return items
+
+
+def _batch_answer(
+    snapshot: ServableSnapshot, head: dict[str, Any], ranked: list[list[tuple[str, float]]]
+) -> bytes:
+    """``json.dumps({**head, "results": [...]})``, written one result at a time: the encoder
+    holds the GIL for a whole call, so on a thread one call for 10^5 items would stall the
+    event loop as much as writing it there would."""
+    results = ", ".join(_dumps(_items(snapshot, one)) for one in ranked)
+    return f'{_dumps(head)[:-1]}, "results": [{results}]}}'.encode()
 
 
 def unknown_items(
@@ -166,22 +246,30 @@ def create_app(
     metrics: ServingMetrics,
     background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
     batcher: MicroBatcher | None = None,
+    config: ServeConfig | None = None,
 ) -> web.Application:
     """The aiohttp application; ``background`` coroutines run for the app's lifetime.
 
     ``batcher`` answers from snapshots (default: ``BatchConfig()``'s); the app closes it.
+    ``config``: the body timeout (default ``ServeConfig()``'s).
     """
+    settings = config or ServeConfig()
     app = web.Application(client_max_size=MAX_BODY_BYTES)
     batched = batcher or MicroBatcher()
+    # Large bodies are decoded and checked here rather than on the event loop. Not on the
+    # batcher's thread: a slow parse would hold up every forward pass queued behind it.
+    # One thread: more would only contend with the loop for the GIL on a small machine.
+    parsing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="recoil-parse")
 
     @web.middleware
     async def measure(
         request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
         route = request.match_info.route.resource
+        # Unmatched paths share one label, so a scan of random URLs adds no series.
         endpoint = route.canonical if route is not None else "unmatched"
         start = time.perf_counter()
-        status = 500
+        status = 500  # any other exception: aiohttp answers it with a 500
         try:
             response = await handler(request)
             status = response.status
@@ -189,17 +277,40 @@ def create_app(
         except web.HTTPException as exc:
             status = exc.status
             raise
+        except asyncio.CancelledError:
+            # aiohttp cancels a handler when its client disconnects (with
+            # handler_cancellation) or at shutdown: no answer went out, the server did
+            # not fail.
+            status = CLIENT_CLOSED_REQUEST
+            raise
         finally:
             metrics.requests.labels(endpoint=endpoint, status=str(status)).inc()
             metrics.latency.labels(endpoint=endpoint).observe(time.perf_counter() - start)
 
-    app.middlewares.append(measure)
+    @web.middleware
+    async def json_errors(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        """Every error answer as ``{"error", "reason"}``: aiohttp's plain-text ones (404, 405)
+        and a 500 for a fault of the server (logged with its traceback, as aiohttp would)."""
+        try:
+            return await handler(request)
+        except web.HTTPException as exc:
+            if exc.status < 400 or exc.content_type == "application/json":
+                raise
+            return _http_error(request, exc, endpoints)
+        except Exception:
+            log.exception("answering %s %s failed", request.method, request.path[:200])
+            return _error(500, "internal_error",
+                          "serving failed on this request; its log has the traceback")  # fmt: skip
+
+    app.middlewares.extend([measure, json_errors])
 
     def current() -> ServableSnapshot:
         snapshot = holder.snapshot
         if snapshot is None:
             raise web.HTTPServiceUnavailable(
-                text=json.dumps({"error": "no_snapshot", "reason": "no model snapshot yet"}),
+                text=_dumps({"error": "no_snapshot", "reason": "no model snapshot yet"}),
                 content_type="application/json",
             )
         return snapshot
@@ -213,7 +324,7 @@ def create_app(
         **extra: Any,
     ) -> web.Response:
         ranked = (await batched.recommend(snapshot, [Query(history, k, exclude_seen)]))[0]
-        return web.json_response(
+        return _json(
             {
                 **extra,
                 "model_version": snapshot.version,
@@ -226,7 +337,7 @@ def create_app(
     async def recommend_user(request: web.Request) -> web.Response:
         user_id = request.match_info["user_id"]
         try:
-            k = parse_k(request.query.get("k"))
+            k = parse_k(query_value(request.query.getall("k", []), "k"))
         except BadRequestError as exc:
             return _error(exc.status, "bad_request", exc.reason)
         snapshot = current()
@@ -241,12 +352,30 @@ def create_app(
         return await respond(snapshot, history, k, EXCLUDE_SEEN, unknown, user_id=user_id,
                              last_event_timestamp=last)  # fmt: skip
 
-    async def read_json(request: web.Request) -> Any:
+    async def read_body(request: web.Request) -> bytes:
+        """The whole body, within ``body_timeout_s`` (aiohttp bounds its size, not its time)."""
         try:
-            raw = await request.read()
+            async with asyncio.timeout(settings.body_timeout_s):
+                return await request.read()
         except web.HTTPRequestEntityTooLarge:
             raise BadRequestError(f"body is over {MAX_BODY_BYTES} bytes", 413) from None
-        return parse_json_body(raw)
+        except TimeoutError:
+            length = request.content_length
+            promised = "chunked" if length is None else f"Content-Length promised {length} bytes"
+            raise BadRequestError(
+                f"the body did not arrive in full within {settings.body_timeout_s:g} s "
+                f"({promised})", 408
+            ) from None  # fmt: skip
+        except web.RequestPayloadError as exc:  # e.g. broken chunked encoding
+            raise BadRequestError(f"the body could not be read: {exc}") from None
+        except ConnectionResetError:  # the client closed the connection mid-body
+            raise _ClientGoneError from None
+
+    async def parse_posted(raw: bytes, parse: Callable[[Any], _Posted]) -> _Posted:
+        if len(raw) <= LARGE_BODY_BYTES:  # cheaper here than a trip to the thread
+            return parse_body(raw, parse)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(parsing, parse_body, raw, parse)
 
     def posted(
         parse: Callable[[Any], _Posted],
@@ -257,9 +386,16 @@ def create_app(
 
         async def handler(request: web.Request) -> web.Response:
             try:
-                req = parse(await read_json(request))
+                check_content_type(request.headers.get(hdrs.CONTENT_TYPE))
+                req = await parse_posted(await read_body(request), parse)
             except BadRequestError as exc:
-                return _error(exc.status, "bad_request", exc.reason)
+                response = _error(exc.status, "bad_request", exc.reason)
+                if exc.status == 408:  # the rest of the body may still come: not reusable
+                    response.force_close()
+                return response
+            except _ClientGoneError:
+                # Nobody to answer: aiohttp drops this response quietly (a debug line).
+                return web.Response(status=CLIENT_CLOSED_REQUEST)
             snapshot = current()
             unknown = unknown_items(snapshot, req.histories)
             if unknown and req.unknown_items == "reject":
@@ -278,13 +414,12 @@ def create_app(
     ) -> web.Response:
         queries = [Query(history, req.k, req.exclude_seen) for history in req.histories]
         ranked = await batched.recommend(snapshot, queries)
-        return web.json_response(
-            {
-                "model_version": snapshot.version,
-                "unknown_items": len(unknown),
-                "results": [_items(snapshot, one) for one in ranked],
-            }
-        )
+        head = {"model_version": snapshot.version, "unknown_items": len(unknown)}
+        if sum(len(one) for one in ranked) <= LARGE_ANSWER_ITEMS:
+            return _json({**head, "results": [_items(snapshot, one) for one in ranked]})
+        loop = asyncio.get_running_loop()
+        body = await loop.run_in_executor(parsing, _batch_answer, snapshot, head, ranked)
+        return web.Response(body=body, content_type="application/json")
 
     async def snapshot_info(request: web.Request) -> web.Response:
         snapshot = current()
@@ -294,15 +429,15 @@ def create_app(
             value = getattr(snapshot, name, None)
             if value is not None:
                 body[name] = {str(k): v for k, v in value.items()} if name == "offsets" else value
-        return web.json_response(body)
+        return _json(body)
 
     async def healthz(request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
+        return _json({"status": "ok"})
 
     async def readyz(request: web.Request) -> web.Response:
         if holder.snapshot is None:
             return _error(503, "not_ready", "no model snapshot loaded yet")
-        return web.json_response({"status": "ready", "version": holder.snapshot.version})
+        return _json({"status": "ready", "version": holder.snapshot.version})
 
     async def metrics_page(request: web.Request) -> web.Response:
         response = web.Response(body=generate_latest(registry))
@@ -316,6 +451,11 @@ def create_app(
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_page)
+    endpoints = sorted(
+        f"{route.method} {route.resource.canonical}"
+        for route in app.router.routes()
+        if route.resource is not None and route.method != hdrs.METH_HEAD
+    )
 
     async def run_background(app: web.Application) -> AsyncIterator[None]:
         tasks = [asyncio.create_task(make()) for make in background]
@@ -326,6 +466,7 @@ def create_app(
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await asyncio.to_thread(batched.close)  # after the batch being computed
+        await asyncio.to_thread(parsing.shutdown, True, cancel_futures=True)
 
     app.cleanup_ctx.append(run_background)
     return app

@@ -1,10 +1,17 @@
-"""``recoil serve``: the recommend API over the newest snapshot in a store."""
+"""``recoil serve``: the recommend API over the newest snapshot in a store.
+
+Whatever stops it from starting (a setting out of range, a store it cannot create, an
+address it cannot listen on) is a :class:`ConfigError`: one line that names the flag to
+fix, printed by ``recoil.cli``, not a traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import gc
+import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +20,7 @@ from recoil.core.settings import add_arguments, add_command, from_args
 
 if TYPE_CHECKING:
     from serving.batching import BatchConfig
+    from serving.config import ServeConfig
 
 
 def register(sub: Any) -> None:
@@ -36,25 +44,61 @@ def register(sub: Any) -> None:
     parser.add_argument(
         "--port", type=int, default=8080, help="port to bind (0 = any free port; printed)"
     )
-    parser.add_argument(
-        "--poll-seconds", type=float, default=0.5, help="how often to look for a new snapshot"
-    )
     from serving.batching import BatchConfig
+    from serving.config import ServeConfig
 
+    add_arguments(parser, ServeConfig)  # --poll-seconds, --body-timeout-s
     add_arguments(parser, BatchConfig)
 
 
 def run(args: argparse.Namespace) -> int:
     if not 0 <= args.port < 65536:
         raise ConfigError(f"--port {args.port} is not a TCP port")
-    if args.poll_seconds <= 0:
-        raise ConfigError("--poll-seconds must be > 0")
     from serving.batching import BatchConfig
+    from serving.config import ServeConfig
 
+    config = from_args(ServeConfig, args)
     batching = from_args(BatchConfig, args)
-    args.store.mkdir(parents=True, exist_ok=True)
-    asyncio.run(serve(args, batching))
+    ensure_store(args.store)
+    asyncio.run(serve(args, config, batching))
     return 0
+
+
+def ensure_store(store: Path) -> None:
+    """The snapshot store directory, created if missing (the learner may publish later)."""
+    try:
+        store.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise ConfigError(
+            f"--store {store} is a file, not a directory; give the learner's snapshot directory"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(
+            f"--store {store} cannot be created ({exc.strerror or exc}); give a directory "
+            "that exists or that this user can create"
+        ) from None
+
+
+def listen_error(host: str, port: int, exc: OSError | UnicodeError) -> ConfigError:
+    """Why the server cannot listen on ``host:port``, as the flags to change."""
+    if isinstance(exc, UnicodeError):  # the IDNA codec refuses the name before any lookup
+        return ConfigError(f"--host {host[:80]} is not a valid host name ({exc})")
+    if isinstance(exc, socket.gaierror):
+        return ConfigError(
+            f"--host {host} is not an address this machine can resolve ({exc.strerror}); "
+            "give an IP address or a resolvable name"
+        )
+    hints = {
+        errno.EADDRINUSE: "another process listens there; pick another --port, "
+        "or --port 0 for any free one",
+        errno.EADDRNOTAVAIL: "it is not an address of this machine; give one of its "
+        "addresses, 127.0.0.1 or 0.0.0.0",
+        errno.EACCES: "ports below 1024 need privileges; pick a --port of 1024 or more",
+    }
+    hint = hints.get(exc.errno or 0, "check --host and --port")
+    return ConfigError(
+        f"cannot listen on --host {host} --port {port}: {exc.strerror or exc}; {hint}"
+    )
 
 
 def bound_port(addresses: list[Any], asked: int) -> int:
@@ -75,7 +119,7 @@ def worker_threads(count: int) -> None:
     faiss.omp_set_num_threads(count)
 
 
-async def serve(args: argparse.Namespace, batching: BatchConfig) -> None:
+async def serve(args: argparse.Namespace, config: ServeConfig, batching: BatchConfig) -> None:
     from aiohttp import web
     from prometheus_client import CollectorRegistry
 
@@ -97,22 +141,27 @@ async def serve(args: argparse.Namespace, batching: BatchConfig) -> None:
             lambda: latest_version(store),
             lambda version: load_snapshot(store, version),
             metrics,
-            interval=args.poll_seconds,
+            interval=config.poll_seconds,
         )
 
     batcher = MicroBatcher(batching, worker_init=lambda: worker_threads(batching.worker_threads))
-    app = create_app(holder, history, registry, metrics, background=[watcher], batcher=batcher)
-    # What the imports made (torch, faiss, aiohttp: ~10^5 objects) lives as long as the
-    # process: out of the cyclic collector's sight, its full passes stop scanning them
-    # on the request path.
-    gc.freeze()
+    app = create_app(
+        holder, history, registry, metrics, background=[watcher], batcher=batcher, config=config
+    )
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, args.host, args.port)
-    await site.start()
-    port = bound_port(runner.addresses, args.port)
-    print(f"serving on http://{args.host}:{port} from {store}", flush=True)
     try:
+        site = web.TCPSite(runner, args.host, args.port)
+        try:
+            await site.start()
+        except (OSError, UnicodeError) as exc:  # socket.gaierror: an unresolvable --host
+            raise listen_error(args.host, args.port, exc) from None
+        # What the imports made (torch, faiss, aiohttp: ~10^5 objects) lives as long as
+        # the process: out of the cyclic collector's sight, its full passes stop scanning
+        # them on the request path.
+        gc.freeze()
+        port = bound_port(runner.addresses, args.port)
+        print(f"serving on http://{args.host}:{port} from {store}", flush=True)
         await asyncio.Event().wait()
     finally:
         if history is not None:

@@ -3,6 +3,7 @@ reason and status, and the defaults a body may leave out."""
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -11,16 +12,21 @@ import pytest
 from recoil.core.records import HistoryItem
 from serving.requests import (
     DEFAULT_K,
+    LARGE_BODY_BYTES,
     MAX_BATCH,
     MAX_HISTORY,
     MAX_K,
     BadRequestError,
+    _decode_in_pieces,
+    check_content_type,
     check_k,
     parse_batch_body,
+    parse_body,
     parse_history_item,
     parse_json_body,
     parse_k,
     parse_recommend_body,
+    query_value,
 )
 
 ROW = ["i1", "c1", "k1", 0, 3, 2, 5.0]
@@ -37,7 +43,7 @@ def test_limits_are_what_the_api_documents() -> None:
     assert (DEFAULT_K, MAX_K, MAX_HISTORY, MAX_BATCH) == (10, 500, 1000, 1024)
 
 
-@pytest.mark.parametrize(("raw", "k"), [(None, 10), ("", 10), ("1", 1), ("500", 500)])
+@pytest.mark.parametrize(("raw", "k"), [(None, 10), ("", 10), ("1", 1), ("500", 500), ("007", 7)])
 def test_parse_k_accepts_its_range_and_defaults(raw: str | None, k: int) -> None:
     assert parse_k(raw) == k
 
@@ -45,15 +51,54 @@ def test_parse_k_accepts_its_range_and_defaults(raw: str | None, k: int) -> None
 @pytest.mark.parametrize(
     ("raw", "reason"),
     [
-        ("abc", "k must be an integer, got 'abc'"),
-        ("2.5", "k must be an integer, got '2.5'"),
+        ("abc", "k must be an integer in ASCII digits, got 'abc'"),
+        ("2.5", "k must be an integer in ASCII digits, got '2.5'"),
         ("0", "k must be between 1 and 500, got 0"),
         ("501", "k must be between 1 and 500, got 501"),
         ("-3", "k must be between 1 and 500, got -3"),
+        # int() takes all of these; a client never means them as k
+        ("5_0", "k must be an integer in ASCII digits, got '5_0'"),
+        ("\u0663", "k must be an integer in ASCII digits, got '\u0663'"),  # Arabic-Indic 3
+        ("\uff15", "k must be an integer in ASCII digits, got '\uff15'"),  # fullwidth 5
+        (" 5", "k must be an integer in ASCII digits, got ' 5'"),
+        ("5 ", "k must be an integer in ASCII digits, got '5 '"),
+        ("5\n", "k must be an integer in ASCII digits, got '5\\n'"),
+        ("+5", "k must be an integer in ASCII digits, got '+5'"),
+        ("--5", "k must be an integer in ASCII digits, got '--5'"),
+        ("9" * 5000, f"k must be between 1 and 500, got {'9' * 40!r}... (5000 characters)"),
     ],
 )
 def test_parse_k_refusals(raw: str, reason: str) -> None:
     _refused(lambda: parse_k(raw), reason)
+
+
+def test_a_query_parameter_given_twice_is_refused_whichever_value_comes_first() -> None:
+    assert query_value([], "k") is None
+    assert query_value(["3"], "k") == "3"
+    reason = "query parameter 'k' is given 2 times; give it once"
+    _refused(lambda: query_value(["3", "abc"], "k"), reason)
+    _refused(lambda: query_value(["abc", "3"], "k"), reason)
+    _refused(lambda: query_value(["3", "3"], "k"), reason)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [None, "", "application/json", "application/json; charset=utf-8", "Application/JSON",
+     "application/octet-stream", "application/vnd.recoil+json"],
+)  # fmt: skip
+def test_json_or_no_content_type_is_taken(header: str | None) -> None:
+    check_content_type(header)  # does not raise
+
+
+@pytest.mark.parametrize(
+    ("header", "media"),
+    [("text/plain", "text/plain"), ("application/x-www-form-urlencoded; charset=utf-8",
+      "application/x-www-form-urlencoded"), ("multipart/form-data; boundary=x",
+      "multipart/form-data"), ("text/json+xml", "text/json+xml")],
+)  # fmt: skip
+def test_a_content_type_that_is_not_json_is_a_415(header: str, media: str) -> None:
+    reason = f"Content-Type {media!r} is not JSON; send the body as application/json"
+    _refused(lambda: check_content_type(header), reason, 415)
 
 
 @pytest.mark.parametrize(
@@ -112,10 +157,35 @@ def test_history_item_from_a_row_and_from_an_object() -> None:
          "history[4].timestamp must be a finite number"),
         ({"item_id": "i", "creator_id": "c", "timestamp": "1"},
          "history[4].timestamp must be a finite number"),
+        # integers past float's range: float() and math.isfinite() overflow on them
+        ({"item_id": "i", "creator_id": "c", "timestamp": 10**400},
+         "history[4].timestamp must be a finite number"),
+        (["i", "c", None, False, 3, 1, -(10**400)], "history[4].timestamp must be a finite number"),
+        ({"item_id": "i", "creator_id": "c", "timestamp": None},
+         "history[4].timestamp must be a finite number"),
+        (["i", "c", None, 10**400, 3, 1, 1], "history[4].disliked must be true or false"),
+        (["i", "c", None, 1.0, 3, 1, 1], "history[4].disliked must be true or false"),
+        (["i", "c", None, False, 10**400, 1, 1],
+         "history[4].dwell_bucket must be an integer in [0, 5]"),
+        (["i", "c", None, False, 3.0, 1, 1],
+         "history[4].dwell_bucket must be an integer in [0, 5]"),
+        (["i", "c", None, False, 3, False, 1],
+         "history[4].gap_bucket must be an integer in [0, 7]"),
+        (["i", "c", None, False, 3, -(10**400), 1],
+         "history[4].gap_bucket must be an integer in [0, 7]"),
     ],
 )  # fmt: skip
 def test_history_item_refusals_name_the_position_and_field(obj: object, reason: str) -> None:
     _refused(lambda: parse_history_item(obj, 4), reason)
+
+
+def test_a_timestamp_is_any_finite_json_number_and_comes_back_a_float() -> None:
+    for sent in (0, -5, 10**300, 1.5e308, 1700000000.25):
+        item = parse_history_item(["i", "c", None, 0, 3, 1, sent], 0)
+        assert item.timestamp == float(sent) and type(item.timestamp) is float
+    # 10**400 as a body's digits: the decoder takes it, the item check refuses it (a 400)
+    body = parse_json_body(b'{"history": [["i", "c", null, false, 3, 1, 1' + b"0" * 400 + b"]]}")
+    _refused(lambda: parse_recommend_body(body), "history[0].timestamp must be a finite number")
 
 
 def test_recommend_body_defaults_and_fields() -> None:
@@ -188,3 +258,62 @@ def test_json_body() -> None:
              "body is JSON nested too deeply")  # fmt: skip
     with pytest.raises(BadRequestError, match=r"^body holds a value JSON decoding refused: "):
         parse_json_body(b"9" * 5000)
+
+
+# Decoded a value at a time past LARGE_BODY_BYTES: the same values as json.loads, and the
+# same refusals (each text padded with leading whitespace, which JSON allows, to go there).
+SAME_AS_JSON = [
+    '{"histories": [[["i1", "c", null, 0, 3, 1, 1.5]], []], "k": 3}',
+    ' { "history" : [ { "item_id" : "i" , "creator_id" : "c" } ] , "k" : 2 } \n',
+    '{"k": 1, "k": 2, "history": [], "history": [["x"]]}',  # duplicate keys: the last wins
+    '{"a\\"b\\u00e9": ["\\ud83d\\ude00", {"x": [1, {"y": []}]}], "e": {}, "f": [[], {}]}',
+    '[1, "two", [3, [4, [5]]], {"six": {"seven": [8]}}, null, true, false]',
+    '"just a string"',
+    "42",
+    "-0.5e3",
+    "[]",
+    "{}",
+    "[ ]",
+    "{ }",
+    '{"n": NaN, "i": [Infinity, -Infinity]}',  # Python's decoder takes them; the checks do not
+]
+REFUSED_AS_JSON = [
+    "", "[", "{", '{"a"}', '{"a" 1}', '{"a": 1,}', "[1,]", "[1 2]", "{1: 2}", '{"a": 1} x',
+    "[1] [2]", '{"a": [1, 2}', '{"a": tru}', '["\\x"]', '{"a": "\n"}', "\ufeff[]",
+    "[" + "[" * 5000 + "]" * 5000 + "]", '{"k": ' + "9" * 5000 + "}",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("text", SAME_AS_JSON)
+def test_large_bodies_decode_to_what_json_loads_gives(text: str) -> None:
+    want = json.dumps(json.loads(text), sort_keys=True)
+    assert json.dumps(_decode_in_pieces(text), sort_keys=True) == want  # not by falling back
+    padded = (" " * (LARGE_BODY_BYTES + 1) + text).encode()
+    assert json.dumps(parse_json_body(padded), sort_keys=True) == want
+
+
+@pytest.mark.parametrize("text", REFUSED_AS_JSON)
+def test_large_bodies_are_refused_as_small_ones_are(text: str) -> None:
+    with pytest.raises((ValueError, RecursionError)):
+        _decode_in_pieces(text)
+    padded = " " * (LARGE_BODY_BYTES + 1) + text
+    with pytest.raises((ValueError, RecursionError)) as whole:
+        json.loads(padded)
+    with pytest.raises(BadRequestError) as large:
+        parse_json_body(padded.encode())
+    assert large.value.status == 400
+    if isinstance(whole.value, json.JSONDecodeError):  # the message json.loads gives, exactly
+        assert large.value.reason == f"body is not JSON: {whole.value.msg}"
+    else:
+        assert large.value.reason.startswith(("body is JSON nested", "body holds a value"))
+
+
+def test_a_large_batch_parses_as_json_loads_and_the_checks_would() -> None:
+    row = ["i1", "c", None, 0, 1, 0, 1]
+    raw = json.dumps({"histories": [[row] * 300] * 32, "k": 3}).encode()
+    assert len(raw) > LARGE_BODY_BYTES  # decoded in pieces
+    req = parse_body(raw, parse_batch_body)
+    assert req == parse_batch_body(json.loads(raw))
+    assert len(req.histories) == 32 and req.histories[-1][-1] == HistoryItem(
+        "i1", "c", None, False, 1, 0, 1.0
+    )
