@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
+from yarl import URL
 
 from recoil.core.records import HistoryItem
 from serving.app import HistoryUnavailableError
@@ -52,7 +53,11 @@ class HttpHistorySource:
     async def history(self, user_id: str) -> tuple[HistoryItem, ...]:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=self.timeout)
-        url = f"{self.base_url}/history/{quote(user_id, safe='')}"
+        # Every character but the unreserved ones escaped, dots too: a URL normalises a
+        # path segment "." or ".." away (the user "..", unescaped, asked for "/"), and the
+        # worker's router decodes "%2E" back to "." without normalising.
+        segment = quote(user_id, safe="").replace(".", "%2E")
+        url = URL(f"{self.base_url}/history/{segment}", encoded=True)
         try:
             async with self._session.get(url) as resp:
                 if resp.status == 404:

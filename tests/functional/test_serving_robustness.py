@@ -198,6 +198,31 @@ def test_a_malformed_worker_history_is_a_503_with_the_reason_never_a_500() -> No
     asyncio.run(run())
 
 
+def test_each_user_id_reaches_the_worker_as_itself() -> None:
+    # "." and ".." are path segments a URL normalises away: unescaped, the user ".." asked
+    # the worker for "/" and never got a live history
+    users = [".", "..", "../x", "a/..", "%2E", "a.b", "ü", "?k=1", "a b", "#"]
+
+    async def worker(request: web.Request) -> web.Response:
+        user = request.match_info["user_id"]
+        row = [f"seen-by-{user}", "c1", None, 0, 3, 1, 1700000000.5]
+        return web.json_response({"user_id": user, "history": [row]})
+
+    async def run() -> None:
+        worker_app = web.Application()
+        worker_app.router.add_get("/history/{user_id}", worker)
+        async with TestServer(worker_app) as upstream:
+            history = HttpHistorySource(str(upstream.make_url("")))
+            try:
+                for user in users:
+                    items = await history.history(user)
+                    assert [item.item_id for item in items] == [f"seen-by-{user}"], user
+            finally:
+                await history.close()
+
+    asyncio.run(run())
+
+
 def test_history_rows_are_checked_as_request_items_are() -> None:
     assert parse_history_response({"history": [GOOD_ROW]}) == (
         HistoryItem("i3", "c1", None, False, 3, 1, 1700000000.5),
