@@ -1,7 +1,8 @@
 """Where the continuous learner's time goes: the real learner on records held in memory.
 
     python -m bench.learner_profile [--examples 20000] [--batch-size 256] [--threads 1]
-        [--without-label-header] [--precision 32-true|bf16-mixed] [--top N]
+        [--without-label-header] [--precision 32-true|bf16-mixed] [--softmax full|sampled]
+        [--max-len N] [--top N]
 
 Runs ``learner.continuous.run_learner`` (Lightning, the callback, snapshots: all of
 it) under cProfile, with a stand-in for the kafka-python consumer that hands it
@@ -32,6 +33,7 @@ import threading
 import time
 import zlib
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -249,6 +251,8 @@ def profile(
     cprofile: bool = False,
     label_header: bool = True,
     precision: Precision = "32-true",
+    softmax: str = "full",
+    max_len: int | None = None,
 ) -> dict[str, Any]:
     """Run the learner on ``count`` in-memory examples (under cProfile if asked)."""
     import torch
@@ -274,8 +278,10 @@ def profile(
     work = Path(tempfile.mkdtemp(prefix="recoil-learner-profile-"))
     config = LearnerConfig(
         store=work / "store", checkpoint_dir=work / "ckpt", model_updates_topic=None,
-        stop_when_idle_s=1.0, precision=precision,  # model: the live default, as recoil learn
+        stop_when_idle_s=1.0, precision=precision, softmax=softmax,
     )  # fmt: skip
+    if max_len is not None:  # the live default model otherwise, as recoil learn
+        config = replace(config, model=replace(config.model, max_len=max_len))
     trained = trained_by_arm([r.value for r in values], config.arm)
     print(
         f"{trained:,} of them have a label the arm ({config.arm}) trains; the rest are read, "
@@ -328,10 +334,17 @@ def main() -> None:
         choices=list(PRECISIONS),
         help="the learner's precision (learner.precision)",
     )
+    parser.add_argument(
+        "--softmax", default="full", choices=["full", "sampled"], help="as recoil learn's"
+    )
+    parser.add_argument(
+        "--max-len", type=int, default=None, help="history items the model reads (default: 30)"
+    )
     args = parser.parse_args()
     result = profile(
         args.examples, args.batch_size, args.threads, args.reference_decoder, bool(args.top),
         label_header=not args.without_label_header, precision=args.precision,
+        softmax=args.softmax, max_len=args.max_len,
     )  # fmt: skip
     print(
         f"learner: {result['examples']:,} examples in {result['seconds']:.1f}s = "
