@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import signal
 import time
@@ -44,9 +45,12 @@ from learner.snapshot import SnapshotInfo, publish_snapshot
 from learner.stream_training import ContinuousModule, StreamBatch, StreamState
 from learner.vocab import FIRST_INDEX
 from recoil.core.settings import setting
-from recoil.core.topics import MODEL_UPDATES
+from recoil.core.topics import MODEL_UPDATES, topic_name_problem
 
 log = logging.getLogger(__name__)
+
+# The seeds L.seed_everything takes (numpy's range); it raises on any other.
+_MIN_SEED, _MAX_SEED = 0, 2**32 - 1
 
 
 def live_model_config() -> ModelConfig:
@@ -162,14 +166,31 @@ class LearnerConfig:
         if self.devices < 1 or self.num_nodes < 1:
             raise ValueError(f"devices and num_nodes must be >= 1, got {self.devices}, "
                              f"{self.num_nodes}")  # fmt: skip
-        if self.dislike_lr_scale <= 0:
-            raise ValueError(f"dislike_lr_scale must be > 0, got {self.dislike_lr_scale}")
-        if self.snapshot_every_steps < 1:
-            raise ValueError(f"snapshot_every_steps must be >= 1, got {self.snapshot_every_steps}")
-        if self.snapshot_every_seconds <= 0:
-            raise ValueError("snapshot_every_seconds must be > 0")
+        for name in ("snapshot_every_steps", "num_sampled"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
+        if not _MIN_SEED <= self.seed <= _MAX_SEED:
+            raise ValueError(f"seed must be in {_MIN_SEED}..{_MAX_SEED}, got {self.seed}")
+        # "not (x > 0)" with isfinite: NaN compares false both ways, so "x <= 0" lets it by
+        positive = ("lr", "dislike_lr_scale", "snapshot_every_seconds", "log_every_s")
+        for name in (*positive, "gradient_clip_val"):
+            value = getattr(self, name)
+            if value is not None and not (value > 0 and math.isfinite(value)):
+                raise ValueError(f"{name} must be a finite number > 0, got {value}")
+        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
+            raise ValueError(f"weight_decay must be a finite number >= 0, got {self.weight_decay}")
+        idle = self.stop_when_idle_s
+        if idle is not None and not (idle >= 0 and math.isfinite(idle)):
+            raise ValueError(
+                f"stop_when_idle_s must be a finite number of seconds >= 0 (leave it unset "
+                f"to never stop), got {idle}"
+            )
+        if self.model_updates_topic is not None:
+            problem = topic_name_problem(self.model_updates_topic)
+            if problem:
+                raise ValueError(f"model_updates_topic {self.model_updates_topic!r}: {problem}")
         if self.softmax not in ("full", "sampled"):
             raise ValueError(f"softmax must be 'full' or 'sampled', got {self.softmax!r}")
 

@@ -48,6 +48,7 @@ wide margin; group heartbeats run on kafka-python's background thread, so
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
@@ -58,7 +59,7 @@ from learner.example_check import ExampleDecoder, Skipped
 from recoil.core.kafka_settings import KafkaSettings
 from recoil.core.records import LABEL_HEADER, TrainingExample
 from recoil.core.settings import setting
-from recoil.core.topics import TRAINING_EXAMPLES
+from recoil.core.topics import TRAINING_EXAMPLES, topic_name_problem
 
 log = logging.getLogger(__name__)
 
@@ -116,26 +117,35 @@ class SourceConfig:
     max_history_items: int = 1000  # longer histories are skipped (workers keep 50 by default)
 
     def __post_init__(self) -> None:
-        if not self.topic:
-            raise ValueError("topic must not be empty")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.catch_up_batch_size < 1:
-            raise ValueError(f"catch_up_batch_size must be >= 1, got {self.catch_up_batch_size}")
-        if self.rejoin_after_s < 0:
-            raise ValueError(f"rejoin_after_s must be >= 0 (0 = never), got {self.rejoin_after_s}")
+        problem = topic_name_problem(self.topic)
+        if problem:
+            raise ValueError(f"topic {self.topic!r}: {problem}")
+        if not self.group:
+            raise ValueError("group must not be empty")
+        if self.instance_id == "":
+            raise ValueError("instance_id must not be empty (None: dynamic membership)")
+        for name in (
+            "batch_size", "catch_up_batch_size", "poll_timeout_ms", "max_poll_records",
+            "max_poll_interval_ms", "session_timeout_ms", "dedupe_window", "max_example_bytes",
+            "max_history_items",
+        ):  # fmt: skip
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        # not x > 0 and isfinite: NaN compares false both ways and would pass "x <= 0"
         for name in ("batch_timeout_s", "idle_tick_s", "lag_refresh_s"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        if self.poll_timeout_ms < 1 or self.max_poll_records < 1 or self.dedupe_window < 1:
-            raise ValueError("poll_timeout_ms, max_poll_records and dedupe_window must be >= 1")
+            value = getattr(self, name)
+            if not (value > 0 and math.isfinite(value)):
+                raise ValueError(f"{name} must be a finite number of seconds > 0, got {value}")
+        if not (self.rejoin_after_s >= 0 and math.isfinite(self.rejoin_after_s)):
+            raise ValueError(
+                f"rejoin_after_s must be a finite number of seconds >= 0 (0 = never), "
+                f"got {self.rejoin_after_s}"
+            )
         if self.metadata_max_age_ms < 100:
             raise ValueError(
                 f"metadata_max_age_ms must be >= 100 (a metadata request each time), "
                 f"got {self.metadata_max_age_ms}"
             )
-        if self.max_example_bytes < 1 or self.max_history_items < 1:
-            raise ValueError("max_example_bytes and max_history_items must be >= 1")
 
 
 @dataclass(frozen=True)

@@ -28,12 +28,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from learner.arms import ARMS
+from learner.arms import ARMS, resolve_arm
 from learner.model import ModelConfig
-from learner.offline import TrainConfig, TrainingReport, train_offline
+from learner.offline import TrainConfig, TrainingReport, split_validation, train_offline
 from recoil.core.events import InteractionEvent
 from recoil.core.labels import LabelConfig
-from recoil.core.windows import events_to_examples, user_histories
+from recoil.core.records import TrainingExample
+from recoil.core.windows import events_by_user, events_to_examples, user_histories
 from simulator.evaluation import (
     NextItemRanking,
     next_item_cases,
@@ -85,6 +86,63 @@ class BacktestConfig:
             raise ValueError("holdout_events must be >= 1")
 
 
+class TooFewEventsError(ValueError):
+    """The log cannot make a backtest: no test case, or no example an arm can train on.
+    Raised before any training; the message says what the split needs."""
+
+
+def check_enough_events(
+    events: list[InteractionEvent],
+    examples: list[TrainingExample],
+    cases: list[InteractionEvent],
+    config: BacktestConfig,
+    source: str,
+) -> None:
+    """Raise :class:`TooFewEventsError` unless the split leaves something to test and train.
+
+    A user's last ``holdout_events`` events are test cases only when the user has more
+    events than that (``split_last_events``): at least ``holdout_events + 1``, so that an
+    earlier event is the first case's history. Every arm then trains on the examples of
+    the other events less each user's newest ``validation_examples``
+    (``split_validation``), and needs one of a kind it trains (a positive, for all).
+    """
+    holdout = config.holdout_events
+    per_user = [len(user_events) for user_events in events_by_user(events).values()]
+    if not cases:
+        found = (
+            f"{_count(len(events), 'event')} of {_count(len(per_user), 'user')}, "
+            f"at most {max(per_user)} of one user"
+            if events
+            else "no events"
+        )
+        raise TooFewEventsError(
+            f"{source}: too few events for a backtest ({found}): each user's last {holdout} "
+            f"events are its test cases (--holdout) and need an earlier event as history, so "
+            f"at least one user needs {holdout + 1} or more events"
+        )
+    validation = config.train.validation_examples
+    train, _ = split_validation(examples, validation)
+    for arm in config.arms:
+        kinds = resolve_arm(arm).trained_kinds
+        if not any(e.label_kind in kinds for e in train):
+            kept = (
+                f" once each user's newest {validation} are kept for validation "
+                f"(--validation 0 trains on them too)"
+                if validation and len(train) < len(examples)
+                else ""
+            )
+            raise TooFewEventsError(
+                f"{source}: too few labelled events for a backtest: arm {arm!r} trains on "
+                f"{'/'.join(sorted(kinds))} examples and none is left of the {len(examples)} "
+                f"training examples{kept}. The events before each user's last {holdout} "
+                f"(--holdout) need at least one like or long watch"
+            )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def select_users(
     events: Iterable[InteractionEvent], max_users: int | None
 ) -> list[InteractionEvent]:
@@ -109,9 +167,10 @@ def run_backtest(
 ) -> dict[str, Any]:
     """Train each arm on the past, test on each user's last events; write backtest.json/.md/.png.
 
+    Raises :class:`TooFewEventsError` before training when the split leaves no test
+    case or nothing to train (:func:`check_enough_events`).
     ``workers`` > 1 trains arms in forked processes (``simulator.parallel``); same results.
     """
-    out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     events = select_users(events, config.max_users)
     train_events, test_events = split_last_events(events, config.holdout_events)
@@ -119,6 +178,8 @@ def run_backtest(
     histories, cases = next_item_cases(
         user_histories(train_events, config.labels), test_events, config.labels
     )
+    check_enough_events(events, examples, cases, config, source)
+    out_dir.mkdir(parents=True, exist_ok=True)
     log.info(
         "%s: %d events, %d users, %d training examples, %d test cases",
         source, len(events), len({e.user_id for e in events}), len(examples), len(cases),

@@ -8,7 +8,10 @@
   from the header): columns mapped to event fields by a :class:`ColumnMapping`.
   Without a mapping the header must be KuaiRand's (``KUAIRAND``, built in).
 
-A bad row stops the read with ``ValueError("FILE:LINE: reason")``.
+A bad row stops the read with ``ValueError("FILE:LINE: reason")``: a line that is
+not UTF-8, not JSON (nested too deeply, a number json cannot read), not an event,
+or a CSV field past the csv module's size limit. A UTF-8 byte order mark at the
+start of the file is skipped; a CSV/TSV header that names a column twice is refused.
 
 A file without a creator column gets ``creator_id = item_id``: each item is its
 own creator. That is the finest grouping that is certainly true; a shared
@@ -19,17 +22,21 @@ then (through the creator features) speak against the whole catalogue.
 from __future__ import annotations
 
 import csv
-import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Literal
 
-from recoil.core.events import InteractionEvent, Invalid, validate_event
+from recoil.core.events import InteractionEvent, Invalid, parse_event, validate_event
 
 TimeUnit = Literal["s", "ms"]
 _TRUE = frozenset({"1", "true", "t", "yes", "y"})
 _FALSE = frozenset({"0", "false", "f", "no", "n", ""})
+_BOM = b"\xef\xbb\xbf"  # UTF-8's byte order mark, which some exporters write first
+# A byte that is not UTF-8, as errors="surrogateescape" decodes it (U+DC80..U+DCFF).
+_BAD_BYTE = re.compile("[\udc80-\udcff]")
+_REQUIRED_COLUMNS = ("user_id", "item_id", "timestamp")
 
 
 @dataclass(frozen=True)
@@ -60,6 +67,14 @@ class ColumnMapping:
                 raise ValueError(f"mapping {name} must be 's' or 'ms', got {getattr(self, name)!r}")
         if self.label is not None and (self.liked or self.disliked):
             raise ValueError("mapping: give either label or liked/disliked columns, not both")
+        for name in _REQUIRED_COLUMNS:
+            if not getattr(self, name):
+                raise ValueError(f"mapping {name} must name a column, got {getattr(self, name)!r}")
+        if self.label is not None and self.label_like == self.label_dislike:
+            raise ValueError(
+                f"mapping label_like and label_dislike are both {self.label_like!r}: give the "
+                f"two different values of column {self.label!r} that mean a like and a dislike"
+            )
 
     def columns(self) -> list[str]:
         """The columns the file must have."""
@@ -86,21 +101,28 @@ KUAIRAND = ColumnMapping(
 )
 
 _MAPPING_FIELDS = {f.name for f in fields(ColumnMapping)}
+# the fields that hold a value, not a column name
+_VALUE_FIELDS = {"label_like", "label_dislike", "time_unit", "dwell_unit", "surface"}
 
 
 def parse_mapping(text: str) -> ColumnMapping:
     """``"kuairand"`` or ``"field=column,...,time_unit=ms"`` (fields of ColumnMapping)."""
     if text.strip().lower() == "kuairand":
         return KUAIRAND
-    changes: dict[str, str | None] = {}
+    changes: dict[str, str] = {}
     for part in filter(None, (p.strip() for p in text.split(","))):
         key, sep, value = part.partition("=")
-        key = key.strip()
+        key, value = key.strip(), value.strip()
         if not sep:
             raise ValueError(f"mapping entry {part!r} is not FIELD=COLUMN")
         if key not in _MAPPING_FIELDS:
             raise ValueError(f"unknown mapping field {key!r}; fields: {sorted(_MAPPING_FIELDS)}")
-        changes[key] = value.strip() or None
+        if not value:
+            what = "VALUE" if key in _VALUE_FIELDS else "COLUMN"
+            raise ValueError(f"mapping entry {part!r} is empty: give {key}={what}")
+        if key in changes:
+            raise ValueError(f"mapping field {key!r} is given twice")
+        changes[key] = value
     return replace(ColumnMapping(), **changes)  # type: ignore[arg-type]
 
 
@@ -120,22 +142,45 @@ def read_event_log(
 
 
 def _read_jsonl(path: Path) -> Iterator[InteractionEvent]:
-    with path.open(encoding="utf-8") as lines:
+    """Each line decoded and validated as the stream workers do (``parse_event``): bytes
+    that are not UTF-8, JSON nested too deeply, a number json cannot read and an
+    oversized line are errors of their line, like a missing field."""
+    with path.open("rb") as lines:
         for lineno, line in enumerate(lines, start=1):
-            if not line.strip():
+            if lineno == 1 and line.startswith(_BOM):
+                line = line[len(_BOM) :]
+            line = line.strip()
+            if not line:
                 continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{lineno}: not JSON: {exc.msg}") from None
-            yield _valid(validate_event(obj), path, lineno)
+            yield _valid(parse_event(line), path, lineno)
+
+
+def _check_utf8(fields: list[str], path: Path, lineno: int) -> None:
+    """Raise if a field holds a byte that is not UTF-8 (decoded with surrogateescape)."""
+    for text in fields:
+        if not text.isascii() and (bad := _BAD_BYTE.search(text)):
+            byte = ord(bad.group()) - 0xDC00
+            shown = text if len(text) <= 40 else text[:37] + "..."
+            raise ValueError(f"{path}:{lineno}: not UTF-8: byte 0x{byte:02x} in {shown!r}")
 
 
 def _read_table(path: Path, mapping: ColumnMapping | None) -> Iterator[InteractionEvent]:
-    with path.open(newline="", encoding="utf-8") as handle:
+    # utf-8-sig: a byte order mark is not part of the first column's name. Bytes that
+    # are not UTF-8 are kept as escapes and reported with their line (_check_utf8).
+    with path.open(newline="", encoding="utf-8-sig", errors="surrogateescape") as handle:
         header = handle.readline()
         delimiter = "\t" if header.count("\t") > header.count(",") else ","
-        columns = next(csv.reader([header], delimiter=delimiter))
+        try:
+            columns = next(csv.reader([header], delimiter=delimiter), [])
+        except csv.Error as exc:
+            raise ValueError(f"{path}:1: the header is not CSV: {exc}") from None
+        _check_utf8(columns, path, 1)
+        repeated = sorted({c for c in columns if columns.count(c) > 1})
+        if repeated:
+            raise ValueError(
+                f"{path}:1: the header names columns more than once: {repeated}; "
+                "give every column its own name"
+            )
         if mapping is None:
             if not set(KUAIRAND.columns()) <= set(columns):
                 raise ValueError(
@@ -147,9 +192,10 @@ def _read_table(path: Path, mapping: ColumnMapping | None) -> Iterator[Interacti
         if missing:
             raise ValueError(f"{path}: the mapping names columns the file lacks: {missing}")
         position = {name: i for i, name in enumerate(columns)}
-        for lineno, row in enumerate(csv.reader(handle, delimiter=delimiter), start=2):
+        for lineno, row in enumerate(_rows(handle, delimiter, path), start=2):
             if not row:
                 continue
+            _check_utf8(row, path, lineno)
             if len(row) != len(columns):
                 raise ValueError(
                     f"{path}:{lineno}: {len(row)} fields, the header has {len(columns)}"
@@ -159,6 +205,25 @@ def _read_table(path: Path, mapping: ColumnMapping | None) -> Iterator[Interacti
             except ValueError as exc:
                 raise ValueError(f"{path}:{lineno}: {exc}") from None
             yield _valid(validate_event(obj), path, lineno)
+
+
+def _rows(handle: Iterator[str], delimiter: str, path: Path) -> Iterator[list[str]]:
+    """The csv module's rows; a row it cannot read is an error of its line (numbered as
+    the rows are: the header is line 1)."""
+    reader = csv.reader(handle, delimiter=delimiter)
+    lineno = 1
+    while True:
+        lineno += 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise ValueError(
+                f"{path}:{lineno}: not CSV: {exc} (is a quote left open, or the delimiter "
+                f"not {delimiter!r}?)"
+            ) from None
+        yield row
 
 
 def _row_event(

@@ -65,18 +65,27 @@ def run(args: argparse.Namespace) -> int:
 
     arms = parse_arms(args.arms)
     model = parse_model(args.model)
+    if args.validation is not None and args.validation < 0:
+        raise ConfigError(f"--validation must be >= 0, got {args.validation}")
+    if not 0 <= args.seed < 2**32:  # the seeds Lightning's seed_everything takes
+        raise ConfigError(f"--seed must be in 0..{2**32 - 1}, got {args.seed}")
     if not args.file.is_file():
         raise ConfigError(f"no such file: {args.file}")
 
-    from simulator.backtest import BacktestConfig, run_backtest
+    from simulator.backtest import BacktestConfig, TooFewEventsError, run_backtest
     from simulator.logs import parse_mapping, read_event_log
     from simulator.parallel import default_workers
 
     try:
         mapping = None if args.map is None else parse_mapping(args.map)
-        events = list(read_event_log(args.file, mapping))
     except ValueError as exc:
+        raise ConfigError(f"--map {args.map!r}: {exc}") from None
+    try:
+        events = list(read_event_log(args.file, mapping))
+    except ValueError as exc:  # a bad row: the reader names file and line
         raise ConfigError(str(exc)) from None
+    except OSError as exc:
+        raise ConfigError(f"{args.file}: cannot read: {exc.strerror or exc}") from None
     config = BacktestConfig(
         holdout_events=args.holdout, arms=arms, max_users=args.max_users, model=model
     )
@@ -86,12 +95,13 @@ def run(args: argparse.Namespace) -> int:
         every = min(train.validation_every, max(1, args.max_steps // 10))
         train = replace(train, max_steps=args.max_steps, validation_every=every)
     if args.validation is not None:
-        if args.validation < 0:
-            raise ConfigError(f"--validation must be >= 0, got {args.validation}")
         train = replace(train, validation_examples=args.validation)
     config = replace(config, train=train)
     workers = args.workers or default_workers(len(arms))
     progress = not args.no_progress
-    run_backtest(events, config, args.out, str(args.file), progress=progress, workers=workers)
+    try:
+        run_backtest(events, config, args.out, str(args.file), progress=progress, workers=workers)
+    except TooFewEventsError as exc:  # raised before any training
+        raise ConfigError(str(exc)) from None
     print((args.out / "backtest.md").read_text(), end="")
     return 0

@@ -12,6 +12,7 @@ from types import FrameType
 from typing import Any
 
 from recoil.broker.args import add_kafka_arguments, kafka_settings
+from recoil.core.errors import ConfigError
 from recoil.core.settings import add_arguments, add_command, from_args, setting
 
 
@@ -25,6 +26,31 @@ class LearnOptions:
     )
     metrics_host: str = setting("127.0.0.1", "address for /metrics")
     threads: int | None = setting(None, "torch CPU threads")
+
+    def __post_init__(self) -> None:
+        # the worker's rule (streams.config.StreamsConfig.validate)
+        if self.metrics_port is not None and not 0 <= self.metrics_port < 65536:
+            raise ConfigError(
+                f"metrics_port={self.metrics_port}: must be a TCP port in 1..65535, or 0 for any"
+            )
+        if not self.metrics_host:
+            raise ConfigError("metrics_host must not be empty")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"threads={self.threads}: must be >= 1")
+
+    def rank_port(self, local_rank: int) -> int | None:
+        """The /metrics port of local rank ``local_rank`` (None: no /metrics; 0: any)."""
+        if self.metrics_port is None:
+            return None
+        if not self.metrics_port:
+            return 0
+        port = self.metrics_port + local_rank
+        if port >= 65536:
+            raise ConfigError(
+                f"metrics_port={self.metrics_port}: rank {local_rank} would serve on {port}, "
+                "past 65535 (rank r serves at --metrics-port + r); pick a lower port"
+            )
+        return port
 
 
 def register(sub: Any) -> None:
@@ -69,7 +95,13 @@ def configs_from_args(args: argparse.Namespace) -> tuple[Any, Any]:
         model=from_args(ModelConfig, args),
         checkpoint_dir=args.checkpoint_dir or args.store / "checkpoints",
     )
-    return config, from_args(SourceConfig, args)
+    source = from_args(SourceConfig, args)
+    if config.model_updates_topic == source.topic:
+        raise ConfigError(
+            f"--model-updates-topic and --topic are both {source.topic!r}: snapshot "
+            "announcements would land among the training examples; pick two topics"
+        )
+    return config, source
 
 
 def run(args: argparse.Namespace) -> int:
@@ -87,17 +119,24 @@ def run(args: argparse.Namespace) -> int:
 
     settings = kafka_settings(args)
     config, source = configs_from_args(args)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    registry = CollectorRegistry()
-    metrics = LearnerMetrics(registry)
-    server = None
+    options = from_args(LearnOptions, args)
     # Lightning's launcher (and torchrun) set LOCAL_RANK in the ranks it starts: each rank
     # on a node serves its own /metrics, rank r at --metrics-port + r.
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if args.metrics_port is not None:
-        port = args.metrics_port + local_rank if args.metrics_port else 0
-        server, _ = start_http_server(port, addr=args.metrics_host, registry=registry)
+    port = options.rank_port(local_rank)
+    if options.threads:
+        torch.set_num_threads(options.threads)
+    registry = CollectorRegistry()
+    metrics = LearnerMetrics(registry)
+    server = None
+    if port is not None:
+        try:
+            server, _ = start_http_server(port, addr=args.metrics_host, registry=registry)
+        except OSError as exc:  # in use, or an address this host does not have
+            raise ConfigError(
+                f"--metrics-host {args.metrics_host} --metrics-port {port}: cannot serve "
+                f"/metrics there: {exc.strerror or exc}"
+            ) from None
         label = f" (rank {local_rank})" if local_rank else ""
         url = f"http://{args.metrics_host}:{server.server_port}/metrics"
         print(f"metrics{label}: {url}", flush=True)

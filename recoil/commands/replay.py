@@ -9,6 +9,7 @@ worker will drop (``streams.replay`` explains both).
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -80,6 +81,8 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Check the arguments and the file, then connect: a bad file or flag is reported as
+    such whether or not a broker is there."""
     import asyncio
     import dataclasses
     import itertools
@@ -87,28 +90,50 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from recoil.core.errors import ConfigError
-    from recoil.core.topics import ensure_topics
+    from recoil.core.topics import ensure_topics, topic_name_problem
     from simulator.logs import parse_mapping, read_event_log
     from streams.replay import TooLargeToSortError, replay_to_kafka, time_ordered
 
-    if args.speed is not None and not args.speed > 0:
-        raise ConfigError(f"--speed {args.speed}: must be > 0 (or use --as-fast-as-possible)")
+    if args.speed is not None and not (args.speed > 0 and math.isfinite(args.speed)):
+        raise ConfigError(
+            f"--speed {args.speed}: must be a finite number > 0 (or use --as-fast-as-possible)"
+        )
     if args.limit is not None and args.limit < 0:
         raise ConfigError(f"--limit {args.limit}: must be >= 0")
     if args.max_sort_events < 1:
         raise ConfigError(f"--max-sort-events {args.max_sort_events}: must be >= 1")
+    if args.partitions < 1:
+        raise ConfigError(f"--partitions {args.partitions}: must be >= 1")
+    problem = topic_name_problem(args.topic)
+    if problem:
+        raise ConfigError(f"--topic {args.topic!r}: {problem}")
     if not args.file.is_file():
         raise ConfigError(f"{args.file}: no such file")
     try:
         mapping = parse_mapping(args.map) if args.map else None
     except ValueError as exc:
         raise ConfigError(f"--map {args.map!r}: {exc}") from exc
-    settings = kafka_settings(args)
-    ensure_topics(settings, [args.topic], partitions=args.partitions)
+    settings = kafka_settings(args)  # checks the addresses; connects to nothing
     events: Iterable[InteractionEvent] = read_event_log(args.file, mapping)
     if args.limit is not None:
         events = itertools.islice(events, args.limit)
+    # The file is read before Kafka is touched: all of it when sorting, else its first event.
     reordered = 0
+    try:
+        if args.keep_file_order:
+            first = list(itertools.islice(events, 1))
+            events = itertools.chain(first, events)
+        else:
+            ordered = time_ordered(events, args.max_sort_events, str(args.file))
+            events, reordered = ordered.events, ordered.reordered
+    except TooLargeToSortError as exc:
+        print(f"recoil replay: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:  # a bad row in the file: the reader names file and line
+        print(f"recoil replay: {exc}")
+        return 1
+    except OSError as exc:
+        raise ConfigError(f"{args.file}: cannot read: {exc.strerror or exc}") from None
     if args.keep_file_order:
         print(
             "keeping file order: the worker drops every event older than an earlier event "
@@ -116,20 +141,12 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     else:
-        try:
-            ordered = time_ordered(events, args.max_sort_events, str(args.file))
-        except TooLargeToSortError as exc:
-            print(f"recoil replay: {exc}", file=sys.stderr)
-            return 2
-        except ValueError as exc:  # a bad row in the file: the reader names file and line
-            print(f"recoil replay: {exc}")
-            return 1
-        events, reordered = ordered.events, ordered.reordered
         print(
             f"sorted {len(ordered.events)} events by time: {reordered} were older than an "
             f"earlier event of the same user and were moved into time order",
             flush=True,
         )
+    ensure_topics(settings, [args.topic], partitions=args.partitions)
     with tqdm(desc=f"replay -> {args.topic}", unit="ev", unit_scale=True) as bar:
         try:
             stats = asyncio.run(

@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterable
 from typing import Any
 
+from recoil.core.errors import ConfigError
 from recoil.core.kafka_settings import KafkaSettings
 
 INTERACTIONS = "interactions"
 DLQ = "interactions.dlq"
 TRAINING_EXAMPLES = "training-examples"
 MODEL_UPDATES = "model-updates"
+
+# Kafka's rule for a topic name: 1-249 of these characters, and neither "." nor "..".
+_TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
+
+
+def topic_name_problem(name: str) -> str | None:
+    """What is wrong with ``name`` as a Kafka topic name (None: nothing), for a message."""
+    if not name:
+        return "must not be empty"
+    if not _TOPIC_NAME.fullmatch(name) or name in (".", ".."):
+        return "use 1-249 characters from letters, digits, '.', '_', '-' (not '.' or '..')"
+    return None
 
 
 def ensure_topics(
@@ -21,11 +35,23 @@ def ensure_topics(
     replication_factor: int = 1,
     configs: dict[str, str] | None = None,
 ) -> list[str]:
-    """Create the topics that do not exist yet; return the names created."""
+    """Create the topics that do not exist yet; return the names created.
+
+    A cluster that cannot be reached (kafka-python gives up bootstrapping after its
+    timeout) raises :class:`ConfigError` naming the bootstrap servers.
+    """
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
+    from kafka.errors import KafkaConnectionError, KafkaTimeoutError
 
-    admin = KafkaAdminClient(**settings.kafka_python())
+    try:
+        admin = KafkaAdminClient(**settings.kafka_python())
+    except (KafkaTimeoutError, KafkaConnectionError) as exc:
+        raise ConfigError(
+            f"cannot reach a Kafka broker at {settings.bootstrap_servers} "
+            f"(--bootstrap-servers): {exc}. Is one running there (`recoil broker` starts "
+            "one), and is the address right?"
+        ) from None
     try:
         existing = set(admin.list_topics())
         wanted = [n for n in dict.fromkeys(names) if n not in existing]

@@ -1,0 +1,86 @@
+"""A broker that cannot be reached is one line naming the bootstrap servers, not a
+``KafkaTimeoutError`` traceback: from ``ensure_topics`` and from the commands that call
+it first (``recoil replay``, ``recoil learn``).
+
+kafka-python gives up bootstrapping after ``bootstrap_timeout_ms`` (30 s); the tests
+shorten it to keep the real failure path fast.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import kafka
+import pytest
+
+from recoil.cli import main
+from recoil.core.errors import ConfigError
+from recoil.core.kafka_settings import KafkaSettings
+from recoil.core.topics import ensure_topics
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound once by the OS, then closed)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(autouse=True)
+def quick_bootstrap(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    real = kafka.KafkaAdminClient
+
+    def admin(**kwargs: Any) -> Any:
+        return real(**kwargs, bootstrap_timeout_ms=1500)
+
+    monkeypatch.setattr(kafka, "KafkaAdminClient", admin)
+    yield
+
+
+def test_ensure_topics_names_the_servers(closed_port: int) -> None:
+    servers = f"127.0.0.1:{closed_port}"
+    with pytest.raises(ConfigError, match=rf"cannot reach a Kafka broker at {servers} "):
+        ensure_topics(KafkaSettings(servers), ["t"])
+
+
+def _one_event(path: Path) -> Path:
+    event = {
+        "event_id": "e1", "user_id": "u", "item_id": "i", "creator_id": "c",
+        "timestamp": 1000.0, "surface": "home", "dwell_seconds": 3.0,
+        "item_duration_seconds": 10.0, "liked": True, "disliked": False, "dismissed": False,
+        "schema_version": 1,
+    }  # fmt: skip
+    path.write_text(json.dumps(event) + "\n")
+    return path
+
+
+def test_replay_reports_an_unreachable_broker_in_one_line(
+    tmp_path: Path, closed_port: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    servers = f"127.0.0.1:{closed_port}"
+    log = _one_event(tmp_path / "one.jsonl")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["replay", str(log), "--bootstrap-servers", servers])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    line = f"recoil replay: configuration error: cannot reach a Kafka broker at {servers}"
+    assert err.startswith(line) and err.count("\n") == 1, err
+    assert "--bootstrap-servers" in err and "Traceback" not in err
+
+
+def test_learn_reports_an_unreachable_broker_in_one_line(
+    tmp_path: Path, closed_port: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    servers = f"127.0.0.1:{closed_port}"
+    argv = ["learn", "--store", str(tmp_path / "store"), "--bootstrap-servers", servers]
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    line = f"recoil learn: configuration error: cannot reach a Kafka broker at {servers}"
+    assert err.startswith(line) and err.count("\n") == 1, err
