@@ -21,6 +21,7 @@ is padded (``pad_optimizer_state``); trained rows are never touched.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -163,14 +164,21 @@ class ModelConfig:
                 "dislike_push_learning must be 'all', 'negatives' or 'none', got "
                 f"{self.dislike_push_learning!r}"
             )
-        if not self.dislike_push_prior >= 0:
-            raise ValueError(f"dislike_push_prior must be >= 0, got {self.dislike_push_prior}")
-        if not self.dislike_push_scale > 0:
-            raise ValueError(f"dislike_push_scale must be > 0, got {self.dislike_push_scale}")
-        if not self.dislike_flag_init_std >= 0:
-            raise ValueError(
-                f"dislike_flag_init_std must be >= 0, got {self.dislike_flag_init_std}"
-            )
+        # finite as well: `>= 0` lets inf through (and NaN reads as any bound's failure
+        # only because every comparison with it is False), and an infinite init or
+        # scale makes every weight it touches NaN at the first step
+        for name, low, strict in (
+            ("dislike_push_prior", 0.0, False),
+            ("dislike_push_scale", 0.0, True),
+            ("dislike_flag_init_std", 0.0, False),
+            ("init_std", 0.0, False),
+        ):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and (value > low if strict else value >= low)):
+                bound = "> 0" if strict else ">= 0"
+                raise ValueError(f"{name} must be a finite number {bound}, got {value}")
+        if not math.isfinite(self.dislike_push_init):
+            raise ValueError(f"dislike_push_init must be finite, got {self.dislike_push_init}")
 
 
 # What a saved config (snapshot manifest, checkpoint hparams, offline model) that

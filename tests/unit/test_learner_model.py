@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
 import torch
@@ -129,8 +130,14 @@ def test_bad_config_says_what_to_fix() -> None:
         ModelConfig(encoder="lstm")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="embedding_dim must be >= 1"):
         ModelConfig(embedding_dim=0)
-    with pytest.raises(ValueError, match="dislike_flag_init_std must be >= 0"):
+    with pytest.raises(ValueError, match="dislike_flag_init_std must be a finite number >= 0"):
         ModelConfig(dislike_flag_init_std=-0.1)
+    # inf passed a `>= 0` check, and NaN slipped through `<`-style ones: both fail now
+    for name, value in (("dislike_flag_init_std", math.inf), ("dislike_push_scale", math.nan),
+                        ("dislike_push_prior", math.inf), ("init_std", math.nan),
+                        ("dislike_push_init", math.nan)):  # fmt: skip
+        with pytest.raises(ValueError, match=f"{name} must be"):
+            ModelConfig(**{name: value})
     with pytest.raises(ValueError, match="divisible"):
         SequenceRecommender(ModelConfig(encoder="sasrec", embedding_dim=7, num_heads=2))
 
