@@ -77,6 +77,12 @@ def register(sub: Any) -> None:
         help="the learner's --precision (learner.precision)",
     )
     parser.add_argument(
+        "--softmax", default="full", choices=["full", "sampled"], help="the learner's --softmax"
+    )
+    parser.add_argument(
+        "--max-len", type=int, default=None, help="the learner's --max-len (its default: 30)"
+    )
+    parser.add_argument(
         "--out", type=Path, default=Path("bench-out"), help="directory for pipeline.json/.png"
     )
     parser.add_argument("--timeout", type=float, default=1800.0, help="give up after seconds")
@@ -371,6 +377,7 @@ def _commands(
         checkpoint_dir=work / "checkpoints",
         model_updates_topic=None,
         precision=args.precision,
+        softmax=args.softmax,
     )
     source = SourceConfig(topic=base.output_topic, group=f"{tag}-learner")
     if args.batch_size:
@@ -380,6 +387,7 @@ def _commands(
     argv = recoil_command(
         "learn", "--bootstrap-servers", settings.bootstrap_servers, *to_flags(learner),
         *to_flags(source), f"--metrics-port={port}", f"--threads={args.threads}",
+        *([f"--max-len={args.max_len}"] if args.max_len is not None else []),
     )  # fmt: skip
     return workers, (argv, base.output_topic), urls
 
