@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Any
 
 import pytest
 import torch
@@ -136,8 +137,9 @@ def test_bad_config_says_what_to_fix() -> None:
     for name, value in (("dislike_flag_init_std", math.inf), ("dislike_push_scale", math.nan),
                         ("dislike_push_prior", math.inf), ("init_std", math.nan),
                         ("dislike_push_init", math.nan)):  # fmt: skip
+        changes: dict[str, Any] = {name: value}
         with pytest.raises(ValueError, match=f"{name} must be"):
-            ModelConfig(**{name: value})
+            ModelConfig(**changes)
     with pytest.raises(ValueError, match="divisible"):
         SequenceRecommender(ModelConfig(encoder="sasrec", embedding_dim=7, num_heads=2))
 
