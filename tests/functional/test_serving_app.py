@@ -8,7 +8,6 @@ real-snapshot path is covered by the loop's integration test.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Sequence
 from typing import Any
 
 import pytest
@@ -24,32 +23,7 @@ from serving.app import (
 )
 from serving.metrics import ServingMetrics
 from serving.requests import MAX_BODY_BYTES
-
-
-class RankedSnapshot:
-    """Recommends items "i0".."i{n-1}" in order, skipping seen ones."""
-
-    def __init__(self, version: int, n: int = 20) -> None:
-        self._version = version
-        self.n = n
-
-    @property
-    def version(self) -> int:
-        return self._version
-
-    def recommend(
-        self, histories: Sequence[Sequence[HistoryItem]], k: int, exclude_seen: bool = True
-    ) -> list[list[tuple[str, float]]]:
-        out = []
-        for history in histories:
-            seen = {h.item_id for h in history} if exclude_seen else set()
-            ranked = [(f"i{j}", float(self.n - j)) for j in range(self.n) if f"i{j}" not in seen]
-            out.append(ranked[:k])
-        return out
-
-    def unknown_items(self, item_ids: Iterable[str]) -> list[str]:
-        known = {f"i{j}" for j in range(self.n)}
-        return [i for i in item_ids if i not in known]
+from tests.support.ranked import RankedSnapshot
 
 
 class TableHistory:

@@ -13,7 +13,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -35,37 +35,7 @@ from serving.config import ServeConfig
 from serving.history import HttpHistorySource, parse_history_response
 from serving.metrics import ServingMetrics
 from serving.requests import MAX_BATCH, MAX_BODY_BYTES, parse_batch_body, parse_body
-
-
-class RankedSnapshot:
-    """Recommends "i0".."i{n-1}" in order (scores n..1), skipping seen items; or, with
-    ``score``, gives every item that score (a snapshot with corrupt weights)."""
-
-    def __init__(self, version: int = 1, n: int = 20, score: float | None = None) -> None:
-        self._version = version
-        self.n = n
-        self.score = score
-
-    @property
-    def version(self) -> int:
-        return self._version
-
-    def recommend(
-        self, histories: Sequence[Sequence[HistoryItem]], k: int, exclude_seen: bool = True
-    ) -> list[list[tuple[str, float]]]:
-        out = []
-        for history in histories:
-            seen = {h.item_id for h in history} if exclude_seen else set()
-            ranked = [
-                (f"i{j}", float(self.n - j) if self.score is None else self.score)
-                for j in range(self.n)
-                if f"i{j}" not in seen
-            ]
-            out.append(ranked[:k])
-        return out
-
-    def unknown_items(self, item_ids: Iterable[str]) -> list[str]:
-        return [i for i in item_ids if not (i.startswith("i") and i[1:].isdigit())]
+from tests.support.ranked import RankedSnapshot
 
 
 def _strict_json(text: str) -> Any:
@@ -168,8 +138,24 @@ WORKER_ANSWERS: dict[str, tuple[int, bytes, str]] = {
 }  # fmt: skip
 
 
+@asynccontextmanager
+async def _worker(
+    answer: Callable[[web.Request], Awaitable[web.Response]],
+) -> AsyncIterator[HttpHistorySource]:
+    """A real HTTP "stream worker" whose ``GET /history/{user_id}`` is ``answer``, and
+    serving's client of it."""
+    worker_app = web.Application()
+    worker_app.router.add_get("/history/{user_id}", answer)
+    async with TestServer(worker_app) as upstream:
+        history = HttpHistorySource(str(upstream.make_url("")))
+        try:
+            yield history
+        finally:
+            await history.close()
+
+
 def test_a_malformed_worker_history_is_a_503_with_the_reason_never_a_500() -> None:
-    async def worker(request: web.Request) -> web.Response:
+    async def answer(request: web.Request) -> web.Response:
         user = request.match_info["user_id"]
         if user == "ok":
             return web.json_response({"user_id": user, "history": [GOOD_ROW]})
@@ -177,23 +163,16 @@ def test_a_malformed_worker_history_is_a_503_with_the_reason_never_a_500() -> No
         return web.Response(status=status, body=body, content_type="application/json")
 
     async def run() -> None:
-        worker_app = web.Application()
-        worker_app.router.add_get("/history/{user_id}", worker)
-        async with TestServer(worker_app) as upstream:
-            history = HttpHistorySource(str(upstream.make_url("")))
-            try:
-                async with _serving(history=history) as (client, registry):
-                    for user, (_, _, fragment) in WORKER_ANSWERS.items():
-                        status, answer = await _answer(client, "GET", f"/recommend/{user}?k=2")
-                        assert (status, answer["error"]) == (503, "history_unavailable"), user
-                        assert fragment in answer["reason"], (user, answer)
-                    status, answer = await _answer(client, "GET", "/recommend/ok?k=2")
-                    assert status == 200 and answer["history_length"] == 1
-                    assert answer["last_event_timestamp"] == 1700000000.5
-                    assert _count(registry, "/recommend/{user_id}", 503) == len(WORKER_ANSWERS)
-                    assert _fives(registry) == 0.0
-            finally:
-                await history.close()
+        async with _worker(answer) as history, _serving(history=history) as (client, registry):
+            for user, (_, _, fragment) in WORKER_ANSWERS.items():
+                status, body = await _answer(client, "GET", f"/recommend/{user}?k=2")
+                assert (status, body["error"]) == (503, "history_unavailable"), user
+                assert fragment in body["reason"], (user, body)
+            status, body = await _answer(client, "GET", "/recommend/ok?k=2")
+            assert status == 200 and body["history_length"] == 1
+            assert body["last_event_timestamp"] == 1700000000.5
+            assert _count(registry, "/recommend/{user_id}", 503) == len(WORKER_ANSWERS)
+            assert _fives(registry) == 0.0
 
     asyncio.run(run())
 
@@ -203,22 +182,16 @@ def test_each_user_id_reaches_the_worker_as_itself() -> None:
     # the worker for "/" and never got a live history
     users = [".", "..", "../x", "a/..", "%2E", "a.b", "ü", "?k=1", "a b", "#"]
 
-    async def worker(request: web.Request) -> web.Response:
+    async def answer(request: web.Request) -> web.Response:
         user = request.match_info["user_id"]
         row = [f"seen-by-{user}", "c1", None, 0, 3, 1, 1700000000.5]
         return web.json_response({"user_id": user, "history": [row]})
 
     async def run() -> None:
-        worker_app = web.Application()
-        worker_app.router.add_get("/history/{user_id}", worker)
-        async with TestServer(worker_app) as upstream:
-            history = HttpHistorySource(str(upstream.make_url("")))
-            try:
-                for user in users:
-                    items = await history.history(user)
-                    assert [item.item_id for item in items] == [f"seen-by-{user}"], user
-            finally:
-                await history.close()
+        async with _worker(answer) as history:
+            for user in users:
+                items = await history.history(user)
+                assert [item.item_id for item in items] == [f"seen-by-{user}"], user
 
     asyncio.run(run())
 
