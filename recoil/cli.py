@@ -13,8 +13,10 @@ import logging
 import pkgutil
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from recoil import __version__, commands
+from recoil.core.dirs import check_directory
 from recoil.core.errors import ConfigError
 from recoil.core.settings import CommandParser
 
@@ -51,6 +53,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # still show.
     logging.getLogger("kafka.net.selector").setLevel(max(logging.ERROR, logging.getLogger().level))
     try:
+        out = getattr(args, "out", None)
+        if isinstance(out, Path):  # every command's results directory, before the work
+            check_directory(out, "--out", "a directory for the results")
         return int(args.handler(args) or 0)
     except ConfigError as exc:
         parser.exit(2, f"recoil {args.command}: configuration error: {exc}\n")

@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import math
 import time
 import uuid
 from collections import defaultdict
@@ -111,8 +112,18 @@ class LiveConfig:
             raise ValueError("users, concurrency and slate_size must be >= 1")
         if not 0.0 <= self.policy_share <= 1.0:
             raise ValueError("policy_share must be in [0, 1]")
-        if self.rate < 0:
-            raise ValueError("rate must be >= 0 (0 = as fast as possible)")
+        if not (math.isfinite(self.rate) and self.rate >= 0):
+            raise ValueError(f"rate must be a finite number >= 0 (0 = as fast as possible), "
+                             f"got {self.rate}")  # fmt: skip
+        # NaN fails no `<` check, and asyncio.sleep(nan) returns at once: a loop spins
+        for name, positive in (("poll_seconds", True), ("freshness_seconds", False),
+                               ("ab_seconds", True)):  # fmt: skip
+            value = getattr(self, name)
+            if not (math.isfinite(value) and (value > 0 if positive else value >= 0)):
+                bound = "> 0" if positive else ">= 0"
+                raise ValueError(f"{name} must be a finite number {bound}, got {value}")
+        if self.switch is not None and not (math.isfinite(self.switch[2]) and self.switch[2] >= 0):
+            raise ValueError(f"switch time must be a finite number >= 0, got {self.switch[2]}")
         urls = dict(self.probe_urls)
         missing = [arm for arm, _ in self.split if arm not in urls]
         if missing:

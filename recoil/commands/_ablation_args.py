@@ -45,6 +45,12 @@ def add_arm_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def check_seed(seed: int) -> None:
+    """``--seed`` must be one Lightning's ``seed_everything`` (and numpy) take."""
+    if not 0 <= seed < 2**32:
+        raise ConfigError(f"--seed must be in 0..{2**32 - 1}, got {seed}")
+
+
 def parse_arms(text: str) -> tuple[str, ...]:
     """The arms named by ``--arms``, in its order; ConfigError for an unknown or none."""
     arms = tuple(a.strip() for a in text.split(",") if a.strip())

@@ -8,6 +8,7 @@ from typing import Any
 
 from recoil.commands._ablation_args import (
     add_arm_arguments,
+    check_seed,
     parse_arms,
     parse_model,
     positive_int,
@@ -67,8 +68,7 @@ def run(args: argparse.Namespace) -> int:
     model = parse_model(args.model)
     if args.validation is not None and args.validation < 0:
         raise ConfigError(f"--validation must be >= 0, got {args.validation}")
-    if not 0 <= args.seed < 2**32:  # the seeds Lightning's seed_everything takes
-        raise ConfigError(f"--seed must be in 0..{2**32 - 1}, got {args.seed}")
+    check_seed(args.seed)
     if not args.file.is_file():
         raise ConfigError(f"no such file: {args.file}")
 

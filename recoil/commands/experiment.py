@@ -8,6 +8,7 @@ from typing import Any
 
 from recoil.commands._ablation_args import (
     add_arm_arguments,
+    check_seed,
     parse_arms,
     parse_model,
     positive_int,
@@ -62,6 +63,7 @@ def add_probe_settings(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     arms = parse_arms(args.arms)
+    check_seed(args.seed)
     model_changes = args.model
 
     from dataclasses import replace

@@ -15,6 +15,7 @@ import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from recoil.core.dirs import ensure_directory
 from recoil.core.errors import ConfigError
 from recoil.core.settings import add_arguments, add_command, from_args
 
@@ -66,17 +67,7 @@ def run(args: argparse.Namespace) -> int:
 
 def ensure_store(store: Path) -> None:
     """The snapshot store directory, created if missing (the learner may publish later)."""
-    try:
-        store.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise ConfigError(
-            f"--store {store} is a file, not a directory; give the learner's snapshot directory"
-        ) from None
-    except OSError as exc:
-        raise ConfigError(
-            f"--store {store} cannot be created ({exc.strerror or exc}); give a directory "
-            "that exists or that this user can create"
-        ) from None
+    ensure_directory(store, "--store", "the learner's snapshot directory")
 
 
 def listen_error(host: str, port: int, exc: OSError | UnicodeError) -> ConfigError:

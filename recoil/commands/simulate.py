@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import signal
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Any
 from recoil.broker.args import add_kafka_arguments, kafka_settings
 from recoil.core.errors import ConfigError
 from recoil.core.settings import add_arguments, add_command, from_args, setting
-from recoil.core.topics import INTERACTIONS, TRAINING_EXAMPLES
+from recoil.core.topics import INTERACTIONS, TRAINING_EXAMPLES, unreachable_broker
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,14 @@ class SimulateOptions:
     metrics_host: str = setting("127.0.0.1", "/metrics bind address")
     duration: float = setting(0.0, "seconds; 0 = until Ctrl-C")
     results: Path | None = setting(None, "append probe results (JSONL)")
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.duration) and self.duration >= 0):
+            raise ConfigError(f"duration={self.duration}: must be a finite number >= 0")
+        if self.metrics_port is not None and not 0 <= self.metrics_port < 65536:
+            raise ConfigError(
+                f"metrics_port={self.metrics_port}: must be a TCP port in 1..65535, or 0 for any"
+            )
 
 
 def register(sub: Any) -> None:
@@ -132,6 +141,7 @@ def live_config(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    from_args(SimulateOptions, args)  # checks them
     config = live_config(args)
     asyncio.run(_main(args, kafka_settings(args), config))
     return 0
@@ -139,6 +149,7 @@ def run(args: argparse.Namespace) -> int:
 
 async def _main(args: argparse.Namespace, settings: Any, config: Any) -> None:
     from aiokafka import AIOKafkaProducer
+    from aiokafka.errors import KafkaConnectionError
     from prometheus_client import CollectorRegistry, start_http_server
 
     from simulator.exporter import SimulatorMetrics
@@ -171,7 +182,11 @@ async def _main(args: argparse.Namespace, settings: Any, config: Any) -> None:
         loop.call_later(args.duration, stop.set)
 
     producer = AIOKafkaProducer(**settings.aiokafka(), acks="all", linger_ms=5)
-    await producer.start()
+    try:
+        await producer.start()
+    except KafkaConnectionError as exc:
+        await producer.stop()  # its connections and tasks, or asyncio logs them unclosed
+        raise unreachable_broker(settings, exc) from None
     consumer = None
     if args.examples_topic and args.freshness_seconds > 0:
         from aiokafka import AIOKafkaConsumer

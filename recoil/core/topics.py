@@ -28,6 +28,15 @@ def topic_name_problem(name: str) -> str | None:
     return None
 
 
+def unreachable_broker(settings: KafkaSettings, detail: object) -> ConfigError:
+    """The error of a command whose Kafka client could not bootstrap (kafka-python's or
+    aiokafka's): which servers, and what to check."""
+    return ConfigError(
+        f"cannot reach a Kafka broker at {settings.bootstrap_servers} (--bootstrap-servers): "
+        f"{detail}. Is one running there (`recoil broker` starts one), and is the address right?"
+    )
+
+
 def ensure_topics(
     settings: KafkaSettings,
     names: Iterable[str],
@@ -47,11 +56,7 @@ def ensure_topics(
     try:
         admin = KafkaAdminClient(**settings.kafka_python())
     except (KafkaTimeoutError, KafkaConnectionError) as exc:
-        raise ConfigError(
-            f"cannot reach a Kafka broker at {settings.bootstrap_servers} "
-            f"(--bootstrap-servers): {exc}. Is one running there (`recoil broker` starts "
-            "one), and is the address right?"
-        ) from None
+        raise unreachable_broker(settings, exc) from None
     try:
         existing = set(admin.list_topics())
         wanted = [n for n in dict.fromkeys(names) if n not in existing]

@@ -79,8 +79,8 @@ def test_a_store_that_is_a_file_is_named(
     below_a_file = file / "store"
     message = _refused(["--store", str(below_a_file)], capsys)
     assert message == (
-        f"--store {below_a_file} cannot be created (Not a directory); give a directory that "
-        "exists or that this user can create"
+        f"--store {below_a_file} cannot be created (Not a directory); give the learner's "
+        "snapshot directory that exists or that this user can create"
     )
 
 

@@ -143,6 +143,14 @@ def test_only_and_command_defaults() -> None:
         (["learn", "--store", "s", "--batch-size", "0"], "--batch-size"),
         (["learn", "--store", "s", "--rejoin-after", "-1"], "--rejoin-after"),
         (["simulate", "--policy-share", "2"], "--policy-share"),
+        # NaN and inf got through `< 0` checks; asyncio.sleep(nan) returns at once
+        (["simulate", "--rate", "nan"], "--rate"),
+        (["simulate", "--rate", "inf"], "--rate"),
+        (["simulate", "--freshness-seconds", "nan"], "--freshness-seconds"),
+        (
+            ["simulate", "--switch", "a=b@nan", "--probe", "a=http://h:1,b=http://h:2"],
+            "switch time",
+        ),
         (["worker", "--heartbeat-interval", "5"], "--heartbeat-interval"),
     ],
 )

@@ -1,0 +1,47 @@
+"""Directories a command writes into, checked before its work starts: an experiment or a
+benchmark that finds its ``--out`` unusable only when it writes its results has wasted
+the whole run."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from recoil.core.errors import ConfigError
+
+
+def ensure_directory(path: Path, flag: str, purpose: str) -> None:
+    """Create ``path`` (and its parents) if missing; ``ConfigError`` naming ``flag`` if it
+    is a file or cannot be created or written. ``purpose`` says what belongs there."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise ConfigError(f"{flag} {path} is a file, not a directory; give {purpose}") from None
+    except OSError as exc:
+        raise ConfigError(
+            f"{flag} {path} cannot be created ({exc.strerror or exc}); give {purpose} that "
+            "exists or that this user can create"
+        ) from None
+    probe = path / ".recoil-write-check"
+    try:
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(
+            f"{flag} {path} is not writable ({exc.strerror or exc}); give {purpose}"
+        ) from None
+
+
+def check_directory(path: Path, flag: str, purpose: str) -> None:
+    """``ConfigError`` naming ``flag`` unless ``path`` is a writable directory or could be
+    created as one; creates nothing (a command that stops on a bad input leaves no trace)."""
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing == path and not path.is_dir():
+        raise ConfigError(f"{flag} {path} is a file, not a directory; give {purpose}")
+    if not existing.is_dir():
+        raise ConfigError(f"{flag} {path} cannot be created: {existing} is a file; give {purpose}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        verb = "is not writable" if existing == path else f"cannot be created in {existing}"
+        raise ConfigError(f"{flag} {path} {verb} (permission denied); give {purpose}")

@@ -1,0 +1,100 @@
+"""What commands check before their work starts: the results directory, the seed, the
+simulator's own options, an unreachable broker. Each is one line naming the flag."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from recoil.cli import main
+from recoil.core.dirs import check_directory, ensure_directory
+from recoil.core.errors import ConfigError
+
+
+def test_check_directory_takes_a_directory_or_one_it_could_create(tmp_path: Path) -> None:
+    check_directory(tmp_path, "--out", "a directory")  # exists
+    check_directory(tmp_path / "new" / "deeper", "--out", "a directory")  # creatable
+    assert not (tmp_path / "new").exists()  # and nothing was created
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    with pytest.raises(ConfigError, match=r"--out .*afile is a file, not a directory"):
+        check_directory(afile, "--out", "a directory")
+    with pytest.raises(ConfigError, match=r"cannot be created: .*afile is a file"):
+        check_directory(afile / "sub", "--out", "a directory")
+
+
+def test_ensure_directory_creates_it_or_says_why_not(tmp_path: Path) -> None:
+    ensure_directory(tmp_path / "a" / "b", "--store", "the snapshot directory")
+    assert (tmp_path / "a" / "b").is_dir()
+    assert list((tmp_path / "a" / "b").iterdir()) == []  # the write check left nothing
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    with pytest.raises(ConfigError, match=r"--store .* is a file, not a directory"):
+        ensure_directory(afile, "--store", "the snapshot directory")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["experiment", "--world", "tiny", "--arms", "no_signal", "--out"],
+        ["bench", "freshness", "--out"],
+        ["bench", "pipeline", "--events", "10", "--out"],
+        ["report", "--prometheus", "http://127.0.0.1:9", "--out"],
+    ],
+)
+def test_an_out_that_is_a_file_stops_the_command_before_its_work(
+    argv: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    afile = tmp_path / "results"
+    afile.write_text("not a directory")
+    with pytest.raises(SystemExit) as stopped:
+        main([*argv, str(afile)])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert f"--out {afile} is a file, not a directory" in err
+    assert err.count("\n") == 1  # one line, no traceback
+
+
+@pytest.mark.parametrize("command", ["experiment", "backtest"])
+def test_a_seed_numpy_cannot_take_is_refused_first(
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = [command] + (["/nonexistent.tsv"] if command == "backtest" else [])
+    with pytest.raises(SystemExit) as stopped:
+        main([*argv, "--out", str(tmp_path / "out"), "--seed", "-1"])
+    assert stopped.value.code == 2
+    assert "--seed must be in 0..4294967295, got -1" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--duration", "nan"], "duration=nan"),
+        (["--duration", "-1"], "duration=-1.0"),
+        (["--metrics-port", "70000"], "metrics_port=70000"),
+    ],
+)
+def test_the_simulators_own_options_are_checked(
+    flags: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        main(["simulate", "--bootstrap-servers", "127.0.0.1:1", *flags])
+    assert stopped.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_simulate_without_a_broker_says_so_in_one_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    with pytest.raises(SystemExit) as stopped:
+        main(["simulate", "--bootstrap-servers", f"127.0.0.1:{port}", "--duration", "1"])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert f"cannot reach a Kafka broker at 127.0.0.1:{port}" in err
+    assert "Traceback" not in err
