@@ -25,6 +25,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from recoil.broker.args import add_optional_kafka_arguments, given_or_embedded_kafka
+from recoil.core.dirs import check_directory
 from recoil.core.errors import ConfigError
 from recoil.core.settings import add_arguments, add_command, from_args, setting
 
@@ -82,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
     workdir = args.workdir or Path.home() / ".cache" / "recoil" / "demo" / time.strftime(
         "%Y%m%d-%H%M%S"
     )
+    check_directory(workdir, "--workdir", "a directory for the demo's logs and results")
     switch = shifted_switch(args.switch, args.warmup)
     config = from_args(LoopConfig, args, workdir=workdir, switch=switch)
     arms = config.arms

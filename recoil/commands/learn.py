@@ -12,6 +12,7 @@ from types import FrameType
 from typing import Any
 
 from recoil.broker.args import add_kafka_arguments, kafka_settings
+from recoil.core.dirs import check_directory
 from recoil.core.errors import ConfigError
 from recoil.core.settings import add_arguments, add_command, from_args, setting
 
@@ -120,6 +121,10 @@ def run(args: argparse.Namespace) -> int:
     settings = kafka_settings(args)
     config, source = configs_from_args(args)
     options = from_args(LearnOptions, args)
+    # before Kafka: an unusable directory otherwise surfaces after the broker's timeout,
+    # or at the first snapshot
+    check_directory(config.store, "--store", "the directory snapshots are published to")
+    check_directory(config.checkpoint_dir, "--checkpoint-dir", "a checkpoint directory")
     # Lightning's launcher (and torchrun) set LOCAL_RANK in the ranks it starts: each rank
     # on a node serves its own /metrics, rank r at --metrics-port + r.
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from recoil.broker.args import add_kafka_arguments, kafka_settings
+from recoil.core.dirs import check_directory
 from recoil.core.errors import ConfigError
 from recoil.core.settings import add_arguments, add_command, from_args, setting
 from recoil.core.topics import INTERACTIONS, TRAINING_EXAMPLES, unreachable_broker
@@ -142,6 +143,9 @@ def live_config(args: argparse.Namespace) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     from_args(SimulateOptions, args)  # checks them
+    for flag, path in (("--results", args.results), ("--ab-results", args.ab_results)):
+        if path is not None:  # written while it runs: an unusable one would stop it then
+            check_directory(path.parent, f"{flag} {path}: its directory", "a writable one")
     config = live_config(args)
     asyncio.run(_main(args, kafka_settings(args), config))
     return 0

@@ -10,6 +10,7 @@ import argparse
 from typing import Any
 
 from recoil.broker.args import add_kafka_arguments, kafka_settings
+from recoil.core.dirs import check_directory
 from recoil.core.settings import add_arguments, add_command, from_args
 
 
@@ -46,6 +47,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
+    check_directory(config.data_dir, "--data-dir", "a directory for the RocksDB tables")
     settings = kafka_settings(args)
     if args.supervise:
         # Port 0 is resolved here, once: every restart of the child serves on the same port.

@@ -98,3 +98,38 @@ def test_simulate_without_a_broker_says_so_in_one_line(
     err = capsys.readouterr().err
     assert f"cannot reach a Kafka broker at 127.0.0.1:{port}" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "flag"),
+    [
+        (["learn", "--bootstrap-servers", "127.0.0.1:1", "--store"], "--store"),
+        (
+            ["learn", "--bootstrap-servers", "127.0.0.1:1", "--store", "s", "--checkpoint-dir"],
+            "--checkpoint-dir",
+        ),
+        (["worker", "--bootstrap-servers", "127.0.0.1:1", "--data-dir"], "--data-dir"),
+        (["demo", "--workdir"], "--workdir"),
+    ],
+)
+def test_a_directory_flag_that_names_a_file_stops_the_command_before_kafka(
+    argv: list[str], flag: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    with pytest.raises(SystemExit) as stopped:  # at once: 127.0.0.1:1 is never tried
+        main([*argv, str(afile)])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert f"{flag} {afile} is a file, not a directory" in err and "Traceback" not in err
+
+
+def test_a_results_file_in_no_directory_stops_simulate_before_kafka(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    with pytest.raises(SystemExit) as stopped:
+        main(["simulate", "--bootstrap-servers", "127.0.0.1:1", "--results", f"{afile}/r.jsonl"])
+    assert stopped.value.code == 2
+    assert f"--results {afile}/r.jsonl: its directory" in capsys.readouterr().err
