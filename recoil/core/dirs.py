@@ -12,7 +12,9 @@ from recoil.core.errors import ConfigError
 
 def ensure_directory(path: Path, flag: str, purpose: str) -> None:
     """Create ``path`` (and its parents) if missing; ``ConfigError`` naming ``flag`` if it
-    is a file or cannot be created or written. ``purpose`` says what belongs there."""
+    is a file or cannot be created. ``purpose`` says what belongs there. An existing
+    directory is taken as it is: a reader (serving, over a read-only snapshot store)
+    needs no write access."""
     try:
         path.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
@@ -21,14 +23,6 @@ def ensure_directory(path: Path, flag: str, purpose: str) -> None:
         raise ConfigError(
             f"{flag} {path} cannot be created ({exc.strerror or exc}); give {purpose} that "
             "exists or that this user can create"
-        ) from None
-    probe = path / ".recoil-write-check"
-    try:
-        probe.touch()
-        probe.unlink()
-    except OSError as exc:
-        raise ConfigError(
-            f"{flag} {path} is not writable ({exc.strerror or exc}); give {purpose}"
         ) from None
 
 

@@ -28,7 +28,11 @@ def test_check_directory_takes_a_directory_or_one_it_could_create(tmp_path: Path
 def test_ensure_directory_creates_it_or_says_why_not(tmp_path: Path) -> None:
     ensure_directory(tmp_path / "a" / "b", "--store", "the snapshot directory")
     assert (tmp_path / "a" / "b").is_dir()
-    assert list((tmp_path / "a" / "b").iterdir()) == []  # the write check left nothing
+    assert list((tmp_path / "a" / "b").iterdir()) == []
+    # an existing directory is taken as it is: serving only reads its store
+    readonly = tmp_path / "readonly"
+    readonly.mkdir(mode=0o555)
+    ensure_directory(readonly, "--store", "the snapshot directory")
     afile = tmp_path / "afile"
     afile.write_text("x")
     with pytest.raises(ConfigError, match=r"--store .* is a file, not a directory"):
