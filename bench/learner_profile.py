@@ -37,7 +37,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from learner.precision import PRECISIONS, Precision
+from bench.learner_flags import add_learner_arguments
+from learner.precision import Precision
 
 # (module, owner class or None, function) -> what the row is called
 PHASES = (
@@ -328,18 +329,7 @@ def main() -> None:
         help="records without the label header, as another producer might write them: "
         "every record is decoded whole",
     )
-    parser.add_argument(
-        "--precision",
-        default="32-true",
-        choices=list(PRECISIONS),
-        help="the learner's precision (learner.precision)",
-    )
-    parser.add_argument(
-        "--softmax", default="full", choices=["full", "sampled"], help="as recoil learn's"
-    )
-    parser.add_argument(
-        "--max-len", type=int, default=None, help="history items the model reads (default: 30)"
-    )
+    add_learner_arguments(parser)
     args = parser.parse_args()
     result = profile(
         args.examples, args.batch_size, args.threads, args.reference_decoder, bool(args.top),

@@ -38,7 +38,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from learner.precision import PRECISIONS
+from bench.learner_flags import add_learner_arguments
 from recoil.broker.args import add_optional_kafka_arguments, given_or_embedded_kafka
 from recoil.core.settings import add_command
 
@@ -70,18 +70,7 @@ def register(sub: Any) -> None:
         "--batch-size", type=int, default=None, help="learner examples per step (its default)"
     )
     parser.add_argument("--threads", type=int, default=1, help="learner torch CPU threads")
-    parser.add_argument(
-        "--precision",
-        default="32-true",
-        choices=list(PRECISIONS),
-        help="the learner's --precision (learner.precision)",
-    )
-    parser.add_argument(
-        "--softmax", default="full", choices=["full", "sampled"], help="the learner's --softmax"
-    )
-    parser.add_argument(
-        "--max-len", type=int, default=None, help="the learner's --max-len (its default: 30)"
-    )
+    add_learner_arguments(parser)
     parser.add_argument(
         "--out", type=Path, default=Path("bench-out"), help="directory for pipeline.json/.png"
     )
