@@ -44,13 +44,11 @@ from learner.precision import Precision, check_precision
 from learner.snapshot import SnapshotInfo, publish_snapshot
 from learner.stream_training import ContinuousModule, StreamBatch, StreamState
 from learner.vocab import FIRST_INDEX
+from recoil.core.checks import MAX_SEED, check_finite
 from recoil.core.settings import setting
 from recoil.core.topics import MODEL_UPDATES, topic_name_problem
 
 log = logging.getLogger(__name__)
-
-# The seeds L.seed_everything takes (numpy's range); it raises on any other.
-_MIN_SEED, _MAX_SEED = 0, 2**32 - 1
 
 
 def live_model_config() -> ModelConfig:
@@ -171,16 +169,13 @@ class LearnerConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
-        if not _MIN_SEED <= self.seed <= _MAX_SEED:
-            raise ValueError(f"seed must be in {_MIN_SEED}..{_MAX_SEED}, got {self.seed}")
-        # "not (x > 0)" with isfinite: NaN compares false both ways, so "x <= 0" lets it by
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"seed must be in 0..{MAX_SEED}, got {self.seed}")
         positive = ("lr", "dislike_lr_scale", "snapshot_every_seconds", "log_every_s")
         for name in (*positive, "gradient_clip_val"):
-            value = getattr(self, name)
-            if value is not None and not (value > 0 and math.isfinite(value)):
-                raise ValueError(f"{name} must be a finite number > 0, got {value}")
-        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
-            raise ValueError(f"weight_decay must be a finite number >= 0, got {self.weight_decay}")
+            if getattr(self, name) is not None:
+                check_finite(name, getattr(self, name), "> 0")
+        check_finite("weight_decay", self.weight_decay, ">= 0")
         idle = self.stop_when_idle_s
         if idle is not None and not (idle >= 0 and math.isfinite(idle)):
             raise ValueError(

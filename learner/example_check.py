@@ -35,6 +35,7 @@ import orjson
 
 from monitoring.catalogue import SKIP_REASONS as SKIP_REASONS  # the metric's reason label values
 from monitoring.catalogue import SkipReason as SkipReason
+from recoil.core.checks import utf8_error
 from recoil.core.records import (
     LABEL_KINDS,
     NUM_DWELL_BUCKETS,
@@ -181,15 +182,6 @@ def _nonempty(value: object) -> bool:
 
 
 def _text(value: object) -> bool:
-    """A string that is UTF-8 text: JSON's \\ud800 escape decodes to a lone surrogate,
-    which the worker never writes (``recoil.core.events`` rejects it) and no UTF-8
-    store or response can hold."""
-    if not isinstance(value, str):
-        return False
-    if value.isascii():
-        return True
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
+    """A string that is UTF-8 text (no lone surrogate: ``recoil.core.checks``), as the
+    worker writes every id (``recoil.core.events`` rejects the others)."""
+    return isinstance(value, str) and utf8_error(value) is None

@@ -56,6 +56,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from learner.example_check import ExampleDecoder, Skipped
+from recoil.core.checks import check_finite
 from recoil.core.kafka_settings import KafkaSettings
 from recoil.core.records import LABEL_HEADER, TrainingExample
 from recoil.core.settings import setting
@@ -131,11 +132,8 @@ class SourceConfig:
         ):  # fmt: skip
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        # not x > 0 and isfinite: NaN compares false both ways and would pass "x <= 0"
         for name in ("batch_timeout_s", "idle_tick_s", "lag_refresh_s"):
-            value = getattr(self, name)
-            if not (value > 0 and math.isfinite(value)):
-                raise ValueError(f"{name} must be a finite number of seconds > 0, got {value}")
+            check_finite(name, getattr(self, name), "> 0", "a finite number of seconds")
         if not (self.rejoin_after_s >= 0 and math.isfinite(self.rejoin_after_s)):
             raise ValueError(
                 f"rejoin_after_s must be a finite number of seconds >= 0 (0 = never), "

@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from learner.encoder import CausalTransformerEncoder, GRUEncoder
 from learner.features import HistoryBatch
 from learner.vocab import FIRST_INDEX, PAD_INDEX
+from recoil.core.checks import check_finite
 from recoil.core.records import NUM_DWELL_BUCKETS, NUM_GAP_BUCKETS
 from recoil.core.settings import setting
 
@@ -164,19 +165,12 @@ class ModelConfig:
                 "dislike_push_learning must be 'all', 'negatives' or 'none', got "
                 f"{self.dislike_push_learning!r}"
             )
-        # finite as well: `>= 0` lets inf through (and NaN reads as any bound's failure
-        # only because every comparison with it is False), and an infinite init or
-        # scale makes every weight it touches NaN at the first step
-        for name, low, strict in (
-            ("dislike_push_prior", 0.0, False),
-            ("dislike_push_scale", 0.0, True),
-            ("dislike_flag_init_std", 0.0, False),
-            ("init_std", 0.0, False),
-        ):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and (value > low if strict else value >= low)):
-                bound = "> 0" if strict else ">= 0"
-                raise ValueError(f"{name} must be a finite number {bound}, got {value}")
+        # finite as well: an infinite init or scale makes every weight it touches NaN at
+        # the first step
+        check_finite("dislike_push_prior", self.dislike_push_prior, ">= 0")
+        check_finite("dislike_push_scale", self.dislike_push_scale, "> 0")
+        check_finite("dislike_flag_init_std", self.dislike_flag_init_std, ">= 0")
+        check_finite("init_std", self.init_std, ">= 0")
         if not math.isfinite(self.dislike_push_init):
             raise ValueError(f"dislike_push_init must be finite, got {self.dislike_push_init}")
 

@@ -43,6 +43,7 @@ import aiohttp
 import numpy as np
 
 from monitoring.catalogue import SIMILARITIES
+from recoil.core.checks import check_finite
 from recoil.core.labels import LabelConfig
 from recoil.core.settings import setting
 from simulator.ab import (
@@ -115,13 +116,10 @@ class LiveConfig:
         if not (math.isfinite(self.rate) and self.rate >= 0):
             raise ValueError(f"rate must be a finite number >= 0 (0 = as fast as possible), "
                              f"got {self.rate}")  # fmt: skip
-        # NaN fails no `<` check, and asyncio.sleep(nan) returns at once: a loop spins
-        for name, positive in (("poll_seconds", True), ("freshness_seconds", False),
-                               ("ab_seconds", True)):  # fmt: skip
-            value = getattr(self, name)
-            if not (math.isfinite(value) and (value > 0 if positive else value >= 0)):
-                bound = "> 0" if positive else ">= 0"
-                raise ValueError(f"{name} must be a finite number {bound}, got {value}")
+        # asyncio.sleep(nan) returns at once: a loop on a NaN interval spins
+        check_finite("poll_seconds", self.poll_seconds, "> 0")
+        check_finite("freshness_seconds", self.freshness_seconds, ">= 0")
+        check_finite("ab_seconds", self.ab_seconds, "> 0")
         if self.switch is not None and not (math.isfinite(self.switch[2]) and self.switch[2] >= 0):
             raise ValueError(f"switch time must be a finite number >= 0, got {self.switch[2]}")
         urls = dict(self.probe_urls)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from recoil.core import topics
+from recoil.core.checks import check_port
 from recoil.core.errors import ConfigError
 from recoil.core.labels import LabelConfig
 from recoil.core.settings import Custom, setting
@@ -191,10 +192,8 @@ class StreamsConfig:
                 f"heartbeat_interval={self.heartbeat_interval} must be > 0 and at most a third "
                 f"of session_timeout={self.session_timeout}"
             )
-        for name in ("web_port", "metrics_port"):
-            port = getattr(self, name)
-            if port is not None and not 0 <= port < 65536:
-                raise ConfigError(f"{name}={port}: must be a TCP port in 1..65535, or 0 for any")
+        check_port("web_port", self.web_port)
+        check_port("metrics_port", self.metrics_port)
         if self.metrics_port and self.metrics_port == self.web_port:
             raise ConfigError(f"metrics_port and web_port are both {self.web_port}: pick two")
 

@@ -8,6 +8,7 @@ import typing
 from typing import TYPE_CHECKING, Any
 
 from learner.arms import ARMS
+from recoil.core.checks import MAX_SEED
 from recoil.core.errors import ConfigError
 
 if TYPE_CHECKING:  # learner.model imports torch: not at CLI start-up
@@ -47,8 +48,8 @@ def add_arm_arguments(parser: argparse.ArgumentParser) -> None:
 
 def check_seed(seed: int) -> None:
     """``--seed`` must be one Lightning's ``seed_everything`` (and numpy) take."""
-    if not 0 <= seed < 2**32:
-        raise ConfigError(f"--seed must be in 0..{2**32 - 1}, got {seed}")
+    if not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"--seed must be in 0..{MAX_SEED}, got {seed}")
 
 
 def parse_arms(text: str) -> tuple[str, ...]:

@@ -12,6 +12,7 @@ from types import FrameType
 from typing import Any
 
 from recoil.broker.args import add_kafka_arguments, kafka_settings
+from recoil.core.checks import check_port
 from recoil.core.dirs import check_directory
 from recoil.core.errors import ConfigError
 from recoil.core.settings import add_arguments, add_command, from_args, setting
@@ -29,11 +30,7 @@ class LearnOptions:
     threads: int | None = setting(None, "torch CPU threads")
 
     def __post_init__(self) -> None:
-        # the worker's rule (streams.config.StreamsConfig.validate)
-        if self.metrics_port is not None and not 0 <= self.metrics_port < 65536:
-            raise ConfigError(
-                f"metrics_port={self.metrics_port}: must be a TCP port in 1..65535, or 0 for any"
-            )
+        check_port("metrics_port", self.metrics_port)
         if not self.metrics_host:
             raise ConfigError("metrics_host must not be empty")
         if self.threads is not None and self.threads < 1:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from recoil.broker.args import add_kafka_arguments, kafka_settings
+from recoil.core.checks import check_port
 from recoil.core.dirs import check_directory
 from recoil.core.errors import ConfigError
 from recoil.core.settings import add_arguments, add_command, from_args, setting
@@ -38,10 +39,7 @@ class SimulateOptions:
     def __post_init__(self) -> None:
         if not (math.isfinite(self.duration) and self.duration >= 0):
             raise ConfigError(f"duration={self.duration}: must be a finite number >= 0")
-        if self.metrics_port is not None and not 0 <= self.metrics_port < 65536:
-            raise ConfigError(
-                f"metrics_port={self.metrics_port}: must be a TCP port in 1..65535, or 0 for any"
-            )
+        check_port("metrics_port", self.metrics_port)
 
 
 def register(sub: Any) -> None:

@@ -28,6 +28,8 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from recoil.core.checks import utf8_error
+
 SCHEMA_VERSION = 1
 SUPPORTED_SCHEMA_VERSIONS = frozenset({1})
 MAX_EVENT_BYTES = 8 * 1024  # a real event is ~300 bytes; anything far larger is abuse
@@ -201,15 +203,11 @@ def _check_str(name: str, value: object) -> Invalid | None:
         return Invalid("empty_id", f"'{name}' must not be empty")
     if len(value) > MAX_ID_CHARS:
         return Invalid("wrong_type", f"'{name}' is {len(value)} chars, the limit is {MAX_ID_CHARS}")
-    if not value.isascii():
-        # JSON's \ud800 escape decodes to a lone surrogate, which no UTF-8 key, header
-        # or table store can hold: the worker would fail on it later, outside validation.
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            return Invalid(
-                "invalid_utf8", f"'{name}' is not UTF-8 text: {exc.reason} at char {exc.start}"
-            )
+    # a lone surrogate would fail the worker later, outside validation (recoil.core.checks)
+    if (bad := utf8_error(value)) is not None:
+        return Invalid(
+            "invalid_utf8", f"'{name}' is not UTF-8 text: {bad.reason} at char {bad.start}"
+        )
     return None
 
 
