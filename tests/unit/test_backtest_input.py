@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from recoil.cli import main
 from recoil.core.events import InteractionEvent
 from recoil.core.records import TrainingExample
 from recoil.core.windows import events_to_examples, user_histories
 from simulator.backtest import BacktestConfig, TooFewEventsError, check_enough_events
 from simulator.evaluation import next_item_cases, split_last_events
 from simulator.logs import read_event_log
+from tests.support.cli import config_error
 
 EVENT = {
     "event_id": "e", "user_id": "u", "item_id": "i", "creator_id": "c", "timestamp": 1000.0,
@@ -38,10 +38,7 @@ def _log(path: Path, count: int, users: int = 1, **changes: object) -> Path:
 
 
 def _backtest(path: Path, out: Path, capsys: pytest.CaptureFixture[str], *flags: str) -> str:
-    with pytest.raises(SystemExit) as exit_info:
-        main(["backtest", str(path), "--out", str(out), "--no-progress", *flags])
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
+    err = config_error(["backtest", str(path), "--out", str(out), "--no-progress", *flags], capsys)
     assert err.startswith("recoil backtest: configuration error: ") and err.count("\n") == 1, err
     assert not out.exists()  # refused before anything was trained or written
     return err

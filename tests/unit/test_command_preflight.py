@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from recoil.cli import main
 from recoil.core.dirs import check_directory, ensure_directory
 from recoil.core.errors import ConfigError
+from tests.support.cli import config_error
 
 
 def test_check_directory_takes_a_directory_or_one_it_could_create(tmp_path: Path) -> None:
@@ -53,12 +53,9 @@ def test_an_out_that_is_a_file_stops_the_command_before_its_work(
 ) -> None:
     afile = tmp_path / "results"
     afile.write_text("not a directory")
-    with pytest.raises(SystemExit) as stopped:
-        main([*argv, str(afile)])
-    assert stopped.value.code == 2
-    err = capsys.readouterr().err
+    err = config_error([*argv, str(afile)], capsys)
     assert f"--out {afile} is a file, not a directory" in err
-    assert err.count("\n") == 1  # one line, no traceback
+    assert err.count("\n") == 1  # one line
 
 
 @pytest.mark.parametrize("command", ["experiment", "backtest"])
@@ -66,10 +63,8 @@ def test_a_seed_numpy_cannot_take_is_refused_first(
     command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     argv = [command] + (["/nonexistent.tsv"] if command == "backtest" else [])
-    with pytest.raises(SystemExit) as stopped:
-        main([*argv, "--out", str(tmp_path / "out"), "--seed", "-1"])
-    assert stopped.value.code == 2
-    assert "--seed must be in 0..4294967295, got -1" in capsys.readouterr().err
+    err = config_error([*argv, "--out", str(tmp_path / "out"), "--seed", "-1"], capsys)
+    assert "--seed must be in 0..4294967295, got -1" in err
     assert not (tmp_path / "out").exists()
 
 
@@ -84,10 +79,9 @@ def test_a_seed_numpy_cannot_take_is_refused_first(
 def test_the_simulators_own_options_are_checked(
     flags: list[str], message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with pytest.raises(SystemExit) as stopped:
-        main(["simulate", "--bootstrap-servers", "127.0.0.1:1", *flags])
-    assert stopped.value.code == 2
-    assert message in capsys.readouterr().err
+    assert message in config_error(
+        ["simulate", "--bootstrap-servers", "127.0.0.1:1", *flags], capsys
+    )
 
 
 def test_simulate_without_a_broker_says_so_in_one_line(
@@ -96,10 +90,8 @@ def test_simulate_without_a_broker_says_so_in_one_line(
     with socket.socket() as closed:  # a port nothing listens on
         closed.bind(("127.0.0.1", 0))
         port = closed.getsockname()[1]
-    with pytest.raises(SystemExit) as stopped:
-        main(["simulate", "--bootstrap-servers", f"127.0.0.1:{port}", "--duration", "1"])
-    assert stopped.value.code == 2
-    err = capsys.readouterr().err
+    argv = ["simulate", "--bootstrap-servers", f"127.0.0.1:{port}", "--duration", "1"]
+    err = config_error(argv, capsys)
     assert f"cannot reach a Kafka broker at 127.0.0.1:{port}" in err
     assert "Traceback" not in err
 
@@ -121,10 +113,7 @@ def test_a_directory_flag_that_names_a_file_stops_the_command_before_kafka(
 ) -> None:
     afile = tmp_path / "afile"
     afile.write_text("x")
-    with pytest.raises(SystemExit) as stopped:  # at once: 127.0.0.1:1 is never tried
-        main([*argv, str(afile)])
-    assert stopped.value.code == 2
-    err = capsys.readouterr().err
+    err = config_error([*argv, str(afile)], capsys)  # at once: 127.0.0.1:1 is never tried
     assert f"{flag} {afile} is a file, not a directory" in err and "Traceback" not in err
 
 
@@ -133,7 +122,5 @@ def test_a_results_file_in_no_directory_stops_simulate_before_kafka(
 ) -> None:
     afile = tmp_path / "afile"
     afile.write_text("x")
-    with pytest.raises(SystemExit) as stopped:
-        main(["simulate", "--bootstrap-servers", "127.0.0.1:1", "--results", f"{afile}/r.jsonl"])
-    assert stopped.value.code == 2
-    assert f"--results {afile}/r.jsonl: its directory" in capsys.readouterr().err
+    argv = ["simulate", "--bootstrap-servers", "127.0.0.1:1", "--results", f"{afile}/r.jsonl"]
+    assert f"--results {afile}/r.jsonl: its directory" in config_error(argv, capsys)

@@ -13,9 +13,10 @@ import pytest
 
 from learner.continuous_loop import LearnerConfig
 from learner.kafka_source import SourceConfig
-from recoil.cli import build_parser, main
+from recoil.cli import build_parser
 from recoil.commands.learn import LearnOptions, configs_from_args
 from recoil.core.errors import ConfigError
+from tests.support.cli import config_error
 
 NOT_FINITE = ["nan", "inf", "-inf"]
 
@@ -137,10 +138,7 @@ def test_the_command_reports_one_line_and_exits_2(
 ) -> None:
     # port 1: nothing listens there; the checks must fail before anything connects
     argv = ["learn", "--store", str(tmp_path / "store"), "--bootstrap-servers", "127.0.0.1:1"]
-    with pytest.raises(SystemExit) as exit_info:
-        main([*argv, *flags])
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
+    err = config_error([*argv, *flags], capsys)
     assert err.startswith("recoil learn: configuration error: ")
     assert message in err and err.count("\n") == 1, err
     assert not (tmp_path / "store").exists()  # stopped before the learner made anything

@@ -17,6 +17,7 @@ import pytest
 import recoil.core.topics
 from recoil.cli import main
 from recoil.core.errors import ConfigError
+from tests.support.cli import config_error
 
 EVENT = {
     "event_id": "e1", "user_id": "u", "item_id": "i", "creator_id": "c", "timestamp": 1000.0,
@@ -116,10 +117,7 @@ def test_bad_flags_are_refused_before_connecting(
     message: str,
 ) -> None:
     log = _jsonl(tmp_path / "ok.jsonl", json.dumps(EVENT))
-    with pytest.raises(SystemExit) as exit_info:
-        _replay(str(log), *flags)
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
+    err = config_error(["replay", str(log), *flags, "--bootstrap-servers", "127.0.0.1:1"], capsys)
     assert err.startswith("recoil replay: configuration error: ") and message in err, err
     assert connects == []
 
