@@ -13,12 +13,12 @@ so the thread doing it lets the event loop have the GIL between values.
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
+from recoil.core.checks import finite_number
 from recoil.core.records import (
     EXCLUDE_SEEN,
     HISTORY_COLUMNS,
@@ -251,25 +251,10 @@ def parse_history_item(obj: object, position: int) -> HistoryItem:
         raise BadRequestError(f"{where}.disliked must be true or false")
     _bucket(dwell, NUM_DWELL_BUCKETS, where, "dwell")
     _bucket(gap, NUM_GAP_BUCKETS, where, "gap")
-    timestamp = _finite(ts)
+    timestamp = finite_number(ts)
     if timestamp is None:
         raise BadRequestError(f"{where}.timestamp must be a finite number")
     return HistoryItem(item, creator, cluster, bool(disliked), dwell, gap, timestamp)
-
-
-def _finite(value: object) -> float | None:
-    """``value`` as a finite float, or None if it is not a finite number. JSON puts no bound
-    on an integer's digits, and ``float()`` (so also ``math.isfinite``) overflows past
-    ~1e308; Python's decoder also takes ``NaN`` and ``Infinity``; and a bool is an int to
-    Python but not a number to a client."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, bool) or not isinstance(value, int):
-        return None
-    try:
-        return float(value)
-    except OverflowError:
-        return None
 
 
 def _bucket(value: object, count: int, where: str, name: str) -> int:

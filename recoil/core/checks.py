@@ -25,6 +25,21 @@ def check_finite(
         raise ValueError(f"{name} must be {what} {bound}, got {value}")
 
 
+def finite_number(value: object) -> float | None:
+    """A decoded JSON number as a finite float; None for anything else: NaN and
+    Infinity (Python's decoder takes them), an integer past a float's range (it reads
+    4,300 digits, and ``float()`` overflows past ~1e308), a bool (an int to Python, no
+    number to a client), any other type."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None
+    try:
+        return float(value)
+    except OverflowError:
+        return None
+
+
 def check_port(name: str, port: int | None) -> None:
     """ConfigError unless ``port`` is None (not served) or a TCP port (0: any free one)."""
     if port is not None and not 0 <= port < 65536:

@@ -24,11 +24,10 @@ either an :class:`InteractionEvent` or an :class:`Invalid` with a short
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from recoil.core.checks import utf8_error
+from recoil.core.checks import finite_number, utf8_error
 
 SCHEMA_VERSION = 1
 SUPPORTED_SCHEMA_VERSIONS = frozenset({1})
@@ -156,11 +155,7 @@ def validate_event(obj: object) -> InteractionEvent | Invalid:
         # bool is an int subclass in Python, but `true` is no number in the schema.
         if isinstance(value, bool) or not isinstance(value, int | float):
             return Invalid("wrong_type", f"'{name}' must be a number, got {_json_type(value)}")
-        try:
-            finite = math.isfinite(value)
-        except OverflowError:  # an integer beyond a float's range (json reads 4,300 digits)
-            finite = False
-        if not finite:
+        if finite_number(value) is None:
             return Invalid("not_finite", f"'{name}' must be finite, got {_number_text(value)}")
     for name in _BOOL_FIELDS:
         if not isinstance(obj[name], bool):
