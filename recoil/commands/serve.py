@@ -60,14 +60,10 @@ def run(args: argparse.Namespace) -> int:
 
     config = from_args(ServeConfig, args)
     batching = from_args(BatchConfig, args)
-    ensure_store(args.store)
+    # created if missing: the learner may publish into it later
+    ensure_directory(args.store, "--store", "the learner's snapshot directory")
     asyncio.run(serve(args, config, batching))
     return 0
-
-
-def ensure_store(store: Path) -> None:
-    """The snapshot store directory, created if missing (the learner may publish later)."""
-    ensure_directory(store, "--store", "the learner's snapshot directory")
 
 
 def listen_error(host: str, port: int, exc: OSError | UnicodeError) -> ConfigError:
