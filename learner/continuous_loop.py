@@ -75,8 +75,14 @@ def live_model_config() -> ModelConfig:
     an untrained flag moved a minutes-old model's disliked-creator share by as much as
     +41% on its own, and 2 of 7 runs of the loop test's seed had a creator mean over
     versions 3-5 at or above 0. Started at 0, all 53 probes of 11 runs on seeds 0-3 were
-    negative (docs/experiment.md, "An untrained flag means nothing")."""
-    return ModelConfig(flagged_input="embed", dislike_flag_init_std=0.0)
+    negative (docs/experiment.md, "An untrained flag means nothing").
+
+    The push stays ``"additive"``: the projection form (offline's default since
+    2026-12-02) has not been measured in the live loop, whose probes above were all
+    taken with the additive push."""
+    return ModelConfig(
+        flagged_input="embed", dislike_flag_init_std=0.0, dislike_push_form="additive"
+    )
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ from recoil.core.settings import setting
 
 EncoderKind = Literal["gru", "sasrec"]
 FlaggedInput = Literal["gated", "drop", "embed"]
+PushForm = Literal["additive", "projection"]
 
 
 # The command-line group of the settings that shape a new model (recoil learn).
@@ -121,6 +122,22 @@ class ModelConfig:
     # real ratings' pattern) and 33% against no_signal on KuaiRand (fixed -0.2, one
     # seed), where the default keeps them (docs/experiment.md, "A push the positive
     # loss cannot switch off").
+    # How the push's size is set. "additive": a[age] * M v_j, the same vector whatever
+    # the state. "projection": a[age] times the state's pull towards j, its component
+    # along M v_j (clamped at 0: a state already turned away is left alone), so
+    # a = -1 removes the pull and the push grows with it. An additive push is a fixed
+    # size against states whose size varies: on the probe's trajectories (drawn from the
+    # model's own top 100, so the state points hard at one cluster) it moved the
+    # disliked cluster's share far less than on the logged histories it was trained
+    # on, and in the live loop its effect faded as the states grew. Medium world,
+    # feature_and_labels, seeds 0/1/2: cluster -19/-26/-22% -> -30/-47/-47%, creator
+    # -51/-59/-57% -> -69/-84/-87%, Recall@20 kept (docs/experiment.md, "The push as a
+    # share of the state's pull").
+    dislike_push_form: PushForm = setting(
+        "projection",
+        "the push's size: projection (of the state's pull) or additive",
+        group=MODEL_GROUP,
+    )
     # How a flagged (disliked) history item reaches the encoder.
     # "drop": it does not; the encoder reads the history as exclude_heuristic does and
     #   the flagged items enter only through the push above, so with a = 0 the model *is*
@@ -160,6 +177,11 @@ class ModelConfig:
             raise ValueError(f"num_items and num_creators must be >= {FIRST_INDEX}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.dislike_push_form not in ("additive", "projection"):
+            raise ValueError(
+                "dislike_push_form must be 'additive' or 'projection', got "
+                f"{self.dislike_push_form!r}"
+            )
         if self.dislike_push_learning not in ("all", "negatives", "none"):
             raise ValueError(
                 "dislike_push_learning must be 'all', 'negatives' or 'none', got "
@@ -184,6 +206,7 @@ _DEFAULTS_BEFORE = {
     "dislike_push_init": 0.0,
     "dislike_push_away": False,
     "dislike_push_scale": 1.0,
+    "dislike_push_form": "additive",
 }
 
 
@@ -391,7 +414,7 @@ class SequenceRecommender(nn.Module):
                 state = state + self.flagged_gate * (self._encode(recent) - state)
         if self.dislike_push is None:
             return state, None
-        return state, self._dislike_push(recent)
+        return state, self._dislike_push(recent, state)
 
     def push_prior_penalty(self) -> Tensor:
         """prior * sum over ages of (a - init)^2: the push's prior, a training term."""
@@ -412,8 +435,9 @@ class SequenceRecommender(nn.Module):
         """The encoder's state for the history as given, (B, D)."""
         return self.to_state(self.encoder(self.embed(batch), batch.mask))
 
-    def _dislike_push(self, batch: HistoryBatch) -> Tensor:
-        """sum over disliked history items t of a[age_t] * M v_{item_t}, (B, D)."""
+    def _dislike_push(self, batch: HistoryBatch, state: Tensor) -> Tensor:
+        """sum over disliked history items t of a[age_t] * M v_{item_t}, (B, D); in the
+        projection form each term is also scaled by s.M v_t / |M v_t|^2 (at least 0)."""
         assert self.dislike_push is not None
         slots = torch.arange(batch.item.shape[1], device=batch.item.device)
         # Histories are left-aligned: the newest item sits at slot length-1 (age 0).
@@ -433,6 +457,10 @@ class SequenceRecommender(nn.Module):
         rows = self._output_rows(batch.item.long(), batch.creator.long())  # (B, T, D)
         if self.dislike_map is not None:
             rows = self.dislike_map(rows)
+        if self.config.dislike_push_form == "projection":
+            # (B, T) s.v_t, only a pull: a state already turned away is not pulled back
+            along = torch.einsum("bd,btd->bt", state, rows).clamp_min(0)
+            weight = weight * along / rows.square().sum(-1).clamp_min(1e-12)
         return torch.einsum("bt,btd->bd", weight, rows)
 
     def _output_item_table(self) -> nn.Embedding:

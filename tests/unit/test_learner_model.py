@@ -222,7 +222,9 @@ def test_a_not_to_recommend_step_on_one_item_lowers_its_creators_other_items() -
 
 def test_dislike_push_starts_silent_and_pushes_away_from_a_disliked_items_creator() -> None:
     plain = model("gru", dislike_push=False)
-    m = model("gru", dislike_push=True, dislike_push_init=0.0)
+    # additive: a fixed vector, whatever the state's pull (the projection form has its
+    # own test below)
+    m = model("gru", dislike_push=True, dislike_push_init=0.0, dislike_push_form="additive")
     assert m.dislike_push is not None
     m.load_state_dict(plain.state_dict(), strict=False)  # same weights, path still at zero
     batch = encode_histories(HISTORIES[:1], VOCABS, 8, "feature_only")
@@ -255,6 +257,7 @@ def test_the_push_only_pushes_away_and_can_start_pushing() -> None:
         "flagged_input": "drop",
         "dislike_push_away": True,
         "dislike_push_scale": 1.0,
+        "dislike_push_form": "additive",  # a fixed vector: its sign shows in any state
     }
     silent = model("gru", dislike_push_init=0.0, **away)
     pulls = model("gru", dislike_push_init=0.7, **away)
@@ -268,6 +271,7 @@ def test_the_push_only_pushes_away_and_can_start_pushing() -> None:
         dislike_push_away=False,
         dislike_map=False,
         dislike_push_scale=1.0,
+        dislike_push_form="additive",
     )
     free.load_state_dict(pulls.state_dict(), strict=False)
     with torch.no_grad():
@@ -301,7 +305,9 @@ def test_the_push_scale_multiplies_a_and_its_speed() -> None:
     moved = {}
     for scale in (1.0, 10.0):
         torch.manual_seed(0)
-        m = model("gru", dislike_push_init=-0.3, dislike_push_scale=scale)
+        m = model(
+            "gru", dislike_push_init=-0.3, dislike_push_scale=scale, dislike_push_form="additive"
+        )
         assert torch.allclose(m.push_weights(), torch.full((8,), -0.3))
         assert m.dislike_push is not None
         optimizer = torch.optim.Adam(m.dislike_push.parameters(), lr=0.01)
@@ -321,7 +327,7 @@ def test_a_saved_config_without_new_fields_loads_as_it_was_trained() -> None:
     config = model_config_from_dict(old)
     assert config.flagged_input == "embed" and config.dislike_push_scale == 1.0
     assert config.dislike_map and not config.dislike_push_away
-    assert config.dislike_push_init == 0.0
+    assert config.dislike_push_init == 0.0 and config.dislike_push_form == "additive"
     today = ModelConfig(num_items=12, num_creators=4)
     assert model_config_from_dict(dataclasses.asdict(today)) == today
 
@@ -413,3 +419,37 @@ def test_the_push_prior_is_zero_at_its_centre_and_pulls_a_back_to_it() -> None:
     assert float(without.push_prior_penalty()) == 0.0
     with pytest.raises(ValueError, match="dislike_push_prior"):
         ModelConfig(dislike_push_prior=-1.0)
+
+
+def test_a_projection_push_of_minus_one_removes_the_states_pull_towards_the_dislike() -> None:
+    # "projection": the push is a times the state's component along v_j. At a = -1 the
+    # disliked item scores exactly 0 (no pull left), whatever the state's size; a state
+    # already turned away from it is left as it is.
+    disliked = [*HISTORIES[0][:4], dataclasses.replace(HISTORIES[0][4], disliked=True)]
+    batch = encode_histories([disliked], VOCABS, 8, "feature_only")
+    settings = {"flagged_input": "drop", "dislike_push_scale": 1.0, "dislike_push_init": 0.0}
+    plain = model("gru", dislike_push_form="projection", **settings)
+    pushed = model("gru", dislike_push_form="projection", **settings)
+    assert pushed.dislike_push is not None and plain.dislike_push is not None
+    rows = torch.arange(2, 12)  # i{n} is row n + 2, creator c{n % 2} row 2 + n % 2
+    for model_ in (plain, pushed):  # so v_i4 in the scores is the row the push reads
+        model_.observe_creators(rows, 2 + rows % 2)
+    i4 = 4  # score column of item i4, the newest (disliked) item
+    with torch.no_grad():
+        pushed.dislike_push.weight[0] = -1.0
+        pull = float(plain.scores(batch)[0, i4])
+        if pull < 0:  # make the unpushed state point at i4, so there is a pull to remove
+            for model_ in (plain, pushed):
+                model_.item_output.weight[i4 + 2].neg_()  # type: ignore[union-attr]
+            pull = float(plain.scores(batch)[0, i4])
+        assert pull > 0
+        assert float(pushed.scores(batch)[0, i4]) == pytest.approx(0.0, abs=1e-6)
+        half = model("gru", dislike_push_form="projection", **settings)
+        half.load_state_dict(pushed.state_dict())
+        half.dislike_push.weight[0] = -0.5  # type: ignore[union-attr]
+        assert float(half.scores(batch)[0, i4]) == pytest.approx(pull / 2, rel=1e-5)
+        for model_ in (plain, pushed):  # now turned away from i4: nothing to remove
+            model_.item_output.weight[i4 + 2].neg_()  # type: ignore[union-attr]
+        assert torch.equal(pushed.scores(batch), plain.scores(batch))
+    with pytest.raises(ValueError, match="dislike_push_form"):
+        ModelConfig(dislike_push_form="multiply")
