@@ -453,3 +453,21 @@ def test_a_projection_push_of_minus_one_removes_the_states_pull_towards_the_disl
         assert torch.equal(pushed.scores(batch), plain.scores(batch))
     with pytest.raises(ValueError, match="dislike_push_form"):
         ModelConfig(dislike_push_form="multiply")
+
+
+def test_projected_dislikes_remove_what_is_left_of_the_pull_so_a_run_cannot_overshoot() -> None:
+    # Two dislikes of items along the same direction, each with a = -0.5: applied one
+    # after the other each removes half of what is left (a quarter stays); applied
+    # together they would have removed it all. a = -1 never turns the state past 0.
+    state = torch.tensor([[2.0, 1.0]])  # (B=1, D=2)
+    rows = torch.tensor([[[1.0, 0.0], [2.0, 0.0]]])  # (1, T=2, D): v_0, v_1 = 2 v_0
+    push = SequenceRecommender._projected_push(state, torch.tensor([[-0.5, -0.5]]), rows)
+    assert torch.allclose(state + push, torch.tensor([[0.5, 1.0]]))  # pull 2 -> 0.5
+    a = torch.tensor([[-1.0, -3.0]], requires_grad=True)  # the newest (slot 1) at -3
+    push = SequenceRecommender._projected_push(state, a, rows)
+    assert torch.allclose(state + push, torch.tensor([[0.0, 1.0]]))  # all of it, no more
+    push[0, 0].backward()  # the clamp at -1 is straight through: a = -3 can come back
+    assert a.grad is not None and float(a.grad[0, 1]) != 0.0
+    away = torch.tensor([[-2.0, 1.0]])  # already turned away from v: left as it is
+    push = SequenceRecommender._projected_push(away, torch.tensor([[-0.5, -0.5]]), rows)
+    assert torch.equal(push, torch.zeros(1, 2))
