@@ -452,7 +452,7 @@ def test_a_projection_push_of_minus_one_removes_the_states_pull_towards_the_disl
             model_.item_output.weight[i4 + 2].neg_()  # type: ignore[union-attr]
         assert torch.equal(pushed.scores(batch), plain.scores(batch))
     with pytest.raises(ValueError, match="dislike_push_form"):
-        ModelConfig(dislike_push_form="multiply")
+        ModelConfig(dislike_push_form="multiply")  # type: ignore[arg-type]
 
 
 def test_projected_dislikes_remove_what_is_left_of_the_pull_so_a_run_cannot_overshoot() -> None:
