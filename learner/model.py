@@ -474,7 +474,10 @@ class SequenceRecommender(nn.Module):
         share = weight - (weight - weight.clamp(-1.0, 0.0)).detach()
         norms = rows.square().sum(-1).clamp_min(1e-12)  # (B, T) |v_t|^2
         pushed = state
-        for t in share.ne(0).any(0).nonzero().flatten().tolist()[::-1]:
+        # every slot, not only those with a flag in this batch: a batch without any
+        # must still use a (with gradient 0), or DDP ranks drift from one process
+        # (tests/functional/test_learner_ddp.py: 2e-4 apart after a few steps)
+        for t in reversed(range(share.shape[1])):
             pull = (pushed * rows[:, t]).sum(-1).clamp_min(0) / norms[:, t]  # (B,)
             pushed = pushed + (share[:, t] * pull).unsqueeze(1) * rows[:, t]
         return pushed - state
