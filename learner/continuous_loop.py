@@ -77,12 +77,10 @@ def live_model_config() -> ModelConfig:
     versions 3-5 at or above 0. Started at 0, all 53 probes of 11 runs on seeds 0-3 were
     negative (docs/experiment.md, "An untrained flag means nothing").
 
-    The push stays ``"additive"``: the projection form (offline's default since
-    2026-12-02) has not been measured in the live loop, whose probes above were all
-    taken with the additive push."""
-    return ModelConfig(
-        flagged_input="embed", dislike_flag_init_std=0.0, dislike_push_form="additive"
-    )
+    The push is offline's projection (since 2026-12-02): with it all 30 probes of
+    versions 1-5 on seeds 0-2 were negative, creator / cluster means over versions 3-5
+    -40% / -13%, -49% / -14%, -51% / -19% (docs/experiment.md)."""
+    return ModelConfig(flagged_input="embed", dislike_flag_init_std=0.0)
 
 
 @dataclass(frozen=True)
