@@ -471,3 +471,36 @@ def test_projected_dislikes_remove_what_is_left_of_the_pull_so_a_run_cannot_over
     away = torch.tensor([[-2.0, 1.0]])  # already turned away from v: left as it is
     push = SequenceRecommender._projected_push(away, torch.tensor([[-0.5, -0.5]]), rows)
     assert torch.equal(push, torch.zeros(1, 2))
+
+
+def test_the_projected_push_over_flagged_slots_only_equals_the_loop_over_every_slot() -> None:
+    # The push visits only each row's flagged slots (packed newest first, K of them)
+    # instead of all T: an unflagged slot has a = 0 and adds exactly 0. Values and
+    # gradients must be those of the loop over every slot, the form the recorded
+    # experiment figures were trained with; rows with no flag, one and several.
+    generator = torch.Generator().manual_seed(5)
+    state = torch.randn(6, 4, generator=generator, dtype=torch.float64)
+    rows = torch.randn(6, 7, 4, generator=generator, dtype=torch.float64)
+    flagged = torch.rand(6, 7, generator=generator) < 0.3
+    flagged[0] = False
+    flagged[1, :] = True
+    a = (-torch.rand(6, 7, generator=generator, dtype=torch.float64) * 1.5).requires_grad_()
+    outputs: list[list[torch.Tensor]] = []
+    for flags in (flagged, None):  # None: every slot, newest first
+        inputs = [x.detach().clone().requires_grad_() for x in (state, rows)]
+        push = SequenceRecommender._projected_push(inputs[0], a * flagged, inputs[1], flags)
+        (push * torch.arange(4.0, dtype=torch.float64)).sum().backward()
+        grads = [x.grad for x in (*inputs, a)]
+        assert all(g is not None for g in grads)
+        outputs.append([push.detach(), *(g for g in grads if g is not None)])
+        a.grad = None
+    for fast, every in zip(outputs[0], outputs[1], strict=True):
+        assert torch.equal(fast, every)
+    assert not torch.equal(outputs[0][0], torch.zeros(6, 4, dtype=torch.float64))
+    # a batch without any flag still reads a (gradient 0), as DDP needs
+    push = SequenceRecommender._projected_push(
+        state, a * False, rows, torch.zeros(6, 7, dtype=torch.bool)
+    )
+    push.sum().backward()
+    assert torch.equal(push, torch.zeros_like(state))
+    assert a.grad is not None and torch.equal(a.grad, torch.zeros_like(a))
