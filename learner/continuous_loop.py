@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import signal
 import time
@@ -180,11 +179,13 @@ class LearnerConfig:
             if getattr(self, name) is not None:
                 check_finite(name, getattr(self, name), "> 0")
         check_finite("weight_decay", self.weight_decay, ">= 0")
-        idle = self.stop_when_idle_s
-        if idle is not None and not (idle >= 0 and math.isfinite(idle)):
-            raise ValueError(
-                f"stop_when_idle_s must be a finite number of seconds >= 0 (leave it unset "
-                f"to never stop), got {idle}"
+        if self.stop_when_idle_s is not None:
+            check_finite(
+                "stop_when_idle_s",
+                self.stop_when_idle_s,
+                ">= 0",
+                "a finite number of seconds",
+                "(leave it unset to never stop)",
             )
         if self.model_updates_topic is not None:
             problem = topic_name_problem(self.model_updates_topic)

@@ -48,7 +48,6 @@ wide margin; group heartbeats run on kafka-python's background thread, so
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
@@ -134,11 +133,13 @@ class SourceConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("batch_timeout_s", "idle_tick_s", "lag_refresh_s"):
             check_finite(name, getattr(self, name), "> 0", "a finite number of seconds")
-        if not (self.rejoin_after_s >= 0 and math.isfinite(self.rejoin_after_s)):
-            raise ValueError(
-                f"rejoin_after_s must be a finite number of seconds >= 0 (0 = never), "
-                f"got {self.rejoin_after_s}"
-            )
+        check_finite(
+            "rejoin_after_s",
+            self.rejoin_after_s,
+            ">= 0",
+            "a finite number of seconds",
+            "(0 = never)",
+        )
         if self.metadata_max_age_ms < 100:
             raise ValueError(
                 f"metadata_max_age_ms must be >= 100 (a metadata request each time), "

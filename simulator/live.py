@@ -31,7 +31,6 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import math
 import time
 import uuid
 from collections import defaultdict
@@ -113,15 +112,13 @@ class LiveConfig:
             raise ValueError("users, concurrency and slate_size must be >= 1")
         if not 0.0 <= self.policy_share <= 1.0:
             raise ValueError("policy_share must be in [0, 1]")
-        if not (math.isfinite(self.rate) and self.rate >= 0):
-            raise ValueError(f"rate must be a finite number >= 0 (0 = as fast as possible), "
-                             f"got {self.rate}")  # fmt: skip
+        check_finite("rate", self.rate, ">= 0", hint="(0 = as fast as possible)")
         # asyncio.sleep(nan) returns at once: a loop on a NaN interval spins
         check_finite("poll_seconds", self.poll_seconds, "> 0")
         check_finite("freshness_seconds", self.freshness_seconds, ">= 0")
         check_finite("ab_seconds", self.ab_seconds, "> 0")
-        if self.switch is not None and not (math.isfinite(self.switch[2]) and self.switch[2] >= 0):
-            raise ValueError(f"switch time must be a finite number >= 0, got {self.switch[2]}")
+        if self.switch is not None:
+            check_finite("switch time", self.switch[2], ">= 0")
         urls = dict(self.probe_urls)
         missing = [arm for arm, _ in self.split if arm not in urls]
         if missing:

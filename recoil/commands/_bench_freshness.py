@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
 import statistics
 import tempfile
 import time
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from recoil.broker.args import add_optional_kafka_arguments, given_or_embedded_kafka
+from recoil.core.checks import check_finite
 from recoil.core.errors import ConfigError
 from recoil.core.settings import add_command
 
@@ -118,11 +118,11 @@ def check_args(args: argparse.Namespace) -> None:
             f"--samples {args.samples} must be >= 1 and --snapshot-samples "
             f"{args.snapshot_samples} in 1..--samples"
         )
-    every = args.snapshot_every_seconds
-    if not (math.isfinite(every) and every > 0):
-        raise ConfigError(f"--snapshot-every-seconds must be a finite number > 0, got {every}")
-    if not (math.isfinite(args.rate) and args.rate >= 0):  # 0: as fast as possible
-        raise ConfigError(f"--rate must be a finite number >= 0, got {args.rate}")
+    try:
+        check_finite("--snapshot-every-seconds", args.snapshot_every_seconds, "> 0")
+        check_finite("--rate", args.rate, ">= 0", hint="(0 = as fast as possible)")
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def run(args: argparse.Namespace) -> int:

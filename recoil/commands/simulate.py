@@ -5,14 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
 import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from recoil.broker.args import add_kafka_arguments, kafka_settings
-from recoil.core.checks import check_port
+from recoil.core.checks import check_finite, check_port
 from recoil.core.dirs import check_directory
 from recoil.core.errors import ConfigError
 from recoil.core.settings import add_arguments, add_command, from_args, setting
@@ -37,8 +36,7 @@ class SimulateOptions:
     results: Path | None = setting(None, "append probe results (JSONL)")
 
     def __post_init__(self) -> None:
-        if not (math.isfinite(self.duration) and self.duration >= 0):
-            raise ConfigError(f"duration={self.duration}: must be a finite number >= 0")
+        check_finite("duration", self.duration, ">= 0", "a finite number of seconds")
         check_port("metrics_port", self.metrics_port)
 
 

@@ -17,12 +17,17 @@ MAX_SEED = 2**32 - 1  # the largest seed Lightning's seed_everything (numpy) tak
 
 
 def check_finite(
-    name: str, value: float, bound: Literal["> 0", ">= 0"], what: str = "a finite number"
+    name: str,
+    value: float,
+    bound: Literal["> 0", ">= 0"],
+    what: str = "a finite number",
+    hint: str = "",
 ) -> None:
     """ValueError unless ``value`` is finite and ``bound`` holds (the config classes'
-    ``__post_init__`` rule; ``recoil.core.settings.from_args`` names the flag)."""
+    ``__post_init__`` rule; ``recoil.core.settings.from_args`` names the flag).
+    ``hint`` follows the bound, for what a boundary value means ("(0 = never)")."""
     if not (math.isfinite(value) and (value > 0 if bound == "> 0" else value >= 0)):
-        raise ValueError(f"{name} must be {what} {bound}, got {value}")
+        raise ValueError(f"{name} must be {what} {bound}{' ' + hint if hint else ''}, got {value}")
 
 
 def finite_number(value: object) -> float | None:

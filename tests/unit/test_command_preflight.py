@@ -71,8 +71,8 @@ def test_a_seed_numpy_cannot_take_is_refused_first(
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (["--duration", "nan"], "duration=nan"),
-        (["--duration", "-1"], "duration=-1.0"),
+        (["--duration", "nan"], "duration must be a finite number of seconds >= 0, got nan"),
+        (["--duration", "-1"], "got -1.0"),
         (["--metrics-port", "70000"], "metrics_port=70000"),
     ],
 )
