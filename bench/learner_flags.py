@@ -9,7 +9,8 @@ from learner.precision import PRECISIONS
 
 
 def add_learner_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--precision``, ``--softmax`` and ``--max-len``, as ``recoil learn`` takes them."""
+    """``--precision``, ``--softmax``, ``--max-len`` and ``--dislike-push-form``, as
+    ``recoil learn`` takes them."""
     parser.add_argument(
         "--precision",
         default="32-true",
@@ -21,4 +22,10 @@ def add_learner_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--max-len", type=int, default=None, help="the learner's --max-len (its default: 30)"
+    )
+    parser.add_argument(
+        "--dislike-push-form",
+        default=None,
+        choices=["additive", "projection"],  # learner.model.PushForm (no torch import here)
+        help="the learner's --dislike-push-form (its default: projection)",
     )

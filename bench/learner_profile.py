@@ -35,10 +35,13 @@ import zlib
 from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from bench.learner_flags import add_learner_arguments
 from learner.precision import Precision
+
+if TYPE_CHECKING:
+    from learner.model import PushForm
 
 # (module, owner class or None, function) -> what the row is called
 PHASES = (
@@ -254,6 +257,7 @@ def profile(
     precision: Precision = "32-true",
     softmax: str = "full",
     max_len: int | None = None,
+    push_form: PushForm | None = None,
 ) -> dict[str, Any]:
     """Run the learner on ``count`` in-memory examples (under cProfile if asked)."""
     import torch
@@ -283,6 +287,8 @@ def profile(
     )  # fmt: skip
     if max_len is not None:  # the live default model otherwise, as recoil learn
         config = replace(config, model=replace(config.model, max_len=max_len))
+    if push_form is not None:
+        config = replace(config, model=replace(config.model, dislike_push_form=push_form))
     trained = trained_by_arm([r.value for r in values], config.arm)
     print(
         f"{trained:,} of them have a label the arm ({config.arm}) trains; the rest are read, "
@@ -334,7 +340,7 @@ def main() -> None:
     result = profile(
         args.examples, args.batch_size, args.threads, args.reference_decoder, bool(args.top),
         label_header=not args.without_label_header, precision=args.precision,
-        softmax=args.softmax, max_len=args.max_len,
+        softmax=args.softmax, max_len=args.max_len, push_form=args.dislike_push_form,
     )  # fmt: skip
     print(
         f"learner: {result['examples']:,} examples in {result['seconds']:.1f}s = "

@@ -377,6 +377,7 @@ def _commands(
         "learn", "--bootstrap-servers", settings.bootstrap_servers, *to_flags(learner),
         *to_flags(source), f"--metrics-port={port}", f"--threads={args.threads}",
         *([f"--max-len={args.max_len}"] if args.max_len is not None else []),
+        *([f"--dislike-push-form={args.dislike_push_form}"] if args.dislike_push_form else []),
     )  # fmt: skip
     return workers, (argv, base.output_topic), urls
 
