@@ -38,6 +38,7 @@ from recoil.core.settings import setting
 EncoderKind = Literal["gru", "sasrec"]
 FlaggedInput = Literal["gated", "drop", "embed"]
 PushForm = Literal["additive", "projection"]
+PushLearning = Literal["all", "negatives", "positives", "none"]
 
 
 # The command-line group of the settings that shape a new model (recoil learn).
@@ -107,9 +108,11 @@ class ModelConfig:
     dislike_push_scale: float = 10.0
     # Which loss terms may move the push (a, M, and the rows it reads): "all"; or
     # "negatives", the not-to-recommend loss alone, so the positive loss cannot switch
-    # the push off; or "none", a fixed push (for measuring what a push of a given size
-    # does).
-    dislike_push_learning: str = "all"
+    # the push off; or "positives", the positive loss alone (the not-to-recommend term on
+    # the *next* disliked item cannot weaken it: pushing away from one dislike lifts
+    # every other item's probability, the next dislike's among them); or "none", a
+    # fixed push (for measuring what a push of a given size does).
+    dislike_push_learning: PushLearning = "all"
     # A Gaussian prior on a, centred on ``dislike_push_init``: training adds
     # prior * sum over ages of (a - init)^2, so where the data says little about an
     # age (its likelihood is flat) a stays backing away, and the data must earn
@@ -169,6 +172,7 @@ class ModelConfig:
         for name, allowed in (
             ("flagged_input", get_args(FlaggedInput)),
             ("dislike_push_form", get_args(PushForm)),
+            ("dislike_push_learning", get_args(PushLearning)),
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
@@ -179,11 +183,6 @@ class ModelConfig:
             raise ValueError(f"num_items and num_creators must be >= {FIRST_INDEX}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.dislike_push_learning not in ("all", "negatives", "none"):
-            raise ValueError(
-                "dislike_push_learning must be 'all', 'negatives' or 'none', got "
-                f"{self.dislike_push_learning!r}"
-            )
         # finite as well: an infinite init or scale makes every weight it touches NaN at
         # the first step
         check_finite("dislike_push_prior", self.dislike_push_prior, ">= 0")

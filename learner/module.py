@@ -85,6 +85,8 @@ class RecommenderModule(L.LightningModule):
             learning = self.model.config.dislike_push_learning
             if learning == "negatives":  # only the not-to-recommend rows move the push
                 push = torch.where(batch.is_negative.unsqueeze(1), push, push.detach())
+            elif learning == "positives":  # only the positive rows move it
+                push = torch.where(batch.is_negative.unsqueeze(1), push.detach(), push)
             elif learning == "none":
                 push = push.detach()
             state = state + push

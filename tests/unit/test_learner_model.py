@@ -12,6 +12,7 @@ import torch
 from learner.features import HistoryBatch, encode_histories
 from learner.model import (
     ModelConfig,
+    PushLearning,
     SequenceRecommender,
     model_config_from_dict,
     pad_optimizer_state,
@@ -371,10 +372,13 @@ def test_the_learned_model_starts_as_exclude_heuristic(encoder: str, flagged_inp
     [
         ("all", {"positive", "not_to_recommend"}),
         ("negatives", {"not_to_recommend"}),
+        ("positives", {"positive"}),
         ("none", set()),
     ],
 )
-def test_push_learning_says_which_loss_moves_the_push(learning: str, moved_by: set[str]) -> None:
+def test_push_learning_says_which_loss_moves_the_push(
+    learning: PushLearning, moved_by: set[str]
+) -> None:
     from learner.features import ExampleTensors
     from learner.module import RecommenderModule
 
@@ -400,7 +404,7 @@ def test_push_learning_says_which_loss_moves_the_push(learning: str, moved_by: s
         moved = push.grad is not None and bool(push.grad.abs().sum() > 0)
         assert moved == (term in moved_by), term
     with pytest.raises(ValueError, match="dislike_push_learning"):
-        ModelConfig(dislike_push_learning="sometimes")
+        ModelConfig(dislike_push_learning="sometimes")  # type: ignore[arg-type]
 
 
 def test_the_push_prior_is_zero_at_its_centre_and_pulls_a_back_to_it() -> None:
