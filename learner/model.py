@@ -167,9 +167,8 @@ class ModelConfig:
     )
 
     def __post_init__(self) -> None:
-        if self.encoder not in ("gru", "sasrec"):
-            raise ValueError(f"encoder must be 'gru' or 'sasrec', got {self.encoder!r}")
         for name, allowed in (
+            ("encoder", get_args(EncoderKind)),
             ("flagged_input", get_args(FlaggedInput)),
             ("dislike_push_form", get_args(PushForm)),
             ("dislike_push_learning", get_args(PushLearning)),
