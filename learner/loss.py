@@ -98,7 +98,9 @@ def combined_loss(
         log_1mp = torch.logsumexp(others, dim=1) - lse_all[negative_rows]  # (b,)
         not_to_recommend = -(weights[negative_rows] * log_1mp).sum() / batch
     else:
-        not_to_recommend = logits.sum() * 0.0  # keeps the graph and device
+        # keeps the graph and device; log_p, not the logits, whose masked columns are
+        # -inf (``sampled_logits``), and -inf * 0 is NaN
+        not_to_recommend = log_p.sum() * 0.0
     return LossTerms(positive + not_to_recommend, positive, not_to_recommend)
 
 

@@ -170,3 +170,20 @@ def test_sampled_loss_gradient_is_finite() -> None:
     terms.total.backward()
     assert state.grad is not None and torch.isfinite(state.grad).all()
     assert items.grad is not None and torch.isfinite(items.grad).all()
+
+
+def test_sampled_loss_without_negative_rows_is_finite() -> None:
+    """A batch of positives only, where an in-batch candidate hits a row's label (a
+    masked -inf logit): the absent not-to-recommend term is 0, not -inf * 0 = NaN."""
+    gen = torch.Generator().manual_seed(5)
+    state = torch.randn(3, 8, generator=gen, requires_grad=True)
+    items = torch.randn(20, 8, generator=gen)
+    labels = torch.tensor([2, 5, 2])  # row 0's label is row 2's candidate: masked
+    logits = sampled_logits(state, items, labels, 16, None, gen)
+    assert torch.isinf(logits).any()
+    terms = combined_loss(logits, torch.zeros(3, dtype=torch.long), torch.ones(3),
+                          torch.zeros(3, dtype=torch.bool))  # fmt: skip
+    assert terms.not_to_recommend.item() == 0.0
+    assert torch.isfinite(terms.total)
+    terms.total.backward()
+    assert state.grad is not None and torch.isfinite(state.grad).all()
