@@ -39,6 +39,7 @@ EncoderKind = Literal["gru", "sasrec"]
 FlaggedInput = Literal["gated", "drop", "embed"]
 PushForm = Literal["additive", "projection"]
 PushLearning = Literal["all", "negatives", "positives", "none"]
+NegativeLearning = Literal["all", "state"]
 
 
 # The command-line group of the settings that shape a new model (recoil learn).
@@ -113,6 +114,21 @@ class ModelConfig:
     # every other item's probability, the next dislike's among them); or "none", a
     # fixed push (for measuring what a push of a given size does).
     dislike_push_learning: PushLearning = "all"
+    # What the not-to-recommend loss may move. "all": every parameter (Eq. 1 as
+    # written). "state": only what makes the user's state (the encoder, its input
+    # tables, the push); for the negative rows the output rows v of the items they
+    # score are constants. A dislike says "not this, for this user, now", and the
+    # user's state is where the model can know it. Lowering v_j itself lowers j for
+    # every user whose state points the same way: in the aversion worlds (items some
+    # users are drawn to and then dislike, the real ratings' pattern) that cost
+    # positive HR@10 against exclude_heuristic, and the labels then cut no more
+    # disliked-item hits than the push alone (docs/experiment.md, "The labels move the
+    # user's state, not the items").
+    negative_label_learning: NegativeLearning = setting(
+        "all",
+        "what the not-to-recommend loss may move: all, or state (not the item rows)",
+        group=MODEL_GROUP,
+    )
     # A Gaussian prior on a, centred on ``dislike_push_init``: training adds
     # prior * sum over ages of (a - init)^2, so where the data says little about an
     # age (its likelihood is flat) a stays backing away, and the data must earn
@@ -172,6 +188,7 @@ class ModelConfig:
             ("flagged_input", get_args(FlaggedInput)),
             ("dislike_push_form", get_args(PushForm)),
             ("dislike_push_learning", get_args(PushLearning)),
+            ("negative_label_learning", get_args(NegativeLearning)),
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")

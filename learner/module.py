@@ -100,18 +100,36 @@ class RecommenderModule(L.LightningModule):
         self, state: Tensor, items: Tensor, batch: ExampleTensors, sampled: bool
     ) -> LossTerms:
         """The loss of user states (B, D) against item embeddings (N, D)."""
+        negative = batch.is_negative
+        if self.model.config.negative_label_learning == "all" or not bool(negative.any()):
+            return self._rows_loss(state, items, batch.label, batch.weight, negative, sampled)
+        # "state": the negative rows score constant item rows, so the not-to-recommend
+        # loss moves the user's state only. Each part is a mean over its own rows; both
+        # are rescaled to the whole batch, as one pass over it would give.
+        size = state.shape[0]
+        parts = []
+        for rows, table in ((~negative, items), (negative, items.detach())):
+            terms = self._rows_loss(
+                state[rows], table, batch.label[rows], batch.weight[rows], negative[rows], sampled
+            )
+            parts.append((terms.positive + terms.not_to_recommend) * (int(rows.sum()) / size))
+        positive, not_to_recommend = parts
+        return LossTerms(positive + not_to_recommend, positive, not_to_recommend)
+
+    def _rows_loss(
+        self, state: Tensor, items: Tensor, label: Tensor, weight: Tensor,
+        is_negative: Tensor, sampled: bool,
+    ) -> LossTerms:  # fmt: skip
+        """Eq. 1 of rows (B,) given their states (B, D) and the item embeddings (N, D)."""
         if sampled:
             log_q = (self.label_counts / self.label_counts.sum()).log()  # (N,)
             logits = sampled_logits(
-                state, items, batch.label, self.num_sampled, log_q, self.sampler
+                state, items, label, self.num_sampled, log_q, self.sampler
             )  # (B, 1 + K), label in column 0
-            labels = torch.zeros_like(batch.label)
-            return combined_loss(logits, labels, batch.weight, batch.is_negative)
+            return combined_loss(logits, torch.zeros_like(label), weight, is_negative)
         # every real item: logits (B, N - FIRST_INDEX), made inside the loss
-        labels = batch.label - FIRST_INDEX
-        return full_softmax_loss(
-            state, items[FIRST_INDEX:], labels, batch.weight, batch.is_negative
-        )
+        labels = label - FIRST_INDEX
+        return full_softmax_loss(state, items[FIRST_INDEX:], labels, weight, is_negative)
 
     def _common_step(self, batch: ExampleTensors, stage: str) -> Tensor:
         # Evaluation always uses the exact full softmax; training may sample.

@@ -407,6 +407,57 @@ def test_push_learning_says_which_loss_moves_the_push(
         ModelConfig(dislike_push_learning="sometimes")  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("sampled", [False, True])
+def test_negative_label_learning_state_holds_the_item_rows_for_negative_rows(
+    sampled: bool,
+) -> None:
+    """With "state" the not-to-recommend term moves the encoder, never the output rows it
+    scores; the loss's value and the positive term's gradients are those of "all"."""
+    from learner.features import ExampleTensors
+    from learner.module import RecommenderModule
+
+    # no disliked item: the push, which reads its items' output rows, is not in play
+    history = encode_histories([HISTORIES[0][:3]] * 3, VOCABS, 8, "feature_only")
+    labels = VOCABS.items.lookup(["i4", "i5", "i6"])  # two positive rows, one negative
+    batch = ExampleTensors(
+        history, torch.as_tensor(labels), torch.ones(3), torch.tensor([False, True, False]),
+        torch.arange(3), torch.zeros(3, dtype=torch.long),
+    )  # fmt: skip
+    grads: dict[str, dict[str, dict[str, torch.Tensor]]] = {}
+    values: dict[str, list[float]] = {}
+    for learning in ("all", "state"):
+        torch.manual_seed(0)
+        config = ModelConfig(
+            num_items=12, num_creators=4, embedding_dim=8, hidden_dim=16, max_len=8,
+            dropout=0.0, negative_label_learning=learning,  # type: ignore[arg-type]
+        )  # fmt: skip
+        module = RecommenderModule.from_config(config, num_sampled=4)
+        creators = VOCABS.creators.lookup(["c0", "c1", "c0"])
+        module.model.observe_creators(torch.as_tensor(labels), torch.as_tensor(creators))
+        grads[learning], values[learning] = {}, []
+        for term in ("positive", "not_to_recommend"):
+            module.zero_grad()
+            module.sampler.manual_seed(1)
+            terms = module.loss_terms(batch, sampled=sampled)
+            values[learning] += [float(t.detach()) for t in terms]
+            getattr(terms, term).backward()
+            grads[learning][term] = {
+                name: p.grad.clone() if p.grad is not None else torch.zeros_like(p)
+                for name, p in module.model.named_parameters()
+            }
+    negative_state = grads["state"]["not_to_recommend"]
+    for table in ("item_output.weight", "creator_output.weight"):
+        assert not negative_state[table].any(), table
+        assert grads["all"]["not_to_recommend"][table].any(), table
+    assert negative_state["to_state.weight"].any()
+    if not sampled:  # a sampled pass draws its candidates per part, so only full matches
+        assert values["state"] == pytest.approx(values["all"])
+        for name, grad in grads["all"]["positive"].items():
+            torch.testing.assert_close(grads["state"]["positive"][name], grad, msg=name)
+    with pytest.raises(ValueError, match="negative_label_learning"):
+        ModelConfig(negative_label_learning="items")  # type: ignore[arg-type]
+
+
 def test_the_push_prior_is_zero_at_its_centre_and_pulls_a_back_to_it() -> None:
     pushed = model("gru", flagged_input="drop", dislike_push_init=-0.3, dislike_push_prior=0.5)
     assert pushed.dislike_push is not None
