@@ -39,7 +39,7 @@ EncoderKind = Literal["gru", "sasrec"]
 FlaggedInput = Literal["gated", "drop", "embed"]
 PushForm = Literal["additive", "projection"]
 PushLearning = Literal["all", "negatives", "positives", "none"]
-NegativeLearning = Literal["all", "state"]
+NegativeLearning = Literal["all", "state", "push"]
 
 
 # The command-line group of the settings that shape a new model (recoil learn).
@@ -123,10 +123,11 @@ class ModelConfig:
     # users are drawn to and then dislike, the real ratings' pattern) that cost
     # positive HR@10 against exclude_heuristic, and the labels then cut no more
     # disliked-item hits than the push alone (docs/experiment.md, "The labels move the
-    # user's state, not the items").
+    # user's state, not the items"). "push": the push alone (a, and the rows it reads),
+    # so the labels say how far to back away from a dislike and nothing else.
     negative_label_learning: NegativeLearning = setting(
-        "all",
-        "what the not-to-recommend loss may move: all, or state (not the item rows)",
+        "state",
+        "what the not-to-recommend loss may move: all, state (not the item rows) or push",
         group=MODEL_GROUP,
     )
     # A Gaussian prior on a, centred on ``dislike_push_init``: training adds
@@ -219,6 +220,7 @@ _DEFAULTS_BEFORE = {
     "dislike_push_away": False,
     "dislike_push_scale": 1.0,
     "dislike_push_form": "additive",
+    "negative_label_learning": "all",
 }
 
 
@@ -407,8 +409,12 @@ class SequenceRecommender(nn.Module):
         state, push = self.state_parts(batch)
         return state if push is None else state + push
 
-    def state_parts(self, batch: HistoryBatch) -> tuple[Tensor, Tensor | None]:
-        """s without the dislike push, and the push (None without one), each (B, D)."""
+    def state_parts(
+        self, batch: HistoryBatch, frozen: Tensor | None = None
+    ) -> tuple[Tensor, Tensor | None]:
+        """s without the dislike push, and the push (None without one), each (B, D).
+        ``frozen`` (B,) bool: rows whose encoder output is a constant to the gradient,
+        the push's included (only the push's own weights learn from them)."""
         # The input may hold more than max_len items (arms with the dislike flag get the
         # whole window, so the dropped view can reach back past flagged items as the
         # heuristic does); each view keeps its newest max_len.
@@ -424,6 +430,8 @@ class SequenceRecommender(nn.Module):
             if self.flagged_gate is not None and flagged:
                 # rows without a flagged item read the same either way
                 state = state + self.flagged_gate * (self._encode(recent) - state)
+        if frozen is not None:
+            state = torch.where(frozen.unsqueeze(1), state.detach(), state)
         if self.dislike_push is None:
             return state, None
         return state, self._dislike_push(recent, state)

@@ -80,7 +80,9 @@ class RecommenderModule(L.LightningModule):
         return self.model.user_state(batch.history)
 
     def loss_terms(self, batch: ExampleTensors, sampled: bool) -> LossTerms:
-        state, push = self.model.state_parts(batch.history)  # (B, D), (B, D) or None
+        # "push": the not-to-recommend rows move the push's weights alone
+        frozen = batch.is_negative if self.model.config.negative_label_learning == "push" else None
+        state, push = self.model.state_parts(batch.history, frozen)  # (B, D), (B, D) or None
         if push is not None:
             learning = self.model.config.dislike_push_learning
             if learning == "negatives":  # only the not-to-recommend rows move the push
@@ -103,9 +105,10 @@ class RecommenderModule(L.LightningModule):
         negative = batch.is_negative
         if self.model.config.negative_label_learning == "all" or not bool(negative.any()):
             return self._rows_loss(state, items, batch.label, batch.weight, negative, sampled)
-        # "state": the negative rows score constant item rows, so the not-to-recommend
-        # loss moves the user's state only. Each part is a mean over its own rows; both
-        # are rescaled to the whole batch, as one pass over it would give.
+        # "state" and "push": the negative rows score constant item rows, so the
+        # not-to-recommend loss moves the user's state only ("push": the push alone,
+        # above). Each part is a mean over its own rows; both are rescaled to the whole
+        # batch, as one pass over it would give.
         size = state.shape[0]
         parts = []
         for rows, table in ((~negative, items), (negative, items.detach())):

@@ -458,6 +458,39 @@ def test_negative_label_learning_state_holds_the_item_rows_for_negative_rows(
         ModelConfig(negative_label_learning="items")  # type: ignore[arg-type]
 
 
+def test_negative_label_learning_push_moves_only_the_push_weights() -> None:
+    from learner.features import ExampleTensors
+    from learner.module import RecommenderModule
+
+    torch.manual_seed(0)
+    config = ModelConfig(
+        num_items=12, num_creators=4, embedding_dim=8, hidden_dim=16, max_len=8,
+        dropout=0.0, flagged_input="drop", negative_label_learning="push",
+    )  # fmt: skip
+    module = RecommenderModule.from_config(config)
+    history = encode_histories([HISTORIES[0]] * 2, VOCABS, 8, "feature_only")  # i3 disliked
+    labels = VOCABS.items.lookup(["i5", "i6"])  # a positive row, then a negative row
+    batch = ExampleTensors(
+        history, torch.as_tensor(labels), torch.ones(2), torch.tensor([False, True]),
+        torch.arange(2), torch.zeros(2, dtype=torch.long),
+    )  # fmt: skip
+    moved = {}
+    for term in ("positive", "not_to_recommend"):
+        module.zero_grad()
+        getattr(module.loss_terms(batch, sampled=False), term).backward()
+        moved[term] = {
+            name for name, p in module.model.named_parameters()
+            if p.grad is not None and bool(p.grad.any())
+        }  # fmt: skip
+    assert {"dislike_push.weight", "to_state.weight", "item_output.weight"} <= moved["positive"]
+    # the push's a, and the output rows it reads (the disliked i3's and its creator's)
+    push_only = {"dislike_push.weight", "item_output.weight", "creator_output.weight"}
+    assert moved["not_to_recommend"] == push_only
+    grad = module.model.item_output.weight.grad
+    assert grad is not None
+    assert set(grad.abs().sum(1).nonzero().squeeze(1).tolist()) == set(VOCABS.items.lookup(["i3"]))
+
+
 def test_the_push_prior_is_zero_at_its_centre_and_pulls_a_back_to_it() -> None:
     pushed = model("gru", flagged_input="drop", dislike_push_init=-0.3, dislike_push_prior=0.5)
     assert pushed.dislike_push is not None
