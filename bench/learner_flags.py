@@ -9,8 +9,8 @@ from learner.precision import PRECISIONS
 
 
 def add_learner_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--precision``, ``--softmax``, ``--max-len`` and ``--dislike-push-form``, as
-    ``recoil learn`` takes them."""
+    """``--precision``, ``--softmax``, ``--max-len``, ``--dislike-push-form`` and
+    ``--negative-label-learning``, as ``recoil learn`` takes them."""
     parser.add_argument(
         "--precision",
         default="32-true",
@@ -28,4 +28,10 @@ def add_learner_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         choices=["additive", "projection"],  # learner.model.PushForm (no torch import here)
         help="the learner's --dislike-push-form (its default: projection)",
+    )
+    parser.add_argument(
+        "--negative-label-learning",
+        default=None,
+        choices=["all", "state", "push"],  # learner.model.NegativeLearning
+        help="the learner's --negative-label-learning (its default: state)",
     )

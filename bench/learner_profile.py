@@ -41,7 +41,7 @@ from bench.learner_flags import add_learner_arguments
 from learner.precision import Precision
 
 if TYPE_CHECKING:
-    from learner.model import PushForm
+    from learner.model import NegativeLearning, PushForm
 
 # (module, owner class or None, function) -> what the row is called
 PHASES = (
@@ -258,6 +258,7 @@ def profile(
     softmax: str = "full",
     max_len: int | None = None,
     push_form: PushForm | None = None,
+    negative_learning: NegativeLearning | None = None,
 ) -> dict[str, Any]:
     """Run the learner on ``count`` in-memory examples (under cProfile if asked)."""
     import torch
@@ -289,6 +290,9 @@ def profile(
         config = replace(config, model=replace(config.model, max_len=max_len))
     if push_form is not None:
         config = replace(config, model=replace(config.model, dislike_push_form=push_form))
+    if negative_learning is not None:
+        model = replace(config.model, negative_label_learning=negative_learning)
+        config = replace(config, model=model)
     trained = trained_by_arm([r.value for r in values], config.arm)
     print(
         f"{trained:,} of them have a label the arm ({config.arm}) trains; the rest are read, "
@@ -341,6 +345,7 @@ def main() -> None:
         args.examples, args.batch_size, args.threads, args.reference_decoder, bool(args.top),
         label_header=not args.without_label_header, precision=args.precision,
         softmax=args.softmax, max_len=args.max_len, push_form=args.dislike_push_form,
+        negative_learning=args.negative_label_learning,
     )  # fmt: skip
     print(
         f"learner: {result['examples']:,} examples in {result['seconds']:.1f}s = "

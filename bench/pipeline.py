@@ -378,6 +378,11 @@ def _commands(
         *to_flags(source), f"--metrics-port={port}", f"--threads={args.threads}",
         *([f"--max-len={args.max_len}"] if args.max_len is not None else []),
         *([f"--dislike-push-form={args.dislike_push_form}"] if args.dislike_push_form else []),
+        *(
+            [f"--negative-label-learning={args.negative_label_learning}"]
+            if args.negative_label_learning
+            else []
+        ),
     )  # fmt: skip
     return workers, (argv, base.output_topic), urls
 

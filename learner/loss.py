@@ -156,8 +156,9 @@ class _FullSoftmaxRows(torch.autograd.Function):
 
     @staticmethod
     def forward(
-        ctx: Any, state: Tensor, items: Tensor, labels: Tensor, weights: Tensor, is_negative: Tensor
-    ) -> Tensor:
+        ctx: Any, state: Tensor, items: Tensor, labels: Tensor, weights: Tensor,
+        is_negative: Tensor, negatives_move_items: bool,
+    ) -> Tensor:  # fmt: skip
         logits = state @ items.T  # (B, N)
         lse = torch.logsumexp(logits, dim=1)  # (B,)
         log_p = logits.gather(1, labels.unsqueeze(1)).squeeze(1) - lse  # (B,)
@@ -169,6 +170,7 @@ class _FullSoftmaxRows(torch.autograd.Function):
         rows[negative] = -weights[negative] * (lse_others - lse[negative])
         q = others.sub_(lse_others.unsqueeze(1)).exp_()  # (b, N), 0 at y
         ctx.save_for_backward(state, items, logits, lse, labels, weights, negative, q)
+        ctx.negatives_move_items = negatives_move_items
         return rows
 
     @staticmethod
@@ -184,19 +186,28 @@ class _FullSoftmaxRows(torch.autograd.Function):
         grad[rows[positive], labels[positive]] -= coef[positive]
         grad[negative] -= coef[negative].unsqueeze(1) * q
         grad_state = grad @ items if ctx.needs_input_grad[0] else None
-        grad_items = grad.T @ state if ctx.needs_input_grad[1] else None
-        return grad_state, grad_items, None, None, None
+        grad_items = None
+        if ctx.needs_input_grad[1]:
+            # d/d items sums grad_b x state_b over rows; rows that may not move the items
+            # (the negative rows, unless they may) add nothing
+            if not ctx.negatives_move_items:
+                state = state * positive.unsqueeze(1)
+            grad_items = grad.T @ state
+        return grad_state, grad_items, None, None, None, None
 
 
 def full_softmax_loss(
-    state: Tensor, items: Tensor, labels: Tensor, weights: Tensor, is_negative: Tensor
-) -> LossTerms:
+    state: Tensor, items: Tensor, labels: Tensor, weights: Tensor, is_negative: Tensor,
+    negatives_move_items: bool = True,
+) -> LossTerms:  # fmt: skip
     """``combined_loss(state @ items.T, labels, weights, is_negative)``, the same value and
     gradients, in fewer passes over the (B, N) logits (see the module docstring).
 
     state (B, D) user states; items (N, D) item embeddings; labels (B,) label rows of
     ``items``; weights (B,) r or w; is_negative (B,) bool. The logits are not kept
     after the backward pass (it overwrites them): a second backward is not supported.
+    ``negatives_move_items=False``: the negative rows' gradient reaches ``state`` only,
+    as if they scored ``items.detach()``.
     """
     batch = state.shape[0]
     if batch == 0:
@@ -204,8 +215,9 @@ def full_softmax_loss(
         return LossTerms(zero, zero, zero)
     dtype = torch.promote_types(state.dtype, torch.float32)  # as combined_loss: >= float32
     rows = _FullSoftmaxRows.apply(
-        state.to(dtype), items.to(dtype), labels, weights.to(dtype), is_negative
-    )  # (B,)
+        state.to(dtype), items.to(dtype), labels, weights.to(dtype), is_negative,
+        negatives_move_items,
+    )  # (B,)  # fmt: skip
     positive = (rows * ~is_negative).sum() / batch
     not_to_recommend = (rows * is_negative).sum() / batch
     return LossTerms(positive + not_to_recommend, positive, not_to_recommend)

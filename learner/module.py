@@ -101,38 +101,40 @@ class RecommenderModule(L.LightningModule):
     def _loss(
         self, state: Tensor, items: Tensor, batch: ExampleTensors, sampled: bool
     ) -> LossTerms:
-        """The loss of user states (B, D) against item embeddings (N, D)."""
-        negative = batch.is_negative
-        if self.model.config.negative_label_learning == "all" or not bool(negative.any()):
-            return self._rows_loss(state, items, batch.label, batch.weight, negative, sampled)
-        # "state" and "push": the negative rows score constant item rows, so the
-        # not-to-recommend loss moves the user's state only ("push": the push alone,
-        # above). Each part is a mean over its own rows; both are rescaled to the whole
-        # batch, as one pass over it would give.
+        """The loss of user states (B, D) against item embeddings (N, D). Unless
+        ``negative_label_learning`` is "all", the negative rows score the items as
+        constants: the not-to-recommend loss moves the user's state only ("push": the
+        push alone, ``loss_terms``)."""
+        label, weight, negative = batch.label, batch.weight, batch.is_negative
+        hold = self.model.config.negative_label_learning != "all"
+        if not sampled:  # every real item: logits (B, N - FIRST_INDEX), made inside the loss
+            return full_softmax_loss(
+                state, items[FIRST_INDEX:], label - FIRST_INDEX, weight, negative,
+                negatives_move_items=not hold,
+            )  # fmt: skip
+        if not hold or not bool(negative.any()):
+            return self._sampled_loss(state, items, label, weight, negative)
+        # Sampled: the two kinds of rows in two passes, each a mean over its own rows,
+        # rescaled to the whole batch as one pass would be.
         size = state.shape[0]
         parts = []
         for rows, table in ((~negative, items), (negative, items.detach())):
-            terms = self._rows_loss(
-                state[rows], table, batch.label[rows], batch.weight[rows], negative[rows], sampled
+            terms = self._sampled_loss(
+                state[rows], table, label[rows], weight[rows], negative[rows]
             )
-            parts.append((terms.positive + terms.not_to_recommend) * (int(rows.sum()) / size))
+            parts.append(terms.total * (int(rows.sum()) / size))
         positive, not_to_recommend = parts
         return LossTerms(positive + not_to_recommend, positive, not_to_recommend)
 
-    def _rows_loss(
-        self, state: Tensor, items: Tensor, label: Tensor, weight: Tensor,
-        is_negative: Tensor, sampled: bool,
-    ) -> LossTerms:  # fmt: skip
-        """Eq. 1 of rows (B,) given their states (B, D) and the item embeddings (N, D)."""
-        if sampled:
-            log_q = (self.label_counts / self.label_counts.sum()).log()  # (N,)
-            logits = sampled_logits(
-                state, items, label, self.num_sampled, log_q, self.sampler
-            )  # (B, 1 + K), label in column 0
-            return combined_loss(logits, torch.zeros_like(label), weight, is_negative)
-        # every real item: logits (B, N - FIRST_INDEX), made inside the loss
-        labels = label - FIRST_INDEX
-        return full_softmax_loss(state, items[FIRST_INDEX:], labels, weight, is_negative)
+    def _sampled_loss(
+        self, state: Tensor, items: Tensor, label: Tensor, weight: Tensor, is_negative: Tensor
+    ) -> LossTerms:
+        """Eq. 1 of rows (B,) over their label and a sample of the items (N, D)."""
+        log_q = (self.label_counts / self.label_counts.sum()).log()  # (N,)
+        logits = sampled_logits(
+            state, items, label, self.num_sampled, log_q, self.sampler
+        )  # (B, 1 + K), label in column 0
+        return combined_loss(logits, torch.zeros_like(label), weight, is_negative)
 
     def _common_step(self, batch: ExampleTensors, stage: str) -> Tensor:
         # Evaluation always uses the exact full softmax; training may sample.

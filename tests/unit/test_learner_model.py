@@ -329,6 +329,7 @@ def test_a_saved_config_without_new_fields_loads_as_it_was_trained() -> None:
     assert config.flagged_input == "embed" and config.dislike_push_scale == 1.0
     assert config.dislike_map and not config.dislike_push_away
     assert config.dislike_push_init == 0.0 and config.dislike_push_form == "additive"
+    assert config.negative_label_learning == "all"
     today = ModelConfig(num_items=12, num_creators=4)
     assert model_config_from_dict(dataclasses.asdict(today)) == today
 
@@ -592,3 +593,18 @@ def test_the_projected_push_over_flagged_slots_only_equals_the_loop_over_every_s
     push.sum().backward()
     assert torch.equal(push, torch.zeros_like(state))
     assert a.grad is not None and torch.equal(a.grad, torch.zeros_like(a))
+
+
+def test_the_benchmarks_offer_every_value_of_the_model_settings_they_pass_on() -> None:
+    """bench/learner_flags.py spells the choices out (no torch import there)."""
+    import argparse
+    import typing
+
+    from bench.learner_flags import add_learner_arguments
+    from learner.model import NegativeLearning, PushForm
+
+    parser = argparse.ArgumentParser()
+    add_learner_arguments(parser)
+    choices = {a.dest: a.choices for a in parser._actions}
+    assert list(choices["dislike_push_form"]) == list(typing.get_args(PushForm))
+    assert list(choices["negative_label_learning"]) == list(typing.get_args(NegativeLearning))
