@@ -170,11 +170,12 @@ class ModelConfig:
     #   s = s_drop + g * (s_embed - s_drop) + push. It starts as the heuristic, and
     #   opens where the flagged items carry signal (on KuaiRand dislikes come in runs,
     #   and the run itself predicts what follows). Costs a second encoder pass.
-    # Default "drop" with an away-only push (M = I, a starting at -0.3, scale 10): over
-    # 3 aversion worlds 37.5% fewer held-out disliked-item hits than exclude_heuristic
-    # at equal positives (+2.7%), KuaiRand positives equal to no_signal's (+0.0%, 3
-    # training seeds). "embed" lost to the heuristic on held-out ratings (-15% against
-    # -37% disliked-item hits). docs/experiment.md has every figure and the medium world.
+    # Default "drop" with the away-only projection push and labels that move the state
+    # (negative_label_learning="state"): over 3 aversion worlds x 3 training seeds 52%
+    # fewer held-out disliked-item hits than exclude_heuristic at 2.3% fewer positives;
+    # KuaiRand positives +4.3% against no_signal's (3 training seeds). "embed" lost to
+    # the heuristic on held-out ratings (-15% against -37% disliked-item hits).
+    # docs/experiment.md has every figure and the medium world.
     # A *new live* model reads "embed" instead: a minutes-old "drop" model showed the
     # disliked item's creator more, not less (learner.continuous_loop.live_model_config).
     flagged_input: FlaggedInput = setting(

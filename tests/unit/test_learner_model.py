@@ -430,7 +430,7 @@ def test_negative_label_learning_state_holds_the_item_rows_for_negative_rows(
         torch.manual_seed(0)
         config = ModelConfig(
             num_items=12, num_creators=4, embedding_dim=8, hidden_dim=16, max_len=8,
-            dropout=0.0, negative_label_learning=learning,  # type: ignore[arg-type]
+            dropout=0.0, negative_label_learning=learning,
         )  # fmt: skip
         module = RecommenderModule.from_config(config, num_sampled=4)
         creators = VOCABS.creators.lookup(["c0", "c1", "c0"])
@@ -487,6 +487,7 @@ def test_negative_label_learning_push_moves_only_the_push_weights() -> None:
     # the push's a, and the output rows it reads (the disliked i3's and its creator's)
     push_only = {"dislike_push.weight", "item_output.weight", "creator_output.weight"}
     assert moved["not_to_recommend"] == push_only
+    assert module.model.item_output is not None
     grad = module.model.item_output.weight.grad
     assert grad is not None
     assert set(grad.abs().sum(1).nonzero().squeeze(1).tolist()) == set(VOCABS.items.lookup(["i3"]))
@@ -605,6 +606,6 @@ def test_the_benchmarks_offer_every_value_of_the_model_settings_they_pass_on() -
 
     parser = argparse.ArgumentParser()
     add_learner_arguments(parser)
-    choices = {a.dest: a.choices for a in parser._actions}
-    assert list(choices["dislike_push_form"]) == list(typing.get_args(PushForm))
-    assert list(choices["negative_label_learning"]) == list(typing.get_args(NegativeLearning))
+    choices = {a.dest: list(a.choices or ()) for a in parser._actions}
+    assert choices["dislike_push_form"] == list(typing.get_args(PushForm))
+    assert choices["negative_label_learning"] == list(typing.get_args(NegativeLearning))
