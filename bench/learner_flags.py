@@ -4,8 +4,13 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from learner.precision import PRECISIONS
+
+# The ModelConfig fields the flags below set, each flag named for its field (``--max-len``
+# for ``max_len``) as ``recoil learn`` names them; None: the learner's own default.
+MODEL_FIELDS = ("max_len", "dislike_push_form", "negative_label_learning")
 
 
 def add_learner_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,3 +40,13 @@ def add_learner_arguments(parser: argparse.ArgumentParser) -> None:
         choices=["all", "state", "push"],  # learner.model.NegativeLearning
         help="the learner's --negative-label-learning (its default: state)",
     )
+
+
+def model_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The ModelConfig fields the flags set: {field: value} for each one given."""
+    return {name: getattr(args, name) for name in MODEL_FIELDS if getattr(args, name) is not None}
+
+
+def model_flags(overrides: dict[str, Any]) -> list[str]:
+    """``recoil learn``'s flags for ``model_overrides``'s fields."""
+    return [f"--{name.replace('_', '-')}={value}" for name, value in overrides.items()]

@@ -35,13 +35,10 @@ import zlib
 from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
-from bench.learner_flags import add_learner_arguments
+from bench.learner_flags import add_learner_arguments, model_overrides
 from learner.precision import Precision
-
-if TYPE_CHECKING:
-    from learner.model import NegativeLearning, PushForm
 
 # (module, owner class or None, function) -> what the row is called
 PHASES = (
@@ -256,11 +253,11 @@ def profile(
     label_header: bool = True,
     precision: Precision = "32-true",
     softmax: str = "full",
-    max_len: int | None = None,
-    push_form: PushForm | None = None,
-    negative_learning: NegativeLearning | None = None,
+    model: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Run the learner on ``count`` in-memory examples (under cProfile if asked)."""
+    """Run the learner on ``count`` in-memory examples (under cProfile if asked);
+    ``model``: ModelConfig fields to set on the live default model, as recoil learn's
+    flags would."""
     import torch
     from prometheus_client import CollectorRegistry
 
@@ -286,13 +283,8 @@ def profile(
         store=work / "store", checkpoint_dir=work / "ckpt", model_updates_topic=None,
         stop_when_idle_s=1.0, precision=precision, softmax=softmax,
     )  # fmt: skip
-    if max_len is not None:  # the live default model otherwise, as recoil learn
-        config = replace(config, model=replace(config.model, max_len=max_len))
-    if push_form is not None:
-        config = replace(config, model=replace(config.model, dislike_push_form=push_form))
-    if negative_learning is not None:
-        model = replace(config.model, negative_label_learning=negative_learning)
-        config = replace(config, model=model)
+    if model:  # the live default model otherwise, as recoil learn
+        config = replace(config, model=replace(config.model, **model))
     trained = trained_by_arm([r.value for r in values], config.arm)
     print(
         f"{trained:,} of them have a label the arm ({config.arm}) trains; the rest are read, "
@@ -344,8 +336,7 @@ def main() -> None:
     result = profile(
         args.examples, args.batch_size, args.threads, args.reference_decoder, bool(args.top),
         label_header=not args.without_label_header, precision=args.precision,
-        softmax=args.softmax, max_len=args.max_len, push_form=args.dislike_push_form,
-        negative_learning=args.negative_label_learning,
+        softmax=args.softmax, model=model_overrides(args),
     )  # fmt: skip
     print(
         f"learner: {result['examples']:,} examples in {result['seconds']:.1f}s = "

@@ -38,7 +38,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from bench.learner_flags import add_learner_arguments
+from bench.learner_flags import add_learner_arguments, model_flags, model_overrides
 from recoil.broker.args import add_optional_kafka_arguments, given_or_embedded_kafka
 from recoil.core.settings import add_command
 
@@ -376,13 +376,7 @@ def _commands(
     argv = recoil_command(
         "learn", "--bootstrap-servers", settings.bootstrap_servers, *to_flags(learner),
         *to_flags(source), f"--metrics-port={port}", f"--threads={args.threads}",
-        *([f"--max-len={args.max_len}"] if args.max_len is not None else []),
-        *([f"--dislike-push-form={args.dislike_push_form}"] if args.dislike_push_form else []),
-        *(
-            [f"--negative-label-learning={args.negative_label_learning}"]
-            if args.negative_label_learning
-            else []
-        ),
+        *model_flags(model_overrides(args)),
     )  # fmt: skip
     return workers, (argv, base.output_topic), urls
 

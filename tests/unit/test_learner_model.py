@@ -609,3 +609,19 @@ def test_the_benchmarks_offer_every_value_of_the_model_settings_they_pass_on() -
     choices = {a.dest: list(a.choices or ()) for a in parser._actions}
     assert choices["dislike_push_form"] == list(typing.get_args(PushForm))
     assert choices["negative_label_learning"] == list(typing.get_args(NegativeLearning))
+
+
+def test_the_benchmarks_pass_their_model_flags_on_as_recoil_learn_reads_them() -> None:
+    import argparse
+
+    from bench.learner_flags import add_learner_arguments, model_flags, model_overrides
+    from recoil.cli import build_parser
+
+    parser = argparse.ArgumentParser()
+    add_learner_arguments(parser)
+    assert model_overrides(parser.parse_args([])) == {}
+    given = ["--max-len=20", "--dislike-push-form=additive", "--negative-label-learning=push"]
+    overrides = model_overrides(parser.parse_args(given))
+    assert dataclasses.replace(ModelConfig(), **overrides).max_len == 20
+    learn = build_parser().parse_args(["learn", "--store=s", *model_flags(overrides)])
+    assert {name: getattr(learn, name) for name in overrides} == overrides
