@@ -173,9 +173,9 @@ class ModelConfig:
     # Default "drop" with the away-only projection push and labels that move the state
     # (negative_label_learning="state"): over 3 aversion worlds x 3 training seeds 52%
     # fewer held-out disliked-item hits than exclude_heuristic at 2.3% fewer positives;
-    # KuaiRand positives +4.3% against no_signal's (3 training seeds). "embed" lost to
-    # the heuristic on held-out ratings (-15% against -37% disliked-item hits).
-    # docs/experiment.md has every figure and the medium world.
+    # KuaiRand positives +4.3% against no_signal's (mean of 3 training seeds, -7.5% to
+    # +27.5%). "embed" lost to the heuristic on held-out ratings (-15% against -37%
+    # disliked-item hits). docs/experiment.md has every figure and the medium world.
     # A *new live* model reads "embed" instead: a minutes-old "drop" model showed the
     # disliked item's creator more, not less (learner.continuous_loop.live_model_config).
     flagged_input: FlaggedInput = setting(
