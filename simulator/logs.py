@@ -6,7 +6,12 @@
   (``recoil.core.events``), validated exactly as the streams validate;
 - CSV / TSV (``.csv``/``.tsv``, or any other name; the delimiter is sniffed
   from the header): columns mapped to event fields by a :class:`ColumnMapping`.
-  Without a mapping the header must be KuaiRand's (``KUAIRAND``, built in).
+  Without a mapping the header must be KuaiRand's (``KUAIRAND``, built in);
+  ``MOVIELENS`` reads MovieLens's ``ratings.csv`` (``--map movielens``).
+
+Likes and dislikes come from 0/1 columns, from one label column with a value for
+each, or from a star rating: at or above ``rating_like`` a like, at or below
+``rating_dislike`` a dislike, and a row in between is skipped (no event).
 
 A bad row stops the read with ``ValueError("FILE:LINE: reason")``: a line that is
 not UTF-8, not JSON (nested too deeply, a number json cannot read), not an event,
@@ -28,6 +33,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Literal
 
+from recoil.core.checks import finite_number
 from recoil.core.events import InteractionEvent, Invalid, parse_event, validate_event
 
 TimeUnit = Literal["s", "ms"]
@@ -37,6 +43,13 @@ _BOM = b"\xef\xbb\xbf"  # UTF-8's byte order mark, which some exporters write fi
 # A byte that is not UTF-8, as errors="surrogateescape" decodes it (U+DC80..U+DCFF).
 _BAD_BYTE = re.compile("[\udc80-\udcff]")
 _REQUIRED_COLUMNS = ("user_id", "item_id", "timestamp")
+
+
+def _float_or_none(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -56,6 +69,12 @@ class ColumnMapping:
     label: str | None = None  # one column deciding like/dislike, see label_like/label_dislike
     label_like: str = "1"  # value of ``label`` that means a like
     label_dislike: str = "0"  # value of ``label`` that means a dislike
+    # A numeric rating column (stars): at or above rating_like a like, at or below
+    # rating_dislike a dislike, and a row in between is no event at all (a middling
+    # rating says neither, as in the usual 1-2 / 4-5 split of star ratings).
+    rating: str | None = None
+    rating_like: str = "4"
+    rating_dislike: str = "2"
     event_id: str | None = None  # None: "FILE:LINE", stable across reads
     time_unit: TimeUnit = "s"  # unit of the timestamp column
     dwell_unit: TimeUnit = "s"  # unit of the dwell and duration columns
@@ -65,8 +84,21 @@ class ColumnMapping:
         for name in ("time_unit", "dwell_unit"):
             if getattr(self, name) not in ("s", "ms"):
                 raise ValueError(f"mapping {name} must be 's' or 'ms', got {getattr(self, name)!r}")
-        if self.label is not None and (self.liked or self.disliked):
-            raise ValueError("mapping: give either label or liked/disliked columns, not both")
+        given = [n for n in ("label", "rating") if getattr(self, n) is not None]
+        if self.liked or self.disliked:
+            given.append("liked/disliked")
+        if len(given) > 1:
+            raise ValueError(
+                f"mapping: give one of label, rating or liked/disliked columns, not {given}"
+            )
+        if self.rating is not None:
+            like, dislike = self.rating_thresholds()
+            if not dislike < like:
+                raise ValueError(
+                    f"mapping rating_dislike ({self.rating_dislike}) must be below rating_like "
+                    f"({self.rating_like}): ratings at or below it are dislikes, at or above "
+                    "rating_like likes"
+                )
         for name in _REQUIRED_COLUMNS:
             if not getattr(self, name):
                 raise ValueError(f"mapping {name} must name a column, got {getattr(self, name)!r}")
@@ -76,12 +108,23 @@ class ColumnMapping:
                 f"two different values of column {self.label!r} that mean a like and a dislike"
             )
 
+    def rating_thresholds(self) -> tuple[float, float]:
+        """``(rating_like, rating_dislike)`` as numbers; a ValueError names a bad one."""
+        values = []
+        for name in ("rating_like", "rating_dislike"):
+            text = getattr(self, name)
+            value = finite_number(_float_or_none(text))
+            if value is None:
+                raise ValueError(f"mapping {name} must be a finite number, got {text!r}")
+            values.append(value)
+        return values[0], values[1]
+
     def columns(self) -> list[str]:
         """The columns the file must have."""
         names = [
             self.user_id, self.item_id, self.timestamp, self.creator_id, self.cluster_id,
             self.dwell_seconds, self.item_duration_seconds, self.liked, self.disliked,
-            self.dismissed, self.label, self.event_id,
+            self.dismissed, self.label, self.rating, self.event_id,
         ]  # fmt: skip
         return [n for n in names if n is not None]
 
@@ -100,15 +143,32 @@ KUAIRAND = ColumnMapping(
     surface="kuairand",
 )
 
+# MovieLens's ratings.csv (ml-latest-small, ml-25m, ml-32m: userId,movieId,rating,timestamp;
+# half stars from 0.5 to 5): 4 and above a like, 2 and below a dislike, the rest dropped.
+# No creator column, so each film is its own creator.
+MOVIELENS = ColumnMapping(
+    user_id="userId",
+    item_id="movieId",
+    timestamp="timestamp",
+    rating="rating",
+    surface="movielens",
+)
+_PRESETS = {"kuairand": KUAIRAND, "movielens": MOVIELENS}
+
 _MAPPING_FIELDS = {f.name for f in fields(ColumnMapping)}
 # the fields that hold a value, not a column name
-_VALUE_FIELDS = {"label_like", "label_dislike", "time_unit", "dwell_unit", "surface"}
+_VALUE_FIELDS = {
+    "label_like", "label_dislike", "rating_like", "rating_dislike", "time_unit", "dwell_unit",
+    "surface",
+}  # fmt: skip
 
 
 def parse_mapping(text: str) -> ColumnMapping:
-    """``"kuairand"`` or ``"field=column,...,time_unit=ms"`` (fields of ColumnMapping)."""
-    if text.strip().lower() == "kuairand":
-        return KUAIRAND
+    """A preset's name (``kuairand``, ``movielens``) or ``"field=column,...,time_unit=ms"``
+    (fields of ColumnMapping)."""
+    preset = _PRESETS.get(text.strip().lower())
+    if preset is not None:
+        return preset
     changes: dict[str, str] = {}
     for part in filter(None, (p.strip() for p in text.split(","))):
         key, sep, value = part.partition("=")
@@ -204,7 +264,8 @@ def _read_table(path: Path, mapping: ColumnMapping | None) -> Iterator[Interacti
                 obj = _row_event(row, position, mapping, f"{path.name}:{lineno}")
             except ValueError as exc:
                 raise ValueError(f"{path}:{lineno}: {exc}") from None
-            yield _valid(validate_event(obj), path, lineno)
+            if obj is not None:
+                yield _valid(validate_event(obj), path, lineno)
 
 
 def _rows(handle: Iterator[str], delimiter: str, path: Path) -> Iterator[list[str]]:
@@ -228,7 +289,9 @@ def _rows(handle: Iterator[str], delimiter: str, path: Path) -> Iterator[list[st
 
 def _row_event(
     row: list[str], position: dict[str, int], m: ColumnMapping, default_id: str
-) -> dict[str, object]:
+) -> dict[str, object] | None:
+    """The row as an event object for ``validate_event``; None for a middling rating."""
+
     def get(column: str | None) -> str | None:
         return None if column is None else row[position[column]].strip()
 
@@ -261,6 +324,15 @@ def _row_event(
                 f"or {m.label_dislike!r} (dislike)"
             )
         liked, disliked = value == m.label_like, value == m.label_dislike
+    if m.rating is not None:
+        raw = get(m.rating) or ""
+        stars = finite_number(_float_or_none(raw))
+        if stars is None:
+            raise ValueError(f"column {m.rating!r} must be a finite number, got {raw!r}")
+        like_at, dislike_at = m.rating_thresholds()
+        liked, disliked = stars >= like_at, stars <= dislike_at
+        if not (liked or disliked):
+            return None
     item = get(m.item_id)
     return {
         "event_id": get(m.event_id) or default_id,

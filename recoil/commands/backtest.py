@@ -34,7 +34,9 @@ def register(sub: Any) -> None:
         default=None,
         metavar="FIELD=COLUMN,...",
         help="column mapping for CSV/TSV, e.g. 'user_id=uid,item_id=video_id,timestamp=ts,"
-        "liked=is_like,disliked=is_hate,time_unit=ms', or 'kuairand'. A file without a "
+        "liked=is_like,disliked=is_hate,time_unit=ms', or a star rating "
+        "('...,rating=stars,rating_like=4,rating_dislike=2': rows in between are skipped), "
+        "or a preset: 'kuairand', 'movielens' (MovieLens's ratings.csv). A file without a "
         "creator column gets creator_id = item_id.",
     )
     parser.add_argument("--holdout", type=positive_int, default=10, help="test events per user")

@@ -53,7 +53,7 @@ def register(sub: Any) -> None:
         default=None,
         metavar="FIELD=COLUMN,...",
         help="column mapping of a CSV/TSV log, e.g. "
-        "'user_id=uid,item_id=vid,timestamp=ts,time_unit=ms', or 'kuairand' "
+        "'user_id=uid,item_id=vid,timestamp=ts,time_unit=ms', or 'kuairand' or 'movielens' "
         "(fields of simulator.logs.ColumnMapping)",
     )
     parser.add_argument(

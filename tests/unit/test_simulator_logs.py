@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from recoil.core.events import InteractionEvent
-from simulator.logs import KUAIRAND, ColumnMapping, parse_mapping, read_event_log
+from simulator.logs import KUAIRAND, MOVIELENS, ColumnMapping, parse_mapping, read_event_log
 
 KUAIRAND_FILE = (
     Path(__file__).parents[2] / ".." / "shared" / "data" / "kuairand_k15_likes_hates.tsv"
@@ -66,6 +66,35 @@ def test_mapped_csv(tmp_path: Path) -> None:
     assert (second.disliked, second.dwell_seconds, second.event_id) == (True, 0.5, "log.csv:3")
 
 
+def test_star_ratings_split_into_likes_and_dislikes(tmp_path: Path) -> None:
+    """MovieLens's own header and half stars: 4 and above a like, 2 and below a dislike,
+    a middling rating no event at all (its line is not reused by the next event)."""
+    path = tmp_path / "ratings.csv"
+    path.write_text(
+        "userId,movieId,rating,timestamp\n"
+        "1,31,2.5,1260759144\n1,1029,4.0,1260759179\n1,1061,2.0,1260759182\n"
+        "1,1129,0.5,1260759185\n1,1172,3.5,1260759205\n1,1263,5,1260759151\n"
+    )
+    events = list(read_event_log(path, parse_mapping("movielens")))
+    assert [(e.item_id, e.liked, e.disliked) for e in events] == [
+        ("1029", True, False), ("1061", False, True), ("1129", False, True), ("1263", True, False)
+    ]  # fmt: skip
+    assert [e.event_id for e in events] == [f"ratings.csv:{n}" for n in (3, 4, 5, 7)]
+    assert {e.creator_id for e in events} == {e.item_id for e in events}
+    custom = parse_mapping(
+        "user_id=userId,item_id=movieId,timestamp=timestamp,rating=rating,"
+        "rating_like=3.5,rating_dislike=2.5"
+    )
+    assert len(list(read_event_log(path, custom))) == 6
+
+
+def test_a_rating_that_is_no_number_names_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "ratings.csv"
+    path.write_text("userId,movieId,rating,timestamp\n1,31,4,1260759144\n1,32,inf,1260759145\n")
+    with pytest.raises(ValueError, match=r"ratings.csv:3: column 'rating' must be a finite number"):
+        list(read_event_log(path, MOVIELENS))
+
+
 def test_jsonl_round_trip(tmp_path: Path) -> None:
     event = InteractionEvent(
         "e1", "u", "i", "c", 1000.0, "home", 3.0, 10.0, False, True, False, "k"
@@ -81,7 +110,12 @@ def test_jsonl_round_trip(tmp_path: Path) -> None:
         ("user_id", "not FIELD=COLUMN"),
         ("colour=red", "unknown mapping field 'colour'"),
         ("time_unit=hours", "time_unit must be 's' or 'ms'"),
-        ("label=l,liked=x", "either label or liked/disliked"),
+        ("label=l,liked=x", "one of label, rating or liked/disliked"),
+        ("rating=r,disliked=x", "one of label, rating or liked/disliked"),
+        ("rating=r,label=l", "one of label, rating or liked/disliked"),
+        ("rating=r,rating_like=good", "rating_like must be a finite number, got 'good'"),
+        ("rating=r,rating_dislike=nan", "rating_dislike must be a finite number"),
+        ("rating=r,rating_like=3,rating_dislike=3", r"rating_dislike \(3\) must be below"),
     ],
 )
 def test_bad_mappings_say_what_is_wrong(text: str, message: str) -> None:
@@ -91,6 +125,7 @@ def test_bad_mappings_say_what_is_wrong(text: str, message: str) -> None:
 
 def test_builtin_mapping_by_name() -> None:
     assert parse_mapping("KuaiRand") is KUAIRAND
+    assert parse_mapping(" movielens ") is MOVIELENS
     assert ColumnMapping().columns() == ["user_id", "item_id", "timestamp"]
 
 
