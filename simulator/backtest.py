@@ -14,6 +14,12 @@ held out again, and each arm stops when its loss on them stops improving
 ``backtest_loss.png``. Every learned arm is compared, paired on the same test
 cases, with ``no_signal`` and with ``exclude_heuristic``: the question is
 whether the model does better than simply forgetting a disliked item.
+
+With ``seeds`` > 1 each arm is trained once per seed and each test case's hit
+averaged over them (``simulator.evaluation.mean_ranking``): one run's HR moves
+by 10% and more with the training seed alone, which is as large as most of the
+differences between arms. ``backtest.json`` keeps each seed's figures
+(``arms.ARM.by_seed``) and their spread (``arms.ARM.spread``).
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +43,7 @@ from recoil.core.records import TrainingExample
 from recoil.core.windows import events_by_user, events_to_examples, user_histories
 from simulator.evaluation import (
     NextItemRanking,
+    mean_ranking,
     next_item_cases,
     next_item_ranking,
     paired_changes,
@@ -77,6 +84,10 @@ class BacktestConfig:
     holdout_events: int = 10  # last events per user held out as test cases
     arms: tuple[str, ...] = tuple(ARMS)  # arms trained, in report order
     max_users: int | None = None  # keep only the first users (by id order), for quick runs
+    # Each arm is trained with train.seed, train.seed + 1, ... and its hits averaged per
+    # test case (``mean_ranking``); the per-seed figures give the spread. One run's HR
+    # moves by 10% and more with the seed alone (docs/experiment.md).
+    seeds: int = 1
 
     def __post_init__(self) -> None:
         unknown = [a for a in self.arms if a not in ARMS]
@@ -84,6 +95,13 @@ class BacktestConfig:
             raise ValueError(f"unknown arms {unknown}; choose from {sorted(ARMS)}")
         if self.holdout_events < 1:
             raise ValueError("holdout_events must be >= 1")
+        if self.seeds < 1:
+            raise ValueError(f"seeds must be >= 1, got {self.seeds}")
+
+    @property
+    def training_seeds(self) -> list[int]:
+        """The seeds each arm is trained with."""
+        return [self.train.seed + i for i in range(self.seeds)]
 
 
 class TooFewEventsError(ValueError):
@@ -194,9 +212,11 @@ def run_backtest(
     # Bars of parallel workers would interleave; log lines report progress instead.
     bars = progress and workers <= 1
 
-    def run_arm(arm: str) -> tuple[NextItemRanking, float, dict[str, Any], ModelConfig]:
+    def run_arm(job: tuple[str, int]) -> tuple[NextItemRanking, float, dict[str, Any], ModelConfig]:
+        arm, seed = job
         t0 = time.perf_counter()
-        recommender = train_offline(examples, arm, config.model, config.train, bars)
+        train = replace(config.train, seed=seed)
+        recommender = train_offline(examples, arm, config.model, train, bars)
         with torch.inference_mode():
             ranking = next_item_ranking(
                 recommender,
@@ -208,21 +228,37 @@ def run_backtest(
                 creator_of=creator_of,
             )
         log.info(
-            "arm %s: HR@%d positives %.4f, NDCG %.4f, HR@%d dislikes %.4f, creator %.4f (%.1fs)",
-            arm, K, ranking.hr_positive, ranking.ndcg_positive, K, ranking.hr_dislike,
+            "arm %s, seed %d: HR@%d positives %.4f, NDCG %.4f, HR@%d dislikes %.4f, "
+            "creator %.4f (%.1fs)",
+            arm, seed, K, ranking.hr_positive, ranking.ndcg_positive, K, ranking.hr_dislike,
             ranking.hr_dislike_creator, time.perf_counter() - t0,
         )  # fmt: skip
         trained = recommender.model.current_config()
         return ranking, time.perf_counter() - t0, training_summary(recommender.report), trained
 
-    rankings = map_arms(run_arm, config.arms, workers)
-    arms = arm_metrics({arm: r for arm, (r, _, _, _) in rankings.items()}, config.train.seed)
-    for arm, (_, _, training, _) in rankings.items():
-        arms[arm]["training"] = training
-    seconds = {f"arm_{arm}": round(t, 1) for arm, (_, t, _, _) in rankings.items()}
-    first = next(iter(rankings.values()))[0]
+    seeds = config.training_seeds
+    jobs = [(arm, seed) for arm in config.arms for seed in seeds]
+    runs = map_arms(run_arm, jobs, workers)
+    by_arm = {arm: [runs[(arm, seed)] for seed in seeds] for arm in config.arms}
+    arms = arm_metrics(
+        {arm: mean_ranking([r for r, _, _, _ in done]) for arm, done in by_arm.items()},
+        config.train.seed,
+    )
+    for arm, done in by_arm.items():
+        arms[arm]["training"] = done[0][2]  # the first seed's curves (backtest_loss.png)
+        if len(seeds) > 1:
+            arms[arm]["by_seed"] = [
+                seed_metrics(seed, ranking, training)
+                for seed, (ranking, _, training, _) in zip(seeds, done, strict=True)
+            ]
+            arms[arm]["spread"] = seed_spread(arms[arm]["by_seed"])
+    seconds = {
+        f"arm_{arm}": round(sum(t for _, t, _, _ in done), 1) for arm, done in by_arm.items()
+    }
+    first = next(iter(by_arm.values()))[0][0]
     counts = (first.positives, first.dislikes)
     seconds["total"] = round(time.perf_counter() - started, 1)
+    models = {arm: done[0][3] for arm, done in by_arm.items()}
     result = {
         "arms": arms,
         "config": {
@@ -238,9 +274,10 @@ def run_backtest(
             "test_items_seen_in_training": known,
             "creator_note": CREATOR_NOTE,
             "max_users": config.max_users,
+            "seeds": seeds,
             "workers": workers,
             "labels": asdict(config.labels),
-            "model": trained_model_json({arm: m for arm, (_, _, _, m) in rankings.items()}),
+            "model": trained_model_json(models),
             "train": asdict(config.train),
             "seconds": seconds,
         },
@@ -263,6 +300,34 @@ def training_summary(report: TrainingReport | None) -> dict[str, Any]:
         "validation_curve": report.validation_curve,
         "validation_mrr": report.validation_mrr,
     }
+
+
+SEED_KEYS = ("hr_at_10", "ndcg_at_10", "hr_at_10_dislikes", "hr_at_10_dislike_creator")
+
+
+def seed_metrics(seed: int, r: NextItemRanking, training: dict[str, Any]) -> dict[str, Any]:
+    """One seed's figures of an arm, beside the seeds' mean."""
+    return {
+        "seed": seed,
+        "hr_at_10": r.hr_positive,
+        "ndcg_at_10": r.ndcg_positive,
+        "hr_at_10_dislikes": r.hr_dislike,
+        "hr_at_10_dislike_creator": r.hr_dislike_creator,
+        "best_step": training.get("best_step"),
+    }
+
+
+def seed_spread(by_seed: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Per figure: the lowest and highest seed and the seeds' standard deviation."""
+    spread: dict[str, dict[str, float]] = {}
+    for key in SEED_KEYS:
+        values = np.array([row[key] for row in by_seed], dtype=float)
+        spread[key] = {
+            "min": float(values.min()),
+            "max": float(values.max()),
+            "std": float(values.std(ddof=1)),
+        }
+    return spread
 
 
 def _share_known(cases: list[InteractionEvent], items: set[str]) -> float:

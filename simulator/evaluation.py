@@ -121,6 +121,41 @@ class NextItemRanking:
         return float(self.hits_dislike_creator.mean()) if self.dislikes else float("nan")
 
 
+def mean_ranking(rankings: Sequence[NextItemRanking]) -> NextItemRanking:
+    """The rankings of one arm trained with several seeds, averaged per test case.
+
+    Each case's hit becomes the share of the seeds that hit it, so the HRs are the
+    seeds' mean and a paired interval against another arm (averaged over the same
+    seeds) still resamples the same cases together. The rankings must be of the same
+    cases in the same order, as every arm of one backtest is.
+    """
+    if not rankings:
+        raise ValueError("mean_ranking needs at least one ranking")
+    first = rankings[0]
+    if any((r.positives, r.dislikes) != (first.positives, first.dislikes) for r in rankings):
+        raise ValueError("mean_ranking: the rankings are not of the same test cases")
+    if len(rankings) == 1:
+        return first
+
+    def mean(name: str) -> np.ndarray:
+        return np.mean([getattr(r, name) for r in rankings], axis=0)
+
+    hits_positive, hits_dislike = mean("hits_positive"), mean("hits_dislike")
+    return NextItemRanking(
+        hr_positive=float(hits_positive.mean()) if first.positives else float("nan"),
+        ndcg_positive=float(np.mean([r.ndcg_positive for r in rankings])),
+        hr_dislike=float(hits_dislike.mean()) if first.dislikes else float("nan"),
+        positives=first.positives,
+        dislikes=first.dislikes,
+        hits_positive=hits_positive,
+        hits_dislike=hits_dislike,
+        deep_k=first.deep_k,
+        hits_positive_deep=mean("hits_positive_deep"),
+        hits_dislike_deep=mean("hits_dislike_deep"),
+        hits_dislike_creator=mean("hits_dislike_creator"),
+    )
+
+
 def next_item_cases(
     train_histories: dict[str, History],
     test_events: Sequence[InteractionEvent],

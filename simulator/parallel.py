@@ -12,17 +12,18 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+Key = TypeVar("Key", bound=Hashable)
 
 # The task of the current ``map_arms`` call; forked workers inherit it.
-_TASK: Callable[[str], Any] | None = None
+_TASK: Callable[[Any], Any] | None = None
 
 
-def _call(arm: str) -> Any:
+def _call(arm: Hashable) -> Any:
     assert _TASK is not None, "worker started without a task"
     return _TASK(arm)
 
@@ -32,8 +33,11 @@ def default_workers(tasks: int) -> int:
     return max(1, min(tasks, os.cpu_count() or 1))
 
 
-def map_arms(task: Callable[[str], T], arms: Sequence[str], workers: int) -> dict[str, T]:
-    """``{arm: task(arm)}``, computed by ``workers`` forked processes (1: in this process)."""
+def map_arms(task: Callable[[Key], T], arms: Sequence[Key], workers: int) -> dict[Key, T]:
+    """``{arm: task(arm)}``, computed by ``workers`` forked processes (1: in this process).
+
+    A key is an arm's name, or anything small and picklable that names a task (the
+    backtest passes ``(arm, seed)``)."""
     if workers <= 1 or len(arms) <= 1:
         return {arm: task(arm) for arm in arms}
     global _TASK

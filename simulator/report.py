@@ -206,6 +206,28 @@ def backtest_markdown(result: dict[str, Any]) -> str:
         kept = training.get("best_step")
         steps = f"{training.get('steps', '—')}" + (f" ({kept})" if kept is not None else "")
         lines.append(f"| {arm} | " + " | ".join(cells) + f" | {steps} |")
+    seeds = cfg.get("seeds") or []
+    if len(seeds) > 1:
+        lines += [
+            "",
+            f"Each arm trained with seeds {', '.join(map(str, seeds))}: the figures above are "
+            "the seeds' mean (each test case's hit averaged over them), the intervals below "
+            "resample the test cases. Per seed:",
+            "",
+            "| arm | seed | HR@10 positives | HR@10 dislikes | creator of a dislike in top 10 "
+            "| kept step |",
+            "|---|---|---|---|---|---|",
+        ]
+        for arm, r in result["arms"].items():
+            for row in r.get("by_seed", []):
+                cells = [
+                    _num(row.get(key))
+                    for key in ("hr_at_10", "hr_at_10_dislikes", "hr_at_10_dislike_creator")
+                ]
+                kept = row.get("best_step")
+                lines.append(
+                    f"| {arm} | {row['seed']} | " + " | ".join(cells) + f" | {kept or '—'} |"
+                )
     for other in ("vs_no_signal", "vs_exclude_heuristic"):
         rows = [(arm, r[other]) for arm, r in result["arms"].items() if other in r]
         if not rows:

@@ -13,7 +13,10 @@ from recoil.commands._ablation_args import (
     parse_model,
     positive_int,
 )
+from recoil.core.checks import MAX_SEED
 from recoil.core.settings import add_command
+
+MAX_SEEDS = 100  # trainings per arm; more is no backtest anyone waits for
 
 
 def register(sub: Any) -> None:
@@ -58,6 +61,15 @@ def register(sub: Any) -> None:
         "0 trains for exactly --max-steps",
     )
     parser.add_argument("--seed", type=int, default=0, help="training seed")
+    parser.add_argument(
+        "--seeds",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help="train each arm with seeds SEED..SEED+N-1 and report their mean per test case, "
+        "with each seed's figures and the spread (default 1; one run's HR can move by 10%% "
+        "with the seed alone)",
+    )
     add_arm_arguments(parser)
 
 
@@ -71,6 +83,13 @@ def run(args: argparse.Namespace) -> int:
     if args.validation is not None and args.validation < 0:
         raise ConfigError(f"--validation must be >= 0, got {args.validation}")
     check_seed(args.seed)
+    if args.seeds > MAX_SEEDS:
+        raise ConfigError(f"--seeds must be at most {MAX_SEEDS}, got {args.seeds}")
+    if args.seed + args.seeds - 1 > MAX_SEED:
+        raise ConfigError(
+            f"--seed {args.seed} with --seeds {args.seeds} runs past the largest seed "
+            f"{MAX_SEED}; give a lower --seed"
+        )
     if not args.file.is_file():
         raise ConfigError(f"no such file: {args.file}")
 
@@ -89,7 +108,11 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise ConfigError(f"{args.file}: cannot read: {exc.strerror or exc}") from None
     config = BacktestConfig(
-        holdout_events=args.holdout, arms=arms, max_users=args.max_users, model=model
+        holdout_events=args.holdout,
+        arms=arms,
+        max_users=args.max_users,
+        model=model,
+        seeds=args.seeds,
     )
     train = replace(config.train, seed=args.seed)
     if args.max_steps is not None:
@@ -99,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
     if args.validation is not None:
         train = replace(train, validation_examples=args.validation)
     config = replace(config, train=train)
-    workers = args.workers or default_workers(len(arms))
+    workers = args.workers or default_workers(len(arms) * args.seeds)
     progress = not args.no_progress
     try:
         run_backtest(events, config, args.out, str(args.file), progress=progress, workers=workers)

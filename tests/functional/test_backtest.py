@@ -89,3 +89,30 @@ def test_a_table_without_mapping_is_refused(
         main(["backtest", str(path), "--out", str(tmp_path / "out")])
     assert exit_info.value.code == 2
     assert "give a column mapping" in capsys.readouterr().err
+
+
+def test_several_seeds_are_averaged_per_case_and_each_is_reported(
+    sliced: Path, tmp_path: Path
+) -> None:
+    """``--seeds 2`` trains each arm with seeds 3 and 4: its HR is their mean, and each
+    seed's figures are those of a run with that seed alone."""
+    torch.set_num_threads(1)
+    base = ["backtest", str(sliced), "--max-steps", "20", "--no-progress", "--holdout", "5"]
+    arms = ["--arms", "no_signal,feature_and_labels", "--workers", "2"]
+    both, alone = tmp_path / "both", tmp_path / "alone"
+    assert main([*base, *arms, "--out", str(both), "--seed", "3", "--seeds", "2"]) == 0
+    assert main([*base, *arms, "--out", str(alone), "--seed", "4"]) == 0
+    result = json.loads((both / "backtest.json").read_text())
+    single = json.loads((alone / "backtest.json").read_text())
+    assert result["config"]["seeds"] == [3, 4] and single["config"]["seeds"] == [4]
+    for arm, metrics in result["arms"].items():
+        rows = metrics["by_seed"]
+        assert [row["seed"] for row in rows] == [3, 4]
+        for key in ("hr_at_10", "hr_at_10_dislikes", "hr_at_10_dislike_creator"):
+            assert metrics[key] == pytest.approx((rows[0][key] + rows[1][key]) / 2)
+            assert rows[1][key] == single["arms"][arm][key]
+            spread = metrics["spread"][key]
+            assert spread["min"] == min(r[key] for r in rows)
+            assert spread["max"] == max(r[key] for r in rows)
+        assert "by_seed" not in single["arms"][arm]
+    assert "| feature_and_labels | 4 |" in (both / "backtest.md").read_text()

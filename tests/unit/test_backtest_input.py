@@ -10,13 +10,19 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from recoil.core.events import InteractionEvent
 from recoil.core.records import TrainingExample
 from recoil.core.windows import events_to_examples, user_histories
 from simulator.backtest import BacktestConfig, TooFewEventsError, check_enough_events
-from simulator.evaluation import next_item_cases, split_last_events
+from simulator.evaluation import (
+    NextItemRanking,
+    mean_ranking,
+    next_item_cases,
+    split_last_events,
+)
 from simulator.logs import read_event_log
 from tests.support.cli import config_error
 
@@ -126,6 +132,8 @@ def test_a_bad_mapping_names_the_flag(tmp_path: Path, capsys: pytest.CaptureFixt
     [
         (["--seed", "-1"], "--seed must be in 0..4294967295, got -1"),
         (["--validation", "-1"], "--validation must be >= 0, got -1"),
+        (["--seeds", "101"], "--seeds must be at most 100, got 101"),
+        (["--seed", "4294967295", "--seeds", "2"], "runs past the largest seed 4294967295"),
     ],
 )
 def test_bad_flags_are_refused_before_reading(
@@ -133,3 +141,32 @@ def test_bad_flags_are_refused_before_reading(
 ) -> None:
     err = _backtest(tmp_path / "not-read.jsonl", tmp_path / "out", capsys, *flags)
     assert message in err and "no such file" not in err
+
+
+def _ranking(hits_pos: list[float], hits_dis: list[float]) -> NextItemRanking:
+    pos, dis = np.array(hits_pos), np.array(hits_dis)
+    return NextItemRanking(
+        hr_positive=float(pos.mean()), ndcg_positive=0.5 * float(pos.mean()),
+        hr_dislike=float(dis.mean()), positives=len(pos), dislikes=len(dis),
+        hits_positive=pos, hits_dislike=dis, deep_k=100, hits_positive_deep=pos,
+        hits_dislike_deep=dis, hits_dislike_creator=dis,
+    )  # fmt: skip
+
+
+def test_seeds_are_averaged_per_test_case() -> None:
+    a, b = _ranking([1, 0, 0, 1], [0, 1]), _ranking([1, 1, 0, 0], [0, 0])
+    mean = mean_ranking([a, b])
+    assert mean.hits_positive.tolist() == [1.0, 0.5, 0.0, 0.5]
+    assert (mean.hr_positive, mean.hr_dislike, mean.hr_dislike_creator) == (0.5, 0.25, 0.25)
+    assert mean.ndcg_positive == 0.25
+    assert mean_ranking([a]) is a
+    with pytest.raises(ValueError, match="not of the same test cases"):
+        mean_ranking([a, _ranking([1], [0, 1])])
+    with pytest.raises(ValueError, match="at least one"):
+        mean_ranking([])
+
+
+def test_seeds_must_be_one_or_more() -> None:
+    with pytest.raises(ValueError, match="seeds must be >= 1, got 0"):
+        BacktestConfig(seeds=0)
+    assert BacktestConfig(seeds=3).training_seeds == [0, 1, 2]
