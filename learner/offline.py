@@ -75,6 +75,12 @@ class TrainConfig:
     validation_examples: int = 0
     validation_every: int = 100  # optimizer steps between validation checks
     patience: int = 3  # checks without improvement before stopping
+    # An exponential moving average of the weights (decay per step; 0: off). Validation
+    # checks and the kept weights are the average's, and without validation the average
+    # is what training returns. At lr 1e-2 the weights themselves swing from check to
+    # check (validation MRR 0.048 -> 0.040 -> 0.047 at steps 700-900 on real ratings),
+    # so early stopping picked a swing rather than a point of training.
+    weight_average_decay: float = 0.0
 
     def __post_init__(self) -> None:
         if self.max_steps < 1 or self.batch_size < 1:
@@ -84,6 +90,10 @@ class TrainConfig:
         check_precision(self.precision)
         if self.softmax not in ("full", "sampled"):
             raise ValueError(f"softmax must be 'full' or 'sampled', got {self.softmax!r}")
+        if not 0.0 <= self.weight_average_decay < 1.0:
+            raise ValueError(
+                f"weight_average_decay must be in [0, 1), got {self.weight_average_decay}"
+            )
         if not self.lr > 0 or self.weight_decay < 0 or self.num_sampled < 1:
             raise ValueError("need lr > 0, weight_decay >= 0 and num_sampled >= 1")
         if self.num_threads is not None and self.num_threads < 1:
@@ -188,6 +198,51 @@ class _Chunks:
     def __iter__(self) -> Iterator[ExampleTensors]:
         for start in range(0, self.tensors.num_examples, self.size):
             yield self.tensors.select(slice(start, start + self.size))
+
+
+class _WeightAverage(L.Callback):
+    """Keeps an exponential moving average of the trainable weights and puts it in their
+    place for each validation pass (the training weights go back afterwards) and at the
+    end of training. The decay warms up as ``(1 + n) / (10 + n)`` after ``n`` steps, so
+    the first checks do not average in the random start. Place it after the callbacks
+    that read the weights in ``on_validation_end``: it restores them there."""
+
+    def __init__(self, decay: float) -> None:
+        self.decay = decay
+        self.updates = 0
+        self.average: list[torch.Tensor] = []
+        self.live: list[torch.Tensor] = []
+
+    @staticmethod
+    def _weights(module: L.LightningModule) -> list[torch.Tensor]:
+        return [p.detach() for p in module.parameters() if p.requires_grad]
+
+    def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self.average = [w.clone() for w in self._weights(module)]
+        self.updates = 0
+
+    @torch.no_grad()
+    def on_train_batch_end(
+        self, trainer: L.Trainer, module: L.LightningModule, outputs: Any, batch: Any, idx: int
+    ) -> None:
+        self.updates += 1
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        torch._foreach_lerp_(self.average, self._weights(module), 1.0 - decay)
+
+    @torch.no_grad()
+    def on_validation_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        weights = self._weights(module)
+        self.live = [w.clone() for w in weights]
+        torch._foreach_copy_(weights, self.average)
+
+    @torch.no_grad()
+    def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        torch._foreach_copy_(self._weights(module), self.live)
+        self.live = []
+
+    @torch.no_grad()
+    def on_train_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        torch._foreach_copy_(self._weights(module), self.average)
 
 
 class _BestWeights(L.Callback):
@@ -408,6 +463,8 @@ def train_offline(
     validate = validation.num_examples > 0
     if validate:
         callbacks += [best, EarlyStopping("val/mrr", mode="max", patience=train_config.patience)]
+    if train_config.weight_average_decay > 0:
+        callbacks.append(_WeightAverage(train_config.weight_average_decay))  # after `best`
     with _quiet(not progress):
         trainer = L.Trainer(
             accelerator=train_config.accelerator,

@@ -162,3 +162,76 @@ def test_checkpoint_of_a_grown_model_restores(
     table = [p is module.model.item_input.weight for p in module.parameters()].index(True)
     exp_avg = ckpt["optimizer_states"][0]["state"][table]["exp_avg"]
     assert exp_avg.shape[0] == len(vocabs.items) + 7  # Adam moments grew with the table
+
+
+class _Line(L.LightningModule):
+    """y = w x + b fitted by SGD: a model whose every weight is easy to follow."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fit = torch.nn.Linear(2, 1)
+        self.seen_in_validation: list[torch.Tensor] = []
+
+    def training_step(self, batch: torch.Tensor, idx: int) -> torch.Tensor:
+        x, y = batch[:, :2], batch[:, 2:]
+        return torch.nn.functional.mse_loss(self.fit(x), y)
+
+    def validation_step(self, batch: torch.Tensor, idx: int) -> None:
+        self.seen_in_validation.append(_flat(self).clone())
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def _flat(module: torch.nn.Module) -> torch.Tensor:
+    return torch.cat([p.detach().flatten() for p in module.parameters()])
+
+
+class _Steps(L.Callback):
+    """The weights at the start and after every step, and at every step's start."""
+
+    def __init__(self) -> None:
+        self.after: list[torch.Tensor] = []
+        self.before: list[torch.Tensor] = []
+
+    def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self.after.append(_flat(module).clone())
+
+    def on_train_batch_start(self, trainer: Any, module: Any, batch: Any, idx: int) -> None:
+        self.before.append(_flat(module).clone())
+
+    def on_train_batch_end(self, trainer: Any, module: Any, out: Any, batch: Any, i: int) -> None:
+        self.after.append(_flat(module).clone())
+
+
+def test_the_weight_average_is_what_validation_sees_and_training_returns() -> None:
+    from learner.offline import _WeightAverage
+
+    torch.manual_seed(0)
+    x = torch.randn(64, 2)
+    data = torch.cat([x, x @ torch.tensor([[2.0], [-1.0]]) + 0.5], dim=1)
+    module, steps, decay = _Line(), _Steps(), 0.9
+    trainer = quiet_trainer(
+        max_steps=12, val_check_interval=4, check_val_every_n_epoch=None,
+        num_sanity_val_steps=0, callbacks=[steps, _WeightAverage(decay)],
+    )  # fmt: skip
+    loader = torch.utils.data.DataLoader(data, batch_size=8)
+    trainer.fit(module, loader, torch.utils.data.DataLoader(data[:8], batch_size=8))
+    expected = [steps.after[0]]
+    for n, weights in enumerate(steps.after[1:], start=1):
+        d = min(decay, (1 + n) / (10 + n))
+        expected.append(d * expected[-1] + (1 - d) * weights)
+    # validation after steps 4, 8 and 12 scored the average, not the live weights
+    assert len(module.seen_in_validation) == 3
+    for seen, n in zip(module.seen_in_validation, (4, 8, 12), strict=True):
+        torch.testing.assert_close(seen, expected[n])
+        assert not torch.allclose(seen, steps.after[n])
+    # training went on from its own weights after each validation pass
+    torch.testing.assert_close(steps.before[4], steps.after[4])
+    torch.testing.assert_close(steps.before[8], steps.after[8])
+    torch.testing.assert_close(_flat(module), expected[12])  # what training returns
+
+
+def test_the_weight_average_decay_must_be_below_one() -> None:
+    with pytest.raises(ValueError, match=r"weight_average_decay must be in \[0, 1\), got 1.0"):
+        TrainConfig(weight_average_decay=1.0)
