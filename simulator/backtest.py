@@ -75,10 +75,17 @@ class BacktestConfig:
     labels: LabelConfig = field(default_factory=LabelConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     # At most 3000 steps of 256 (~20 epochs of KuaiRand's 35k examples); each arm stops
-    # when the loss on every user's 3 newest training examples stops improving.
+    # when the ranking of every user's 3 newest training examples stops improving. The
+    # checks and the kept weights are a moving average of the weights (decay 0.99 a step):
+    # on MovieLens ratings it raised every arm's HR@10 by 10-26% and took
+    # feature_and_labels from 4.5% below no_signal to 8.7% above (docs/experiment.md).
     train: TrainConfig = field(
         default_factory=lambda: TrainConfig(
-            max_steps=3000, batch_size=256, validation_examples=3, validation_every=100
+            max_steps=3000,
+            batch_size=256,
+            validation_examples=3,
+            validation_every=100,
+            weight_average_decay=0.99,
         )
     )
     holdout_events: int = 10  # last events per user held out as test cases

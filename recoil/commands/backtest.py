@@ -60,6 +60,14 @@ def register(sub: Any) -> None:
         help="each user's newest N training examples decide when to stop (default 3); "
         "0 trains for exactly --max-steps",
     )
+    parser.add_argument(
+        "--weight-average",
+        type=float,
+        default=None,
+        metavar="DECAY",
+        help="validate and keep a moving average of the weights with this decay per step "
+        "(default 0.99; 0 keeps the raw weights, as backtests before 2026-12-02 did)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="training seed")
     parser.add_argument(
         "--seeds",
@@ -82,6 +90,8 @@ def run(args: argparse.Namespace) -> int:
     model = parse_model(args.model)
     if args.validation is not None and args.validation < 0:
         raise ConfigError(f"--validation must be >= 0, got {args.validation}")
+    if args.weight_average is not None and not 0.0 <= args.weight_average < 1.0:
+        raise ConfigError(f"--weight-average must be in [0, 1) (0: off), got {args.weight_average}")
     check_seed(args.seed)
     if args.seeds > MAX_SEEDS:
         raise ConfigError(f"--seeds must be at most {MAX_SEEDS}, got {args.seeds}")
@@ -121,6 +131,8 @@ def run(args: argparse.Namespace) -> int:
         train = replace(train, max_steps=args.max_steps, validation_every=every)
     if args.validation is not None:
         train = replace(train, validation_examples=args.validation)
+    if args.weight_average is not None:
+        train = replace(train, weight_average_decay=args.weight_average)
     config = replace(config, train=train)
     workers = args.workers or default_workers(len(arms) * args.seeds)
     progress = not args.no_progress

@@ -45,6 +45,7 @@ def test_backtest_on_a_kuairand_slice(sliced: Path, tmp_path: Path) -> None:
     assert config["users"] == 30 and config["holdout_events"] == 5
     assert config["test_positives"] + config["test_dislikes"] == 30 * 5
     assert config["train"]["max_steps"] == 40
+    assert config["train"]["weight_average_decay"] == 0.99  # checks score the average
     assert (tmp_path / "backtest.png").read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "backtest_loss.png").read_bytes()[:4] == b"\x89PNG"
     assert "| feature_and_labels |" in (tmp_path / "backtest.md").read_text()
@@ -66,8 +67,10 @@ def test_learned_arms_are_compared_with_the_heuristic_and_validation_can_be_off(
     torch.set_num_threads(1)
     arms = "no_signal,exclude_heuristic,feature_and_labels"
     argv = ["backtest", str(sliced), "--out", str(tmp_path), "--max-steps", "20", "--no-progress"]
-    assert main([*argv, "--arms", arms, "--holdout", "5", "--validation", "0"]) == 0
+    flags = ["--holdout", "5", "--validation", "0", "--weight-average", "0"]
+    assert main([*argv, "--arms", arms, *flags]) == 0
     result = json.loads((tmp_path / "backtest.json").read_text())
+    assert result["config"]["train"]["weight_average_decay"] == 0.0
     learned = result["arms"]["feature_and_labels"]
     assert learned["training"]["steps"] == 20 and learned["training"]["best_step"] is None
     assert learned["training"]["validation_mrr"] == []

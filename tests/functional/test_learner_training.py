@@ -172,11 +172,11 @@ class _Line(L.LightningModule):
         self.fit = torch.nn.Linear(2, 1)
         self.seen_in_validation: list[torch.Tensor] = []
 
-    def training_step(self, batch: torch.Tensor, idx: int) -> torch.Tensor:
-        x, y = batch[:, :2], batch[:, 2:]
+    def training_step(self, batch: list[torch.Tensor], idx: int) -> torch.Tensor:
+        x, y = batch[0][:, :2], batch[0][:, 2:]
         return torch.nn.functional.mse_loss(self.fit(x), y)
 
-    def validation_step(self, batch: torch.Tensor, idx: int) -> None:
+    def validation_step(self, batch: list[torch.Tensor], idx: int) -> None:
         self.seen_in_validation.append(_flat(self).clone())
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
@@ -215,8 +215,10 @@ def test_the_weight_average_is_what_validation_sees_and_training_returns() -> No
         max_steps=12, val_check_interval=4, check_val_every_n_epoch=None,
         num_sanity_val_steps=0, callbacks=[steps, _WeightAverage(decay)],
     )  # fmt: skip
-    loader = torch.utils.data.DataLoader(data, batch_size=8)
-    trainer.fit(module, loader, torch.utils.data.DataLoader(data[:8], batch_size=8))
+    rows = torch.utils.data.TensorDataset(data)
+    loader = torch.utils.data.DataLoader(rows, batch_size=8)
+    held = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(data[:8]), batch_size=8)
+    trainer.fit(module, loader, held)
     expected = [steps.after[0]]
     for n, weights in enumerate(steps.after[1:], start=1):
         d = min(decay, (1 + n) / (10 + n))

@@ -133,6 +133,8 @@ def test_a_bad_mapping_names_the_flag(tmp_path: Path, capsys: pytest.CaptureFixt
         (["--seed", "-1"], "--seed must be in 0..4294967295, got -1"),
         (["--validation", "-1"], "--validation must be >= 0, got -1"),
         (["--seeds", "101"], "--seeds must be at most 100, got 101"),
+        (["--weight-average", "1"], "--weight-average must be in [0, 1) (0: off), got 1.0"),
+        (["--weight-average", "nan"], "--weight-average must be in [0, 1) (0: off), got nan"),
         (["--seed", "4294967295", "--seeds", "2"], "runs past the largest seed 4294967295"),
     ],
 )
