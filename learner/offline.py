@@ -204,7 +204,9 @@ class _WeightAverage(L.Callback):
     """Keeps an exponential moving average of the trainable weights and puts it in their
     place for each validation pass (the training weights go back afterwards) and at the
     end of training. The decay warms up as ``(1 + n) / (10 + n)`` after ``n`` steps, so
-    the first checks do not average in the random start. Place it after the callbacks
+    the first checks do not average in the random start; it reaches 0.99 at step ~890,
+    and until then the average spans about the last ninth of the steps taken. Place it
+    after the callbacks
     that read the weights in ``on_validation_end``: it restores them there."""
 
     def __init__(self, decay: float) -> None:
