@@ -30,6 +30,7 @@ import csv
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, fields, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
@@ -45,9 +46,10 @@ _BAD_BYTE = re.compile("[\udc80-\udcff]")
 _REQUIRED_COLUMNS = ("user_id", "item_id", "timestamp")
 
 
-def _float_or_none(text: str) -> float | None:
+def _finite_float(text: str) -> float | None:
+    """``text`` as a finite float; None for anything else (NaN and infinities too)."""
     try:
-        return float(text)
+        return finite_number(float(text))
     except ValueError:
         return None
 
@@ -92,7 +94,7 @@ class ColumnMapping:
                 f"mapping: give one of label, rating or liked/disliked columns, not {given}"
             )
         if self.rating is not None:
-            like, dislike = self.rating_thresholds()
+            like, dislike = self.rating_thresholds
             if not dislike < like:
                 raise ValueError(
                     f"mapping rating_dislike ({self.rating_dislike}) must be below rating_like "
@@ -108,12 +110,14 @@ class ColumnMapping:
                 f"two different values of column {self.label!r} that mean a like and a dislike"
             )
 
+    @cached_property
     def rating_thresholds(self) -> tuple[float, float]:
-        """``(rating_like, rating_dislike)`` as numbers; a ValueError names a bad one."""
+        """``(rating_like, rating_dislike)`` as numbers, parsed once (every row of a rating
+        file reads them); a ValueError names a bad one."""
         values = []
         for name in ("rating_like", "rating_dislike"):
             text = getattr(self, name)
-            value = finite_number(_float_or_none(text))
+            value = _finite_float(text)
             if value is None:
                 raise ValueError(f"mapping {name} must be a finite number, got {text!r}")
             values.append(value)
@@ -326,10 +330,10 @@ def _row_event(
         liked, disliked = value == m.label_like, value == m.label_dislike
     if m.rating is not None:
         raw = get(m.rating) or ""
-        stars = finite_number(_float_or_none(raw))
+        stars = _finite_float(raw)
         if stars is None:
             raise ValueError(f"column {m.rating!r} must be a finite number, got {raw!r}")
-        like_at, dislike_at = m.rating_thresholds()
+        like_at, dislike_at = m.rating_thresholds
         liked, disliked = stars >= like_at, stars <= dislike_at
         if not (liked or disliked):
             return None
