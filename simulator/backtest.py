@@ -29,7 +29,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -220,7 +220,7 @@ def run_backtest(
     # Bars of parallel workers would interleave; log lines report progress instead.
     bars = progress and workers <= 1
 
-    def run_arm(job: tuple[str, int]) -> tuple[NextItemRanking, float, dict[str, Any], ModelConfig]:
+    def run_arm(job: tuple[str, int]) -> ArmRun:
         arm, seed = job
         t0 = time.perf_counter()
         train = replace(config.train, seed=seed)
@@ -241,32 +241,36 @@ def run_backtest(
             arm, seed, K, ranking.hr_positive, ranking.ndcg_positive, K, ranking.hr_dislike,
             ranking.hr_dislike_creator, time.perf_counter() - t0,
         )  # fmt: skip
-        trained = recommender.model.current_config()
-        return ranking, time.perf_counter() - t0, training_summary(recommender.report), trained
+        return ArmRun(
+            ranking,
+            time.perf_counter() - t0,
+            training_summary(recommender.report),
+            recommender.model.current_config(),
+        )
 
     seeds = config.training_seeds
     jobs = [(arm, seed) for arm in config.arms for seed in seeds]
     runs = map_arms(run_arm, jobs, workers)
     by_arm = {arm: [runs[(arm, seed)] for seed in seeds] for arm in config.arms}
     arms = arm_metrics(
-        {arm: mean_ranking([r for r, _, _, _ in done]) for arm, done in by_arm.items()},
+        {arm: mean_ranking([run.ranking for run in done]) for arm, done in by_arm.items()},
         config.train.seed,
     )
     for arm, done in by_arm.items():
-        arms[arm]["training"] = done[0][2]  # the first seed's curves (backtest_loss.png)
+        arms[arm]["training"] = done[0].training  # the first seed's curves (backtest_loss.png)
         if len(seeds) > 1:
             arms[arm]["by_seed"] = [
-                seed_metrics(seed, ranking, training)
-                for seed, (ranking, _, training, _) in zip(seeds, done, strict=True)
+                {"seed": seed, **headline(run.ranking), "best_step": run.training.get("best_step")}
+                for seed, run in zip(seeds, done, strict=True)
             ]
             arms[arm]["spread"] = seed_spread(arms[arm]["by_seed"])
     seconds = {
-        f"arm_{arm}": round(sum(t for _, t, _, _ in done), 1) for arm, done in by_arm.items()
+        f"arm_{arm}": round(sum(run.seconds for run in done), 1) for arm, done in by_arm.items()
     }
-    first = next(iter(by_arm.values()))[0][0]
+    first = next(iter(by_arm.values()))[0].ranking
     counts = (first.positives, first.dislikes)
     seconds["total"] = round(time.perf_counter() - started, 1)
-    models = {arm: done[0][3] for arm, done in by_arm.items()}
+    models = {arm: done[0].model for arm, done in by_arm.items()}
     result = {
         "arms": arms,
         "config": {
@@ -310,25 +314,29 @@ def training_summary(report: TrainingReport | None) -> dict[str, Any]:
     }
 
 
-SEED_KEYS = ("hr_at_10", "ndcg_at_10", "hr_at_10_dislikes", "hr_at_10_dislike_creator")
+class ArmRun(NamedTuple):
+    """One arm trained with one seed and ranked."""
+
+    ranking: NextItemRanking
+    seconds: float
+    training: dict[str, Any]  # training_summary
+    model: ModelConfig  # as trained
 
 
-def seed_metrics(seed: int, r: NextItemRanking, training: dict[str, Any]) -> dict[str, Any]:
-    """One seed's figures of an arm, beside the seeds' mean."""
-    return {
-        "seed": seed,
-        "hr_at_10": r.hr_positive,
-        "ndcg_at_10": r.ndcg_positive,
-        "hr_at_10_dislikes": r.hr_dislike,
-        "hr_at_10_dislike_creator": r.hr_dislike_creator,
-        "best_step": training.get("best_step"),
-    }
+HEADLINE_KEYS = ("hr_at_10", "ndcg_at_10", "hr_at_10_dislikes", "hr_at_10_dislike_creator")
+
+
+def headline(r: NextItemRanking) -> dict[str, float]:
+    """The figures an arm is judged by (``HEADLINE_KEYS``): its mean over seeds in
+    ``backtest.json``, and each seed's in ``by_seed``."""
+    values = (r.hr_positive, r.ndcg_positive, r.hr_dislike, r.hr_dislike_creator)
+    return dict(zip(HEADLINE_KEYS, values, strict=True))
 
 
 def seed_spread(by_seed: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """Per figure: the lowest and highest seed and the seeds' standard deviation."""
     spread: dict[str, dict[str, float]] = {}
-    for key in SEED_KEYS:
+    for key in HEADLINE_KEYS:
         values = np.array([row[key] for row in by_seed], dtype=float)
         spread[key] = {
             "min": float(values.min()),
@@ -352,15 +360,12 @@ def arm_metrics(rankings: dict[str, NextItemRanking], seed: int) -> dict[str, An
     result: dict[str, Any] = {}
     for arm, r in rankings.items():
         entry: dict[str, Any] = {
-            "hr_at_10": r.hr_positive,
-            "ndcg_at_10": r.ndcg_positive,
-            "hr_at_10_dislikes": r.hr_dislike,
+            **headline(r),
             "hr_at_10_ci95": bootstrap_mean_ci(r.hits_positive, rng),
             "hr_at_10_dislikes_ci95": bootstrap_mean_ci(r.hits_dislike, rng),
             "hr_at_100": r.hr_positive_deep,
             "hr_at_100_dislikes": r.hr_dislike_deep,
             "hr_at_100_dislikes_ci95": bootstrap_mean_ci(r.hits_dislike_deep, rng),
-            "hr_at_10_dislike_creator": r.hr_dislike_creator,
             "hr_at_10_dislike_creator_ci95": bootstrap_mean_ci(r.hits_dislike_creator, rng),
         }
         if base is not None and arm != BASELINE_ARM:
