@@ -206,8 +206,8 @@ class _WeightAverage(L.Callback):
     end of training. The decay warms up as ``(1 + n) / (10 + n)`` after ``n`` steps, so
     the first checks do not average in the random start; it reaches 0.99 at step ~890,
     and until then the average spans about the last ninth of the steps taken. Place it
-    after the callbacks
-    that read the weights in ``on_validation_end``: it restores them there."""
+    after the callbacks that read the weights in ``on_validation_end``: it restores
+    them there."""
 
     def __init__(self, decay: float) -> None:
         self.decay = decay
