@@ -168,17 +168,26 @@ _VALUE_FIELDS = {
 
 
 def parse_mapping(text: str) -> ColumnMapping:
-    """A preset's name (``kuairand``, ``movielens``) or ``"field=column,...,time_unit=ms"``
-    (fields of ColumnMapping)."""
-    preset = _PRESETS.get(text.strip().lower())
-    if preset is not None:
-        return preset
+    """``"field=column,...,time_unit=ms"`` (fields of ColumnMapping), optionally after a
+    preset's name (``kuairand``, ``movielens``) whose fields the entries then change:
+    ``movielens,creator_id=genres``."""
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    base = ColumnMapping()
+    if parts and "=" not in parts[0] and parts[0].lower() in _PRESETS:
+        base = _PRESETS[parts.pop(0).lower()]
     changes: dict[str, str] = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
+    for part in parts:
         key, sep, value = part.partition("=")
         key, value = key.strip(), value.strip()
         if not sep:
-            raise ValueError(f"mapping entry {part!r} is not FIELD=COLUMN")
+            if key.lower() in _PRESETS:
+                raise ValueError(
+                    f"mapping preset {part!r} must come first: {part},FIELD=COLUMN,..."
+                )
+            raise ValueError(
+                f"mapping entry {part!r} is not FIELD=COLUMN (or a preset first: "
+                f"{', '.join(sorted(_PRESETS))})"
+            )
         if key not in _MAPPING_FIELDS:
             raise ValueError(f"unknown mapping field {key!r}; fields: {sorted(_MAPPING_FIELDS)}")
         if not value:
@@ -187,7 +196,7 @@ def parse_mapping(text: str) -> ColumnMapping:
         if key in changes:
             raise ValueError(f"mapping field {key!r} is given twice")
         changes[key] = value
-    return replace(ColumnMapping(), **changes)  # type: ignore[arg-type]
+    return replace(base, **changes) if changes else base  # type: ignore[arg-type]
 
 
 def read_event_log(

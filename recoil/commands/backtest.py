@@ -39,7 +39,8 @@ def register(sub: Any) -> None:
         help="column mapping for CSV/TSV, e.g. 'user_id=uid,item_id=video_id,timestamp=ts,"
         "liked=is_like,disliked=is_hate,time_unit=ms', or a star rating "
         "('...,rating=stars,rating_like=4,rating_dislike=2': rows in between are skipped), "
-        "or a preset: 'kuairand', 'movielens' (MovieLens's ratings.csv). A file without a "
+        "or a preset: 'kuairand', 'movielens' (MovieLens's ratings.csv), whose fields "
+        "entries after it change ('movielens,creator_id=genres'). A file without a "
         "creator column gets creator_id = item_id.",
     )
     parser.add_argument("--holdout", type=positive_int, default=10, help="test events per user")

@@ -53,8 +53,9 @@ def register(sub: Any) -> None:
         default=None,
         metavar="FIELD=COLUMN,...",
         help="column mapping of a CSV/TSV log, e.g. "
-        "'user_id=uid,item_id=vid,timestamp=ts,time_unit=ms', or 'kuairand' or 'movielens' "
-        "(fields of simulator.logs.ColumnMapping)",
+        "'user_id=uid,item_id=vid,timestamp=ts,time_unit=ms', or 'kuairand' or 'movielens', "
+        "optionally with changes after it ('movielens,creator_id=genres'; fields of "
+        "simulator.logs.ColumnMapping)",
     )
     parser.add_argument(
         "--partitions", type=int, default=4, help="partitions if the topic has to be created"

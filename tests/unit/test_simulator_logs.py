@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -116,6 +117,8 @@ def test_jsonl_round_trip(tmp_path: Path) -> None:
         ("rating=r,rating_like=good", "rating_like must be a finite number, got 'good'"),
         ("rating=r,rating_dislike=nan", "rating_dislike must be a finite number"),
         ("rating=r,rating_like=3,rating_dislike=3", r"rating_dislike \(3\) must be below"),
+        ("creator_id=genres,movielens", "preset 'movielens' must come first"),
+        ("movielens,label=l", "one of label, rating or liked/disliked"),
     ],
 )
 def test_bad_mappings_say_what_is_wrong(text: str, message: str) -> None:
@@ -127,6 +130,14 @@ def test_builtin_mapping_by_name() -> None:
     assert parse_mapping("KuaiRand") is KUAIRAND
     assert parse_mapping(" movielens ") is MOVIELENS
     assert ColumnMapping().columns() == ["user_id", "item_id", "timestamp"]
+
+
+def test_a_preset_with_changes() -> None:
+    """A preset's name first, then entries that change its fields: MovieLens's ratings
+    with the genres column scripts/movielens_genres.py adds as the creator."""
+    mapping = parse_mapping("movielens, creator_id=genres,rating_like=3.5")
+    assert mapping == replace(MOVIELENS, creator_id="genres", rating_like="3.5")
+    assert mapping.columns() == ["userId", "movieId", "timestamp", "genres", "rating"]
 
 
 @pytest.mark.parametrize(
