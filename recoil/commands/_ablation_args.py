@@ -46,6 +46,28 @@ def add_arm_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_weight_average_argument(parser: argparse.ArgumentParser, default: str) -> None:
+    """``--weight-average DECAY``: the moving average of the weights training returns
+    (``TrainConfig.weight_average_decay``); ``default`` says what the command does
+    without it."""
+    parser.add_argument(
+        "--weight-average",
+        type=float,
+        default=None,
+        metavar="DECAY",
+        help=f"keep a moving average of the weights with this decay per step; validation "
+        f"checks and training returns it ({default}; 0 keeps the raw weights)",
+    )
+
+
+def weight_average(args: argparse.Namespace) -> float | None:
+    """``--weight-average`` checked (None: not given); ConfigError outside [0, 1)."""
+    decay: float | None = args.weight_average
+    if decay is not None and not 0.0 <= decay < 1.0:
+        raise ConfigError(f"--weight-average must be in [0, 1) (0: off), got {decay}")
+    return decay
+
+
 def check_seed(seed: int) -> None:
     """``--seed`` must be one Lightning's ``seed_everything`` (and numpy) take."""
     if not 0 <= seed <= MAX_SEED:

@@ -8,10 +8,12 @@ from typing import Any
 
 from recoil.commands._ablation_args import (
     add_arm_arguments,
+    add_weight_average_argument,
     check_seed,
     parse_arms,
     parse_model,
     positive_int,
+    weight_average,
 )
 from recoil.core.checks import MAX_SEED
 from recoil.core.settings import add_command
@@ -61,13 +63,8 @@ def register(sub: Any) -> None:
         help="each user's newest N training examples decide when to stop (default 3); "
         "0 trains for exactly --max-steps",
     )
-    parser.add_argument(
-        "--weight-average",
-        type=float,
-        default=None,
-        metavar="DECAY",
-        help="validate and keep a moving average of the weights with this decay per step "
-        "(default 0.99; 0 keeps the raw weights, as backtests before 2026-12-02 did)",
+    add_weight_average_argument(
+        parser, "default 0.99; 0 is how backtests before 2026-12-02 trained"
     )
     parser.add_argument("--seed", type=int, default=0, help="training seed")
     parser.add_argument(
@@ -91,8 +88,7 @@ def run(args: argparse.Namespace) -> int:
     model = parse_model(args.model)
     if args.validation is not None and args.validation < 0:
         raise ConfigError(f"--validation must be >= 0, got {args.validation}")
-    if args.weight_average is not None and not 0.0 <= args.weight_average < 1.0:
-        raise ConfigError(f"--weight-average must be in [0, 1) (0: off), got {args.weight_average}")
+    decay = weight_average(args)
     check_seed(args.seed)
     if args.seeds > MAX_SEEDS:
         raise ConfigError(f"--seeds must be at most {MAX_SEEDS}, got {args.seeds}")
@@ -132,8 +128,8 @@ def run(args: argparse.Namespace) -> int:
         train = replace(train, max_steps=args.max_steps, validation_every=every)
     if args.validation is not None:
         train = replace(train, validation_examples=args.validation)
-    if args.weight_average is not None:
-        train = replace(train, weight_average_decay=args.weight_average)
+    if decay is not None:
+        train = replace(train, weight_average_decay=decay)
     config = replace(config, train=train)
     workers = args.workers or default_workers(len(arms) * args.seeds)
     progress = not args.no_progress

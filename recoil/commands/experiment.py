@@ -8,10 +8,12 @@ from typing import Any
 
 from recoil.commands._ablation_args import (
     add_arm_arguments,
+    add_weight_average_argument,
     check_seed,
     parse_arms,
     parse_model,
     positive_int,
+    weight_average,
 )
 from recoil.core.settings import add_arguments, add_command, from_args
 
@@ -47,6 +49,7 @@ def register(sub: Any) -> None:
         "everything (heuristic, default), or it bootstraps and a trained no_signal model serves "
         "the rest like the paper's production system (served)",
     )
+    add_weight_average_argument(parser, "default 0: experiments train a fixed number of steps")
     add_arm_arguments(parser)
 
 
@@ -64,6 +67,7 @@ def add_probe_settings(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     arms = parse_arms(args.arms)
     check_seed(args.seed)
+    decay = weight_average(args)
     model_changes = args.model
 
     from dataclasses import replace
@@ -84,6 +88,8 @@ def run(args: argparse.Namespace) -> int:
     )
     if model_changes:
         config = replace(config, model=parse_model(model_changes, config.model))
+    if decay is not None:
+        config = replace(config, train=replace(config.train, weight_average_decay=decay))
     workers = args.workers or default_workers(len(arms))
     result = run_experiment(config, args.out, progress=not args.no_progress, workers=workers)
     print((args.out / "ablation.md").read_text(), end="")

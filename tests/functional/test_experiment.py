@@ -104,6 +104,19 @@ def test_one_process_gives_the_same_results_as_workers(run: Path, tmp_path: Path
     assert sequential == {arm: parallel[arm] for arm in arms.split(",")}
 
 
+def test_the_weight_average_is_an_option_and_recorded(run: Path, tmp_path: Path) -> None:
+    """Off by default (the fixture's run), on with --weight-average: the same arm, world
+    and seed then measure differently, and the decay is in the recorded config."""
+    argv = ["experiment", "--world", "tiny", "--out", str(tmp_path), "--simulations", "200"]
+    argv += ["--k", "20", "--seed", "3", "--arms", "no_signal", "--no-progress"]
+    assert main([*argv, "--weight-average", "0.9"]) == 0
+    averaged = json.loads((tmp_path / "ablation.json").read_text())
+    plain = json.loads((run / "ablation.json").read_text())
+    assert plain["config"]["train"]["weight_average_decay"] == 0.0
+    assert averaged["config"]["train"]["weight_average_decay"] == 0.9
+    assert averaged["arms"]["no_signal"] != plain["arms"]["no_signal"]
+
+
 def test_bad_arguments_fail_at_start(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["experiment", "--out", str(tmp_path), "--arms", "no_signal,bogus"])
@@ -111,6 +124,9 @@ def test_bad_arguments_fail_at_start(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "unknown ['bogus']" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["experiment", "--out", str(tmp_path), "--simulations", "0"])
+    with pytest.raises(SystemExit):
+        main(["experiment", "--out", str(tmp_path), "--weight-average", "1"])
+    assert "--weight-average must be in [0, 1) (0: off), got 1.0" in capsys.readouterr().err
 
 
 def test_served_logging_runs_and_is_recorded(tmp_path: Path) -> None:
