@@ -173,7 +173,7 @@ def parse_mapping(text: str) -> ColumnMapping:
     ``movielens,creator_id=genres``."""
     parts = [p.strip() for p in text.split(",") if p.strip()]
     base = ColumnMapping()
-    if parts and "=" not in parts[0] and parts[0].lower() in _PRESETS:
+    if parts and parts[0].lower() in _PRESETS:  # a preset name holds no "="
         base = _PRESETS[parts.pop(0).lower()]
     changes: dict[str, str] = {}
     for part in parts:
