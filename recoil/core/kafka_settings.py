@@ -116,6 +116,28 @@ class KafkaSettings:
         """Keyword arguments for aiokafka's AIOKafkaProducer/AIOKafkaConsumer."""
         return self._client_kwargs(self.bootstrap_servers)
 
+    def librdkafka(self) -> dict[str, str]:
+        """Configuration properties for confluent-kafka (librdkafka) clients. Without a
+        CA bundle librdkafka uses the system's, as ``ssl.create_default_context`` does."""
+        config = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "security.protocol": self.security_protocol,
+        }
+        if self.uses_sasl:
+            config |= {
+                "sasl.mechanism": str(self.sasl_mechanism),
+                "sasl.username": str(self.sasl_username),
+                "sasl.password": str(self.sasl_password),
+            }
+        if self.uses_ssl:
+            files = {
+                "ssl.ca.location": self.ssl_cafile,
+                "ssl.certificate.location": self.ssl_certfile,
+                "ssl.key.location": self.ssl_keyfile,
+            }
+            config |= {key: path for key, path in files.items() if path}
+        return config
+
     def _client_kwargs(self, bootstrap_servers: str | list[str]) -> dict[str, Any]:
         # Both clients take the same security keywords; only the server list's form differs.
         kwargs: dict[str, Any] = {
