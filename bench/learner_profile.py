@@ -5,7 +5,7 @@
         [--max-len N] [--top N]
 
 Runs ``learner.continuous.run_learner`` (Lightning, the callback, snapshots: all of
-it) under cProfile, with a stand-in for the kafka-python consumer that hands it
+it) under cProfile, with a stand-in for the Kafka consumer that hands it
 training examples as the stream workers write them (a world's logged impressions,
 windowed with 50 items of history, serialised to JSON). Kafka's own I/O is thus left
 out; everything the learner does with a record is in. It prints the learner's
@@ -32,12 +32,13 @@ import tempfile
 import threading
 import time
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from bench.learner_flags import add_learner_arguments, model_overrides
+from learner.example_consumer import Fetched
 from learner.precision import Precision
 
 # (module, owner class or None, function) -> what the row is called
@@ -74,12 +75,6 @@ def _time_phases() -> dict[str, float]:
     return seconds
 
 
-class _Record(NamedTuple):
-    offset: int
-    value: bytes
-    headers: list[tuple[str, bytes]]
-
-
 class WorkerRecord(NamedTuple):
     """A training-example record as a stream worker writes it."""
 
@@ -89,12 +84,12 @@ class WorkerRecord(NamedTuple):
 
 
 class MemoryConsumer:
-    """The part of kafka-python's ``KafkaConsumer`` the learner's source uses."""
+    """An ``ExampleConsumer`` (``learner.example_consumer``) over records held in memory,
+    keyed to ``partitions`` as Kafka's default partitioner would not (CRC-32, enough to
+    spread users)."""
 
     def __init__(self, topic: str, values: list[WorkerRecord], partitions: int = 4) -> None:
-        from kafka import TopicPartition
-
-        self.tps = [TopicPartition(topic, p) for p in range(partitions)]
+        self.topic = topic
         self.records: list[list[WorkerRecord]] = [[] for _ in range(partitions)]
         for record in values:
             self.records[zlib.crc32(record.key.encode()) % partitions].append(record)
@@ -103,34 +98,43 @@ class MemoryConsumer:
         self.handed = 0
         self.first_at: float | None = None
         self.sleeps: list[tuple[float, float]] = []  # (when a sleep ended, its seconds)
-        self._listener: Any = None
+        self._on_assigned: Callable[[list[int]], Mapping[int, int]] | None = None
         self._assigned = False
 
-    def subscribe(self, topics: list[str], listener: Any) -> None:
-        self._listener = listener
+    def subscribe(
+        self,
+        on_assigned: Callable[[list[int]], Mapping[int, int]],
+        on_revoked: Callable[[set[int]], None],
+    ) -> None:
+        self._on_assigned = on_assigned
 
-    def assign(self, tps: list[Any]) -> None:
+    def unsubscribe(self) -> None:
+        self._assigned = False
+
+    def assign(self, start: Mapping[int, int | None]) -> None:
         self._assigned = True
+        self._start(start)
 
-    def assignment(self) -> set[Any]:
-        return set(self.tps) if self._assigned else set()
+    def _start(self, start: Mapping[int, int | None]) -> None:
+        for partition, offset in start.items():
+            if offset is not None:
+                self.position_of[partition] = max(0, offset)  # FROM_BEGINNING is -2
 
-    def poll(self, timeout_ms: int, max_records: int) -> dict[Any, list[_Record]]:
-        if not self._assigned:
+    def assignment(self) -> set[int]:
+        return set(self.position_of) if self._assigned else set()
+
+    def poll(self, timeout_ms: int, max_records: int) -> list[Fetched]:
+        if not self._assigned and self._on_assigned is not None:
             self._assigned = True
-            self._listener.on_partitions_assigned(self.tps)
+            self._start(self._on_assigned(sorted(self.position_of)))
         if self.first_at is None:
             self.first_at = time.perf_counter()
-        out: dict[Any, list[_Record]] = {}
-        budget = max_records
-        for tp in self.tps:
-            start = self.position_of[tp.partition]
-            chunk = self.records[tp.partition][start : start + budget]
-            if chunk:
-                out[tp] = [_Record(start + i, r.value, r.headers) for i, r in enumerate(chunk)]
-                self.position_of[tp.partition] = start + len(chunk)
-                budget -= len(chunk)
-                self.handed += len(chunk)
+        out: list[Fetched] = []
+        for partition, start in self.position_of.items():
+            chunk = self.records[partition][start : start + max_records - len(out)]
+            out += [(partition, start + i, r.value, r.headers) for i, r in enumerate(chunk)]
+            self.position_of[partition] = start + len(chunk)
+        self.handed += len(out)
         if not out:
             time.sleep(timeout_ms / 1000)
             self.sleeps.append((time.perf_counter(), timeout_ms / 1000))
@@ -141,30 +145,23 @@ class MemoryConsumer:
         handed out, the learner waits here for more before training its last batch."""
         return sum(seconds for ended, seconds in self.sleeps if ended <= moment)
 
-    def seek(self, tp: Any, offset: int) -> None:
-        self.position_of[tp.partition] = offset
+    def position(self, partition: int) -> int:
+        return self.position_of[partition]
 
-    def seek_to_beginning(self, *tps: Any) -> None:
-        for tp in tps:
-            self.position_of[tp.partition] = 0
+    def highwater(self, partition: int) -> int | None:
+        """As a Kafka client: known once the partition has been fetched from."""
+        return len(self.records[partition]) if self.first_at is not None else None
 
-    def position(self, tp: Any, timeout_ms: int = 0) -> int:
-        return self.position_of[tp.partition]
+    def end_offsets(self, partitions: Collection[int]) -> dict[int, int]:
+        return {p: len(self.records[p]) for p in partitions}
 
-    def highwater(self, tp: Any) -> int | None:
-        """As kafka-python: known once the partition has been fetched from."""
-        return len(self.records[tp.partition]) if self.first_at is not None else None
+    def partitions(self) -> set[int]:
+        return set(self.position_of)
 
-    def end_offsets(self, tps: Iterable[Any]) -> dict[Any, int]:
-        return {tp: len(self.records[tp.partition]) for tp in tps}
-
-    def partitions_for_topic(self, topic: str) -> set[int]:
-        return {tp.partition for tp in self.tps}
-
-    def commit(self, offsets: Any) -> None:
+    def commit(self, offsets: Mapping[int, int]) -> None:
         pass
 
-    def close(self, autocommit: bool = False) -> None:
+    def close(self) -> None:
         pass
 
 

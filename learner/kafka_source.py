@@ -1,8 +1,8 @@
 """Training examples from Kafka, in mini-batches that know the offsets they end at.
 
-A thin adapter over a kafka-python ``KafkaConsumer`` (passed in; see
-``make_consumer``) in a consumer group, with ``enable_auto_commit=False`` and
-``isolation_level="read_committed"`` (only examples of committed transactions).
+Reads through an ``ExampleConsumer`` (passed in; ``make_consumer`` builds the
+librdkafka one, ``learner.example_consumer``) in a consumer group, with auto-commit off
+and ``isolation.level=read_committed`` (only examples of committed transactions).
 
 Batches: ``next_batch`` returns as soon as ``batch_size`` examples are ready
 (``catch_up_batch_size`` when at least that many are fetched or, by the partitions'
@@ -41,8 +41,8 @@ or stalls the learner.
 Not starving the consumer: the consumer is polled only between training
 steps, so ``max_poll_interval_ms`` must exceed the longest gap between polls:
 one step plus a snapshot publish (seconds). The default (10 minutes) leaves a
-wide margin; group heartbeats run on kafka-python's background thread, so
-``session_timeout_ms`` is independent of step time (kafka-python #1401, #2179).
+wide margin; group heartbeats run on librdkafka's background threads, so
+``session_timeout_ms`` is independent of step time.
 """
 
 from __future__ import annotations
@@ -55,6 +55,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from learner.example_check import ExampleDecoder, Skipped
+from learner.example_consumer import (
+    FROM_BEGINNING,
+    CommitFailedError,
+    ExampleConsumer,
+    Fetched,
+    RdKafkaConsumer,
+)
 from recoil.core.checks import check_finite
 from recoil.core.kafka_settings import KafkaSettings
 from recoil.core.records import LABEL_HEADER, TrainingExample
@@ -102,7 +109,7 @@ class SourceConfig:
         "rejoins the group (one learner per group is the design; 0 = never)",
         flag="--rejoin-after",
     )
-    # kafka-python's default is 5 minutes: partitions added to the topic went unread so long
+    # Kafka clients' default is 5 minutes: partitions added to the topic went unread so long
     metadata_max_age_ms: int = setting(
         30_000,
         "milliseconds between metadata refreshes: partitions added to the topic are joined "
@@ -186,11 +193,11 @@ class SeenIds:
         return iter(self._ids)
 
 
-def topic_partitions(consumer: Any, topic: str, timeout_s: float = 30.0) -> list[int]:
-    """The partitions of ``topic`` (waiting for metadata up to ``timeout_s``)."""
+def topic_partitions(consumer: ExampleConsumer, topic: str, timeout_s: float = 30.0) -> list[int]:
+    """The partitions of ``topic``, the consumer's (waiting for metadata up to ``timeout_s``)."""
     deadline = time.monotonic() + timeout_s
     while True:
-        partitions = consumer.partitions_for_topic(topic)
+        partitions = consumer.partitions()
         if partitions:
             return sorted(partitions)
         if time.monotonic() > deadline:
@@ -198,28 +205,28 @@ def topic_partitions(consumer: Any, topic: str, timeout_s: float = 30.0) -> list
         time.sleep(0.2)
 
 
-def make_consumer(settings: KafkaSettings, config: SourceConfig) -> Any:
-    """A kafka-python consumer configured as the module docstring says (not subscribed).
+def make_consumer(settings: KafkaSettings, config: SourceConfig) -> ExampleConsumer:
+    """A librdkafka consumer configured as the module docstring says (not subscribed).
 
     With ``instance_id`` the consumer is a static group member: a learner restarted
     after a crash takes its partitions back at once, where a dynamic member would
     wait ``session_timeout_ms`` for the dead one to expire. Two learners with the same
     instance id fence each other (one learner per group is the design).
     """
-    from kafka import KafkaConsumer
-
-    return KafkaConsumer(
-        **settings.kafka_python(),
-        group_id=config.group,
-        enable_auto_commit=False,
-        isolation_level="read_committed",
-        auto_offset_reset="earliest",  # a new group trains on everything retained
-        max_poll_records=config.max_poll_records,
-        max_poll_interval_ms=config.max_poll_interval_ms,
-        session_timeout_ms=config.session_timeout_ms,
-        group_instance_id=config.instance_id,
-        metadata_max_age_ms=config.metadata_max_age_ms,
-        client_id="recoil-learner",
+    properties: dict[str, Any] = {
+        "group.id": config.group,
+        "enable.auto.commit": False,
+        "isolation.level": "read_committed",
+        "auto.offset.reset": "earliest",  # a new group trains on everything retained
+        "max.poll.interval.ms": config.max_poll_interval_ms,
+        "session.timeout.ms": config.session_timeout_ms,
+        "topic.metadata.refresh.interval.ms": config.metadata_max_age_ms,
+        "client.id": "recoil-learner",
+    }
+    if config.instance_id is not None:
+        properties["group.instance.id"] = config.instance_id
+    return RdKafkaConsumer(
+        config.topic, settings.librdkafka(), properties, config.metadata_max_age_ms / 1000
     )
 
 
@@ -228,7 +235,7 @@ class KafkaExampleSource:
 
     def __init__(
         self,
-        consumer: Any,
+        consumer: ExampleConsumer,
         config: SourceConfig,
         start_offsets: Mapping[int, int] | None = None,
         seen_ids: Iterable[str] = (),
@@ -239,15 +246,12 @@ class KafkaExampleSource:
     ) -> None:
         """``label_only``: label kinds whose records are read from their ``LABEL_HEADER``
         alone (the kinds the arm does not train; see the module docstring)."""
-        from kafka import ConsumerRebalanceListener, TopicPartition
-
         self.consumer = consumer
         self.config = config
         self.seen = SeenIds(config.dedupe_window, seen_ids)
         self._next: dict[int, int] = dict(start_offsets or {})  # partition -> next offset to take
         self._from_beginning = from_beginning
-        # (partition, offset, value, headers)
-        self._buffer: deque[tuple[int, int, bytes, Any]] = deque()
+        self._buffer: deque[Fetched] = deque()
         self._label_only = frozenset(label_only)
         self._clock = clock
         self._end_offsets: dict[int, int] = {}
@@ -258,50 +262,28 @@ class KafkaExampleSource:
         self._short_since: float | None = None  # when it began to hold fewer than all
         self.rejoins = 0  # group rejoins the source forced (see _check_assignment)
         if partitions is not None:
-            owned = [TopicPartition(config.topic, p) for p in partitions]
-            consumer.assign(owned)
-            self._on_assigned(owned)
+            start: dict[int, int | None] = {p: None for p in partitions}
+            consumer.assign(start | self._on_assigned(sorted(partitions)))
             return
-        source = self
-
-        class _Seek(ConsumerRebalanceListener):
-            def on_partitions_revoked(self, revoked: Any) -> None:
-                source._on_revoked({tp.partition for tp in revoked})
-
-            def on_partitions_assigned(self, assigned: Any) -> None:
-                source._on_assigned(assigned)
-
-        self._listener = _Seek()
         self._subscribe()
 
     def _subscribe(self) -> None:
-        self.consumer.subscribe([self.config.topic], listener=self._listener)
-        # The topic's partitions must be in the consumer's metadata (fetched after the
-        # subscription, so the coordinator's snapshot of it has them) before the group is
-        # joined. Otherwise the first join assigns nothing, the metadata that arrives next
-        # triggers a second join, and kafka-python 3.0.12 can drop that join's assignment:
-        # when a poll times out between the leader's assignment and the SyncGroup reply,
-        # need_rejoin() already reads False, so the reply is never applied and the consumer
-        # holds no partitions for good (3 stalls in 30 fresh groups, measured).
-        topic_partitions(self.consumer, self.config.topic)
+        self.consumer.subscribe(self._on_assigned, self._on_revoked)
 
-    def _on_assigned(self, assigned: Iterable[Any]) -> None:
-        fresh = []
-        for tp in assigned:
-            if tp.partition in self._next:
-                self.consumer.seek(tp, self._next[tp.partition])
-            elif self._from_beginning:
-                fresh.append(tp)
-        if fresh:
-            self.consumer.seek_to_beginning(*fresh)
+    def _on_assigned(self, assigned: list[int]) -> dict[int, int]:
+        """Where the assigned partitions start: where this source left off, or the
+        beginning for the others if ``from_beginning`` (else their committed offsets)."""
+        start = {p: self._next[p] for p in assigned if p in self._next}
+        fresh = [p for p in assigned if p not in self._next] if self._from_beginning else []
+        start |= dict.fromkeys(fresh, FROM_BEGINNING)
         log.info(
             "assigned partitions %s of %s; resuming at %s%s",
-            sorted(tp.partition for tp in assigned),
+            sorted(assigned),
             self.config.topic,
             {p: o for p, o in sorted(self._next.items())},
-            f", partitions {sorted(tp.partition for tp in fresh)} from the beginning"
-            if fresh else "",
+            f", partitions {sorted(fresh)} from the beginning" if fresh else "",
         )  # fmt: skip
+        return start
 
     def _on_revoked(self, partitions: set[int]) -> None:
         # Records not yet in a batch are re-read by whoever gets the partition next.
@@ -357,14 +339,9 @@ class KafkaExampleSource:
 
     def _poll(self, timeout_ms: int) -> int:
         """Fetched records into the buffer; how many came."""
-        records = self.consumer.poll(
-            timeout_ms=timeout_ms, max_records=self.config.max_poll_records
-        )
-        before = len(self._buffer)
-        for tp, batch in records.items():
-            if tp.topic == self.config.topic:
-                self._buffer.extend((tp.partition, r.offset, r.value, r.headers) for r in batch)
-        return len(self._buffer) - before
+        records = self.consumer.poll(timeout_ms, self.config.max_poll_records)
+        self._buffer.extend(records)
+        return len(records)
 
     def _waiting(self) -> int:
         """Records known to wait: the buffer, or what the partitions' highwater marks (from
@@ -372,24 +349,24 @@ class KafkaExampleSource:
         holds ~1 MiB per partition, a few hundred examples: counting the buffer alone, a
         backlog of 80k examples still trained mostly in steps of ``batch_size``."""
         behind = 0
-        for tp in self.consumer.assignment():
-            high = self.consumer.highwater(tp)
-            taken = self._next.get(tp.partition)
+        for partition in self.consumer.assignment():
+            high = self.consumer.highwater(partition)
+            taken = self._next.get(partition)
             if high is not None and taken is not None:
                 behind += max(0, high - taken)
         return max(len(self._buffer), behind)
 
     def _check_assignment(self) -> None:
         """Rejoin the group once this subscribed learner has held fewer partitions than its
-        topic has for ``rejoin_after_s``. The same kafka-python flaw as in ``_subscribe``
-        strikes when partitions are added: the metadata-triggered join loses its
-        assignment (2 in 20 additions, measured), the new partitions are never read and
-        the member stops heartbeating. Leaving and subscribing again starts a clean join;
-        the instance id takes the member's place at once."""
+        topic has for ``rejoin_after_s``: a safety net for a join that lost its
+        assignment (kafka-python, the learner's client before librdkafka, did so in 2 of 20
+        partition additions and 3 of 30 fresh groups, measured), after which the new
+        partitions are never read. Leaving and subscribing again starts a clean join; the
+        instance id takes the member's place at once."""
         if self._fixed or not self.config.rejoin_after_s:
             return
-        known = self.consumer.partitions_for_topic(self.config.topic) or set()
-        held = {tp.partition for tp in self.consumer.assignment()}
+        known = self.consumer.partitions()
+        held = self.consumer.assignment()
         if not known or held >= known:
             self._short_since = None
             return
@@ -414,13 +391,17 @@ class KafkaExampleSource:
         """With nothing buffered, every record before the consumer's position is handled:
         move past transaction markers and aborted records so commits and lag reach the end,
         and give partitions that never had a record an offset too."""
-        for tp in self.consumer.assignment():
-            position = self.consumer.position(tp, timeout_ms=1000)
-            if position is not None and position > self._next.get(tp.partition, -1):
-                self._next[tp.partition] = position
+        for partition in self.consumer.assignment():
+            position = self.consumer.position(partition)
+            if position is not None and position > self._next.get(partition, -1):
+                self._next[partition] = position
 
     def _decode(
-        self, partition: int, offset: int, value: bytes | None, headers: Any
+        self,
+        partition: int,
+        offset: int,
+        value: bytes | None,
+        headers: Iterable[tuple[str, bytes]] | None,
     ) -> TrainingExample | Skipped:
         config = self.config
         label = self._from_label(headers) if self._label_only and headers else None
@@ -458,20 +439,13 @@ class KafkaExampleSource:
     def commit(self, offsets: Mapping[int, int]) -> bool:
         """Commit ``offsets`` for the partitions this consumer holds; False if Kafka refused
         (a rebalance: the checkpointed offsets remain the source of truth)."""
-        from kafka import OffsetAndMetadata, TopicPartition
-        from kafka.errors import KafkaError
-
-        held = {tp.partition for tp in self.consumer.assignment()}
-        wanted = {
-            TopicPartition(self.config.topic, p): OffsetAndMetadata(o, "", -1)
-            for p, o in offsets.items()
-            if p in held
-        }
+        held = self.consumer.assignment()
+        wanted = {p: o for p, o in offsets.items() if p in held}
         if not wanted:
             return True
         try:
             self.consumer.commit(wanted)
-        except KafkaError as exc:
+        except CommitFailedError as exc:
             log.warning("offset commit failed (will retry with the next step): %s", exc)
             return False
         return True
@@ -480,13 +454,12 @@ class KafkaExampleSource:
         """Messages per assigned partition not yet trained on (end offset - trained offset);
         only partitions held now (none: empty, not the last values seen)."""
         now = self._clock()
-        assigned = list(self.consumer.assignment())
-        moved = {tp.partition for tp in assigned} != self._end_offsets.keys()  # a rebalance
+        assigned = self.consumer.assignment()
+        moved = assigned != self._end_offsets.keys()  # a rebalance
         if moved or now - self._end_offsets_at >= self.config.lag_refresh_s:
-            ends = self.consumer.end_offsets(assigned) if assigned else {}
-            self._end_offsets = {tp.partition: int(o) for tp, o in ends.items()}
+            self._end_offsets = self.consumer.end_offsets(assigned) if assigned else {}
             self._end_offsets_at = now
         return {p: max(0, end - trained.get(p, 0)) for p, end in self._end_offsets.items()}
 
     def close(self) -> None:
-        self.consumer.close(autocommit=False)
+        self.consumer.close()

@@ -7,8 +7,6 @@ fetched records alone left an 80k backlog training mostly in small steps.
 
 from __future__ import annotations
 
-from typing import Any
-
 from bench.learner_profile import MemoryConsumer, WorkerRecord
 from learner.kafka_source import KafkaExampleSource, RawBatch, SourceConfig
 from tests.unit.test_learner_example_decoder import _examples
@@ -53,8 +51,8 @@ class _OpenTransaction(MemoryConsumer):
     """1,000 records past the readable ones count in the highwater mark, as an open
     transaction's do under read_committed."""
 
-    def highwater(self, tp: Any) -> int | None:
-        high = super().highwater(tp)
+    def highwater(self, partition: int) -> int | None:
+        high = super().highwater(partition)
         return None if high is None else high + 1000
 
 
