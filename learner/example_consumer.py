@@ -17,6 +17,7 @@ offset) for lag, as kafka-python's ``end_offsets`` did.
 from __future__ import annotations
 
 import logging
+import operator
 import time
 from collections.abc import Callable, Collection, Mapping
 from typing import Any, Protocol, cast
@@ -127,7 +128,38 @@ class RdKafkaConsumer:
         self._consumer.unsubscribe()
 
     def assign(self, start: Mapping[int, int | None]) -> None:
-        self._consumer.assign([self._tp(p, offset) for p, offset in sorted(start.items())])
+        committed = self._committed([p for p, offset in start.items() if offset is None])
+        self._consumer.assign(
+            [
+                self._tp(p, offset if offset is not None else committed.get(p, FROM_BEGINNING))
+                for p, offset in sorted(start.items())
+            ]
+        )  # no committed offset: the earliest, as auto.offset.reset says
+
+    def _committed(self, partitions: list[int], timeout_s: float = 60.0) -> dict[int, int]:
+        """The group's committed offsets of ``partitions``, asked until the coordinator
+        answers. Left to librdkafka (an assignment at ``OFFSET_STORED``), a first answer
+        of NOT_COORDINATOR (a group's coordinator still loading) was not retried and the
+        partitions were never fetched (seen once in a test against the embedded broker)."""
+        from confluent_kafka import KafkaException
+
+        deadline = time.monotonic() + timeout_s
+        while partitions:
+            try:
+                tps = self._consumer.committed([self._tp(p) for p in partitions], timeout=10)
+                errors = [tp.error for tp in tps if tp.error is not None]
+                if not errors:
+                    return {tp.partition: tp.offset for tp in tps if tp.offset >= 0}
+                problem: object = errors[0]
+            except KafkaException as exc:
+                problem = exc
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"no committed offsets of {self.topic} for {timeout_s:.0f} s: {problem}"
+                )
+            log.warning("committed offsets of %s (asking again): %s", self.topic, problem)
+            time.sleep(0.5)
+        return {}
 
     def poll(self, timeout_ms: int, max_records: int) -> list[Fetched]:
         from confluent_kafka import KafkaException
@@ -137,7 +169,7 @@ class RdKafkaConsumer:
             error = message.error()
             if error is None:
                 # a message without an error has its partition, offset and list of headers
-                record = (message.partition(), message.offset(), message.value(), message.headers())
+                record = (message.partition(), message.offset(), message.value(), _headers(message))
                 fetched.append(cast(Fetched, record))
             elif error.fatal():
                 raise KafkaException(error)
@@ -201,3 +233,26 @@ class RdKafkaConsumer:
 
     def close(self) -> None:
         self._consumer.close()
+
+
+# Called through the C API, which checks what a C function returns: a plain
+# ``message.headers()`` is a call that Python 3.11's specialising interpreter turns into
+# a direct one without that check (see ``_headers``).
+_read_headers = operator.methodcaller("headers")
+
+
+def _headers(message: Any) -> list[tuple[str, bytes]] | None:
+    """The message's headers; None (the value is then read whole) when they cannot be
+    read. A header key that is not UTF-8 (Kafka's protocol says it must be; the broker
+    does not check) makes confluent-kafka 2.16 build a list holding a tuple with a NULL
+    item and return it with the decoding error pending. Through the checked call that
+    is a ``SystemError``; through a specialised direct call it was returned as a list,
+    and iterating it crashed the process (a segfault in the test of such a record)."""
+    try:
+        return cast(list[tuple[str, bytes]] | None, _read_headers(message))
+    except SystemError as exc:
+        log.warning(
+            "%s[%d]@%d: headers unreadable, reading the value alone: %s",
+            message.topic(), message.partition(), message.offset(), exc.__cause__ or exc,
+        )  # fmt: skip
+        return None

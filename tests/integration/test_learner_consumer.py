@@ -91,3 +91,44 @@ def test_positions_and_end_offsets_follow_the_transactions(
         ]  # fmt: skip
     finally:
         again.close()
+
+
+class _NotUtf8(str):
+    """A header key that kafka-python writes as bytes that are not UTF-8 (the protocol
+    asks for UTF-8; the broker stores what it gets)."""
+
+    def encode(self, encoding: str = "utf-8", errors: str = "strict") -> bytes:
+        return b"\xff\xfe"
+
+
+def test_a_header_key_that_is_not_utf8_does_not_stop_the_source(
+    kafka: KafkaSettings, topic_name: Callable[[str], str]
+) -> None:
+    """Such a record is read from its value (as one without the label header), and the
+    records after it are read too. Many of them, among records with readable headers:
+    the crash this guards against came only once Python had specialised the call."""
+    from kafka import KafkaProducer
+
+    from learner.kafka_source import KafkaExampleSource
+    from learner.synthetic import synthetic_examples
+    from recoil.core.records import LABEL_HEADER
+
+    topic = topic_name("examples")
+    ensure_topics(kafka, [topic], partitions=1)
+    examples = synthetic_examples(num_users=4, events_per_user=30, num_items=40, seed=1)
+    producer = KafkaProducer(**kafka.kafka_python(), acks="all")
+    for n, example in enumerate(examples):  # every third one unreadable, among good ones
+        key = _NotUtf8("k") if n % 3 == 0 else LABEL_HEADER
+        producer.send(topic, value=example.to_json(), headers=[(key, example.label_json())])
+    producer.flush()
+    producer.close()
+    config = SourceConfig(topic=topic, group=f"headers-{uuid.uuid4().hex[:8]}")
+    source = KafkaExampleSource(make_consumer(kafka, config), config, label_only={"skip"})
+    taken: list[str] = []
+    try:
+        deadline = time.monotonic() + 30
+        while len(taken) < len(examples) and time.monotonic() < deadline:
+            taken += [e.event_id for e in source.next_batch().examples]
+    finally:
+        source.close()
+    assert taken == [e.event_id for e in examples]
