@@ -40,6 +40,7 @@ from typing import Any, NamedTuple
 from bench.learner_flags import add_learner_arguments, model_overrides
 from learner.example_consumer import Fetched
 from learner.precision import Precision
+from recoil.core.kafka_settings import KafkaSettings
 
 # (module, owner class or None, function) -> what the row is called
 PHASES = (
@@ -191,6 +192,24 @@ def worker_examples(
         )
         for e in examples[:count]
     ]
+
+
+def produce_worker_examples(
+    settings: KafkaSettings,
+    topic: str,
+    values: list[WorkerRecord],
+    linger_ms: int,
+    batch_size: int,
+) -> None:
+    """Write ``values`` into ``topic`` as the workers do (keyed by user, with their
+    headers); ``linger_ms`` and ``batch_size`` shape the record batches."""
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(**settings.kafka_python(), linger_ms=linger_ms, batch_size=batch_size)
+    for record in values:
+        producer.send(topic, key=record.key.encode(), value=record.value, headers=record.headers)
+    producer.flush()
+    producer.close()
 
 
 def trained_by_arm(values: list[bytes], arm: str) -> int:

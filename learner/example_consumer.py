@@ -5,8 +5,9 @@ Why librdkafka and not kafka-python, which the rest of the project uses for admi
 and small producers: kafka-python parses every record in Python. On training-example
 records as the workers write them (~2 KB, two headers, batches of ~8 records) it spent
 40-46 µs of CPU a record, against 8-10 µs for librdkafka, all threads counted
-(``python scripts/fetch_cost.py 40000``, two runs each; docs/streams.md, "The learner's
-consumer"). At the ~150 µs an example the whole learner cost, that was a fifth of it.
+(``python scripts/fetch_cost.py 40000``, two runs each). In ``recoil bench pipeline`` the
+learner then spent 23-44 µs less CPU an example, 9-16% (docs/streams.md, "The learner's
+consumer").
 
 The source decides where each partition starts; this adapter applies it the way
 librdkafka wants, as offsets in the assignment itself (a seek inside the rebalance
@@ -189,9 +190,14 @@ class RdKafkaConsumer:
             self._partitions_at = now
         return set(self._partitions)
 
-    def highwater(self, partition: int) -> int | None:
+    def _fetched_marks(self, partition: int) -> tuple[int, int] | None:
+        """(low, high) watermarks from the last fetch response (no round trip)."""
         marks = self._consumer.get_watermark_offsets(self._tp(partition), cached=True)
-        return marks[1] if marks and marks[1] >= 0 else None
+        return (marks[0], marks[1]) if marks and marks[1] >= 0 else None
+
+    def highwater(self, partition: int) -> int | None:
+        marks = self._fetched_marks(partition)
+        return marks[1] if marks else None
 
     def position(self, partition: int) -> int | None:
         (tp,) = self._consumer.position([self._tp(partition)])
@@ -199,8 +205,8 @@ class RdKafkaConsumer:
             return int(tp.offset)
         # librdkafka has no position before it returns a record (aborted ones and
         # markers count); a partition that retains nothing still has one: its end
-        marks = self._consumer.get_watermark_offsets(self._tp(partition), cached=True)
-        return marks[1] if marks and 0 <= marks[0] == marks[1] else None
+        marks = self._fetched_marks(partition)
+        return marks[1] if marks and marks[0] == marks[1] else None
 
     def end_offsets(self, partitions: Collection[int]) -> dict[int, int]:
         from confluent_kafka import IsolationLevel, KafkaException

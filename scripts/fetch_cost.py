@@ -4,7 +4,8 @@
 
 Starts its own embedded broker, produces ``bench.learner_profile``'s N examples (the
 medium world, ~2 KB each with the label header) into a 4-partition topic in batches of
-16 KB with no linger (a few records a batch, as a worker's transactions write them),
+16 KB with no linger (~8 records a batch: the order of what a worker's 5-ms linger
+gives, estimated in docs/streams.md, not measured),
 then reads all N under ``read_committed`` in a fresh group, once with kafka-python
 (what the learner used) and once with confluent-kafka (librdkafka, what it uses), in
 turns. Prints wall seconds and the process's CPU seconds (every thread: the clients'
@@ -18,7 +19,7 @@ import resource
 import time
 from collections.abc import Callable
 
-from bench.learner_profile import worker_examples
+from bench.learner_profile import produce_worker_examples, worker_examples
 from recoil.broker.embedded import EmbeddedKafka
 from recoil.core.kafka_settings import KafkaSettings
 from recoil.core.topics import ensure_topics
@@ -66,17 +67,11 @@ def main() -> None:
     parser.add_argument("count", type=int)
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
-    from kafka import KafkaProducer
-
     values = worker_examples(args.count)
     with EmbeddedKafka() as kafka:
         settings = KafkaSettings(kafka.bootstrap_servers)
         ensure_topics(settings, [TOPIC], partitions=4)
-        producer = KafkaProducer(**settings.kafka_python(), linger_ms=0, batch_size=16384)
-        for r in values:
-            producer.send(TOPIC, key=r.key.encode(), value=r.value, headers=r.headers)
-        producer.flush()
-        producer.close()
+        produce_worker_examples(settings, TOPIC, values, linger_ms=0, batch_size=16384)
         readers: dict[str, Callable[[KafkaSettings, int, str], int]] = {
             "kafka-python": kafka_python, "confluent-kafka": librdkafka,
         }  # fmt: skip

@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 
-from bench.learner_profile import worker_examples
+from bench.learner_profile import produce_worker_examples, worker_examples
 from recoil.broker.embedded import EmbeddedKafka
 from recoil.core.kafka_settings import KafkaSettings
 from recoil.core.processes import recoil_command
@@ -35,23 +35,15 @@ STATUS = re.compile(
 
 
 def main(count: int, flags: list[str]) -> None:
-    from kafka import KafkaProducer
-
     values = worker_examples(count)
     with EmbeddedKafka() as kafka:
         settings = KafkaSettings(kafka.bootstrap_servers)
         ensure_topics(settings, ["examples"], partitions=4)
-        producer = KafkaProducer(
-            **settings.kafka_python(),
+        produce_worker_examples(
+            settings, "examples", values,
             linger_ms=int(os.environ.get("LINGER", "20")),
             batch_size=int(os.environ.get("BATCH", str(1 << 20))),
-        )
-        for record in values:
-            producer.send(
-                "examples", key=record.key.encode(), value=record.value, headers=record.headers
-            )
-        producer.flush()
-        producer.close()
+        )  # fmt: skip
         store = tempfile.mkdtemp(prefix="recoil-learn-alone-")
         argv = recoil_command(
             "learn", "--bootstrap-servers", settings.bootstrap_servers, "--store", store,
