@@ -23,6 +23,8 @@ import time
 from collections.abc import Callable, Collection, Mapping
 from typing import Any, Protocol, cast
 
+from recoil.core.log_throttle import worth_logging
+
 log = logging.getLogger(__name__)
 
 FROM_BEGINNING = -2  # a start offset: the partition's first retained record (librdkafka's)
@@ -94,6 +96,7 @@ class RdKafkaConsumer:
         from confluent_kafka import Consumer
 
         self.topic = topic
+        self.unreadable_headers = 0  # records whose headers could not be read
         logger = logging.getLogger("librdkafka")
         self._consumer = Consumer({**connection, **group, "logger": logger})
         # End offsets are asked on a connection of their own: on the consumer's, a
@@ -172,13 +175,30 @@ class RdKafkaConsumer:
             error = message.error()
             if error is None:
                 # a message without an error has its partition, offset and list of headers
-                record = (message.partition(), message.offset(), message.value(), _headers(message))
+                headers = self._headers(message)
+                record = (message.partition(), message.offset(), message.value(), headers)
                 fetched.append(cast(Fetched, record))
             elif error.fatal():
                 raise KafkaException(error)
             else:  # transient (a broker restart, a timed-out fetch): librdkafka retries
                 log.warning("consumer: %s", error)
         return fetched
+
+    def _headers(self, message: Any) -> list[tuple[str, bytes]] | None:
+        """The message's headers; None (the value is then read whole) when they cannot
+        be read (``_headers``), with a warning for the first 20 such records and every
+        1,000th."""
+        try:
+            return _headers(message)
+        except SystemError as exc:
+            self.unreadable_headers += 1
+            if worth_logging(self.unreadable_headers):
+                log.warning(
+                    "%s[%d]@%d: headers unreadable, reading the value alone (%d so far): %s",
+                    message.topic(), message.partition(), message.offset(),
+                    self.unreadable_headers, exc.__cause__ or exc,
+                )  # fmt: skip
+            return None
 
     def assignment(self) -> set[int]:
         return {tp.partition for tp in self._consumer.assignment()}
@@ -250,17 +270,10 @@ _read_headers = operator.methodcaller("headers")
 
 
 def _headers(message: Any) -> list[tuple[str, bytes]] | None:
-    """The message's headers; None (the value is then read whole) when they cannot be
-    read. A header key that is not UTF-8 (Kafka's protocol says it must be; the broker
-    does not check) makes confluent-kafka 2.16 build a list holding a tuple with a NULL
-    item and return it with the decoding error pending. Through the checked call that
-    is a ``SystemError``; through a specialised direct call it was returned as a list,
-    and iterating it crashed the process (a segfault in the test of such a record)."""
-    try:
-        return cast(list[tuple[str, bytes]] | None, _read_headers(message))
-    except SystemError as exc:
-        log.warning(
-            "%s[%d]@%d: headers unreadable, reading the value alone: %s",
-            message.topic(), message.partition(), message.offset(), exc.__cause__ or exc,
-        )  # fmt: skip
-        return None
+    """The message's headers. A header key that is not UTF-8 (Kafka's protocol says it
+    must be; the broker does not check) makes confluent-kafka 2.16 build a list holding a
+    tuple with a NULL item and return it with the decoding error pending. Through the
+    checked call that is a ``SystemError``; through a specialised direct call it was
+    returned as a list, and iterating it crashed the process (a segfault in the test of
+    such a record)."""
+    return cast(list[tuple[str, bytes]] | None, _read_headers(message))

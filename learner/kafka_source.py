@@ -64,6 +64,7 @@ from learner.example_consumer import (
 )
 from recoil.core.checks import check_finite
 from recoil.core.kafka_settings import KafkaSettings
+from recoil.core.log_throttle import worth_logging
 from recoil.core.records import LABEL_HEADER, TrainingExample
 from recoil.core.settings import setting
 from recoil.core.topics import TRAINING_EXAMPLES, topic_name_problem
@@ -408,7 +409,7 @@ class KafkaExampleSource:
         result = label if label is not None else self._decode_value(value)
         if isinstance(result, Skipped):
             self._invalid_logged += 1
-            if self._invalid_logged <= 20 or self._invalid_logged % 1000 == 0:
+            if worth_logging(self._invalid_logged):
                 log.warning(
                     "skipping %s training example %s[%d]@%d (%d skipped so far): %s",
                     result.reason, config.topic, partition, offset, self._invalid_logged,

@@ -123,7 +123,9 @@ def test_a_header_key_that_is_not_utf8_does_not_stop_the_source(
     producer.flush()
     producer.close()
     config = SourceConfig(topic=topic, group=f"headers-{uuid.uuid4().hex[:8]}")
-    source = KafkaExampleSource(make_consumer(kafka, config), config, label_only={"skip"})
+    consumer = make_consumer(kafka, config)
+    assert isinstance(consumer, RdKafkaConsumer)
+    source = KafkaExampleSource(consumer, config, label_only={"skip"})
     taken: list[str] = []
     try:
         deadline = time.monotonic() + 30
@@ -132,3 +134,4 @@ def test_a_header_key_that_is_not_utf8_does_not_stop_the_source(
     finally:
         source.close()
     assert taken == [e.event_id for e in examples]
+    assert consumer.unreadable_headers == len(range(0, len(examples), 3))  # each counted once
