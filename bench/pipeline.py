@@ -41,6 +41,7 @@ from typing import Any
 from bench.learner_flags import add_learner_arguments, model_flags, model_overrides
 from recoil.broker.args import add_optional_kafka_arguments, given_or_embedded_kafka
 from recoil.core.settings import add_command
+from streams.config import COMPRESSIONS
 
 HELP = "events/s, examples/s, consumer lag and drain time of worker(s) + learner"
 WORKER_EVENTS = "recoil_stream_events_total"  # every event read, whatever the outcome
@@ -70,6 +71,10 @@ def register(sub: Any) -> None:
         "--batch-size", type=int, default=None, help="learner examples per step (its default)"
     )
     parser.add_argument("--threads", type=int, default=1, help="learner torch CPU threads")
+    parser.add_argument(
+        "--producer-compression", choices=COMPRESSIONS, default="none",
+        help="the workers' codec for what they write (recoil worker's flag)",
+    )  # fmt: skip
     add_learner_arguments(parser)
     parser.add_argument(
         "--out", type=Path, default=Path("bench-out"), help="directory for pipeline.json/.png"
@@ -284,6 +289,7 @@ class Watcher:
 
 def _bench(args: argparse.Namespace, settings: Any, events: list[Any]) -> int:
     from recoil.core.processes import ProcessGroup
+    from recoil.core.topics import topic_bytes
     from streams.replay import replay_to_kafka
 
     load_at_start = load_average()
@@ -314,11 +320,15 @@ def _bench(args: argparse.Namespace, settings: Any, events: list[Any]) -> int:
             cpu_at_end = cpu_by_role(group)
         finally:
             watcher.stop()
+        stored = topic_bytes(settings, learner[1])
     result = summarize(watcher.samples, len(events), replayed_at, last)
     result |= cpu_figures(cpu_at_start, cpu_at_end, result)
     result |= {"workers": args.workers, "partitions": args.partitions,
                "source": str(args.file) if args.file else f"world:{args.world}",
                "send_events_per_second": stats.events_per_second,
+               "producer_compression": args.producer_compression,
+               "examples_topic_bytes": stored,
+               "examples_topic_bytes_per_example": stored / max(1, result["worker_examples"]),
                "load_at_start": load_at_start, "load_at_end": load_average()}  # fmt: skip
     _report(result)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -349,6 +359,7 @@ def _commands(
         output_topic=f"{tag}.examples",
         dlq_topic=f"{tag}.dlq",
         partitions=args.partitions,
+        producer_compression=args.producer_compression,
     )
     ensure_topics(settings, [base.input_topic, base.output_topic], partitions=args.partitions)
     ensure_topics(settings, [base.dlq_topic], partitions=1)
@@ -529,6 +540,11 @@ def _report(r: dict[str, Any]) -> None:
             f"sampling) {r['harness_cpu_seconds']:.1f}s, the broker and anything else "
             f"{r['other_cpu_seconds']:.1f}s, idle {r['idle_cpu_seconds']:.1f}s"
         )
+    print(
+        f"the examples topic holds {r['examples_topic_bytes'] / 1e6:,.1f} MB "
+        f"({r['examples_topic_bytes_per_example']:,.0f} bytes an example; "
+        f"--producer-compression {r['producer_compression']})"
+    )
     load = f"{r['load_at_start']:.2f} at the start, {r['load_at_end']:.2f} at the end"
     print(f"load average (1 min): {load}")
 

@@ -114,6 +114,9 @@ def build_app(
         # consumer's thread busy every syscall waits for the GIL.
         producer_linger=config.producer_linger,
         producer_max_batch_size=256 * 1024,
+        producer_compression_type=(
+            None if config.producer_compression == "none" else config.producer_compression
+        ),
         web_enabled=True,
         web_bind=config.web_host,
         web_port=config.web_port,

@@ -26,8 +26,10 @@ from recoil.core.settings import Custom, setting
 
 Store = Literal["rocksdb", "memory"]
 Guarantee = Literal["exactly_once", "at_least_once"]
+Compression = Literal["none", "gzip", "snappy", "lz4", "zstd"]
 STORES: tuple[Store, ...] = ("rocksdb", "memory")
 GUARANTEES: tuple[Guarantee, ...] = ("exactly_once", "at_least_once")
+COMPRESSIONS: tuple[Compression, ...] = ("none", "gzip", "snappy", "lz4", "zstd")
 
 # Kafka's legal topic / group name characters.
 _NAME = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
@@ -142,6 +144,12 @@ class StreamsConfig:
     session_timeout: float = setting(10.0, "consumer group session timeout, seconds")
     heartbeat_interval: float = setting(1.0, "seconds between heartbeats (<= a third of the above)")
     producer_linger: float = setting(0.005, "seconds a send waits to share a produce request")
+    # Kafka's compression.type for everything the worker writes (examples, dead letters,
+    # the table's changelog). An example repeats its user's history, so its batches shrink
+    # several times over (docs/streams.md, "Compressed batches").
+    producer_compression: Compression = setting(
+        "none", "codec of the batches the worker writes: none, gzip, snappy, lz4 or zstd"
+    )
     hole_grace: float = setting(2.0, "seconds a commit hole lasts before the broker is asked")
     # strict commits + hole checks (faust #596/#606); off only to demo the bugs
     offset_guard: bool = setting(True, "commit like stock Faust (to reproduce faust #596/#606)")
@@ -168,6 +176,11 @@ class StreamsConfig:
             )
         if self.store not in STORES:
             raise ConfigError(f"store={self.store!r}: choose one of {', '.join(STORES)}")
+        if self.producer_compression not in COMPRESSIONS:
+            raise ConfigError(
+                f"producer_compression={self.producer_compression!r}: "
+                f"choose one of {', '.join(COMPRESSIONS)}"
+            )
         if self.processing_guarantee not in GUARANTEES:
             raise ConfigError(
                 f"processing_guarantee={self.processing_guarantee!r}: "

@@ -94,3 +94,23 @@ def _wait_for_metadata(
             return
         time.sleep(0.1)
     raise TimeoutError(f"topics {names} have no complete metadata after {timeout}s")
+
+
+def topic_bytes(settings: KafkaSettings, topic: str) -> int:
+    """The bytes ``topic``'s partitions take in the brokers' log directories: its record
+    batches as stored, compressed or not, over every replica."""
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(**settings.kafka_python())
+    try:
+        brokers = admin.describe_log_dirs([topic])
+    finally:
+        admin.close()
+    return sum(
+        partition["partition_size"]
+        for broker in brokers
+        for log_dir in broker["log_dirs"]
+        for stored in log_dir["topics"]
+        if stored["name"] == topic
+        for partition in stored["partitions"]
+    )

@@ -9,6 +9,7 @@ configured with lz4 stopped every worker of the group.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import pytest
 from recoil.core.kafka_settings import KafkaSettings
 from recoil.core.processes import ProcessGroup
 from recoil.core.records import TrainingExample
+from recoil.core.topics import topic_bytes
 from streams.dlq import DeadLetter
 from streams.harness import Record, create_topics, metric, read_topic, scrape, start_worker
 from tests.support.streams import fast_worker_config, metrics_url, watched_event, worker_topics
@@ -116,3 +118,39 @@ def test_record_envelopes_a_client_may_write_stop_nothing(
     assert got == {*good_ids, "ts0"}
     assert codes == ["invalid_json"] * 4 + ["missing_field", "wrong_key"]
     assert metric(samples, "recoil_stream_worker_restarts_total") == 0.0
+
+
+def test_the_worker_writes_compressed_batches_the_learner_reads(
+    kafka: KafkaSettings, topic_name: Callable[[str], str], tmp_path: Path
+) -> None:
+    """``--producer-compression zstd``: the examples topic takes a fraction of the bytes
+    of its examples, and the learner's source reads every one."""
+    from learner.kafka_source import KafkaExampleSource, SourceConfig, make_consumer
+
+    config = fast_worker_config(
+        **worker_topics(topic_name), data_dir=tmp_path / "data", producer_compression="zstd"
+    )
+    create_topics(kafka, config)
+    users = [f"z{u}" for u in range(3)]
+    produce_compressed(kafka, config.input_topic, "none", [
+        (user.encode(), watched_event(n, user=user, event_id=f"{user}-{n}"))
+        for n in range(200) for user in users
+    ])  # fmt: skip
+    source_config = SourceConfig(topic=config.output_topic, group=topic_name("learner"))
+    taken: list[TrainingExample] = []
+    with ProcessGroup(tmp_path / "logs") as group:
+        start_worker(group, "worker", kafka, config)
+        source = KafkaExampleSource(make_consumer(kafka, source_config), source_config)
+        try:
+            deadline = time.monotonic() + 120
+            while len(taken) < 600 and time.monotonic() < deadline:
+                taken += source.next_batch().examples
+        finally:
+            source.close()
+        group.check()
+
+    expected = {f"{user}-{n}" for n in range(200) for user in users}
+    assert sorted(e.event_id for e in taken) == sorted(expected)  # each once
+    example_bytes = sum(len(e.to_json()) for e in taken)
+    stored = topic_bytes(kafka, config.output_topic)
+    assert 0 < stored < example_bytes / 3, (stored, example_bytes)

@@ -35,6 +35,7 @@ def test_defaults_are_valid_and_exactly_once() -> None:
         ({"web_port": 70000}, r"web_port=70000: must be a TCP port"),
         ({"metrics_port": 6066}, "metrics_port and web_port are both 6066"),
         ({"producer_linger": 5.0}, r"producer_linger=5.0: use 0..1 seconds"),
+        ({"producer_compression": "brotli"}, "choose one of none, gzip, snappy, lz4, zstd"),
     ],
 )
 def test_bad_config_names_the_setting(changes: dict[str, object], message: str) -> None:
