@@ -13,7 +13,9 @@ A clean restart keeps the files and only reads the changelog's tail.
 
 The data directory also holds the crash note of :mod:`streams.crashloop`
 (``IN_FLIGHT.json``): where the worker was, so that a record it died at
-cannot stop it a second time. A graceful stop empties it.
+cannot stop it a second time. A graceful stop empties it. A record that aiokafka
+itself cannot parse never reaches that guard; the one kind a broker stores (a header
+key that is not UTF-8) is read by :mod:`streams.tolerant_records`.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, start_http_server
 
 from recoil.core.kafka_settings import KafkaSettings
+from streams import tolerant_records
 from streams.app import StreamsWorkerApp, build_app
 from streams.config import StreamsConfig, describe
 from streams.crashloop import CrashNotes
@@ -101,6 +104,7 @@ def run_worker(
     import faust
 
     use_uvloop()  # before anything creates an event loop
+    tolerant_records.install()  # a header key that is not UTF-8 must not stop the fetch
     log.info("stream worker settings: %s", dict(describe(config)))
     layout = prepare_topics(settings, config)
     if layout.created:

@@ -1,10 +1,12 @@
-"""Events compressed by the producer reach the worker: Kafka's four codecs on the real broker.
+"""Records as any producer may write them reach the worker: Kafka's four codecs, odd
+record envelopes and header keys that are not UTF-8, on the real broker.
 
 Producers choose their batches' compression (``compression.type``), and the broker keeps
 it as written (the topic's default is ``producer``). aiokafka can decode only gzip unless
 ``cramjam`` is installed; without it a batch in lz4, snappy or zstd raised
 ``UnsupportedCodecError`` in the fetch, before the worker saw a record, so one producer
-configured with lz4 stopped every worker of the group.
+configured with lz4 stopped every worker of the group. A header key that is not UTF-8
+raised ``UnicodeDecodeError`` in the same place (``streams.tolerant_records``).
 """
 
 from __future__ import annotations
@@ -154,3 +156,50 @@ def test_the_worker_writes_compressed_batches_the_learner_reads(
     example_bytes = sum(len(e.to_json()) for e in taken)
     stored = topic_bytes(kafka, config.output_topic)
     assert 0 < stored < example_bytes / 3, (stored, example_bytes)
+
+
+class NotUtf8(str):
+    """A header key that kafka-python writes as bytes that are not UTF-8, as a client that
+    takes keys as bytes can (the protocol asks for UTF-8; the broker stores what it gets)."""
+
+    def encode(self, encoding: str = "utf-8", errors: str = "strict") -> bytes:
+        return b"\xff\xfe"
+
+
+def test_header_keys_that_are_not_utf8_stop_nothing(
+    kafka: KafkaSettings, topic_name: Callable[[str], str], tmp_path: Path
+) -> None:
+    """Events whose header key is not UTF-8, in batches with good ones (plain and zstd):
+    each becomes an example like any event, an invalid value among them a dead letter."""
+    from kafka import KafkaProducer
+
+    config = fast_worker_config(**worker_topics(topic_name), data_dir=tmp_path / "data")
+    create_topics(kafka, config)
+    ids = []
+    for compression in (None, "zstd"):
+        producer = KafkaProducer(**kafka.kafka_python(), acks="all", linger_ms=100,
+                                 compression_type=compression)  # fmt: skip
+        for n in range(12):
+            user = f"h-{compression}-{n % 2}"
+            eid = f"{user}-{n}"
+            key = NotUtf8("trace") if n % 3 == 0 else "trace"
+            producer.send(config.input_topic, key=user.encode(), headers=[(key, b"x")],
+                          value=watched_event(n, user=user, event_id=eid))  # fmt: skip
+            ids.append(eid)
+        producer.send(config.input_topic, key=b"h-bad", value=b"{not json",
+                      headers=[(NotUtf8("k"), b"")])  # fmt: skip
+        producer.flush()
+        producer.close()
+    with ProcessGroup(tmp_path / "logs") as group:
+        worker = start_worker(group, "worker", kafka, config)
+        got = output_ids(kafka, config.output_topic, lambda found: set(ids) <= found)
+        letters = read_topic(kafka, config.dlq_topic, lambda rs: len(rs) >= 2, 60)
+        samples = scrape(metrics_url(config))
+        group.check()  # the first worker process, still running
+        log = worker.log_file.read_text()
+
+    assert got == set(ids)
+    codes = [DeadLetter.from_record(r.key, r.value, r.headers).code for r in letters]
+    assert codes == ["invalid_json", "invalid_json"]
+    assert metric(samples, "recoil_stream_worker_restarts_total") == 0.0
+    assert "header key that is not UTF-8" in log
