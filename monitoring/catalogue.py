@@ -158,6 +158,9 @@ CATALOGUE: tuple[Metric, ...] = (
            "Restarts that came back to the input record the worker had died at"),
     Metric("recoil_stream_skipped_records_total", C, S,
            "Input records skipped without a dead letter: even the minimal one failed"),
+    Metric("recoil_stream_reread_batches_total", C, S,
+           "Fetched batches aiokafka could not parse (a header key that is not UTF-8), "
+           "read again with the key's bytes replaced"),
     # learner: learner/metrics.py, LearnerMetrics(registry)
     Metric("recoil_learner_steps_total", C, LRN, "Optimizer steps taken."),
     Metric("recoil_learner_examples_total", C, LRN, "Training examples consumed."),

@@ -34,6 +34,8 @@ class StreamMetrics:
         self.worker_restarts = m.counter("recoil_stream_worker_restarts_total")
         self.same_offset_restarts = m.counter("recoil_stream_same_offset_restarts_total")
         self.skipped_records = m.counter("recoil_stream_skipped_records_total")
+        # batches streams.tolerant_records read again (process-wide, all of aiokafka)
+        self.reread_batches = m.counter("recoil_stream_reread_batches_total")
 
     def set_lag(self, topic: str, partition: int, lag: int) -> None:
         self.consumer_lag.labels(topic=topic, partition=str(partition)).set(max(0, lag))

@@ -115,10 +115,13 @@ class TolerantBatch:
     """One of aiokafka's parsed batches; iterating it falls back to :func:`read_batch`
     when aiokafka's parser meets a header key that is not UTF-8."""
 
-    def __init__(self, batch: Any, data: bytes, start: int, end: int) -> None:
+    def __init__(
+        self, batch: Any, data: bytes, start: int, end: int, on_reread: Callable[[], None]
+    ) -> None:
         self._batch = batch
         self._data = data  # the record set; the batch is data[start:end], sliced if needed
         self._span = (start, end)
+        self._on_reread = on_reread
 
     def __getattr__(self, name: str) -> Any:  # base_offset, is_control_batch, ...
         return getattr(self._batch, name)
@@ -139,6 +142,7 @@ class TolerantBatch:
                     "reading it from its record %d on with the key's bytes replaced",
                     self._batch.base_offset, exc, taken,
                 )  # fmt: skip
+                self._on_reread()
                 start, end = self._span
                 yield from itertools.islice(read_batch(self._data[start:end]), taken, None)
                 return
@@ -149,10 +153,16 @@ class TolerantRecords:
     """aiokafka's ``MemoryRecords`` over one fetched record set, handing out
     :class:`TolerantBatch` es: the same batches, each with its own bytes."""
 
-    def __init__(self, data: bytes, make: Callable[[bytes], Any]) -> None:
+    def __init__(
+        self,
+        data: bytes,
+        make: Callable[[bytes], Any],
+        on_reread: Callable[[], None] = lambda: None,
+    ) -> None:
         self._records = make(data)  # aiokafka's own MemoryRecords
         self._data = data
         self._pos = 0
+        self._on_reread = on_reread  # called for each batch read again
 
     def size_in_bytes(self) -> int:
         return int(self._records.size_in_bytes())
@@ -169,20 +179,20 @@ class TolerantRecords:
         start, self._pos = self._pos, self._pos + _LOG_OVERHEAD + length
         if self._data[start + _MAGIC_AT] < 2:  # older formats carry no headers
             return batch
-        return TolerantBatch(batch, self._data, start, self._pos)
+        return TolerantBatch(batch, self._data, start, self._pos, self._on_reread)
 
 
-def install() -> None:
-    """Make aiokafka's fetcher, in this process, read record sets as :class:`TolerantRecords`
-    (idempotent). It looks ``MemoryRecords`` up by name each time it parses a fetch."""
+def install(on_reread: Callable[[], None] = lambda: None) -> None:
+    """Make aiokafka's fetcher, in this process, read record sets as
+    :class:`TolerantRecords`, calling ``on_reread`` for each batch read again (a second
+    call replaces the first's). The fetcher looks ``MemoryRecords`` up by name each time
+    it parses a fetch."""
     from aiokafka.consumer import fetcher
 
-    make = fetcher.MemoryRecords
-    if getattr(make, "tolerant", False):
-        return
+    make = getattr(fetcher.MemoryRecords, "aiokafka_records", fetcher.MemoryRecords)
 
     def tolerant(data: bytes) -> TolerantRecords:
-        return TolerantRecords(data, make)
+        return TolerantRecords(data, make, on_reread)
 
-    tolerant.tolerant = True  # type: ignore[attr-defined]
+    tolerant.aiokafka_records = make  # type: ignore[attr-defined]
     fetcher.MemoryRecords = tolerant

@@ -104,7 +104,6 @@ def run_worker(
     import faust
 
     use_uvloop()  # before anything creates an event loop
-    tolerant_records.install()  # a header key that is not UTF-8 must not stop the fetch
     log.info("stream worker settings: %s", dict(describe(config)))
     layout = prepare_topics(settings, config)
     if layout.created:
@@ -120,6 +119,8 @@ def run_worker(
     registry = CollectorRegistry()
     metrics = StreamMetrics(registry)
     count_restarts(metrics, notes)
+    # a header key that is not UTF-8 must not stop the fetch
+    tolerant_records.install(on_reread=metrics.reread_batches.inc)
     config = config.with_free_ports()  # port 0: any free port (once per process here)
     if config.metrics_port is not None:
         server, _ = start_http_server(

@@ -24,6 +24,7 @@ def test_exact_metric_names_and_types() -> None:
         "recoil_stream_worker_restarts": "counter",
         "recoil_stream_same_offset_restarts": "counter",
         "recoil_stream_skipped_records": "counter",
+        "recoil_stream_reread_batches": "counter",
     }
 
 

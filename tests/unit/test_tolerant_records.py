@@ -89,12 +89,18 @@ def test_the_parser_refuses_what_it_cannot_read() -> None:
         list(read_batch(bytes(data)))
 
 
-def test_install_makes_the_fetcher_read_tolerantly_once() -> None:
+def test_install_makes_the_fetcher_read_tolerantly_and_count() -> None:
     from aiokafka.consumer import fetcher
 
-    install()
-    first = fetcher.MemoryRecords
-    install()
-    assert fetcher.MemoryRecords is first
-    data = batch(3, CODECS["gzip"], {0})
-    assert isinstance(fetcher.MemoryRecords(data), TolerantRecords)
+    before = fetcher.MemoryRecords
+    counts: list[str] = []
+    try:
+        install(lambda: counts.append("first"))
+        install(lambda: counts.append("second"))  # replaces the first; wraps aiokafka's once
+        records = fetcher.MemoryRecords(batch(3, CODECS["gzip"], {0}) + batch(8, 0, set()))
+        assert isinstance(records, TolerantRecords)
+        while records.has_next():
+            list(records.next_batch())
+    finally:
+        fetcher.MemoryRecords = before
+    assert counts == ["second"]  # the bad batch, once
