@@ -7,6 +7,7 @@ crash); records are produced and read with kafka-python, outputs with
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import time
@@ -100,16 +101,23 @@ def read_topic(
 
 
 def produce(
-    settings: KafkaSettings, topic: str, records: Iterable[tuple[bytes | None, bytes]]
+    settings: KafkaSettings,
+    topic: str,
+    records: Iterable[tuple[bytes | None, bytes]],
+    headers: Iterable[list[tuple[str, bytes | None]] | None] = (),
 ) -> list[tuple[int, int]]:
-    """Produce raw (key, value) records in order; returns each record's (partition, offset)."""
+    """Produce raw (key, value) records in order, the n-th with the n-th of ``headers``
+    (none once those run out); returns each record's (partition, offset)."""
     from kafka import KafkaProducer
 
     producer = KafkaProducer(
         **settings.kafka_python(), acks="all", enable_idempotence=True, max_request_size=4_000_000
     )
     try:
-        futures = [producer.send(topic, key=key, value=value) for key, value in records]
+        futures = [
+            producer.send(topic, key=key, value=value, headers=found)
+            for (key, value), found in itertools.zip_longest(records, headers)
+        ]
         producer.flush()
         return [(m.partition, m.offset) for m in (f.get(timeout=30) for f in futures)]
     finally:

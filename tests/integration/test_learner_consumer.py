@@ -17,6 +17,7 @@ from learner.example_consumer import FROM_BEGINNING, ExampleConsumer, Fetched, R
 from learner.kafka_source import SourceConfig, make_consumer
 from recoil.core.kafka_settings import KafkaSettings
 from recoil.core.topics import ensure_topics
+from tests.support.header_keys import NOT_UTF8, RawHeaderKey
 
 pytestmark = pytest.mark.integration
 
@@ -93,14 +94,6 @@ def test_positions_and_end_offsets_follow_the_transactions(
         again.close()
 
 
-class _NotUtf8(str):
-    """A header key that kafka-python writes as bytes that are not UTF-8 (the protocol
-    asks for UTF-8; the broker stores what it gets)."""
-
-    def encode(self, encoding: str = "utf-8", errors: str = "strict") -> bytes:
-        return b"\xff\xfe"
-
-
 def test_a_header_key_that_is_not_utf8_does_not_stop_the_source(
     kafka: KafkaSettings, topic_name: Callable[[str], str]
 ) -> None:
@@ -118,7 +111,7 @@ def test_a_header_key_that_is_not_utf8_does_not_stop_the_source(
     examples = synthetic_examples(num_users=4, events_per_user=30, num_items=40, seed=1)
     producer = KafkaProducer(**kafka.kafka_python(), acks="all")
     for n, example in enumerate(examples):  # every third one unreadable, among good ones
-        key = _NotUtf8("k") if n % 3 == 0 else LABEL_HEADER
+        key = RawHeaderKey(NOT_UTF8) if n % 3 == 0 else LABEL_HEADER
         producer.send(topic, value=example.to_json(), headers=[(key, example.label_json())])
     producer.flush()
     producer.close()

@@ -23,6 +23,7 @@ from recoil.core.records import TrainingExample
 from recoil.core.topics import topic_bytes
 from streams.dlq import DeadLetter
 from streams.harness import Record, create_topics, metric, read_topic, scrape, start_worker
+from tests.support.header_keys import NOT_UTF8, RawHeaderKey
 from tests.support.streams import fast_worker_config, metrics_url, watched_event, worker_topics
 
 pytestmark = pytest.mark.integration
@@ -158,14 +159,6 @@ def test_the_worker_writes_compressed_batches_the_learner_reads(
     assert 0 < stored < example_bytes / 3, (stored, example_bytes)
 
 
-class NotUtf8(str):
-    """A header key that kafka-python writes as bytes that are not UTF-8, as a client that
-    takes keys as bytes can (the protocol asks for UTF-8; the broker stores what it gets)."""
-
-    def encode(self, encoding: str = "utf-8", errors: str = "strict") -> bytes:
-        return b"\xff\xfe"
-
-
 def test_header_keys_that_are_not_utf8_stop_nothing(
     kafka: KafkaSettings, topic_name: Callable[[str], str], tmp_path: Path
 ) -> None:
@@ -182,12 +175,12 @@ def test_header_keys_that_are_not_utf8_stop_nothing(
         for n in range(12):
             user = f"h-{compression}-{n % 2}"
             eid = f"{user}-{n}"
-            key = NotUtf8("trace") if n % 3 == 0 else "trace"
+            key = RawHeaderKey(NOT_UTF8 + b"trace") if n % 3 == 0 else "trace"
             producer.send(config.input_topic, key=user.encode(), headers=[(key, b"x")],
                           value=watched_event(n, user=user, event_id=eid))  # fmt: skip
             ids.append(eid)
         producer.send(config.input_topic, key=b"h-bad", value=b"{not json",
-                      headers=[(NotUtf8("k"), b"")])  # fmt: skip
+                      headers=[(RawHeaderKey(NOT_UTF8), b"")])  # fmt: skip
         producer.flush()
         producer.close()
     with ProcessGroup(tmp_path / "logs") as group:

@@ -10,17 +10,11 @@ from aiokafka.record.default_records import _DefaultRecordBatchBuilderPy as Batc
 from aiokafka.record.memory_records import MemoryRecords
 
 from streams.tolerant_records import TolerantRecords, install, read_batch
+from tests.support.header_keys import NOT_UTF8, RawHeaderKey
 
 CODECS = {"none": 0, "gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}
-BAD_KEY_BYTES = b"\xff\xfek"
+BAD_KEY_BYTES = NOT_UTF8 + b"k"
 T0 = 1_700_000_000_000
-
-
-class NotUtf8(str):
-    """A header key that the pure-Python builder writes as bytes that are not UTF-8."""
-
-    def encode(self, encoding: str = "utf-8", errors: str = "strict") -> bytes:
-        return BAD_KEY_BYTES
 
 
 def batch(base_offset: int, codec: int, bad: set[int], count: int = 5) -> bytes:
@@ -28,7 +22,7 @@ def batch(base_offset: int, codec: int, bad: set[int], count: int = 5) -> bytes:
     that is not UTF-8, the others a plain one."""
     builder = BatchBuilder(2, codec, 0, -1, -1, -1, 1 << 20)
     for n in range(count):
-        key = NotUtf8("x") if n in bad else "trace"
+        key = RawHeaderKey(BAD_KEY_BYTES) if n in bad else "trace"
         builder.append(n, T0 + n, f"u{n}".encode(), f"value {n}".encode() * 20,
                        [(key, b"h%d" % n), ("none", None)])  # fmt: skip
     raw = bytearray(builder.build())
