@@ -26,7 +26,10 @@ from typing import Any, NamedTuple
 from aiokafka import codec
 from aiokafka.record.util import decode_varint
 
+from recoil.core.log_throttle import worth_logging
+
 log = logging.getLogger(__name__)
+_REREADS = itertools.count(1)  # batches read again in this process, for the log
 
 # A record batch (magic v2): base offset (int64), length of the rest (int32), leader
 # epoch (int32), magic (int8), CRC (uint32), attributes (int16), last offset delta
@@ -137,11 +140,14 @@ class TolerantBatch:
             except StopIteration:
                 return
             except UnicodeDecodeError as exc:
-                log.warning(
-                    "the record batch at offset %d has a header key that is not UTF-8 (%s): "
-                    "reading it from its record %d on with the key's bytes replaced",
-                    self._batch.base_offset, exc, taken,
-                )  # fmt: skip
+                count = next(_REREADS)
+                if worth_logging(count):
+                    log.warning(
+                        "the record batch at offset %d has a header key that is not UTF-8 "
+                        "(%s): reading it from its record %d on with the key's bytes "
+                        "replaced (%d batches so far)",
+                        self._batch.base_offset, exc, taken, count,
+                    )  # fmt: skip
                 self._on_reread()
                 start, end = self._span
                 yield from itertools.islice(read_batch(self._data[start:end]), taken, None)
