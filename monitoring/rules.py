@@ -416,6 +416,20 @@ def alert_groups(t: Thresholds = Thresholds()) -> tuple[RuleGroup, ...]:
             ("increase(recoil_stream_skipped_records_total[1h])",),
         ),
         AlertRule(
+            "RecoilStreamHeaderKeysNotUtf8",
+            "increase(recoil_stream_reread_batches_total[1h]) > 0",
+            "1m",
+            "ticket",
+            "Stream worker {{ $labels.instance }} read {{ $value | humanize }} batches with "
+            "header keys that are not UTF-8 in the last hour",
+            "A producer writes header keys that are not UTF-8, which Kafka's protocol "
+            "forbids. The worker reads those batches again with the keys' bytes replaced "
+            "(its events are processed as usual), but other consumers of the topic may "
+            "stop at them. The worker's log names each batch's offset; find the producer "
+            "and fix its headers.",
+            ("increase(recoil_stream_reread_batches_total[1h])",),
+        ),
+        AlertRule(
             "RecoilLearnerSkippingExamples",
             "sum by (job, instance, reason) "
             "(increase(recoil_learner_skipped_examples_total[1h])) > 0",

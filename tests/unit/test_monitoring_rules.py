@@ -30,7 +30,7 @@ def test_committed_rule_files_are_generated() -> None:
 def test_promtool_check_rules() -> None:
     done = promtool("check", "rules", str(rules.RECORDING_FILE), str(rules.ALERTS_FILE))
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "SUCCESS: 16 rules found" in done.stdout
+    assert "SUCCESS: 17 rules found" in done.stdout
     assert f"SUCCESS: {len(rules.all_recordings())} rules found" in done.stdout
 
 
@@ -58,6 +58,7 @@ def test_every_alert_is_annotated_and_waits() -> None:
         "RecoilStreamWorkerRestarting",
         "RecoilStreamCrashLoop",
         "RecoilStreamRecordSkipped",
+        "RecoilStreamHeaderKeysNotUtf8",
         "RecoilLearnerSkippingExamples",
         "RecoilSnapshotPublishFailing",
     }
