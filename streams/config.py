@@ -21,7 +21,7 @@ from typing import Any, Literal
 from recoil.core import topics
 from recoil.core.checks import check_port
 from recoil.core.errors import ConfigError
-from recoil.core.labels import LabelConfig
+from recoil.core.labels import LabelConfig, override_labels
 from recoil.core.settings import Custom, setting
 
 Store = Literal["rocksdb", "memory"]
@@ -37,31 +37,11 @@ _NAME = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
 
 def label_config(history_length: int, overrides: Sequence[str] = ()) -> LabelConfig:
     """A LabelConfig from ``--history-length`` and ``--label NAME=VALUE`` overrides."""
-    fields = {f.name: f for f in dataclasses.fields(LabelConfig)}
-    values: dict[str, object] = {"history_length": history_length}
-    for item in overrides:
-        name, sep, text = item.partition("=")
-        name = name.strip().replace("-", "_")
-        if not sep or name not in fields or name == "history_length":
-            choices = ", ".join(sorted(n for n in fields if n != "history_length"))
-            raise ConfigError(f"--label {item!r}: expected NAME=VALUE with NAME one of {choices}")
-        values[name] = _parse_value(name, text.strip(), fields[name].type)
     try:
-        return LabelConfig(**values)  # type: ignore[arg-type]
+        base = LabelConfig(history_length=history_length)
     except ValueError as exc:
         raise ConfigError(f"label settings: {exc}") from exc
-
-
-def _parse_value(name: str, text: str, annotation: object) -> object:
-    if annotation in (bool, "bool"):
-        lowered = text.lower()
-        if lowered not in ("true", "false", "1", "0", "yes", "no"):
-            raise ConfigError(f"--label {name}={text!r}: expected true or false")
-        return lowered in ("true", "1", "yes")
-    try:
-        return int(text) if annotation in (int, "int") else float(text)
-    except ValueError:
-        raise ConfigError(f"--label {name}={text!r}: expected a number") from None
+    return override_labels(base, overrides, fixed=("history_length",))
 
 
 def _add_label_arguments(parser: Any) -> None:

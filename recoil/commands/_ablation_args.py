@@ -13,6 +13,7 @@ from recoil.core.errors import ConfigError
 
 if TYPE_CHECKING:  # learner.model imports torch: not at CLI start-up
     from learner.model import ModelConfig
+    from recoil.core.labels import LabelConfig
 
 ARM_NAMES = tuple(ARMS)  # learner.arms is plain dataclasses: cheap at CLI start-up
 
@@ -43,6 +44,15 @@ def add_arm_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FIELD=VALUE,...",
         help="model settings other than the defaults, e.g. 'flagged_input=embed,"
         "dislike_push_init=0' (fields of learner.model.ModelConfig)",
+    )
+    parser.add_argument(
+        "--label",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a labelling setting other than the default, as recoil worker takes it, e.g. "
+        "--label dislike_weight=10 (w of the not-to-recommend loss; fields of "
+        "recoil.core.labels.LabelConfig but history_length; repeatable)",
     )
 
 
@@ -95,6 +105,14 @@ def _convert(field: str, kind: Any, text: str) -> object:
         except ValueError:
             raise ConfigError(f"--model {field}: expected {kind.__name__}, got {text!r}") from None
     return text
+
+
+def parse_labels(overrides: list[str], base: LabelConfig | None = None) -> LabelConfig:
+    """``base`` (default: ``LabelConfig()``) with the ``--label NAME=VALUE`` overrides;
+    ConfigError naming the setting. The history length stays the model's window."""
+    from recoil.core.labels import LabelConfig, override_labels
+
+    return override_labels(base or LabelConfig(), overrides, fixed=("history_length",))
 
 
 def parse_model(text: str, base: ModelConfig | None = None) -> ModelConfig:

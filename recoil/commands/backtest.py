@@ -11,6 +11,7 @@ from recoil.commands._ablation_args import (
     add_weight_average_argument,
     check_seed,
     parse_arms,
+    parse_labels,
     parse_model,
     positive_int,
     weight_average,
@@ -86,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
 
     arms = parse_arms(args.arms)
     model = parse_model(args.model)
+    labels = parse_labels(args.label)
     if args.validation is not None and args.validation < 0:
         raise ConfigError(f"--validation must be >= 0, got {args.validation}")
     decay = weight_average(args)
@@ -119,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
         arms=arms,
         max_users=args.max_users,
         model=model,
+        labels=labels,
         seeds=args.seeds,
     )
     train = replace(config.train, seed=args.seed)

@@ -11,6 +11,7 @@ from recoil.commands._ablation_args import (
     add_weight_average_argument,
     check_seed,
     parse_arms,
+    parse_labels,
     parse_model,
     positive_int,
     weight_average,
@@ -88,6 +89,8 @@ def run(args: argparse.Namespace) -> int:
     )
     if model_changes:
         config = replace(config, model=parse_model(model_changes, config.model))
+    if args.label:
+        config = replace(config, labels=parse_labels(args.label, config.labels))
     if decay is not None:
         config = replace(config, train=replace(config.train, weight_average_decay=decay))
     workers = args.workers or default_workers(len(arms))

@@ -17,9 +17,12 @@ seconds when it is not.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import math
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
+from recoil.core.errors import ConfigError
 from recoil.core.events import InteractionEvent
 from recoil.core.records import NUM_DWELL_BUCKETS, NUM_GAP_BUCKETS, LabelKind
 
@@ -49,6 +52,43 @@ class LabelConfig:
             raise ValueError("label weights must be >= 0")
         if self.history_length < 1:
             raise ValueError("history_length must be >= 1")
+
+
+def override_labels(
+    base: LabelConfig, overrides: Sequence[str], fixed: Collection[str] = ()
+) -> LabelConfig:
+    """``base`` with the ``NAME=VALUE`` overrides of ``--label`` (``-`` may stand for
+    ``_`` in a name). ConfigError naming the setting for an unknown name, a name in
+    ``fixed`` (set by a flag of its own), a value of the wrong type or an invalid
+    combination."""
+    fields = {f.name: f for f in dataclasses.fields(LabelConfig) if f.name not in fixed}
+    values: dict[str, object] = {}
+    for item in overrides:
+        name, sep, text = item.partition("=")
+        name = name.strip().replace("-", "_")
+        if not sep or name not in fields:
+            choices = ", ".join(sorted(fields))
+            raise ConfigError(f"--label {item!r}: expected NAME=VALUE with NAME one of {choices}")
+        values[name] = _label_value(name, text.strip(), fields[name].type)
+    try:
+        return dataclasses.replace(base, **values)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise ConfigError(f"label settings: {exc}") from exc
+
+
+def _label_value(name: str, text: str, annotation: object) -> object:
+    if annotation in (bool, "bool"):
+        lowered = text.lower()
+        if lowered not in ("true", "false", "1", "0", "yes", "no"):
+            raise ConfigError(f"--label {name}={text!r}: expected true or false")
+        return lowered in ("true", "1", "yes")
+    try:
+        value = int(text) if annotation in (int, "int") else float(text)
+    except ValueError:
+        raise ConfigError(f"--label {name}={text!r}: expected a number") from None
+    if not math.isfinite(value):
+        raise ConfigError(f"--label {name}={text!r}: expected a finite number")
+    return value
 
 
 def is_skip(event: InteractionEvent, config: LabelConfig) -> bool:

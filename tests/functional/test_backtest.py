@@ -68,9 +68,12 @@ def test_learned_arms_are_compared_with_the_heuristic_and_validation_can_be_off(
     arms = "no_signal,exclude_heuristic,feature_and_labels"
     argv = ["backtest", str(sliced), "--out", str(tmp_path), "--max-steps", "20", "--no-progress"]
     flags = ["--holdout", "5", "--validation", "0", "--weight-average", "0"]
-    assert main([*argv, "--arms", arms, *flags]) == 0
+    labels = ["--label", "dislike_weight=5", "--label", "skip-weight=0"]
+    assert main([*argv, "--arms", arms, *flags, *labels]) == 0
     result = json.loads((tmp_path / "backtest.json").read_text())
     assert result["config"]["train"]["weight_average_decay"] == 0.0
+    assert result["config"]["labels"]["dislike_weight"] == 5.0
+    assert result["config"]["labels"]["skip_weight"] == 0.0
     learned = result["arms"]["feature_and_labels"]
     assert learned["training"]["steps"] == 20 and learned["training"]["best_step"] is None
     assert learned["training"]["validation_mrr"] == []

@@ -1,12 +1,14 @@
-"""``--model FIELD=VALUE,...`` of ``recoil backtest`` and ``recoil experiment``."""
+"""``--model FIELD=VALUE,...`` and ``--label NAME=VALUE`` of ``recoil backtest`` and
+``recoil experiment``."""
 
 from __future__ import annotations
 
 import pytest
 
 from learner.model import ModelConfig
-from recoil.commands._ablation_args import parse_model
+from recoil.commands._ablation_args import parse_labels, parse_model
 from recoil.core.errors import ConfigError
+from recoil.core.labels import LabelConfig
 
 
 def test_model_settings_are_typed_by_the_config_field() -> None:
@@ -35,3 +37,28 @@ def test_model_settings_are_typed_by_the_config_field() -> None:
 def test_a_bad_model_setting_names_what_to_fix(text: str, says: str) -> None:
     with pytest.raises(ConfigError, match=says):
         parse_model(text)
+
+
+def test_label_settings_are_typed_and_keep_the_base() -> None:
+    labels = parse_labels(["dislike_weight=10", "dismiss-is-dislike=no", "skip_weight=0"])
+    assert labels == LabelConfig(dislike_weight=10.0, dismiss_is_dislike=False, skip_weight=0.0)
+    assert parse_labels([]) == LabelConfig()
+    base = LabelConfig(history_length=80)  # an experiment's window stays its own
+    assert parse_labels(["like_weight=2"], base) == LabelConfig(history_length=80, like_weight=2.0)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "says"),
+    [
+        (["history_length=10"], "expected NAME=VALUE with NAME one of"),  # the model's window
+        (["nope=1"], "expected NAME=VALUE with NAME one of"),
+        (["dislike_weight"], "expected NAME=VALUE"),
+        (["dislike_weight=lots"], "dislike_weight='lots': expected a number"),
+        (["dislike_weight=nan"], "expected a finite number"),
+        (["dislike_weight=-1"], "label weights must be >= 0"),
+        (["dismiss_is_dislike=perhaps"], "expected true or false"),
+    ],
+)
+def test_a_bad_label_setting_names_what_to_fix(overrides: list[str], says: str) -> None:
+    with pytest.raises(ConfigError, match=says):
+        parse_labels(overrides)
