@@ -117,6 +117,19 @@ def test_the_weight_average_is_an_option_and_recorded(run: Path, tmp_path: Path)
     assert averaged["arms"]["no_signal"] != plain["arms"]["no_signal"]
 
 
+def test_a_label_setting_reaches_training_and_is_recorded(run: Path, tmp_path: Path) -> None:
+    """``--label dislike_weight=20``: the labelled arm, world and seed of the fixture's run
+    then measure differently, and the weight is in the recorded config."""
+    argv = ["experiment", "--world", "tiny", "--out", str(tmp_path), "--simulations", "200"]
+    argv += ["--k", "20", "--seed", "3", "--arms", "feature_and_labels", "--no-progress"]
+    assert main([*argv, "--label", "dislike_weight=20"]) == 0
+    weighted = json.loads((tmp_path / "ablation.json").read_text())
+    plain = json.loads((run / "ablation.json").read_text())
+    assert plain["config"]["labels"]["dislike_weight"] == 1.0
+    assert weighted["config"]["labels"]["dislike_weight"] == 20.0
+    assert weighted["arms"]["feature_and_labels"] != plain["arms"]["feature_and_labels"]
+
+
 def test_bad_arguments_fail_at_start(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["experiment", "--out", str(tmp_path), "--arms", "no_signal,bogus"])
