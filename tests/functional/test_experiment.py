@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -92,14 +93,18 @@ def test_markdown_plot_and_details(run: Path) -> None:
     assert len(push) == max_len and all(isinstance(a, float) for a in push)
 
 
+def rerun(out: Path, arms: str, *flags: str) -> dict[str, Any]:
+    """The fixture's world and seed again for ``arms``, with ``flags``; its ablation.json."""
+    argv = ["experiment", "--world", "tiny", "--out", str(out), "--simulations", "200"]
+    argv += ["--k", "20", "--seed", "3", "--arms", arms, "--no-progress"]
+    assert main([*argv, *flags]) == 0
+    result: dict[str, Any] = json.loads((out / "ablation.json").read_text())
+    return result
+
+
 def test_one_process_gives_the_same_results_as_workers(run: Path, tmp_path: Path) -> None:
-    argv = ["experiment", "--world", "tiny", "--out", str(tmp_path), "--simulations", "200"]
     arms = "feature_only,feature_and_labels"
-    assert (
-        main([*argv, "--k", "20", "--seed", "3", "--workers", "1", "--arms", arms, "--no-progress"])
-        == 0
-    )
-    sequential = json.loads((tmp_path / "ablation.json").read_text())["arms"]
+    sequential = rerun(tmp_path, arms, "--workers", "1")["arms"]
     parallel = json.loads((run / "ablation.json").read_text())["arms"]
     assert sequential == {arm: parallel[arm] for arm in arms.split(",")}
 
@@ -107,10 +112,7 @@ def test_one_process_gives_the_same_results_as_workers(run: Path, tmp_path: Path
 def test_the_weight_average_is_an_option_and_recorded(run: Path, tmp_path: Path) -> None:
     """Off by default (the fixture's run), on with --weight-average: the same arm, world
     and seed then measure differently, and the decay is in the recorded config."""
-    argv = ["experiment", "--world", "tiny", "--out", str(tmp_path), "--simulations", "200"]
-    argv += ["--k", "20", "--seed", "3", "--arms", "no_signal", "--no-progress"]
-    assert main([*argv, "--weight-average", "0.9"]) == 0
-    averaged = json.loads((tmp_path / "ablation.json").read_text())
+    averaged = rerun(tmp_path, "no_signal", "--weight-average", "0.9")
     plain = json.loads((run / "ablation.json").read_text())
     assert plain["config"]["train"]["weight_average_decay"] == 0.0
     assert averaged["config"]["train"]["weight_average_decay"] == 0.9
@@ -120,10 +122,7 @@ def test_the_weight_average_is_an_option_and_recorded(run: Path, tmp_path: Path)
 def test_a_label_setting_reaches_training_and_is_recorded(run: Path, tmp_path: Path) -> None:
     """``--label dislike_weight=20``: the labelled arm, world and seed of the fixture's run
     then measure differently, and the weight is in the recorded config."""
-    argv = ["experiment", "--world", "tiny", "--out", str(tmp_path), "--simulations", "200"]
-    argv += ["--k", "20", "--seed", "3", "--arms", "feature_and_labels", "--no-progress"]
-    assert main([*argv, "--label", "dislike_weight=20"]) == 0
-    weighted = json.loads((tmp_path / "ablation.json").read_text())
+    weighted = rerun(tmp_path, "feature_and_labels", "--label", "dislike_weight=20")
     plain = json.loads((run / "ablation.json").read_text())
     assert plain["config"]["labels"]["dislike_weight"] == 1.0
     assert weighted["config"]["labels"]["dislike_weight"] == 20.0
