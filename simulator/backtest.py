@@ -36,7 +36,14 @@ import torch
 
 from learner.arms import ARMS, resolve_arm
 from learner.model import ModelConfig
-from learner.offline import TrainConfig, TrainingReport, split_validation, train_offline
+from learner.offline import (
+    TrainConfig,
+    TrainingReport,
+    offline_labels,
+    offline_model,
+    split_validation,
+    train_offline,
+)
 from recoil.core.events import InteractionEvent
 from recoil.core.labels import LabelConfig
 from recoil.core.records import TrainingExample
@@ -72,8 +79,9 @@ CREATOR_NOTE = (
 class BacktestConfig:
     """Split, training and metric settings of a backtest; recorded in ``backtest.json``."""
 
-    labels: LabelConfig = field(default_factory=LabelConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
+    # the offline ablation's: dislikes weigh 10 and move the item rows too
+    labels: LabelConfig = field(default_factory=offline_labels)
+    model: ModelConfig = field(default_factory=offline_model)
     # At most 3000 steps of 256 (~20 epochs of KuaiRand's 35k examples); each arm stops
     # when the ranking of every user's 3 newest training examples stops improving. The
     # checks and the kept weights are a moving average of the weights (decay 0.99 a step

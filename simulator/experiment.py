@@ -33,7 +33,7 @@ import torch
 
 from learner.arms import ARMS
 from learner.model import ModelConfig
-from learner.offline import TrainConfig, train_offline
+from learner.offline import TrainConfig, offline_labels, offline_model, train_offline
 from recoil.core.events import InteractionEvent
 from recoil.core.labels import LabelConfig
 from recoil.core.records import TrainingExample
@@ -78,8 +78,9 @@ class ExperimentConfig:
     # None: the heuristic policy logs everything (the measured default); else a trained
     # no_signal model serves the logs after a heuristic bootstrap (simulator.served_logs).
     served: ServedLoggingConfig | None = None
-    labels: LabelConfig = field(default_factory=LabelConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
+    # the offline ablation's: dislikes weigh 10 and move the item rows too
+    labels: LabelConfig = field(default_factory=offline_labels)
+    model: ModelConfig = field(default_factory=offline_model)
     train: TrainConfig = field(default_factory=TrainConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
     closed_loop: ClosedLoopConfig = field(default_factory=ClosedLoopConfig)

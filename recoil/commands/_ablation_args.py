@@ -43,7 +43,9 @@ def add_arm_arguments(parser: argparse.ArgumentParser) -> None:
         default="",
         metavar="FIELD=VALUE,...",
         help="model settings other than the defaults, e.g. 'flagged_input=embed,"
-        "dislike_push_init=0' (fields of learner.model.ModelConfig)",
+        "dislike_push_init=0' (fields of learner.model.ModelConfig; the ablation's labels "
+        "move the item rows by default, negative_label_learning=all, the live model's "
+        "the state alone)",
     )
     parser.add_argument(
         "--label",
@@ -51,8 +53,9 @@ def add_arm_arguments(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="NAME=VALUE",
         help="a labelling setting other than the default, as recoil worker takes it, e.g. "
-        "--label dislike_weight=10 (w of the not-to-recommend loss; fields of "
-        "recoil.core.labels.LabelConfig but history_length; repeatable)",
+        "--label dislike_weight=1 (w of the not-to-recommend loss: 10 here by default, 1 in "
+        "the live worker; fields of recoil.core.labels.LabelConfig but history_length; "
+        "repeatable)",
     )
 
 

@@ -84,10 +84,12 @@ def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from recoil.core.errors import ConfigError
+    from simulator.backtest import BacktestConfig, TooFewEventsError, run_backtest
 
     arms = parse_arms(args.arms)
-    model = parse_model(args.model)
-    labels = parse_labels(args.label)
+    defaults = BacktestConfig()  # the flags change the backtest's own model and labels
+    model = parse_model(args.model, defaults.model)
+    labels = parse_labels(args.label, defaults.labels)
     if args.validation is not None and args.validation < 0:
         raise ConfigError(f"--validation must be >= 0, got {args.validation}")
     decay = weight_average(args)
@@ -102,7 +104,6 @@ def run(args: argparse.Namespace) -> int:
     if not args.file.is_file():
         raise ConfigError(f"no such file: {args.file}")
 
-    from simulator.backtest import BacktestConfig, TooFewEventsError, run_backtest
     from simulator.logs import parse_mapping, read_event_log
     from simulator.parallel import default_workers
 

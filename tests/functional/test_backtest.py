@@ -59,6 +59,9 @@ def test_backtest_on_a_kuairand_slice(sliced: Path, tmp_path: Path) -> None:
     assert training["validation_examples"] > 0 and training["steps"] <= 40
     # the table sizes are the trained vocabulary's, not the starting config's 3 rows
     assert config["model"]["num_items"] > 100
+    # a log's labels weigh 10 and move the item rows too (the live defaults: 1, the state)
+    assert config["labels"]["dislike_weight"] == 10.0
+    assert config["model"]["negative_label_learning"] == "all"
 
 
 def test_learned_arms_are_compared_with_the_heuristic_and_validation_can_be_off(
@@ -69,11 +72,15 @@ def test_learned_arms_are_compared_with_the_heuristic_and_validation_can_be_off(
     argv = ["backtest", str(sliced), "--out", str(tmp_path), "--max-steps", "20", "--no-progress"]
     flags = ["--holdout", "5", "--validation", "0", "--weight-average", "0"]
     labels = ["--label", "dislike_weight=5", "--label", "skip-weight=0"]
-    assert main([*argv, "--arms", arms, *flags, *labels]) == 0
+    model = ["--model", "dislike_push_init=-0.2"]
+    assert main([*argv, "--arms", arms, *flags, *labels, *model]) == 0
     result = json.loads((tmp_path / "backtest.json").read_text())
     assert result["config"]["train"]["weight_average_decay"] == 0.0
     assert result["config"]["labels"]["dislike_weight"] == 5.0
     assert result["config"]["labels"]["skip_weight"] == 0.0
+    # --model changes the backtest's own model, not the live default's
+    assert result["config"]["model"]["dislike_push_init"] == -0.2
+    assert result["config"]["model"]["negative_label_learning"] == "all"
     learned = result["arms"]["feature_and_labels"]
     assert learned["training"]["steps"] == 20 and learned["training"]["best_step"] is None
     assert learned["training"]["validation_mrr"] == []

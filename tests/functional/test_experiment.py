@@ -124,7 +124,8 @@ def test_a_label_setting_reaches_training_and_is_recorded(run: Path, tmp_path: P
     then measure differently, and the weight is in the recorded config."""
     weighted = rerun(tmp_path, "feature_and_labels", "--label", "dislike_weight=20")
     plain = json.loads((run / "ablation.json").read_text())
-    assert plain["config"]["labels"]["dislike_weight"] == 1.0
+    assert plain["config"]["labels"]["dislike_weight"] == 10.0  # the ablation's default
+    assert plain["config"]["model"]["negative_label_learning"] == "all"
     assert weighted["config"]["labels"]["dislike_weight"] == 20.0
     assert weighted["arms"]["feature_and_labels"] != plain["arms"]["feature_and_labels"]
 
