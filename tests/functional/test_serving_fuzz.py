@@ -32,6 +32,7 @@ from serving.app import SnapshotHolder, create_app
 from serving.metrics import ServingMetrics
 from serving.requests import MAX_K
 from tests.support.snapshots import untrained_parts
+from tests.support.strict_json import strict_json
 
 ARM = "feature_and_labels"
 ANSWERS = {200, 400, 413, 422}  # what a body may get; 415 needs a Content-Type, 408 a stall
@@ -64,7 +65,7 @@ class _Server:
                 return response.status, await response.text()
 
         status, text = self.loop.run_until_complete(send())
-        return status, json.loads(text, parse_constant=_refuse_constant)
+        return status, strict_json(text)
 
     def fives(self) -> float:
         return sum(
@@ -78,10 +79,6 @@ class _Server:
     def close(self) -> None:
         self.loop.run_until_complete(self.client.close())
         self.loop.close()
-
-
-def _refuse_constant(constant: str) -> None:
-    raise AssertionError(f"the answer holds {constant}, which is not JSON")
 
 
 @pytest.fixture(scope="module")
@@ -171,9 +168,15 @@ def _check_answer(status: int, answer: Any, body: Any) -> None:
 
 # --- the properties -----------------------------------------------------------------------
 
+# Each example is a real HTTP round trip over one module-scoped server.
+_FUZZ = settings(
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
+                           HealthCheck.data_too_large],
+)  # fmt: skip
 
-@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-          HealthCheck.function_scoped_fixture, HealthCheck.data_too_large])  # fmt: skip
+
+@settings(_FUZZ, max_examples=250)
 @given(data=st.data())
 def test_generated_recommend_bodies_get_a_200_or_a_4xx_with_a_reason(
     server: _Server, snapshot: Snapshot, data: st.DataObject
@@ -189,8 +192,7 @@ def test_generated_recommend_bodies_get_a_200_or_a_4xx_with_a_reason(
     assert server.fives() == 0
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-          HealthCheck.function_scoped_fixture, HealthCheck.data_too_large])  # fmt: skip
+@settings(_FUZZ, max_examples=120)
 @given(data=st.data())
 def test_generated_batch_bodies_get_a_200_or_a_4xx_with_a_reason(
     server: _Server, snapshot: Snapshot, data: st.DataObject
@@ -206,8 +208,7 @@ def test_generated_batch_bodies_get_a_200_or_a_4xx_with_a_reason(
     assert server.fives() == 0
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-          HealthCheck.function_scoped_fixture])  # fmt: skip
+@settings(_FUZZ, max_examples=150)
 @given(raw=st.one_of(st.binary(max_size=64), st.text(max_size=64).map(str.encode)))
 def test_arbitrary_bytes_get_a_200_or_a_4xx_with_a_reason(server: _Server, raw: bytes) -> None:
     for path in ("/recommend", "/recommend/batch"):

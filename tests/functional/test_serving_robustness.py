@@ -36,15 +36,7 @@ from serving.history import HttpHistorySource, parse_history_response
 from serving.metrics import ServingMetrics
 from serving.requests import MAX_BATCH, MAX_BODY_BYTES, parse_batch_body, parse_body
 from tests.support.ranked import RankedSnapshot
-
-
-def _strict_json(text: str) -> Any:
-    """JSON as a strict parser reads it: ``NaN`` and ``Infinity`` are not JSON."""
-
-    def refuse(constant: str) -> None:
-        raise AssertionError(f"answer holds {constant}, which is not JSON: {text[:300]}")
-
-    return json.loads(text, parse_constant=refuse)
+from tests.support.strict_json import strict_json
 
 
 def _count(registry: CollectorRegistry, endpoint: str, status: int | str) -> float:
@@ -77,7 +69,7 @@ async def _serving(
 async def _answer(client: TestClient[Any, Any], method: str, path: str, **kw: Any) -> Any:
     """(status, JSON body read strictly) of one request."""
     async with client.request(method, path, **kw) as response:
-        return response.status, _strict_json(await response.text())
+        return response.status, strict_json(await response.text())
 
 
 # --- 1: numbers in history items -------------------------------------------------------
@@ -256,7 +248,7 @@ def test_a_body_that_stalls_gets_a_408_within_the_body_timeout() -> None:
             writer.close()
             assert lines[0] == "HTTP/1.1 408 Request Timeout"
             assert headers["Connection"] == "close"  # the rest of the body may yet come
-            answer = _strict_json(body.decode())
+            answer = strict_json(body.decode())
             assert answer["error"] == "bad_request"
             assert answer["reason"] == (
                 "the body did not arrive in full within 0.5 s (Content-Length promised 100 bytes)"
@@ -381,7 +373,7 @@ def test_unknown_paths_and_methods_get_json_errors_under_one_metrics_label() -> 
             ]:
                 async with client.request(method, path) as response:
                     assert response.status == 405 and response.headers["Allow"] == allowed
-                    answer = _strict_json(await response.text())
+                    answer = strict_json(await response.text())
                 assert answer["error"] == "method_not_allowed"
                 assert answer["reason"].startswith(f"{method} is not allowed on {path}; use ")
             assert _count(registry, "unmatched", 404) == 1
