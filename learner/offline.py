@@ -53,7 +53,7 @@ _WEIGHTS_FILE = "model.safetensors"
 # those who rated them in training, its held-out positives by 17%), which only an
 # item's rows can carry; and at w = 1 a label's gradient w * p on an item in the top
 # 10 of thousands is a few percent of a positive's. Each change alone measured no better
-# than neither; together, on MovieLens, 17% fewer held-out disliked items than
+# than the old default; together, on MovieLens, 17% fewer held-out disliked items than
 # exclude_heuristic on five seeds, fewer on every seed (docs/experiment.md, "Labels that
 # move the items, weighted 10").
 OFFLINE_DISLIKE_WEIGHT = 10.0
