@@ -181,6 +181,7 @@ def build_app(
         async def repair_holes() -> None:
             consumer = cast(RecoilConsumer, app.consumer)
             if not app.rebalancing:
+                await processor.watch_stalls()  # records no later record reveals as lost
                 await processor.reseek()  # re-reads that did not come back
                 await consumer.repair_holes()
 

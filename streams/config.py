@@ -131,6 +131,8 @@ class StreamsConfig:
         "none", "codec of the batches the worker writes: none, gzip, snappy, lz4 or zstd"
     )
     hole_grace: float = setting(2.0, "seconds a commit hole lasts before the broker is asked")
+    # a partition's next record on the broker, never delivered and no later one to reveal it
+    stall_grace: float = setting(10.0, "seconds a partition's unread records wait, then re-read")
     # strict commits + hole checks (faust #596/#606); off only to demo the bugs
     offset_guard: bool = setting(True, "commit like stock Faust (to reproduce faust #596/#606)")
     # whole fetches to the agent (streams.consumer); off: Faust's stream, event by event
@@ -177,7 +179,7 @@ class StreamsConfig:
                 raise ConfigError(f"{name}={getattr(self, name)}: must be >= 1")
         if not 0 <= self.producer_linger <= 1:
             raise ConfigError(f"producer_linger={self.producer_linger}: use 0..1 seconds")
-        for name in ("batch_timeout", "commit_interval", "hole_grace"):
+        for name in ("batch_timeout", "commit_interval", "hole_grace", "stall_grace"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name}={getattr(self, name)}: must be > 0 seconds")
         if not 0 < self.heartbeat_interval * 3 <= self.session_timeout:

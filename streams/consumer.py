@@ -115,6 +115,16 @@ class BrokerView:
         ends = await consumer.end_offsets([TopicPartition(tp.topic, tp.partition) for tp in tps])
         return {TP(k.topic, k.partition): int(v) for k, v in ends.items()}
 
+    async def beginning_offsets(self, tps: Iterable[TP]) -> dict[TP, int]:
+        """The first offset each partition still holds (retention moves it up)."""
+        from aiokafka import TopicPartition
+
+        consumer = await self._reader()
+        starts = await consumer.beginning_offsets(
+            [TopicPartition(tp.topic, tp.partition) for tp in tps]
+        )
+        return {TP(k.topic, k.partition): int(v) for k, v in starts.items()}
+
     async def committed(self, group: str, tps: Iterable[TP]) -> dict[TP, int]:
         """The group's committed offsets as materialised now (-1: none)."""
         from aiokafka import TopicPartition

@@ -83,6 +83,12 @@ class OffsetContinuity:
             self.rereads[partition].sought = True
         return due
 
+    def stalled(self, partition: int, offset: int) -> None:
+        """Re-read ``partition`` from ``offset``, a record the agent never got and no
+        later record revealed (:class:`StallWatch`); a re-read under way stays."""
+        if partition not in self.rereads:
+            self.rereads[partition] = Reread(offset, self.clock())
+
     def processed(self, partition: int, offset: int) -> None:
         self.expected[partition] = offset + 1
 
@@ -93,3 +99,52 @@ class OffsetContinuity:
         for partition in late:
             self.rereads[partition].since = now
         return late
+
+
+class StallWatch:
+    """Partitions whose next needed record waits on the broker and never reaches the agent.
+
+    The continuity check above notices a lost record when a later record of its
+    partition arrives. When none follows -- the lost records were the
+    partition's last, as at a start on a quiet topic -- nothing would: the
+    records stay unprocessed and uncommitted until new input happens to come.
+    So once a second the worker gives :meth:`check` the next offset it needs per
+    partition and the broker's end; a need below the end that has not moved for
+    ``grace`` seconds is reported (again every ``grace`` seconds while it lasts).
+    """
+
+    def __init__(self, grace: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.grace = grace
+        self.clock = clock
+        self.waiting: dict[int, tuple[int, float]] = {}  # partition -> (need, since)
+        self.unreadable: dict[int, tuple[int, int]] = {}  # partition -> (need, end)
+
+    def check(self, needs: Mapping[int, int], ends: Mapping[int, int]) -> dict[int, int]:
+        """Partition -> needed offset, for each partition stalled at it."""
+        now = self.clock()
+        stalled: dict[int, int] = {}
+        waiting: dict[int, tuple[int, float]] = {}
+        for partition, need in needs.items():
+            end = ends.get(partition)
+            if end is None or end <= need or self.unreadable.get(partition) == (need, end):
+                continue  # caught up: nothing (readable) waits
+            seen = self.waiting.get(partition)
+            if seen is None or seen[0] != need:
+                waiting[partition] = (need, now)  # progress (or a first look)
+            elif now - seen[1] >= self.grace:
+                stalled[partition] = need
+                waiting[partition] = (need, now)
+            else:
+                waiting[partition] = seen
+        self.waiting = waiting
+        return stalled
+
+    def nothing_readable(self, partition: int, need: int, end: int) -> None:
+        """The broker holds nothing readable from ``need`` to ``end`` (a transaction
+        marker, aborted records): no stall until either moves."""
+        self.unreadable[partition] = (need, end)
+
+    def reset(self) -> None:
+        """Forget every wait (a rebalance: needs start again from committed offsets)."""
+        self.waiting.clear()
+        self.unreadable.clear()

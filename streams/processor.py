@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 import orjson
+from aiokafka.errors import KafkaError
 from faust.types import TP, Message
 
 # parse_event is looked up here on every record orjson cannot take as a valid event: a
@@ -56,7 +57,7 @@ from recoil.core.records import LABEL_HEADER
 from streams import crashloop
 from streams.config import StreamsConfig
 from streams.consumer import RecoilConsumer
-from streams.continuity import OffsetContinuity
+from streams.continuity import OffsetContinuity, StallWatch
 from streams.crashloop import CrashNotes, Spot
 from streams.decision import (
     Drop,
@@ -124,6 +125,7 @@ class BatchProcessor:
         self.notes = notes  # where the worker is, for the next start (streams.crashloop)
         self.dead_letters: list[Awaitable[Any]] = []  # this batch's dead-letter sends
         self.continuity = OffsetContinuity(self._probe)
+        self.stalls = StallWatch(config.stall_grace)
         # Bound once: labels() costs a lock and a tuple per call, several per event.
         self._event_counters = {o: metrics.events.labels(outcome=o) for o in OUTCOMES}
         self._example_counters: dict[str, Any] = {}
@@ -146,15 +148,7 @@ class BatchProcessor:
         if self.failed_send is not None:  # seen by a delivery callback since the last batch
             self._fatal(self.failed_send)
         consumer: RecoilConsumer = self.app.consumer
-        if self._cache_rebalance != self.app.rebalancing_count:
-            self.cache.clear()
-            self.next_offsets.clear()
-            consumer.needed.clear()
-            self.continuity.reset(
-                {tp.partition: consumer.committed_offsets.get(tp)
-                 for tp in consumer.owned(self.config.input_topic)}
-            )  # fmt: skip
-            self._cache_rebalance = self.app.rebalancing_count
+        self._on_generation()
         try:
             async with consumer.barrier:
                 await self._process(events, result)
@@ -166,6 +160,69 @@ class BatchProcessor:
             consumer.needed[TP(self.config.input_topic, partition)] = offset
         result.reread_from.update(await self.reseek())
         return result
+
+    def _on_generation(self) -> None:
+        """After a rebalance, start again from the committed offsets Faust sought to."""
+        if self._cache_rebalance == self.app.rebalancing_count:
+            return
+        consumer: RecoilConsumer = self.app.consumer
+        self.cache.clear()
+        self.next_offsets.clear()
+        consumer.needed.clear()
+        self.continuity.reset(
+            {tp.partition: consumer.committed_offsets.get(tp)
+             for tp in consumer.owned(self.config.input_topic)}
+        )  # fmt: skip
+        self.stalls.reset()
+        self._cache_rebalance = self.app.rebalancing_count
+
+    async def watch_stalls(self) -> dict[int, int]:
+        """Re-read each partition whose next needed record has waited on the broker for
+        ``stall_grace`` seconds without reaching the agent (``StallWatch``); returns
+        partition -> the offset it is re-read from. Called once a second."""
+        consumer: RecoilConsumer = self.app.consumer
+        if self.app.rebalancing:
+            return {}
+        if self._cache_rebalance != self.app.rebalancing_count:
+            async with consumer.barrier:  # never between a batch's start and its end
+                self._on_generation()
+        owned = consumer.owned(self.config.input_topic)
+        if not owned:
+            return {}
+        view = self.app.broker_view
+        needs: dict[TP, int | None] = {
+            tp: self.continuity.expected.get(tp.partition, consumer.committed_offsets.get(tp))
+            for tp in owned
+        }
+        try:
+            unknown = [tp for tp, need in needs.items() if need is None]
+            if unknown:  # nothing committed yet: the partition's first record
+                needs.update(await view.beginning_offsets(unknown))
+            ends = await view.end_offsets(owned)
+            stalled = self.stalls.check(
+                {tp.partition: need for tp, need in needs.items() if need is not None},
+                {tp.partition: end for tp, end in ends.items()},
+            )
+            done: dict[int, int] = {}
+            for partition, need in stalled.items():
+                tp = TP(self.config.input_topic, partition)
+                if partition in self.continuity.rereads or tp not in consumer.assignment():
+                    continue  # re-read already (its own timeout applies), or moved on
+                first = await view.first_offset_from(tp, need)
+                if first is None:  # nothing readable there: a transaction marker, an abort
+                    self.stalls.nothing_readable(partition, need, ends[tp])
+                    continue
+                log.warning("%s@%s is on the broker (end %s) and has not reached the agent "
+                            "in %ss: re-reading from %s", tp, need, ends[tp],
+                            self.config.stall_grace, first)  # fmt: skip
+                if first > need:  # confirmed empty between: commit through them
+                    consumer.mark_absent(tp, range(need, first))
+                self.continuity.stalled(partition, first)
+                done[partition] = first
+        except (TimeoutError, KafkaError) as exc:  # the broker: ask again next time
+            log.info("stall check skipped: %r", exc)
+            return {}
+        return done
 
     async def reseek(self) -> dict[int, int]:
         """Issue pending and overdue re-reads (after each batch, and once a second)."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -32,6 +33,7 @@ from streams.config import StreamsConfig
 from streams.dlq import DeadLetter
 from streams.harness import (
     create_topics,
+    describe_difference,
     get_json,
     metric,
     produce,
@@ -142,21 +144,26 @@ def test_at_least_once_survives_a_sigkill(
         processing_guarantee="at_least_once",
     )  # fmt: skip
     create_topics(kafka, config)
+    after_kill = threading.Event()  # the last 1,400 events wait for the kill
     with ProcessGroup(tmp_path / "logs") as group:
         victim = start_worker(group, "worker", kafka, config)
         producer = feed_until_processed(
-            kafka, config, events, chunk=200, pause=0.3, count=900, children=[victim]
-        )
+            kafka, config, events, chunk=200, pause=0.3, count=900, children=[victim],
+            gate=(1600, after_kill),
+        )  # fmt: skip
         assert producer.is_alive(), "the kill must land mid-stream"
         kill_and_restart(group, victim, kafka, config)
+        after_kill.set()
         producer.join(timeout=120)
         got = settled_output(kafka, config)
         histories = {u: get_json(f"http://127.0.0.1:{config.web_port}/history/{u}")["history"]
                      for u in sorted(states)}  # fmt: skip
         group.check()
+        logs = "\n".join(f"--- {c.log_file} ---\n{c.log_tail(80)}" for c in group.children)
 
     counts = Counter(got)
-    assert set(counts) == set(expected), "an example was lost (or invented)"
+    difference = describe_difference(sorted(counts), expected)
+    assert set(counts) == set(expected), f"an example was lost (or invented): {difference}\n{logs}"
     # a repeat is the same example again, never a different one for the same event
     by_event = Counter(json.loads(v)["event_id"] for v in counts)
     assert max(by_event.values()) == 1

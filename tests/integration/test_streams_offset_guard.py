@@ -118,17 +118,23 @@ def committed(kafka: KafkaSettings, group: str) -> dict[int, int]:
 
 
 def run(
-    kafka: KafkaSettings, config: StreamsConfig, tmp: Path, want: int, offsets: dict[int, int]
+    kafka: KafkaSettings,
+    config: StreamsConfig,
+    tmp: Path,
+    want: int,
+    offsets: dict[int, int],
+    drops: str = DROPS,
 ) -> list[bytes]:
     """The worker's whole committed output, once ``want`` records are visible and its
     committed offsets have reached ``offsets`` (a bounded wait that fails loudly, not a
     sleep)."""
     worker_args = worker_command(kafka, config, supervised=False)[3:]  # after "-m recoil"
-    argv = [sys.executable, "-c", RUNNER, DROPS, *worker_args]
+    argv = [sys.executable, "-c", RUNNER, drops, *worker_args]
+    count = len(drops.split(","))
     with ProcessGroup(tmp) as group:
         worker = group.start("worker", argv)
-        wait_until(lambda: worker.log_file.read_text().count("injected drop") == 3, 90,
-                   "the three drops", [worker])  # fmt: skip
+        wait_until(lambda: worker.log_file.read_text().count("injected drop") == count, 90,
+                   f"the {count} drops", [worker])  # fmt: skip
         read_topic(kafka, config.output_topic, lambda rs: len(rs) >= want, 60)
         wait_until(lambda: committed(kafka, config.app_id) == offsets, 60,
                    f"committed offsets {offsets}", [worker])  # fmt: skip
@@ -183,3 +189,30 @@ def test_dropped_records_lose_or_stall_stock_faust_and_not_recoil(
     assert not dropped & set(ids), "an example of a dropped event"
     assert committed_ids <= set(ids), sorted(committed_ids - set(ids))
     assert set(ids) <= set(placed_at) - dropped
+
+
+def test_dropped_last_records_are_read_again(
+    kafka: KafkaSettings, topic_name: Callable[[str], str], tmp_path: Path
+) -> None:
+    """The last records of both partitions are dropped: no later record reveals the loss,
+    so only the stall watch (``--stall-grace``) brings them back; without it they would
+    wait, unprocessed and uncommitted, for input that may never come."""
+    stream = events()[:40]
+    config = StreamsConfig(
+        app_id=topic_name("tail"), input_topic=topic_name("in"),
+        output_topic=topic_name("out-tail"), dlq_topic=topic_name("dlq"),
+        data_dir=tmp_path / "tail", labels=LABELS, partitions=2, web_port=free_port(),
+        commit_interval=0.3, session_timeout=6.0, batch_size=20, stall_grace=2.0,
+    )  # fmt: skip
+    create_topics(kafka, config)
+    placed = produce(kafka, config.input_topic,
+                     [(e.user_id.encode(), e.to_json()) for e in stream])  # fmt: skip
+    ends = {p: 1 + max(o for q, o in placed if q == p) for p in (0, 1)}
+    drops = f"0:{ends[0] - 1},1:{ends[1] - 2},1:{ends[1] - 1}"
+    expected_examples, _ = replay_in_arrival_order(stream, LABELS, dedupe_window=100)
+    expected = sorted(x.to_json() for x in expected_examples)
+
+    got = run(kafka, config, tmp_path / "logs", len(expected), ends, drops)
+    assert got == expected, describe_difference(got, expected)
+    log = (tmp_path / "logs" / "worker.log").read_text()
+    assert "has not reached the agent in 2.0s: re-reading" in log

@@ -85,12 +85,21 @@ def expected_output(
 
 
 def paced_producer(
-    kafka: KafkaSettings, topic: str, events: Sequence[InteractionEvent], chunk: int, pause: float
+    kafka: KafkaSettings,
+    topic: str,
+    events: Sequence[InteractionEvent],
+    chunk: int,
+    pause: float,
+    gate: tuple[int, threading.Event] | None = None,
 ) -> threading.Thread:
-    """Produce ``events`` in order, ``chunk`` at a time, in a background thread."""
+    """Produce ``events`` in order, ``chunk`` at a time, in a background thread; with a
+    ``gate`` (index, event), the events from that index on wait until the event is set
+    (at most 300 s), so a test can act while the stream is known to be unfinished."""
 
     def run() -> None:
         for start in range(0, len(events), chunk):
+            if gate is not None and start >= gate[0]:
+                gate[1].wait(300)
             produce(kafka, topic, [(e.user_id.encode(), e.to_json())
                                    for e in events[start : start + chunk]])  # fmt: skip
             time.sleep(pause)
@@ -109,11 +118,12 @@ def feed_until_processed(
     count: int,
     children: Sequence[Child],
     timeout: float = 120.0,
+    gate: tuple[int, threading.Event] | None = None,
 ) -> threading.Thread:
-    """Start feeding ``events`` to the input of ``config`` (``paced_producer``) and return
-    its thread once the worker of ``config`` has processed ``count`` events; past
-    ``timeout`` seconds fail with the ``children``'s logs."""
-    producer = paced_producer(kafka, config.input_topic, events, chunk, pause)
+    """Start feeding ``events`` to the input of ``config`` (``paced_producer``, ``gate``
+    included) and return its thread once the worker of ``config`` has processed ``count``
+    events; past ``timeout`` seconds fail with the ``children``'s logs."""
+    producer = paced_producer(kafka, config.input_topic, events, chunk, pause, gate)
     url = metrics_url(config)
     wait_until(lambda: processed(url) >= count, timeout, f"{count} events through {url}",
                children)  # fmt: skip
