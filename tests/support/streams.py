@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 from recoil.broker.embedded import free_port
-from recoil.core.events import InteractionEvent
+from recoil.core.events import InteractionEvent, parse_event
 from recoil.core.kafka_settings import KafkaSettings
 from recoil.core.labels import LabelConfig
 from recoil.core.processes import Child, ProcessGroup
@@ -166,6 +166,14 @@ def committed_offsets(kafka: KafkaSettings, group: str, topic: str) -> dict[int,
         return {p: consumer.committed(TopicPartition(topic, p)) for p in sorted(partitions)}
     finally:
         consumer.close()
+
+
+def stored_events(kafka: KafkaSettings, topic: str) -> list[InteractionEvent]:
+    """The events of ``topic`` as the broker stores them: partition by partition, in
+    offset order -- each user's order, which is all the pure rule depends on."""
+    records = sorted(read_to_end(kafka, topic), key=lambda r: (r.partition, r.offset))
+    events = [parse_event(r.value) for r in records]
+    return [e for e in events if isinstance(e, InteractionEvent)]
 
 
 def read_to_end(kafka: KafkaSettings, topic: str, timeout: float = 60.0) -> list[Record]:
