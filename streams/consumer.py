@@ -81,29 +81,36 @@ class BrokerView:
         self._isolation_level = isolation_level
         self._consumer: Any = None
         self._admin: Any = None
+        # One probe at a time: a probe re-assigns the shared reader, which would empty
+        # another probe's fetch (the agent and the once-a-second checks both ask).
+        self._probing = asyncio.Lock()
+        self._starting = asyncio.Lock()
 
     async def _reader(self) -> Any:
         from aiokafka import AIOKafkaConsumer
 
-        if self._consumer is None:
-            self._consumer = AIOKafkaConsumer(
-                **self._kwargs,
-                group_id=None,
-                enable_auto_commit=False,
-                isolation_level=self._isolation_level,
-            )
-            await self._consumer.start()
+        async with self._starting:  # a second caller waits for the one being started
+            if self._consumer is None:
+                consumer = AIOKafkaConsumer(
+                    **self._kwargs,
+                    group_id=None,
+                    enable_auto_commit=False,
+                    isolation_level=self._isolation_level,
+                )
+                await consumer.start()
+                self._consumer = consumer
         return self._consumer
 
     async def first_offset_from(self, tp: TP, offset: int, timeout: float = 5.0) -> int | None:
         """The offset of the first record the worker could read at or after ``offset``."""
         from aiokafka import TopicPartition
 
-        consumer = await self._reader()
-        ktp = TopicPartition(tp.topic, tp.partition)
-        consumer.assign([ktp])
-        consumer.seek(ktp, offset)
-        records = await consumer.getmany(ktp, timeout_ms=int(timeout * 1000), max_records=1)
+        async with self._probing:
+            consumer = await self._reader()
+            ktp = TopicPartition(tp.topic, tp.partition)
+            consumer.assign([ktp])
+            consumer.seek(ktp, offset)
+            records = await consumer.getmany(ktp, timeout_ms=int(timeout * 1000), max_records=1)
         found = records.get(ktp) or []
         return int(found[0].offset) if found else None
 
