@@ -97,6 +97,11 @@ LossTerm = Literal["positive", "not_to_recommend", "total"]
 LOSS_TERMS: tuple[LossTerm, ...] = get_args(LossTerm)  # the terms of Eq. 1
 SnapshotStage = Literal["checkpoint", "publish", "announce"]
 SNAPSHOT_STAGES: tuple[SnapshotStage, ...] = get_args(SnapshotStage)  # where a publish fails
+# How a record Faust fetched and never handed over showed (streams/continuity.py): a later
+# record of its partition jumped over it, it sat on the broker with nothing after it
+# (the stall watch), or it held a commit back (streams/consumer.py, at-least-once).
+LostCause = Literal["jump", "stall", "hole"]
+LOST_CAUSES: tuple[LostCause, ...] = get_args(LostCause)
 SIMILARITIES = ("cluster", "creator")
 RESPONSES = ("like", "long_dwell", "short_dwell", "skip", "dislike")
 LIVE_RATES = ("dislike", "repeat_dislike", "engagement")  # simulator/ab.py, in display order
@@ -158,6 +163,10 @@ CATALOGUE: tuple[Metric, ...] = (
            "Restarts that came back to the input record the worker had died at"),
     Metric("recoil_stream_skipped_records_total", C, S,
            "Input records skipped without a dead letter: even the minimal one failed"),
+    Metric("recoil_stream_lost_records_total", C, S,
+           "Input records fetched and never handed to the agent (faust #596), re-read from "
+           "the broker; by how the loss showed",
+           labels=(Label("cause", LOST_CAUSES),)),
     Metric("recoil_stream_reread_batches_total", C, S,
            "Fetched batches aiokafka could not parse (a header key that is not UTF-8), "
            "read again with the key's bytes replaced"),

@@ -295,10 +295,13 @@ PIPELINE = Dashboard(
         ),
         Panel(
             "Invalid events and DLQ",
-            "Schema rejections by reason, and events written to interactions.dlq.",
+            "Schema rejections by reason, events written to interactions.dlq, and input "
+            "records Faust fetched and never handed over (faust #596), re-read, by how the "
+            "loss showed.",
             (
                 Target(_rate("recoil_stream_invalid_events_total", "reason"), "{{reason}}"),
                 Target(_rate("recoil_stream_dlq_events_total"), "to DLQ"),
+                Target(_rate("recoil_stream_lost_records_total", "cause"), "re-read: {{cause}}"),
             ),
             unit="ops",
         ),

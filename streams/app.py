@@ -183,7 +183,9 @@ def build_app(
             if not app.rebalancing:
                 await processor.watch_stalls()  # records no later record reveals as lost
                 await processor.reseek()  # re-reads that did not come back
-                await consumer.repair_holes()
+                for _, _, action in await consumer.repair_holes():
+                    if action == "reread":  # at-least-once: a lost record found by its hole
+                        metrics.lost_records.labels(cause="hole").inc()
 
     gauges = GaugeUpdater(app, table, processor, metrics, config.input_topic)
 

@@ -23,6 +23,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from monitoring.catalogue import LostCause
+
 Admission = Literal["process", "repeat", "held", "gap"]
 
 
@@ -33,6 +35,7 @@ class Reread:
     offset: int
     since: float
     sought: bool = False  # the seek back has been issued
+    cause: LostCause = "jump"  # how the loss showed (a metric label)
 
 
 class OffsetContinuity:
@@ -83,11 +86,15 @@ class OffsetContinuity:
             self.rereads[partition].sought = True
         return due
 
+    def cause(self, partition: int) -> LostCause:
+        """How the lost record ``partition`` is re-read for showed."""
+        return self.rereads[partition].cause
+
     def stalled(self, partition: int, offset: int) -> None:
         """Re-read ``partition`` from ``offset``, a record the agent never got and no
         later record revealed (:class:`StallWatch`); a re-read under way stays."""
         if partition not in self.rereads:
-            self.rereads[partition] = Reread(offset, self.clock())
+            self.rereads[partition] = Reread(offset, self.clock(), cause="stall")
 
     def processed(self, partition: int, offset: int) -> None:
         self.expected[partition] = offset + 1

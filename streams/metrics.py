@@ -36,6 +36,7 @@ class StreamMetrics:
         self.skipped_records = m.counter("recoil_stream_skipped_records_total")
         # batches streams.tolerant_records read again (process-wide, all of aiokafka)
         self.reread_batches = m.counter("recoil_stream_reread_batches_total")
+        self.lost_records = m.counter("recoil_stream_lost_records_total")
 
     def set_lag(self, topic: str, partition: int, lag: int) -> None:
         self.consumer_lag.labels(topic=topic, partition=str(partition)).set(max(0, lag))

@@ -230,7 +230,10 @@ class BatchProcessor:
             return {}
         consumer: RecoilConsumer = self.app.consumer
         owned = consumer.assignment()
-        seeks = self.continuity.to_seek() | self.continuity.overdue(REREAD_TIMEOUT)
+        issued = self.continuity.to_seek()  # each lost record once, by how it showed
+        for partition in issued:
+            self.metrics.lost_records.labels(cause=self.continuity.cause(partition)).inc()
+        seeks = issued | self.continuity.overdue(REREAD_TIMEOUT)
         done = {}
         for partition, offset in seeks.items():
             tp = TP(self.config.input_topic, partition)

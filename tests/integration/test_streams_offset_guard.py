@@ -29,6 +29,7 @@ from pathlib import Path
 import pytest
 from kafka import KafkaAdminClient
 
+from monitoring.catalogue import LOST_CAUSES
 from recoil.broker.embedded import free_port
 from recoil.core.events import InteractionEvent
 from recoil.core.kafka_settings import KafkaSettings
@@ -39,8 +40,10 @@ from streams.config import StreamsConfig
 from streams.harness import (
     create_topics,
     describe_difference,
+    metric,
     produce,
     read_topic,
+    scrape,
     wait_until,
 )
 from streams.state import replay_in_arrival_order
@@ -124,6 +127,7 @@ def run(
     want: int,
     offsets: dict[int, int],
     drops: str = DROPS,
+    before_stop: Callable[[], object] = lambda: None,
 ) -> list[bytes]:
     """The worker's whole committed output, once ``want`` records are visible and its
     committed offsets have reached ``offsets`` (a bounded wait that fails loudly, not a
@@ -140,6 +144,7 @@ def run(
                    f"committed offsets {offsets}", [worker])  # fmt: skip
         records = read_to_end(kafka, config.output_topic)  # a late duplicate would be here
         group.check()
+        before_stop()
         group.stop(worker, sig=signal.SIGTERM)
     return sorted(r.value for r in records)
 
@@ -203,6 +208,7 @@ def test_dropped_last_records_are_read_again(
         output_topic=topic_name("out-tail"), dlq_topic=topic_name("dlq"),
         data_dir=tmp_path / "tail", labels=LABELS, partitions=2, web_port=free_port(),
         commit_interval=0.3, session_timeout=6.0, batch_size=20, stall_grace=2.0,
+        metrics_port=free_port(),
     )  # fmt: skip
     create_topics(kafka, config)
     placed = produce(kafka, config.input_topic,
@@ -212,7 +218,12 @@ def test_dropped_last_records_are_read_again(
     expected_examples, _ = replay_in_arrival_order(stream, LABELS, dedupe_window=100)
     expected = sorted(x.to_json() for x in expected_examples)
 
-    got = run(kafka, config, tmp_path / "logs", len(expected), ends, drops)
+    samples: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+    url = f"http://127.0.0.1:{config.metrics_port}/metrics"
+    got = run(kafka, config, tmp_path / "logs", len(expected), ends, drops,
+              before_stop=lambda: samples.update(scrape(url)))  # fmt: skip
     assert got == expected, describe_difference(got, expected)
     log = (tmp_path / "logs" / "worker.log").read_text()
     assert "has not reached the agent in 2.0s: re-reading" in log
+    lost = {c: metric(samples, "recoil_stream_lost_records_total", cause=c) for c in LOST_CAUSES}
+    assert lost == {"jump": 0, "stall": 2, "hole": 0}  # one re-read per partition

@@ -58,6 +58,7 @@ def test_a_lost_record_holds_the_partition_until_it_is_read_again() -> None:
     got = admit_all(continuity, [(0, 0), (0, 1), (0, 3), (1, 0), (0, 4), (0, 5)])
     assert got == ["process", "process", "held", "process", "held", "held"]
     assert {p: r.offset for p, r in continuity.rereads.items()} == {0: 2}
+    assert continuity.cause(0) == "jump"
     # The re-read delivers 0..5 again: old ones are repeats, 2 is processed, then on.
     got = admit_all(continuity, [(0, 0), (0, 1), (0, 2), (0, 3), (0, 4)])
     assert got == ["repeat", "repeat", "process", "process", "process"]
@@ -90,6 +91,7 @@ def test_a_stalled_record_is_re_read_and_then_processed() -> None:
     admit_all(continuity, [(0, o) for o in range(5)])
     continuity.stalled(0, 5)
     assert continuity.to_seek() == {0: 5}
+    assert continuity.cause(0) == "stall"
     continuity.stalled(0, 6)  # a re-read under way is not replaced
     assert {p: r.offset for p, r in continuity.rereads.items()} == {0: 5}
     assert admit_all(continuity, [(0, 4), (0, 5), (0, 6)]) == ["repeat", "process", "process"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry
 
+from monitoring.catalogue import LOST_CAUSES
 from recoil.core.events import INVALID_CODES
 from streams.metrics import StreamMetrics
 from streams.state import OUTCOMES
@@ -25,6 +26,7 @@ def test_exact_metric_names_and_types() -> None:
         "recoil_stream_same_offset_restarts": "counter",
         "recoil_stream_skipped_records": "counter",
         "recoil_stream_reread_batches": "counter",
+        "recoil_stream_lost_records": "counter",
     }
 
 
@@ -35,6 +37,9 @@ def test_series_exist_at_zero_and_count() -> None:
         assert registry.get_sample_value("recoil_stream_events_total", {"outcome": outcome}) == 0
     for code in INVALID_CODES:
         value = registry.get_sample_value("recoil_stream_invalid_events_total", {"reason": code})
+        assert value == 0
+    for cause in LOST_CAUSES:
+        value = registry.get_sample_value("recoil_stream_lost_records_total", {"cause": cause})
         assert value == 0
     metrics.events.labels(outcome="skip").inc(3)
     metrics.processing_seconds.observe(0.0003)
