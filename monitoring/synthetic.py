@@ -22,7 +22,7 @@ import numpy as np
 from prometheus_client import CollectorRegistry, start_http_server
 
 from monitoring import catalogue
-from monitoring.catalogue import Part
+from monitoring.catalogue import LOST_CAUSES, Part
 from recoil.core.events import INVALID_CODES
 from recoil.core.records import LABEL_KINDS
 from recoil.core.topics import INTERACTIONS
@@ -95,6 +95,8 @@ class SyntheticExporter:
                     m["recoil_stream_invalid_events_total"].labels(reason=str(reason)).inc()
             elif outcome in LABEL_KINDS:
                 m["recoil_stream_training_examples_total"].labels(kind=outcome).inc(n)
+        for cause in LOST_CAUSES:  # rare: records Faust dropped, re-read
+            m["recoil_stream_lost_records_total"].labels(cause=cause).inc(self._count(0.01 * dt))
         for seconds in rng.lognormal(np.log(0.002), 0.6, size=self._count(20 * dt)):
             m["recoil_stream_processing_seconds"].observe(float(seconds))
         m["recoil_stream_history_users"].set(500 + 10 * self.version)
