@@ -52,7 +52,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, Message
 
 from streams.faust_internals import ConsumerAdapter, FetchedEvent
-from streams.handoff import HandOff
+from streams.handoff import HandOff, SuspendedClears
 from streams.offsets import committable_offset
 from streams.supervisor import EXIT_UNCOMMITTABLE
 
@@ -198,7 +198,10 @@ class RecoilConsumer(ConsumerAdapter):
         # Two batches: the next fetch is decoded while the agent works on one. Faust's
         # flow control empties it at every rebalance, with its own channels.
         self.fetched: HandOff[list[Message]] = HandOff(limit=2)
-        self.app.flow_control.manage_queue(cast(Any, self.fetched))  # it only calls clear()
+        # Emptied when a rebalance begins, never when flow resumes (SuspendedClears). The
+        # flow control holds its queues weakly: the consumer keeps the adapter alive.
+        self.fetched_clears = SuspendedClears(self.fetched, self.app.flow_control)
+        self.app.flow_control.manage_queue(cast(Any, self.fetched_clears))  # only clear()
 
     def batch_topic(self) -> tuple[str | None, int]:
         return self.fetch_topic, self.fetch_batch_size

@@ -291,7 +291,8 @@ class BatchProcessor:
         deliveries: list[Awaitable[Any]],
         result: BatchResult,
     ) -> Outcome | None:
-        """One input record: admission, then its crash-loop rule; None: held back, not counted."""
+        """One input record: admission, then its crash-loop rule; None: held back or a repeat,
+        not counted."""
         message = event.message
         admission = (
             await self.continuity.admit(message.partition, message.offset)
@@ -302,8 +303,11 @@ class BatchProcessor:
             # Neither processed nor acked: the commit cannot pass it, the re-read does.
             message.acked = True
             return None
-        if admission == "repeat":  # processed before a re-read; its output exists
-            return "duplicate"
+        if admission == "repeat":
+            # Processed already, its output exists: fetched again after a seek (a re-read,
+            # or a batch handed over before recovery's seek). Not an input duplicate: not
+            # counted as an event again.
+            return None
         if admission == "gap":  # confirmed empty offsets before this one
             tp = TP(self.config.input_topic, message.partition)
             self.app.consumer.mark_absent(tp, self.continuity.last_gap)
