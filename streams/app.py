@@ -179,13 +179,7 @@ def build_app(
 
         @app.timer(interval=config.hole_grace / 2)
         async def repair_holes() -> None:
-            consumer = cast(RecoilConsumer, app.consumer)
-            if not app.rebalancing:
-                await processor.watch_stalls()  # records no later record reveals as lost
-                await processor.reseek()  # re-reads that did not come back
-                for _, _, action in await consumer.repair_holes():
-                    if action == "reread":  # at-least-once: a lost record found by its hole
-                        metrics.lost_records.labels(cause="hole").inc()
+            await processor.repair()
 
     gauges = GaugeUpdater(app, table, processor, metrics, config.input_topic)
 

@@ -131,9 +131,15 @@ class StallWatch:
         now = self.clock()
         stalled: dict[int, int] = {}
         waiting: dict[int, tuple[int, float]] = {}
+        # An unreadable tail counts only while neither its need nor its end has moved.
+        self.unreadable = {
+            partition: seen
+            for partition, seen in self.unreadable.items()
+            if seen == (needs.get(partition), ends.get(partition))
+        }
         for partition, need in needs.items():
             end = ends.get(partition)
-            if end is None or end <= need or self.unreadable.get(partition) == (need, end):
+            if end is None or end <= need or partition in self.unreadable:
                 continue  # caught up: nothing (readable) waits
             seen = self.waiting.get(partition)
             if seen is None or seen[0] != need:

@@ -176,19 +176,29 @@ class BatchProcessor:
         self.stalls.reset()
         self._cache_rebalance = self.app.rebalancing_count
 
-    async def watch_stalls(self) -> dict[int, int]:
-        """Re-read each partition whose next needed record has waited on the broker for
-        ``stall_grace`` seconds without reaching the agent (``StallWatch``); returns
-        partition -> the offset it is re-read from. Called once a second."""
-        consumer: RecoilConsumer = self.app.consumer
+    async def repair(self) -> None:
+        """Find and re-read lost records (the offset guard's timer, every ``hole_grace / 2``
+        seconds). Each one is counted once in ``recoil_stream_lost_records_total`` by how
+        it showed: a jump or a stall here, a hole by the consumer's own repair."""
         if self.app.rebalancing:
-            return {}
+            return
+        await self.watch_stalls()  # records no later record reveals as lost
+        await self.reseek()  # re-reads that did not come back
+        consumer: RecoilConsumer = self.app.consumer
+        for _, _, action in await consumer.repair_holes():
+            if action == "reread":  # at-least-once: a lost record found by its hole
+                self.metrics.lost_records.labels(cause="hole").inc()
+
+    async def watch_stalls(self) -> None:
+        """Re-read each partition whose next needed record has waited on the broker for
+        ``stall_grace`` seconds without reaching the agent (``StallWatch``)."""
+        consumer: RecoilConsumer = self.app.consumer
         if self._cache_rebalance != self.app.rebalancing_count:
             async with consumer.barrier:  # never between a batch's start and its end
                 self._on_generation()
         owned = consumer.owned(self.config.input_topic)
         if not owned:
-            return {}
+            return
         view = self.app.broker_view
         needs: dict[TP, int | None] = {
             tp: self.continuity.expected.get(tp.partition, consumer.committed_offsets.get(tp))
@@ -203,7 +213,6 @@ class BatchProcessor:
                 {tp.partition: need for tp, need in needs.items() if need is not None},
                 {tp.partition: end for tp, end in ends.items()},
             )
-            done: dict[int, int] = {}
             for partition, need in stalled.items():
                 tp = TP(self.config.input_topic, partition)
                 if partition in self.continuity.rereads or tp not in consumer.assignment():
@@ -218,11 +227,8 @@ class BatchProcessor:
                 if first > need:  # confirmed empty between: commit through them
                     consumer.mark_absent(tp, range(need, first))
                 self.continuity.stalled(partition, first)
-                done[partition] = first
         except (TimeoutError, KafkaError) as exc:  # the broker: ask again next time
             log.info("stall check skipped: %r", exc)
-            return {}
-        return done
 
     async def reseek(self) -> dict[int, int]:
         """Issue pending and overdue re-reads (after each batch, and once a second)."""

@@ -127,6 +127,7 @@ def test_an_unreadable_tail_is_not_a_stall_until_the_log_moves() -> None:
     now[0] = 9.0
     assert watch.check({0: 3}, {0: 4}) == {}
     assert watch.check({0: 3}, {0: 6}) == {}  # new records: the wait starts again
+    assert watch.unreadable == {}  # and the old tail is forgotten
     now[0] = 11.0
     assert watch.check({0: 3}, {0: 6}) == {0: 3}
     watch.reset()
