@@ -189,7 +189,7 @@ class Sample:
     """One look at the pipeline, ``t`` seconds after the replay began."""
 
     t: float
-    sent: int  # events acknowledged by the broker
+    sent: int  # events acknowledged by the broker (replay_events counts at the ack)
     worker_events: int  # events the workers read (their counters, summed)
     worker_examples: int  # examples the workers wrote
     learner_examples: int  # examples the learner consumed

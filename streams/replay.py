@@ -29,6 +29,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from recoil.core.events import InteractionEvent
@@ -148,7 +149,9 @@ async def replay_events(
 ) -> ReplayStats:
     """Send ``events`` with a started aiokafka producer; returns once all are acknowledged.
 
-    ``progress(n)`` is called with the number of events sent since the last call.
+    ``progress(n)`` is called with the number of events the broker acknowledged since the
+    last call: a watcher that reads ``sent > 0`` may then expect the topic to hold them
+    (counting at enqueue showed events "sent" while every end offset was still 0).
     The stats count the events sent late for their user (``late``).
     """
     pacer = Pacer(speed)
@@ -160,16 +163,23 @@ async def replay_events(
         wait = started + pacer.due(event.timestamp) - clock()
         if wait > 0:
             await sleep(wait)
-        pending.append(await producer.send(topic, event.to_json(), key=event.user_id.encode()))
+        ack = await producer.send(topic, event.to_json(), key=event.user_id.encode())
+        if progress is not None:
+            ack.add_done_callback(partial(_acknowledged, progress))
+        pending.append(ack)
         late.add(event)
         sent += 1
-        if progress is not None:
-            progress(1)
         if len(pending) >= IN_FLIGHT:
             await _settle(pending)
     await producer.flush()
     await _settle(pending)
     return ReplayStats(sent, clock() - started, late=late.late)
+
+
+def _acknowledged(progress: Callable[[int], object], ack: asyncio.Future[Any]) -> None:
+    """Report one send once the broker acknowledged it; a failed one raises in _settle."""
+    if not ack.cancelled() and ack.exception() is None:
+        progress(1)
 
 
 async def _settle(pending: list[asyncio.Future[Any]]) -> None:

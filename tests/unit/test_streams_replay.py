@@ -84,3 +84,28 @@ def test_replay_reports_events_sent_late() -> None:
     events = [_event(0, "a", 5.0), _event(1, "a", 1.0), _event(2, "b", 1.0)]
     stats = asyncio.run(replay_events(events, Producer(), "t"))
     assert (stats.events, stats.late, stats.reordered) == (3, 1, 0)
+
+
+def test_replay_progress_counts_acknowledged_events_only() -> None:
+    acked: list[int] = []
+
+    class Producer:
+        def __init__(self) -> None:
+            self.queued: list[asyncio.Future[None]] = []
+            self.reported_before_acks = -1
+
+        async def send(self, topic: str, value: bytes, key: bytes) -> asyncio.Future[None]:
+            self.queued.append(asyncio.get_running_loop().create_future())
+            return self.queued[-1]
+
+        async def flush(self) -> None:
+            await asyncio.sleep(0)  # let any callback that was due run first
+            self.reported_before_acks = sum(acked)
+            for ack in self.queued:
+                ack.set_result(None)
+
+    producer = Producer()
+    events = [_event(n, "a", float(n)) for n in range(3)]
+    stats = asyncio.run(replay_events(events, producer, "t", progress=acked.append))
+    assert producer.reported_before_acks == 0  # queued is not sent
+    assert sum(acked) == stats.events == 3  # each one reported once the broker had it
