@@ -184,6 +184,15 @@ class ModelConfig:
         group=MODEL_GROUP,
     )
 
+    # The user's own rate of dislikes over the history window, as a learned (D,) row
+    # added to the state: 0 is off, else the number of rows (row 0: no dislike; the
+    # others split sqrt(rate) evenly, so the low rates most users have get finer rows).
+    # "drop" hides how much a user dislikes from the encoder; with the row the model can
+    # learn "users who dislike often, dislike these items". The rows start at 0, so the
+    # model starts as without them (the heuristic stays a special case).
+    # Measured on ratings and not adopted: off by default (docs/experiment.md).
+    dislike_rate_rows: int = 0
+
     def __post_init__(self) -> None:
         for name, allowed in (
             ("encoder", get_args(EncoderKind)),
@@ -194,6 +203,8 @@ class ModelConfig:
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if self.dislike_rate_rows not in (0, *range(2, 65)):
+            raise ValueError(f"dislike_rate_rows must be 0 or 2..64, got {self.dislike_rate_rows}")
         for name in ("embedding_dim", "hidden_dim", "num_layers", "num_heads", "max_len"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -349,6 +360,10 @@ class SequenceRecommender(nn.Module):
             if config.dislike_map:
                 self.dislike_map = nn.Linear(dim, dim, bias=False)
                 nn.init.eye_(self.dislike_map.weight)
+        self.dislike_rate: nn.Embedding | None = None
+        if config.dislike_rate_rows:
+            self.dislike_rate = nn.Embedding(config.dislike_rate_rows, dim)
+            nn.init.zeros_(self.dislike_rate.weight)
         for table in [*self._item_tables(), *self._creator_tables()]:
             nn.init.normal_(table.weight, std=config.init_std)
         with torch.no_grad():
@@ -431,11 +446,22 @@ class SequenceRecommender(nn.Module):
             if self.flagged_gate is not None and flagged:
                 # rows without a flagged item read the same either way
                 state = state + self.flagged_gate * (self._encode(recent) - state)
+        if self.dislike_rate is not None:
+            state = state + self.dislike_rate(self._dislike_rate_row(batch))
         if frozen is not None:
             state = torch.where(frozen.unsqueeze(1), state.detach(), state)
         if self.dislike_push is None:
             return state, None
         return state, self._dislike_push(recent, state)
+
+    def _dislike_rate_row(self, batch: HistoryBatch) -> Tensor:
+        """Row of ``dislike_rate`` for each history's share of disliked items, (B,)."""
+        rows = self.config.dislike_rate_rows
+        mask = batch.mask.float()
+        disliked = (batch.disliked.float() * mask).sum(1)
+        rate = disliked / mask.sum(1).clamp_min(1.0)
+        row = 1 + (rate.sqrt() * (rows - 1)).long().clamp(max=rows - 2)
+        return torch.where(disliked > 0, row, 0)
 
     def push_prior_penalty(self) -> Tensor:
         """prior * sum over ages of (a - init)^2: the push's prior, a training term."""

@@ -467,7 +467,14 @@ def train_offline(
     encode_seconds = time.perf_counter() - started
     if tensors.num_examples == 0:
         raise ValueError(f"arm {arm.name!r} keeps none of the {len(examples)} examples")
-    config = replace(model_config, num_items=len(vocabs.items), num_creators=len(vocabs.creators))
+    config = replace(
+        model_config,
+        num_items=len(vocabs.items),
+        num_creators=len(vocabs.creators),
+        # an arm that hides the flag would read row 0 alone: a second state bias that
+        # changes its training and says nothing about dislikes
+        dislike_rate_rows=model_config.dislike_rate_rows if arm.dislike_feature else 0,
+    )
     log.info(
         "arm %s: %d examples (%d negative), %d items, encoded in %.1fs",
         arm.name, tensors.num_examples, int(tensors.is_negative.sum()),

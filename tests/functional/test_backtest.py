@@ -72,7 +72,7 @@ def test_learned_arms_are_compared_with_the_heuristic_and_validation_can_be_off(
     argv = ["backtest", str(sliced), "--out", str(tmp_path), "--max-steps", "20", "--no-progress"]
     flags = ["--holdout", "5", "--validation", "0", "--weight-average", "0"]
     labels = ["--label", "dislike_weight=5", "--label", "skip-weight=0"]
-    model = ["--model", "dislike_push_init=-0.2"]
+    model = ["--model", "dislike_push_init=-0.2,dislike_rate_rows=8"]
     assert main([*argv, "--arms", arms, *flags, *labels, *model]) == 0
     result = json.loads((tmp_path / "backtest.json").read_text())
     assert result["config"]["train"]["weight_average_decay"] == 0.0
@@ -81,6 +81,11 @@ def test_learned_arms_are_compared_with_the_heuristic_and_validation_can_be_off(
     # --model changes the backtest's own model, not the live default's
     assert result["config"]["model"]["dislike_push_init"] == -0.2
     assert result["config"]["model"]["negative_label_learning"] == "all"
+    # the user's dislike rate (asked for) is read by the arms that see the flag, only them
+    # (an arm that hides it would learn row 0 alone: a second bias, not a dislike rate)
+    assert result["config"]["model"]["dislike_rate_rows"] == {
+        "no_signal": 0, "exclude_heuristic": 0, "feature_and_labels": 8,
+    }  # fmt: skip
     learned = result["arms"]["feature_and_labels"]
     assert learned["training"]["steps"] == 20 and learned["training"]["best_step"] is None
     assert learned["training"]["validation_mrr"] == []

@@ -334,12 +334,18 @@ def test_a_saved_config_without_new_fields_loads_as_it_was_trained() -> None:
     assert model_config_from_dict(dataclasses.asdict(today)) == today
 
 
-@pytest.mark.parametrize("flagged_input", ["gated", "drop"])
+@pytest.mark.parametrize(("flagged_input", "rate_rows"), [("gated", 0), ("drop", 0), ("drop", 8)])
 @pytest.mark.parametrize("encoder", ["gru", "sasrec"])
-def test_the_learned_model_starts_as_exclude_heuristic(encoder: str, flagged_input: str) -> None:
-    # The heuristic is a special case of the learned model: with the gate shut and the
-    # push silent (a = 0), the same weights score exactly as exclude_heuristic.
-    m = model(encoder, flagged_input=flagged_input, dislike_push=True, dislike_push_init=0.0)
+def test_the_learned_model_starts_as_exclude_heuristic(
+    encoder: str, flagged_input: str, rate_rows: int
+) -> None:
+    # The heuristic is a special case of the learned model: with the gate shut, the
+    # push silent (a = 0) and the dislike-rate rows at 0, the same weights score
+    # exactly as exclude_heuristic.
+    m = model(
+        encoder, flagged_input=flagged_input, dislike_push=True, dislike_push_init=0.0,
+        dislike_rate_rows=rate_rows,
+    )  # fmt: skip
     flagged = (0, 3, 4)
     many = [
         [HistoryItem(f"i{n}", f"c{n % 2}", None, n in flagged, n % 6, n % 8, 0) for n in range(7)],
@@ -366,6 +372,31 @@ def test_the_learned_model_starts_as_exclude_heuristic(encoder: str, flagged_inp
             assert torch.allclose(opened, flagged_scores, atol=1e-6)
     with pytest.raises(ValueError, match="flagged_input must be"):
         ModelConfig(flagged_input="ignore")  # type: ignore[arg-type]
+
+
+def test_the_dislike_rate_row_grows_with_the_share_of_disliked_items() -> None:
+    m = model("gru", dislike_rate_rows=8)
+    shares = [(0, 10), (1, 50), (1, 10), (1, 4), (1, 2), (3, 4), (10, 10)]
+    histories = [
+        [HistoryItem(f"i{n % 10}", "c0", None, n < bad, 3, 0, 0.0) for n in range(size)]
+        for bad, size in shares
+    ]
+    batch = encode_histories(histories, VOCABS, 50, "feature_only")
+    rows = m._dislike_rate_row(batch).tolist()
+    # none: row 0; then rows 1..7 by sqrt(share): 0.02 -> 1, 0.1 -> 3, 0.25 -> 4, ...
+    assert rows == [0, 1, 3, 4, 5, 7, 7]
+    # an arm that hides the flag reads row 0 whatever the history
+    hidden = encode_histories(histories, VOCABS, 50, "no_signal")
+    assert m._dislike_rate_row(hidden).tolist() == [0] * len(shares)
+    # a trained row moves the state of exactly the histories that read it
+    with torch.no_grad():
+        before = m.user_state(batch)
+        assert m.dislike_rate is not None
+        m.dislike_rate.weight[3].fill_(1.0)
+        moved = (m.user_state(batch) - before).abs().sum(1) > 0
+    assert moved.tolist() == [row == 3 for row in rows]
+    with pytest.raises(ValueError, match=r"dislike_rate_rows must be 0 or 2\.\.64"):
+        ModelConfig(dislike_rate_rows=1)
 
 
 @pytest.mark.parametrize(
