@@ -159,13 +159,14 @@ async def replay_events(
     started = clock()
     sent = 0
     pending: list[asyncio.Future[Any]] = []
+    report = None if progress is None else partial(_acknowledged, progress)
     for event in events:
         wait = started + pacer.due(event.timestamp) - clock()
         if wait > 0:
             await sleep(wait)
         ack = await producer.send(topic, event.to_json(), key=event.user_id.encode())
-        if progress is not None:
-            ack.add_done_callback(partial(_acknowledged, progress))
+        if report is not None:
+            ack.add_done_callback(report)
         pending.append(ack)
         late.add(event)
         sent += 1
