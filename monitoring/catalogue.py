@@ -229,6 +229,11 @@ CATALOGUE: tuple[Metric, ...] = (
                     "A/B: relative change of the arm's live rate against the baseline arm's "
                     "(e.g. -0.0244 for the paper's dislike rate).",
                     "95% interval of the A/B change", (_ARM, _BASELINE, _RATE)),
+    *_with_interval("recoil_sim_ab_change_cuped",
+                    "A/B: the change of recoil_sim_ab_change_ratio, CUPED-adjusted by each "
+                    "user's same rate on the impressions the logging policy chose "
+                    "(simulator/cuped.py).",
+                    "95% interval of the CUPED-adjusted A/B change", (_ARM, _BASELINE, _RATE)),
     Metric("recoil_freshness_feature_seconds", H, SIM,
            "Dislike event produced until GET /recommend reflects it.", unit="seconds",
            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)),

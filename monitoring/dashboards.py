@@ -253,6 +253,30 @@ RESPONSIVENESS = Dashboard(
             unit="percentunit",
         ),
         Panel(
+            "A/B: change against the baseline arm, CUPED-adjusted",
+            "The change above with each arm's rate adjusted by its users' same rate on the "
+            "impressions the logging policy chose (the same policy in every arm; CUPED, "
+            "simulator/cuped.py). Users differ much in how often they dislike; the "
+            "adjustment takes that spread out, so the interval is narrower.",
+            (
+                Target(
+                    f"recoil_sim_ab_change_cuped_ratio{{{ARM}}}",
+                    "{{arm}} vs {{baseline}} {{rate}}",
+                ),
+                Target(
+                    f"recoil_sim_ab_change_cuped_ci_lower_ratio{{{ARM}}}",
+                    "{{arm}} vs {{baseline}} {{rate}} lo",
+                    "lower",
+                ),
+                Target(
+                    f"recoil_sim_ab_change_cuped_ci_upper_ratio{{{ARM}}}",
+                    "{{arm}} vs {{baseline}} {{rate}} hi",
+                    "upper",
+                ),
+            ),
+            unit="percentunit",
+        ),
+        Panel(
             "Simulated responses",
             "Share of simulated impressions by user response, per arm.",
             (Target(_impression_share(), "{{arm}} {{response}}"),),

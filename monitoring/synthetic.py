@@ -166,6 +166,9 @@ class SyntheticExporter:
                 m["recoil_sim_ab_change_ratio"].labels(**labels).set(change)
                 m["recoil_sim_ab_change_ci_lower_ratio"].labels(**labels).set(change - 0.1)
                 m["recoil_sim_ab_change_ci_upper_ratio"].labels(**labels).set(change + 0.1)
+                m["recoil_sim_ab_change_cuped_ratio"].labels(**labels).set(change)
+                m["recoil_sim_ab_change_cuped_ci_lower_ratio"].labels(**labels).set(change - 0.07)
+                m["recoil_sim_ab_change_cuped_ci_upper_ratio"].labels(**labels).set(change + 0.07)
 
     def _publish(self, now: float) -> None:
         """A new snapshot version: the learner publishes, serving swaps, the simulator probes."""

@@ -24,6 +24,9 @@ class SimulatorMetrics:
         self.ab_change = m.gauge("recoil_sim_ab_change_ratio")
         self.ab_change_lower = m.gauge("recoil_sim_ab_change_ci_lower_ratio")
         self.ab_change_upper = m.gauge("recoil_sim_ab_change_ci_upper_ratio")
+        self.ab_cuped = m.gauge("recoil_sim_ab_change_cuped_ratio")
+        self.ab_cuped_lower = m.gauge("recoil_sim_ab_change_cuped_ci_lower_ratio")
+        self.ab_cuped_upper = m.gauge("recoil_sim_ab_change_cuped_ci_upper_ratio")
         self.freshness_feature = m.histogram("recoil_freshness_feature_seconds")
         self.freshness_snapshot = m.histogram("recoil_freshness_snapshot_seconds")
 

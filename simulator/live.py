@@ -283,10 +283,14 @@ class LiveSimulation:
         if response.disliked:
             user.disliked_creators.add(event.creator_id)
             user.last_dislike[event.creator_id] = step
-        if served:
-            positive = not response.disliked and (
-                response.liked or response.dwell_ratio >= self.labels.long_dwell_ratio
+        positive = not response.disliked and (
+            response.liked or response.dwell_ratio >= self.labels.long_dwell_ratio
+        )
+        if not served:  # the policy chose it: the CUPED covariate of the user's arm
+            self.arm_tallies[user.arm].record_policy(
+                user.user_id, response.disliked, repeat, positive
             )
+        else:
             self.arm_tallies[arm].record(user.user_id, response.disliked, repeat, positive)
             tally = self.tallies[(arm, served[1])]
             tally.impressions += 1
@@ -375,9 +379,12 @@ class LiveSimulation:
                 if rate not in summary.changes:
                     continue
                 change, (low, high) = summary.changes[rate]
+                cuped = summary.cuped[rate]
                 labels = {"arm": summary.arm, "baseline": baseline, "rate": rate}
                 for gauge, number in ((m.ab_change, change), (m.ab_change_lower, low),
-                                      (m.ab_change_upper, high)):  # fmt: skip
+                                      (m.ab_change_upper, high), (m.ab_cuped, cuped.change),
+                                      (m.ab_cuped_lower, cuped.ci95[0]),
+                                      (m.ab_cuped_upper, cuped.ci95[1])):  # fmt: skip
                     if np.isfinite(number):
                         gauge.labels(**labels).set(number)
 

@@ -26,10 +26,11 @@ from recoil.core.checks import check_finite
 from recoil.core.errors import ConfigError
 from recoil.core.settings import add_command
 
+HELP = "dislike -> changed recommendations and event -> snapshot latency of the running loop"
+
 
 def register(sub: Any) -> None:
-    doc = __doc__ or ""
-    parser = add_command(sub, "freshness", run, doc.splitlines()[0], "")
+    parser = add_command(sub, "freshness", run, HELP, __doc__ or "", raw=True)
     add_optional_kafka_arguments(parser, default=None)
     parser.add_argument("--samples", type=int, default=200)
     parser.add_argument("--snapshot-samples", type=int, default=5)

@@ -78,7 +78,10 @@ def ab_line(summary: Sequence[dict[str, Any]], elapsed: float) -> str:
     for s in summary:
         if "dislike" in s["changes"]:
             value, ci = s["changes"]["dislike"]
-            parts.append(f"dislike change {pct(value)} {interval(ci)}")
+            text = f"dislike change {pct(value)} {interval(ci)}"
+            if cuped := s.get("changes_cuped", {}).get("dislike"):
+                text += f", CUPED {pct(cuped['change'])} {interval(cuped['ci95'])}"
+            parts.append(text)
     return f"[{elapsed:5.0f}s] A/B: " + "; ".join(parts)
 
 
@@ -110,6 +113,21 @@ def summary_text(
             if rate in s["changes"]:
                 value, ci = s["changes"][rate]
                 lines.append(f"- {s['arm']}: {name} {pct(value)} {interval(ci)}")
+    adjusted = [s for s in summary if s.get("changes_cuped")]
+    if adjusted:
+        lines += [
+            "",
+            "CUPED-adjusted (each user's same rate on the logging policy's impressions as "
+            "the covariate; the covariate's own change should hold 0):",
+        ]
+    for s in adjusted:
+        for rate, name in RATE_NAMES.items():
+            if c := s["changes_cuped"].get(rate):
+                lines.append(
+                    f"- {s['arm']}: {name} {pct(c['change'])} {interval(c['ci95'])} "
+                    f"(theta {c['theta']:.2f}; covariate {pct(c['covariate_change'])} "
+                    f"{interval(c['covariate_ci95'])})"
+                )
     return "\n".join(lines) + "\n"
 
 
@@ -166,19 +184,25 @@ def plot(results: Sequence[dict[str, Any]], summary: Sequence[dict[str, Any]], p
     rates_ax.set_title("live rates per arm (%, 95% CI over users)")
     rates_ax.legend()
     labels: list[str] = []
-    values: list[float] = []
-    errs: list[Sequence[Any]] = []
+    plain: list[Sequence[Any]] = []
+    adjusted: list[Sequence[Any]] = []
     for s in summary:
         for rate, name in RATE_NAMES.items():
             if rate in s["changes"]:
                 labels.append(f"{s['arm']}\n{name}")
-                values.append(100 * s["changes"][rate][0])
-                errs.append(s["changes"][rate])
+                plain.append(s["changes"][rate])
+                c = s.get("changes_cuped", {}).get(rate)
+                adjusted.append((c["change"], c["ci95"]) if c else (math.nan, (math.nan,) * 2))
     if labels:
-        errors = _errors(errs)
-        change_ax.barh(range(len(labels)), values, xerr=errors, capsize=3, color="tab:purple")
-        change_ax.set_yticks(range(len(labels)))
+        slots = range(len(labels))
+        for shift, pairs, name, color in ((-0.2, plain, "plain", "tab:purple"),
+                                          (0.2, adjusted, "CUPED", "tab:olive")):  # fmt: skip
+            values = [100 * v if math.isfinite(v) else 0.0 for v, _ in pairs]
+            change_ax.barh([r + shift for r in slots], values, 0.4, xerr=_errors(pairs),
+                           capsize=3, color=color, label=name)  # fmt: skip
+        change_ax.set_yticks(slots)
         change_ax.set_yticklabels(labels, fontsize=8)
+        change_ax.legend(fontsize=8)
     change_ax.axvline(0, color="grey", linewidth=0.8)
     change_ax.set_title("A/B change against the baseline (%, 95% CI)")
     fig.tight_layout()

@@ -25,7 +25,9 @@ SUMMARY = [
      "rates": {"dislike": [0.02, [0.015, 0.025]], "repeat_dislike": [0.002, [0.001, 0.003]],
                "engagement": [0.4, [0.35, 0.45]]},
      "changes": {"dislike": [-0.2, [-0.4, 0.05]], "repeat_dislike": [-0.5, [-0.8, 0.1]],
-                 "engagement": [0.01, [-0.1, 0.1]]}},
+                 "engagement": [0.01, [-0.1, 0.1]]},
+     "changes_cuped": {"dislike": {"change": -0.25, "ci95": [-0.4, -0.1], "theta": 0.6,
+                                   "covariate_change": 0.02, "covariate_ci95": [-0.2, 0.3]}}},
     {"arm": "no_signal", "users": 24, "impressions": 900,
      "rates": {"dislike": [0.025, [0.02, 0.03]], "repeat_dislike": [0.004, [0.002, 0.006]],
                "engagement": [0.39, [0.33, 0.44]]},
@@ -53,7 +55,7 @@ def test_ab_line_and_summary_carry_every_arm_and_the_changes() -> None:
     line = demo_view.ab_line(SUMMARY, 60.0)
     assert line == (
         "[   60s] A/B: feature_and_labels 1000 impr, dislike 2.00%; no_signal 900 impr, "
-        "dislike 2.50%; dislike change -20.0% [-40.0%, +5.0%]"
+        "dislike 2.50%; dislike change -20.0% [-40.0%, +5.0%], CUPED -25.0% [-40.0%, -10.0%]"
     )
     results = [_probe("feature_and_labels", 1, -0.2, 1), _probe("feature_and_labels", 2, -0.4, 2)]
     text = demo_view.summary_text(results, SUMMARY, baseline="no_signal")
@@ -62,6 +64,12 @@ def test_ab_line_and_summary_carry_every_arm_and_the_changes() -> None:
     assert "- feature_and_labels: dislike rate -20.0% [-40.0%, +5.0%]" in text
     assert "- feature_and_labels: repeat-dislike rate -50.0% [-80.0%, +10.0%]" in text
     assert "A/B changes against no_signal" in text
+    assert (
+        "- feature_and_labels: dislike rate -25.0% [-40.0%, -10.0%] (theta 0.60; covariate "
+        "+2.0% [-20.0%, +30.0%])" in text
+    )
+    older = [{k: v for k, v in s.items() if k != "changes_cuped"} for s in SUMMARY]
+    assert "CUPED" not in demo_view.summary_text(results, older, baseline="no_signal")
 
 
 def test_plot_writes_a_png(tmp_path: Path) -> None:

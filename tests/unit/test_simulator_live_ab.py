@@ -4,6 +4,7 @@ its served impressions count for that arm (a fake serving API and producer, no n
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import Any
 
 import pytest
@@ -53,9 +54,10 @@ class FakeProducer:
 
 
 def _simulation(**overrides: Any) -> tuple[LiveSimulation, CollectorRegistry]:
+    settings: dict[str, Any] = {"policy_share": 0.0, **overrides}
     config = LiveConfig(
-        serving_url="http://fl", users=30, policy_share=0.0, probe_urls=URLS, split=SPLIT,
-        freshness_seconds=0.0, **overrides,
+        serving_url="http://fl", users=30, probe_urls=URLS, split=SPLIT, freshness_seconds=0.0,
+        **settings,
     )  # fmt: skip
     registry = CollectorRegistry()
     return LiveSimulation(config, FakeProducer(), "t", SimulatorMetrics(registry)), registry
@@ -95,6 +97,39 @@ def test_each_user_is_served_by_its_arm_and_counted_there() -> None:
         for r in ("like", "long_dwell", "short_dwell", "skip", "dislike")
     )
     assert served == 0.0  # policy_share 0: every impression came from an arm's model
+
+
+def test_the_policys_impressions_are_each_arms_cuped_covariate() -> None:
+    sim, registry = _simulation(policy_share=0.5)
+    session = FakeSession(list(sim.world.catalog.item_ids[:10]))
+
+    async def run() -> None:
+        for _ in range(20):
+            for user in sim.users:
+                await sim.impression(session, user)  # type: ignore[arg-type]
+
+    asyncio.run(run())
+    from_policy = sum(
+        registry.get_sample_value(
+            "recoil_sim_impressions_total", {"arm": POLICY_ARM, "response": r}
+        )
+        or 0.0
+        for r in ("like", "long_dwell", "short_dwell", "skip", "dislike")
+    )
+    tallies = sim.arm_tallies.values()
+    policy = sum(c.policy_impressions for t in tallies for c in t.users.values())
+    assert 0 < policy == from_policy
+    assert sum(t.impressions for t in tallies) + policy == 20 * 30
+    for arm, tally in sim.arm_tallies.items():  # each user's covariate sits in its own arm
+        assert {u.user_id for u in sim.users if u.arm == arm} == set(tally.users)
+    summary = sim.publish_ab()[0]
+    adjusted = summary.cuped["engagement"]
+    assert math.isfinite(adjusted.theta) and adjusted.ci95[0] <= adjusted.change <= adjusted.ci95[1]
+    exported = registry.get_sample_value(
+        "recoil_sim_ab_change_cuped_ratio",
+        {"arm": "feature_and_labels", "baseline": "no_signal", "rate": "engagement"},
+    )
+    assert exported == pytest.approx(adjusted.change)
 
 
 def test_config_refuses_a_split_arm_without_a_url() -> None:
