@@ -68,7 +68,7 @@ class LoopConfig:
     batch_size: int = 128  # examples per training step
     probe_simulations: int = 200  # counterfactual simulations per probe
     probe_k: int = 20  # branch position of the probe
-    seed: int = 0
+    seed: int = setting(0, "seeds the world, the simulated users and the learners")
 
     def __post_init__(self) -> None:
         from learner.arms import ARMS

@@ -81,18 +81,28 @@ def assign_arm(user_id: str, split: Sequence[tuple[str, float]], salt: str = "")
 
 
 @dataclass
-class UserCounts:
-    """One user's impressions and outcomes under one arm: those the arm's model served,
-    and those the logging policy chose (the CUPED covariate)."""
+class Outcomes:
+    """Impressions and what the user did with them."""
 
     impressions: int = 0
     dislikes: int = 0
     repeat_dislikes: int = 0
     positives: int = 0
-    policy_impressions: int = 0
-    policy_dislikes: int = 0
-    policy_repeat_dislikes: int = 0
-    policy_positives: int = 0
+
+    def add(self, disliked: bool, repeat: bool, positive: bool) -> None:
+        self.impressions += 1
+        self.dislikes += disliked
+        self.repeat_dislikes += repeat
+        self.positives += positive
+
+
+@dataclass
+class UserCounts:
+    """One user's impressions under one arm: those the arm's model served, and those the
+    logging policy chose (the CUPED covariate)."""
+
+    served: Outcomes = field(default_factory=Outcomes)
+    policy: Outcomes = field(default_factory=Outcomes)
 
 
 _OUTCOME = {"dislike": "dislikes", "repeat_dislike": "repeat_dislikes", "engagement": "positives"}
@@ -104,25 +114,18 @@ class ArmTally:
 
     users: dict[str, UserCounts] = field(default_factory=dict)
 
-    def record(self, user_id: str, disliked: bool, repeat: bool, positive: bool) -> None:
-        """An impression the arm's model served."""
+    def record(
+        self, user_id: str, disliked: bool, repeat: bool, positive: bool, by_policy: bool = False
+    ) -> None:
+        """An impression the arm's model served, or (``by_policy``) one the logging policy
+        chose for one of the arm's users."""
         counts = self.users.setdefault(user_id, UserCounts())
-        counts.impressions += 1
-        counts.dislikes += disliked
-        counts.repeat_dislikes += repeat
-        counts.positives += positive
-
-    def record_policy(self, user_id: str, disliked: bool, repeat: bool, positive: bool) -> None:
-        """An impression the logging policy chose for one of the arm's users."""
-        counts = self.users.setdefault(user_id, UserCounts())
-        counts.policy_impressions += 1
-        counts.policy_dislikes += disliked
-        counts.policy_repeat_dislikes += repeat
-        counts.policy_positives += positive
+        (counts.policy if by_policy else counts.served).add(disliked, repeat, positive)
 
     @property
     def impressions(self) -> int:
-        return sum(c.impressions for c in self.users.values())
+        """Impressions the arm's model served."""
+        return sum(c.served.impressions for c in self.users.values())
 
     def _arrays(self, rate: str) -> tuple[np.ndarray, np.ndarray]:
         counts = self.counts(rate)
@@ -130,15 +133,16 @@ class ArmTally:
 
     def counts(self, rate: str) -> RateCounts:
         """Per user (U,): the rate's outcome and impressions, served and the policy's."""
-        attr = _OUTCOME[rate]
-        users = list(self.users.values())
+        outcome = _OUTCOME[rate]
+        served = [c.served for c in self.users.values()]
+        policy = [c.policy for c in self.users.values()]
 
-        def column(name: str) -> np.ndarray:
-            return np.array([getattr(c, name) for c in users], dtype=float)
+        def column(of: list[Outcomes], name: str) -> np.ndarray:
+            return np.array([getattr(o, name) for o in of], dtype=float)  # (U,)
 
         return RateCounts(
-            outcome=column(attr), served=column("impressions"),
-            covariate=column(f"policy_{attr}"), policy=column("policy_impressions"),
+            outcome=column(served, outcome), served=column(served, "impressions"),
+            covariate=column(policy, outcome), policy=column(policy, "impressions"),
         )  # fmt: skip
 
     def rate(self, rate: str) -> float:
@@ -209,7 +213,7 @@ def summarise(
             cuped = {
                 r: cuped_change(tally.counts(r), control.counts(r), rng, resamples) for r in RATES
             }
-        served_users = sum(1 for c in tally.users.values() if c.impressions)
+        served_users = sum(1 for c in tally.users.values() if c.served.impressions)
         out.append(ArmSummary(arm, served_users, tally.impressions, rates, changes, cuped))
     return out
 

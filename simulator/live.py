@@ -286,12 +286,11 @@ class LiveSimulation:
         positive = not response.disliked and (
             response.liked or response.dwell_ratio >= self.labels.long_dwell_ratio
         )
-        if not served:  # the policy chose it: the CUPED covariate of the user's arm
-            self.arm_tallies[user.arm].record_policy(
-                user.user_id, response.disliked, repeat, positive
-            )
-        else:
-            self.arm_tallies[arm].record(user.user_id, response.disliked, repeat, positive)
+        # the policy's impressions count too, as the CUPED covariate of the user's arm
+        self.arm_tallies[user.arm].record(
+            user.user_id, response.disliked, repeat, positive, by_policy=not served
+        )
+        if served:
             tally = self.tallies[(arm, served[1])]
             tally.impressions += 1
             tally.dislikes += response.disliked

@@ -115,7 +115,7 @@ def test_summaries_carry_the_adjusted_change_for_the_arms_against_the_baseline()
             rate = 0.02 + 0.1 * rng.random()
             for _ in range(30):
                 tallies[arm].record(f"{arm}{u}", rng.random() < rate * factor, False, True)
-                tallies[arm].record_policy(f"{arm}{u}", rng.random() < rate, False, True)
+                tallies[arm].record(f"{arm}{u}", rng.random() < rate, False, True, by_policy=True)
     treated, baseline = summarise(tallies, baseline="no_signal", seed=0, resamples=300)
     assert baseline.cuped == {} and baseline.users == 20
     adjusted = treated.cuped["dislike"]

@@ -63,16 +63,33 @@ def _simulation(**overrides: Any) -> tuple[LiveSimulation, CollectorRegistry]:
     return LiveSimulation(config, FakeProducer(), "t", SimulatorMetrics(registry)), registry
 
 
-def test_each_user_is_served_by_its_arm_and_counted_there() -> None:
-    sim, registry = _simulation()
+def _run(sim: LiveSimulation, rounds: int) -> FakeSession:
+    """``rounds`` impressions of every user, against a fake serving API (returned)."""
     session = FakeSession(list(sim.world.catalog.item_ids[:10]))
 
     async def run() -> None:
-        for _ in range(4):
+        for _ in range(rounds):
             for user in sim.users:
                 await sim.impression(session, user)  # type: ignore[arg-type]
 
     asyncio.run(run())
+    return session
+
+
+def _policy_impressions(registry: CollectorRegistry) -> float:
+    """Impressions the logging policy chose, by the simulator's counter."""
+    return sum(
+        registry.get_sample_value(
+            "recoil_sim_impressions_total", {"arm": POLICY_ARM, "response": r}
+        )
+        or 0.0
+        for r in ("like", "long_dwell", "short_dwell", "skip", "dislike")
+    )
+
+
+def test_each_user_is_served_by_its_arm_and_counted_there() -> None:
+    sim, registry = _simulation()
+    session = _run(sim, rounds=4)
     urls = dict(URLS)
     for user in sim.users:
         assert user.arm == assign_arm(user.user_id, SPLIT, "recoil-ab")
@@ -89,35 +106,15 @@ def test_each_user_is_served_by_its_arm_and_counted_there() -> None:
         "recoil_sim_arm_rate_ratio", {"arm": "no_signal", "rate": "engagement"}
     )
     assert engagement == pytest.approx(sim.arm_tallies["no_signal"].rate("engagement"))
-    served = sum(
-        registry.get_sample_value(
-            "recoil_sim_impressions_total", {"arm": POLICY_ARM, "response": r}
-        )
-        or 0.0
-        for r in ("like", "long_dwell", "short_dwell", "skip", "dislike")
-    )
-    assert served == 0.0  # policy_share 0: every impression came from an arm's model
+    assert _policy_impressions(registry) == 0.0  # policy_share 0: all from the arms' models
 
 
 def test_the_policys_impressions_are_each_arms_cuped_covariate() -> None:
     sim, registry = _simulation(policy_share=0.5)
-    session = FakeSession(list(sim.world.catalog.item_ids[:10]))
-
-    async def run() -> None:
-        for _ in range(20):
-            for user in sim.users:
-                await sim.impression(session, user)  # type: ignore[arg-type]
-
-    asyncio.run(run())
-    from_policy = sum(
-        registry.get_sample_value(
-            "recoil_sim_impressions_total", {"arm": POLICY_ARM, "response": r}
-        )
-        or 0.0
-        for r in ("like", "long_dwell", "short_dwell", "skip", "dislike")
-    )
+    _run(sim, rounds=20)
+    from_policy = _policy_impressions(registry)
     tallies = sim.arm_tallies.values()
-    policy = sum(c.policy_impressions for t in tallies for c in t.users.values())
+    policy = sum(c.policy.impressions for t in tallies for c in t.users.values())
     assert 0 < policy == from_policy
     assert sum(t.impressions for t in tallies) + policy == 20 * 30
     for arm, tally in sim.arm_tallies.items():  # each user's covariate sits in its own arm
