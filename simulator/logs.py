@@ -4,8 +4,9 @@
 
 - JSON Lines (``.jsonl``/``.json``): one event per line in the wire schema
   (``recoil.core.events``), validated exactly as the streams validate;
-- CSV / TSV (``.csv``/``.tsv``, or any other name; the delimiter is sniffed
-  from the header): columns mapped to event fields by a :class:`ColumnMapping`.
+- CSV / TSV (``.csv``/``.tsv``, or any other name; the delimiter, comma, tab or
+  semicolon, is sniffed from the header, whose names are stripped of spaces): columns
+  mapped to event fields by a :class:`ColumnMapping`.
   Without a mapping the header must be KuaiRand's (``KUAIRAND``, built in);
   ``MOVIELENS`` reads MovieLens's ``ratings.csv`` (``--map movielens``).
 
@@ -15,27 +16,48 @@ each, or from a star rating: at or above ``rating_like`` a like, at or below
 
 A bad row stops the read with ``ValueError("FILE:LINE: reason")``: a line that is
 not UTF-8, not JSON (nested too deeply, a number json cannot read), not an event,
-or a CSV field past the csv module's size limit. A UTF-8 byte order mark at the
-start of the file is skipped; a CSV/TSV header that names a column twice is refused.
+or a CSV field past the csv module's size limit. A CSV/TSV timestamp past the year
+3000 is warned about once (milliseconds read as seconds? ``time_unit=ms``). A UTF-8
+byte order mark at the start of the file is skipped; a CSV/TSV header that names a
+column twice is refused. Blank lines, and rows whose every field is blank (spreadsheets write them),
+are skipped.
+
+A gzip, bzip2 or xz compressed file (known by its first bytes; ``events.jsonl.gz``
+is JSON Lines) is read as it decompresses. A zip archive, zstd, Parquet or UTF-16
+file is refused with ``ValueError("FILE: what to do")``, as is a damaged archive.
 
 A file without a creator column gets ``creator_id = item_id``: each item is its
-own creator. That is the finest grouping that is certainly true; a shared
-placeholder would claim every item has the same creator, and a dislike would
-then (through the creator features) speak against the whole catalogue.
+own creator, and so does a row whose creator field is empty. That is the finest
+grouping that is certainly true; a shared placeholder would claim every item has the
+same creator, and a dislike would then (through the creator features) speak against
+the whole catalogue.
 """
 
 from __future__ import annotations
 
+import bz2
 import csv
+import gzip
+import logging
+import lzma
+import math
+import os
 import re
-from collections.abc import Iterator
+import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields, replace
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import IO, Any, Literal
 
 from recoil.core.checks import finite_number
-from recoil.core.events import InteractionEvent, Invalid, parse_event, validate_event
+from recoil.core.events import (
+    MAX_ID_CHARS,
+    InteractionEvent,
+    Invalid,
+    parse_event,
+    validate_event,
+)
 
 TimeUnit = Literal["s", "ms"]
 _TRUE = frozenset({"1", "true", "t", "yes", "y"})
@@ -43,7 +65,37 @@ _FALSE = frozenset({"0", "false", "f", "no", "n", ""})
 _BOM = b"\xef\xbb\xbf"  # UTF-8's byte order mark, which some exporters write first
 # A byte that is not UTF-8, as errors="surrogateescape" decodes it (U+DC80..U+DCFF).
 _BAD_BYTE = re.compile("[\udc80-\udcff]")
+log = logging.getLogger(__name__)
+
 _REQUIRED_COLUMNS = ("user_id", "item_id", "timestamp")
+_LINE_DIGITS = 12  # of the default event id "NAME:LINE" (_id_prefix leaves room for 20)
+_DELIMITERS = (",", "\t", ";")  # on a tie the first: a header of one column is a CSV
+# 3000-01-01T00:00:00Z. Any time after 1971 in milliseconds is later than this when read
+# as seconds, so a later time is most likely a unit mistake (time_unit=ms): taken as
+# seconds it stretches every gap between two events a thousandfold. It is warned about,
+# not refused: the order of the events, all a backtest needs, is still right.
+_LATEST_TIMESTAMP = 32_503_680_000.0
+# A header line longer than this is no header (a binary file, a log without newlines):
+# refused before it fills memory (rows have the csv module's field size limit).
+_MAX_HEADER_CHARS = 1 << 20
+_FORMAT_SUFFIXES = (".gz", ".bz2", ".xz")  # events.jsonl.gz is JSON Lines
+# Compressed files are read as they decompress, known by their first bytes.
+_DECOMPRESS: dict[bytes, Callable[..., IO[Any]]] = {
+    b"\x1f\x8b": gzip.open,
+    b"BZh": bz2.open,
+    b"\xfd7zXZ\x00": lzma.open,
+}
+# What a damaged or cut short compressed file raises while it is read.
+_DECOMPRESS_ERRORS = (EOFError, zlib.error, lzma.LZMAError, gzip.BadGzipFile)
+# Files whose first bytes say they are no text log at all, and what to do instead.
+_REFUSED = {
+    b"PK\x03\x04": "a zip archive (or a spreadsheet): unzip it, or export CSV, and give "
+    "the CSV/TSV or JSON Lines file",
+    b"\x28\xb5\x2f\xfd": "zstd-compressed: decompress it first (zstd -d), or use gzip",
+    b"PAR1": "a Parquet file: export it as CSV/TSV or JSON Lines",
+    b"\xff\xfe": "UTF-16 text: save it as UTF-8",
+    b"\xfe\xff": "UTF-16 text: save it as UTF-8",
+}
 
 
 def _finite_float(text: str) -> float | None:
@@ -52,6 +104,15 @@ def _finite_float(text: str) -> float | None:
         return finite_number(float(text))
     except ValueError:
         return None
+
+
+def _same_label(value: str, expected: str) -> bool:
+    """Whether a label field holds ``expected``: as text, or as the same number ("1.0"
+    for 1: a spreadsheet or pandas writes whole numbers of a column with gaps so)."""
+    if value == expected:
+        return True
+    number, wanted = _finite_float(value), _finite_float(expected)
+    return number is not None and number == wanted
 
 
 @dataclass(frozen=True)
@@ -77,7 +138,7 @@ class ColumnMapping:
     rating: str | None = None
     rating_like: str = "4"
     rating_dislike: str = "2"
-    event_id: str | None = None  # None: "FILE:LINE", stable across reads
+    event_id: str | None = None  # None: "FILE:LINE" (line zero-padded), stable across reads
     time_unit: TimeUnit = "s"  # unit of the timestamp column
     dwell_unit: TimeUnit = "s"  # unit of the dwell and duration columns
     surface: str = "log"  # surface recorded on every event
@@ -104,10 +165,14 @@ class ColumnMapping:
         for name in _REQUIRED_COLUMNS:
             if not getattr(self, name):
                 raise ValueError(f"mapping {name} must name a column, got {getattr(self, name)!r}")
-        if self.label is not None and self.label_like == self.label_dislike:
+        # "1" and "1.0" too: a field matches a label value as text or as a number
+        if self.label is not None and _same_label(self.label_like, self.label_dislike):
+            both = repr(self.label_like)
+            if self.label_like != self.label_dislike:
+                both = f"{both} and {self.label_dislike!r}, the same number"
             raise ValueError(
-                f"mapping label_like and label_dislike are both {self.label_like!r}: give the "
-                f"two different values of column {self.label!r} that mean a like and a dislike"
+                f"mapping label_like and label_dislike are both {both}: give the two "
+                f"different values of column {self.label!r} that mean a like and a dislike"
             )
 
     @cached_property
@@ -196,7 +261,16 @@ def parse_mapping(text: str) -> ColumnMapping:
         if key in changes:
             raise ValueError(f"mapping field {key!r} is given twice")
         changes[key] = value
-    return replace(base, **changes) if changes else base  # type: ignore[arg-type]
+    mapping = replace(base, **changes) if changes else base  # type: ignore[arg-type]
+    # A value of a column that is not mapped would be ignored, and every row read
+    # without likes or dislikes: most likely "label=COLUMN" was left out.
+    for column in ("label", "rating"):
+        given = [k for k in (f"{column}_like", f"{column}_dislike") if k in changes]
+        if given and getattr(mapping, column) is None:
+            raise ValueError(
+                f"mapping gives {' and '.join(given)} but no {column} column: add {column}=COLUMN"
+            )
+    return mapping
 
 
 def read_event_log(
@@ -205,20 +279,59 @@ def read_event_log(
     """Events of a JSONL or CSV/TSV log, in file order (see the module docstring)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no such log file: {path}")
-    if path.suffix.lower() in (".jsonl", ".json", ".ndjson"):
-        if mapping is not None:
-            raise ValueError(f"{path}: a JSON Lines log is in the event schema; drop the mapping")
-        yield from _read_jsonl(path)
-    else:
-        yield from _read_table(path, mapping)
+        what = "a directory, not a log file" if path.is_dir() else "no such log file"
+        raise FileNotFoundError(f"{what}: {path}")
+    opener = _opener(path)
+    try:
+        if _format_suffix(path) in (".jsonl", ".json", ".ndjson"):
+            if mapping is not None:
+                raise ValueError(
+                    f"{path}: a JSON Lines log is in the event schema; drop the mapping"
+                )
+            yield from _read_jsonl(path, opener)
+        else:
+            yield from _read_table(path, mapping, opener)
+    except _DECOMPRESS_ERRORS as exc:  # no line to name: the archive itself is bad
+        raise ValueError(f"{path}: the compressed file is damaged or cut short: {exc}") from None
 
 
-def _read_jsonl(path: Path) -> Iterator[InteractionEvent]:
+def _opener(path: Path) -> Callable[..., IO[Any]]:
+    """How to open ``path``: decompressing it when its first bytes say it is compressed.
+    A ValueError says what to do with a file that is no text log (``_REFUSED``)."""
+    with path.open("rb") as handle:
+        head = handle.read(8)
+    for magic, what in _REFUSED.items():
+        if head.startswith(magic):
+            raise ValueError(f"{path}: the file is {what}")
+    for magic, opener in _DECOMPRESS.items():
+        if head.startswith(magic):
+            return opener
+    return open
+
+
+def _format_suffix(path: Path) -> str:
+    """The suffix that says the format, after a compression suffix: ``.jsonl`` of
+    ``events.jsonl.gz``."""
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] in _FORMAT_SUFFIXES:
+        suffixes.pop()
+    return suffixes[-1] if suffixes else ""
+
+
+def _id_prefix(path: Path) -> str:
+    """The file's name as the default event id's prefix ("NAME:LINE"): valid UTF-8 (a
+    name of other bytes would make every id a lone surrogate, which validation refuses)
+    and short enough that the id keeps within MAX_ID_CHARS whatever the line number."""
+    name = os.fsencode(path.name).decode("utf-8", errors="replace")
+    keep = MAX_ID_CHARS - 21  # ":" and up to 20 digits of line number
+    return name if len(name) <= keep else name[: keep - 3] + "..."
+
+
+def _read_jsonl(path: Path, opener: Callable[..., IO[Any]]) -> Iterator[InteractionEvent]:
     """Each line decoded and validated as the stream workers do (``parse_event``): bytes
     that are not UTF-8, JSON nested too deeply, a number json cannot read and an
     oversized line are errors of their line, like a missing field."""
-    with path.open("rb") as lines:
+    with opener(path, "rb") as lines:
         for lineno, line in enumerate(lines, start=1):
             if lineno == 1 and line.startswith(_BOM):
                 line = line[len(_BOM) :]
@@ -234,21 +347,41 @@ def _check_utf8(fields: list[str], path: Path, lineno: int) -> None:
         if not text.isascii() and (bad := _BAD_BYTE.search(text)):
             byte = ord(bad.group()) - 0xDC00
             shown = text if len(text) <= 40 else text[:37] + "..."
-            raise ValueError(f"{path}:{lineno}: not UTF-8: byte 0x{byte:02x} in {shown!r}")
+            raise ValueError(
+                f"{path}:{lineno}: not UTF-8: byte 0x{byte:02x} in {shown!r} "
+                "(save the file as UTF-8)"
+            )
 
 
-def _read_table(path: Path, mapping: ColumnMapping | None) -> Iterator[InteractionEvent]:
+def _read_table(
+    path: Path, mapping: ColumnMapping | None, opener: Callable[..., IO[Any]]
+) -> Iterator[InteractionEvent]:
     # utf-8-sig: a byte order mark is not part of the first column's name. Bytes that
     # are not UTF-8 are kept as escapes and reported with their line (_check_utf8).
-    with path.open(newline="", encoding="utf-8-sig", errors="surrogateescape") as handle:
-        header = handle.readline()
-        delimiter = "\t" if header.count("\t") > header.count(",") else ","
+    text = {"newline": "", "encoding": "utf-8-sig", "errors": "surrogateescape"}
+    with opener(path, "rt", **text) as handle:
+        header = handle.readline(_MAX_HEADER_CHARS + 1)
+        if len(header) > _MAX_HEADER_CHARS:
+            raise ValueError(
+                f"{path}:1: the header line is over {_MAX_HEADER_CHARS} characters: is this a "
+                "CSV/TSV file with a header line?"
+            )
+        if not header.strip():
+            raise ValueError(
+                f"{path}: the file is empty: a CSV/TSV log starts with a header line naming "
+                "its columns"
+            )
+        delimiter = max(_DELIMITERS, key=header.count)
         try:
             columns = next(csv.reader([header], delimiter=delimiter), [])
         except csv.Error as exc:
             raise ValueError(f"{path}:1: the header is not CSV: {exc}") from None
         _check_utf8(columns, path, 1)
-        repeated = sorted({c for c in columns if columns.count(c) > 1})
+        # "user_id, item_id": the spaces are no part of a name (a mapping's are stripped)
+        columns = [c.strip() for c in columns]
+        # Unnamed columns (a trailing delimiter, an index column) cannot be mapped, so
+        # only named ones must differ.
+        repeated = sorted({c for c in columns if c and columns.count(c) > 1})
         if repeated:
             raise ValueError(
                 f"{path}:1: the header names columns more than once: {repeated}; "
@@ -263,10 +396,22 @@ def _read_table(path: Path, mapping: ColumnMapping | None) -> Iterator[Interacti
             mapping = KUAIRAND
         missing = [c for c in mapping.columns() if c not in columns]
         if missing:
-            raise ValueError(f"{path}: the mapping names columns the file lacks: {missing}")
+            shown = columns if len(columns) <= 20 else [*columns[:20], "..."]
+            hint = (
+                " (one column: is the delimiter other than comma, tab or semicolon, or is "
+                "there no header line?)"
+                if len(columns) == 1
+                else ""
+            )
+            raise ValueError(
+                f"{path}: the mapping names columns the file lacks: {missing}; the header "
+                f"has {shown}{hint}"
+            )
         position = {name: i for i, name in enumerate(columns)}
+        prefix = _id_prefix(path)
+        warned = False  # about an implausible time, once a file
         for lineno, row in enumerate(_rows(handle, delimiter, path), start=2):
-            if not row:
+            if not any(field.strip() for field in row):  # a blank line, or ",,,"
                 continue
             _check_utf8(row, path, lineno)
             if len(row) != len(columns):
@@ -274,9 +419,21 @@ def _read_table(path: Path, mapping: ColumnMapping | None) -> Iterator[Interacti
                     f"{path}:{lineno}: {len(row)} fields, the header has {len(columns)}"
                 )
             try:
-                obj = _row_event(row, position, mapping, f"{path.name}:{lineno}")
+                # zero-padded, so that the tie-break of events at one time
+                # (recoil.core.windows: by event id) is the file's order, as the replay's
+                # stable sort sends them: "log.csv:10" would sort before "log.csv:9"
+                obj = _row_event(row, position, mapping, f"{prefix}:{lineno:0{_LINE_DIGITS}d}")
             except ValueError as exc:
                 raise ValueError(f"{path}:{lineno}: {exc}") from None
+            if not warned and _implausible_time(obj):
+                warned = True
+                log.warning(
+                    "%s:%d: timestamp %s is after the year 3000 read as %s; %s",
+                    path, lineno, obj["timestamp"] if obj else None,
+                    "milliseconds" if mapping.time_unit == "ms" else "seconds",
+                    "is the unit right?" if mapping.time_unit == "ms"
+                    else "milliseconds? add time_unit=ms to the mapping",
+                )  # fmt: skip
             if obj is not None:
                 yield _valid(validate_event(obj), path, lineno)
 
@@ -318,6 +475,20 @@ def _row_event(
             raise ValueError(f"column {column!r} must be a number, got {raw!r}") from None
         return value / 1000.0 if unit == "ms" else value
 
+    def timestamp() -> float:
+        """The time in seconds; unlike dwell, a row cannot do without one."""
+        raw = get(m.timestamp) or ""
+        if raw == "":
+            raise ValueError(f"column {m.timestamp!r} is empty: every row needs its time")
+        try:
+            seconds = number(m.timestamp, m.time_unit)
+        except ValueError:
+            raise ValueError(
+                f"column {m.timestamp!r} must be a number, got {raw!r}: seconds since the "
+                "epoch (milliseconds with time_unit=ms); convert dates to Unix time"
+            ) from None
+        return seconds  # NaN and inf are left to validate_event ("must be finite")
+
     def flag(column: str | None) -> bool:
         raw = get(column)
         if raw is None:
@@ -330,13 +501,14 @@ def _row_event(
 
     liked, disliked = flag(m.liked), flag(m.disliked)
     if m.label is not None:
-        value = get(m.label)
-        if value not in (m.label_like, m.label_dislike):
+        value = get(m.label) or ""
+        liked = _same_label(value, m.label_like)
+        disliked = _same_label(value, m.label_dislike)
+        if not (liked or disliked):
             raise ValueError(
                 f"column {m.label!r} is {value!r}; expected {m.label_like!r} (like) "
-                f"or {m.label_dislike!r} (dislike)"
+                f"or {m.label_dislike!r} (dislike){_label_hint(m, value)}"
             )
-        liked, disliked = value == m.label_like, value == m.label_dislike
     if m.rating is not None:
         raw = get(m.rating) or ""
         stars = _finite_float(raw)
@@ -351,9 +523,9 @@ def _row_event(
         "event_id": get(m.event_id) or default_id,
         "user_id": get(m.user_id),
         "item_id": item,
-        "creator_id": get(m.creator_id) if m.creator_id else item,
+        "creator_id": get(m.creator_id) or item,  # no column, or no value: its own creator
         "cluster_id": get(m.cluster_id) or None,
-        "timestamp": number(m.timestamp, m.time_unit),
+        "timestamp": timestamp(),
         "surface": m.surface,
         "dwell_seconds": number(m.dwell_seconds, m.dwell_unit),
         "item_duration_seconds": number(m.item_duration_seconds, m.dwell_unit),
@@ -362,6 +534,25 @@ def _row_event(
         "dismissed": flag(m.dismissed),
         "schema_version": 1,
     }
+
+
+def _implausible_time(obj: dict[str, object] | None) -> bool:
+    """Whether a row's time lies after the year 3000 (``_LATEST_TIMESTAMP``)."""
+    stamp = None if obj is None else obj["timestamp"]
+    return isinstance(stamp, float) and math.isfinite(stamp) and stamp > _LATEST_TIMESTAMP
+
+
+def _label_hint(m: ColumnMapping, value: str) -> str:
+    """For a number between numeric label values: how to skip such rows (a rating
+    mapping skips what lies between its thresholds), e.g. the 0 of a -1/0/1 label."""
+    like, dislike = _finite_float(m.label_like), _finite_float(m.label_dislike)
+    number = _finite_float(value)
+    if like is None or dislike is None or number is None or not dislike < number < like:
+        return ""
+    return (
+        f"; to skip rows of values between the two, map it as a rating: rating={m.label},"
+        f"rating_like={m.label_like},rating_dislike={m.label_dislike}"
+    )
 
 
 def _valid(result: InteractionEvent | Invalid, path: Path, lineno: int) -> InteractionEvent:

@@ -102,7 +102,8 @@ def run(args: argparse.Namespace) -> int:
             f"{MAX_SEED}; give a lower --seed"
         )
     if not args.file.is_file():
-        raise ConfigError(f"no such file: {args.file}")
+        what = "a directory, not a log file" if args.file.is_dir() else "no such file"
+        raise ConfigError(f"{what}: {args.file}")
 
     from simulator.logs import parse_mapping, read_event_log
     from simulator.parallel import default_workers

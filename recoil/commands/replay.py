@@ -109,7 +109,8 @@ def run(args: argparse.Namespace) -> int:
     if problem:
         raise ConfigError(f"--topic {args.topic!r}: {problem}")
     if not args.file.is_file():
-        raise ConfigError(f"{args.file}: no such file")
+        what = "a directory, not a log file" if args.file.is_dir() else "no such file"
+        raise ConfigError(f"{args.file}: {what}")
     try:
         mapping = parse_mapping(args.map) if args.map else None
     except ValueError as exc:

@@ -23,7 +23,7 @@ def test_reads_the_real_kuairand_file() -> None:
     events = read_event_log(KUAIRAND_FILE.resolve())
     first = next(events)
     assert first == InteractionEvent(
-        event_id="kuairand_k15_likes_hates.tsv:2",
+        event_id="kuairand_k15_likes_hates.tsv:000000000002",
         user_id="111",
         item_id="3892024",
         creator_id="3892024",  # no creator column: each item is its own creator
@@ -64,7 +64,8 @@ def test_mapped_csv(tmp_path: Path) -> None:
     )
     first, second = read_event_log(path, mapping)
     assert (first.user_id, first.item_id, first.creator_id, first.liked) == ("1", "a", "c9", True)
-    assert (second.disliked, second.dwell_seconds, second.event_id) == (True, 0.5, "log.csv:3")
+    assert (second.disliked, second.dwell_seconds) == (True, 0.5)
+    assert second.event_id == "log.csv:000000000003"
 
 
 def test_star_ratings_split_into_likes_and_dislikes(tmp_path: Path) -> None:
@@ -80,7 +81,7 @@ def test_star_ratings_split_into_likes_and_dislikes(tmp_path: Path) -> None:
     assert [(e.item_id, e.liked, e.disliked) for e in events] == [
         ("1029", True, False), ("1061", False, True), ("1129", False, True), ("1263", True, False)
     ]  # fmt: skip
-    assert [e.event_id for e in events] == [f"ratings.csv:{n}" for n in (3, 4, 5, 7)]
+    assert [e.event_id for e in events] == [f"ratings.csv:{n:012d}" for n in (3, 4, 5, 7)]
     assert {e.creator_id for e in events} == {e.item_id for e in events}
     custom = parse_mapping(
         "user_id=userId,item_id=movieId,timestamp=timestamp,rating=rating,"
