@@ -12,7 +12,8 @@ Answers leave out the items of the history they are for, unless a POST body send
 simulator's recommenders share).
 
 Nothing a client sends stops the server or gets a 500: bodies over
-``MAX_BODY_BYTES`` are a 413, a body not sent in full within
+``MAX_BODY_BYTES`` (or of more values than any request holds) are a 413, a body
+not sent in full within
 ``ServeConfig.body_timeout_s`` a 408, a ``Content-Type`` that is not JSON a 415,
 JSON the decoder cannot take (malformed, nested too deeply, an integer of
 thousands of digits) and out-of-range ``k`` a 400, each with a reason; unknown
@@ -229,7 +230,9 @@ def unknown_items(
 
 
 def _reject_unknown(snapshot: ServableSnapshot, unknown: list[str]) -> web.Response:
-    shown = ", ".join(unknown[:20]) + (
+    # Each id cut to 40 characters: ids come from the client, unbounded, and 20 of them
+    # whole made the reason as large as the body (8 MB).
+    shown = ", ".join(i if len(i) <= 40 else f"{i[:40]}..." for i in unknown[:20]) + (
         f" and {len(unknown) - 20} more" if len(unknown) > 20 else ""
     )
     return _error(

@@ -7,7 +7,8 @@ whatever reaches the model, from a client or a worker, has passed them.
 
 Bodies over ``LARGE_BODY_BYTES`` are decoded and checked off the event loop
 (``serving.app``); they are decoded one value at a time (:func:`parse_json_body`),
-so the thread doing it lets the event loop have the GIL between values.
+so the thread doing it lets the event loop have the GIL between values, and a body
+of more values than any request holds is refused after ``MAX_WALKED_VALUES`` of them.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
-from recoil.core.checks import finite_number
+from recoil.core.checks import finite_number, utf8_error
 from recoil.core.records import (
     EXCLUDE_SEEN,
     HISTORY_COLUMNS,
@@ -37,6 +38,12 @@ MAX_BATCH = 1024  # histories per POST /recommend/batch
 # a thread), and a thread only helps once a parse outlasts the interpreter's 5 ms switch
 # interval (before that, the loop waits for the GIL anyway): 64 KiB is ~2 ms.
 LARGE_BODY_BYTES = 64 << 10
+# Values a large body's decoder takes one at a time (the body's fields, the entries of its
+# lists) before it refuses the body: a request that passes the checks has at most four fields
+# and MAX_BATCH histories or MAX_HISTORY items, so this is ample. Why a bound at all: each
+# value so taken costs ~2.5 us of Python, and 8 MiB of "[]," (2.8M values) held the one
+# parsing thread for 7 s before the 413, while every large body queued behind it.
+MAX_WALKED_VALUES = MAX_BATCH + MAX_HISTORY
 UNKNOWN_ITEMS = ("ignore", "reject")  # what a POST body's "unknown_items" may ask for
 UnknownItems = Literal["ignore", "reject"]
 # Media types a POST body may declare: JSON, and application/octet-stream, which clients
@@ -69,13 +76,15 @@ class RecommendRequest:
         return (self.history,)
 
 
-def parse_json_body(raw: bytes) -> Any:
+def parse_json_body(raw: bytes, max_values: int | None = None) -> Any:
     """A request body as JSON; anything the decoder cannot take safely is a 400 with a reason.
 
     Python's decoder recurses once per nesting level and refuses integers of more than
     4,300 digits; both surface as exceptions other than ``JSONDecodeError``. A body over
     ``LARGE_BODY_BYTES`` is decoded a value at a time (the same value ``json.loads``
-    gives; anything the pieces do not take is decoded whole again, for its exact error).
+    gives; anything the pieces do not take is decoded whole again, for its exact error),
+    and refused with a 413 once it has given more than ``max_values`` values (None: no
+    bound, for the stream workers' answers, whose histories may be longer than a request's).
     """
     try:
         text = raw.decode("utf-8")
@@ -83,7 +92,9 @@ def parse_json_body(raw: bytes) -> Any:
         raise BadRequestError("body is not UTF-8 text") from None
     if len(raw) > LARGE_BODY_BYTES:
         try:
-            return _decode_in_pieces(text)
+            return _decode_in_pieces(text, max_values)
+        except BadRequestError:
+            raise  # too many values: decoding it whole is the work the bound saves
         except (ValueError, RecursionError):
             pass  # the whole-text decode below says what is wrong
     try:
@@ -101,7 +112,7 @@ _DECODER = json.JSONDecoder()
 _PIECES_DEPTH = 2  # the values of the body's object and the elements of its lists
 
 
-def _decode_in_pieces(text: str) -> Any:
+def _decode_in_pieces(text: str, max_values: int | None = None) -> Any:
     """``json.loads(text)``, one ``raw_decode`` per value of the top-level object or array
     and per element of the lists in it (one history of a batch, one item of a history).
 
@@ -109,17 +120,37 @@ def _decode_in_pieces(text: str) -> Any:
     thread decoding a large body in one call stalls the event loop as much as decoding on
     it would. Between pieces this runs Python code, where the interpreter hands the GIL to
     the loop. Raises ``ValueError`` (or ``RecursionError``) on anything ``json.loads``
-    would refuse; the caller decodes the text whole for the exact message.
+    would refuse; the caller decodes the text whole for the exact message. More than
+    ``max_values`` pieces (None: any number) is a ``BadRequestError`` (413) there and then.
     """
-    value, end = _piece(text, _skip(text, 0), _PIECES_DEPTH)
+    walk = _Walk(max_values)
+    value, end = _piece(text, _skip(text, 0), _PIECES_DEPTH, walk, "the body")
     if _skip(text, end) != len(text):
         raise ValueError("extra data after the JSON value")
     return value
 
 
-def _piece(text: str, start: int, depth: int) -> tuple[Any, int]:
+@dataclass
+class _Walk:
+    """How many more values one body's decoding may take one at a time (None: no bound)."""
+
+    left: int | None
+
+    def take(self, where: str) -> None:
+        if self.left is None:
+            return
+        self.left -= 1
+        if self.left < 0:
+            raise BadRequestError(
+                f"too many values in {where}: a request holds at most {MAX_BATCH} "
+                f"histories or {MAX_HISTORY} history items", 413
+            )  # fmt: skip
+
+
+def _piece(text: str, start: int, depth: int, walk: _Walk, where: str) -> tuple[Any, int]:
     """The JSON value at ``start`` and the index after it; containers above ``depth`` 0 are
-    walked here, anything else is one ``raw_decode``."""
+    walked here, anything else is one ``raw_decode``. ``where`` names the value in the
+    413 that ``walk`` gives when the body holds too many values."""
     opener = text[start : start + 1]
     if depth == 0 or opener not in ("[", "{"):
         return _DECODER.raw_decode(text, start)
@@ -130,6 +161,7 @@ def _piece(text: str, start: int, depth: int) -> tuple[Any, int]:
     if text[at : at + 1] == closer:
         return (items if opener == "[" else fields), at + 1
     while True:
+        walk.take(where)  # counted per value, not per distinct key: duplicates cost too
         if opener == "{":
             if text[at : at + 1] != '"':
                 raise ValueError("expected a property name")
@@ -137,9 +169,11 @@ def _piece(text: str, start: int, depth: int) -> tuple[Any, int]:
             at = _skip(text, at)
             if text[at : at + 1] != ":":
                 raise ValueError("expected ':'")
-            fields[key], at = _piece(text, _skip(text, at + 1), depth - 1)  # the last wins
+            inner = _shown(key) if where == "the body" else f"{where}[{_shown(key)}]"
+            # the last of duplicate keys wins, as in json.loads
+            fields[key], at = _piece(text, _skip(text, at + 1), depth - 1, walk, inner)
         else:
-            item, at = _piece(text, at, depth - 1)
+            item, at = _piece(text, at, depth - 1, walk, f"{where}[{len(items)}]")
             items.append(item)
         at = _skip(text, at)
         separator = text[at : at + 1]
@@ -159,7 +193,7 @@ def _skip(text: str, at: int) -> int:
 def parse_body(raw: bytes, parse: Callable[[Any], _Parsed]) -> _Parsed:
     """A POST body decoded and checked in one call (what serving runs on a thread for large
     bodies): ``parse`` is :func:`parse_recommend_body` or :func:`parse_batch_body`."""
-    return parse(parse_json_body(raw))
+    return parse(parse_json_body(raw, MAX_WALKED_VALUES))
 
 
 def check_content_type(header: str | None) -> None:
@@ -245,8 +279,11 @@ def parse_history_item(obj: object, position: int) -> HistoryItem:
     for name, value in (("item_id", item), ("creator_id", creator)):
         if not isinstance(value, str) or not value:
             raise BadRequestError(f"{where}.{name} must be a non-empty string")
-    if cluster is not None and not isinstance(cluster, str):
-        raise BadRequestError(f"{where}.cluster_id must be a string or null")
+        _check_text(value, where, name)
+    if cluster is not None:
+        if not isinstance(cluster, str):
+            raise BadRequestError(f"{where}.cluster_id must be a string or null")
+        _check_text(cluster, where, "cluster_id")
     if not isinstance(disliked, bool | int) or disliked not in (0, 1):
         raise BadRequestError(f"{where}.disliked must be true or false")
     _bucket(dwell, NUM_DWELL_BUCKETS, where, "dwell")
@@ -255,6 +292,15 @@ def parse_history_item(obj: object, position: int) -> HistoryItem:
     if timestamp is None:
         raise BadRequestError(f"{where}.timestamp must be a finite number")
     return HistoryItem(item, creator, cluster, bool(disliked), dwell, gap, timestamp)
+
+
+def _check_text(value: str, where: str, name: str) -> None:
+    """An id must be Unicode text: JSON's ``\\ud800`` escape decodes to a lone surrogate,
+    which no UTF-8 text holds (the stream workers refuse such events as ``invalid_utf8``).
+    Let through, it came back in a 422's reason as the same escape, which strict JSON
+    parsers refuse, so the client could not read why it was refused."""
+    if utf8_error(value) is not None:
+        raise BadRequestError(f"{where}.{name} holds a lone surrogate, which is not Unicode text")
 
 
 def _bucket(value: object, count: int, where: str, name: str) -> int:
