@@ -13,18 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-from aiohttp.test_utils import TestClient, TestServer
-from prometheus_client import CollectorRegistry
+from aiohttp.test_utils import TestClient
 
 from recoil.core.records import HistoryItem
-from serving.app import SnapshotHolder, create_app
-from serving.metrics import ServingMetrics
 from serving.requests import LARGE_BODY_BYTES, MAX_BODY_BYTES
 from tests.support.ranked import RankedSnapshot
+from tests.support.serving_app import fives, serving
 from tests.support.strict_json import strict_json
 
 CATALOGUE = 20  # RankedSnapshot's items i0..i19
@@ -46,30 +43,10 @@ class PoisonedSnapshot(RankedSnapshot):
         return [i for i in super().unknown_items(item_ids) if i != "poison"]
 
 
-@asynccontextmanager
-async def _serving(
-    snapshot: RankedSnapshot | None = None,
-) -> AsyncIterator[tuple[TestClient[Any, Any], CollectorRegistry]]:
-    registry = CollectorRegistry()
-    holder = SnapshotHolder(snapshot or RankedSnapshot(n=CATALOGUE))
-    app = create_app(holder, None, registry, ServingMetrics(registry))
-    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
-        yield client, registry
-
-
 async def _post(client: TestClient[Any, Any], path: str, body: bytes) -> tuple[int, str]:
     headers = {"Content-Type": "application/json"}
     async with client.post(path, data=body, headers=headers) as response:
         return response.status, await response.text()
-
-
-def _fives(registry: CollectorRegistry) -> float:
-    return sum(
-        sample.value
-        for metric in registry.collect()
-        for sample in metric.samples
-        if sample.name == "recoil_serving_requests_total" and sample.labels["status"] == "500"
-    )
 
 
 def _row(item: str, t: float = 1.0) -> list[Any]:
@@ -104,7 +81,7 @@ def test_bodies_of_millions_of_values_are_a_prompt_413_and_hold_up_no_other_requ
     assert len(legit) > LARGE_BODY_BYTES  # parsed on the same thread as the bombs
 
     async def run() -> None:
-        async with _serving() as (client, registry):
+        async with serving(RankedSnapshot(n=CATALOGUE)) as (client, registry):
             bombs = [asyncio.create_task(_post(client, p, b)) for p, b, _ in BOMBS]
             await asyncio.sleep(0.05)  # the bombs first: the batch queues behind them
             status, text = await _post(client, "/recommend/batch", legit)
@@ -121,7 +98,7 @@ def test_bodies_of_millions_of_values_are_a_prompt_413_and_hold_up_no_other_requ
                 assert answer["reason"].startswith(reason), answer
             # No time asserted (speed is for benchmarks): the refusal's reason shows the
             # bound cut the walk short, where the whole 8 MiB was decoded before.
-            assert _fives(registry) == 0.0
+            assert fives(registry) == 0.0
 
     asyncio.run(run())
 
@@ -144,7 +121,7 @@ def test_ids_holding_lone_surrogates_are_a_400_and_no_answer_holds_one() -> None
     # JSON that strict parsers (serde_json, for one) refuse, so the client could not
     # read why it was refused.
     async def run() -> None:
-        async with _serving() as (client, registry):
+        async with serving(RankedSnapshot(n=CATALOGUE)) as (client, registry):
             for path, body, reason in SURROGATES:
                 status, text = await _post(client, path, body)
                 assert "\\ud8" not in text.lower() and "\\udf" not in text.lower(), text
@@ -155,7 +132,7 @@ def test_ids_holding_lone_surrogates_are_a_400_and_no_answer_holds_one() -> None
             pair = b'{"history": [["i1\\ud83d\\ude00", "c", null, 0, 3, 1, 1]], "k": 2}'
             status, text = await _post(client, "/recommend", pair)
             assert status == 200 and strict_json(text)["unknown_items"] == 1
-            assert _fives(registry) == 0.0
+            assert fives(registry) == 0.0
 
     asyncio.run(run())
 
@@ -166,7 +143,7 @@ def test_a_422_names_long_unknown_ids_in_a_short_reason() -> None:
     body = json.dumps({"history": history, "unknown_items": "reject"}).encode()
 
     async def run() -> None:
-        async with _serving() as (client, _):
+        async with serving(RankedSnapshot(n=CATALOGUE)) as (client, _):
             status, text = await _post(client, "/recommend", body)
             answer = strict_json(text)
             assert (status, answer["error"]) == (422, "unknown_items")
@@ -201,7 +178,7 @@ def test_good_requests_in_a_batch_with_bad_and_poisoned_ones_get_their_own_answe
     poison = json.dumps({"history": [_row("poison")], "k": 3}).encode()
 
     async def run() -> None:
-        async with _serving(PoisonedSnapshot(n=CATALOGUE)) as (client, registry):
+        async with serving(PoisonedSnapshot(n=CATALOGUE)) as (client, registry):
             alone = []
             for body in goods:
                 status, text = await _post(client, "/recommend", json.dumps(body).encode())
@@ -230,6 +207,6 @@ def test_good_requests_in_a_batch_with_bad_and_poisoned_ones_get_their_own_answe
                     assert status == BAD[i][1] and answer["reason"], (BAD[i][0][:60], answer)
                 else:  # the snapshot's fault, for this request alone
                     assert (status, answer["error"]) == (500, "internal_error"), answer
-            assert _fives(registry) == 6.0  # the poisoned ones, and nothing else
+            assert fives(registry) == 6.0  # the poisoned ones, and nothing else
 
     asyncio.run(run())

@@ -26,44 +26,20 @@ from recoil.core.records import HistoryItem
 from serving.app import (
     CLIENT_CLOSED_REQUEST,
     LARGE_ANSWER_ITEMS,
-    SnapshotHolder,
     _batch_answer,
     _items,
-    create_app,
 )
 from serving.config import ServeConfig
 from serving.history import HttpHistorySource, parse_history_response
-from serving.metrics import ServingMetrics
 from serving.requests import MAX_BATCH, MAX_BODY_BYTES, parse_batch_body, parse_body
 from tests.support.ranked import RankedSnapshot
+from tests.support.serving_app import fives, serving
 from tests.support.strict_json import strict_json
 
 
 def _count(registry: CollectorRegistry, endpoint: str, status: int | str) -> float:
     labels = {"endpoint": endpoint, "status": str(status)}
     return registry.get_sample_value("recoil_serving_requests_total", labels) or 0.0
-
-
-def _fives(registry: CollectorRegistry) -> float:
-    """Requests counted as 500, over every endpoint label."""
-    return sum(
-        sample.value
-        for metric in registry.collect()
-        for sample in metric.samples
-        if sample.name == "recoil_serving_requests_total" and sample.labels["status"] == "500"
-    )
-
-
-@asynccontextmanager
-async def _serving(
-    snapshot: RankedSnapshot | None = None, **kwargs: Any
-) -> AsyncIterator[tuple[TestClient[Any, Any], CollectorRegistry]]:
-    registry = CollectorRegistry()
-    holder = SnapshotHolder(snapshot or RankedSnapshot())
-    app = create_app(holder, kwargs.pop("history", None), registry, ServingMetrics(registry),
-                     **kwargs)  # fmt: skip
-    async with TestClient(TestServer(app)) as client:
-        yield client, registry
 
 
 async def _answer(client: TestClient[Any, Any], method: str, path: str, **kw: Any) -> Any:
@@ -97,12 +73,12 @@ HUGE_NUMBERS = [
 
 def test_numbers_out_of_float_range_are_a_400_with_the_field_named() -> None:
     async def run() -> None:
-        async with _serving() as (client, registry):
+        async with serving() as (client, registry):
             for path, body, reason in HUGE_NUMBERS:
                 status, answer = await _answer(client, "POST", path, data=body)
                 assert (status, answer["error"]) == (400, "bad_request"), answer
                 assert answer["reason"].startswith(reason), answer
-            assert _fives(registry) == 0.0
+            assert fives(registry) == 0.0
 
     asyncio.run(run())
 
@@ -155,7 +131,7 @@ def test_a_malformed_worker_history_is_a_503_with_the_reason_never_a_500() -> No
         return web.Response(status=status, body=body, content_type="application/json")
 
     async def run() -> None:
-        async with _worker(answer) as history, _serving(history=history) as (client, registry):
+        async with _worker(answer) as history, serving(history=history) as (client, registry):
             for user, (_, _, fragment) in WORKER_ANSWERS.items():
                 status, body = await _answer(client, "GET", f"/recommend/{user}?k=2")
                 assert (status, body["error"]) == (503, "history_unavailable"), user
@@ -164,7 +140,7 @@ def test_a_malformed_worker_history_is_a_503_with_the_reason_never_a_500() -> No
             assert status == 200 and body["history_length"] == 1
             assert body["last_event_timestamp"] == 1700000000.5
             assert _count(registry, "/recommend/{user_id}", 503) == len(WORKER_ANSWERS)
-            assert _fives(registry) == 0.0
+            assert fives(registry) == 0.0
 
     asyncio.run(run())
 
@@ -210,7 +186,7 @@ def test_a_client_that_goes_away_mid_body_is_a_499_not_a_500_or_an_error_log(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     async def run() -> None:
-        async with _serving() as (client, registry):
+        async with serving() as (client, registry):
             assert client.server.port is not None
             _, writer = await asyncio.open_connection("127.0.0.1", client.server.port)
             writer.write(HEAD + b'{"hist')  # 6 of the 100 bytes promised
@@ -221,7 +197,7 @@ def test_a_client_that_goes_away_mid_body_is_a_499_not_a_500_or_an_error_log(
             while _count(registry, "/recommend", CLIENT_CLOSED_REQUEST) == 0:
                 assert time.monotonic() < deadline, "the closed request was never counted"
                 await asyncio.sleep(0.02)
-            assert _fives(registry) == 0.0
+            assert fives(registry) == 0.0
             # and serving goes on
             status, _ = await _answer(client, "POST", "/recommend", json={"history": []})
             assert status == 200
@@ -234,7 +210,7 @@ def test_a_client_that_goes_away_mid_body_is_a_499_not_a_500_or_an_error_log(
 
 def test_a_body_that_stalls_gets_a_408_within_the_body_timeout() -> None:
     async def run() -> None:
-        async with _serving(config=ServeConfig(body_timeout_s=0.5)) as (client, registry):
+        async with serving(config=ServeConfig(body_timeout_s=0.5)) as (client, registry):
             assert client.server.port is not None
             reader, writer = await asyncio.open_connection("127.0.0.1", client.server.port)
             started = time.monotonic()
@@ -254,7 +230,7 @@ def test_a_body_that_stalls_gets_a_408_within_the_body_timeout() -> None:
                 "the body did not arrive in full within 0.5 s (Content-Length promised 100 bytes)"
             )
             assert 0.5 <= waited < 10
-            assert _count(registry, "/recommend", 408) == 1 and _fives(registry) == 0.0
+            assert _count(registry, "/recommend", 408) == 1 and fives(registry) == 0.0
 
     asyncio.run(run())
 
@@ -274,7 +250,7 @@ def test_healthz_answers_while_a_full_batch_is_parsed_and_answered() -> None:
     parse_seconds = time.perf_counter() - started
 
     async def run() -> tuple[list[float], int, int]:
-        async with _serving(RankedSnapshot(n=600)) as (client, _):
+        async with serving(RankedSnapshot(n=600)) as (client, _):
             posted = asyncio.ensure_future(client.post("/recommend/batch", data=body))
             # Client and server share this loop, so anything that blocks it shows up as a
             # long gap between two consecutive health answers, wherever the block falls.
@@ -312,7 +288,7 @@ def test_a_large_batch_answer_is_the_json_a_small_one_would_be() -> None:
     assert sum(len(one) for one in ranked) == 1000  # under LARGE_ANSWER_ITEMS: inline
 
     async def run() -> None:
-        async with _serving(snapshot) as (client, _):
+        async with serving(snapshot) as (client, _):
             histories = [[["i1", "c", None, 0, 1, 0, 1]]] * 12  # 12 * 500 items: the thread
             assert LARGE_ANSWER_ITEMS < 12 * 500
             status, answer = await _answer(client, "POST", "/recommend/batch",
@@ -340,7 +316,7 @@ K_REFUSED = [
 def test_k_is_ascii_digits_given_once() -> None:
     async def run() -> None:
         holder_history = _OneUser()
-        async with _serving(history=holder_history) as (client, _):
+        async with serving(history=holder_history) as (client, _):
             for query, reason in K_REFUSED:
                 status, answer = await _answer(client, "GET", f"/recommend/u1?{query}")
                 assert (status, answer["reason"]) == (400, reason), query
@@ -360,7 +336,7 @@ class _OneUser:
 
 def test_unknown_paths_and_methods_get_json_errors_under_one_metrics_label() -> None:
     async def run() -> None:
-        async with _serving() as (client, registry):
+        async with serving() as (client, registry):
             status, answer = await _answer(client, "GET", "/nope/" + "x" * 5000)
             assert (status, answer["error"]) == (404, "not_found")
             assert answer["reason"].startswith("no endpoint at /nope/xxx")
@@ -384,7 +360,7 @@ def test_unknown_paths_and_methods_get_json_errors_under_one_metrics_label() -> 
 
 def test_a_body_that_says_it_is_not_json_is_a_415() -> None:
     async def run() -> None:
-        async with _serving() as (client, registry):
+        async with serving() as (client, registry):
             body = b'{"history": [], "k": 2}'
             for media in ("text/plain", "application/x-www-form-urlencoded"):
                 headers = {"Content-Type": media}
@@ -408,7 +384,7 @@ def test_a_body_that_says_it_is_not_json_is_a_415() -> None:
 
 def test_a_snapshot_scoring_nan_is_a_500_in_valid_json() -> None:
     async def run() -> None:
-        async with _serving(RankedSnapshot(4, score=float("nan"))) as (client, registry):
+        async with serving(RankedSnapshot(4, score=float("nan"))) as (client, registry):
             for path, body in [("/recommend", {"history": []}),
                                ("/recommend/batch", {"histories": [[]]})]:  # fmt: skip
                 status, answer = await _answer(client, "POST", path, json=body)
