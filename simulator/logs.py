@@ -40,7 +40,6 @@ import csv
 import gzip
 import logging
 import lzma
-import math
 import os
 import re
 import zlib
@@ -425,17 +424,19 @@ def _read_table(
                 obj = _row_event(row, position, mapping, f"{prefix}:{lineno:0{_LINE_DIGITS}d}")
             except ValueError as exc:
                 raise ValueError(f"{path}:{lineno}: {exc}") from None
-            if not warned and _implausible_time(obj):
+            if obj is None:  # a middling rating
+                continue
+            event = _valid(validate_event(obj), path, lineno)
+            if not warned and event.timestamp > _LATEST_TIMESTAMP:
                 warned = True
                 log.warning(
                     "%s:%d: timestamp %s is after the year 3000 read as %s; %s",
-                    path, lineno, obj["timestamp"] if obj else None,
+                    path, lineno, event.timestamp,
                     "milliseconds" if mapping.time_unit == "ms" else "seconds",
                     "is the unit right?" if mapping.time_unit == "ms"
                     else "milliseconds? add time_unit=ms to the mapping",
                 )  # fmt: skip
-            if obj is not None:
-                yield _valid(validate_event(obj), path, lineno)
+            yield event
 
 
 def _rows(handle: Iterator[str], delimiter: str, path: Path) -> Iterator[list[str]]:
@@ -534,12 +535,6 @@ def _row_event(
         "dismissed": flag(m.dismissed),
         "schema_version": 1,
     }
-
-
-def _implausible_time(obj: dict[str, object] | None) -> bool:
-    """Whether a row's time lies after the year 3000 (``_LATEST_TIMESTAMP``)."""
-    stamp = None if obj is None else obj["timestamp"]
-    return isinstance(stamp, float) and math.isfinite(stamp) and stamp > _LATEST_TIMESTAMP
 
 
 def _label_hint(m: ColumnMapping, value: str) -> str:
