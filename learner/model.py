@@ -208,6 +208,13 @@ class ModelConfig:
         for name in ("embedding_dim", "hidden_dim", "num_layers", "num_heads", "max_len"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        # the transformer splits each embedding between its heads; its own check comes
+        # when the model is built, after the world is simulated or Kafka is reached
+        if self.encoder == "sasrec" and self.embedding_dim % self.num_heads:
+            raise ValueError(
+                f"embedding_dim {self.embedding_dim} is not divisible by num_heads "
+                f"{self.num_heads} (encoder sasrec splits it between the heads)"
+            )
         if self.num_items < FIRST_INDEX or self.num_creators < FIRST_INDEX:
             raise ValueError(f"num_items and num_creators must be >= {FIRST_INDEX}")
         if not 0.0 <= self.dropout < 1.0:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from recoil.broker.embedded import free_port
+from recoil.core.checks import MAX_SEED, check_finite
 from recoil.core.errors import ConfigError
 from recoil.core.kafka_settings import KafkaSettings
 from recoil.core.processes import Child, ProcessGroup, recoil_command
@@ -81,6 +82,27 @@ class LoopConfig:
             parse_split(self.split, self.arms)
         except ValueError as exc:
             raise ConfigError(f"split={self.split!r}: {exc}") from None
+        self._check_children_settings()
+
+    def _check_children_settings(self) -> None:
+        """The settings the loop hands to its children, checked before any starts: the
+        learners' and the simulator's configs would refuse them only once the broker,
+        the worker and the first learners are up (a traceback, or a child that dies)."""
+        from simulator.world import WORLD_PRESETS
+
+        if self.world not in WORLD_PRESETS:
+            raise ConfigError(f"world={self.world!r}: choose one of {sorted(WORLD_PRESETS)}")
+        world_users = WORLD_PRESETS[self.world].num_users
+        if not 1 <= self.users <= world_users:
+            raise ConfigError(
+                f"users={self.users}: must be in 1..{world_users} (the {self.world} world's users)"
+            )
+        check_finite("rate", self.rate, ">= 0", hint="(0 = as fast as possible)")
+        check_finite("snapshot_every_seconds", self.snapshot_every_seconds, "> 0")
+        if self.repeat_window < 1:
+            raise ConfigError(f"repeat_window={self.repeat_window}: must be >= 1")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ConfigError(f"seed={self.seed}: must be in 0..{MAX_SEED}")
 
     def topic(self, name: str) -> str:
         return name + self.topic_suffix
@@ -166,17 +188,21 @@ class Loop:
             web_port=self.ports.worker_web,
             metrics_port=self.ports.worker_metrics,
         )
-        self.children["worker"] = self.group.start("worker", worker_command(self.kafka, worker))
+        self.children["worker"] = self.group.start(
+            "worker", worker_command(self.kafka, worker), env=self.kafka.env()
+        )
         for arm in cfg.arms:
             self.children[f"learner-{arm}"] = self.group.start(
-                f"learner-{arm}", self.learner_command(arm)
+                f"learner-{arm}", self.learner_command(arm), env=self.kafka.env()
             )
             history = f"http://127.0.0.1:{self.ports.worker_web}"
             serve = ["serve", f"--store={self.store(arm)}", f"--history-url={history}"]
             self.children[f"serving-{arm}"] = self.group.start(
                 f"serving-{arm}", recoil_command(*serve, f"--port={self.ports.serving[arm]}")
             )
-        self.children["simulator"] = self.group.start("simulator", self.simulator_command())
+        self.children["simulator"] = self.group.start(
+            "simulator", self.simulator_command(), env=self.kafka.env()
+        )
 
     @property
     def bootstrap(self) -> list[str]:

@@ -11,6 +11,7 @@ stops the worker before it touches Kafka.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import socket
 from collections.abc import Mapping, Sequence
@@ -179,14 +180,23 @@ class StreamsConfig:
                 raise ConfigError(f"{name}={getattr(self, name)}: must be >= 1")
         if not 0 <= self.producer_linger <= 1:
             raise ConfigError(f"producer_linger={self.producer_linger}: use 0..1 seconds")
-        for name in ("batch_timeout", "commit_interval", "hole_grace", "stall_grace"):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"{name}={getattr(self, name)}: must be > 0 seconds")
+        # finite as well: an infinite commit interval never ends a transaction, an infinite
+        # session timeout reaches Kafka as a number of milliseconds it cannot take
+        durations = ("batch_timeout", "commit_interval", "hole_grace", "stall_grace")
+        for name in (*durations, "session_timeout"):
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) > 0):
+                raise ConfigError(f"{name}={getattr(self, name)}: must be > 0 seconds, and finite")
         if not 0 < self.heartbeat_interval * 3 <= self.session_timeout:
             raise ConfigError(
                 f"heartbeat_interval={self.heartbeat_interval} must be > 0 and at most a third "
                 f"of session_timeout={self.session_timeout}"
             )
+        for name in ("web_host", "metrics_host"):
+            if not getattr(self, name).strip():
+                # '' would bind every interface: 0.0.0.0 must be asked for by name
+                raise ConfigError(
+                    f"{name} is empty: give an address (127.0.0.1, or 0.0.0.0 for all)"
+                )
         check_port("web_port", self.web_port)
         check_port("metrics_port", self.metrics_port)
         if self.metrics_port and self.metrics_port == self.web_port:

@@ -42,7 +42,7 @@ def start_worker(
     group: ProcessGroup, name: str, settings: KafkaSettings, config: StreamsConfig
 ) -> Child:
     """Start ``recoil worker`` for ``config`` as a child of ``group`` (log: NAME.log)."""
-    return group.start(name, worker_argv(settings, config))
+    return group.start(name, worker_argv(settings, config), env=settings.env())
 
 
 @dataclass(frozen=True)

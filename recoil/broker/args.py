@@ -24,7 +24,12 @@ def add_kafka_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def kafka_settings(args: argparse.Namespace) -> KafkaSettings:
-    return KafkaSettings.from_env(args.bootstrap_servers)
+    """The cluster of ``--bootstrap-servers`` with the RECOIL_KAFKA_* settings, checked
+    before any client is made: its TLS files must load, or the first connection fails
+    with an ``ssl.SSLError`` traceback."""
+    settings = KafkaSettings.from_env(args.bootstrap_servers)
+    settings.check_tls_files()
+    return settings
 
 
 def add_optional_kafka_arguments(parser: argparse.ArgumentParser, default: str | None) -> None:

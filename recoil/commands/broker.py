@@ -9,6 +9,10 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from recoil.broker.jars import recoil_home
+from recoil.core.checks import check_listen
+from recoil.core.dirs import check_directory
+from recoil.core.errors import ConfigError
 from recoil.core.settings import add_command
 
 
@@ -34,9 +38,22 @@ def register(sub: Any) -> None:
     )
 
 
+def check_args(args: argparse.Namespace) -> None:
+    """Everything the JVM would refuse, refused now in one line: its own errors come
+    seconds later, as a Python traceback around Kafka's log (or Maven's)."""
+    if not 0 <= args.port < 65536:
+        raise ConfigError(f"--port {args.port} is not a TCP port: give 1..65535, or 0 for any")
+    check_listen(args.host, args.port, "--host", "--port")
+    if args.data_dir is not None:
+        check_directory(args.data_dir, "--data-dir", "a directory for the broker's data")
+    home = recoil_home()  # Kafka's jars are cached there
+    check_directory(home, "RECOIL_HOME", "a directory for recoil's caches")
+
+
 def run(args: argparse.Namespace) -> int:
     from recoil.broker import EmbeddedKafka
 
+    check_args(args)
     broker = EmbeddedKafka(host=args.host, port=args.port or None, workdir=args.data_dir)
 
     def stop(signum: int, frame: FrameType | None) -> None:

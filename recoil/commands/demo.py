@@ -25,6 +25,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from recoil.broker.args import add_optional_kafka_arguments, given_or_embedded_kafka
+from recoil.core.checks import check_finite
 from recoil.core.dirs import check_directory
 from recoil.core.errors import ConfigError
 from recoil.core.settings import add_arguments, add_command, from_args, setting
@@ -57,6 +58,12 @@ class DemoOptions:
     def __post_init__(self) -> None:
         if self.warmup < 0:
             raise ConfigError(f"warmup={self.warmup}: seconds, not negative")
+        # NaN passed both tests before: a NaN --duration ended the run at its first check
+        # (nothing is < NaN), a negative one too; a NaN --warmup shifted every time by NaN
+        check_finite(
+            "duration", self.duration, ">= 0", "a finite number of seconds", "(0 = until Ctrl-C)"
+        )
+        check_finite("warmup", self.warmup, ">= 0", "a finite number of seconds")
 
 
 def register(sub: Any) -> None:

@@ -51,6 +51,23 @@ class LearnOptions:
         return port
 
 
+def check_accelerator(accelerator: str, devices: int, gpus: int) -> None:
+    """ConfigError unless Lightning can place ``devices`` ranks on ``accelerator`` given
+    ``gpus`` visible CUDA devices: its MisconfigurationException is a traceback, raised
+    when the Trainer is made."""
+    if accelerator == "cuda" and not gpus:
+        raise ConfigError(
+            "--accelerator cuda: this process sees no CUDA device (check the driver and "
+            "CUDA_VISIBLE_DEVICES); use --accelerator auto or cpu"
+        )
+    # auto trains on the GPUs where there are any, and then --devices counts GPUs
+    if accelerator in ("cuda", "auto") and gpus and devices > gpus:
+        raise ConfigError(
+            f"--devices {devices}: this node has {gpus} visible CUDA device(s); give "
+            f"--devices {gpus} or fewer, or --accelerator cpu for CPU ranks"
+        )
+
+
 def register(sub: Any) -> None:
     parser = add_command(
         sub,
@@ -118,6 +135,7 @@ def run(args: argparse.Namespace) -> int:
     settings = kafka_settings(args)
     config, source = configs_from_args(args)
     options = from_args(LearnOptions, args)
+    check_accelerator(config.accelerator, config.devices, torch.cuda.device_count())
     # before Kafka: an unusable directory otherwise surfaces after the broker's timeout,
     # or at the first snapshot
     check_directory(config.store, "--store", "the directory snapshots are published to")

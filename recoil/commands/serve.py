@@ -14,6 +14,7 @@ import gc
 import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from recoil.core.dirs import ensure_directory
 from recoil.core.errors import ConfigError
@@ -55,6 +56,9 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     if not 0 <= args.port < 65536:
         raise ConfigError(f"--port {args.port} is not a TCP port")
+    if not args.host.strip():  # aiohttp binds '' on every interface, without a word
+        raise ConfigError("--host is empty: give an address (127.0.0.1, or 0.0.0.0 for all)")
+    check_history_url(args.history_url)
     from serving.batching import BatchConfig
     from serving.config import ServeConfig
 
@@ -64,6 +68,23 @@ def run(args: argparse.Namespace) -> int:
     ensure_directory(args.store, "--store", "the learner's snapshot directory")
     asyncio.run(serve(args, config, batching))
     return 0
+
+
+def check_history_url(url: str) -> None:
+    """``--history-url`` must be an http(s) URL with a host ('' turns histories off):
+    anything else is accepted at start and fails on every ``GET /recommend/{user_id}``."""
+    if not url:
+        return
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(
+            f"--history-url {url[:200]!r} is not an http(s) URL like http://127.0.0.1:6066 "
+            "('' turns GET /recommend/{user_id} off)"
+        )
+    try:
+        parts.port  # noqa: B018 -- raises ValueError for a port that is not 0..65535
+    except ValueError:
+        raise ConfigError(f"--history-url {url[:200]!r}: its port is not a TCP port") from None
 
 
 def listen_error(host: str, port: int, exc: OSError | UnicodeError) -> ConfigError:

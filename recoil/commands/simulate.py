@@ -11,11 +11,16 @@ from pathlib import Path
 from typing import Any
 
 from recoil.broker.args import add_kafka_arguments, kafka_settings
-from recoil.core.checks import check_finite, check_port
+from recoil.core.checks import MAX_SEED, check_finite, check_listen, check_port
 from recoil.core.dirs import check_directory
 from recoil.core.errors import ConfigError
 from recoil.core.settings import add_arguments, add_command, from_args, setting
-from recoil.core.topics import INTERACTIONS, TRAINING_EXAMPLES, unreachable_broker
+from recoil.core.topics import (
+    INTERACTIONS,
+    TRAINING_EXAMPLES,
+    topic_name_problem,
+    unreachable_broker,
+)
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,15 @@ class SimulateOptions:
     def __post_init__(self) -> None:
         check_finite("duration", self.duration, ">= 0", "a finite number of seconds")
         check_port("metrics_port", self.metrics_port)
+        # Kafka refuses a bad name only at the first send, or for the examples topic
+        # when the first probe looks for its example: minutes into the run.
+        for name in ("topic", "examples_topic"):
+            value = getattr(self, name)
+            problem = topic_name_problem(value) if value or name == "topic" else None
+            if problem:
+                raise ValueError(f"{name} {value!r}: {problem}")
+        if not self.metrics_host.strip():  # '' would serve /metrics on every interface
+            raise ValueError("metrics_host is empty: give an address (127.0.0.1, or 0.0.0.0)")
 
 
 def register(sub: Any) -> None:
@@ -134,15 +148,36 @@ def live_config(args: argparse.Namespace) -> Any:
     world_users = world_preset(config.world).num_users
     if config.users > world_users:
         raise ConfigError(f"--users {config.users}: world {config.world!r} has {world_users} users")
+    check_probe_settings(config)
     return config
+
+
+def check_probe_settings(config: Any) -> None:
+    """What the simulation checks only when it uses it, checked now: the seed (numpy
+    refuses a negative one when the world is built) and the probe's settings (made into a
+    ProbeConfig at each new snapshot, so a bad one stops the run at the first probe)."""
+    if not 0 <= config.seed <= MAX_SEED:
+        raise ConfigError(f"--seed must be in 0..{MAX_SEED}, got {config.seed}")
+    counts = {
+        "--probe-simulations": config.probe_simulations,
+        "--probe-k": config.probe_k,
+        "--probe-top-n": config.probe_top_n,
+    }
+    bad = [f"{flag} {value}" for flag, value in counts.items() if value < 1]
+    if bad:  # ProbeConfig's rule
+        raise ConfigError(f"{', '.join(bad)}: must be >= 1")
 
 
 def run(args: argparse.Namespace) -> int:
     from_args(SimulateOptions, args)  # checks them
     for flag, path in (("--results", args.results), ("--ab-results", args.ab_results)):
         if path is not None:  # written while it runs: an unusable one would stop it then
+            if path.is_dir():
+                raise ConfigError(f"{flag} {path} is a directory; give a file name")
             check_directory(path.parent, f"{flag} {path}: its directory", "a writable one")
     config = live_config(args)
+    if args.metrics_port is not None:  # before Kafka: start_http_server's error is a traceback
+        check_listen(args.metrics_host, args.metrics_port, "--metrics-host", "--metrics-port")
     asyncio.run(_main(args, kafka_settings(args), config))
     return 0
 

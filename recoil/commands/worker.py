@@ -10,6 +10,7 @@ import argparse
 from typing import Any
 
 from recoil.broker.args import add_kafka_arguments, kafka_settings
+from recoil.core.checks import check_listen
 from recoil.core.dirs import check_directory
 from recoil.core.settings import add_arguments, add_command, from_args
 
@@ -48,6 +49,11 @@ def config_from_args(args: argparse.Namespace) -> Any:
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     check_directory(config.data_dir, "--data-dir", "a directory for the RocksDB tables")
+    # Before Kafka and the child: a bad address or a taken port otherwise shows as the
+    # child's traceback after the topics are made, and the supervisor restarts it.
+    check_listen(config.web_host, config.web_port, "--web-host", "--web-port")
+    if config.metrics_port is not None:
+        check_listen(config.metrics_host, config.metrics_port, "--metrics-host", "--metrics-port")
     settings = kafka_settings(args)
     if args.supervise:
         # Port 0 is resolved here, once: every restart of the child serves on the same port.

@@ -8,7 +8,9 @@ header, store or response can hold.
 
 from __future__ import annotations
 
+import errno
 import math
+import socket
 from typing import Literal
 
 from recoil.core.errors import ConfigError
@@ -49,6 +51,49 @@ def check_port(name: str, port: int | None) -> None:
     """ConfigError unless ``port`` is None (not served) or a TCP port (0: any free one)."""
     if port is not None and not 0 <= port < 65536:
         raise ConfigError(f"{name}={port}: must be a TCP port in 1..65535, or 0 for any")
+
+
+def check_listen(host: str, port: int, host_flag: str, port_flag: str) -> None:
+    """ConfigError naming the flags unless a TCP server could listen on ``host:port`` now:
+    ``host`` is an address of this machine (or resolves to one) and nothing listens on
+    ``port`` there (0: any free port).
+
+    A command checks this before its slow start (a broker connection, a child process,
+    the JVM): the server's own bind error would come later, as a traceback, or from a
+    child that a supervisor then restarts. Between this check and the real bind another
+    process may still take the port; that rare case keeps the server's own error."""
+    if not host.strip():
+        raise ConfigError(
+            f"{host_flag} is empty: give an address (127.0.0.1, or 0.0.0.0 for every interface)"
+        )
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (OSError, UnicodeError) as exc:  # socket.gaierror; IDNA refuses some names
+        raise ConfigError(
+            f"{host_flag} {host[:80]}: not an address this machine can resolve ({exc}); "
+            "give an IP address or a resolvable name"
+        ) from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        # as the servers do (Python's http.server, aiohttp, the JVM): a port whose old
+        # connections linger in TIME_WAIT is free; one with a listener still is not
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            hints = {
+                errno.EADDRINUSE: f"another process listens there; pick another {port_flag}, "
+                "or 0 for any free one",
+                errno.EADDRNOTAVAIL: "it is not an address of this machine; give one of its "
+                "addresses, 127.0.0.1 or 0.0.0.0",
+                errno.EACCES: f"ports below 1024 need privileges; pick a {port_flag} of 1024 "
+                "or more",
+            }
+            hint = hints.get(exc.errno or 0, f"check {host_flag} and {port_flag}")
+            raise ConfigError(
+                f"cannot listen on {host_flag} {host} {port_flag} {port}: "
+                f"{exc.strerror or exc}; {hint}"
+            ) from None
 
 
 def utf8_error(text: str) -> UnicodeEncodeError | None:

@@ -5,6 +5,7 @@ the whole run."""
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 from recoil.core.errors import ConfigError
@@ -36,6 +37,13 @@ def check_directory(path: Path, flag: str, purpose: str) -> None:
         raise ConfigError(f"{flag} {path} is a file, not a directory; give {purpose}")
     if not existing.is_dir():
         raise ConfigError(f"{flag} {path} cannot be created: {existing} is a file; give {purpose}")
+    verb = "is not writable" if existing == path else f"cannot be created in {existing}"
     if not os.access(existing, os.W_OK | os.X_OK):
-        verb = "is not writable" if existing == path else f"cannot be created in {existing}"
         raise ConfigError(f"{flag} {path} {verb} (permission denied); give {purpose}")
+    # os.access answers from the permission bits, and to root it says yes everywhere:
+    # /proc and /sys take no new entries whatever their bits say. Making (and removing)
+    # a directory there is the real test; it leaves nothing behind.
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".recoil-check-", dir=existing))
+    except OSError as exc:
+        raise ConfigError(f"{flag} {path} {verb} ({exc.strerror or exc}); give {purpose}") from None

@@ -13,7 +13,9 @@ Bad settings fail at start with a message that says what to fix.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,6 +27,10 @@ from recoil.core.errors import ConfigError
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 ENV_PREFIX = "RECOIL_KAFKA_"
+# A host name or IPv4 address (letters, digits, '.', '-', '_'), or an IPv6 one in brackets.
+_HOST = re.compile(r"[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\]")
+SASL_FIELDS = ("sasl_mechanism", "sasl_username", "sasl_password")
+SSL_FIELDS = ("ssl_cafile", "ssl_certfile", "ssl_keyfile")
 
 
 @dataclass(frozen=True)
@@ -45,11 +51,10 @@ class KafkaSettings:
         if not servers:
             raise ConfigError("bootstrap servers are empty: pass --bootstrap-servers host:port")
         for server in servers:
-            host, _, port = server.rpartition(":")
-            if not host or not port.isdigit() or not 0 < int(port) < 65536:
-                raise ConfigError(
-                    f"bootstrap server {server!r} is not host:port (e.g. kafka-1:9092)"
-                )
+            _check_server(server)
+        # Canonical form: kafka-python gets the list split on ',', so "a:1, b:2," would
+        # hand it " b:2" and "" (and Faust a "kafka://" URL with no host).
+        object.__setattr__(self, "bootstrap_servers", ",".join(servers))
         if self.security_protocol not in SECURITY_PROTOCOLS:
             raise ConfigError(
                 f"{ENV_PREFIX}SECURITY_PROTOCOL={self.security_protocol!r} is not one of "
@@ -66,10 +71,40 @@ class KafkaSettings:
                     f"{self.security_protocol} needs {ENV_PREFIX}SASL_USERNAME and "
                     f"{ENV_PREFIX}SASL_PASSWORD"
                 )
-        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+        for name in SSL_FIELDS:
             path = getattr(self, name)
             if path is not None and not Path(path).is_file():
-                raise ConfigError(f"{ENV_PREFIX}{name.upper()}={path!r}: no such file")
+                problem = "not a file" if Path(path).exists() else "no such file"
+                raise ConfigError(f"{ENV_PREFIX}{name.upper()}={path!r}: {problem}")
+        # Credentials or certificates the protocol would not use are a protocol left at
+        # its default by mistake: connecting without them would send no password, or
+        # trust any server, with nothing said.
+        unused = [
+            f"{ENV_PREFIX}{name.upper()}"
+            for names, used in ((SASL_FIELDS, self.uses_sasl), (SSL_FIELDS, self.uses_ssl))
+            if not used
+            for name in names
+            if getattr(self, name) is not None
+        ]
+        if unused:
+            sasl = any(getattr(self, name) is not None for name in SASL_FIELDS)
+            tls = any(getattr(self, name) is not None for name in SSL_FIELDS)
+            wanted = " or ".join(
+                p
+                for p in SECURITY_PROTOCOLS
+                if (not sasl or p.startswith("SASL_")) and (not tls or p.endswith("SSL"))
+            )
+            raise ConfigError(
+                f"{', '.join(unused)} given, but {ENV_PREFIX}SECURITY_PROTOCOL="
+                f"{self.security_protocol} would ignore {'them' if len(unused) > 1 else 'it'}: "
+                f"set {ENV_PREFIX}SECURITY_PROTOCOL to {wanted}, or unset "
+                f"{'them' if len(unused) > 1 else 'it'}"
+            )
+        if self.ssl_keyfile is not None and self.ssl_certfile is None:
+            raise ConfigError(
+                f"{ENV_PREFIX}SSL_KEYFILE is the key of a client certificate: set "
+                f"{ENV_PREFIX}SSL_CERTFILE too (or unset {ENV_PREFIX}SSL_KEYFILE)"
+            )
 
     @property
     def uses_sasl(self) -> bool:
@@ -99,6 +134,36 @@ class KafkaSettings:
             ssl_certfile=get("SSL_CERTFILE"),
             ssl_keyfile=get("SSL_KEYFILE"),
         )
+
+    def env(self) -> dict[str, str]:
+        """Every RECOIL_KAFKA_* variable for a child process that must use exactly these
+        settings: unset ones as '', which ``from_env`` reads as unset. A child otherwise
+        inherits the shell's variables, which name another cluster's protocol and
+        credentials when the parent started its own (embedded, PLAINTEXT) broker."""
+        fields = ("security_protocol", *SASL_FIELDS, *SSL_FIELDS)
+        return {f"{ENV_PREFIX}{name.upper()}": getattr(self, name) or "" for name in fields}
+
+    def check_tls_files(self) -> None:
+        """ConfigError naming the variables unless the CA bundle, certificate and key load.
+
+        Not in ``__post_init__``: a settings object is also built from files that are
+        not PEM (tests), and only a process about to connect needs them usable. Without
+        this a file that is not PEM fails as an ``ssl.SSLError`` traceback when the first
+        client is made."""
+        if not self.uses_ssl:
+            return
+        try:
+            self.ssl_context()
+        except (ssl.SSLError, OSError) as exc:
+            given = [
+                f"{ENV_PREFIX}{name.upper()}={getattr(self, name)}"
+                for name in SSL_FIELDS
+                if getattr(self, name) is not None
+            ]
+            raise ConfigError(
+                f"cannot load the TLS files {', '.join(given) or '(system CA bundle)'}: "
+                f"{exc}; give PEM files (the key unencrypted, and the one of the certificate)"
+            ) from None
 
     def ssl_context(self) -> ssl.SSLContext | None:
         if not self.uses_ssl:
@@ -172,3 +237,22 @@ class KafkaSettings:
         if self.uses_ssl:
             return faust.SSLCredentials(self.ssl_context())
         return None
+
+
+def _check_server(server: str) -> None:
+    """ConfigError unless ``server`` is ``host:port`` (a port in 1..65535, ASCII digits)."""
+    host, _, port = server.rpartition(":")
+    # str.isdigit() is true of other scripts' digits too, which int() reads: "h:٩٠٩٢"
+    valid_port = port.isascii() and port.isdigit() and 0 < int(port) < 65536
+    if not valid_port or not (_HOST.fullmatch(host) or _is_ipv6(host)):
+        hint = " (no scheme: host:port, not a URL)" if "://" in server else ""
+        raise ConfigError(f"bootstrap server {server!r} is not host:port (e.g. kafka-1:9092){hint}")
+
+
+def _is_ipv6(host: str) -> bool:
+    """An IPv6 address written without brackets (``::1:9092`` reads as ``::1`` and 9092)."""
+    try:
+        ipaddress.IPv6Address(host)
+    except ValueError:
+        return False
+    return True

@@ -34,6 +34,12 @@ PROBES_PER_ARM = 3  # the responsiveness claim is judged on their mean, not one 
 # creator responsiveness is noise (+9%, -7%, +5% in one fresh-clone run), while the
 # claim is about a model minutes old. A loaded machine reaches later versions anyway.
 FIRST_JUDGED_VERSION = 3
+OTHER_CLUSTER_ENV = {
+    "RECOIL_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+    "RECOIL_KAFKA_SASL_MECHANISM": "PLAIN",
+    "RECOIL_KAFKA_SASL_USERNAME": "someone",
+    "RECOIL_KAFKA_SASL_PASSWORD": "elsewhere",
+}
 
 
 def _post(url: str, body: object) -> tuple[int, dict[str, object]]:
@@ -79,7 +85,12 @@ def loop_run(kafka_broker: Any, tmp_path_factory: pytest.TempPathFactory) -> Loo
     stop = threading.Event()
     with ProcessGroup(tmp_path / "logs") as group:
         loop = Loop(config, kafka, group)
-        loop.start()
+        with pytest.MonkeyPatch.context() as shell:
+            # A shell that exports another cluster's settings, as a user's may: the
+            # children must use the loop's own PLAINTEXT broker, as `recoil demo`'s do.
+            for name, value in OTHER_CLUSTER_ENV.items():
+                shell.setenv(name, value)
+            loop.start()
         url = loop.serving_url(ARMS[0])
 
         def client() -> None:  # a steady client of the first arm's serving
