@@ -83,16 +83,35 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.events < 1 or args.workers < 1 or args.partitions < 1:
-        from recoil.core.errors import ConfigError
-
-        raise ConfigError("--events, --workers and --partitions must be >= 1")
+    check_args(args)
     # kafka-python narrates admin decoding, faiss its CPU build: the figures are enough.
     for name, level in (("kafka", logging.ERROR), ("faiss.loader", logging.WARNING)):
         logging.getLogger(name).setLevel(level)
     events = load_events(args)
     with given_or_embedded_kafka(args) as settings:
         return _bench(args, settings, events)
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Every flag checked before the broker starts and the world is simulated (minutes
+    in): a bad one otherwise ends the run in a traceback, or hangs it (a NaN timeout)."""
+    from recoil.core.errors import ConfigError
+    from simulator.world import WORLD_PRESETS
+
+    counts = {"--events": args.events, "--workers": args.workers,
+              "--partitions": args.partitions, "--threads": args.threads}  # fmt: skip
+    bad = [f"{flag} {value}" for flag, value in counts.items() if value < 1]
+    if bad:
+        raise ConfigError(f"{', '.join(bad)}: must be >= 1")
+    if not (math.isfinite(args.timeout) and args.timeout > 0):
+        raise ConfigError(f"--timeout {args.timeout}: must be a finite number of seconds > 0")
+    if args.file is None and args.world not in WORLD_PRESETS:
+        raise ConfigError(f"--world {args.world!r}: choose one of {sorted(WORLD_PRESETS)}")
+    if args.file is not None and not args.file.is_file():
+        what = "a directory, not a log file" if args.file.is_dir() else "no such file"
+        raise ConfigError(f"--file {args.file}: {what}")
+    if args.map is not None and args.file is None:
+        raise ConfigError("--map maps the columns of --file: give --file too")
 
 
 def load_average() -> float:
@@ -300,8 +319,8 @@ def _bench(args: argparse.Namespace, settings: Any, events: list[Any]) -> int:
     groups = {"worker": (workers[0][1], tag), "learner": (learner[1], f"{tag}-learner")}
     with ProcessGroup(work / "logs") as group:
         for n, (argv, _) in enumerate(workers):
-            group.start(f"worker-{n}", argv)
-        group.start("learner", learner[0])
+            group.start(f"worker-{n}", argv, env=settings.env())
+        group.start("learner", learner[0], env=settings.env())
         print(f"{args.workers} worker(s) and a learner starting (logs: {work / 'logs'}) ...")
         watcher = Watcher(settings, groups, urls)
         _wait_ready(watcher, group, args.timeout)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import sys
 import tempfile
@@ -71,8 +72,15 @@ def run(args: argparse.Namespace) -> int:
         levels = [int(c) for c in args.concurrency.split(",")]
     except ValueError:
         raise ConfigError(f"--concurrency must be integers, got {args.concurrency!r}") from None
-    if min(levels) < 1 or args.items < 2 or args.seconds <= 0 or args.history_length < 0:
-        raise ConfigError("--concurrency, --items, --seconds must be positive")
+    if min(levels) < 1 or args.items < 2 or args.history_length < 0:
+        raise ConfigError(
+            "--concurrency must be >= 1, --items >= 2 and --history-length >= 0, got "
+            f"{args.concurrency}, {args.items}, {args.history_length}"
+        )
+    for flag, value, low in (("--seconds", args.seconds, 0.0), ("--warmup", args.warmup, -1.0)):
+        if not (math.isfinite(value) and value > low):  # NaN ran the level forever
+            raise ConfigError(f"{flag} {value}: must be a finite number of seconds "
+                              f"{'> 0' if low == 0 else '>= 0'}")  # fmt: skip
     work = Path(tempfile.mkdtemp(prefix="recoil-bench-serving-"))
     store = args.snapshot or build_store(work / "store", args.items)
     bodies, num_items = request_bodies(store, args.history_length, args.k)

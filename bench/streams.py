@@ -37,6 +37,7 @@ import argparse
 import asyncio
 import dataclasses
 import json
+import math
 import os
 import tempfile
 import time
@@ -76,10 +77,12 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if min(args.events, args.users, args.partitions, args.workers) < 1:
-        from recoil.core.errors import ConfigError
+    from recoil.core.errors import ConfigError
 
+    if min(args.events, args.users, args.partitions, args.workers) < 1:
         raise ConfigError("--events, --users, --partitions and --workers must be >= 1")
+    if not (math.isfinite(args.timeout) and args.timeout > 0):
+        raise ConfigError(f"--timeout {args.timeout}: must be a finite number of seconds > 0")
     with given_or_embedded_kafka(args) as settings:
         return _bench(args, settings)
 
@@ -236,6 +239,7 @@ def _noop_consume(
             "--data-dir", str(work / "noop-data"),
             "--result", str(result),
         ],
+        env=settings.env(),
     )  # fmt: skip
     print(f"no-op Faust agent (log: {child.log_file}) ...", flush=True)
     deadline = time.monotonic() + args.timeout

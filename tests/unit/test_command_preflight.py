@@ -124,3 +124,27 @@ def test_a_results_file_in_no_directory_stops_simulate_before_kafka(
     afile.write_text("x")
     argv = ["simulate", "--bootstrap-servers", "127.0.0.1:1", "--results", f"{afile}/r.jsonl"]
     assert f"--results {afile}/r.jsonl: its directory" in config_error(argv, capsys)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["pipeline", "--world", "nope"], "--world 'nope': choose one of"),
+        (["pipeline", "--file", "/nonexistent.tsv"], "--file /nonexistent.tsv: no such file"),
+        (["pipeline", "--file", "/"], "--file /: a directory, not a log file"),
+        (["pipeline", "--map", "user_id=u"], "--map maps the columns of --file"),
+        (["pipeline", "--threads", "0"], "--threads 0: must be >= 1"),
+        (["pipeline", "--timeout", "nan"], "--timeout nan: must be a finite number"),
+        (["streams", "--timeout", "inf"], "--timeout inf: must be a finite number"),
+        (["serving", "--seconds", "nan"], "--seconds nan: must be a finite number of seconds > 0"),
+        (["serving", "--warmup", "-1"], "--warmup -1.0: must be a finite number of seconds >= 0"),
+    ],
+)
+def test_a_benchmark_refuses_a_bad_flag_before_its_broker_or_world(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """These gave a traceback minutes in (a world or file that is not there) or ran
+    forever (a NaN duration)."""
+    kafka = [] if argv[0] == "serving" else ["--bootstrap-servers", "127.0.0.1:1"]
+    err = config_error(["bench", *argv, *kafka], capsys)
+    assert message in err and "Traceback" not in err
