@@ -44,6 +44,7 @@ LARGE_BODY_BYTES = 64 << 10
 # value so taken costs ~2.5 us of Python, and 8 MiB of "[]," (2.8M values) held the one
 # parsing thread for 7 s before the 413, while every large body queued behind it.
 MAX_WALKED_VALUES = MAX_BATCH + MAX_HISTORY
+_HISTORY_FIELDS = frozenset(HISTORY_COLUMNS)
 UNKNOWN_ITEMS = ("ignore", "reject")  # what a POST body's "unknown_items" may ask for
 UnknownItems = Literal["ignore", "reject"]
 # Media types a POST body may declare: JSON, and application/octet-stream, which clients
@@ -266,6 +267,14 @@ def parse_history_item(obj: object, position: int) -> HistoryItem:
             )
         item, creator, cluster, disliked, dwell, gap, ts = obj
     elif isinstance(obj, dict):
+        if not obj.keys() <= _HISTORY_FIELDS:
+            # a misspelt field ("dislike") would otherwise be dropped without a word, and
+            # with it the user's dislike
+            unknown = sorted(_shown(str(name)) for name in obj.keys() - _HISTORY_FIELDS)
+            raise BadRequestError(
+                f"history[{position}] has unknown fields {', '.join(unknown[:5])}; "
+                f"known: {', '.join(HISTORY_COLUMNS)}"
+            )
         get = obj.get
         item, creator, cluster = get("item_id"), get("creator_id"), get("cluster_id")
         disliked = get("disliked", False)

@@ -214,6 +214,10 @@ def test_recommend_body_defaults_and_fields() -> None:
         ({"history": [], "unknown_items": "drop"},
          "'unknown_items' must be one of ['ignore', 'reject'], got 'drop'", 400),
         ({"history": [ROW, "x"]}, "history[1] must be an object or a row, got str", 400),
+        # a misspelt field would drop the dislike it carries without a word
+        ({"history": [{"item_id": "i", "creator_id": "c", "dislike": True}]},
+         "history[0] has unknown fields 'dislike'; known: item_id, creator_id, cluster_id, "
+         "disliked, dwell_bucket, gap_bucket, timestamp", 400),
     ],
 )  # fmt: skip
 def test_recommend_body_refusals(body: Any, reason: str, status: int) -> None:
