@@ -330,6 +330,7 @@ def _read_jsonl(path: Path, opener: Callable[..., IO[Any]]) -> Iterator[Interact
     """Each line decoded and validated as the stream workers do (``parse_event``): bytes
     that are not UTF-8, JSON nested too deeply, a number json cannot read and an
     oversized line are errors of their line, like a missing field."""
+    warned = False  # about an implausible time, once a file
     with opener(path, "rb") as lines:
         for lineno, line in enumerate(lines, start=1):
             if lineno == 1 and line.startswith(_BOM):
@@ -337,7 +338,26 @@ def _read_jsonl(path: Path, opener: Callable[..., IO[Any]]) -> Iterator[Interact
             line = line.strip()
             if not line:
                 continue
-            yield _valid(parse_event(line), path, lineno)
+            event = _valid(parse_event(line), path, lineno)
+            warned = warned or _warn_if_late(event, path, lineno, None)
+            yield event
+
+
+def _warn_if_late(event: InteractionEvent, path: Path, lineno: int, unit: TimeUnit | None) -> bool:
+    """Warn (and say so) if ``event``'s time is after the year 3000, as read in ``unit``
+    (None: a JSON Lines event, whose schema has seconds); see _LATEST_TIMESTAMP."""
+    if event.timestamp <= _LATEST_TIMESTAMP:
+        return False
+    hint = {
+        "ms": "is the unit right?",
+        "s": "milliseconds? add time_unit=ms to the mapping",
+        None: "milliseconds? the event schema's timestamp is in seconds",
+    }[unit]
+    log.warning(
+        "%s:%d: timestamp %s is after the year 3000 read as %s; %s",
+        path, lineno, event.timestamp, "milliseconds" if unit == "ms" else "seconds", hint,
+    )  # fmt: skip
+    return True
 
 
 def _check_utf8(fields: list[str], path: Path, lineno: int) -> None:
@@ -427,15 +447,7 @@ def _read_table(
             if obj is None:  # a middling rating
                 continue
             event = _valid(validate_event(obj), path, lineno)
-            if not warned and event.timestamp > _LATEST_TIMESTAMP:
-                warned = True
-                log.warning(
-                    "%s:%d: timestamp %s is after the year 3000 read as %s; %s",
-                    path, lineno, event.timestamp,
-                    "milliseconds" if mapping.time_unit == "ms" else "seconds",
-                    "is the unit right?" if mapping.time_unit == "ms"
-                    else "milliseconds? add time_unit=ms to the mapping",
-                )  # fmt: skip
+            warned = warned or _warn_if_late(event, path, lineno, mapping.time_unit)
             yield event
 
 

@@ -170,6 +170,24 @@ def test_times_after_the_year_3000_are_read_with_one_warning(
     assert len(warnings) == 1 and message in warnings[0], warnings
 
 
+def test_json_lines_times_after_the_year_3000_are_read_with_one_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The event schema has seconds: a JSON Lines export in milliseconds is warned about
+    once, as a table is."""
+    lines = [JSONL.replace(b'"timestamp":5', f'"timestamp":{t}'.encode()) for t in
+             (1_700_000_000, 1_700_000_000_000, 1_700_000_000_001)]  # fmt: skip
+    with caplog.at_level("WARNING", logger="simulator.logs"):
+        events = _read(tmp_path / "events.jsonl", b"".join(lines), mapping=None)
+    assert len(events) == 3
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1, warnings
+    assert (
+        "events.jsonl:2: timestamp 1700000000000.0 is after the year 3000 read as seconds; "
+        "milliseconds? the event schema's timestamp is in seconds" in warnings[0]
+    )
+
+
 def test_events_at_one_time_keep_the_files_order(tmp_path: Path) -> None:
     """Default ids sort as the lines do (recoil.core.windows breaks ties by event id):
     line 10 after line 9, as the replay sends them."""
