@@ -63,6 +63,7 @@ from recoil.core.records import EXCLUDE_SEEN, HistoryItem
 from serving.batching import MicroBatcher, Query
 from serving.config import ServeConfig
 from serving.metrics import ServingMetrics
+from serving.protocol_log import quiet_protocol_errors
 from serving.requests import (
     LARGE_BODY_BYTES,
     MAX_BODY_BYTES,
@@ -257,6 +258,7 @@ def create_app(
     ``config``: the body timeout (default ``ServeConfig()``'s).
     """
     settings = config or ServeConfig()
+    quiet_protocol_errors()  # a request aiohttp cannot parse: one line, not a traceback
     app = web.Application(client_max_size=MAX_BODY_BYTES)
     batched = batcher or MicroBatcher()
     # Large bodies are decoded and checked here rather than on the event loop. Not on the
