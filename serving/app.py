@@ -59,11 +59,11 @@ from typing import Any, Protocol, TypeVar
 from aiohttp import hdrs, web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from recoil.core.protocol_log import quiet_protocol_errors
 from recoil.core.records import EXCLUDE_SEEN, HistoryItem
 from serving.batching import MicroBatcher, Query
 from serving.config import ServeConfig
 from serving.metrics import ServingMetrics
-from serving.protocol_log import quiet_protocol_errors
 from serving.requests import (
     LARGE_BODY_BYTES,
     MAX_BODY_BYTES,

@@ -29,6 +29,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, start_http_server
 
 from recoil.core.kafka_settings import KafkaSettings
+from recoil.core.protocol_log import quiet_protocol_errors
 from streams import tolerant_records
 from streams.app import StreamsWorkerApp, build_app
 from streams.config import StreamsConfig, describe
@@ -130,6 +131,7 @@ def run_worker(
     announce(f"history view: http://{config.web_host}:{config.web_port}/history/{{user_id}}")
 
     parts = build_app(config, settings, metrics, layout.input_partitions, notes)
+    quiet_protocol_errors()  # the history view's aiohttp: a bad request is one line
     if customize is not None:
         customize(parts)
     worker = faust.Worker(

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from serving.protocol_log import SERVER_LOGGER, ProtocolErrorFilter
+from recoil.core.protocol_log import SERVER_LOGGER, ProtocolErrorFilter
 from tests.support.serving_app import serving
 
 MALFORMED = [

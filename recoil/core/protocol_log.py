@@ -1,4 +1,5 @@
-"""One throttled line, not a traceback, for each request aiohttp refuses before our code.
+"""One throttled line, not a traceback, for each request aiohttp refuses before our code
+(serving's API, the stream worker's history view).
 
 aiohttp answers a request it cannot parse (a header line over its limit, bad chunking,
 a method that is not a token, an invalid URL) with a plain 400 before any handler or
