@@ -4,22 +4,30 @@
 the agent itself stays thin (take a batch, hand it to
 :class:`~streams.processor.BatchProcessor`). The history view answers
 ``GET /history/{user_id}`` on the worker that owns the user's partition (other
-workers forward the request through Faust's table route):
+workers forward the request through Faust's router):
 
     {"user_id": "u1", "columns": ["item_id", ...], "history": [[...], ...]}
 
 rows oldest first, in :data:`recoil.core.records.HISTORY_COLUMNS` order; a user
-never seen has an empty history.
+never seen has an empty history. Its errors are JSON ``{"error", "reason"}``: a 400 for
+a path segment that names no user (:func:`decode_user_id`), a 405 for a method other
+than GET or HEAD, and a 503 when the owner does not answer within
+:data:`FORWARD_TIMEOUT_S` or cannot be reached (stopped, gone before the group has
+rebalanced).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 from dataclasses import dataclass
 from typing import Any, cast
+from urllib.parse import unquote_to_bytes
 
 import faust
+from aiohttp import ClientError, web
+from faust.exceptions import SameNode
 from faust.web import Request, Response, View
 
 from recoil.core.kafka_settings import KafkaSettings
@@ -37,6 +45,10 @@ from streams.topics import TABLE_NAME
 log = logging.getLogger(__name__)
 
 AGENT_NAME = "recoil.streams.history_agent"
+# How long a worker waits for the owner of a user's partition to answer a forwarded
+# history request: under serving's 2 s (serving/history.py), so that serving hears why.
+# Faust's own client would wait 5 minutes for an owner that is stopped or partitioned.
+FORWARD_TIMEOUT_S = 1.5
 
 
 class StreamsApp(AppAdapter):
@@ -70,6 +82,25 @@ class StreamsWorkerApp:
     @property
     def consumer(self) -> RecoilConsumer:
         return cast(RecoilConsumer, self.app.consumer)
+
+
+def decode_user_id(segment: str) -> str:
+    """The user id the history view's path segment names: its %-escapes decoded as UTF-8.
+
+    ValueError with the reason for a segment that names no user: one whose escapes are not
+    UTF-8 (user ids are UTF-8 text; yarl leaves such escapes as they are, so ``%ff`` was
+    read as the user literally named "%ff"), and a bare ``.`` or ``..``, which resolving
+    the URL removes (forwarded to the owner, ``/history/..`` became ``/``).
+    """
+    if segment in (".", ".."):
+        raise ValueError(
+            f"user id {segment!r} is a path segment that URLs remove; escape its dots as %2E"
+        )
+    try:
+        return unquote_to_bytes(segment).decode("utf-8")
+    except UnicodeDecodeError:
+        shown = segment if len(segment) <= 100 else f"{segment[:100]}..."
+        raise ValueError(f"user id {shown!r} is not UTF-8 once its %-escapes are decoded") from None
 
 
 def canonical_url(config: StreamsConfig) -> str:
@@ -157,10 +188,43 @@ def build_app(
     app.agent(source, name=AGENT_NAME, concurrency=1)(history_agent)
 
     class HistoryView(View):
-        @app.table_route(table=table, match_info="user_id")
-        async def get(self: View, request: Request, *args: Any, **kwargs: Any) -> Response:
-            user_id = request.match_info["user_id"]
-            raw = table.get(user_id.encode())
+        """Answers here when this worker owns the user's partition, else asks the owner
+        through Faust's router as ``app.table_route`` does, but within a bound, and with
+        a 503 that says why when the owner is silent or refuses (a 500 under Faust)."""
+
+        async def get(self, request: Request, **match_info: str) -> Response:
+            # aiohttp's request: the segment as sent, before yarl decoded (or kept) escapes
+            segment = cast(web.Request, request).rel_url.raw_parts[-1]
+            try:
+                user_id = decode_user_id(segment)
+            except ValueError as exc:
+                return self.json({"error": "bad_user_id", "reason": str(exc)}, status=400)
+            key = user_id.encode()  # the table's and the input topic's key
+            try:
+                owner = app.router.key_store(table.name, key)
+            # KeyError: no assignment yet (the worker is starting or rebalancing); TypeError:
+            # aiokafka's partitioner before the producer has the changelog topic's metadata
+            # (a worker that just started and has written nothing: a 500 under Faust's
+            # table_route)
+            except (KeyError, TypeError):
+                reason = f"no worker owns user {user_id!r}'s partition yet; ask again shortly"
+                return self.json({"error": "no_owner", "reason": reason}, status=503)
+            try:
+                async with asyncio.timeout(FORWARD_TIMEOUT_S):
+                    return await app.router.route_req(table.name, key, self.web, request)
+            except SameNode:
+                raw = table.get(key)
+            except (ClientError, TimeoutError) as exc:
+                failure = (
+                    f"did not answer within {FORWARD_TIMEOUT_S} s"
+                    if isinstance(exc, TimeoutError)
+                    else f"could not be reached: {exc}"
+                )
+                reason = (
+                    f"the worker that owns user {user_id!r} ({owner}) {failure}; "
+                    "ask again once the group has rebalanced"
+                )
+                return self.json({"error": "owner_unreachable", "reason": reason}, status=503)
             history = UserState.from_bytes(raw).history if raw is not None else ()
             return self.json(
                 {
@@ -169,6 +233,14 @@ def build_app(
                     "history": [item.to_row() for item in history],
                 }
             )
+
+        async def refuse(self, request: Request, **kwargs: Any) -> Response:
+            """Any other method: a 405 in JSON (aiohttp's own is plain text)."""
+            reason = f"{request.method} is not allowed on /history/{{user_id}}; use GET"
+            return self.json({"error": "method_not_allowed", "reason": reason}, status=405,
+                             headers={"Allow": "GET,HEAD"})  # fmt: skip
+
+        post = put = patch = delete = options = refuse
 
     app.page("/history/{user_id}")(HistoryView)
 
