@@ -16,6 +16,7 @@ existed (one process) has only ``lineage_bytes`` and still loads.
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,7 @@ LINEAGE_FILE = lineage_file(0)  # trained.jsonl: rank 0's log, the single proces
 ROLLED_BACK_FILE = "rolled_back.jsonl"  # entries cut from trained.jsonl at a restart
 STATE_KEY = "recoil_stream"  # the learner's entry in Lightning's checkpoint dict
 STATE_FORMAT = "recoil.learner-state/1"
+_WHAT_TO_DO = "point --checkpoint-dir at an empty directory or one the learner wrote"
 
 
 @dataclass(frozen=True)
@@ -81,8 +83,7 @@ class StreamCheckpoint:
         state = checkpoint.get(STATE_KEY)
         if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
             raise ConfigError(
-                f"{source} is not a checkpoint of `recoil learn` ({STATE_FORMAT}); "
-                "point --checkpoint-dir at an empty directory or one the learner wrote"
+                f"{source} is not a checkpoint of `recoil learn` ({STATE_FORMAT}); {_WHAT_TO_DO}"
             )
         try:
             # a checkpoint of one process has only trained.jsonl
@@ -101,7 +102,7 @@ class StreamCheckpoint:
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ConfigError(
                 f"{source} has a damaged {STATE_FORMAT} state ({type(exc).__name__}: {exc}); "
-                "point --checkpoint-dir at an empty directory or one the learner wrote"
+                + _WHAT_TO_DO
             ) from exc
 
 
@@ -117,20 +118,33 @@ class ResumeState:
 def read_resume_state(path: Path) -> ResumeState:
     """The resume state in the learner checkpoint at ``path`` (loaded with
     ``weights_only=True``); ``ConfigError`` if there is none or it is not one."""
+    if path.exists() and not path.is_file():
+        raise ConfigError(f"{path} is not a file, as a learner checkpoint is; {_WHAT_TO_DO}")
     if not path.is_file():
         raise ConfigError(f"no learner checkpoint at {path}")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated, not a torch file, or objects beyond plain data
+    except pickle.UnpicklingError:
+        # torch's message runs to paragraphs and suggests weights_only=False, which is
+        # never the answer for a file the learner did not write (it would run its code)
         raise ConfigError(
-            f"{path} cannot be read as a checkpoint ({type(exc).__name__}: {exc}); "
-            "point --checkpoint-dir at an empty directory or one the learner wrote"
+            f"{path} cannot be read as a checkpoint: it is not a torch file, or holds objects "
+            f"other than tensors and plain data (a weights-only load refuses them); {_WHAT_TO_DO}"
+        ) from None
+    except Exception as exc:  # truncated, or not a torch file
+        reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+        raise ConfigError(
+            f"{path} cannot be read as a checkpoint ({reason}); {_WHAT_TO_DO}"
         ) from exc
     if not isinstance(checkpoint, dict):
-        raise ConfigError(f"{path} is not a checkpoint of `recoil learn` ({STATE_FORMAT})")
+        raise ConfigError(
+            f"{path} is not a checkpoint of `recoil learn` ({STATE_FORMAT}); {_WHAT_TO_DO}"
+        )
     stream = StreamCheckpoint.from_checkpoint(checkpoint, path)
-    try:
-        return ResumeState(int(checkpoint["global_step"]), dict(checkpoint["hyper_parameters"]),
-                           stream)  # fmt: skip
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ConfigError(f"{path} lacks Lightning's {exc} entry") from exc
+    step, hparams = checkpoint.get("global_step"), checkpoint.get("hyper_parameters")
+    if type(step) is not int or not isinstance(hparams, dict):
+        raise ConfigError(
+            f"{path} lacks Lightning's global_step (a number) or hyper_parameters (a dict); "
+            + _WHAT_TO_DO
+        )
+    return ResumeState(step, dict(hparams), stream)

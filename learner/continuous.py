@@ -177,7 +177,13 @@ def run_learner(
                 f"{checkpoint} was trained with arm {saved.arm!r} on topic {saved.topic!r}; "
                 f"pass --arm {saved.arm} --topic {saved.topic}, or another --checkpoint-dir"
             )
-        module = ContinuousModule(**resume.hparams)
+        try:
+            module = ContinuousModule(**resume.hparams)
+        except (TypeError, ValueError) as exc:  # another module's arguments, or damaged ones
+            raise ConfigError(
+                f"{checkpoint}: its hyper_parameters do not make the learner's model ({exc}); "
+                "point --checkpoint-dir at an empty directory or one the learner wrote"
+            ) from None
         cut = _rollback_lineages(config.checkpoint_dir, saved.lineage_files, ranks)
         result.resumed_from_step = resume.step
         log.info(

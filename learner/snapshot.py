@@ -44,8 +44,9 @@ Loading uses only json, numpy (``allow_pickle=False``), safetensors and
 ``faiss.read_index``. A ``Snapshot`` is never mutated: serving swaps its
 reference to a newer one (FAISS indexes must not change while searched).
 Old versions beyond ``keep`` are removed by renaming them to a dot-name first;
-a reader still loading one of those gets ``FileNotFoundError`` and should load
-the latest instead.
+a reader still loading one of those gets a ``SnapshotError`` (its files are gone)
+and should load the latest instead. Whatever else is wrong with a version directory
+is a ``SnapshotError`` too, in one line naming it (see ``load_snapshot``).
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import os
 import shutil
 import time
@@ -70,12 +72,14 @@ from learner.arms import ArmConfig, resolve_arm
 from learner.features import encode_histories
 from learner.index import IndexConfig, ItemIndex, build_index, read_index, write_index
 from learner.model import SequenceRecommender, model_config_from_dict
+from learner.snapshot_checks import check_agrees, check_weights_fit
 from learner.snapshot_store import (
     LATEST,
     fsync_dir,
     latest_version,
     list_versions,
     prune,
+    regular_file,
     remove_stale,
     sha256,
     version_dir,
@@ -102,6 +106,10 @@ VOCAB_CREATORS = "vocab_creators.json"
 ITEMS_FILE = "items.json"
 EMBEDDINGS_FILE = "item_embeddings.npy"
 INDEX_FILE = "index.faiss"
+PUBLISHED_FILES = frozenset(
+    {MODEL_FILE, VOCAB_ITEMS, VOCAB_CREATORS, ITEMS_FILE, EMBEDDINGS_FILE, INDEX_FILE}
+)  # what the manifest checksums: every file but itself
+MAX_MANIFEST_BYTES = 1 << 20  # a manifest is a few kB; a larger file is not one
 
 
 class SnapshotError(RuntimeError):
@@ -252,7 +260,12 @@ def load_snapshot(
 ) -> Snapshot:
     """Load a snapshot directory, or version ``version`` (default: latest) of a store.
 
-    With ``verify`` every file's sha256 is checked against the manifest.
+    With ``verify`` every file's sha256 is checked against the manifest, and the parts
+    against each other (``learner.snapshot_checks.check_agrees``). Whatever is wrong
+    with the directory is a ``SnapshotError`` naming it and the fault: a file missing,
+    unreadable, not a regular file (a symlink may point anywhere, a FIFO blocks its
+    reader forever), truncated or foreign; a manifest that is not one; weights that do
+    not fit its ``model_config`` or are not finite. Nothing in it is unpickled.
     """
     path = Path(path_or_store)
     if not (path / MANIFEST).is_file():
@@ -261,16 +274,19 @@ def load_snapshot(
             if version is None:
                 raise SnapshotError(f"no snapshot in {path}: the store is empty or absent")
         path = version_dir(path, version)
-    elif version is not None and version != json.loads((path / MANIFEST).read_text())["version"]:
-        raise SnapshotError(f"{path} is not version {version}")
     try:
-        manifest = json.loads((path / MANIFEST).read_text())
-    except FileNotFoundError:
-        raise SnapshotError(f"{path} has no {MANIFEST}: not a published snapshot") from None
-    if manifest.get("format") != FORMAT:
-        raise SnapshotError(
-            f"{path / MANIFEST}: format is {manifest.get('format')!r}, not {FORMAT}"
-        )
+        return _load(path, version, verify)
+    except SnapshotError:
+        raise
+    except Exception as exc:  # whatever a damaged or foreign file makes its reader raise
+        reason = " ".join(f"{type(exc).__name__}: {exc}".split())
+        raise SnapshotError(f"{path}: {reason[:500]}") from exc
+
+
+def _load(path: Path, version: int | None, verify: bool) -> Snapshot:
+    manifest = _read_manifest(path, version)
+    for name in manifest["files"]:
+        regular_file(path / name)
     if verify:
         for name, digest in manifest["files"].items():
             if sha256(path / name) != digest:
@@ -281,8 +297,10 @@ def load_snapshot(
         raise SnapshotError(
             f"{path / MANIFEST}: model_config does not fit ModelConfig: {exc}"
         ) from exc
+    weights = load_file(path / MODEL_FILE)
+    check_weights_fit(weights, config)
     model = SequenceRecommender(config)
-    model.load_state_dict(load_file(path / MODEL_FILE))
+    model.load_state_dict(weights)
     vocabs = Vocabularies(
         Vocabulary.load(path / VOCAB_ITEMS), Vocabulary.load(path / VOCAB_CREATORS)
     )
@@ -294,9 +312,57 @@ def load_snapshot(
     items = json.loads((path / ITEMS_FILE).read_text())
     if items.get("format") != ITEMS_FORMAT:
         raise SnapshotError(f"{path / ITEMS_FILE}: not {ITEMS_FORMAT}")
-    meta = {row[1]: ItemMeta(row[2], row[3]) for row in items["rows"]}
+    meta: dict[str, ItemMeta] = {}
+    for _, item_id, creator_id, cluster_id in items["rows"]:
+        # served as they are in every answer: ids or null, nothing else
+        if not isinstance(item_id, str) or not all(
+            isinstance(v, str | None) for v in (creator_id, cluster_id)
+        ):
+            raise SnapshotError(f"{path / ITEMS_FILE}: item {item_id!r} has a row of non-ids")
+        meta[item_id] = ItemMeta(creator_id, cluster_id)
     arm = ArmConfig(**manifest["arm"])
-    return Snapshot(path, manifest, model, vocabs, arm, meta, embeddings, index)
+    snapshot = Snapshot(path, manifest, model, vocabs, arm, meta, embeddings, index)
+    if verify:
+        check_agrees(model, vocabs, embeddings, index, snapshot.user_states([[]]))
+    return snapshot
+
+
+def _read_manifest(path: Path, version: int | None) -> dict[str, Any]:
+    """The manifest of the snapshot in ``path``, which must be version ``version`` (if
+    given) and list exactly the files a snapshot has."""
+    file = path / MANIFEST
+    try:
+        regular_file(file, MAX_MANIFEST_BYTES)
+    except FileNotFoundError:
+        raise SnapshotError(f"{path} has no {MANIFEST}: not a published snapshot") from None
+    try:
+        manifest = json.loads(file.read_bytes())
+    except (ValueError, RecursionError) as exc:  # not JSON, not UTF-8, nested too deeply
+        raise SnapshotError(f"{file}: not JSON ({type(exc).__name__}: {exc})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
+        raise SnapshotError(f"{file}: format is {found!r}, not {FORMAT}")
+    number = manifest.get("version")
+    if type(number) is not int or number < 1:
+        raise SnapshotError(f"{file}: version {number!r} is not a positive integer")
+    if version is not None and number != version:
+        raise SnapshotError(f"{path} is not version {version}: its manifest says {number}")
+    # what serving's /snapshot answers: numbers, and JSON ones (NaN is not)
+    step, created_at, offsets = (manifest.get(k) for k in ("step", "created_at", "offsets"))
+    if not (
+        type(step) is int and step >= 0
+        and isinstance(created_at, int | float) and math.isfinite(created_at)
+        and isinstance(offsets, dict)
+        and all(p.isascii() and p.isdigit() and type(o) is int for p, o in offsets.items())
+    ):  # fmt: skip
+        raise SnapshotError(f"{file}: step, created_at or offsets is not a number")
+    files = manifest.get("files")
+    if not isinstance(files, dict) or set(files) != PUBLISHED_FILES:
+        listed = repr(sorted(files) if isinstance(files, dict) else files)[:300]
+        raise SnapshotError(
+            f"{file}: files lists {listed}, not a checksum of each of {sorted(PUBLISHED_FILES)}"
+        )
+    return manifest
 
 
 def _truncated(vocab: Vocabulary, rows: int) -> Vocabulary:

@@ -1,9 +1,9 @@
 """The snapshot store's directory operations: versions, ``LATEST``, cleanup.
 
 Layout and guarantees are documented in ``learner.snapshot``. Everything here
-works on names alone: ``v{version:08d}`` directories are complete snapshots,
-dot-names (``.tmp-*`` being written, ``.old-*`` being deleted, ``.LATEST.*``)
-are invisible to readers.
+works on names alone (``regular_file``: on what a name is): ``v{version:08d}``
+directories are complete snapshots, dot-names (``.tmp-*`` being written, ``.old-*``
+being deleted, ``.LATEST.*``) are invisible to readers.
 """
 
 from __future__ import annotations
@@ -12,12 +12,16 @@ import hashlib
 import os
 import re
 import shutil
+import stat
 import time
 import uuid
 from pathlib import Path
 
 LATEST = "LATEST"
-_VERSION_DIR = re.compile(r"^v(\d{8})$")
+# ASCII digits only: ``\d`` alone takes any script's digits, and a directory "v١٢٣٤٥٦٧٨"
+# would read as version 12345678, whose directory ``version_dir`` names does not exist.
+_VERSION_DIR = re.compile(r"^v(\d{8})$", re.ASCII)
+_LATEST_TEXT = re.compile(r"\d{1,18}", re.ASCII)  # a version that fits an int64
 _STALE_SECONDS = 600  # a dot-dir untouched this long belongs to a dead publisher
 
 
@@ -47,11 +51,27 @@ def latest_version(store: str | os.PathLike[str]) -> int | None:
 
 
 def read_latest(store: str | os.PathLike[str]) -> int | None:
+    """The version ``LATEST`` names, or None if it is absent or names none (the directory
+    scan then decides). Only its first bytes are read: it holds one number."""
     try:
-        text = (Path(store) / LATEST).read_text().strip()
+        with (Path(store) / LATEST).open("rb") as f:
+            text = f.read(64).strip()
     except FileNotFoundError:
         return None
-    return int(text) if text.isdigit() else None
+    match = _LATEST_TEXT.fullmatch(text.decode("ascii", "replace"))
+    return int(match.group()) if match else None
+
+
+def regular_file(path: Path, max_bytes: int | None = None) -> None:
+    """``ValueError`` unless ``path`` is a regular file (not a symlink, which may point
+    anywhere, nor a FIFO or device, which block or never end) of at most ``max_bytes``;
+    ``FileNotFoundError`` if it is absent."""
+    info = os.lstat(path)
+    if not stat.S_ISREG(info.st_mode):
+        kind = "a symlink" if stat.S_ISLNK(info.st_mode) else "not a regular file"
+        raise ValueError(f"{path} is {kind}")
+    if max_bytes is not None and info.st_size > max_bytes:
+        raise ValueError(f"{path} is {info.st_size} bytes, over the {max_bytes} expected")
 
 
 def sha256(path: Path) -> str:

@@ -39,7 +39,8 @@ Hot swap: a watcher loads a newer snapshot off the event loop and replaces one
 reference; each request reads that reference once, so in-flight requests finish
 on the snapshot they started with and no request fails during a swap. Snapshots
 are never mutated after loading (faiss indexes are not safe to mutate while
-searched).
+searched). A version that fails to load is refused in one log line and the one being
+served stays (``watch_snapshots``).
 """
 
 from __future__ import annotations
@@ -143,21 +144,53 @@ async def watch_snapshots(
     metrics: ServingMetrics,
     interval: float = 0.5,
 ) -> None:
-    """Poll for newer versions; load each in a thread and swap it in."""
+    """Poll for newer versions; load each in a thread and swap it in.
+
+    A version that fails to load is refused with one log line and not tried again (a
+    published version never changes; a newer one is loaded when it appears), so a bad
+    snapshot costs one load, not one every poll. Whatever is being served stays served,
+    and without one requests keep getting 503. A store that cannot be read is logged
+    once, until the failure changes.
+    """
+    refused: set[int] = set()
+    failure: str | None = None  # the last failure to read the store, already logged
     while True:
         try:
             version = await asyncio.to_thread(latest_version)
-            current = holder.snapshot.version if holder.snapshot else None
-            if version is not None and (current is None or version > current):
+            failure = None
+        except Exception as exc:  # the store itself: unreadable, or not a directory
+            version = None
+            if _one_line(exc) != failure:
+                failure = _one_line(exc)
+                log.error("cannot look for new snapshots (%s); %s", failure, _still_serving(holder))
+        current = holder.snapshot.version if holder.snapshot else None
+        if (
+            version is not None
+            and version not in refused
+            and (current is None or version > current)
+        ):
+            try:
                 snapshot = await asyncio.to_thread(load, version)
+            except Exception as exc:  # a bad snapshot must not stop serving the current one
+                refused.add(version)
+                log.error("refused snapshot version %d (%s); %s", version, _one_line(exc),
+                          _still_serving(holder))  # fmt: skip
+            else:
                 holder.swap(snapshot)
                 metrics.snapshot_version.set(snapshot.version)
                 log.info("serving snapshot version %d", snapshot.version)
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # a bad snapshot must not stop serving the current one
-            log.exception("loading a new snapshot failed; still serving the previous one")
         await asyncio.sleep(interval)
+
+
+def _one_line(exc: BaseException) -> str:
+    """``exc`` as one log line of bounded length (FAISS and torch write several)."""
+    return " ".join(f"{type(exc).__name__}: {exc}".split())[:500]
+
+
+def _still_serving(holder: SnapshotHolder) -> str:
+    if holder.snapshot is None:
+        return "no snapshot is served yet: requests get 503"
+    return f"still serving version {holder.snapshot.version}"
 
 
 def _json(body: Any, status: int = 200) -> web.Response:
