@@ -62,6 +62,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from recoil.core.protocol_log import quiet_protocol_errors
 from recoil.core.records import EXCLUDE_SEEN, HistoryItem
+from recoil.core.user_paths import decode_user_id
 from serving.batching import MicroBatcher, Query
 from serving.config import ServeConfig
 from serving.metrics import ServingMetrics
@@ -373,7 +374,10 @@ def create_app(
         )
 
     async def recommend_user(request: web.Request) -> web.Response:
-        user_id = request.match_info["user_id"]
+        try:  # the segment as sent: aiohttp keeps escapes it cannot decode (%ff) as text
+            user_id = decode_user_id(request.rel_url.raw_parts[-1])
+        except ValueError as exc:
+            return _error(400, "bad_user_id", str(exc))
         try:
             k = parse_k(query_value(request.query.getall("k", []), "k"))
         except BadRequestError as exc:

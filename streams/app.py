@@ -10,8 +10,8 @@ workers forward the request through Faust's router):
 
 rows oldest first, in :data:`recoil.core.records.HISTORY_COLUMNS` order; a user
 never seen has an empty history. Its errors are JSON ``{"error", "reason"}``: a 400 for
-a path segment that names no user (:func:`decode_user_id`), a 405 for a method other
-than GET or HEAD, and a 503 when the owner does not answer within
+a path segment that names no user (``recoil.core.user_paths``), a 405 for a method
+other than GET or HEAD, and a 503 when the owner does not answer within
 :data:`FORWARD_TIMEOUT_S` or cannot be reached (stopped, gone before the group has
 rebalanced).
 """
@@ -23,7 +23,6 @@ import logging
 import socket
 from dataclasses import dataclass
 from typing import Any, cast
-from urllib.parse import unquote_to_bytes
 
 import faust
 from aiohttp import ClientError, web
@@ -32,6 +31,7 @@ from faust.web import Request, Response, View
 
 from recoil.core.kafka_settings import KafkaSettings
 from recoil.core.records import HISTORY_COLUMNS
+from recoil.core.user_paths import decode_user_id
 from streams.config import StreamsConfig
 from streams.consumer import BrokerView, RecoilConsumer, RecoilTransport
 from streams.crashloop import CrashNotes
@@ -82,25 +82,6 @@ class StreamsWorkerApp:
     @property
     def consumer(self) -> RecoilConsumer:
         return cast(RecoilConsumer, self.app.consumer)
-
-
-def decode_user_id(segment: str) -> str:
-    """The user id the history view's path segment names: its %-escapes decoded as UTF-8.
-
-    ValueError with the reason for a segment that names no user: one whose escapes are not
-    UTF-8 (user ids are UTF-8 text; yarl leaves such escapes as they are, so ``%ff`` was
-    read as the user literally named "%ff"), and a bare ``.`` or ``..``, which resolving
-    the URL removes (forwarded to the owner, ``/history/..`` became ``/``).
-    """
-    if segment in (".", ".."):
-        raise ValueError(
-            f"user id {segment!r} is a path segment that URLs remove; escape its dots as %2E"
-        )
-    try:
-        return unquote_to_bytes(segment).decode("utf-8")
-    except UnicodeDecodeError:
-        shown = segment if len(segment) <= 100 else f"{segment[:100]}..."
-        raise ValueError(f"user id {shown!r} is not UTF-8 once its %-escapes are decoded") from None
 
 
 def canonical_url(config: StreamsConfig) -> str:

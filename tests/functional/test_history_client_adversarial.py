@@ -173,10 +173,11 @@ def test_a_404_or_an_error_page_is_a_503_with_the_status_not_an_empty_history() 
     asyncio.run(run())
 
 
-def test_an_id_longer_than_any_user_id_is_an_empty_history_not_a_503() -> None:
-    # Escaped, 3,000 "!" are 9,000 characters: past the 8,190-byte request line of the
-    # worker's aiohttp (this one's too), whose 400 serving answered as a 503 that blamed
-    # the worker. Events refuse ids over MAX_ID_CHARS, so no worker holds a history for one.
+def test_a_path_that_names_no_user_is_a_400_and_the_worker_is_not_asked() -> None:
+    """Serving reads the user id as the worker does (``recoil.core.user_paths``): escapes
+    that are not UTF-8 were served as the user literally named "%FF", and an id longer
+    than events allow (3,000 "!", 9,000 characters escaped: past the worker's 8,190-byte
+    request line) was a 503 that blamed the worker."""
     asked: list[str] = []
 
     async def answer(request: web.Request) -> web.StreamResponse:
@@ -187,10 +188,18 @@ def test_an_id_longer_than_any_user_id_is_an_empty_history_not_a_503() -> None:
 
     async def run() -> None:
         async with _worker(answer) as base:
-            status, body, _ = await _recommend(base, "!" * 3000)
-            assert (status, body["history_length"]) == (200, 0), body
+            for path, reason in (
+                ("%ff", "user id '%FF' is not UTF-8"),  # the client upper-cases escapes
+                ("%ED%A0%80", "is not UTF-8"),
+                ("!" * 3000, "has 3000 characters; ids have at most 256"),
+            ):
+                status, body, _ = await _recommend(base, path)
+                assert (status, body["error"]) == (400, "bad_user_id"), body
+                assert reason in body["reason"], body
             status, body, _ = await _recommend(base, quote(longest, safe=""))
             assert (status, body["history_length"]) == (200, 1), body
+            status, body, _ = await _recommend(base, "%25ff")  # the user named "%ff"
+            assert status == 200, body
 
     asyncio.run(run())
-    assert asked == [longest]
+    assert asked == [longest, "%ff"]
