@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -224,6 +225,20 @@ def build_app(
         post = put = patch = delete = options = refuse
 
     app.page("/history/{user_id}")(HistoryView)
+
+    @web.middleware
+    async def unknown_table_is_a_404(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        """Faust's diagnostic ``/router/{name}/`` looks the table up unchecked: a name it
+        does not have was a 500, with a traceback in the log, for every such request."""
+        name = request.match_info.get("name")
+        if request.path.startswith("/router/") and name is not None and name not in app.tables:
+            reason = f"no table {name[:100]!r}; this worker has {sorted(app.tables)}"
+            return web.json_response({"error": "unknown_table", "reason": reason}, status=404)
+        return await handler(request)
+
+    cast(Any, app.web).web_app.middlewares.append(unknown_table_is_a_404)
 
     isolation = "read_committed" if config.exactly_once else "read_uncommitted"
     broker_view = BrokerView(settings.aiokafka(), isolation)

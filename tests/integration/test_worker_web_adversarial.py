@@ -186,6 +186,16 @@ def test_requests_refused_before_the_view_get_a_4xx(alive: RunningWorker) -> Non
     assert "ERROR aiohttp.server" not in log, alive.child.log_tail(40)
 
 
+def test_faust_diagnostic_views_answer_an_unknown_table_with_a_404(alive: RunningWorker) -> None:
+    """Faust's /router/{name}/ raised KeyError for a table it lacks: a 500 and a traceback
+    for every such request (the ``alive`` fixture checks the log)."""
+    for target in (b"/router/nope/", b"/router/%ff/", b"/router/" + b"n" * 5000 + b"/"):
+        answer = _ask(alive.port, target)
+        assert answer.status == 404, (target[:40], answer.body[:200])
+        assert answer.json()["error"] == "unknown_table"
+    assert _ask(alive.port, b"/router/history/dora/").status == 200  # the real table's
+
+
 def test_other_methods_get_a_json_405_that_names_the_allowed_ones(alive: RunningWorker) -> None:
     for method in (b"POST", b"PUT", b"PATCH", b"DELETE", b"OPTIONS"):
         answer = _ask(alive.port, b"/history/dora", method=method)
