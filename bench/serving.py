@@ -117,7 +117,8 @@ def build_store(store: Path, num_items: int, seed: int = 0) -> Path:
     import torch
 
     from learner.model import ModelConfig, SequenceRecommender
-    from learner.snapshot import ItemMeta, publish_snapshot
+    from learner.snapshot import ItemMeta
+    from learner.snapshot_publish import publish_snapshot
     from learner.vocab import Vocabularies, Vocabulary
 
     items = [f"i{j}" for j in range(num_items)]

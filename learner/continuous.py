@@ -96,7 +96,7 @@ from learner.kafka_source import (
 )
 from learner.metrics import LearnerMetrics
 from learner.quiet import quiet_lightning
-from learner.snapshot import kafka_announcer
+from learner.snapshot_publish import kafka_announcer
 from learner.stream_training import ContinuousModule, StreamDataset, StreamState, no_collate
 from learner.vocab import Vocabularies
 from recoil.core.errors import ConfigError

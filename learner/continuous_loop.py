@@ -40,7 +40,8 @@ from learner.kafka_source import KafkaExampleSource
 from learner.metrics import LearnerMetrics
 from learner.model import MODEL_GROUP, ModelConfig
 from learner.precision import Precision, check_precision
-from learner.snapshot import SnapshotInfo, publish_snapshot
+from learner.snapshot import SnapshotInfo
+from learner.snapshot_publish import publish_snapshot
 from learner.stream_training import ContinuousModule, StreamBatch, StreamState
 from learner.vocab import FIRST_INDEX
 from recoil.core.checks import MAX_SEED, check_finite

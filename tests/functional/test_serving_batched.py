@@ -18,7 +18,8 @@ import torch
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 
-from learner.snapshot import Snapshot, load_snapshot, publish_snapshot
+from learner.snapshot import Snapshot, load_snapshot
+from learner.snapshot_publish import publish_snapshot
 from learner.synthetic import synthetic_examples
 from serving.app import SnapshotHolder, create_app
 from serving.batching import BatchConfig, MicroBatcher

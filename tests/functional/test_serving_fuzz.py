@@ -25,7 +25,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
-from learner.snapshot import Snapshot, load_snapshot, publish_snapshot
+from learner.snapshot import Snapshot, load_snapshot
+from learner.snapshot_publish import publish_snapshot
 from learner.synthetic import synthetic_examples
 from recoil.core.records import HISTORY_COLUMNS, NUM_DWELL_BUCKETS, NUM_GAP_BUCKETS
 from serving.app import SnapshotHolder, create_app

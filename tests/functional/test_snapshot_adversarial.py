@@ -35,14 +35,8 @@ from safetensors.torch import load_file, save_file
 
 from learner.checkpoint import StreamCheckpoint, read_resume_state
 from learner.model import ModelConfig
-from learner.snapshot import (
-    Snapshot,
-    SnapshotError,
-    latest_version,
-    list_versions,
-    load_snapshot,
-    publish_snapshot,
-)
+from learner.snapshot import Snapshot, SnapshotError, latest_version, list_versions, load_snapshot
+from learner.snapshot_publish import publish_snapshot
 from learner.snapshot_store import sha256
 from learner.stream_training import ContinuousModule
 from learner.synthetic import synthetic_examples

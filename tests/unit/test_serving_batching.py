@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from learner.snapshot import load_snapshot, publish_snapshot
+from learner.snapshot import load_snapshot
+from learner.snapshot_publish import publish_snapshot
 from learner.synthetic import synthetic_examples
 from recoil.core.records import HistoryItem
 from serving.batching import BatchConfig, MicroBatcher, Query, Ranked, answer

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-import learner.snapshot as snapshot_module
+import learner.snapshot_publish as publish_module
 from learner.features import encode_histories
 from learner.index import IndexConfig
 from learner.model import SequenceRecommender
@@ -20,8 +20,8 @@ from learner.snapshot import (
     latest_version,
     list_versions,
     load_snapshot,
-    publish_snapshot,
 )
+from learner.snapshot_publish import publish_snapshot
 from learner.synthetic import synthetic_examples
 from learner.vocab import FIRST_INDEX, Vocabularies
 from recoil.core.records import HistoryItem, TrainingExample
@@ -189,7 +189,7 @@ def test_failed_verification_publishes_nothing(
     def broken(*args: object) -> None:
         raise SnapshotError("reloaded model gives different user states than the trained one")
 
-    monkeypatch.setattr(snapshot_module, "_verify", broken)
+    monkeypatch.setattr(publish_module, "_verify", broken)
     with pytest.raises(SnapshotError, match="different user states"):
         _publish(tmp_path)
     assert list_versions(tmp_path) == [1]

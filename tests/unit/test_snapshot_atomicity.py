@@ -7,7 +7,8 @@ from pathlib import Path
 
 import torch
 
-from learner.snapshot import latest_version, load_snapshot, publish_snapshot, version_dir
+from learner.snapshot import latest_version, load_snapshot, version_dir
+from learner.snapshot_publish import publish_snapshot
 from tests.unit.test_snapshot import ARM, _trained_parts
 
 torch.set_num_threads(1)
