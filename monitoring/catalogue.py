@@ -208,6 +208,9 @@ CATALOGUE: tuple[Metric, ...] = (
            unit="seconds", labels=(_ENDPOINT,), buckets=_REQUEST_BUCKETS),
     Metric("recoil_serving_snapshot_version", G, SRV,
            "Version of the model snapshot being served."),
+    Metric("recoil_serving_snapshots_refused_total", C, SRV,
+           "Snapshot versions refused because they failed to load (each once; the serving "
+           "log names the version and why)."),
     # simulator / probes: simulator/exporter.py, SimulatorMetrics(registry)
     *_with_interval("recoil_responsiveness",
                     "Relative change of same-cluster/creator share after a dislike (e.g. -0.6).",

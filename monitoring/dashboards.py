@@ -434,6 +434,18 @@ LEARNER = Dashboard(
             ),
         ),
         Panel(
+            "Snapshot versions refused by serving",
+            "Versions each serving process refused in the last 15 minutes because they "
+            "failed to load (RecoilServingSnapshotRefused): served stays behind published. "
+            "Its log line 'refused snapshot version N (reason)' names each and why.",
+            (
+                Target(
+                    "increase(recoil_serving_snapshots_refused_total[15m])",
+                    "refused {{instance}}",
+                ),
+            ),
+        ),
+        Panel(
             "Snapshot publish time",
             "Write, verify and atomically rename one snapshot (p50 and p99 over 15 minutes).",
             _p50_p99("recoil_learner_snapshot_publish_seconds_bucket", window="15m"),

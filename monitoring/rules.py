@@ -81,6 +81,7 @@ class Thresholds:
     dlq_ratio: float = 0.05  # 5% of events invalid means a broken producer
     learner_step_stale_seconds: int = 300  # no step for 5 minutes while input waits
     serving_error_ratio: float = 0.01  # 1% of requests answered 5xx
+    refused_window: str = "15m"  # a refused snapshot version keeps its ticket this long
     # Crash-only recovery restarts a worker now and then by design; this many in
     # restart_window is a fault (the supervisor itself gives up after 5 in 5 minutes).
     worker_restarts: int = 3
@@ -274,6 +275,7 @@ def alert_groups(t: Thresholds = Thresholds()) -> tuple[RuleGroup, ...]:
     growth = t.lag_growth_window
     recent, baseline = AVG_RECENT, AVG_BASELINE
     stream_lag, learner_lag = STREAM_LAG, LEARNER_LAG
+    refused = "recoil_serving_snapshots_refused_total"
     alerts = (
         AlertRule(
             "RecoilResponsivenessRegressed",
@@ -467,6 +469,28 @@ def alert_groups(t: Thresholds = Thresholds()) -> tuple[RuleGroup, ...]:
             f"{t.serving_error_ratio:.0%} of serving requests answer 5xx. Check the serving "
             "log, the snapshot store and the stream workers' history endpoint.",
             ("job:recoil_serving_requests:error_ratio_rate5m",),
+        ),
+        AlertRule(
+            "RecoilServingSnapshotRefused",
+            # A process younger than the window (no sample that old) counts every refusal
+            # since its start: increase() misses one made before the first scrape (at start,
+            # the newest version bad), as a new series has no sample before it. Older
+            # processes count the window's increase; `on` keeps it one alert a process.
+            f"({refused} > 0 unless {refused} offset {t.refused_window})\n"
+            f"or on (job, instance) increase({refused}[{t.refused_window}]) > 0",
+            "1m",
+            "ticket",
+            # %.0f: increase() extrapolates to the window's edges (1 refusal reads 1.07)
+            'Serving {{ $labels.instance }} refused {{ printf "%.0f" $value }} snapshot '
+            f"versions in {t.refused_window}",
+            "A snapshot version failed to load (a checksum that does not match, a truncated or "
+            "missing file, weights that are not finite, or LATEST naming a version that is "
+            "not there) and is not served: serving keeps the version it had, or at start the "
+            "newest older one that loads (requests get 503 if none does). Its log line "
+            "'refused snapshot version N (reason)' names each version and why; check the "
+            "learner's publish log and the snapshot volume. The next good version the "
+            "learner publishes is served.",
+            (f"increase({refused}[{t.refused_window}])",),
         ),
         AlertRule(
             "RecoilLearnerLossNotFinite",

@@ -138,6 +138,8 @@ class SyntheticExporter:
             m["recoil_serving_requests_total"].labels(endpoint=endpoint, status="400").inc(bad)
             for seconds in rng.lognormal(np.log(0.004), 0.5, size=ok):
                 m["recoil_serving_request_seconds"].labels(endpoint=endpoint).observe(seconds)
+        # rare: a snapshot version that fails to load (RecoilServingSnapshotRefused)
+        m["recoil_serving_snapshots_refused_total"].inc(self._count(0.002 * dt))
 
     def _simulator(self, dt: float) -> None:
         m, rng = self.metrics, self.rng

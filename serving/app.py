@@ -39,8 +39,9 @@ Hot swap: a watcher loads a newer snapshot off the event loop and replaces one
 reference; each request reads that reference once, so in-flight requests finish
 on the snapshot they started with and no request fails during a swap. Snapshots
 are never mutated after loading (faiss indexes are not safe to mutate while
-searched). A version that fails to load is refused in one log line and the one being
-served stays (``watch_snapshots``).
+searched). A version that fails to load is refused in one log line (and counted) and the
+one being served stays; with none served yet (at start), the newest older version that
+loads is served instead (``watch_snapshots``).
 """
 
 from __future__ import annotations
@@ -138,48 +139,83 @@ class SnapshotHolder:
         self.swapped_at = time.time()
 
 
+# How many of the store's newest versions the watcher tries, newest first, while nothing
+# is served (at start): a bad newest version then costs one refused load, not 503s until
+# the learner publishes again. Few: each load reads and checks a whole snapshot, and a
+# model many versions old is rarely worth serving.
+FALLBACK_VERSIONS = 5
+
+
+def versions_to_try(
+    newest: int | None, listed: Sequence[int], served: int | None, depth: int = FALLBACK_VERSIONS
+) -> list[int]:
+    """The versions to load, newest first, before the first that loads is swapped in.
+
+    With a snapshot served, only ``newest`` and only if newer: a bad new version is
+    refused and the served one stays. With none served, ``newest`` and then the older
+    ``listed`` versions, ``depth`` in all, so a bad newest version (or a ``LATEST`` that
+    names a missing one) falls back to the newest one that loads.
+    """
+    if newest is None:
+        return []
+    if served is not None:
+        return [newest] if newest > served else []
+    older = sorted((v for v in set(listed) if v < newest), reverse=True)
+    return [newest, *older][:depth]
+
+
 async def watch_snapshots(
     holder: SnapshotHolder,
     latest_version: Callable[[], int | None],
     load: Callable[[int], ServableSnapshot],
     metrics: ServingMetrics,
     interval: float = 0.5,
+    versions: Callable[[], Sequence[int]] | None = None,
 ) -> None:
     """Poll for newer versions; load each in a thread and swap it in.
 
-    A version that fails to load is refused with one log line and not tried again (a
-    published version never changes; a newer one is loaded when it appears), so a bad
-    snapshot costs one load, not one every poll. Whatever is being served stays served,
-    and without one requests keep getting 503. A store that cannot be read is logged
-    once, until the failure changes.
+    A version that fails to load is refused with one log line, counted in
+    ``recoil_serving_snapshots_refused_total`` and not tried again (a published version
+    never changes; a newer one is loaded when it appears), so a bad snapshot costs one
+    load, not one every poll. Whatever is being served stays served. With nothing served
+    yet, older ``versions`` (the store's, ascending; without them, none) are tried after a
+    refused newest one (``versions_to_try``); without one that loads, requests keep getting
+    503. A store that cannot be read is logged once, until the failure changes.
     """
     refused: set[int] = set()
     failure: str | None = None  # the last failure to read the store, already logged
     while True:
+        served = holder.snapshot.version if holder.snapshot else None
+        listed: Sequence[int] = ()  # older versions to fall back on: only with none served
         try:
-            version = await asyncio.to_thread(latest_version)
+            newest = await asyncio.to_thread(latest_version)
+            if versions is not None and served is None and newest is not None:
+                listed = await asyncio.to_thread(versions)
             failure = None
         except Exception as exc:  # the store itself: unreadable, or not a directory
-            version = None
+            newest = None
             if _one_line(exc) != failure:
                 failure = _one_line(exc)
                 log.error("cannot look for new snapshots (%s); %s", failure, _still_serving(holder))
-        current = holder.snapshot.version if holder.snapshot else None
-        if (
-            version is not None
-            and version not in refused
-            and (current is None or version > current)
-        ):
+        todo = [v for v in versions_to_try(newest, listed, served) if v not in refused]
+        for i, version in enumerate(todo):
             try:
                 snapshot = await asyncio.to_thread(load, version)
             except Exception as exc:  # a bad snapshot must not stop serving the current one
                 refused.add(version)
+                metrics.snapshots_refused.inc()
+                fallback = todo[i + 1] if i + 1 < len(todo) else None
                 log.error("refused snapshot version %d (%s); %s", version, _one_line(exc),
-                          _still_serving(holder))  # fmt: skip
+                          _still_serving(holder, fallback))  # fmt: skip
+                continue
+            holder.swap(snapshot)
+            metrics.snapshot_version.set(snapshot.version)
+            if newest is not None and snapshot.version < newest:
+                log.warning("serving snapshot version %d, the newest that loads (version %d "
+                            "was refused)", snapshot.version, newest)  # fmt: skip
             else:
-                holder.swap(snapshot)
-                metrics.snapshot_version.set(snapshot.version)
                 log.info("serving snapshot version %d", snapshot.version)
+            break
         await asyncio.sleep(interval)
 
 
@@ -188,7 +224,9 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(f"{type(exc).__name__}: {exc}".split())[:500]
 
 
-def _still_serving(holder: SnapshotHolder) -> str:
+def _still_serving(holder: SnapshotHolder, fallback: int | None = None) -> str:
+    if holder.snapshot is None and fallback is not None:
+        return f"no snapshot is served yet: trying version {fallback}"
     if holder.snapshot is None:
         return "no snapshot is served yet: requests get 503"
     return f"still serving version {holder.snapshot.version}"

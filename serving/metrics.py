@@ -8,10 +8,12 @@ from monitoring.catalogue import Part, create_part
 
 
 class ServingMetrics:
-    """Requests by endpoint and status, latency, and the snapshot version served."""
+    """Requests by endpoint and status, latency, the snapshot version served, and the
+    versions refused."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         m = create_part(Part.SERVING, registry)
         self.requests = m.counter("recoil_serving_requests_total")
         self.latency = m.histogram("recoil_serving_request_seconds")
         self.snapshot_version = m.gauge("recoil_serving_snapshot_version")
+        self.snapshots_refused = m.counter("recoil_serving_snapshots_refused_total")

@@ -1,5 +1,9 @@
 """``recoil serve``: the recommend API over the newest snapshot in a store.
 
+At start, a newest version that fails to load is refused (logged, counted) and the newest
+older one that loads is served instead (``serving.app.versions_to_try``); once one is
+served, a bad newer version is refused and the served one stays.
+
 Whatever stops it from starting (a setting out of range, a store it cannot create, an
 address it cannot listen on) is a :class:`ConfigError`: one line that names the flag to
 fix, printed by ``recoil.cli``, not a traceback.
@@ -12,6 +16,7 @@ import asyncio
 import errno
 import gc
 import socket
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -21,8 +26,10 @@ from recoil.core.errors import ConfigError
 from recoil.core.settings import add_arguments, add_command, from_args
 
 if TYPE_CHECKING:
+    from serving.app import SnapshotHolder
     from serving.batching import BatchConfig
     from serving.config import ServeConfig
+    from serving.metrics import ServingMetrics
 
 
 def register(sub: Any) -> None:
@@ -31,9 +38,10 @@ def register(sub: Any) -> None:
         "serve",
         run,
         help="serve GET /recommend/{user_id} and POST /recommend over the newest snapshot",
-        description="HTTP recommend API. Loads the newest snapshot from --store and hot-swaps "
-        "to newer ones as the learner publishes them; live histories come from a stream "
-        "worker's web view (--history-url).",
+        description="HTTP recommend API. Loads the newest snapshot from --store (at start, "
+        "an older one if the newest fails to load) and hot-swaps to newer ones as the "
+        "learner publishes them; live histories come from a stream worker's web view "
+        "(--history-url).",
     )
     parser.add_argument("--store", type=Path, required=True, help="snapshot store directory")
     parser.add_argument(
@@ -127,12 +135,29 @@ def worker_threads(count: int) -> None:
     faiss.omp_set_num_threads(count)
 
 
+def watch_store(
+    holder: SnapshotHolder, store: Path, metrics: ServingMetrics, poll_seconds: float
+) -> Coroutine[Any, Any, None]:
+    """Serving's snapshot watcher over the learner's store: the newest version that loads
+    at start (older ones when the newest is bad), then each newer one as it is published."""
+    from learner.snapshot import latest_version, list_versions, load_snapshot
+    from serving.app import watch_snapshots
+
+    return watch_snapshots(
+        holder,
+        lambda: latest_version(store),
+        lambda version: load_snapshot(store, version),
+        metrics,
+        interval=poll_seconds,
+        versions=lambda: list_versions(store),
+    )
+
+
 async def serve(args: argparse.Namespace, config: ServeConfig, batching: BatchConfig) -> None:
     from aiohttp import web
     from prometheus_client import CollectorRegistry
 
-    from learner.snapshot import latest_version, load_snapshot
-    from serving.app import SnapshotHolder, create_app, watch_snapshots
+    from serving.app import SnapshotHolder, create_app
     from serving.batching import MicroBatcher
     from serving.history import HttpHistorySource
     from serving.metrics import ServingMetrics
@@ -143,14 +168,8 @@ async def serve(args: argparse.Namespace, config: ServeConfig, batching: BatchCo
     history = HttpHistorySource(args.history_url) if args.history_url else None
     store: Path = args.store
 
-    def watcher() -> Any:
-        return watch_snapshots(
-            holder,
-            lambda: latest_version(store),
-            lambda version: load_snapshot(store, version),
-            metrics,
-            interval=config.poll_seconds,
-        )
+    def watcher() -> Coroutine[Any, Any, None]:
+        return watch_store(holder, store, metrics, config.poll_seconds)
 
     batcher = MicroBatcher(batching, worker_init=lambda: worker_threads(batching.worker_threads))
     app = create_app(

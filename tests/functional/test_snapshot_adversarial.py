@@ -52,6 +52,7 @@ torch.set_num_threads(1)
 ARM = "feature_and_labels"
 WAIT_SECONDS = 30.0  # generous for a loaded 2-core machine; each wait takes well under 1 s
 POLL = 0.01  # the watcher's interval here: a refused version is retried, if at all, at once
+REFUSED = "recoil_serving_snapshots_refused_total"
 
 
 class _Payload:
@@ -444,6 +445,7 @@ def test_each_refused_version_is_one_line_and_the_last_good_one_stays_served(
             await asyncio.sleep(30 * POLL)  # thirty polls: none tries a refused version again
             assert await served.version() == 1
             assert served.registry.get_sample_value("recoil_serving_snapshot_version") == 1
+            assert served.registry.get_sample_value(REFUSED) == 3  # one count a version
             assert _publish(store, step=8) == 8
             await _wait(lambda: served.serves(8), "the server moves on to the good v8")
         finally:
@@ -472,6 +474,7 @@ def test_serving_a_store_of_only_bad_versions_answers_503_and_says_so(
             await asyncio.sleep(30 * POLL)
             assert await served.version() is None
             assert (await client.get("/readyz")).status == 503
+            assert served.registry.get_sample_value(REFUSED) == 1
         finally:
             await client.close()
 

@@ -30,7 +30,7 @@ def test_committed_rule_files_are_generated() -> None:
 def test_promtool_check_rules() -> None:
     done = promtool("check", "rules", str(rules.RECORDING_FILE), str(rules.ALERTS_FILE))
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "SUCCESS: 17 rules found" in done.stdout
+    assert "SUCCESS: 18 rules found" in done.stdout
     assert f"SUCCESS: {len(rules.all_recordings())} rules found" in done.stdout
 
 
@@ -38,7 +38,7 @@ def test_promtool_rule_unit_tests() -> None:
     """Responsiveness regressed (both export styles), snapshot stale, and more."""
     names = {p.name for p in RULE_TESTS}
     assert {"responsiveness_test.yml", "learner_test.yml", "streams_restarts_test.yml",
-            "learner_skips_test.yml"} <= names  # fmt: skip
+            "learner_skips_test.yml", "serving_snapshots_test.yml"} <= names  # fmt: skip
     done = promtool("test", "rules", *map(str, RULE_TESTS))
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.count("SUCCESS") == len(RULE_TESTS)
@@ -61,6 +61,7 @@ def test_every_alert_is_annotated_and_waits() -> None:
         "RecoilStreamHeaderKeysNotUtf8",
         "RecoilLearnerSkippingExamples",
         "RecoilSnapshotPublishFailing",
+        "RecoilServingSnapshotRefused",
     }
     assert wanted <= {a["alert"] for a in alerts}
     for alert in alerts:
