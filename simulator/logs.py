@@ -81,11 +81,13 @@ _FORMAT_SUFFIXES = (".gz", ".bz2", ".xz")  # events.jsonl.gz is JSON Lines
 # Compressed files are read as they decompress, known by their first bytes.
 _DECOMPRESS: dict[bytes, Callable[..., IO[Any]]] = {
     b"\x1f\x8b": gzip.open,
-    b"BZh": bz2.open,
     b"\xfd7zXZ\x00": lzma.open,
 }
-# What a damaged or cut short compressed file raises while it is read.
-_DECOMPRESS_ERRORS = (EOFError, zlib.error, lzma.LZMAError, gzip.BadGzipFile)
+# bzip2 by more than "BZh", which a text file may start with: the block size digit, then
+# the magic of a first block or of the stream's end (an empty stream).
+_BZIP2 = re.compile(rb"BZh[1-9](1AY&SY|\x17rE8P\x90)")
+# What a damaged or cut short compressed file raises while it is read (bz2: OSError).
+_DECOMPRESS_ERRORS = (EOFError, OSError, zlib.error, lzma.LZMAError, gzip.BadGzipFile)
 # Files whose first bytes say they are no text log at all, and what to do instead.
 _REFUSED = {
     b"PK\x03\x04": "a zip archive (or a spreadsheet): unzip it, or export CSV, and give "
@@ -281,6 +283,7 @@ def read_event_log(
         what = "a directory, not a log file" if path.is_dir() else "no such log file"
         raise FileNotFoundError(f"{what}: {path}")
     opener = _opener(path)
+    damaged = _DECOMPRESS_ERRORS if opener is not open else ()  # a plain file's OSError is its own
     try:
         if _format_suffix(path) in (".jsonl", ".json", ".ndjson"):
             if mapping is not None:
@@ -290,7 +293,7 @@ def read_event_log(
             yield from _read_jsonl(path, opener)
         else:
             yield from _read_table(path, mapping, opener)
-    except _DECOMPRESS_ERRORS as exc:  # no line to name: the archive itself is bad
+    except damaged as exc:  # no line to name: the archive itself is bad
         raise ValueError(f"{path}: the compressed file is damaged or cut short: {exc}") from None
 
 
@@ -298,14 +301,14 @@ def _opener(path: Path) -> Callable[..., IO[Any]]:
     """How to open ``path``: decompressing it when its first bytes say it is compressed.
     A ValueError says what to do with a file that is no text log (``_REFUSED``)."""
     with path.open("rb") as handle:
-        head = handle.read(8)
+        head = handle.read(16)
     for magic, what in _REFUSED.items():
         if head.startswith(magic):
             raise ValueError(f"{path}: the file is {what}")
     for magic, opener in _DECOMPRESS.items():
         if head.startswith(magic):
             return opener
-    return open
+    return bz2.open if _BZIP2.match(head) else open
 
 
 def _format_suffix(path: Path) -> str:

@@ -255,3 +255,19 @@ def test_a_directory_is_said_to_be_one(tmp_path: Path, capsys: pytest.CaptureFix
 def test_a_file_without_newlines_is_refused_before_it_fills_memory(tmp_path: Path) -> None:
     message = _error(tmp_path / "log.csv", b"u,i,t" + b"x" * (1 << 21))
     assert message.startswith(f"{tmp_path / 'log.csv'}:1: the header line is over")
+
+
+def test_a_text_file_that_starts_with_bzh_is_text_and_a_bad_bzip2_is_damaged(
+    tmp_path: Path,
+) -> None:
+    """Found by the event-log fuzz test: "BZh" alone was taken for bzip2, so a JSON Lines
+    file whose first line was "BZh" ended in bz2's OSError instead of the line's error."""
+    message = _error(tmp_path / "events.jsonl", b"BZh\n" + JSONL, mapping=None)
+    assert "events.jsonl:1:" in message
+    bad = bz2.compress(JSONL)[:12] + b"\x00" * 40  # a real header, then garbage
+    assert "the compressed file is damaged or cut short" in _error(
+        tmp_path / "bad.jsonl", bad, mapping=None
+    )
+    (event,) = _read(tmp_path / "ok.jsonl", bz2.compress(JSONL), mapping=None)
+    assert event.event_id == "e"
+    assert _read(tmp_path / "empty.jsonl", bz2.compress(b"\n"), mapping=None) == []
