@@ -44,6 +44,7 @@ from recoil.core.settings import add_command
 from streams.config import COMPRESSIONS
 
 HELP = "events/s, examples/s, consumer lag and drain time of worker(s) + learner"
+MAX_EVENTS = 100_000_000  # held in memory (~0.4 KiB each) and sorted before they are sent
 WORKER_EVENTS = "recoil_stream_events_total"  # every event read, whatever the outcome
 WORKER_EXAMPLES = "recoil_stream_training_examples_total"
 LEARNER_EXAMPLES = "recoil_learner_examples_total"
@@ -95,7 +96,10 @@ def run(args: argparse.Namespace) -> int:
 def check_args(args: argparse.Namespace) -> None:
     """Every flag checked before the broker starts and the world is simulated (minutes
     in): a bad one otherwise ends the run in a traceback, or hangs it (a NaN timeout)."""
+    from recoil.core.checks import MAX_THREADS
     from recoil.core.errors import ConfigError
+    from recoil.core.topics import MAX_PARTITIONS
+    from simulator.logs import log_file_problem
     from simulator.world import WORLD_PRESETS
 
     counts = {"--events": args.events, "--workers": args.workers,
@@ -103,15 +107,41 @@ def check_args(args: argparse.Namespace) -> None:
     bad = [f"{flag} {value}" for flag, value in counts.items() if value < 1]
     if bad:
         raise ConfigError(f"{', '.join(bad)}: must be >= 1")
+    if args.events > MAX_EVENTS or args.partitions > MAX_PARTITIONS or args.threads > MAX_THREADS:
+        raise ConfigError(
+            f"--events must be at most {MAX_EVENTS} (all are held in memory), --partitions at "
+            f"most {MAX_PARTITIONS} and --threads at most {MAX_THREADS}, got {args.events}, "
+            f"{args.partitions}, {args.threads}"
+        )
+    check_learner_flags(args)
     if not (math.isfinite(args.timeout) and args.timeout > 0):
         raise ConfigError(f"--timeout {args.timeout}: must be a finite number of seconds > 0")
     if args.file is None and args.world not in WORLD_PRESETS:
         raise ConfigError(f"--world {args.world!r}: choose one of {sorted(WORLD_PRESETS)}")
-    if args.file is not None and not args.file.is_file():
-        what = "a directory, not a log file" if args.file.is_dir() else "no such file"
-        raise ConfigError(f"--file {args.file}: {what}")
+    problem = None if args.file is None else log_file_problem(args.file)
+    if problem:
+        raise ConfigError(f"--file {args.file}: {problem}")
     if args.map is not None and args.file is None:
         raise ConfigError("--map maps the columns of --file: give --file too")
+
+
+def check_learner_flags(args: argparse.Namespace) -> None:
+    """The learner's settings this benchmark passes on, as the learner checks them: it
+    would refuse them only once the broker is up and the events are sent."""
+    from learner.kafka_source import SourceConfig
+    from learner.model import ModelConfig
+    from recoil.core.errors import ConfigError
+
+    overrides = model_overrides(args)
+    try:
+        ModelConfig(**overrides)
+    except ValueError as exc:
+        raise ConfigError(f"{' '.join(model_flags(overrides))}: {exc}") from None
+    if args.batch_size is not None:
+        try:
+            SourceConfig(batch_size=args.batch_size)
+        except ValueError as exc:
+            raise ConfigError(f"--batch-size {args.batch_size}: {exc}") from None
 
 
 def load_average() -> float:
@@ -122,18 +152,30 @@ def load_average() -> float:
 
 
 def load_events(args: argparse.Namespace) -> list[Any]:
-    """The events to replay, in time order (a user's events stay in their order)."""
+    """The events to replay, in time order (a user's events stay in their order); a file
+    that cannot be read as a log is a ConfigError."""
+    from recoil.core.errors import ConfigError
     from streams.replay import MAX_SORT_EVENTS, time_ordered
 
     if args.file is not None:
         from simulator.logs import parse_mapping, read_event_log
 
-        mapping = parse_mapping(args.map) if args.map else None
+        try:
+            mapping = parse_mapping(args.map) if args.map else None
+        except ValueError as exc:
+            raise ConfigError(f"--map {args.map!r}: {exc}") from None
         events: Iterable[Any] = read_event_log(args.file, mapping)
     else:
         events = world_events(args.world, args.events)
     first = itertools.islice(events, args.events)  # as recoil replay's --limit
-    return list(time_ordered(first, max(args.events, MAX_SORT_EVENTS)).events)
+    try:
+        return list(time_ordered(first, max(args.events, MAX_SORT_EVENTS)).events)
+    except (ValueError, OSError) as exc:
+        if args.file is None:  # the world's own events: no setting to blame
+            raise
+        if isinstance(exc, OSError):
+            raise ConfigError(f"--file {args.file}: cannot read: {exc.strerror or exc}") from None
+        raise ConfigError(str(exc)) from None  # a bad row: the reader names file and line
 
 
 def world_events(world_name: str, count: int) -> list[Any]:
@@ -399,7 +441,7 @@ def _commands(
         softmax=args.softmax,
     )
     source = SourceConfig(topic=base.output_topic, group=f"{tag}-learner")
-    if args.batch_size:
+    if args.batch_size is not None:
         source = replace(source, batch_size=args.batch_size)
     port = free_port()
     urls["learner"].append(f"http://127.0.0.1:{port}/metrics")

@@ -37,6 +37,8 @@ from recoil.core.settings import add_arguments, add_command, from_args, to_flags
 
 HELP = "requests/s and p50/p99 of recoil serve vs. a plain aiohttp handler, by concurrency"
 CONCURRENCY = (1, 4, 16, 64)
+MAX_CONCURRENCY = 1024  # connections of one level, each a file of this process and the server
+MAX_ITEMS = 10_000_000  # items of the built snapshot: a few GB of rows and index at D = 64
 
 
 def register(sub: Any) -> None:
@@ -64,8 +66,10 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from learner.snapshot import SnapshotError
     from recoil.core.errors import ConfigError
     from serving.batching import BatchConfig
+    from serving.requests import MAX_HISTORY, MAX_K
 
     batching = from_args(BatchConfig, args)
     try:
@@ -77,13 +81,30 @@ def run(args: argparse.Namespace) -> int:
             "--concurrency must be >= 1, --items >= 2 and --history-length >= 0, got "
             f"{args.concurrency}, {args.items}, {args.history_length}"
         )
+    if max(levels) > MAX_CONCURRENCY or args.items > MAX_ITEMS:
+        raise ConfigError(
+            f"--concurrency must be at most {MAX_CONCURRENCY} and --items at most {MAX_ITEMS}, "
+            f"got {args.concurrency}, {args.items}"
+        )
+    if not 1 <= args.k <= MAX_K or args.history_length > MAX_HISTORY:  # else every answer a 400
+        raise ConfigError(
+            f"--k must be in 1..{MAX_K} and --history-length at most {MAX_HISTORY} (what recoil "
+            f"serve answers), got {args.k}, {args.history_length}"
+        )
     for flag, value, low in (("--seconds", args.seconds, 0.0), ("--warmup", args.warmup, -1.0)):
         if not (math.isfinite(value) and value > low):  # NaN ran the level forever
             raise ConfigError(f"{flag} {value}: must be a finite number of seconds "
                               f"{'> 0' if low == 0 else '>= 0'}")  # fmt: skip
     work = Path(tempfile.mkdtemp(prefix="recoil-bench-serving-"))
     store = args.snapshot or build_store(work / "store", args.items)
-    bodies, num_items = request_bodies(store, args.history_length, args.k)
+    try:
+        bodies, num_items = request_bodies(store, args.history_length, args.k)
+    except (SnapshotError, OSError) as exc:
+        if args.snapshot is None:  # the store built above: no setting to blame
+            raise
+        raise ConfigError(
+            f"--snapshot {args.snapshot}: {exc}; give a snapshot store or one snapshot directory"
+        ) from None
     load_before = os.getloadavg()
     rows = _measure(args, batching, store, bodies, levels, work)
     load_after = os.getloadavg()
@@ -294,7 +315,9 @@ def _table(rows: list[dict[str, Any]]) -> str:
     ]
     for row in (r for r in rows if r["server"] == "serve"):
         base = plain[row["concurrency"]]
-        row["ratio_to_plain"] = row["requests_per_second"] / base["requests_per_second"]
+        # a level too short (or too crowded) for one answer has no rate to divide by
+        plain_rate = base["requests_per_second"]
+        row["ratio_to_plain"] = row["requests_per_second"] / plain_rate if plain_rate else math.nan
         lines.append(
             f"{row['concurrency']:>5} | {base['requests_per_second']:>11,.0f} "
             f"{base['p50_ms']:>6.1f} {base['p99_ms']:>6.1f} | {row['requests_per_second']:>11,.0f} "

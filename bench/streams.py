@@ -77,10 +77,13 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from bench.pipeline import MAX_EVENTS
     from recoil.core.errors import ConfigError
 
     if min(args.events, args.users, args.partitions, args.workers) < 1:
         raise ConfigError("--events, --users, --partitions and --workers must be >= 1")
+    if args.events > MAX_EVENTS:
+        raise ConfigError(f"--events {args.events}: at most {MAX_EVENTS} (all are held in memory)")
     if not (math.isfinite(args.timeout) and args.timeout > 0):
         raise ConfigError(f"--timeout {args.timeout}: must be a finite number of seconds > 0")
     with given_or_embedded_kafka(args) as settings:

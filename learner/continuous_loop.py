@@ -83,6 +83,11 @@ def live_model_config() -> ModelConfig:
     return ModelConfig(flagged_input="embed", dislike_flag_init_std=0.0)
 
 
+# Ranks per node and nodes: torch's rendezvous takes their product as an int32, and a
+# 20-digit one was its traceback once Kafka was reached.
+MAX_RANKS = 1024
+
+
 @dataclass(frozen=True)
 class LearnerConfig:
     """What the continuous learner trains and when it publishes."""
@@ -168,6 +173,9 @@ class LearnerConfig:
         if self.devices < 1 or self.num_nodes < 1:
             raise ValueError(f"devices and num_nodes must be >= 1, got {self.devices}, "
                              f"{self.num_nodes}")  # fmt: skip
+        if self.devices > MAX_RANKS or self.num_nodes > MAX_RANKS:  # torch's store: an int32
+            raise ValueError(f"devices and num_nodes must be at most {MAX_RANKS}, got "
+                             f"{self.devices}, {self.num_nodes}")  # fmt: skip
         for name in ("snapshot_every_steps", "num_sampled"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

@@ -128,8 +128,8 @@ class SourceConfig:
         problem = topic_name_problem(self.topic)
         if problem:
             raise ValueError(f"topic {self.topic!r}: {problem}")
-        if not self.group:
-            raise ValueError("group must not be empty")
+        if not self.group.strip():  # librdkafka aborts the process on a blank one
+            raise ValueError(f"group must not be empty or blank, got {self.group!r}")
         if self.instance_id == "":
             raise ValueError("instance_id must not be empty (None: dynamic membership)")
         for name in (

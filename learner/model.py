@@ -44,6 +44,17 @@ NegativeLearning = Literal["all", "state", "push"]
 
 # The command-line group of the settings that shape a new model (recoil learn).
 MODEL_GROUP = "model (a new model only; a checkpoint keeps its own)"
+# The largest width, depth, head count and history window a config takes: far past any
+# model trained here (D = 64), and far below the sizes torch and numpy fail on (near
+# 2**63), where the error was a traceback once the data was read or Kafka reached.
+MAX_SIZE = 1 << 16
+# The largest init std, push scale, push init (either sign) and prior: far past any that
+# trains (the defaults are 0 to 10), and far below where the float32 scores overflow to NaN
+# (rows of std 1e19) or torch cannot fill a parameter (past 3.4e38); either was a
+# traceback after training, when the probe found nothing to recommend.
+MAX_SCALE = 1e6
+SCALES = ("init_std", "dislike_flag_init_std", "dislike_push_init", "dislike_push_scale",
+          "dislike_push_prior")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -208,6 +219,8 @@ class ModelConfig:
         for name in ("embedding_dim", "hidden_dim", "num_layers", "num_heads", "max_len"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+            if getattr(self, name) > MAX_SIZE:
+                raise ValueError(f"{name} must be at most {MAX_SIZE}, got {getattr(self, name)}")
         # the transformer splits each embedding between its heads; its own check comes
         # when the model is built, after the world is simulated or Kafka is reached
         if self.encoder == "sasrec" and self.embedding_dim % self.num_heads:
@@ -225,8 +238,13 @@ class ModelConfig:
         check_finite("dislike_push_scale", self.dislike_push_scale, "> 0")
         check_finite("dislike_flag_init_std", self.dislike_flag_init_std, ">= 0")
         check_finite("init_std", self.init_std, ">= 0")
-        if not math.isfinite(self.dislike_push_init):  # any sign: no bound to check
+        if not math.isfinite(self.dislike_push_init):  # of either sign
             raise ValueError(f"dislike_push_init must be finite, got {self.dislike_push_init}")
+        for name in SCALES:
+            if abs(getattr(self, name)) > MAX_SCALE:
+                raise ValueError(
+                    f"{name} must be at most {MAX_SCALE:g} in size, got {getattr(self, name)}"
+                )
 
 
 # What a saved config (snapshot manifest, checkpoint hparams, offline model) that

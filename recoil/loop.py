@@ -19,6 +19,7 @@ the arm on every event and example and a filter in the learner: not done.
 from __future__ import annotations
 
 import json
+import math
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,6 +79,8 @@ class LoopConfig:
         unknown = [arm for arm in self.arms if arm not in ARMS]
         if not self.arms or unknown:
             raise ConfigError(f"arms={','.join(self.arms)!r}: choose from {sorted(ARMS)}")
+        if len(set(self.arms)) < len(self.arms):  # one learner and one server per arm
+            raise ConfigError(f"arms={','.join(self.arms)!r}: name each arm once")
         try:
             parse_split(self.split, self.arms)
         except ValueError as exc:
@@ -103,6 +106,18 @@ class LoopConfig:
             raise ConfigError(f"repeat_window={self.repeat_window}: must be >= 1")
         if not 0 <= self.seed <= MAX_SEED:
             raise ConfigError(f"seed={self.seed}: must be in 0..{MAX_SEED}")
+        if self.switch:  # ARM=OTHER@SECONDS, as the simulator's LiveConfig takes it
+            pair, _, seconds = self.switch.rpartition("@")
+            arm, _, other = pair.partition("=")
+            try:
+                after = float(seconds)
+            except ValueError:
+                after = math.nan
+            if not {arm, other} <= set(self.arms) or not 0 <= after < math.inf:
+                raise ConfigError(
+                    f"switch={self.switch!r}: give ARM=OTHER@SECONDS with ARM and OTHER among "
+                    f"the arms ({','.join(self.arms)}) and SECONDS finite and >= 0"
+                )
 
     def topic(self, name: str) -> str:
         return name + self.topic_suffix

@@ -40,6 +40,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from recoil.core.checks import MAX_THREADS
 from recoil.core.records import HistoryItem
 from recoil.core.settings import setting
 
@@ -78,8 +79,10 @@ class BatchConfig:
             raise ValueError(
                 f"batch_max_wait_ms must be in [0, 1000], got {self.batch_max_wait_ms}"
             )
-        if self.worker_threads < 1:
-            raise ValueError(f"worker_threads must be >= 1, got {self.worker_threads}")
+        if not 1 <= self.worker_threads <= MAX_THREADS:  # torch takes a C int
+            raise ValueError(
+                f"worker_threads must be in 1..{MAX_THREADS}, got {self.worker_threads}"
+            )
 
 
 @dataclass(frozen=True)

@@ -274,14 +274,22 @@ def parse_mapping(text: str) -> ColumnMapping:
     return mapping
 
 
+def log_file_problem(path: str | Path) -> str | None:
+    """Why ``path`` cannot be a log file ("no such log file", a directory), or None.
+    ``os.path``, not ``Path.is_file``: that raises for a name longer than the system takes."""
+    if os.path.isfile(path):
+        return None
+    return "a directory, not a log file" if os.path.isdir(path) else "no such log file"
+
+
 def read_event_log(
     path: str | Path, mapping: ColumnMapping | None = None
 ) -> Iterator[InteractionEvent]:
     """Events of a JSONL or CSV/TSV log, in file order (see the module docstring)."""
     path = Path(path)
-    if not path.is_file():
-        what = "a directory, not a log file" if path.is_dir() else "no such log file"
-        raise FileNotFoundError(f"{what}: {path}")
+    problem = log_file_problem(path)
+    if problem:
+        raise FileNotFoundError(f"{problem}: {path}")
     opener = _opener(path)
     damaged = _DECOMPRESS_ERRORS if opener is not open else ()  # a plain file's OSError is its own
     try:

@@ -53,6 +53,10 @@ from simulator.recommender import Recommender, ScoringRecommender, top_k_batched
 
 PROBE_START_TIME = 1_735_689_600.0  # 2025-01-01T00:00:00Z, after any world log
 STEP_SECONDS = 30.0  # simulated time between two consumed items
+# Far past any probe anyone waits for (the paper's: 2000 simulations, k = 50); numpy
+# fails on sizes near 2**63, as a traceback once the arms are trained.
+MAX_SIMULATIONS = 1_000_000
+MAX_PROBE_K = 10_000
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,11 @@ class ProbeConfig:
     def __post_init__(self) -> None:
         if self.simulations < 1 or self.k < 1 or self.top_n < 1 or self.choose_from < 1:
             raise ValueError("ProbeConfig: simulations, k, top_n and choose_from must be >= 1")
+        if self.simulations > MAX_SIMULATIONS or self.k > MAX_PROBE_K:
+            raise ValueError(
+                f"ProbeConfig: simulations must be at most {MAX_SIMULATIONS} and k at most "
+                f"{MAX_PROBE_K}, got simulations={self.simulations}, k={self.k}"
+            )
         if self.max_dwell_ratio <= 0 or self.bootstrap < 1:
             raise ValueError("ProbeConfig: max_dwell_ratio must be > 0 and bootstrap >= 1")
 

@@ -31,8 +31,9 @@ def _pct(x: float | None, signed: bool = True) -> str:
 
 
 def _finite(obj: Any) -> Any:
-    """NaN (e.g. a relative change against a zero baseline) becomes null: valid JSON."""
-    if isinstance(obj, float) and math.isnan(obj):
+    """NaN (e.g. a relative change against a zero baseline) and an infinity (the loss of
+    a run that diverged) become null: valid JSON."""
+    if isinstance(obj, float) and not math.isfinite(obj):
         return None
     if isinstance(obj, dict):
         return {k: _finite(v) for k, v in obj.items()}

@@ -147,9 +147,11 @@ class StreamsConfig:
     def validate(self) -> None:
         for name in ("app_id", "input_topic", "output_topic", "dlq_topic"):
             value = getattr(self, name)
-            if not _NAME.match(value):
+            # '.' and '..' are no Kafka topics, and as an app id a path out of --data-dir
+            if not _NAME.match(value) or value in (".", ".."):
                 raise ConfigError(
-                    f"{name}={value!r}: use 1-200 characters from letters, digits, '.', '_', '-'"
+                    f"{name}={value!r}: use 1-200 characters from letters, digits, '.', '_', '-' "
+                    "(not '.' or '..')"
                 )
         names = {self.input_topic, self.output_topic, self.dlq_topic}
         if len(names) != 3:
@@ -178,6 +180,10 @@ class StreamsConfig:
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)}: must be >= 1")
+        for name, most in (("partitions", topics.MAX_PARTITIONS),
+                           ("replication_factor", topics.MAX_REPLICATION_FACTOR)):  # fmt: skip
+            if getattr(self, name) > most:
+                raise ConfigError(f"{name}={getattr(self, name)}: must be at most {most}")
         if not 0 <= self.producer_linger <= 1:
             raise ConfigError(f"producer_linger={self.producer_linger}: use 0..1 seconds")
         # finite as well: an infinite commit interval never ends a transaction, an infinite

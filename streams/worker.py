@@ -28,6 +28,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, start_http_server
 
+from recoil.core.errors import BrokerUnreachableError
 from recoil.core.kafka_settings import KafkaSettings
 from recoil.core.protocol_log import quiet_protocol_errors
 from streams import tolerant_records
@@ -106,7 +107,11 @@ def run_worker(
 
     use_uvloop()  # before anything creates an event loop
     log.info("stream worker settings: %s", dict(describe(config)))
-    layout = prepare_topics(settings, config)
+    try:
+        layout = prepare_topics(settings, config)
+    except BrokerUnreachableError as exc:  # one line, and the supervisor's restart, not exit 2
+        log.error("%s", exc)
+        return 1
     if layout.created:
         log.info(
             "created topics %s with %d partitions",

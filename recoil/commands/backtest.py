@@ -101,11 +101,11 @@ def run(args: argparse.Namespace) -> int:
             f"--seed {args.seed} with --seeds {args.seeds} runs past the largest seed "
             f"{MAX_SEED}; give a lower --seed"
         )
-    if not args.file.is_file():
-        what = "a directory, not a log file" if args.file.is_dir() else "no such file"
-        raise ConfigError(f"{what}: {args.file}")
+    from simulator.logs import log_file_problem, parse_mapping, read_event_log
 
-    from simulator.logs import parse_mapping, read_event_log
+    problem = log_file_problem(args.file)
+    if problem:
+        raise ConfigError(f"{problem}: {args.file}")
     from simulator.parallel import default_workers
 
     try:

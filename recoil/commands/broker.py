@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+import socket
 import sys
 from pathlib import Path
 from types import FrameType
@@ -44,6 +45,13 @@ def check_args(args: argparse.Namespace) -> None:
     if not 0 <= args.port < 65536:
         raise ConfigError(f"--port {args.port} is not a TCP port: give 1..65535, or 0 for any")
     check_listen(args.host, args.port, "--host", "--port")
+    try:  # the broker's ports are picked, and its listeners written, for IPv4
+        socket.getaddrinfo(args.host, args.port, family=socket.AF_INET)
+    except (OSError, UnicodeError):
+        raise ConfigError(
+            f"--host {args.host}: the embedded broker listens on IPv4 only; give an IPv4 "
+            "address (127.0.0.1, or 0.0.0.0 for every interface) or a name that has one"
+        ) from None
     if args.data_dir is not None:
         check_directory(args.data_dir, "--data-dir", "a directory for the broker's data")
     home = recoil_home()  # Kafka's jars are cached there

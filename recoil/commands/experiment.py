@@ -16,6 +16,7 @@ from recoil.commands._ablation_args import (
     positive_int,
     weight_average,
 )
+from recoil.core.errors import ConfigError
 from recoil.core.settings import add_arguments, add_command, from_args
 
 WORLDS = ("tiny", "small", "medium", "large", "aversion")  # simulator.world.WORLD_PRESETS
@@ -88,7 +89,11 @@ def run(args: argparse.Namespace) -> int:
         served=args.logging == "served",
     )
     if model_changes:
-        config = replace(config, model=parse_model(model_changes, config.model))
+        model = parse_model(model_changes, config.model)
+        try:  # ExperimentConfig's own rule: the model reads no more than the labels' window
+            config = replace(config, model=model)
+        except ValueError as exc:
+            raise ConfigError(f"--model: {exc}") from None
     if args.label:
         config = replace(config, labels=parse_labels(args.label, config.labels))
     if decay is not None:

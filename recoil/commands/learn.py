@@ -12,7 +12,7 @@ from types import FrameType
 from typing import Any
 
 from recoil.broker.args import add_kafka_arguments, kafka_settings
-from recoil.core.checks import check_port
+from recoil.core.checks import MAX_THREADS, check_port
 from recoil.core.dirs import check_directory
 from recoil.core.errors import ConfigError
 from recoil.core.settings import add_arguments, add_command, from_args, setting
@@ -35,6 +35,8 @@ class LearnOptions:
             raise ConfigError("metrics_host must not be empty")
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"threads={self.threads}: must be >= 1")
+        if self.threads is not None and self.threads > MAX_THREADS:
+            raise ConfigError(f"threads={self.threads}: must be at most {MAX_THREADS}")
 
     def rank_port(self, local_rank: int) -> int | None:
         """The /metrics port of local rank ``local_rank`` (None: no /metrics; 0: any)."""

@@ -91,8 +91,8 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from recoil.core.errors import ConfigError
-    from recoil.core.topics import ensure_topics, topic_name_problem
-    from simulator.logs import parse_mapping, read_event_log
+    from recoil.core.topics import MAX_PARTITIONS, ensure_topics, topic_name_problem
+    from simulator.logs import log_file_problem, parse_mapping, read_event_log
     from streams.replay import TooLargeToSortError, replay_to_kafka, time_ordered
 
     if args.speed is not None and not (args.speed > 0 and math.isfinite(args.speed)):
@@ -105,20 +105,22 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--max-sort-events {args.max_sort_events}: must be >= 1")
     if args.partitions < 1:
         raise ConfigError(f"--partitions {args.partitions}: must be >= 1")
+    if args.partitions > MAX_PARTITIONS:
+        raise ConfigError(f"--partitions {args.partitions}: must be at most {MAX_PARTITIONS}")
     problem = topic_name_problem(args.topic)
     if problem:
         raise ConfigError(f"--topic {args.topic!r}: {problem}")
-    if not args.file.is_file():
-        what = "a directory, not a log file" if args.file.is_dir() else "no such file"
-        raise ConfigError(f"{args.file}: {what}")
+    problem = log_file_problem(args.file)
+    if problem:
+        raise ConfigError(f"{args.file}: {problem}")
     try:
         mapping = parse_mapping(args.map) if args.map else None
     except ValueError as exc:
         raise ConfigError(f"--map {args.map!r}: {exc}") from exc
     settings = kafka_settings(args)  # checks the addresses; connects to nothing
     events: Iterable[InteractionEvent] = read_event_log(args.file, mapping)
-    if args.limit is not None:
-        events = itertools.islice(events, args.limit)
+    if args.limit is not None:  # a limit past sys.maxsize, which islice refuses, is none
+        events = itertools.islice(events, min(args.limit, sys.maxsize))
     # The file is read before Kafka is touched: all of it when sorting, else its first event.
     reordered = 0
     try:

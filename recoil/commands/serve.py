@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import errno
 import gc
 import socket
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
+from recoil.core.checks import bind_error, http_url_problem
 from recoil.core.dirs import ensure_directory
 from recoil.core.errors import ConfigError
 from recoil.core.settings import add_arguments, add_command, from_args
@@ -83,16 +82,12 @@ def check_history_url(url: str) -> None:
     anything else is accepted at start and fails on every ``GET /recommend/{user_id}``."""
     if not url:
         return
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    problem = http_url_problem(url)
+    if problem:
         raise ConfigError(
             f"--history-url {url[:200]!r} is not an http(s) URL like http://127.0.0.1:6066 "
-            "('' turns GET /recommend/{user_id} off)"
+            f"({problem}; '' turns GET /recommend/{{user_id}} off)"
         )
-    try:
-        parts.port  # noqa: B018 -- raises ValueError for a port that is not 0..65535
-    except ValueError:
-        raise ConfigError(f"--history-url {url[:200]!r}: its port is not a TCP port") from None
 
 
 def listen_error(host: str, port: int, exc: OSError | UnicodeError) -> ConfigError:
@@ -104,17 +99,7 @@ def listen_error(host: str, port: int, exc: OSError | UnicodeError) -> ConfigErr
             f"--host {host} is not an address this machine can resolve ({exc.strerror}); "
             "give an IP address or a resolvable name"
         )
-    hints = {
-        errno.EADDRINUSE: "another process listens there; pick another --port, "
-        "or --port 0 for any free one",
-        errno.EADDRNOTAVAIL: "it is not an address of this machine; give one of its "
-        "addresses, 127.0.0.1 or 0.0.0.0",
-        errno.EACCES: "ports below 1024 need privileges; pick a --port of 1024 or more",
-    }
-    hint = hints.get(exc.errno or 0, "check --host and --port")
-    return ConfigError(
-        f"cannot listen on --host {host} --port {port}: {exc.strerror or exc}; {hint}"
-    )
+    return bind_error(host, port, exc)
 
 
 def bound_port(addresses: list[Any], asked: int) -> int:

@@ -11,7 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from recoil.broker.args import add_kafka_arguments, kafka_settings
-from recoil.core.checks import MAX_SEED, check_finite, check_listen, check_port
+from recoil.core.checks import (
+    MAX_SEED,
+    check_finite,
+    check_listen,
+    check_port,
+    http_url_problem,
+)
 from recoil.core.dirs import check_directory
 from recoil.core.errors import ConfigError
 from recoil.core.settings import add_arguments, add_command, from_args, setting
@@ -104,8 +110,9 @@ def parse_probes(specs: list[str], arm: str, serving_url: str) -> tuple[tuple[st
     probes = []
     for spec in specs or [f"{arm}={serving_url}"]:
         name, sep, url = spec.partition("=")
-        if not sep or not name or not url.startswith("http"):
-            raise ConfigError(f"--probe {spec!r} must be ARM=http://host:port")
+        problem = http_url_problem(url) if sep and name else "no ARM="
+        if problem:
+            raise ConfigError(f"--probe {spec[:200]!r} must be ARM=http://host:port ({problem})")
         probes.append((name, url.rstrip("/")))
     return tuple(probes)
 
@@ -130,6 +137,9 @@ def live_config(args: argparse.Namespace) -> Any:
     from simulator.live import LiveConfig
     from simulator.world import WORLD_PRESETS, world_preset
 
+    problem = http_url_problem(args.serving_url)
+    if problem:
+        raise ConfigError(f"--serving-url {args.serving_url[:200]!r}: {problem}")
     probes = parse_probes(args.probe, args.arm, args.serving_url)
     try:
         split = () if args.split is None else parse_split(args.split, [a for a, _ in probes])
@@ -156,6 +166,9 @@ def check_probe_settings(config: Any) -> None:
     """What the simulation checks only when it uses it, checked now: the seed (numpy
     refuses a negative one when the world is built) and the probe's settings (made into a
     ProbeConfig at each new snapshot, so a bad one stops the run at the first probe)."""
+    from serving.requests import MAX_K
+    from simulator.probe import MAX_PROBE_K, MAX_SIMULATIONS
+
     if not 0 <= config.seed <= MAX_SEED:
         raise ConfigError(f"--seed must be in 0..{MAX_SEED}, got {config.seed}")
     counts = {
@@ -166,13 +179,26 @@ def check_probe_settings(config: Any) -> None:
     bad = [f"{flag} {value}" for flag, value in counts.items() if value < 1]
     if bad:  # ProbeConfig's rule
         raise ConfigError(f"{', '.join(bad)}: must be >= 1")
+    # ProbeConfig's bounds, and serving's for the recommendations each probe step asks for
+    limits = {"--probe-simulations": MAX_SIMULATIONS, "--probe-k": MAX_PROBE_K,
+              "--probe-top-n": MAX_K}  # fmt: skip
+    over = [f"{flag} {counts[flag]}" for flag, most in limits.items() if counts[flag] > most]
+    if over:
+        most = ", ".join(f"{flag} {limit}" for flag, limit in limits.items())
+        raise ConfigError(f"{', '.join(over)}: too large (at most {most})")
 
 
 def run(args: argparse.Namespace) -> int:
     from_args(SimulateOptions, args)  # checks them
     for flag, path in (("--results", args.results), ("--ab-results", args.ab_results)):
         if path is not None:  # written while it runs: an unusable one would stop it then
-            if path.is_dir():
+            try:
+                is_dir = path.is_dir()
+            except OSError as exc:  # a name longer than the system takes
+                raise ConfigError(
+                    f"{flag} {path}: {exc.strerror or exc}; give a file name"
+                ) from None
+            if is_dir:
                 raise ConfigError(f"{flag} {path} is a directory; give a file name")
             check_directory(path.parent, f"{flag} {path}: its directory", "a writable one")
     config = live_config(args)
@@ -200,12 +226,15 @@ async def _main(args: argparse.Namespace, settings: Any, config: Any) -> None:
         line = json.dumps(result)
         print(f"probe: {line}", flush=True)
         if args.results is not None:
+            # run() checked that its directory could be made; it is made at the first write
+            args.results.parent.mkdir(parents=True, exist_ok=True)
             with args.results.open("a") as f:
                 f.write(line + "\n")
 
     def on_ab(summaries: list[Any]) -> None:
         if args.ab_results is not None:
             partial = args.ab_results.with_suffix(".partial")
+            partial.parent.mkdir(parents=True, exist_ok=True)
             partial.write_text(json.dumps([s.to_dict() for s in summaries]))
             partial.replace(args.ab_results)  # readers never see half a summary
 

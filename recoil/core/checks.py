@@ -12,10 +12,15 @@ import errno
 import math
 import socket
 from typing import Literal
+from urllib.parse import urlsplit
 
 from recoil.core.errors import ConfigError
 
 MAX_SEED = 2**32 - 1  # the largest seed Lightning's seed_everything (numpy) takes
+# The largest float32 (numpy.finfo(numpy.float32).max): a setting that training holds in a
+# float32 tensor must not be larger, or it becomes inf there.
+FLOAT32_MAX = 3.4028234663852886e38
+MAX_THREADS = 1024  # torch's set_num_threads takes a C int; far past any core count
 
 
 def check_finite(
@@ -81,19 +86,24 @@ def check_listen(host: str, port: int, host_flag: str, port_flag: str) -> None:
         try:
             sock.bind(address)
         except OSError as exc:
-            hints = {
-                errno.EADDRINUSE: f"another process listens there; pick another {port_flag}, "
-                "or 0 for any free one",
-                errno.EADDRNOTAVAIL: "it is not an address of this machine; give one of its "
-                "addresses, 127.0.0.1 or 0.0.0.0",
-                errno.EACCES: f"ports below 1024 need privileges; pick a {port_flag} of 1024 "
-                "or more",
-            }
-            hint = hints.get(exc.errno or 0, f"check {host_flag} and {port_flag}")
-            raise ConfigError(
-                f"cannot listen on {host_flag} {host} {port_flag} {port}: "
-                f"{exc.strerror or exc}; {hint}"
-            ) from None
+            raise bind_error(host, port, exc, host_flag, port_flag) from None
+
+
+def bind_error(
+    host: str, port: int, exc: OSError, host_flag: str = "--host", port_flag: str = "--port"
+) -> ConfigError:
+    """Why a server cannot bind ``host:port`` (``exc``, from bind), as the flags to change."""
+    hints = {
+        errno.EADDRINUSE: f"another process listens there; pick another {port_flag}, "
+        "or 0 for any free one",
+        errno.EADDRNOTAVAIL: "it is not an address of this machine; give one of its "
+        "addresses, 127.0.0.1 or 0.0.0.0",
+        errno.EACCES: f"ports below 1024 need privileges; pick a {port_flag} of 1024 or more",
+    }
+    hint = hints.get(exc.errno or 0, f"check {host_flag} and {port_flag}")
+    return ConfigError(
+        f"cannot listen on {host_flag} {host} {port_flag} {port}: {exc.strerror or exc}; {hint}"
+    )
 
 
 def utf8_error(text: str) -> UnicodeEncodeError | None:
@@ -104,4 +114,20 @@ def utf8_error(text: str) -> UnicodeEncodeError | None:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
         return exc
+    return None
+
+
+def http_url_problem(url: str) -> str | None:
+    """Why ``url`` is no http(s) URL with a host that a client can request, or None. A
+    space, a bad IPv6 host or a port past 65535 is otherwise a ValueError traceback from
+    urllib at the first request (aiohttp's is an error per request)."""
+    if any(c.isspace() or not c.isprintable() for c in url):
+        return "it holds a space or a control character"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 -- raises ValueError for a port that is not 0..65535
+    except ValueError as exc:
+        return str(exc)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "it is not http(s)://HOST[:PORT]"
     return None

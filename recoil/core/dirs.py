@@ -31,8 +31,11 @@ def check_directory(path: Path, flag: str, purpose: str) -> None:
     """``ConfigError`` naming ``flag`` unless ``path`` is a writable directory or could be
     created as one; creates nothing (a command that stops on a bad input leaves no trace)."""
     existing = path
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
+    try:
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+    except OSError as exc:  # a name longer than the system takes: exists() raises, no False
+        raise ConfigError(f"{flag} {path}: {exc.strerror or exc}; give {purpose}") from None
     if existing == path and not path.is_dir():
         raise ConfigError(f"{flag} {path} is a file, not a directory; give {purpose}")
     if not existing.is_dir():

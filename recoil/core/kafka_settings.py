@@ -28,7 +28,9 @@ SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 ENV_PREFIX = "RECOIL_KAFKA_"
 # A host name or IPv4 address (letters, digits, '.', '-', '_'), or an IPv6 one in brackets.
-_HOST = re.compile(r"[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\]")
+# The name's dot-separated labels have 1-63 characters: aiokafka's IDNA codec refuses an
+# empty or a longer one ("a..b") with a UnicodeError traceback.
+_HOST = re.compile(r"(?:[A-Za-z0-9_-]{1,63}\.)*[A-Za-z0-9_-]{1,63}\.?|\[[0-9A-Fa-f:.]+\]")
 SASL_FIELDS = ("sasl_mechanism", "sasl_username", "sasl_password")
 SSL_FIELDS = ("ssl_cafile", "ssl_certfile", "ssl_keyfile")
 

@@ -22,6 +22,7 @@ import math
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
+from recoil.core.checks import FLOAT32_MAX
 from recoil.core.errors import ConfigError
 from recoil.core.events import InteractionEvent
 from recoil.core.records import NUM_DWELL_BUCKETS, NUM_GAP_BUCKETS, LabelKind
@@ -50,6 +51,13 @@ class LabelConfig:
         weights = (self.positive_weight, self.like_weight, self.dislike_weight, self.skip_weight)
         if min(weights) < 0:
             raise ValueError("label weights must be >= 0")
+        for name in ("positive_weight", "like_weight", "dislike_weight", "skip_weight"):
+            # training holds the weights as float32: a larger one is inf there, and stops it
+            if not getattr(self, name) <= FLOAT32_MAX:
+                raise ValueError(
+                    f"label weights must be at most {FLOAT32_MAX:.3g} (float32), got "
+                    f"{name}={getattr(self, name)}"
+                )
         if self.history_length < 1:
             raise ValueError("history_length must be >= 1")
 

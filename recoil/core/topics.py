@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from recoil.core.errors import ConfigError
+from recoil.core.errors import BrokerUnreachableError
 from recoil.core.kafka_settings import KafkaSettings
 
 INTERACTIONS = "interactions"
@@ -19,6 +19,15 @@ MODEL_UPDATES = "model-updates"
 _TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
 
 
+# Partitions of a topic a command creates: Kafka's KRaft controller takes at most 10,000
+# partition records in one request, and a command creates up to four topics of the same
+# count at once (the worker: input, output, dead letters, then Faust's changelog).
+MAX_PARTITIONS = 2500
+# Kafka's replication factor is a 16-bit number in the protocol (a larger one was a
+# struct.error traceback); a factor above the cluster's broker count fails anyway.
+MAX_REPLICATION_FACTOR = 2**15 - 1
+
+
 def topic_name_problem(name: str) -> str | None:
     """What is wrong with ``name`` as a Kafka topic name (None: nothing), for a message."""
     if not name:
@@ -28,10 +37,10 @@ def topic_name_problem(name: str) -> str | None:
     return None
 
 
-def unreachable_broker(settings: KafkaSettings, detail: object) -> ConfigError:
+def unreachable_broker(settings: KafkaSettings, detail: object) -> BrokerUnreachableError:
     """The error of a command whose Kafka client could not bootstrap (kafka-python's or
     aiokafka's): which servers, and what to check."""
-    return ConfigError(
+    return BrokerUnreachableError(
         f"cannot reach a Kafka broker at {settings.bootstrap_servers} (--bootstrap-servers): "
         f"{detail}. Is one running there (`recoil broker` starts one), and is the address right?"
     )
@@ -47,7 +56,7 @@ def ensure_topics(
     """Create the topics that do not exist yet; return the names created.
 
     A cluster that cannot be reached (kafka-python gives up bootstrapping after its
-    timeout) raises :class:`ConfigError` naming the bootstrap servers.
+    timeout) raises :class:`BrokerUnreachableError` (a ConfigError) naming the bootstrap servers.
     """
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic

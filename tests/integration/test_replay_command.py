@@ -138,7 +138,7 @@ def test_bad_files_fail_with_the_reason(
 ) -> None:
     missing = replay(kafka, str(tmp_path / "nope.jsonl"), "--topic", topic_name("x"))
     assert missing.returncode == 2
-    assert "nope.jsonl: no such file" in missing.stderr
+    assert "nope.jsonl: no such log file" in missing.stderr
     bad = write_jsonl(tmp_path / "bad.jsonl", [b'{"event_id": "x"}'])
     broken = replay(kafka, str(bad), "--topic", topic_name("bad"))
     assert broken.returncode == 1

@@ -142,7 +142,7 @@ def test_bad_flags_are_refused_before_reading(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], message: str
 ) -> None:
     err = _backtest(tmp_path / "not-read.jsonl", tmp_path / "out", capsys, *flags)
-    assert message in err and "no such file" not in err
+    assert message in err and "no such log file" not in err
 
 
 def _ranking(hits_pos: list[float], hits_dis: list[float]) -> NextItemRanking:

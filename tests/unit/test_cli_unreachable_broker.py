@@ -84,3 +84,16 @@ def test_learn_reports_an_unreachable_broker_in_one_line(
     err = capsys.readouterr().err
     line = f"recoil learn: configuration error: cannot reach a Kafka broker at {servers}"
     assert err.startswith(line) and err.count("\n") == 1, err
+
+
+def test_the_worker_exits_to_be_restarted_when_no_broker_answers(
+    closed_port: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A broker that comes up after its stream workers is no wrong setting: the worker logs
+    one line and exits 1, which its supervisor restarts (2, a ConfigError, it gives up on)."""
+    from streams.config import StreamsConfig
+    from streams.worker import run_worker
+
+    servers = f"127.0.0.1:{closed_port}"
+    assert run_worker(StreamsConfig(), KafkaSettings(servers)) == 1
+    assert f"cannot reach a Kafka broker at {servers}" in caplog.text

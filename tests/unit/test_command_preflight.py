@@ -130,7 +130,7 @@ def test_a_results_file_in_no_directory_stops_simulate_before_kafka(
     ("argv", "message"),
     [
         (["pipeline", "--world", "nope"], "--world 'nope': choose one of"),
-        (["pipeline", "--file", "/nonexistent.tsv"], "--file /nonexistent.tsv: no such file"),
+        (["pipeline", "--file", "/nonexistent.tsv"], "--file /nonexistent.tsv: no such log file"),
         (["pipeline", "--file", "/"], "--file /: a directory, not a log file"),
         (["pipeline", "--map", "user_id=u"], "--map maps the columns of --file"),
         (["pipeline", "--threads", "0"], "--threads 0: must be >= 1"),

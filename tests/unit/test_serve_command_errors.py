@@ -98,7 +98,7 @@ def test_a_port_in_use_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[st
         message = _refused(argv, capsys)
     assert message.startswith(f"cannot listen on --host 127.0.0.1 --port {port}: ")
     assert "address already in use" in message.lower()
-    assert message.endswith("pick another --port, or --port 0 for any free one")
+    assert message.endswith("pick another --port, or 0 for any free one")
 
 
 @pytest.mark.parametrize(

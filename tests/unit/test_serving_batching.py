@@ -171,7 +171,13 @@ def test_one_requests_error_fails_only_that_request() -> None:
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"batch_max_size": 0}, {"batch_max_wait_ms": -1}, {"worker_threads": 0}]
+    "kwargs",
+    [
+        {"batch_max_size": 0},
+        {"batch_max_wait_ms": -1},
+        {"worker_threads": 0},
+        {"worker_threads": 1 << 31},  # torch's set_num_threads takes a C int
+    ],
 )
 def test_config_refuses_nonsense(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError, match=next(iter(kwargs))):

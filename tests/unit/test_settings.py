@@ -148,7 +148,7 @@ def test_only_and_command_defaults() -> None:
         (["simulate", "--rate", "inf"], "--rate"),
         (["simulate", "--freshness-seconds", "nan"], "--freshness-seconds"),
         (
-            ["simulate", "--switch", "a=b@nan", "--probe", "a=http://h:1,b=http://h:2"],
+            ["simulate", "--switch", "a=b@nan", "--probe", "a=http://h", "--probe", "b=http://i"],
             "switch time",
         ),
         (["worker", "--heartbeat-interval", "5"], "--heartbeat-interval"),
