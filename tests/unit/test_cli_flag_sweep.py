@@ -11,13 +11,10 @@ this process (``recoil.cli.main``); nothing here reaches a broker.
 from __future__ import annotations
 
 import math
-import socket
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import kafka
 import pytest
 
 from recoil.cli import main
@@ -35,23 +32,6 @@ def refused(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
     err = config_error(argv, capsys)
     assert err.count("\n") == 1, err
     return err
-
-
-@pytest.fixture
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture
-def quick_bootstrap(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """kafka-python gives up bootstrapping after 30 s; 1.5 s here."""
-    real = kafka.KafkaAdminClient
-    monkeypatch.setattr(
-        kafka, "KafkaAdminClient", lambda **kw: real(**kw, bootstrap_timeout_ms=1500)
-    )
-    yield
 
 
 @pytest.fixture

@@ -9,12 +9,8 @@ shorten it to keep the real failure path fast.
 from __future__ import annotations
 
 import json
-import socket
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import kafka
 import pytest
 
 from recoil.cli import main
@@ -22,24 +18,7 @@ from recoil.core.errors import ConfigError
 from recoil.core.kafka_settings import KafkaSettings
 from recoil.core.topics import ensure_topics
 
-
-@pytest.fixture
-def closed_port() -> int:
-    """A loopback port nothing listens on (bound once by the OS, then closed)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture(autouse=True)
-def quick_bootstrap(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    real = kafka.KafkaAdminClient
-
-    def admin(**kwargs: Any) -> Any:
-        return real(**kwargs, bootstrap_timeout_ms=1500)
-
-    monkeypatch.setattr(kafka, "KafkaAdminClient", admin)
-    yield
+pytestmark = pytest.mark.usefixtures("quick_bootstrap")
 
 
 def test_ensure_topics_names_the_servers(closed_port: int) -> None:
