@@ -23,20 +23,32 @@ from learner.vocab import FIRST_INDEX, Vocabularies
 
 def check_weights_fit(weights: Mapping[str, torch.Tensor], config: ModelConfig) -> None:
     """``weights`` must be finite and could be ``SequenceRecommender(config)``'s, checked
-    before that model is built (``load_state_dict`` then checks every shape): its item and
-    creator input tables alone take ``(num_items + num_creators) · embedding_dim``
-    values, so a ``model_config`` that claims more than the weights hold (10^9 items,
-    say) would have them allocated, and initialised, first."""
+    before that model is built (``load_state_dict`` then checks every shape). The model
+    takes at least ``least_values(config)``; a ``model_config`` that claims more than the
+    weights hold (10^9 items, a GRU of 65,536 layers) would have it allocated, and
+    initialised, first."""
     held = sum(t.numel() for t in weights.values())
-    tables = (config.num_items + config.num_creators) * config.embedding_dim
-    if tables > held:
+    needed = least_values(config)
+    if needed > held:
         raise ValueError(
             f"model_config's tables ({config.num_items} items and {config.num_creators} "
-            f"creators of {config.embedding_dim}) take {tables} values; the weights hold {held}"
+            f"creators of {config.embedding_dim}) and {config.encoder} encoder "
+            f"({config.num_layers} layers, width {config.hidden_dim}) take at least {needed} "
+            f"values; the weights hold {held}"
         )
     for name, tensor in weights.items():
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             raise ValueError(f"weight {name} holds NaN or infinite values")
+
+
+def least_values(config: ModelConfig) -> int:
+    """A lower bound on the values of ``SequenceRecommender(config)``'s weights: its item
+    and creator input tables, and per encoder layer the GRU's recurrent matrices (3·H·H)
+    or the transformer's attention (4·D·D) and feed-forward (2·D·H) matrices."""
+    dim, width = config.embedding_dim, config.hidden_dim
+    tables = (config.num_items + config.num_creators) * dim
+    per_layer = 3 * width * width if config.encoder == "gru" else 4 * dim * dim + 2 * dim * width
+    return tables + config.num_layers * per_layer
 
 
 def check_agrees(

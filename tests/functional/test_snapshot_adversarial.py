@@ -249,10 +249,14 @@ DAMAGES: dict[str, tuple[Callable[[Path], None], str]] = {
     "files name one outside": (
         lambda d: _edit_manifest(d, files={**_manifest(d)["files"], "../../x": ""}),
         "files lists \\['../../x'"),
-    "model_config not the weights'": (_model_config(embedding_dim=16, hidden_dim=16),
+    "model_config not the weights'": (_model_config(embedding_dim=4),
                                       "size mismatch for item_input.weight"),
+    "model_config wider than the weights": (_model_config(embedding_dim=16, hidden_dim=16),
+                                            "take at least 1488 values; the weights hold"),
     "model_config of 4 million items": (_model_config(num_items=4_000_000),
-                                        "model_config's tables .* take 32000080 values"),
+                                        "tables \\(4000000 items.* take at least \\d+ values"),
+    "model_config of a deep wide GRU": (_model_config(hidden_dim=4096, num_layers=64),
+                                        "gru encoder \\(64 layers, width 4096\\) take at least"),
     # the files it names
     "a file missing": (lambda d: (d / "index.faiss").unlink(), "FileNotFoundError"),
     "a file symlinked outside the store": (_symlink_out, "vocab_items.json is a symlink"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -203,3 +204,23 @@ def test_ivf_snapshot_round_trips(tmp_path: Path) -> None:
     assert info.index_kind == "ivf" and snap.index.kind == "ivf"
     assert snap.manifest["index"]["nprobe"] == snap.index.nprobe
     assert len(snap.recommend([[]], k=10)[0]) == 10
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"hidden_dim": 48, "num_layers": 3},
+        {"encoder": "sasrec", "num_heads": 2, "num_layers": 2, "hidden_dim": 40},
+        {"tie_embeddings": True, "num_items": 7, "num_creators": 3},
+    ],
+)
+def test_least_values_is_a_lower_bound_of_the_models_weights(changes: dict[str, Any]) -> None:
+    """The bound a snapshot's weights are held to before its model is built must never
+    refuse the model's own weights."""
+    from learner.model import ModelConfig
+    from learner.snapshot_checks import least_values
+
+    config = ModelConfig(**{"num_items": 50, "num_creators": 9, **changes})
+    held = sum(t.numel() for t in SequenceRecommender(config).state_dict().values())
+    assert 0 < least_values(config) <= held
