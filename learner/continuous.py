@@ -102,6 +102,7 @@ from learner.vocab import Vocabularies
 from recoil.core.errors import ConfigError
 from recoil.core.kafka_settings import KafkaSettings
 from recoil.core.records import LABEL_KINDS
+from recoil.core.settings import differing_settings
 from recoil.core.topics import ensure_topics
 
 __all__ = [
@@ -184,6 +185,12 @@ def run_learner(
                 f"{checkpoint}: its hyper_parameters do not make the learner's model ({exc}); "
                 "point --checkpoint-dir at an empty directory or one the learner wrote"
             ) from None
+        kept = differing_settings(module.model.config, config.model)
+        if kept:  # a checkpoint's model keeps its shape: say so rather than ignore the flags
+            log.warning(
+                "%s keeps its own model settings, not the ones given: %s (another "
+                "--checkpoint-dir starts a new model with them)", checkpoint, "; ".join(kept),
+            )  # fmt: skip
         cut = _rollback_lineages(config.checkpoint_dir, saved.lineage_files, ranks)
         result.resumed_from_step = resume.step
         log.info(

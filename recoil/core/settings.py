@@ -255,6 +255,18 @@ def option(config_class: type, name: str) -> str:
     raise KeyError(name)
 
 
+def differing_settings(kept: object, given: object) -> list[str]:
+    """The settings where ``given`` differs from ``kept`` (two configs of one class), as
+    "--flag KEPT (given GIVEN)": for a message when a saved config wins over the flags."""
+    if type(kept) is not type(given):
+        raise TypeError(f"{type(kept).__name__} and {type(given).__name__} are not one class")
+    return [
+        f"{flag.option} {getattr(kept, flag.name)} (given {getattr(given, flag.name)})"
+        for flag in _flags(type(kept))
+        if getattr(kept, flag.name) != getattr(given, flag.name)
+    ]
+
+
 class CommandParser(argparse.ArgumentParser):
     """A parser that adds some options only when it is used (:meth:`defer`).
 

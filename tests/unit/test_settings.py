@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
 import pytest
 
 from recoil.core.errors import ConfigError
-from recoil.core.settings import add_arguments, from_args, option, setting, to_flags
+from recoil.core.settings import (
+    add_arguments,
+    differing_settings,
+    from_args,
+    option,
+    setting,
+    to_flags,
+)
 from streams.config import StreamsConfig
 
 
@@ -177,3 +184,19 @@ def test_building_recoils_parser_leaves_heavy_config_modules_unimported() -> Non
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_differing_settings_names_the_flags_a_saved_config_overrides() -> None:
+    """A resumed learner keeps its checkpoint's model; the flags it did not take are named
+    (vocabulary sizes, which grow with the stream, are no settings and never named)."""
+    from learner.model import ModelConfig
+
+    saved = ModelConfig(num_items=500, embedding_dim=64, encoder="gru")
+    given = ModelConfig(num_items=2, embedding_dim=32, encoder="sasrec")
+    assert differing_settings(saved, given) == [
+        "--embedding-dim 64 (given 32)",
+        "--encoder gru (given sasrec)",
+    ]
+    assert differing_settings(saved, replace(saved, num_items=9)) == []
+    with pytest.raises(TypeError, match="not one class"):
+        differing_settings(saved, object())
