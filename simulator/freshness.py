@@ -16,6 +16,7 @@ Each measurement uses a fresh probe user, so nothing else touches its history.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from dataclasses import dataclass
@@ -23,7 +24,9 @@ from typing import Any
 
 import aiohttp
 
+from recoil.core.checks import finite_number
 from recoil.core.events import InteractionEvent
+from simulator.answers import json_object
 
 
 @dataclass(frozen=True)
@@ -66,30 +69,51 @@ async def feature_freshness(
     deadline = start + timeout
     while time.perf_counter() < deadline:
         async with session.get(url) as resp:
-            if resp.status == 200:
-                body = await resp.json()
-                if body.get("last_event_timestamp") == event.timestamp:
-                    return FreshnessSample(time.perf_counter() - start, event.event_id, produced_at)
+            # a bad answer (not serving's) is "not yet": the sample times out, and says so
+            body = (await json_object(resp))[0] if resp.status == 200 else None
+            if body is not None and body.get("last_event_timestamp") == event.timestamp:
+                return FreshnessSample(time.perf_counter() - start, event.event_id, produced_at)
         await asyncio.sleep(poll_seconds)
     raise TimeoutError(f"serving did not reflect {event.event_id} within {timeout}s")
+
+
+def example_event_id(value: bytes | None) -> str | None:
+    """The ``event_id`` of a training example's record; None for a record that is not one
+    (the topic is open to any producer: one bad record must not stop the search)."""
+    try:
+        example = json.loads(value) if value is not None else None
+    except ValueError:
+        return None
+    event_id = example.get("event_id") if isinstance(example, dict) else None
+    return event_id if isinstance(event_id, str) else None
 
 
 async def find_example(
     consumer: Any, event_ids: set[str], timeout: float
 ) -> dict[str, tuple[int, int]]:
     """Partition and offset of the training examples of ``event_ids`` (a started consumer)."""
-    import json
-
     found: dict[str, tuple[int, int]] = {}
     deadline = time.monotonic() + timeout
     while event_ids - found.keys() and time.monotonic() < deadline:
         batches = await consumer.getmany(timeout_ms=200)
         for tp, records in batches.items():
             for record in records:
-                event_id = json.loads(record.value)["event_id"]
+                event_id = example_event_id(record.value)
                 if event_id in event_ids:
                     found[event_id] = (tp.partition, record.offset)
     return found
+
+
+def snapshot_time(body: dict[str, Any] | None, partition: int, offset: int) -> float | None:
+    """``created_at`` of the snapshot ``GET /snapshot`` answered (``body``) if it was trained
+    past ``offset`` of ``partition``; None if not, or if the answer is not serving's."""
+    if body is None:
+        return None
+    offsets, created_at = body.get("offsets"), finite_number(body.get("created_at"))
+    passed = finite_number(offsets.get(str(partition))) if isinstance(offsets, dict) else None
+    if passed is None or created_at is None or passed <= offset:
+        return None
+    return created_at
 
 
 async def snapshot_freshness(
@@ -106,11 +130,10 @@ async def snapshot_freshness(
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         async with session.get(f"{serving_url}/snapshot") as resp:
-            if resp.status == 200:
-                body = await resp.json()
-                offsets = body.get("offsets") or {}
-                if offsets.get(str(partition), -1) > offset:
-                    return float(body["created_at"]) - produced_at
+            body = (await json_object(resp))[0] if resp.status == 200 else None
+            created_at = snapshot_time(body, partition, offset)
+            if created_at is not None:
+                return created_at - produced_at
         await asyncio.sleep(poll_seconds)
     raise TimeoutError(
         f"no snapshot trained on partition {partition} offset {offset} in {timeout}s"

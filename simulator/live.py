@@ -55,6 +55,8 @@ from simulator.ab import (
     repeat_within,
     summarise,
 )
+from simulator.answers import json_object
+from simulator.catalog import Catalog
 from simulator.exporter import SimulatorMetrics
 from simulator.freshness import (
     FreshnessSample,
@@ -172,6 +174,28 @@ class RateTally:
     repeats: int = 0
 
 
+def served_choice(
+    body: dict[str, Any], catalog: Catalog, rng: np.random.Generator
+) -> tuple[int, int] | None:
+    """(item index, model version) of one item of serving's answer, picked by ``rng``; None
+    for an empty answer and for one that is not serving's (another shape, an id the
+    catalogue does not hold, a version that is no integer). A server that answers badly
+    must not stop the simulation: the user falls back to the logging policy."""
+    items, version = body.get("items"), body.get("model_version")
+    if not isinstance(items, list) or not items:
+        return None
+    if isinstance(version, bool) or not isinstance(version, int):
+        return None
+    chosen = items[int(rng.integers(len(items)))]
+    item_id = chosen.get("item_id") if isinstance(chosen, dict) else None
+    if not isinstance(item_id, str):
+        return None
+    try:
+        return catalog.index(item_id), version
+    except KeyError:
+        return None
+
+
 class LiveSimulation:
     """Users producing events, and a prober measuring each new snapshot version."""
 
@@ -221,6 +245,7 @@ class LiveSimulation:
         self.probe_targets = dict(config.probe_urls)  # arm -> url; `switch` changes one
         self.tallies: dict[tuple[str, int], RateTally] = defaultdict(RateTally)
         self.impressions = 0
+        self.bad_answers = 0  # serving answers that were no recommendation (policy instead)
         self.probed: dict[str, int] = {}
         self.exported: dict[str, str] = {}  # arm -> the model_version its gauges show
         self._next_slot = 0.0
@@ -243,14 +268,24 @@ class LiveSimulation:
             async with session.get(url) as resp:
                 if resp.status != 200:
                     return None  # no snapshot yet (503) or the history service is down
-                body = await resp.json()
+                body, problem = await json_object(resp)
         except (aiohttp.ClientError, TimeoutError):
             return None
-        items = body["items"]
-        if not items:
+        if body is None:
+            self._bad_answer(url, problem)
             return None
-        chosen = items[int(user.rng.integers(len(items)))]["item_id"]
-        return self.world.catalog.index(chosen), int(body["model_version"])
+        served = served_choice(body, self.world.catalog, user.rng)
+        if served is None and body.get("items") != []:
+            self._bad_answer(url, f"not a recommendation: {str(body)[:200]}")
+        return served
+
+    def _bad_answer(self, url: str, what: str) -> None:
+        """A serving answer the simulation cannot use: the user gets the policy's item, and
+        the first and every 1,000th are logged (a bad server must not flood the log)."""
+        self.bad_answers += 1
+        if self.bad_answers % 1000 == 1:
+            log.warning("GET %s answered 200, %s; the logging policy chose instead (%d such "
+                        "answers so far)", url, what, self.bad_answers)  # fmt: skip
 
     def _policy_item(self, user: LiveUser) -> int:
         try:
@@ -444,9 +479,13 @@ class LiveSimulation:
         if sample.event_id not in found:
             log.warning("the example of %s never appeared on the topic", sample.event_id)
             return
-        seconds = await snapshot_freshness(
-            session, self.config.serving_url, sample.produced_at, found[sample.event_id]
-        )
+        try:
+            seconds = await snapshot_freshness(
+                session, self.config.serving_url, sample.produced_at, found[sample.event_id]
+            )
+        except (TimeoutError, aiohttp.ClientError) as exc:  # a task of its own: say why
+            log.warning("snapshot freshness of %s failed: %r", sample.event_id, exc)
+            return
         self.metrics.freshness_snapshot.observe(seconds)
         self.freshness.append({"snapshot_seconds": seconds})
 

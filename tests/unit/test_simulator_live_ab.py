@@ -4,6 +4,7 @@ its served impressions count for that arm (a fake serving API and producer, no n
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 from typing import Any
 
@@ -21,7 +22,8 @@ SPLIT = (("feature_and_labels", 0.5), ("no_signal", 0.5))
 class FakeResponse:
     def __init__(self, body: dict[str, Any]) -> None:
         self.status = 200
-        self.body = body
+        self.body = json.dumps(body).encode()
+        self.content = self  # the simulator reads the body through resp.content.read(n)
 
     async def __aenter__(self) -> FakeResponse:
         return self
@@ -29,8 +31,8 @@ class FakeResponse:
     async def __aexit__(self, *exc: object) -> None:
         return None
 
-    async def json(self) -> dict[str, Any]:
-        return self.body
+    async def read(self, n: int) -> bytes:
+        return self.body[:n]
 
 
 class FakeSession:
