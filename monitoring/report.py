@@ -101,10 +101,10 @@ class PrometheusClient:
                 f"cannot reach Prometheus at {self.url}: {reason} "
                 "(is it running? pass --prometheus http://HOST:9090)"
             ) from exc
-        except json.JSONDecodeError as exc:
+        except ValueError as exc:  # not JSON, or not UTF-8
             raise ReportError(f"{self.url} did not answer JSON: is it Prometheus?") from exc
-        if not isinstance(body, dict) or body.get("status") != "success":
-            raise ReportError(f"Prometheus at {self.url} refused {path}: {body}")
+        if not isinstance(body, dict) or body.get("status") != "success" or "data" not in body:
+            raise ReportError(f"Prometheus at {self.url} refused {path}: {str(body)[:300]}")
         return body["data"]
 
     def check(self) -> str:
@@ -118,9 +118,15 @@ class PrometheusClient:
         )
         result = data.get("result", []) if isinstance(data, dict) else []
         series = []
-        for item in result:
-            points = np.array(item["values"], dtype=float).reshape(-1, 2)  # (T, 2)
-            series.append(Series(dict(item["metric"]), points[:, 0], points[:, 1]))
+        try:
+            for item in result:
+                points = np.array(item["values"], dtype=float).reshape(-1, 2)  # (T, 2)
+                series.append(Series(dict(item["metric"]), points[:, 0], points[:, 1]))
+        except (KeyError, TypeError, ValueError) as exc:  # another server's "success"
+            raise ReportError(
+                f"{self.url} answered {expr!r} with a result that is not a Prometheus "
+                f"matrix ({exc!r}): is it Prometheus?"
+            ) from None
         return series
 
 

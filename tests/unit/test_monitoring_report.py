@@ -88,3 +88,45 @@ def test_write_report_checks_points_before_connecting(tmp_path: Path) -> None:
 
     with pytest.raises(ReportError, match="604800 points per series"):
         write_report("http://127.0.0.1:1", tmp_path, 7 * 86400, 1)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"\xff\xfe not text", "did not answer JSON"),
+        (b'{"status": "success"}', "refused query_range"),
+        (b'{"status": "success", "data": {"result": [{"metric": {}}]}}', "not a Prometheus"),
+        (
+            b'{"status": "success", "data": {"result": [{"values": "x", "metric": 1}]}}',
+            "not a Prometheus",
+        ),
+        (b'{"status": "success", "data": {"result": [5]}}', "not a Prometheus"),
+    ],
+)
+def test_a_server_that_is_not_prometheus_is_a_clear_error(body: bytes, message: str) -> None:
+    """A 200 from another server (a proxy, another service on the port) was a KeyError,
+    TypeError or UnicodeDecodeError traceback from ``recoil report``."""
+    import http.server
+    import threading
+
+    from monitoring.report import PrometheusClient, ReportError
+
+    class Answer(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Answer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = PrometheusClient(f"http://127.0.0.1:{server.server_address[1]}")
+        with pytest.raises(ReportError, match=message):
+            client.query_range("up", 0.0, 60.0, 15.0)
+    finally:
+        server.shutdown()
+        server.server_close()
