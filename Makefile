@@ -18,7 +18,7 @@ lint: setup
 	$(VENV)/bin/lint-imports --no-cache
 
 test: lint
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q --durations=15  # the slowest tests, to keep CI well under 30 minutes
 
 # Mutation testing of the pure modules (docs/testing.md); installs mutmut on first use
 # into its own venv. One module at a time: make mutation MODULES=learner/loss.py
