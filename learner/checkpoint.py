@@ -113,6 +113,7 @@ class ResumeState:
     step: int  # Lightning's global_step
     hparams: dict[str, Any]  # the module's constructor arguments (the checkpoint's model)
     stream: StreamCheckpoint
+    weights: dict[str, Any]  # Lightning's state_dict (checked against hparams at resume)
 
 
 def read_resume_state(path: Path) -> ResumeState:
@@ -142,9 +143,30 @@ def read_resume_state(path: Path) -> ResumeState:
         )
     stream = StreamCheckpoint.from_checkpoint(checkpoint, path)
     step, hparams = checkpoint.get("global_step"), checkpoint.get("hyper_parameters")
-    if type(step) is not int or not isinstance(hparams, dict):
+    weights = checkpoint.get("state_dict")
+    if type(step) is not int or not isinstance(hparams, dict) or not isinstance(weights, dict):
         raise ConfigError(
-            f"{path} lacks Lightning's global_step (a number) or hyper_parameters (a dict); "
-            + _WHAT_TO_DO
+            f"{path} lacks Lightning's global_step (a number), hyper_parameters or state_dict "
+            f"(dicts); {_WHAT_TO_DO}"
         )
-    return ResumeState(step, dict(hparams), stream)
+    return ResumeState(step, dict(hparams), stream, dict(weights))
+
+
+def check_resumable(module: torch.nn.Module, weights: dict[str, Any], path: Path) -> None:
+    """``ConfigError`` unless ``weights`` (a checkpoint's state_dict) load into ``module``
+    (built from the same checkpoint's hyper_parameters) and are finite: checked at start,
+    before Kafka, rather than inside ``trainer.fit`` (a traceback) or, for NaN, in every
+    snapshot the learner then refuses to publish. Loads them, as Lightning will again."""
+    try:
+        on_load = getattr(module, "on_load_checkpoint", None)
+        if on_load is not None:  # the tables may have grown since the module's hparams
+            on_load({"state_dict": weights})
+        module.load_state_dict(weights)
+    except (KeyError, RuntimeError, TypeError, ValueError, AttributeError) as exc:
+        reason = " ".join(str(exc).split())[:300]
+        raise ConfigError(
+            f"{path}: its weights do not fit its own hyper_parameters ({reason}); {_WHAT_TO_DO}"
+        ) from None
+    for name, tensor in module.state_dict().items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise ConfigError(f"{path}: weight {name} holds NaN or infinite values; {_WHAT_TO_DO}")

@@ -78,6 +78,7 @@ from learner.checkpoint import (
     ROLLED_BACK_FILE,
     ResumeState,
     StreamCheckpoint,
+    check_resumable,
     read_resume_state,
 )
 from learner.continuous_loop import ContinuousLoop, LearnerConfig, LearnerResult
@@ -185,6 +186,7 @@ def run_learner(
                 f"{checkpoint}: its hyper_parameters do not make the learner's model ({exc}); "
                 "point --checkpoint-dir at an empty directory or one the learner wrote"
             ) from None
+        check_resumable(module, resume.weights, checkpoint)
         kept = differing_settings(module.model.config, config.model)
         if kept:  # a checkpoint's model keeps its shape: say so rather than ignore the flags
             log.warning(

@@ -556,6 +556,17 @@ def _payload_checkpoint(path: Path) -> None:
     _write_checkpoint(path, callbacks={"x": _Payload(path.parent.parent / "unpickled")})
 
 
+def _state(change: Callable[[dict[str, torch.Tensor]], object]) -> Callable[[Path], None]:
+    """A checkpoint whose state_dict ``change`` edited in place."""
+
+    def write(path: Path) -> None:
+        state = _checkpoint()["state_dict"]
+        change(state)
+        _write_checkpoint(path, state_dict=state)
+
+    return write
+
+
 def _snapshot_weights(path: Path) -> None:
     save_file({"item_input.weight": torch.zeros(7, 8)}, path)
 
@@ -571,9 +582,17 @@ CHECKPOINTS: dict[str, tuple[Callable[[Path], object], str]] = {
     "a torch file of a list": (lambda p: torch.save([1, 2], p), "is not a checkpoint of"),
     "another program's": (lambda p: torch.save({"state_dict": {}}, p), "is not a checkpoint of"),
     "hyper_parameters a list": (lambda p: _write_checkpoint(p, hyper_parameters=[1]),
-                                "lacks Lightning's global_step .* or hyper_parameters"),
+                                "lacks Lightning's global_step .*, hyper_parameters"),
     "global_step a string": (lambda p: _write_checkpoint(p, global_step="3"),
                              "lacks Lightning's global_step"),
+    "state_dict a list": (lambda p: _write_checkpoint(p, state_dict=[1]), "or state_dict"),
+    "weights of another width": (
+        _state(lambda w: w.update({"model.to_state.weight": torch.zeros(8, 3)})),
+        "its weights do not fit its own hyper_parameters .*to_state.weight"),
+    "a weight missing": (_state(lambda w: w.pop("model.to_state.weight")),
+                         "its weights do not fit .*Missing key"),
+    "weights NaN": (_state(lambda w: w["model.to_state.weight"].fill_(float("nan"))),
+                    "weight model.to_state.weight holds NaN"),
     "hyper_parameters of another module": (
         lambda p: _write_checkpoint(p, hyper_parameters={**_hparams(), "hidden": 3}),
         "its hyper_parameters do not make the learner's model .*'hidden'"),
