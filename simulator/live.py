@@ -355,7 +355,13 @@ class LiveSimulation:
         )  # fmt: skip
         result: Responsiveness | None = None
         with contextlib.suppress(VersionChangedError):  # stopped at another version's answer
-            result = run_probe(recommender, self.world.catalog, probe_config, self.labels)
+            try:
+                result = run_probe(recommender, self.world.catalog, probe_config, self.labels)
+            except KeyError as exc:  # the prober logs it and tries again; the users go on
+                raise ServingError(
+                    f"probing {url}: {exc.args[0] if exc.args else exc}; is it serving "
+                    "another world's model?"
+                ) from None
         if result is None or len(recommender.versions) != 1:
             log.info("%s: snapshot changed during the probe (%s); probing again", arm,
                      sorted(recommender.versions))  # fmt: skip

@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry
 from simulator.answers import MAX_ANSWER_BYTES
 from simulator.exporter import SimulatorMetrics
 from simulator.freshness import example_event_id, snapshot_time
+from simulator.http_recommender import ServingError
 from simulator.live import POLICY_ARM, LiveConfig, LiveSimulation, served_choice
 from simulator.world import World, world_preset
 
@@ -158,3 +159,35 @@ def test_a_record_that_is_no_example_is_passed_over(
     """find_example reads a topic any producer can write: one bad record was a KeyError
     or JSONDecodeError that stopped the search."""
     assert example_event_id(value) == event_id
+
+
+def test_a_probe_of_a_model_of_another_world_is_a_serving_error() -> None:
+    """Items the world's catalogue does not hold were a KeyError that ended the prober's
+    task, and with it the simulation; now the prober logs it and tries again."""
+    config = LiveConfig(serving_url="http://127.0.0.1:1", users=2, freshness_seconds=0.0,
+                        probe_simulations=4, probe_k=2)  # fmt: skip
+    sim = LiveSimulation(config, FakeProducer(), "t", SimulatorMetrics(CollectorRegistry()))
+
+    async def batch(request: web.Request) -> web.Response:
+        histories = (await request.json())["histories"]
+        rows = [[{"item_id": "not-of-this-world", "score": 1.0}] for _ in histories]
+        return web.json_response({"model_version": 1, "results": rows})
+
+    async def snapshot(request: web.Request) -> web.Response:
+        return web.json_response({"version": 1})
+
+    async def run() -> None:
+        app = web.Application()
+        app.router.add_post("/recommend/batch", batch)
+        app.router.add_get("/snapshot", snapshot)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        try:
+            with pytest.raises(ServingError, match="is it serving another world's model"):
+                await asyncio.to_thread(sim.probe, "feature_and_labels", url)
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(run())
