@@ -8,6 +8,7 @@ shorten it to keep the real failure path fast.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -66,7 +67,7 @@ def test_learn_reports_an_unreachable_broker_in_one_line(
 
 
 def test_the_worker_exits_to_be_restarted_when_no_broker_answers(
-    closed_port: int, caplog: pytest.LogCaptureFixture
+    closed_port: int, caplog: pytest.LogCaptureFixture, tmp_path: Path
 ) -> None:
     """A broker that comes up after its stream workers is no wrong setting: the worker logs
     one line and exits 1, which its supervisor restarts (2, a ConfigError, it gives up on)."""
@@ -74,5 +75,10 @@ def test_the_worker_exits_to_be_restarted_when_no_broker_answers(
     from streams.worker import run_worker
 
     servers = f"127.0.0.1:{closed_port}"
-    assert run_worker(StreamsConfig(), KafkaSettings(servers)) == 1
+    policy = asyncio.get_event_loop_policy()  # the worker installs uvloop's: put it back
+    try:
+        assert run_worker(StreamsConfig(data_dir=tmp_path), KafkaSettings(servers)) == 1
+    finally:
+        asyncio.set_event_loop_policy(policy)
     assert f"cannot reach a Kafka broker at {servers}" in caplog.text
+    assert list(tmp_path.iterdir()) == []  # stopped before any local state
