@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from recoil.core.errors import ConfigError
 from recoil.core.kafka_settings import KafkaSettings
-from recoil.core.topics import unreachable_broker
+from recoil.core.topics import admin_client
 from streams.config import StreamsConfig
 
 TABLE_NAME = "history"
@@ -34,15 +34,10 @@ class TopicLayout:
 def prepare_topics(settings: KafkaSettings, config: StreamsConfig) -> TopicLayout:
     """Create missing input/output/DLQ topics; check the changelog matches the input.
 
-    A cluster that cannot be reached raises :class:`ConfigError` naming the bootstrap
-    servers (kafka-python's timeout was a traceback, in the worker and its benchmark)."""
-    from kafka import KafkaAdminClient
-    from kafka.errors import KafkaConnectionError, KafkaTimeoutError
-
-    try:
-        admin = KafkaAdminClient(**settings.kafka_python())
-    except (KafkaTimeoutError, KafkaConnectionError) as exc:
-        raise unreachable_broker(settings, exc) from None
+    A cluster that cannot be reached raises :class:`BrokerUnreachableError` naming the
+    bootstrap servers (kafka-python's timeout was a traceback, in the worker and its
+    benchmark)."""
+    admin = admin_client(settings)
     try:
         existing = set(admin.list_topics())
         wanted = {config.input_topic: config.partitions}

@@ -46,6 +46,18 @@ def unreachable_broker(settings: KafkaSettings, detail: object) -> BrokerUnreach
     )
 
 
+def admin_client(settings: KafkaSettings) -> Any:
+    """A kafka-python admin client of the cluster; :class:`BrokerUnreachableError` naming the
+    bootstrap servers when it cannot bootstrap (kafka-python's timeout is a traceback)."""
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaConnectionError, KafkaTimeoutError
+
+    try:
+        return KafkaAdminClient(**settings.kafka_python())
+    except (KafkaTimeoutError, KafkaConnectionError) as exc:
+        raise unreachable_broker(settings, exc) from None
+
+
 def ensure_topics(
     settings: KafkaSettings,
     names: Iterable[str],
@@ -58,14 +70,9 @@ def ensure_topics(
     A cluster that cannot be reached (kafka-python gives up bootstrapping after its
     timeout) raises :class:`BrokerUnreachableError` (a ConfigError) naming the bootstrap servers.
     """
-    from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
-    from kafka.errors import KafkaConnectionError, KafkaTimeoutError
 
-    try:
-        admin = KafkaAdminClient(**settings.kafka_python())
-    except (KafkaTimeoutError, KafkaConnectionError) as exc:
-        raise unreachable_broker(settings, exc) from None
+    admin = admin_client(settings)
     try:
         existing = set(admin.list_topics())
         wanted = [n for n in dict.fromkeys(names) if n not in existing]
@@ -108,9 +115,7 @@ def _wait_for_metadata(
 def topic_bytes(settings: KafkaSettings, topic: str) -> int:
     """The bytes ``topic``'s partitions take in the brokers' log directories: its record
     batches as stored, compressed or not, over every replica."""
-    from kafka import KafkaAdminClient
-
-    admin = KafkaAdminClient(**settings.kafka_python())
+    admin = admin_client(settings)
     try:
         brokers = admin.describe_log_dirs([topic])
     finally:
