@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from monitoring.dashboards import DASHBOARDS, Dashboard, Panel, instantiate
+from recoil.core.checks import http_url_problem
 
 log = logging.getLogger(__name__)
 MAX_POINTS = 11_000  # Prometheus refuses query_range with more points per series
@@ -79,9 +80,11 @@ class PrometheusClient:
     """The two calls the report needs, with errors that say what to fix."""
 
     def __init__(self, url: str, timeout: float = 10.0) -> None:
-        parsed = urllib.parse.urlparse(url)
-        if parsed.scheme not in ("http", "https") or not parsed.netloc:
-            raise ReportError(f"--prometheus {url!r} is not a URL like http://127.0.0.1:9090")
+        problem = http_url_problem(url)
+        if problem:  # urllib's own error is a traceback at the first request
+            raise ReportError(
+                f"--prometheus {url[:200]!r} is not a URL like http://127.0.0.1:9090 ({problem})"
+            )
         self.url = url.rstrip("/")
         self.timeout = timeout
 

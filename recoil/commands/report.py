@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from recoil.core.checks import http_url_problem
 from recoil.core.settings import add_command
 
 
@@ -36,19 +35,12 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from monitoring.dashboards import DASHBOARDS
-    from monitoring.report import ReportError, parse_duration, write_report
+    from monitoring.report import PrometheusClient, ReportError, parse_duration, write_report
 
-    problem = http_url_problem(args.prometheus)
-    if problem:  # urllib's own error is a traceback
-        print(
-            f"recoil report: --prometheus {args.prometheus[:200]!r} is not a URL like "
-            f"http://127.0.0.1:9090 ({problem})",
-            file=sys.stderr,
-        )
-        return 2
     try:
+        PrometheusClient(args.prometheus)  # checks the URL before anything else
         range_seconds, step_seconds = parse_duration(args.range), parse_duration(args.step)
-    except ValueError as exc:
+    except (ReportError, ValueError) as exc:
         print(f"recoil report: {exc}", file=sys.stderr)
         return 2
     boards = DASHBOARDS
