@@ -356,6 +356,11 @@ def details_json(config: ExperimentConfig, outcomes: dict[str, ArmOutcome]) -> d
     rng = np.random.default_rng([config.probe.seed, 9])
     base = outcomes.get(BASELINE_ARM)
     heuristic = outcomes.get(HEURISTIC_ARM)
+    # Is the lowest dislike rate a difference or noise? Every arm's closed loop faces the
+    # same user draws, so each arm's rate against the lowest is paired by user (an rng
+    # of its own, so the intervals above stay as they were).
+    lowest = min(outcomes, key=lambda a: outcomes[a].loop.dislike_rate, default=None)
+    lowest_rng = np.random.default_rng([config.probe.seed, 10])
     result: dict[str, Any] = {}
     for arm, o in outcomes.items():
         entry: dict[str, Any] = {
@@ -389,5 +394,13 @@ def details_json(config: ExperimentConfig, outcomes: dict[str, ArmOutcome]) -> d
             entry["next_item_vs_exclude_heuristic"] = paired_changes(
                 heuristic.next_item, o.next_item, rng
             )
+        if lowest is not None and arm != lowest:
+            low = np.array(outcomes[lowest].loop.per_user_dislikes, dtype=float)
+            own = np.array(o.loop.per_user_dislikes, dtype=float)
+            entry["dislike_rate_vs_lowest"] = {
+                "arm": lowest,
+                "change": relative_change(low, own),
+                "ci95": bootstrap_relative_change(low, own, lowest_rng),
+            }
         result[arm] = entry
     return result

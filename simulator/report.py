@@ -141,8 +141,30 @@ def ablation_markdown(ablation: dict[str, Any], details: dict[str, Any]) -> str:
             f"| {dislike} | {_pct(r['repeat_dislike_creator_rate'], False)} "
             f"| {recall} | {r['ndcg_at_k']:.4f} |"
         )
+    lines += ["", *_lowest_dislike_lines(ablation, details)]
     lines += ["", f"Total time {cfg['seconds']['total']:.0f} s.", ""]
     return "\n".join(lines)
+
+
+def _lowest_dislike_lines(ablation: dict[str, Any], details: dict[str, Any]) -> list[str]:
+    """Each arm's closed-loop dislike rate against the lowest arm's, paired by user."""
+    versus = {
+        arm: entry["dislike_rate_vs_lowest"]
+        for arm, entry in details.items()
+        if "dislike_rate_vs_lowest" in entry
+    }
+    if not versus:
+        return []
+    lowest = next(iter(versus.values()))["arm"]
+    parts = [
+        f"{arm} {_pct(v['change'])} [{_pct(v['ci95'][0])}, {_pct(v['ci95'][1])}]"
+        for arm, v in versus.items()
+    ]
+    rate = _pct(ablation["arms"][lowest]["dislike_rate"], False)
+    return [
+        f"Closed-loop dislike rate against the lowest arm's ({lowest}, {rate}), paired by "
+        f"user: {'; '.join(parts)}."
+    ]
 
 
 def responsiveness_plot(ablation: dict[str, Any], path: Path) -> None:

@@ -87,6 +87,17 @@ def test_markdown_plot_and_details(run: Path) -> None:
     details = json.loads((run / "details.json").read_text())
     assert "vs_no_signal" in details["feature_and_labels"]
     assert details["no_signal"]["closed_loop"]["impressions"] == 60 * 20
+    # every arm but the lowest against the lowest dislike rate, paired by user
+    rates = {arm: details[arm]["closed_loop"]["dislike_rate"] for arm in ARMS}
+    lowest = min(rates, key=rates.__getitem__)
+    for arm in ARMS:
+        versus = details[arm].get("dislike_rate_vs_lowest")
+        assert (versus is None) == (arm == lowest)
+        if versus is not None:
+            assert versus["arm"] == lowest
+            assert versus["change"] == pytest.approx(rates[arm] / rates[lowest] - 1)
+            assert versus["ci95"][0] <= versus["change"] <= versus["ci95"][1]
+    assert f"against the lowest arm's ({lowest}," in table
     # the push's a per age, as trained: one per history item the model reads
     max_len = json.loads((run / "ablation.json").read_text())["config"]["model"]["max_len"]
     push = details["feature_and_labels"]["training"]["push_weights"]
