@@ -234,7 +234,7 @@ def _aligned(line: Series, bound: Series) -> np.ndarray:
 
 
 def write_report(
-    url: str,
+    client: PrometheusClient,
     out: Path,
     range_seconds: float,
     step_seconds: float,
@@ -247,9 +247,8 @@ def write_report(
             f"--range / --step gives {range_seconds / step_seconds:.0f} points per series; "
             f"Prometheus allows {MAX_POINTS}: raise --step"
         )
-    client = PrometheusClient(url)
     version = client.check()
-    log.info("Prometheus %s at %s", version, url)
+    log.info("Prometheus %s at %s", version, client.url)
     end = time.time() if end is None else end
     start = end - range_seconds
     out.mkdir(parents=True, exist_ok=True)

@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from monitoring.report import PrometheusClient, ReportError, parse_duration, write_report
 
     try:
-        PrometheusClient(args.prometheus)  # checks the URL before anything else
+        client = PrometheusClient(args.prometheus)  # checks the URL before anything else
         range_seconds, step_seconds = parse_duration(args.range), parse_duration(args.step)
     except (ReportError, ValueError) as exc:
         print(f"recoil report: {exc}", file=sys.stderr)
@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
             return 2
         boards = tuple(known[uid] for uid in args.dashboard)
     try:
-        written = write_report(args.prometheus, args.out, range_seconds, step_seconds, boards)
+        written = write_report(client, args.out, range_seconds, step_seconds, boards)
     except ReportError as exc:
         print(f"recoil report: {exc}", file=sys.stderr)
         return 2

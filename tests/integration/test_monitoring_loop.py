@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from monitoring.catalogue import Part
-from monitoring.report import write_report
+from monitoring.report import PrometheusClient, write_report
 from monitoring.scrape import JOBS
 from recoil.core.kafka_settings import KafkaSettings
 from recoil.core.processes import ProcessGroup
@@ -81,7 +81,7 @@ def test_every_panel_rule_and_signal_returns_data_on_the_loop(
         up = check.server.query('up{job=~"recoil.*"} == 1')
         assert len(up) == len(loop.metrics_targets())
         # The report of the real loop: responsiveness per arm and version, with intervals.
-        written = write_report(check.server.url, tmp_path / "report", 150, 2)
+        written = write_report(PrometheusClient(check.server.url), tmp_path / "report", 150, 2)
         panels = written[tmp_path / "report" / "recoil-responsiveness.png"]
         for panel in panels[:2]:
             assert {s.labels["arm"] for _, s in panel.lines} == set(config.arms)

@@ -146,7 +146,7 @@ def test_every_panel_rule_and_signal_returns_data_and_report_plots_them(
 
     # recoil report on the same server: every panel of every dashboard has curves.
     time.sleep(max(0.0, 40 - (time.monotonic() - started)))  # 40 s of data: curves, not dots
-    written = write_report(server.url, tmp_path, range_seconds=40, step_seconds=1)
+    written = write_report(PrometheusClient(server.url), tmp_path, range_seconds=40, step_seconds=1)
     assert sorted(p.name for p in written) == sorted(f"{d.uid}.png" for d in DASHBOARDS)
     for path, panels in written.items():
         assert [p.panel.title for p in panels if p.empty] == [], path.name

@@ -9,7 +9,15 @@ import numpy as np
 import pytest
 
 from monitoring import dashboards
-from monitoring.report import PanelData, Series, legend, parse_duration, render, write_report
+from monitoring.report import (
+    PanelData,
+    PrometheusClient,
+    Series,
+    legend,
+    parse_duration,
+    render,
+    write_report,
+)
 from recoil import cli
 from recoil.broker.embedded import free_port
 
@@ -87,7 +95,7 @@ def test_write_report_checks_points_before_connecting(tmp_path: Path) -> None:
     from monitoring.report import ReportError
 
     with pytest.raises(ReportError, match="604800 points per series"):
-        write_report("http://127.0.0.1:1", tmp_path, 7 * 86400, 1)
+        write_report(PrometheusClient("http://127.0.0.1:1"), tmp_path, 7 * 86400, 1)
 
 
 @pytest.mark.parametrize(
