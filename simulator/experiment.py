@@ -351,6 +351,19 @@ def ablation_json(
     }
 
 
+def _dislike_rate_change(
+    base: ArmOutcome, other: ArmOutcome, rng: np.random.Generator
+) -> tuple[float, tuple[float, float]]:
+    """``other``'s closed-loop dislike rate relative to ``base``'s, and its 95% interval:
+    the loops faced the same user draws, so the users are resampled in pairs."""
+    base_dislikes = np.array(base.loop.per_user_dislikes, dtype=float)
+    dislikes = np.array(other.loop.per_user_dislikes, dtype=float)
+    return (
+        relative_change(base_dislikes, dislikes),
+        bootstrap_relative_change(base_dislikes, dislikes, rng),
+    )
+
+
 def details_json(config: ExperimentConfig, outcomes: dict[str, ArmOutcome]) -> dict[str, Any]:
     """Per-arm diagnostics, and each arm's change against ``no_signal`` with 95% intervals."""
     rng = np.random.default_rng([config.probe.seed, 9])
@@ -372,11 +385,10 @@ def details_json(config: ExperimentConfig, outcomes: dict[str, ArmOutcome]) -> d
             "eval_seconds": round(o.eval_seconds, 1),
         }
         if base is not None and arm != BASELINE_ARM:
-            b_dis = np.array(base.loop.per_user_dislikes, dtype=float)
-            a_dis = np.array(o.loop.per_user_dislikes, dtype=float)
+            change, interval = _dislike_rate_change(base, o, rng)
             entry["vs_no_signal"] = {
-                "dislike_rate": relative_change(b_dis, a_dis),
-                "dislike_rate_ci95": bootstrap_relative_change(b_dis, a_dis, rng),
+                "dislike_rate": change,
+                "dislike_rate_ci95": interval,
                 "repeat_dislike_creator_rate": relative_change(
                     np.array([base.loop.repeat_dislike_creator_rate]),
                     np.array([o.loop.repeat_dislike_creator_rate]),
@@ -395,12 +407,7 @@ def details_json(config: ExperimentConfig, outcomes: dict[str, ArmOutcome]) -> d
                 heuristic.next_item, o.next_item, rng
             )
         if lowest is not None and arm != lowest:
-            low = np.array(outcomes[lowest].loop.per_user_dislikes, dtype=float)
-            own = np.array(o.loop.per_user_dislikes, dtype=float)
-            entry["dislike_rate_vs_lowest"] = {
-                "arm": lowest,
-                "change": relative_change(low, own),
-                "ci95": bootstrap_relative_change(low, own, lowest_rng),
-            }
+            change, interval = _dislike_rate_change(outcomes[lowest], o, lowest_rng)
+            entry["dislike_rate_vs_lowest"] = {"arm": lowest, "change": change, "ci95": interval}
         result[arm] = entry
     return result

@@ -141,13 +141,14 @@ def ablation_markdown(ablation: dict[str, Any], details: dict[str, Any]) -> str:
             f"| {dislike} | {_pct(r['repeat_dislike_creator_rate'], False)} "
             f"| {recall} | {r['ndcg_at_k']:.4f} |"
         )
-    lines += ["", *_lowest_dislike_lines(ablation, details)]
+    lines += _lowest_dislike_lines(ablation, details)
     lines += ["", f"Total time {cfg['seconds']['total']:.0f} s.", ""]
     return "\n".join(lines)
 
 
 def _lowest_dislike_lines(ablation: dict[str, Any], details: dict[str, Any]) -> list[str]:
-    """Each arm's closed-loop dislike rate against the lowest arm's, paired by user."""
+    """Each arm's closed-loop dislike rate against the lowest arm's, paired by user, after
+    a blank line; nothing where ``details`` holds no such comparison."""
     versus = {
         arm: entry["dislike_rate_vs_lowest"]
         for arm, entry in details.items()
@@ -162,8 +163,9 @@ def _lowest_dislike_lines(ablation: dict[str, Any], details: dict[str, Any]) -> 
     ]
     rate = _pct(ablation["arms"][lowest]["dislike_rate"], False)
     return [
+        "",
         f"Closed-loop dislike rate against the lowest arm's ({lowest}, {rate}), paired by "
-        f"user: {'; '.join(parts)}."
+        f"user: {'; '.join(parts)}.",
     ]
 
 
