@@ -19,6 +19,7 @@ feature_labels_skips  yes            kept                   dislikes and skips
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 
@@ -80,3 +81,23 @@ def resolve_arm(arm: str | ArmConfig) -> ArmConfig:
         return ARMS[arm]
     except KeyError:
         raise ValueError(f"unknown arm {arm!r}; choose one of {sorted(ARMS)}") from None
+
+
+def shared_training(arms: Iterable[str], kinds: Iterable[str]) -> dict[str, str]:
+    """Each arm -> the first of ``arms`` that trains exactly as it does on examples of
+    ``kinds`` (itself when none before it does).
+
+    Two arms train the same model when they read the history alike and keep the same
+    examples: the label kinds each takes, less those the log does not hold. On a
+    ratings file (no dwell, so no skips) ``feature_labels_skips`` keeps exactly
+    ``feature_and_labels``' examples, and with one seed trains the same weights: a
+    backtest trains it once and reports it under both names.
+    """
+    present = frozenset(kinds)
+    first: dict[tuple[bool, bool, frozenset[str]], str] = {}
+    shared = {}
+    for name in arms:
+        arm = resolve_arm(name)
+        key = (arm.dislike_feature, arm.exclude_disliked, arm.trained_kinds & present)
+        shared[name] = first.setdefault(key, name)
+    return shared

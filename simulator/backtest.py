@@ -34,7 +34,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from learner.arms import ARMS, resolve_arm
+from learner.arms import ARMS, resolve_arm, shared_training
 from learner.model import ModelConfig
 from learner.offline import (
     TrainConfig,
@@ -257,15 +257,20 @@ def run_backtest(
         )
 
     seeds = config.training_seeds
-    jobs = [(arm, seed) for arm in config.arms for seed in seeds]
+    # an arm that would train exactly as an earlier one (feature_labels_skips on a log
+    # without skips) is that arm's run, reported under its own name
+    trained_as = shared_training(config.arms, {e.label_kind for e in examples})
+    jobs = [(arm, seed) for arm in dict.fromkeys(trained_as.values()) for seed in seeds]
     runs = map_arms(run_arm, jobs, workers)
-    by_arm = {arm: [runs[(arm, seed)] for seed in seeds] for arm in config.arms}
+    by_arm = {arm: [runs[(trained_as[arm], seed)] for seed in seeds] for arm in config.arms}
     arms = arm_metrics(
         {arm: mean_ranking([run.ranking for run in done]) for arm, done in by_arm.items()},
         config.train.seed,
     )
     for arm, done in by_arm.items():
         arms[arm]["training"] = done[0].training  # the first seed's curves (backtest_loss.png)
+        if trained_as[arm] != arm:
+            arms[arm]["trained_as"] = trained_as[arm]
         if len(seeds) > 1:
             arms[arm]["by_seed"] = [
                 {"seed": seed, **headline(run.ranking), "best_step": run.training.get("best_step")}
@@ -273,7 +278,8 @@ def run_backtest(
             ]
             arms[arm]["spread"] = seed_spread(arms[arm]["by_seed"])
     seconds = {
-        f"arm_{arm}": round(sum(run.seconds for run in done), 1) for arm, done in by_arm.items()
+        f"arm_{arm}": round(sum(run.seconds for run in by_arm[arm]), 1)
+        for arm in dict.fromkeys(trained_as.values())
     }
     first = next(iter(by_arm.values()))[0].ranking
     counts = (first.positives, first.dislikes)

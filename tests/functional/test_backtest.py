@@ -134,3 +134,28 @@ def test_several_seeds_are_averaged_per_case_and_each_is_reported(
             assert spread["max"] == max(r[key] for r in rows)
         assert "by_seed" not in single["arms"][arm]
     assert "| feature_and_labels | 4 |" in (both / "backtest.md").read_text()
+
+
+def test_an_arm_that_would_train_as_another_is_its_run(sliced: Path, tmp_path: Path) -> None:
+    """Read without its dwell column the slice has likes and dislikes and no skip, so
+    feature_labels_skips keeps feature_and_labels' examples: it is trained once and
+    reported under both names, with the figures a run of its own gives."""
+    torch.set_num_threads(1)
+    ratings = "user_id=user_id,item_id=video_id,timestamp=time_ms,label=label,time_unit=ms"
+    base = ["backtest", str(sliced), "--max-steps", "20", "--no-progress", "--holdout", "5"]
+    base += ["--map", ratings, "--workers", "1"]
+    both, alone = tmp_path / "both", tmp_path / "alone"
+    assert (
+        main([*base, "--arms", "feature_and_labels,feature_labels_skips", "--out", str(both)]) == 0
+    )
+    assert main([*base, "--arms", "feature_labels_skips", "--out", str(alone)]) == 0
+    result = json.loads((both / "backtest.json").read_text())
+    single = json.loads((alone / "backtest.json").read_text())
+    copied, own = result["arms"]["feature_labels_skips"], single["arms"]["feature_labels_skips"]
+    assert copied["trained_as"] == "feature_and_labels" and "trained_as" not in own
+    assert "trained_as" not in result["arms"]["feature_and_labels"]
+    for key in ("hr_at_10", "hr_at_10_dislikes", "hr_at_10_dislike_creator", "hr_at_100"):
+        assert copied[key] == own[key] == result["arms"]["feature_and_labels"][key]
+    assert copied["training"]["train_examples"] == own["training"]["train_examples"]
+    assert "arm_feature_labels_skips" not in result["config"]["seconds"]  # not trained twice
+    assert "feature_labels_skips is feature_and_labels's run" in (both / "backtest.md").read_text()

@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 import torch
 
-from learner.arms import ARMS, ArmConfig, resolve_arm
+from learner.arms import ARMS, ArmConfig, resolve_arm, shared_training
 from learner.features import encode_examples, encode_histories
 from learner.vocab import Vocabularies, Vocabulary
 from recoil.core.records import HistoryItem, TrainingExample
@@ -137,6 +137,49 @@ def test_each_arms_labels(arm: str, source: list[int], negative: list[bool]) -> 
     expected = encode_histories([EXAMPLES[i].history for i in source], v, 3, arm)
     for got, want in zip(out.history, expected, strict=True):
         assert torch.equal(got, want)
+
+
+def _encoded(examples: list[TrainingExample], arm: str) -> list[torch.Tensor]:
+    out = encode_examples(examples, Vocabularies(), 3, arm)
+    return [out.source, out.label, out.weight, out.is_negative, *out.history]
+
+
+def _same(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
+    return all(x.shape == y.shape and torch.equal(x, y) for x, y in zip(a, b, strict=True))
+
+
+@pytest.mark.parametrize(
+    "kinds",
+    [{"positive"}, {"positive", "dislike"}, {"positive", "skip"}, {"positive", "dislike", "skip"}],
+)
+def test_arms_said_to_train_alike_encode_alike(kinds: set[str]) -> None:
+    """``shared_training`` merges two arms exactly when their tensors on a log of these
+    label kinds are equal: a backtest may then train one and report both."""
+    examples = [e for e in EXAMPLES if e.label_kind in kinds]
+    shared = shared_training(ARMS, kinds)
+    encoded = {arm: _encoded(examples, arm) for arm in ARMS}
+    for arm in ARMS:
+        for other in ARMS:
+            assert (shared[arm] == shared[other]) == _same(encoded[arm], encoded[other])
+    assert all(shared[shared[arm]] == shared[arm] for arm in ARMS)  # the first of its kind
+
+
+def test_shared_training_on_ratings_and_in_the_order_given() -> None:
+    ratings = {"positive", "dislike"}  # no dwell, so no skips
+    assert shared_training(ARMS, ratings)["feature_labels_skips"] == "feature_and_labels"
+    shared = shared_training(["feature_labels_skips", "feature_and_labels"], ratings)
+    assert shared == {
+        "feature_labels_skips": "feature_labels_skips",
+        "feature_and_labels": "feature_labels_skips",
+    }
+    # a log of likes alone: the labelled arms are feature_only
+    likes = shared_training(ARMS, {"positive"})
+    assert likes["feature_and_labels"] == likes["feature_labels_skips"] == "feature_only"
+    assert [likes[a] for a in ("no_signal", "exclude_heuristic")] == [
+        "no_signal", "exclude_heuristic",
+    ]  # fmt: skip
+    with pytest.raises(ValueError, match="unknown arm"):
+        shared_training(["nope"], ratings)
 
 
 def test_without_growth_unknown_labels_are_dropped() -> None:
