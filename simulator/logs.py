@@ -415,7 +415,7 @@ def _read_table(
         if repeated:
             raise ValueError(
                 f"{path}:1: the header names columns more than once: {repeated}; "
-                "give every column its own name"
+                f"give every column its own name{_data_line_hint(columns)}"
             )
         if mapping is None:
             if not set(KUAIRAND.columns()) <= set(columns):
@@ -431,7 +431,7 @@ def _read_table(
                 " (one column: is the delimiter other than comma, tab or semicolon, or is "
                 "there no header line?)"
                 if len(columns) == 1
-                else ""
+                else _data_line_hint(columns)
             )
             raise ValueError(
                 f"{path}: the mapping names columns the file lacks: {missing}; the header "
@@ -460,6 +460,21 @@ def _read_table(
             event = _valid(validate_event(obj), path, lineno)
             warned = warned or _warn_if_late(event, path, lineno, mapping.time_unit)
             yield event
+
+
+def _data_line_hint(columns: list[str]) -> str:
+    """What to say when every name of the header is a number: most likely the file has no
+    header line (MovieLens's ``u.data``, ``ratings.dat`` and the like) and its first row
+    was read as one. A header of numbers is legal (pandas writes one for unnamed
+    columns), so this only adds to an error the header caused anyway."""
+    if not all(_finite_float(c) is not None for c in columns):
+        return ""
+    return (
+        "; every name in it is a number: is the first line data? A CSV/TSV log starts with "
+        "a header line naming its columns (for MovieLens's u.data: "
+        "'user_id<TAB>item_id<TAB>rating<TAB>timestamp', then --map "
+        "user_id=user_id,item_id=item_id,timestamp=timestamp,rating=rating)"
+    )
 
 
 def _rows(handle: Iterator[str], delimiter: str, path: Path) -> Iterator[list[str]]:

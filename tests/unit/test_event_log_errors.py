@@ -92,6 +92,35 @@ def test_a_repeated_header_name_is_refused(tmp_path: Path) -> None:
     assert "['item_id', 'x']" in message
 
 
+@pytest.mark.parametrize(
+    "first", ["196\t242\t3\t881250949", "1\t1\t4.0\t964982703", "186\t302\t3\t891717742"]
+)
+def test_a_file_without_a_header_line_is_told_so(tmp_path: Path, first: str) -> None:
+    """MovieLens's u.data has no header: its first row is read as one, and whichever
+    error that causes (a number named twice, or the mapping's columns missing) says the
+    first line looks like data."""
+    path = tmp_path / "u.data"
+    path.write_text(f"{first}\n196\t242\t3\t881250950\n")
+    message = _error(path, MAPPING)
+    assert message.startswith(f"{path}")
+    assert "every name in it is a number: is the first line data?" in message
+
+
+def test_a_header_of_numbers_is_read_when_mapped(tmp_path: Path) -> None:
+    """pandas writes 0,1,2 as the header of unnamed columns: a legal header, mapped by name."""
+    path = tmp_path / "log.csv"
+    path.write_text("0,1,2\n7,a,5\n")
+    mapping = parse_mapping("user_id=0,item_id=1,timestamp=2")
+    (event,) = read_event_log(path, mapping)
+    assert (event.user_id, event.item_id, event.timestamp) == ("7", "a", 5.0)
+
+
+def test_a_named_header_gets_no_data_line_hint(tmp_path: Path) -> None:
+    path = tmp_path / "log.csv"
+    path.write_text("user_id,item_id,timestamp,item_id\n1,a,5,b\n")
+    assert "is the first line data" not in _error(path, MAPPING)
+
+
 @pytest.mark.parametrize("suffix", [".csv", ".tsv"])
 def test_a_byte_order_mark_is_not_part_of_the_first_column(tmp_path: Path, suffix: str) -> None:
     sep = "\t" if suffix == ".tsv" else ","
