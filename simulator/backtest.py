@@ -260,7 +260,8 @@ def run_backtest(
     # an arm that would train exactly as an earlier one (feature_labels_skips on a log
     # without skips) is that arm's run, reported under its own name
     trained_as = shared_training(config.arms, {e.label_kind for e in examples})
-    jobs = [(arm, seed) for arm in dict.fromkeys(trained_as.values()) for seed in seeds]
+    trained = list(dict.fromkeys(trained_as.values()))  # the arms that train, in order
+    jobs = [(arm, seed) for arm in trained for seed in seeds]
     runs = map_arms(run_arm, jobs, workers)
     by_arm = {arm: [runs[(trained_as[arm], seed)] for seed in seeds] for arm in config.arms}
     arms = arm_metrics(
@@ -277,10 +278,7 @@ def run_backtest(
                 for seed, run in zip(seeds, done, strict=True)
             ]
             arms[arm]["spread"] = seed_spread(arms[arm]["by_seed"])
-    seconds = {
-        f"arm_{arm}": round(sum(run.seconds for run in by_arm[arm]), 1)
-        for arm in dict.fromkeys(trained_as.values())
-    }
+    seconds = {f"arm_{arm}": round(sum(run.seconds for run in by_arm[arm]), 1) for arm in trained}
     first = next(iter(by_arm.values()))[0].ranking
     counts = (first.positives, first.dislikes)
     seconds["total"] = round(time.perf_counter() - started, 1)

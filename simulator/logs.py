@@ -411,17 +411,19 @@ def _read_table(
         columns = [c.strip() for c in columns]
         # Unnamed columns (a trailing delimiter, an index column) cannot be mapped, so
         # only named ones must differ.
+        # a header of numbers is most likely a first row of data: every header error says so
+        data_line = _data_line_hint(columns)
         repeated = sorted({c for c in columns if c and columns.count(c) > 1})
         if repeated:
             raise ValueError(
                 f"{path}:1: the header names columns more than once: {repeated}; "
-                f"give every column its own name{_data_line_hint(columns)}"
+                f"give every column its own name{data_line}"
             )
         if mapping is None:
             if not set(KUAIRAND.columns()) <= set(columns):
                 raise ValueError(
                     f"{path}: give a column mapping (--map field=column,...); the header "
-                    f"{columns} is not KuaiRand's"
+                    f"{columns} is not KuaiRand's{data_line}"
                 )
             mapping = KUAIRAND
         missing = [c for c in mapping.columns() if c not in columns]
@@ -431,7 +433,7 @@ def _read_table(
                 " (one column: is the delimiter other than comma, tab or semicolon, or is "
                 "there no header line?)"
                 if len(columns) == 1
-                else _data_line_hint(columns)
+                else data_line
             )
             raise ValueError(
                 f"{path}: the mapping names columns the file lacks: {missing}; the header "

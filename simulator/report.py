@@ -231,13 +231,14 @@ def backtest_markdown(result: dict[str, Any]) -> str:
         kept = training.get("best_step")
         steps = f"{training.get('steps', '—')}" + (f" ({kept})" if kept is not None else "")
         lines.append(f"| {arm} | " + " | ".join(cells) + f" | {steps} |")
-    lines += [
-        f"\n{arm} is {r['trained_as']}'s run: on this log the two read the same histories "
-        "and train on the same examples (it holds none of the labels that set them apart, "
-        "such as skips), so it was trained once."
-        for arm, r in result["arms"].items()
-        if r.get("trained_as")
-    ]
+    for arm, r in result["arms"].items():
+        if r.get("trained_as"):
+            lines += [
+                "",
+                f"{arm} is {r['trained_as']}'s run: on this log the two read the same "
+                "histories and train on the same examples (it holds none of the labels that "
+                "set them apart, such as skips), so it was trained once.",
+            ]
     seeds = cfg.get("seeds") or []
     if len(seeds) > 1:
         lines += [

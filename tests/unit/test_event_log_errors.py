@@ -97,13 +97,14 @@ def test_a_repeated_header_name_is_refused(tmp_path: Path) -> None:
 )
 def test_a_file_without_a_header_line_is_told_so(tmp_path: Path, first: str) -> None:
     """MovieLens's u.data has no header: its first row is read as one, and whichever
-    error that causes (a number named twice, or the mapping's columns missing) says the
-    first line looks like data."""
+    error that causes (a number named twice, the mapping's columns missing, or no mapping
+    for a header that is not KuaiRand's) says the first line looks like data."""
     path = tmp_path / "u.data"
     path.write_text(f"{first}\n196\t242\t3\t881250950\n")
-    message = _error(path, MAPPING)
-    assert message.startswith(f"{path}")
-    assert "every name in it is a number: is the first line data?" in message
+    for mapping in (MAPPING, None):  # None: the header is asked to be KuaiRand's
+        message = _error(path, mapping)
+        assert message.startswith(f"{path}")
+        assert "every name in it is a number: is the first line data?" in message
 
 
 def test_a_header_of_numbers_is_read_when_mapped(tmp_path: Path) -> None:
