@@ -101,3 +101,16 @@ def shared_training(arms: Iterable[str], kinds: Iterable[str]) -> dict[str, str]
         key = (arm.dislike_feature, arm.exclude_disliked, arm.trained_kinds & present)
         shared[name] = first.setdefault(key, name)
     return shared
+
+
+# The arm whose kept weights a stage starts from (``learner.offline.train_offline``'s
+# ``base``): the learned model with its dislike parameters at their starting values.
+STAGE_BASE = "exclude_heuristic"
+
+
+def trains_as_stage(arm: str | ArmConfig) -> bool:
+    """Whether ``arm`` can train as a stage on ``STAGE_BASE``: it reads the dislike flag
+    (so it has dislike parameters) and takes not-to-recommend labels (so they have
+    something to learn from)."""
+    arm = resolve_arm(arm)
+    return arm.dislike_feature and arm.uses_negative_labels

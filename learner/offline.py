@@ -12,6 +12,7 @@ for the rest; nothing is pickled.
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import logging
 import math
@@ -27,8 +28,9 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import EarlyStopping
 from safetensors.torch import load_file, save_file
+from torch import nn
 
-from learner.arms import ArmConfig, resolve_arm
+from learner.arms import STAGE_BASE, ArmConfig, resolve_arm, trains_as_stage
 from learner.features import ExampleTensors, encode_examples, encode_histories
 from learner.model import ModelConfig, SequenceRecommender, model_config_from_dict
 from learner.module import RecommenderModule
@@ -142,6 +144,7 @@ class TrainingReport:
     validation_mrr: list[tuple[int, float]] = field(default_factory=list)
     best_step: int | None = None  # step of the kept weights (None: the last step)
     num_validation: int = 0  # validation examples held out (rows of the arm's labels)
+    stage_on: str | None = None  # the arm whose kept weights this run started from
 
     @property
     def steps_per_second(self) -> float:
@@ -440,12 +443,65 @@ class TrainedRecommender:
         return cls(model, Vocabularies.load(path), ArmConfig(**meta["arm"]), meta["max_len"])
 
 
+def stage_parameters(model: SequenceRecommender) -> list[nn.Parameter]:
+    """What a stage on the heuristic trains: the parameters at whose starting values the
+    model scores as ``exclude_heuristic`` (the gate, the push, the map) and the
+    dislike-rate rows (zero at the start, so the same holds)."""
+    rate = list(model.dislike_rate.parameters()) if model.dislike_rate is not None else []
+    return [*model.dislike_parameters(), *rate]
+
+
+def check_stage(arm: ArmConfig, base: TrainedRecommender, model_config: ModelConfig) -> None:
+    """Refuse a stage whose start is not the heuristic: the base must be
+    ``exclude_heuristic``'s run, and the arm must read the flag and take labels, with
+    a model that drops or gates the flagged items (``"embed"`` reads them through
+    rows the base never trained)."""
+    if base.arm != resolve_arm(STAGE_BASE):
+        raise ValueError(f"a stage starts from {STAGE_BASE}'s run, not {base.arm.name!r}'s")
+    if not trains_as_stage(arm):
+        raise ValueError(
+            f"arm {arm.name!r} has no labels for a stage to learn from: only arms that "
+            "read the dislike flag and take not-to-recommend labels train as one"
+        )
+    if model_config.flagged_input == "embed":
+        raise ValueError(
+            "a stage on exclude_heuristic needs flagged_input 'drop' or 'gated': with "
+            "'embed' the model reads disliked items through rows the heuristic never trained"
+        )
+
+
+def _sized_as(config: ModelConfig, model: SequenceRecommender) -> ModelConfig:
+    return replace(config, num_items=model.num_items, num_creators=model.num_creators)
+
+
+def _start_from(
+    module: RecommenderModule, base: SequenceRecommender, num_items: int, num_creators: int
+) -> None:
+    """Load ``base``'s weights into ``module`` (sized as it), grow the tables to the
+    stage's vocabulary and freeze all but :func:`stage_parameters`."""
+    model = module.model
+    staged = {id(p) for p in stage_parameters(model)}
+    # the base lacks only what its arm never builds (the dislike-rate rows: zero here)
+    may_miss = {name for name, p in model.named_parameters() if id(p) in staged}
+    missing, unexpected = model.load_state_dict(base.state_dict(), strict=False)
+    if unexpected or not set(missing) <= may_miss:
+        raise ValueError(
+            "the base model does not fit this arm's: missing "
+            f"{sorted(set(missing) - may_miss)}, unexpected {sorted(unexpected)}"
+        )
+    module.grow_items(num_items)
+    module.grow_creators(num_creators)
+    for p in model.parameters():
+        p.requires_grad_(id(p) in staged)
+
+
 def train_offline(
     examples: Sequence[TrainingExample],
     arm: str | ArmConfig,
     model_config: ModelConfig,
     train_config: TrainConfig,
     progress: bool = True,
+    base: TrainedRecommender | None = None,
 ) -> TrainedRecommender:
     """Train one arm on logged examples for at most ``train_config.max_steps`` steps.
 
@@ -453,12 +509,21 @@ def train_offline(
     items); ``model_config``'s table sizes are replaced by theirs. With
     ``train_config.validation_examples`` each user's newest examples are held out,
     training stops early on their loss, and the best weights are returned.
+
+    With ``base`` (``exclude_heuristic`` trained on the same examples) the arm trains
+    as a stage on it: it starts from the base's kept weights and vocabularies, and
+    only the parameters at which the model *is* the heuristic learn (the gate, the
+    push, the map and the dislike-rate rows: :func:`stage_parameters`); everything
+    else stays the base's. The arm's difference from the heuristic is then what its
+    labels taught those parameters, not a second training's draw (docs/experiment.md).
     """
     arm = resolve_arm(arm)
+    if base is not None:
+        check_stage(arm, base, model_config)
     if train_config.num_threads is not None:
         torch.set_num_threads(train_config.num_threads)
     started = time.perf_counter()
-    vocabs = Vocabularies()
+    vocabs = copy.deepcopy(base.vocabs) if base is not None else Vocabularies()
     train_examples, held_out = split_validation(examples, train_config.validation_examples)
     # Grow over everything first, so the tables cover the validation items too.
     encode_examples(held_out, vocabs, model_config.max_len, arm, grow=True)
@@ -483,7 +548,8 @@ def train_offline(
 
     L.seed_everything(train_config.seed, verbose=False)
     module = RecommenderModule.from_config(
-        config,
+        # a stage loads the base's tables first, then grows them to the vocabulary
+        config if base is None else _sized_as(config, base.model),
         lr=train_config.lr,
         weight_decay=train_config.weight_decay,
         softmax=train_config.softmax,
@@ -491,6 +557,8 @@ def train_offline(
         sampler_seed=train_config.seed,
         dislike_lr_scale=train_config.dislike_lr_scale,
     )
+    if base is not None:
+        _start_from(module, base.model, len(vocabs.items), len(vocabs.creators))
     curve = _LossCurve(every=max(1, train_config.max_steps // 100))
     best = _BestWeights()
     callbacks: list[L.Callback] = [curve]
@@ -539,6 +607,7 @@ def train_offline(
         validation_mrr=best.mrr,
         best_step=best_step,
         num_validation=validation.num_examples,
+        stage_on=base.arm.name if base is not None else None,
     )
     log.info(
         "arm %s: %d steps in %.1fs (%.1f steps/s), final loss %.4f",

@@ -239,6 +239,13 @@ def backtest_markdown(result: dict[str, Any]) -> str:
                 "histories and train on the same examples (it holds none of the labels that "
                 "set them apart, such as skips), so it was trained once.",
             ]
+        if r.get("stage_on"):
+            lines += [
+                "",
+                f"{arm} trained as a stage on {r['stage_on']}'s kept weights of the same "
+                "seed: only its dislike parameters (the push, the gate, the map) learned, "
+                f"from its labels; where they learned nothing it scores as {r['stage_on']}.",
+            ]
     seeds = cfg.get("seeds") or []
     if len(seeds) > 1:
         lines += [

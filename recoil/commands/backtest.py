@@ -77,6 +77,13 @@ def register(sub: Any) -> None:
         "with each seed's figures and the spread (default 1; one run's HR can move by 10%% "
         "with the seed alone)",
     )
+    parser.add_argument(
+        "--no-stage",
+        action="store_true",
+        help="train feature_and_labels and feature_labels_skips from scratch; by default "
+        "each trains as a stage on exclude_heuristic's weights of the same seed, only its "
+        "dislike parameters learning (docs/experiment.md)",
+    )
     add_arm_arguments(parser)
 
 
@@ -118,14 +125,18 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(str(exc)) from None
     except OSError as exc:
         raise ConfigError(f"{args.file}: cannot read: {exc.strerror or exc}") from None
-    config = BacktestConfig(
-        holdout_events=args.holdout,
-        arms=arms,
-        max_users=args.max_users,
-        model=model,
-        labels=labels,
-        seeds=args.seeds,
-    )
+    try:
+        config = BacktestConfig(
+            holdout_events=args.holdout,
+            arms=arms,
+            max_users=args.max_users,
+            model=model,
+            labels=labels,
+            seeds=args.seeds,
+            stage_on_heuristic=not args.no_stage,
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     train = replace(config.train, seed=args.seed)
     if args.max_steps is not None:
         # at least ~10 validation checks however short the run

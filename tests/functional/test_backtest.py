@@ -159,3 +159,32 @@ def test_an_arm_that_would_train_as_another_is_its_run(sliced: Path, tmp_path: P
     assert copied["training"]["train_examples"] == own["training"]["train_examples"]
     assert "arm_feature_labels_skips" not in result["config"]["seconds"]  # not trained twice
     assert "feature_labels_skips is feature_and_labels's run" in (both / "backtest.md").read_text()
+
+
+def test_labelled_arms_train_as_a_stage_on_the_heuristic(
+    sliced: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """By default feature_and_labels starts from exclude_heuristic's kept weights of the
+    same seed, trained for it even when the heuristic is not reported; --no-stage
+    trains it from scratch; a model the heuristic is no special case of is refused."""
+    torch.set_num_threads(1)
+    base = ["backtest", str(sliced), "--max-steps", "20", "--no-progress", "--holdout", "5"]
+    base += ["--workers", "1", "--arms", "no_signal,feature_and_labels"]
+    staged, scratch = tmp_path / "staged", tmp_path / "scratch"
+    assert main([*base, "--out", str(staged)]) == 0
+    assert main([*base, "--no-stage", "--out", str(scratch)]) == 0
+    result = json.loads((staged / "backtest.json").read_text())
+    other = json.loads((scratch / "backtest.json").read_text())
+    assert list(result["arms"]) == ["no_signal", "feature_and_labels"]
+    assert result["arms"]["feature_and_labels"]["stage_on"] == "exclude_heuristic"
+    assert "stage_on" not in result["arms"]["no_signal"]
+    assert "arm_exclude_heuristic" in result["config"]["seconds"]  # trained, not reported
+    assert "trained as a stage on exclude_heuristic" in (staged / "backtest.md").read_text()
+    assert "stage_on" not in other["arms"]["feature_and_labels"]
+    assert "arm_exclude_heuristic" not in other["config"]["seconds"]
+    for key in ("hr_at_10", "hr_at_10_dislikes", "hr_at_100"):  # the same training
+        assert other["arms"]["no_signal"][key] == result["arms"]["no_signal"][key]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*base, "--model", "flagged_input=embed", "--out", str(tmp_path / "embed")])
+    assert exit_info.value.code == 2
+    assert "--no-stage" in capsys.readouterr().err
