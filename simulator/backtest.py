@@ -277,7 +277,11 @@ def run_backtest(
         return ArmRun(
             ranking,
             time.perf_counter() - t0,
-            training_summary(recommender.report),
+            {
+                **training_summary(recommender.report),
+                # a per age of the push (newest first; >= 0 is off: it only pushes away)
+                "push_weights": [round(a, 4) for a in recommender.model.push_weights().tolist()],
+            },
             recommender.model.current_config(),
             recommender if staged and arm == STAGE_BASE else None,
         )

@@ -240,11 +240,18 @@ def backtest_markdown(result: dict[str, Any]) -> str:
                 "set them apart, such as skips), so it was trained once.",
             ]
         if r.get("stage_on"):
+            push = (r.get("training") or {}).get("push_weights") or []
+            off = (
+                f" The first seed's push ended off at every age (a >= 0; it only pushes "
+                f"away), so with the default model that run scores as {r['stage_on']} does."
+                if push and min(push) >= 0
+                else ""
+            )
             lines += [
                 "",
                 f"{arm} trained as a stage on {r['stage_on']}'s kept weights of the same "
                 "seed: only its dislike parameters (the push, the gate, the map) learned, "
-                f"from its labels; where they learned nothing it scores as {r['stage_on']}.",
+                f"from its labels.{off}",
             ]
     seeds = cfg.get("seeds") or []
     if len(seeds) > 1:

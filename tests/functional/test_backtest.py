@@ -178,6 +178,8 @@ def test_labelled_arms_train_as_a_stage_on_the_heuristic(
     assert list(result["arms"]) == ["no_signal", "feature_and_labels"]
     assert result["arms"]["feature_and_labels"]["stage_on"] == "exclude_heuristic"
     assert "stage_on" not in result["arms"]["no_signal"]
+    push = result["arms"]["feature_and_labels"]["training"]["push_weights"]
+    assert len(push) == result["config"]["model"]["max_len"]  # a per age, for the reader
     assert "arm_exclude_heuristic" in result["config"]["seconds"]  # trained, not reported
     assert "trained as a stage on exclude_heuristic" in (staged / "backtest.md").read_text()
     assert "stage_on" not in other["arms"]["feature_and_labels"]

@@ -47,3 +47,27 @@ def test_the_recorded_model_is_the_trained_one_per_arm_where_arms_differ() -> No
         **asdict(same), "num_items": {"no_signal": 120, "feature_and_labels": 121}
     }  # fmt: skip
     assert trained_model_json({}) == {}
+
+
+def test_a_stage_is_named_under_the_table_and_a_push_that_ended_off_is_said(
+    tmp_path: Path,
+) -> None:
+    def arm(push: list[float]) -> dict[str, object]:
+        return {
+            "hr_at_10": 0.04, "ndcg_at_10": 0.02, "hr_at_10_dislikes": 0.01,
+            "stage_on": "exclude_heuristic",
+            "training": {"push_weights": push, "loss_curve": [(0, 5.0), (10, 4.0)]},
+        }  # fmt: skip
+
+    config = {
+        "file": "x.tsv", "events": 10, "users": 2, "holdout_events": 1, "test_positives": 1,
+        "test_dislikes": 1, "creator_note": "item", "seconds": {"total": 1.0},
+    }  # fmt: skip
+    said = []
+    for push in ([0.3, 0.0, 1.2], [0.3, -0.01, 1.2]):
+        write_backtest(tmp_path, {"arms": {"feature_and_labels": arm(push)}, "config": config})
+        said.append((tmp_path / "backtest.md").read_text())
+    for text in said:
+        assert "feature_and_labels trained as a stage on exclude_heuristic's kept weights" in text
+    assert "push ended off at every age" in said[0]
+    assert "push ended off" not in said[1]  # one age still pushes away
