@@ -114,3 +114,17 @@ def trains_as_stage(arm: str | ArmConfig) -> bool:
     something to learn from)."""
     arm = resolve_arm(arm)
     return arm.dislike_feature and arm.uses_negative_labels
+
+
+def stage_plan(trained: Iterable[str], stage: bool) -> tuple[list[str], list[str]]:
+    """The arms that train first and the stages that train after them, in order.
+
+    With ``stage`` the arms that can (:func:`trains_as_stage`) train second, on
+    ``STAGE_BASE``'s weights; ``STAGE_BASE`` then trains first even when it is not
+    among ``trained`` (it is the stages' start, not a reported arm)."""
+    trained = list(trained)
+    staged = [arm for arm in trained if stage and trains_as_stage(arm)]
+    alone = [arm for arm in trained if arm not in staged]
+    if staged and STAGE_BASE not in alone:
+        alone.append(STAGE_BASE)
+    return alone, staged

@@ -18,7 +18,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -451,11 +451,23 @@ def stage_parameters(model: SequenceRecommender) -> list[nn.Parameter]:
     return [*model.dislike_parameters(), *rate]
 
 
+def check_stage_model(arms: Iterable[str | ArmConfig], model_config: ModelConfig) -> None:
+    """Refuse, before any training, stages of ``arms`` on a model the heuristic is no
+    special case of: ``"embed"`` reads disliked items through rows it never trained."""
+    staged = [resolve_arm(arm).name for arm in arms if trains_as_stage(arm)]
+    if staged and model_config.flagged_input == "embed":
+        raise ValueError(
+            f"{', '.join(staged)} train as a stage on {STAGE_BASE}, which needs "
+            "flagged_input 'drop' or 'gated' (with 'embed' the model reads disliked items "
+            "through rows the heuristic never trained); train them from scratch or choose "
+            "another flagged_input"
+        )
+
+
 def check_stage(arm: ArmConfig, base: TrainedRecommender, model_config: ModelConfig) -> None:
     """Refuse a stage whose start is not the heuristic: the base must be
     ``exclude_heuristic``'s run, and the arm must read the flag and take labels, with
-    a model that drops or gates the flagged items (``"embed"`` reads them through
-    rows the base never trained)."""
+    a model that drops or gates the flagged items (:func:`check_stage_model`)."""
     if base.arm != resolve_arm(STAGE_BASE):
         raise ValueError(f"a stage starts from {STAGE_BASE}'s run, not {base.arm.name!r}'s")
     if not trains_as_stage(arm):
@@ -463,11 +475,7 @@ def check_stage(arm: ArmConfig, base: TrainedRecommender, model_config: ModelCon
             f"arm {arm.name!r} has no labels for a stage to learn from: only arms that "
             "read the dislike flag and take not-to-recommend labels train as one"
         )
-    if model_config.flagged_input == "embed":
-        raise ValueError(
-            "a stage on exclude_heuristic needs flagged_input 'drop' or 'gated': with "
-            "'embed' the model reads disliked items through rows the heuristic never trained"
-        )
+    check_stage_model([arm], model_config)
 
 
 def _sized_as(config: ModelConfig, model: SequenceRecommender) -> ModelConfig:

@@ -39,12 +39,19 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from learner.arms import ARMS, STAGE_BASE, resolve_arm, shared_training, trains_as_stage
+from learner.arms import (
+    ARMS,
+    STAGE_BASE,
+    resolve_arm,
+    shared_training,
+    stage_plan,
+)
 from learner.model import ModelConfig
 from learner.offline import (
     TrainConfig,
     TrainedRecommender,
     TrainingReport,
+    check_stage_model,
     offline_labels,
     offline_model,
     split_validation,
@@ -127,14 +134,11 @@ class BacktestConfig:
             raise ValueError("holdout_events must be >= 1")
         if self.seeds < 1:
             raise ValueError(f"seeds must be >= 1, got {self.seeds}")
-        staged = [arm for arm in self.arms if trains_as_stage(arm)]
-        if self.stage_on_heuristic and staged and self.model.flagged_input == "embed":
-            raise ValueError(
-                f"{', '.join(staged)} train as a stage on {STAGE_BASE}, which needs "
-                "flagged_input 'drop' or 'gated' (with 'embed' the model reads disliked "
-                "items through rows the heuristic never trained); train them from scratch "
-                "(--no-stage) or choose another flagged_input"
-            )
+        if self.stage_on_heuristic:
+            try:
+                check_stage_model(self.arms, self.model)
+            except ValueError as exc:
+                raise ValueError(f"{exc} (--no-stage trains them from scratch)") from None
 
     @property
     def training_seeds(self) -> list[int]:
@@ -291,10 +295,7 @@ def run_backtest(
     # without skips) is that arm's run, reported under its own name
     trained_as = shared_training(config.arms, {e.label_kind for e in examples})
     trained = list(dict.fromkeys(trained_as.values()))  # the arms that train, in order
-    staged = [arm for arm in trained if config.stage_on_heuristic and trains_as_stage(arm)]
-    alone = [arm for arm in trained if arm not in staged]
-    if staged and STAGE_BASE not in alone:
-        alone.append(STAGE_BASE)  # the stages' start, trained whether reported or not
+    alone, staged = stage_plan(trained, config.stage_on_heuristic)
     runs = map_arms(run_arm, [(arm, seed) for arm in alone for seed in seeds], workers)
     if staged:  # forked after the bases are in: each stage's process inherits them
         bases.update({seed: _kept(runs[(STAGE_BASE, seed)]) for seed in seeds})

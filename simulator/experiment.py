@@ -31,9 +31,16 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from learner.arms import ARMS
+from learner.arms import ARMS, STAGE_BASE, stage_plan
 from learner.model import ModelConfig
-from learner.offline import TrainConfig, offline_labels, offline_model, train_offline
+from learner.offline import (
+    TrainConfig,
+    TrainedRecommender,
+    check_stage_model,
+    offline_labels,
+    offline_model,
+    train_offline,
+)
 from recoil.core.events import InteractionEvent
 from recoil.core.labels import LabelConfig
 from recoil.core.records import TrainingExample
@@ -87,11 +94,17 @@ class ExperimentConfig:
     holdout_events: int = 10  # last events per user held out for Recall@K / NDCG@K
     recall_k: int = 20  # K of Recall@K and NDCG@K
     arms: tuple[str, ...] = tuple(ARMS)  # arms trained, in report order
+    # Train the labelled arms as a stage on exclude_heuristic's weights, as the backtest
+    # does by default. Off here: in the medium world a stage kept a third of the labels'
+    # effect on the dislike rate (docs/experiment.md, "The labelled arm as a stage").
+    stage_on_heuristic: bool = False
 
     def __post_init__(self) -> None:
         unknown = [a for a in self.arms if a not in ARMS]
         if unknown:
             raise ValueError(f"unknown arms {unknown}; choose from {sorted(ARMS)}")
+        if self.stage_on_heuristic:
+            check_stage_model(self.arms, self.model)
         if self.holdout_events >= self.world.steps_per_user:
             raise ValueError("holdout_events must be smaller than the world's steps_per_user")
         if self.model.max_len > self.labels.history_length:
@@ -171,6 +184,7 @@ class ArmOutcome:
     eval_seconds: float
     training: dict[str, Any]
     model: ModelConfig  # as trained: table sizes grown to the vocabulary
+    kept: TrainedRecommender | None = None  # the stages' base: its model, for them to start from
 
 
 @dataclass(frozen=True)
@@ -220,10 +234,18 @@ def prepare_data(config: ExperimentConfig, progress: bool = False) -> PreparedDa
     )
 
 
-def run_arm(arm: str, data: PreparedData, config: ExperimentConfig, progress: bool) -> ArmOutcome:
-    """Train one arm and measure it: probe, closed loop, held-out ranking."""
+def run_arm(
+    arm: str,
+    data: PreparedData,
+    config: ExperimentConfig,
+    progress: bool,
+    base: TrainedRecommender | None = None,
+    keep: bool = False,
+) -> ArmOutcome:
+    """Train one arm (as a stage on ``base``, if given) and measure it: probe, closed
+    loop, held-out ranking. ``keep`` returns the trained model with the figures."""
     t0 = time.perf_counter()
-    recommender = train_offline(data.examples, arm, config.model, config.train, progress)
+    recommender = train_offline(data.examples, arm, config.model, config.train, progress, base=base)
     t1 = time.perf_counter()
     log.info("arm %s: trained in %.1fs; probing and closed loop", arm, t1 - t0)
     # Evaluation never needs gradients; inference mode is also what lets top_k mask
@@ -250,6 +272,7 @@ def run_arm(arm: str, data: PreparedData, config: ExperimentConfig, progress: bo
         # a per age of the dislike push (newest first; > 0 is off: the push only pushes
         # away), what the trained model does with a dislike beyond the heuristic's drop
         "push_weights": [round(a, 4) for a in recommender.model.push_weights().tolist()],
+        "stage_on": None if base is None else base.arm.name,
     }  # fmt: skip
     log.info(
         "arm %s: responsiveness cluster %+.1f%% creator %+.1f%% (in mass %+.1f%% / %+.1f%%), "
@@ -262,7 +285,7 @@ def run_arm(arm: str, data: PreparedData, config: ExperimentConfig, progress: bo
     )  # fmt: skip
     return ArmOutcome(
         probe, loop, ranking, next_item, t1 - t0, time.perf_counter() - t1, training,
-        recommender.model.current_config(),
+        recommender.model.current_config(), recommender if keep else None,
     )  # fmt: skip
 
 
@@ -273,7 +296,20 @@ def run_arms(
     if workers > 1:
         log.info("training %d arms in %d worker processes", len(config.arms), workers)
         progress = False  # bars of parallel workers would interleave; log lines remain
-    return map_arms(lambda arm: run_arm(arm, data, config, progress), config.arms, workers)
+    alone, staged = stage_plan(config.arms, config.stage_on_heuristic)
+    bases: list[TrainedRecommender] = []  # the stages' start, once trained
+
+    def task(arm: str) -> ArmOutcome:
+        base = bases[0] if arm in staged else None
+        return run_arm(arm, data, config, progress, base, keep=bool(staged) and arm == STAGE_BASE)
+
+    outcomes = map_arms(task, alone, workers)
+    if staged:  # forked after the base is in: each stage's process inherits it
+        kept = outcomes[STAGE_BASE].kept
+        assert kept is not None, "the stages' base kept no model"
+        bases.append(kept)
+        outcomes.update(map_arms(task, staged, workers))
+    return {arm: outcomes[arm] for arm in config.arms}
 
 
 def run_experiment(
@@ -339,6 +375,7 @@ def ablation_json(
             "closed_loop": asdict(config.closed_loop),
             "holdout_events": config.holdout_events,
             "k": config.recall_k,
+            "stage_on_heuristic": config.stage_on_heuristic,
             "seconds": {
                 "data": round(data_seconds, 1),
                 "total": round(total_seconds, 1),

@@ -52,6 +52,13 @@ def register(sub: Any) -> None:
         "the rest like the paper's production system (served)",
     )
     add_weight_average_argument(parser, "default 0: experiments train a fixed number of steps")
+    parser.add_argument(
+        "--stage",
+        action="store_true",
+        help="train feature_and_labels and feature_labels_skips as a stage on "
+        "exclude_heuristic's weights, only their dislike parameters learning, as "
+        "`recoil backtest` does by default (docs/experiment.md)",
+    )
     add_arm_arguments(parser)
 
 
@@ -98,6 +105,11 @@ def run(args: argparse.Namespace) -> int:
         config = replace(config, labels=parse_labels(args.label, config.labels))
     if decay is not None:
         config = replace(config, train=replace(config.train, weight_average_decay=decay))
+    if args.stage:
+        try:
+            config = replace(config, stage_on_heuristic=True)
+        except ValueError as exc:
+            raise ConfigError(f"--stage: {exc}") from None
     workers = args.workers or default_workers(len(arms))
     result = run_experiment(config, args.out, progress=not args.no_progress, workers=workers)
     print((args.out / "ablation.md").read_text(), end="")

@@ -141,6 +141,21 @@ def test_a_label_setting_reaches_training_and_is_recorded(run: Path, tmp_path: P
     assert weighted["arms"]["feature_and_labels"] != plain["arms"]["feature_and_labels"]
 
 
+def test_a_stage_on_the_heuristic_is_an_option_and_recorded(run: Path, tmp_path: Path) -> None:
+    """``--stage``: feature_and_labels trains on exclude_heuristic's weights (trained for
+    it, though not among --arms); off by default (the fixture's run, from scratch)."""
+    staged = rerun(tmp_path, "feature_and_labels", "--stage", "--workers", "2")
+    plain = json.loads((run / "ablation.json").read_text())
+    assert plain["config"]["stage_on_heuristic"] is False
+    assert staged["config"]["stage_on_heuristic"] is True
+    assert list(staged["arms"]) == ["feature_and_labels"]
+    details = json.loads((tmp_path / "details.json").read_text())
+    assert details["feature_and_labels"]["training"]["stage_on"] == "exclude_heuristic"
+    plain_details = json.loads((run / "details.json").read_text())
+    assert plain_details["feature_and_labels"]["training"]["stage_on"] is None
+    assert staged["arms"]["feature_and_labels"] != plain["arms"]["feature_and_labels"]
+
+
 def test_bad_arguments_fail_at_start(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["experiment", "--out", str(tmp_path), "--arms", "no_signal,bogus"])
@@ -151,6 +166,9 @@ def test_bad_arguments_fail_at_start(tmp_path: Path, capsys: pytest.CaptureFixtu
     with pytest.raises(SystemExit):
         main(["experiment", "--out", str(tmp_path), "--weight-average", "1"])
     assert "--weight-average must be in [0, 1) (0: off), got 1.0" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["experiment", "--out", str(tmp_path), "--stage", "--model", "flagged_input=embed"])
+    assert "needs flagged_input 'drop' or 'gated'" in capsys.readouterr().err
 
 
 def test_served_logging_runs_and_is_recorded(tmp_path: Path) -> None:
