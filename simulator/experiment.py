@@ -95,8 +95,9 @@ class ExperimentConfig:
     recall_k: int = 20  # K of Recall@K and NDCG@K
     arms: tuple[str, ...] = tuple(ARMS)  # arms trained, in report order
     # Train the labelled arms as a stage on exclude_heuristic's weights, as the backtest
-    # does by default. Off here: in the medium world a stage kept a third of the labels'
-    # effect on the dislike rate (docs/experiment.md, "The labelled arm as a stage").
+    # does by default. Off here: in the medium world a stage took a fifth to a half of the
+    # dislike rate off that the arm from scratch does (docs/experiment.md, "The labelled
+    # arm as a stage on the heuristic").
     stage_on_heuristic: bool = False
 
     def __post_init__(self) -> None:
