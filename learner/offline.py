@@ -459,8 +459,7 @@ def check_stage_model(arms: Iterable[str | ArmConfig], model_config: ModelConfig
         raise ValueError(
             f"{', '.join(staged)} train as a stage on {STAGE_BASE}, which needs "
             "flagged_input 'drop' or 'gated' (with 'embed' the model reads disliked items "
-            "through rows the heuristic never trained); train them from scratch or choose "
-            "another flagged_input"
+            "through rows the heuristic never trained)"
         )
 
 

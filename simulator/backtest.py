@@ -50,7 +50,6 @@ from learner.model import ModelConfig
 from learner.offline import (
     TrainConfig,
     TrainedRecommender,
-    TrainingReport,
     check_stage_model,
     offline_labels,
     offline_model,
@@ -138,7 +137,7 @@ class BacktestConfig:
             try:
                 check_stage_model(self.arms, self.model)
             except ValueError as exc:
-                raise ValueError(f"{exc} (--no-stage trains them from scratch)") from None
+                raise ValueError(f"{exc}; --no-stage trains them from scratch") from None
 
     @property
     def training_seeds(self) -> list[int]:
@@ -281,11 +280,7 @@ def run_backtest(
         return ArmRun(
             ranking,
             time.perf_counter() - t0,
-            {
-                **training_summary(recommender.report),
-                # a per age of the push (newest first; >= 0 is off: it only pushes away)
-                "push_weights": [round(a, 4) for a in recommender.model.push_weights().tolist()],
-            },
+            training_summary(recommender),
             recommender.model.current_config(),
             recommender if staged and arm == STAGE_BASE else None,
         )
@@ -352,11 +347,18 @@ def run_backtest(
     return result
 
 
-def training_summary(report: TrainingReport | None) -> dict[str, Any]:
-    """How an arm's training went: steps, the kept step and both loss curves."""
+def training_summary(recommender: TrainedRecommender) -> dict[str, Any]:
+    """How an arm's training went: steps, the kept step, both loss curves and, for an
+    arm that reads the dislike flag, the push it learned."""
+    report = recommender.report
     if report is None:
         return {}
+    push = {}
+    if recommender.arm.dislike_feature:
+        # a per age (newest first; >= 0 is off: the push only pushes away)
+        push = {"push_weights": [round(a, 4) for a in recommender.model.push_weights().tolist()]}
     return {
+        **push,
         "steps": report.steps,
         "best_step": report.best_step,
         "train_examples": report.num_examples,

@@ -109,7 +109,9 @@ def run(args: argparse.Namespace) -> int:
         try:
             config = replace(config, stage_on_heuristic=True)
         except ValueError as exc:
-            raise ConfigError(f"--stage: {exc}") from None
+            raise ConfigError(
+                f"--stage: {exc}; leave out --stage to train them from scratch"
+            ) from None
     workers = args.workers or default_workers(len(arms))
     result = run_experiment(config, args.out, progress=not args.no_progress, workers=workers)
     print((args.out / "ablation.md").read_text(), end="")
