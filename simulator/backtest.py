@@ -69,8 +69,8 @@ from simulator.evaluation import (
     split_last_events,
 )
 from simulator.metrics import bootstrap_mean_ci
-from simulator.parallel import map_arms
-from simulator.report import trained_model_json, write_backtest
+from simulator.parallel import kept_model, map_arms_then
+from simulator.report import push_weights_json, trained_model_json, write_backtest
 
 log = logging.getLogger(__name__)
 
@@ -291,10 +291,13 @@ def run_backtest(
     trained_as = shared_training(config.arms, {e.label_kind for e in examples})
     trained = list(dict.fromkeys(trained_as.values()))  # the arms that train, in order
     alone, staged = stage_plan(trained, config.stage_on_heuristic)
-    runs = map_arms(run_arm, [(arm, seed) for arm in alone for seed in seeds], workers)
-    if staged:  # forked after the bases are in: each stage's process inherits them
-        bases.update({seed: _kept(runs[(STAGE_BASE, seed)]) for seed in seeds})
-        runs.update(map_arms(run_arm, [(arm, seed) for arm in staged for seed in seeds], workers))
+
+    def hand_over(done: dict[tuple[str, int], ArmRun]) -> None:
+        bases.update({seed: kept_model(done[(STAGE_BASE, seed)].kept) for seed in seeds})
+
+    first_jobs = [(arm, seed) for arm in alone for seed in seeds]
+    stage_jobs = [(arm, seed) for arm in staged for seed in seeds]
+    runs = map_arms_then(run_arm, first_jobs, stage_jobs, workers, hand_over)
     by_arm = {arm: [runs[(trained_as[arm], seed)] for seed in seeds] for arm in config.arms}
     arms = arm_metrics(
         {arm: mean_ranking([run.ranking for run in done]) for arm, done in by_arm.items()},
@@ -354,9 +357,8 @@ def training_summary(recommender: TrainedRecommender) -> dict[str, Any]:
     if report is None:
         return {}
     push = {}
-    if recommender.arm.dislike_feature:
-        # a per age (newest first; >= 0 is off: the push only pushes away)
-        push = {"push_weights": [round(a, 4) for a in recommender.model.push_weights().tolist()]}
+    if recommender.arm.dislike_feature:  # the others never read it
+        push = {"push_weights": push_weights_json(recommender.model)}
     return {
         **push,
         "steps": report.steps,
@@ -378,11 +380,6 @@ class ArmRun(NamedTuple):
     training: dict[str, Any]  # training_summary
     model: ModelConfig  # as trained
     kept: TrainedRecommender | None = None  # a stages' base: its model, for them to start from
-
-
-def _kept(run: ArmRun) -> TrainedRecommender:
-    assert run.kept is not None, "a stage's base kept no model"
-    return run.kept
 
 
 HEADLINE_KEYS = ("hr_at_10", "ndcg_at_10", "hr_at_10_dislikes", "hr_at_10_dislike_creator")

@@ -58,10 +58,10 @@ from simulator.evaluation import (
 )
 from simulator.logged_data import log_statistics, logged_responsiveness, simulate_logs
 from simulator.metrics import bootstrap_relative_change, relative_change
-from simulator.parallel import map_arms
+from simulator.parallel import kept_model, map_arms_then
 from simulator.policy import LoggingPolicyConfig
 from simulator.probe import ProbeConfig, Responsiveness, run_probe
-from simulator.report import trained_model_json, write_ablation
+from simulator.report import push_weights_json, trained_model_json, write_ablation
 from simulator.served_logs import ServedLoggingConfig, simulate_served_logs
 from simulator.serving import UserStart, starts_from_log
 from simulator.world import World, WorldConfig, world_preset
@@ -270,9 +270,8 @@ def run_arm(
         "steps": report.steps, "steps_per_second": report.steps_per_second,
         "final_loss": report.loss_curve[-1][1] if report.loss_curve else None,
         "best_step": report.best_step,
-        # a per age of the dislike push (newest first; > 0 is off: the push only pushes
-        # away), what the trained model does with a dislike beyond the heuristic's drop
-        "push_weights": [round(a, 4) for a in recommender.model.push_weights().tolist()],
+        # what the trained model does with a dislike beyond the heuristic's drop
+        "push_weights": push_weights_json(recommender.model),
         "stage_on": None if base is None else base.arm.name,
     }  # fmt: skip
     log.info(
@@ -304,12 +303,10 @@ def run_arms(
         base = bases[0] if arm in staged else None
         return run_arm(arm, data, config, progress, base, keep=bool(staged) and arm == STAGE_BASE)
 
-    outcomes = map_arms(task, alone, workers)
-    if staged:  # forked after the base is in: each stage's process inherits it
-        kept = outcomes[STAGE_BASE].kept
-        assert kept is not None, "the stages' base kept no model"
-        bases.append(kept)
-        outcomes.update(map_arms(task, staged, workers))
+    def hand_over(done: dict[str, ArmOutcome]) -> None:
+        bases.append(kept_model(done[STAGE_BASE].kept))
+
+    outcomes = map_arms_then(task, alone, staged, workers, hand_over)
     return {arm: outcomes[arm] for arm in config.arms}
 
 

@@ -51,3 +51,30 @@ def map_arms(task: Callable[[Key], T], arms: Sequence[Key], workers: int) -> dic
             return {arm: future.result() for arm, future in futures.items()}
     finally:
         _TASK = None
+
+
+def map_arms_then(
+    task: Callable[[Key], T],
+    first: Sequence[Key],
+    then: Sequence[Key],
+    workers: int,
+    hand_over: Callable[[dict[Key, T]], None],
+) -> dict[Key, T]:
+    """``map_arms`` over ``first``, then ``hand_over`` their results, then over ``then``.
+
+    The second round's tasks need something the first made (a stage needs its base's
+    trained model): ``hand_over`` puts it where ``task`` reads it, and since the second
+    round's workers are forked only after that, each inherits it."""
+    results = map_arms(task, first, workers)
+    if then:
+        hand_over(results)
+        results.update(map_arms(task, then, workers))
+    return results
+
+
+def kept_model(model: T | None) -> T:
+    """The model a first-round task kept for the second round; a task that should have
+    kept one and did not is a bug, said at once rather than as a stage without a base."""
+    if model is None:
+        raise RuntimeError("a stage's base kept no model")
+    return model

@@ -14,7 +14,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
 
-from learner.model import ModelConfig
+from learner.model import ModelConfig, SequenceRecommender
 
 # The paper's Fig. 3b (section 4), for reference on the plot: (cluster, creator).
 PAPER_RESPONSIVENESS = {
@@ -44,6 +44,12 @@ def _finite(obj: Any) -> Any:
 
 def _num(x: float | None) -> str:
     return "n/a" if x is None or math.isnan(x) else f"{x:.4f}"
+
+
+def push_weights_json(model: SequenceRecommender) -> list[float]:
+    """The learned push as reports record it: ``a`` per age, newest first, before the
+    away-only clamp (> 0 is off: the push only pushes away); empty without a push."""
+    return [round(a, 4) for a in model.push_weights().tolist()]
 
 
 def trained_model_json(trained: Mapping[str, ModelConfig]) -> dict[str, Any]:
