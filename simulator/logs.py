@@ -10,6 +10,9 @@
   Without a mapping the header must be KuaiRand's (``KUAIRAND``, built in);
   ``MOVIELENS`` reads MovieLens's ``ratings.csv`` (``--map movielens``).
 
+A timestamp is a number, seconds since the epoch (milliseconds with ``time_unit=ms``),
+or an ISO 8601 date or date and time (``2024-01-31 12:00:00``; without an offset, UTC).
+
 Likes and dislikes come from 0/1 columns, from one label column with a value for
 each, or from a star rating: at or above ``rating_like`` a like, at or below
 ``rating_dislike`` a dislike, and a row in between is skipped (no event).
@@ -45,6 +48,7 @@ import re
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields, replace
+from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -122,7 +126,8 @@ class ColumnMapping:
 
     user_id: str = "user_id"
     item_id: str = "item_id"
-    timestamp: str = "timestamp"  # numeric, seconds (or ms, see time_unit) since the epoch
+    # seconds (or ms, see time_unit) since the epoch, or an ISO 8601 date (iso_seconds)
+    timestamp: str = "timestamp"
     creator_id: str | None = None  # None: creator_id = item_id
     cluster_id: str | None = None  # None: no content cluster
     dwell_seconds: str | None = None  # None: dwell 0 (then only likes/dislikes label)
@@ -354,6 +359,23 @@ def _read_jsonl(path: Path, opener: Callable[..., IO[Any]]) -> Iterator[Interact
             yield event
 
 
+def iso_seconds(text: str) -> float | None:
+    """Seconds since the epoch of an ISO 8601 date or date and time (``2024-01-31``,
+    ``2024-01-31 12:00:00``, ``...T12:00:00+01:00``, ``...Z``), or None if ``text`` is none.
+
+    A time without an offset is read as UTC, so the same file reads the same on every
+    host (logs exported without an offset are usually UTC; the local zone of whoever
+    runs the backtest says nothing about the file). A field that is a number is read as
+    one before this is asked: ``20240131`` is seconds, not a date."""
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.timestamp()
+
+
 def _warn_if_late(event: InteractionEvent, path: Path, lineno: int, unit: TimeUnit | None) -> bool:
     """Warn (and say so) if ``event``'s time is after the year 3000, as read in ``unit``
     (None: a JSON Lines event, whose schema has seconds); see _LATEST_TIMESTAMP."""
@@ -522,13 +544,17 @@ def _row_event(
         if raw == "":
             raise ValueError(f"column {m.timestamp!r} is empty: every row needs its time")
         try:
-            seconds = number(m.timestamp, m.time_unit)
+            return number(m.timestamp, m.time_unit)  # NaN, inf: validate_event says "finite"
         except ValueError:
+            pass
+        seconds = iso_seconds(raw)
+        if seconds is None:
             raise ValueError(
-                f"column {m.timestamp!r} must be a number, got {raw!r}: seconds since the "
-                "epoch (milliseconds with time_unit=ms); convert dates to Unix time"
-            ) from None
-        return seconds  # NaN and inf are left to validate_event ("must be finite")
+                f"column {m.timestamp!r} must be a number or an ISO 8601 date, got {raw!r}: "
+                "seconds since the epoch (milliseconds with time_unit=ms), or a date and "
+                "time such as 2024-01-31T12:00:00Z (without an offset read as UTC)"
+            )
+        return seconds
 
     def flag(column: str | None) -> bool:
         raw = get(column)

@@ -138,7 +138,7 @@ def test_a_label_between_the_two_values_suggests_a_rating_mapping(tmp_path: Path
     ("stamp", "mapping", "message"),
     [
         ("", MAP, ":2: column 't' is empty"),
-        ("2024-01-01T00:00:00Z", MAP, "convert dates to Unix time"),
+        ("2024-13-01", MAP, "must be a number or an ISO 8601 date, got '2024-13-01'"),
         ("nan", MAP, "'timestamp' must be finite, got nan"),
     ],
 )  # fmt: skip
@@ -200,6 +200,29 @@ def test_millisecond_times_with_time_unit_ms_read(tmp_path: Path) -> None:
     data = f"{HEADER}1,10,5,1700000000123,1\n".encode()
     (event,) = _read(tmp_path / "log.csv", data, MAP + ",time_unit=ms")
     assert event.timestamp == pytest.approx(1_700_000_000.123)
+
+
+@pytest.mark.parametrize(
+    ("stamp", "seconds"),
+    [
+        ("2023-11-14T22:13:20Z", 1_700_000_000.0),
+        ("2023-11-14 22:13:20", 1_700_000_000.0),  # no offset: UTC, on any host
+        ("2023-11-14T23:13:20+01:00", 1_700_000_000.0),
+        ("2023-11-14T22:13:20.5", 1_700_000_000.5),
+        ("2023-11-14", 1_699_920_000.0),
+        ("20231114T221320Z", 1_700_000_000.0),  # ISO 8601's basic form
+        ("20231114", 20_231_114.0),  # a number is seconds, as it always was
+    ],
+)  # fmt: skip
+def test_iso_8601_dates_read_as_seconds(tmp_path: Path, stamp: str, seconds: float) -> None:
+    (event,) = _read(tmp_path / "log.csv", f"{HEADER}1,10,5,{stamp},1\n".encode())
+    assert event.timestamp == seconds
+
+
+def test_dates_and_numbers_mix_in_one_file(tmp_path: Path) -> None:
+    rows = "1,10,5,2023-11-14T22:13:21Z,1\n1,11,5,1700000000,-1\n"
+    events = _read(tmp_path / "log.csv", (HEADER + rows).encode())
+    assert [(e.item_id, e.timestamp) for e in events] == [("10", 1.7e9 + 1), ("11", 1.7e9)]
 
 
 def test_an_empty_creator_is_the_items_own(tmp_path: Path) -> None:

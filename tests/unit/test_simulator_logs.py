@@ -145,7 +145,7 @@ def test_a_preset_with_changes() -> None:
     ("body", "message"),
     [
         ("1,a,100,x\n", r"log.csv:2: column 'like' must be 0/1"),
-        ("1,a,yesterday,1\n", r"log.csv:2: column 'ts' must be a number"),
+        ("1,a,yesterday,1\n", r"log.csv:2: column 'ts' must be a number or an ISO 8601 date"),
         ("1,a,100\n", r"log.csv:2: 3 fields, the header has 4"),
         ("1,,100,1\n", r"log.csv:2: 'item_id' must not be empty"),
         ("1,a,-5,1\n", r"log.csv:2: 'timestamp' is -5.0"),
