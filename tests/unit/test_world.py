@@ -88,6 +88,19 @@ def test_probabilities_follow_the_logits_without_memory(world: World) -> None:
     assert logit(world.like_probability(state, item)) == pytest.approx(cfg.like_bias + a)
     expected = cfg.dislike_bias - cfg.dislike_interest_slope * a + world.objection(5, item)
     assert logit(world.dislike_probability(state, item)) == pytest.approx(expected)
+    # the medium world's items carry a dislike propensity of their own, for every user
+    medium = World(replace(WORLD_PRESETS["medium"], num_users=10))
+    for user, item in ((0, 42), (7, 42), (7, 4_999)):
+        a = medium.interest(user, item)
+        expected = (
+            medium.config.dislike_bias
+            - medium.config.dislike_interest_slope * a
+            + medium.objection(user, item)
+            + medium.dislike_propensity[item]
+        )
+        assert logit(medium.dislike_probability(medium.initial_state(user), item)) == (
+            pytest.approx(expected)
+        )
 
 
 def test_a_remembered_dislike_raises_dislikes_of_that_creator_and_cluster(world: World) -> None:
@@ -217,3 +230,19 @@ def test_worlds_without_aversions_are_unchanged_by_them() -> None:
     assert again.aversion.sum() == 2 * TINY.num_users
     with pytest.raises(ValueError, match="aversion_clusters"):
         WorldConfig(num_clusters=4, favourite_clusters=3, aversion_clusters=2)
+
+
+def test_the_dislike_propensity_draws_its_own_stream_and_has_its_scale() -> None:
+    world = World(TINY)
+    assert not world.dislike_propensity.any()  # presets but medium and large: none
+    medium = WORLD_PRESETS["medium"]
+    assert (medium.dislike_propensity_scale, medium.dislike_bias) == (1.5, -5.8)
+    assert WORLD_PRESETS["large"].dislike_propensity_scale == 1.5
+    plain = World(replace(medium, num_users=20, dislike_propensity_scale=0.0))
+    propensity = World(replace(medium, num_users=20))
+    # every other latent is what it was: a world without propensity is unchanged by it
+    for name in ("cluster_taste", "user_vec", "creator_vec", "user_obj", "creator_obj", "quality"):
+        assert np.array_equal(getattr(plain, name), getattr(propensity, name)), name
+    # 5,000 items: the sample's std is within 3% of the scale
+    assert propensity.dislike_propensity.std() == pytest.approx(1.5, rel=0.03)
+    assert abs(propensity.dislike_propensity.mean()) < 0.07
