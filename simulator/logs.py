@@ -361,7 +361,7 @@ def _read_jsonl(path: Path, opener: Callable[..., IO[Any]]) -> Iterator[Interact
 
 def iso_seconds(text: str) -> float | None:
     """Seconds since the epoch of an ISO 8601 date or date and time (``2024-01-31``,
-    ``2024-01-31 12:00:00``, ``...T12:00:00+01:00``, ``...Z``), or None if ``text`` is none.
+    ``2024-01-31 12:00:00``, ``...T12:00:00+01:00``, ``...Z``), or None if ``text`` is not one.
 
     A time without an offset is read as UTC, so the same file reads the same on every
     host (logs exported without an offset are usually UTC; the local zone of whoever

@@ -139,7 +139,8 @@ def _sized(name: str, clusters: int, creators: int, items: int, users: int,
 
 
 def _with_propensity(world: WorldConfig) -> WorldConfig:
-    """Items that any user may dislike, calibrated to MovieLens (module docstring)."""
+    """Items that any user may dislike: a spread of 1.20 in log-odds, between KuaiRand's
+    1.17 and MovieLens's 1.75 (module docstring)."""
     return replace(world, dislike_propensity_scale=1.5, dislike_bias=-5.8)
 
 
