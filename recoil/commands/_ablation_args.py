@@ -53,7 +53,7 @@ def add_arm_arguments(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="NAME=VALUE",
         help="a labelling setting other than the default, as recoil worker takes it, e.g. "
-        "--label dislike_weight=1 (w of the not-to-recommend loss: 10 here by default, 1 in "
+        "--label dislike_weight=1 (w of the not-to-recommend loss: 50 here by default, 1 in "
         "the live worker; fields of recoil.core.labels.LabelConfig but history_length; "
         "repeatable)",
     )

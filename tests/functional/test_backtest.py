@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from learner.offline import OFFLINE_DISLIKE_WEIGHT
 from recoil.cli import main
 
 KUAIRAND = Path(__file__).parents[2].parent / "shared" / "data" / "kuairand_k15_likes_hates.tsv"
@@ -59,8 +60,8 @@ def test_backtest_on_a_kuairand_slice(sliced: Path, tmp_path: Path) -> None:
     assert training["validation_examples"] > 0 and training["steps"] <= 40
     # the table sizes are the trained vocabulary's, not the starting config's 3 rows
     assert config["model"]["num_items"] > 100
-    # a log's labels weigh 10 and move the item rows too (the live defaults: 1, the state)
-    assert config["labels"]["dislike_weight"] == 10.0
+    # a log's labels weigh 50 and move the item rows too (the live defaults: 1, the state)
+    assert config["labels"]["dislike_weight"] == OFFLINE_DISLIKE_WEIGHT == 50.0
     assert config["model"]["negative_label_learning"] == "all"
 
 

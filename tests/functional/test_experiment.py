@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import torch
 
+from learner.offline import OFFLINE_DISLIKE_WEIGHT
 from learner.vocab import FIRST_INDEX
 from recoil.cli import main
 
@@ -135,7 +136,8 @@ def test_a_label_setting_reaches_training_and_is_recorded(run: Path, tmp_path: P
     then measure differently, and the weight is in the recorded config."""
     weighted = rerun(tmp_path, "feature_and_labels", "--label", "dislike_weight=20")
     plain = json.loads((run / "ablation.json").read_text())
-    assert plain["config"]["labels"]["dislike_weight"] == 10.0  # the ablation's default
+    default = plain["config"]["labels"]["dislike_weight"]
+    assert default == OFFLINE_DISLIKE_WEIGHT == 50.0  # the ablation's default
     assert plain["config"]["model"]["negative_label_learning"] == "all"
     assert weighted["config"]["labels"]["dislike_weight"] == 20.0
     assert weighted["arms"]["feature_and_labels"] != plain["arms"]["feature_and_labels"]
