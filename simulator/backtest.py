@@ -91,7 +91,8 @@ CREATOR_NOTE = (
 class BacktestConfig:
     """Split, training and metric settings of a backtest; recorded in ``backtest.json``."""
 
-    # the offline ablation's: dislikes weigh 50 and move the item rows too
+    # the offline ablation's: dislikes weigh learner.offline.OFFLINE_DISLIKE_WEIGHT and
+    # move the item rows too
     labels: LabelConfig = field(default_factory=offline_labels)
     model: ModelConfig = field(default_factory=offline_model)
     # At most 3000 steps of 256 (~20 epochs of KuaiRand's 35k examples); each arm stops

@@ -85,7 +85,8 @@ class ExperimentConfig:
     # None: the heuristic policy logs everything (the measured default); else a trained
     # no_signal model serves the logs after a heuristic bootstrap (simulator.served_logs).
     served: ServedLoggingConfig | None = None
-    # the offline ablation's: dislikes weigh 50 and move the item rows too
+    # the offline ablation's: dislikes weigh learner.offline.OFFLINE_DISLIKE_WEIGHT and
+    # move the item rows too
     labels: LabelConfig = field(default_factory=offline_labels)
     model: ModelConfig = field(default_factory=offline_model)
     train: TrainConfig = field(default_factory=TrainConfig)
