@@ -329,7 +329,7 @@ def test_a_saved_config_without_new_fields_loads_as_it_was_trained() -> None:
     assert config.flagged_input == "embed" and config.dislike_push_scale == 1.0
     assert config.dislike_map and not config.dislike_push_away
     assert config.dislike_push_init == 0.0 and config.dislike_push_form == "additive"
-    assert config.negative_label_learning == "all"
+    assert config.negative_label_learning == "all" and config.dislike_push_smooth == 0.0
     today = ModelConfig(num_items=12, num_creators=4)
     assert model_config_from_dict(dataclasses.asdict(today)) == today
 
@@ -525,7 +525,13 @@ def test_negative_label_learning_push_moves_only_the_push_weights() -> None:
 
 
 def test_the_push_prior_is_zero_at_its_centre_and_pulls_a_back_to_it() -> None:
-    pushed = model("gru", flagged_input="drop", dislike_push_init=-0.3, dislike_push_prior=0.5)
+    pushed = model(
+        "gru",
+        flagged_input="drop",
+        dislike_push_init=-0.3,
+        dislike_push_prior=0.5,
+        dislike_push_smooth=0.0,
+    )
     assert pushed.dislike_push is not None
     assert float(pushed.push_prior_penalty()) == pytest.approx(0.0)
     with torch.no_grad():
@@ -540,6 +546,23 @@ def test_the_push_prior_is_zero_at_its_centre_and_pulls_a_back_to_it() -> None:
     assert float(without.push_prior_penalty()) == 0.0
     with pytest.raises(ValueError, match="dislike_push_prior"):
         ModelConfig(dislike_push_prior=-1.0)
+
+
+def test_the_smoothing_prior_is_zero_for_one_weight_and_pulls_neighbouring_ages_together() -> None:
+    pushed = model("gru", flagged_input="drop", dislike_push_init=-0.3, dislike_push_smooth=0.5)
+    assert pushed.dislike_push is not None
+    assert float(pushed.push_prior_penalty()) == pytest.approx(0.0)  # every age alike
+    with torch.no_grad():
+        pushed.dislike_push.weight[0] += 0.02  # a[0] = -0.1, its neighbour a[1] = -0.3
+    penalty = pushed.push_prior_penalty()
+    assert float(penalty) == pytest.approx(0.5 * 0.2**2)
+    penalty.backward()
+    grad = pushed.dislike_push.weight.grad
+    assert grad is not None
+    assert float(grad[0]) > 0 > float(grad[1])  # a[0] down, a[1] up: towards each other
+    assert float(grad[2:].abs().max()) < 1e-5  # ages whose neighbours agree are left
+    with pytest.raises(ValueError, match="dislike_push_smooth"):
+        ModelConfig(dislike_push_smooth=-1.0)
 
 
 def test_a_projection_push_of_minus_one_removes_the_states_pull_towards_the_dislike() -> None:
