@@ -505,7 +505,7 @@ class SequenceRecommender(nn.Module):
         smooth * sum over neighbouring ages of (a[k] - a[k+1])^2."""
         prior, smooth = self.config.dislike_push_prior, self.config.dislike_push_smooth
         if self.dislike_push is None or (prior == 0 and smooth == 0):
-            return torch.zeros(())
+            return self.item_input.weight.new_zeros(())  # on the model's device
         a = self.config.dislike_push_scale * self.dislike_push.weight.squeeze(-1)
         centre = prior * (a - self.config.dislike_push_init).square().sum()
         return centre + smooth * a.diff().square().sum()

@@ -149,8 +149,7 @@ class RecommenderModule(L.LightningModule):
         self.log(f"{stage}/loss", terms.total, prog_bar=True, batch_size=size)
         self.log(f"{stage}/loss_pos", terms.positive, batch_size=size)
         self.log(f"{stage}/loss_neg", terms.not_to_recommend, batch_size=size)
-        config = self.model.config
-        if stage == "train" and (config.dislike_push_prior > 0 or config.dislike_push_smooth > 0):
+        if stage == "train":  # the push's priors, 0 where both are off
             return terms.total + self.model.push_prior_penalty()
         return terms.total
 
