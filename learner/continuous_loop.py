@@ -494,7 +494,7 @@ class ContinuousLoop(L.Callback):
         was_training = model.training
         model.eval()
         with torch.no_grad():
-            states = model.user_state(batch.examples.history.to(module.device))
+            states = model.query_vectors(batch.examples.history.to(module.device))
         model.train(was_training)
         return states.cpu().numpy()
 

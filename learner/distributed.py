@@ -22,9 +22,9 @@ for N replicas to stay one model, and this module is where each is done:
   any joins the all-reduce with a zero gradient. Each rank's loss is its batch mean
   scaled by ``N * rows_r / rows_all`` (``loss_scale``), so DDP's average is the
   mean over every rank's rows: N ranks step exactly as one process would on the
-  concatenated batch (``tests/functional/test_learner_ddp.py``). The label counts
-  and item -> creator map the model keeps as buffers are updated with every rank's
-  rows (``PeerRows``), not with the local ones only.
+  concatenated batch (``tests/functional/test_learner_ddp.py``). The label counts,
+  the item -> creator map and the items' feedback counts, buffers all, are updated
+  with every rank's rows (``PeerRows``), not with the local ones only.
 * **Growing tables under DDP.** DDP sizes its gradient buckets for the parameters'
   shapes at construction and requires them not to change; a grown table gets a new
   ``DistributedDataParallel`` (``ddp_unwrapped``), whose construction also checks that
@@ -159,26 +159,28 @@ def sync_batch(
 @dataclass(frozen=True)
 class PeerRows:
     """What the other ranks' batches hold that the model's buffers record: their label
-    and history (item, creator) rows. ``rows`` counts every rank's rows, own included."""
+    and history (item, creator) rows, and which labels are not-to-recommend. ``rows``
+    counts every rank's rows, own included."""
 
     rows: tuple[int, ...]  # rows per rank
     label: np.ndarray  # (L,) int64 label item rows of the other ranks
     label_creator: np.ndarray  # (L,)
     history_item: np.ndarray  # (H,) int64 real (unmasked) history item rows
     history_creator: np.ndarray  # (H,)
+    label_negative: np.ndarray  # (L,) int64, 1 where the label is not-to-recommend
 
     @property
     def total(self) -> int:
         return sum(self.rows)
 
 
-_Observed = tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+_Observed = tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
 def _observed(examples: ExampleTensors | None) -> _Observed:
     if examples is None:
         empty = np.zeros(0, dtype=np.int64)
-        return 0, empty, empty, empty, empty
+        return 0, empty, empty, empty, empty, empty
     history = examples.history
     mask = history.mask
     return (
@@ -187,6 +189,7 @@ def _observed(examples: ExampleTensors | None) -> _Observed:
         examples.label_creator.numpy(),
         history.item[mask].long().numpy(),
         history.creator[mask].long().numpy(),
+        examples.is_negative.long().numpy(),
     )
 
 
@@ -198,7 +201,7 @@ def gather_rows(examples: ExampleTensors | None, ranks: Ranks) -> PeerRows:
     def cat(k: int) -> np.ndarray:
         return np.concatenate([g[k] for g in others]) if others else np.zeros(0, np.int64)
 
-    return PeerRows(tuple(int(g[0]) for g in gathered), cat(1), cat(2), cat(3), cat(4))
+    return PeerRows(tuple(int(g[0]) for g in gathered), cat(1), cat(2), cat(3), cat(4), cat(5))
 
 
 def loss_scale(own_rows: int, peers: PeerRows | None) -> float:

@@ -4,8 +4,11 @@ A history item's input is the sum of its item, creator, dislike-flag,
 dwell-bucket and time-gap embeddings (summing keeps the encoder's width
 independent of the number of features; a LayerNorm evens out their scales).
 A GRU (the paper's choice) or a causal transformer reads the sequence, and a
-linear map turns its last output into ``s`` (B, D). Scores are ``s @ v.T`` and
-``p(y|s) = softmax(s @ v.T)[y]`` (see ``learner.loss``).
+linear map turns its last output into ``s`` (B, D). Training's
+``p(y|s) = softmax(s @ v.T)[y]`` (see ``learner.loss``); ranking scores are ``s @ v.T``
+plus, for arms that take not-to-recommend labels, each item's offset for its share of
+them (``learner.item_feedback``), carried as one more coordinate of the vectors a
+FAISS index holds (``index_vectors``, ``query_vectors``).
 
 An item's output embedding ``v_j`` is its own row plus a row of its creator
 (``creator_output``), so what a label teaches about one item reaches the
@@ -30,6 +33,7 @@ from torch import Tensor, nn
 
 from learner.encoder import CausalTransformerEncoder, GRUEncoder
 from learner.features import HistoryBatch
+from learner.item_feedback import feedback_offsets
 from learner.vocab import FIRST_INDEX, PAD_INDEX
 from recoil.core.checks import check_finite
 from recoil.core.records import NUM_DWELL_BUCKETS, NUM_GAP_BUCKETS
@@ -54,7 +58,8 @@ MAX_SIZE = 1 << 16
 # traceback after training, when the probe found nothing to recommend.
 MAX_SCALE = 1e6
 SCALES = ("init_std", "dislike_flag_init_std", "dislike_push_init", "dislike_push_scale",
-          "dislike_push_prior", "dislike_push_smooth")  # fmt: skip
+          "dislike_push_prior", "dislike_push_smooth", "item_dislike_offset",
+          "item_dislike_prior")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -214,6 +219,21 @@ class ModelConfig:
     # Measured on ratings and not adopted: off by default (docs/experiment.md).
     dislike_rate_rows: int = 0
 
+    # Ranking adds weight * log((1 - q_j) / (1 - q_mean)) to s.v_j, q_j the item's share of
+    # not-to-recommend labels among those the model trained on, under a Beta prior of
+    # ``item_dislike_prior`` labels at the catalogue's share (``learner.item_feedback``).
+    # Eq. 1 could not learn an item's own propensity to be disliked (its few labels are
+    # outweighed by the positives that set the item's level); counted, it is known as
+    # soon as the labels are seen. Only arms that take not-to-recommend labels count
+    # them; 0 is off (the heuristic stays a special case). Figures: docs/experiment.md,
+    # "Items' own dislike share".
+    item_dislike_offset: float = setting(
+        2.0,
+        "weight of log(1 - the item's dislike share) in ranking scores (0: off)",
+        group=MODEL_GROUP,
+    )
+    item_dislike_prior: float = 10.0  # pseudo-labels at the catalogue's share, per item
+
     def __post_init__(self) -> None:
         for name, allowed in (
             ("encoder", get_args(EncoderKind)),
@@ -246,6 +266,8 @@ class ModelConfig:
         # the first step
         check_finite("dislike_push_prior", self.dislike_push_prior, ">= 0")
         check_finite("dislike_push_smooth", self.dislike_push_smooth, ">= 0")
+        check_finite("item_dislike_offset", self.item_dislike_offset, ">= 0")
+        check_finite("item_dislike_prior", self.item_dislike_prior, ">= 0")
         check_finite("dislike_push_scale", self.dislike_push_scale, "> 0")
         check_finite("dislike_flag_init_std", self.dislike_flag_init_std, ">= 0")
         check_finite("init_std", self.init_std, ">= 0")
@@ -270,6 +292,7 @@ _DEFAULTS_BEFORE = {
     "dislike_push_form": "additive",
     "negative_label_learning": "all",
     "dislike_push_smooth": 0.0,
+    "item_dislike_offset": 0.0,
 }
 
 
@@ -345,6 +368,9 @@ class SequenceRecommender(nn.Module):
     """User state from a history batch, item embeddings, and their dot-product scores."""
 
     item_creator: Tensor  # (N,) int64 creator row of each item row, PAD_INDEX if unknown
+    # (N, 2) positive and not-to-recommend labels trained on per item row; None when
+    # ``item_dislike_offset`` is 0 (then not in the state dict either)
+    item_feedback: Tensor | None
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -382,6 +408,8 @@ class SequenceRecommender(nn.Module):
         )
         if config.creator_output:
             self.creator_output = nn.Embedding(config.num_creators, dim, padding_idx=PAD_INDEX)
+        counts = torch.zeros(config.num_items, 2) if config.item_dislike_offset > 0 else None
+        self.register_buffer("item_feedback", counts)
         # g: per state dimension, zero at start, so an untrained gate reads as the heuristic.
         self.flagged_gate: nn.Parameter | None = None
         if config.flagged_input == "gated":
@@ -612,9 +640,46 @@ class SequenceRecommender(nn.Module):
         known = (items >= FIRST_INDEX) & (creators >= FIRST_INDEX)
         self.item_creator[items[known].long()] = creators[known].long()
 
+    def observe_feedback(self, items: Tensor, negative: Tensor) -> None:
+        """Count trained labels: item rows ``items`` and whether each was a
+        not-to-recommend label (``negative``, bool, same shape); reserved rows are ignored.
+        Nothing to do without the item dislike offset."""
+        if self.item_feedback is None:
+            return
+        known = items >= FIRST_INDEX
+        self.item_feedback.index_put_(
+            (items[known].long(), negative[known].long()),
+            torch.ones((), device=self.item_feedback.device),
+            accumulate=True,
+        )
+
+    def item_offsets(self) -> Tensor | None:
+        """The ranking offset per item row, (N,) (``learner.item_feedback``); None when off."""
+        if self.item_feedback is None:
+            return None
+        return feedback_offsets(
+            self.item_feedback, self.config.item_dislike_offset, self.config.item_dislike_prior
+        ).to(self.item_feedback.device)
+
+    def index_vectors(self) -> Tensor:
+        """What ranking compares a query with, (N, D) or (N, D + 1): v, with the item's
+        offset as one more coordinate when the model has one (for a FAISS index)."""
+        offsets = self.item_offsets()
+        v = self.item_embeddings()
+        return v if offsets is None else torch.cat([v, offsets.to(v.dtype).unsqueeze(1)], 1)
+
+    def query_vectors(self, batch: HistoryBatch) -> Tensor:
+        """s, with a coordinate 1 that meets the items' offsets when the model has them:
+        ``query_vectors(b) @ index_vectors().T`` are the ranking scores."""
+        state = self.user_state(batch)
+        if self.item_feedback is None:
+            return state
+        return torch.cat([state, state.new_ones(state.shape[0], 1)], 1)
+
     def scores(self, batch: HistoryBatch) -> Tensor:
-        """s @ v.T over the real items, (B, N - FIRST_INDEX); column j is item FIRST_INDEX + j."""
-        return self.user_state(batch) @ self.item_embeddings()[FIRST_INDEX:].T
+        """Ranking scores over the real items, (B, N - FIRST_INDEX): s @ v.T, plus the
+        items' offsets when the model has them; column j is item FIRST_INDEX + j."""
+        return self.query_vectors(batch) @ self.index_vectors()[FIRST_INDEX:].T
 
     def grow_items(self, num_items: int) -> bool:
         """Make the item tables ``num_items`` rows long, keeping trained rows.
@@ -626,6 +691,9 @@ class SequenceRecommender(nn.Module):
         if extra > 0:
             pad = self.item_creator.new_full((extra,), PAD_INDEX)
             self.item_creator = torch.cat([self.item_creator, pad])
+        if self.item_feedback is not None and num_items > self.item_feedback.shape[0]:
+            more = self.item_feedback.new_zeros(num_items - self.item_feedback.shape[0], 2)
+            self.item_feedback = torch.cat([self.item_feedback, more])
         return grew
 
     def grow_creators(self, num_creators: int) -> bool:

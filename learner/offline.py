@@ -32,6 +32,7 @@ from torch import nn
 
 from learner.arms import STAGE_BASE, ArmConfig, resolve_arm, trains_as_stage
 from learner.features import ExampleTensors, encode_examples, encode_histories
+from learner.item_feedback import feedback_counts
 from learner.model import ModelConfig, SequenceRecommender, model_config_from_dict
 from learner.module import RecommenderModule
 from learner.precision import Precision, check_precision
@@ -491,8 +492,10 @@ def _start_from(
     stage's vocabulary and freeze all but :func:`stage_parameters`."""
     model = module.model
     staged = {id(p) for p in stage_parameters(model)}
-    # the base lacks only what its arm never builds (the dislike-rate rows: zero here)
+    # the base lacks only what its arm never builds (the dislike-rate rows: zero here;
+    # the item feedback counts: set from the stage's examples)
     may_miss = {name for name, p in model.named_parameters() if id(p) in staged}
+    may_miss.add("item_feedback")
     missing, unexpected = model.load_state_dict(base.state_dict(), strict=False)
     if unexpected or not set(missing) <= may_miss:
         raise ValueError(
@@ -549,6 +552,8 @@ def train_offline(
         # an arm that hides the flag would read row 0 alone: a second state bias that
         # changes its training and says nothing about dislikes
         dislike_rate_rows=model_config.dislike_rate_rows if arm.dislike_feature else 0,
+        # an arm without not-to-recommend labels would count none: its offset is 0
+        item_dislike_offset=model_config.item_dislike_offset if arm.uses_negative_labels else 0.0,
     )
     log.info(
         "arm %s: %d examples (%d negative), %d items, encoded in %.1fs",
@@ -569,6 +574,11 @@ def train_offline(
     )
     if base is not None:
         _start_from(module, base.model, len(vocabs.items), len(vocabs.creators))
+    if module.model.item_feedback is not None:
+        # counted once over the rows trained on; counted per step, epochs would multiply
+        # the counts and shrink the prior's weight with the number of epochs
+        counts = feedback_counts(tensors.label, tensors.is_negative, module.model.num_items)
+        module.model.item_feedback.copy_(counts)
     curve = _LossCurve(every=max(1, train_config.max_steps // 100))
     best = _BestWeights()
     callbacks: list[L.Callback] = [curve]

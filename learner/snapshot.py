@@ -10,7 +10,9 @@ Store layout (one directory per version; nothing in it changes once renamed)::
         vocab_items.json        item ids <-> indices (learner.vocab.Vocabulary JSON)
         vocab_creators.json     creator ids <-> indices
         items.json              per item index: item id, creator id, cluster id
-        item_embeddings.npy     v, (rows, D) float32; row r is item index r
+        item_embeddings.npy     v, (rows, D) float32; row r is item index r (D + 1
+                                columns with the items' ranking offsets, see
+                                ``learner.item_feedback``)
                                 (rows 0 and 1 are the reserved pad/unknown rows)
         index.faiss             FAISS index over rows FIRST_INDEX.. (ids = item indices)
       .tmp-...                  a snapshot being written (readers ignore dot-names)
@@ -202,12 +204,13 @@ class Snapshot:
         return [i for i in item_ids if items.index(i) == UNKNOWN_INDEX]
 
     def user_states(self, histories: Sequence[Sequence[HistoryItem]]) -> np.ndarray:
-        """s per history, (B, D) float32, with the arm's input transform applied."""
+        """s per history, (B, D) float32, with the arm's input transform applied (and a
+        last coordinate 1 when the items carry ranking offsets: the index's queries)."""
         batch = encode_histories(histories, self.vocabs, self.max_len, self.arm)
         # inference_mode, not no_grad: no version counters or view tracking; measured
         # 5-8% off serving's batches of 1-64 (bench serving)
         with torch.inference_mode():
-            return self.model.user_state(batch).numpy()  # (B, D)
+            return self.model.query_vectors(batch).numpy()  # (B, D), D + 1 with item offsets
 
     def recommend(
         self, histories: Sequence[Sequence[HistoryItem]], k: int, exclude_seen: bool = EXCLUDE_SEEN

@@ -44,9 +44,12 @@ def check_weights_fit(weights: Mapping[str, torch.Tensor], config: ModelConfig) 
 def least_values(config: ModelConfig) -> int:
     """A lower bound on the values of ``SequenceRecommender(config)``'s weights: its item
     and creator input tables, and per encoder layer the GRU's recurrent matrices (3·H·H)
-    or the transformer's attention (4·D·D) and feed-forward (2·D·H) matrices."""
+    or the transformer's attention (4·D·D) and feed-forward (2·D·H) matrices, and the
+    items' feedback counts (2 per item) where the model has them."""
     dim, width = config.embedding_dim, config.hidden_dim
     tables = (config.num_items + config.num_creators) * dim
+    if config.item_dislike_offset > 0:
+        tables += 2 * config.num_items
     per_layer = 3 * width * width if config.encoder == "gru" else 4 * dim * dim + 2 * dim * width
     return tables + config.num_layers * per_layer
 
@@ -59,14 +62,15 @@ def check_agrees(
     states: np.ndarray,
 ) -> None:
     """Vocabularies, embeddings and index must describe ``model``: a row per table row,
-    the model's own ``v``, and an index that finds items by ``s·v`` for ``states`` (Q, D)."""
+    the model's own ``v`` (with the items' offsets: ``index_vectors``), and an index that
+    finds items by ``s·v`` for the query vectors ``states`` (Q, D or D + 1)."""
     if (len(vocabs.items), len(vocabs.creators)) != (model.num_items, model.num_creators):
         raise ValueError(
             f"the vocabularies have {len(vocabs.items)} item and {len(vocabs.creators)} creator "
             f"rows, the model {model.num_items} and {model.num_creators}"
         )
     with torch.no_grad():
-        v = model.item_embeddings().numpy()  # (rows, D)
+        v = model.index_vectors().numpy()  # (rows, D or D + 1)
     if embeddings.dtype != np.float32 or embeddings.shape != v.shape:
         raise ValueError(
             f"item embeddings are {embeddings.dtype} {embeddings.shape}, the model's float32 "

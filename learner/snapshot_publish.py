@@ -97,7 +97,8 @@ def _write_files(
         "rows": rows,
     }
     (directory / ITEMS_FILE).write_text(json.dumps(body, separators=(",", ":")))
-    embeddings = model.item_embeddings().detach().cpu().numpy().astype(np.float32)  # (rows, D)
+    # (rows, D), or D + 1 with the items' ranking offsets
+    embeddings = model.index_vectors().detach().cpu().numpy().astype(np.float32)
     np.save(directory / EMBEDDINGS_FILE, embeddings, allow_pickle=False)
     real = embeddings[FIRST_INDEX:]
     ids = np.arange(FIRST_INDEX, len(embeddings), dtype=np.int64)
@@ -112,7 +113,7 @@ def _verify(
     """The reloaded snapshot must answer the test queries as the in-memory model does."""
     batch = encode_histories(probes, loaded.vocabs, loaded.max_len, loaded.arm)
     with torch.no_grad():
-        expected = model.user_state(batch.to(next(model.parameters()).device)).cpu().numpy()
+        expected = model.query_vectors(batch.to(next(model.parameters()).device)).cpu().numpy()
     states = loaded.user_states(probes)
     if not np.allclose(states, expected, rtol=1e-5, atol=1e-6):
         raise SnapshotError("reloaded model gives different user states than the trained one")

@@ -188,6 +188,8 @@ class ContinuousModule(RecommenderModule):
         else:
             loss = self._common_step(batch.examples, "train")
             loss = loss * loss_scale(batch.rows, batch.peers)
+            # each streamed row is trained once, so counting per step counts it once
+            self.model.observe_feedback(batch.examples.label, batch.examples.is_negative)
         lightning_optimizer.zero_grad()
         self.manual_backward(loss)
         if self.gradient_clip_val is not None:
@@ -213,6 +215,7 @@ class ContinuousModule(RecommenderModule):
             torch.from_numpy(peers.history_creator).to(device),
         )
         self.model.observe_creators(label, torch.from_numpy(peers.label_creator).to(device))
+        self.model.observe_feedback(label, torch.from_numpy(peers.label_negative).to(device) > 0)
 
     def transfer_batch_to_device(
         self, batch: Any, device: torch.device, dataloader_idx: int

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import torch
 
-from tests.support.ddp_steps import SIZES, WORLD, train
+from tests.support.ddp_steps import ARM, SIZES, WORLD, plan, train
 
 
 def _free_port() -> int:
@@ -79,6 +79,13 @@ def _check_against_one_process(
         assert torch.allclose(first.float(), value.float(), atol=atol, rtol=1e-4), (
             f"{name}: max difference {(first.float() - value.float()).abs().max():.3g}"
         )
+    # every rank counted every rank's labels, dislikes among them (the items' offsets)
+    counts = single["model.item_feedback"]
+    trained = [
+        e for step in plan() for rank in step for e in rank if e.label_kind in ARM.trained_kinds
+    ]
+    assert float(counts.sum()) == len(trained)
+    assert float(counts[:, 1].sum()) == sum(e.label_kind == "dislike" for e in trained) > 0
     # the model moved: a comparison of two untrained models would prove nothing
     assert not torch.allclose(single["model.to_state.weight"], _initial()["model.to_state.weight"])
 

@@ -54,6 +54,10 @@ def test_a_stage_learns_only_its_dislike_parameters_from_the_heuristics_weights(
         staged.model.dislike_push.weight.zero_()
         if staged.model.dislike_rate is not None:
             staged.model.dislike_rate.weight.zero_()
+        # and no item feedback counted (the heuristic takes no labels to count)
+        assert base.model.item_feedback is None and staged.model.item_feedback is not None
+        assert float(staged.model.item_feedback[:, 1].sum()) > 0
+        staged.model.item_feedback.zero_()
     np.testing.assert_allclose(staged.scores(histories), base.scores(histories), atol=1e-5)
 
 

@@ -16,9 +16,11 @@ def untrained_parts(
 ) -> tuple[SequenceRecommender, Vocabularies, dict[str, ItemMeta]]:
     """What ``publish_snapshot`` takes besides the store: a model initialised from
     ``seed`` (embeddings and hidden state ``dim`` wide, no dropout) over the vocabularies
-    of ``examples``, those vocabularies, and the examples' item metadata."""
+    of ``examples``, those vocabularies, and the examples' item metadata. The model has
+    counted the examples' labels, so where the arm takes not-to-recommend labels its
+    items carry ranking offsets (``learner.item_feedback``)."""
     vocabs = Vocabularies()
-    encode_examples(examples, vocabs, max_len=max_len, arm=arm)
+    tensors = encode_examples(examples, vocabs, max_len=max_len, arm=arm)
     meta: dict[str, ItemMeta] = {}
     update_items_meta(meta, examples)
     torch.manual_seed(seed)
@@ -26,4 +28,6 @@ def untrained_parts(
         num_items=len(vocabs.items), num_creators=len(vocabs.creators),
         embedding_dim=dim, hidden_dim=dim, max_len=max_len, dropout=0.0,
     )  # fmt: skip
-    return SequenceRecommender(config), vocabs, meta
+    model = SequenceRecommender(config)
+    model.observe_feedback(tensors.label, tensors.is_negative)
+    return model, vocabs, meta

@@ -63,7 +63,7 @@ def test_new_ids_are_exactly_what_encoding_adds_in_its_order(arm: str) -> None:
 
 def test_loss_scale_makes_the_rank_average_the_mean_over_all_rows() -> None:
     rows = (6, 0, 2)
-    peers = PeerRows(rows, *(np.zeros(0, np.int64) for _ in range(4)))
+    peers = PeerRows(rows, *(np.zeros(0, np.int64) for _ in range(5)))
     scales = [loss_scale(n, peers) for n in rows]
     means = [1.0, 0.0, 5.0]  # per-rank mean losses (the empty rank's is 0)
     assert sum(s * m for s, m in zip(scales, means, strict=True)) / len(rows) == pytest.approx(

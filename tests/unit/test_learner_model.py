@@ -330,6 +330,7 @@ def test_a_saved_config_without_new_fields_loads_as_it_was_trained() -> None:
     assert config.dislike_map and not config.dislike_push_away
     assert config.dislike_push_init == 0.0 and config.dislike_push_form == "additive"
     assert config.negative_label_learning == "all" and config.dislike_push_smooth == 0.0
+    assert config.item_dislike_offset == 0.0 and SequenceRecommender(config).item_feedback is None
     today = ModelConfig(num_items=12, num_creators=4)
     assert model_config_from_dict(dataclasses.asdict(today)) == today
 

@@ -77,7 +77,8 @@ def test_publish_writes_the_documented_layout_and_manifest(tmp_path: Path) -> No
     assert manifest["index"]["kind"] == "flat"
     assert set(manifest["files"]) == {p.name for p in directory.iterdir()} - {"manifest.json"}
     embeddings = np.load(directory / "item_embeddings.npy")
-    assert embeddings.shape == (len(vocabs.items), 16)
+    # D = 16 and the items' ranking offsets (the arm takes not-to-recommend labels)
+    assert embeddings.shape == (len(vocabs.items), 17)
     items = json.loads((directory / "items.json").read_text())
     first = items["rows"][0]
     assert first[0] == FIRST_INDEX and first[1] == vocabs.items.id_of(FIRST_INDEX)
@@ -111,7 +112,10 @@ def test_recommend_is_exact_top_k_of_state_dot_embeddings(tmp_path: Path) -> Non
     batch = encode_histories(histories, vocabs, 10, ARM)
     model.eval()
     with torch.no_grad():
-        scores = (model.user_state(batch) @ model.item_embeddings()[FIRST_INDEX:].T).numpy()
+        offsets = model.item_offsets()
+        assert offsets is not None and bool((offsets[FIRST_INDEX:] != 0).any())
+        v = model.item_embeddings()[FIRST_INDEX:]
+        scores = (model.user_state(batch) @ v.T + offsets[FIRST_INDEX:]).numpy()
     got = snap.recommend(histories, k=5, exclude_seen=False)
     for row, ranked in zip(scores, got, strict=True):
         order = np.argsort(-row)[:5]
