@@ -70,7 +70,12 @@ from simulator.evaluation import (
 )
 from simulator.metrics import bootstrap_mean_ci
 from simulator.parallel import kept_model, map_arms_then
-from simulator.report import push_weights_json, trained_model_json, write_backtest
+from simulator.report import (
+    item_offsets_json,
+    push_weights_json,
+    trained_model_json,
+    write_backtest,
+)
 
 log = logging.getLogger(__name__)
 
@@ -353,15 +358,18 @@ def run_backtest(
 
 def training_summary(recommender: TrainedRecommender) -> dict[str, Any]:
     """How an arm's training went: steps, the kept step, both loss curves and, for an
-    arm that reads the dislike flag, the push it learned."""
+    arm that reads the dislike flag, the push it learned; for one that takes
+    not-to-recommend labels, the items' offsets (``item_offsets_json``)."""
     report = recommender.report
     if report is None:
         return {}
     push = {}
     if recommender.arm.dislike_feature:  # the others never read it
         push = {"push_weights": push_weights_json(recommender.model)}
+    offsets = item_offsets_json(recommender.model, recommender.item_ids())
     return {
         **push,
+        **({"item_offsets": offsets} if offsets else {}),
         "steps": report.steps,
         "best_step": report.best_step,
         "train_examples": report.num_examples,

@@ -61,7 +61,12 @@ from simulator.metrics import bootstrap_relative_change, relative_change
 from simulator.parallel import kept_model, map_arms_then
 from simulator.policy import LoggingPolicyConfig
 from simulator.probe import ProbeConfig, Responsiveness, run_probe
-from simulator.report import push_weights_json, trained_model_json, write_ablation
+from simulator.report import (
+    item_offsets_json,
+    push_weights_json,
+    trained_model_json,
+    write_ablation,
+)
 from simulator.served_logs import ServedLoggingConfig, simulate_served_logs
 from simulator.serving import UserStart, starts_from_log
 from simulator.world import World, WorldConfig, world_preset
@@ -273,6 +278,7 @@ def run_arm(
         "best_step": report.best_step,
         # what the trained model does with a dislike beyond the heuristic's drop
         "push_weights": push_weights_json(recommender.model),
+        "item_offsets": item_offsets_json(recommender.model, recommender.item_ids()),
         "stage_on": None if base is None else base.arm.name,
     }  # fmt: skip
     log.info(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -13,8 +13,10 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
+import torch
 
 from learner.model import ModelConfig, SequenceRecommender
+from learner.vocab import FIRST_INDEX
 
 # The paper's Fig. 3b (section 4), for reference on the plot: (cluster, creator).
 PAPER_RESPONSIVENESS = {
@@ -50,6 +52,40 @@ def push_weights_json(model: SequenceRecommender) -> list[float]:
     """The learned push as reports record it: ``a`` per age, newest first, before the
     away-only clamp (> 0 is off: the push only pushes away); empty without a push."""
     return [round(a, 4) for a in model.push_weights().tolist()]
+
+
+def item_offsets_json(
+    model: SequenceRecommender, item_ids: Sequence[str], most: int = 5
+) -> dict[str, Any]:
+    """What the model learned of the items' own dislike shares (``learner.item_feedback``):
+    the catalogue's share, the spread of the ranking offsets over the items labelled, and
+    the ``most`` items ranked down the furthest, each with its positive and
+    not-to-recommend labels. Empty for a model without the offset. ``item_ids[j]`` is item
+    row ``FIRST_INDEX + j``."""
+    offsets = model.item_offsets()
+    if offsets is None or model.item_feedback is None:
+        return {}
+    counts = model.item_feedback[FIRST_INDEX:].double()
+    off = offsets[FIRST_INDEX:].double()
+    labelled = counts.sum(1) > 0
+    total = float(counts.sum())
+    summary: dict[str, Any] = {
+        "items_labelled": int(labelled.sum()),
+        "dislike_share": round(float(counts[:, 1].sum()) / total, 4) if total else 0.0,
+    }
+    if bool(labelled.any()):
+        q = torch.tensor([0.0, 0.1, 0.5, 0.9, 1.0], dtype=torch.float64)
+        values = torch.quantile(off[labelled], q).tolist()
+        summary["offset_quantiles"] = dict(
+            zip(("min", "p10", "p50", "p90", "max"), (round(v, 4) for v in values), strict=True)
+        )
+    order = torch.argsort(off, stable=True)[: min(most, len(item_ids))].tolist()
+    summary["most_lowered"] = [
+        [item_ids[j], int(counts[j, 0]), int(counts[j, 1]), round(float(off[j]), 4)]
+        for j in order
+        if float(off[j]) < 0
+    ]
+    return summary
 
 
 def trained_model_json(trained: Mapping[str, ModelConfig]) -> dict[str, Any]:

@@ -63,6 +63,14 @@ def test_backtest_on_a_kuairand_slice(sliced: Path, tmp_path: Path) -> None:
     # a log's labels weigh 50 and move the item rows too (the live defaults: 1, the state)
     assert config["labels"]["dislike_weight"] == OFFLINE_DISLIKE_WEIGHT == 50.0
     assert config["model"]["negative_label_learning"] == "all"
+    # the labelled arm ranks with the items' dislike shares, which no_signal never counts
+    offsets = training["item_offsets"]
+    assert offsets["items_labelled"] > 0 and 0 < offsets["dislike_share"] < 1
+    assert offsets["offset_quantiles"]["min"] < 0 < offsets["offset_quantiles"]["max"]
+    lowered = offsets["most_lowered"]
+    assert lowered and all(dislikes > 0 and offset < 0 for _, _, dislikes, offset in lowered)
+    assert [row[3] for row in lowered] == sorted(row[3] for row in lowered)
+    assert "item_offsets" not in result["arms"]["no_signal"]["training"]
 
 
 def test_learned_arms_are_compared_with_the_heuristic_and_validation_can_be_off(

@@ -103,6 +103,10 @@ def test_markdown_plot_and_details(run: Path) -> None:
     max_len = json.loads((run / "ablation.json").read_text())["config"]["model"]["max_len"]
     push = details["feature_and_labels"]["training"]["push_weights"]
     assert len(push) == max_len and all(isinstance(a, float) for a in push)
+    # the items' dislike shares: counted by the arms that take not-to-recommend labels
+    assert details["feature_and_labels"]["training"]["item_offsets"]["items_labelled"] > 0
+    assert details["feature_labels_skips"]["training"]["item_offsets"]["dislike_share"] > 0
+    assert details["feature_only"]["training"]["item_offsets"] == {}
 
 
 def rerun(out: Path, arms: str, *flags: str) -> dict[str, Any]:
