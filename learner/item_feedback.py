@@ -44,13 +44,3 @@ def feedback_offsets(counts: Tensor, weight: float, prior: float) -> Tensor:
     # an item with no label and prior 0 has 0 / 0: it keeps the catalogue's share
     q = torch.where(positives + negatives + prior > 0, q, share)
     return (weight * (torch.log1p(-q) - torch.log1p(-share))).float()
-
-
-def feedback_counts(items: Tensor, negative: Tensor, num_items: int) -> Tensor:
-    """(num_items, 2) float32: per item row, its positive and not-to-recommend labels
-    among ``items`` (int64 rows) flagged by ``negative`` (bool)."""
-    counts = torch.zeros(num_items, 2)
-    counts.index_put_(
-        (items.long().cpu(), negative.long().cpu()), torch.ones(len(items)), accumulate=True
-    )
-    return counts

@@ -234,6 +234,12 @@ class ModelConfig:
     )
     item_dislike_prior: float = 10.0  # pseudo-labels at the catalogue's share, per item
 
+    @property
+    def counts_item_feedback(self) -> bool:
+        """Whether the model keeps the items' feedback counts (its ``item_feedback``
+        buffer, 2 values per item row): only with the offset on."""
+        return self.item_dislike_offset > 0
+
     def __post_init__(self) -> None:
         for name, allowed in (
             ("encoder", get_args(EncoderKind)),
@@ -408,7 +414,7 @@ class SequenceRecommender(nn.Module):
         )
         if config.creator_output:
             self.creator_output = nn.Embedding(config.num_creators, dim, padding_idx=PAD_INDEX)
-        counts = torch.zeros(config.num_items, 2) if config.item_dislike_offset > 0 else None
+        counts = torch.zeros(config.num_items, 2) if config.counts_item_feedback else None
         self.register_buffer("item_feedback", counts)
         # g: per state dimension, zero at start, so an untrained gate reads as the heuristic.
         self.flagged_gate: nn.Parameter | None = None
@@ -659,7 +665,7 @@ class SequenceRecommender(nn.Module):
             return None
         return feedback_offsets(
             self.item_feedback, self.config.item_dislike_offset, self.config.item_dislike_prior
-        ).to(self.item_feedback.device)
+        )
 
     def index_vectors(self) -> Tensor:
         """What ranking compares a query with, (N, D) or (N, D + 1): v, with the item's

@@ -32,7 +32,6 @@ from torch import nn
 
 from learner.arms import STAGE_BASE, ArmConfig, resolve_arm, trains_as_stage
 from learner.features import ExampleTensors, encode_examples, encode_histories
-from learner.item_feedback import feedback_counts
 from learner.model import ModelConfig, SequenceRecommender, model_config_from_dict
 from learner.module import RecommenderModule
 from learner.precision import Precision, check_precision
@@ -574,11 +573,10 @@ def train_offline(
     )
     if base is not None:
         _start_from(module, base.model, len(vocabs.items), len(vocabs.creators))
-    if module.model.item_feedback is not None:
-        # counted once over the rows trained on; counted per step, epochs would multiply
-        # the counts and shrink the prior's weight with the number of epochs
-        counts = feedback_counts(tensors.label, tensors.is_negative, module.model.num_items)
-        module.model.item_feedback.copy_(counts)
+    # the items' feedback counted once over the rows trained on (a no-op without the
+    # offset); counted per step, epochs would multiply the counts and shrink the prior's
+    # weight with the number of epochs
+    module.model.observe_feedback(tensors.label, tensors.is_negative)
     curve = _LossCurve(every=max(1, train_config.max_steps // 100))
     best = _BestWeights()
     callbacks: list[L.Callback] = [curve]

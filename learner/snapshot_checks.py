@@ -48,7 +48,7 @@ def least_values(config: ModelConfig) -> int:
     items' feedback counts (2 per item) where the model has them."""
     dim, width = config.embedding_dim, config.hidden_dim
     tables = (config.num_items + config.num_creators) * dim
-    if config.item_dislike_offset > 0:
+    if config.counts_item_feedback:
         tables += 2 * config.num_items
     per_layer = 3 * width * width if config.encoder == "gru" else 4 * dim * dim + 2 * dim * width
     return tables + config.num_layers * per_layer

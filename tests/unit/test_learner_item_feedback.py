@@ -11,7 +11,7 @@ import torch
 
 from learner.features import encode_histories
 from learner.index import IndexConfig, build_index
-from learner.item_feedback import feedback_counts, feedback_offsets
+from learner.item_feedback import feedback_offsets
 from learner.model import ModelConfig, SequenceRecommender
 from learner.vocab import FIRST_INDEX, Vocabularies, Vocabulary
 from recoil.core.records import HistoryItem
@@ -62,10 +62,12 @@ def test_no_dislike_no_weight_or_only_dislikes_give_finite_offsets() -> None:
 
 
 def test_counts_are_per_item_row_and_kind() -> None:
+    m = _model(1.0)
     items = torch.tensor([3, 3, 5, 3, 2])
     negative = torch.tensor([False, True, True, False, False])
-    counts = feedback_counts(items, negative, 7)
-    assert counts.shape == (7, 2)
+    m.observe_feedback(items, negative)
+    counts = m.item_feedback
+    assert counts is not None and counts.shape == (12, 2)
     assert counts[3].tolist() == [2.0, 1.0] and counts[5].tolist() == [0.0, 1.0]
     assert counts[2].tolist() == [1.0, 0.0] and float(counts.sum()) == 5.0
 
