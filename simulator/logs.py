@@ -3,10 +3,15 @@
 ``read_event_log(path, mapping=None)`` yields events from
 
 - JSON Lines (``.jsonl``/``.json``): one event per line in the wire schema
-  (``recoil.core.events``), validated exactly as the streams validate;
-- CSV / TSV (``.csv``/``.tsv``, or any other name; the delimiter, comma, tab or
-  semicolon, is sniffed from the header, whose names are stripped of spaces): columns
-  mapped to event fields by a :class:`ColumnMapping`.
+  (``recoil.core.events``), validated exactly as the streams validate; or, with a
+  :class:`ColumnMapping`, one object per line whose keys the mapping names (review
+  dumps such as Amazon's or Yelp's: ``user_id=reviewerID,item_id=asin,rating=overall,
+  timestamp=unixReviewTime``);
+- CSV / TSV (``.csv``/``.tsv``, or any other name; the delimiter, comma, tab, semicolon
+  or ``::``, is sniffed from the first line, whose names are stripped of spaces): columns
+  mapped to event fields by a :class:`ColumnMapping`. A file without a header line
+  (MovieLens's ``u.data`` and ``ratings.dat``) is read with ``header=no``, its columns
+  named by position from 1, as ``cut -f`` counts them.
   Without a mapping the header must be KuaiRand's (``KUAIRAND``, built in);
   ``MOVIELENS`` reads MovieLens's ``ratings.csv`` (``--map movielens``).
 
@@ -41,12 +46,13 @@ from __future__ import annotations
 import bz2
 import csv
 import gzip
+import itertools
 import logging
 import lzma
 import os
 import re
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from functools import cached_property
@@ -58,6 +64,7 @@ from recoil.core.events import (
     MAX_ID_CHARS,
     InteractionEvent,
     Invalid,
+    decode_json,
     parse_event,
     validate_event,
 )
@@ -72,7 +79,9 @@ log = logging.getLogger(__name__)
 
 _REQUIRED_COLUMNS = ("user_id", "item_id", "timestamp")
 _LINE_DIGITS = 12  # of the default event id "NAME:LINE" (_id_prefix leaves room for 20)
-_DELIMITERS = (",", "\t", ";")  # on a tie the first: a header of one column is a CSV
+# on a tie the first: a header of one column is a CSV. "::" is MovieLens 1M's and 10M's
+# (ratings.dat), read by splitting, without quoting (csv takes one character).
+_DELIMITERS = (",", "\t", ";", "::")
 # 3000-01-01T00:00:00Z. Any time after 1971 in milliseconds is later than this when read
 # as seconds, so a later time is most likely a unit mistake (time_unit=ms): taken as
 # seconds it stretches every gap between two events a thousandfold. It is warned about,
@@ -146,6 +155,9 @@ class ColumnMapping:
     rating_dislike: str = "2"
     event_id: str | None = None  # None: "FILE:LINE" (line zero-padded), stable across reads
     time_unit: TimeUnit = "s"  # unit of the timestamp column
+    # "no": the file has no header line (MovieLens's u.data and ratings.dat): its columns
+    # are named by position, "1" the first (as cut -f counts), and line 1 is data
+    header: Literal["yes", "no"] = "yes"
     dwell_unit: TimeUnit = "s"  # unit of the dwell and duration columns
     surface: str = "log"  # surface recorded on every event
 
@@ -153,6 +165,11 @@ class ColumnMapping:
         for name in ("time_unit", "dwell_unit"):
             if getattr(self, name) not in ("s", "ms"):
                 raise ValueError(f"mapping {name} must be 's' or 'ms', got {getattr(self, name)!r}")
+        if self.header not in ("yes", "no"):
+            raise ValueError(
+                f"mapping header must be 'yes' or 'no' (no header line: columns named 1, 2, "
+                f"... by position), got {self.header!r}"
+            )
         given = [n for n in ("label", "rating") if getattr(self, n) is not None]
         if self.liked or self.disliked:
             given.append("liked/disliked")
@@ -234,7 +251,7 @@ _MAPPING_FIELDS = {f.name for f in fields(ColumnMapping)}
 # the fields that hold a value, not a column name
 _VALUE_FIELDS = {
     "label_like", "label_dislike", "rating_like", "rating_dislike", "time_unit", "dwell_unit",
-    "surface",
+    "surface", "header",
 }  # fmt: skip
 
 
@@ -299,11 +316,10 @@ def read_event_log(
     damaged = _DECOMPRESS_ERRORS if opener is not open else ()  # a plain file's OSError is its own
     try:
         if _format_suffix(path) in (".jsonl", ".json", ".ndjson"):
-            if mapping is not None:
-                raise ValueError(
-                    f"{path}: a JSON Lines log is in the event schema; drop the mapping"
-                )
-            yield from _read_jsonl(path, opener)
+            if mapping is None:
+                yield from _read_jsonl(path, opener)
+            else:
+                yield from _read_mapped_jsonl(path, mapping, opener)
         else:
             yield from _read_table(path, mapping, opener)
     except damaged as exc:  # no line to name: the archive itself is bad
@@ -412,78 +428,158 @@ def _read_table(
     # are not UTF-8 are kept as escapes and reported with their line (_check_utf8).
     text = {"newline": "", "encoding": "utf-8-sig", "errors": "surrogateescape"}
     with opener(path, "rt", **text) as handle:
-        header = handle.readline(_MAX_HEADER_CHARS + 1)
-        if len(header) > _MAX_HEADER_CHARS:
+        first = handle.readline(_MAX_HEADER_CHARS + 1)
+        if len(first) > _MAX_HEADER_CHARS:
             raise ValueError(
                 f"{path}:1: the header line is over {_MAX_HEADER_CHARS} characters: is this a "
                 "CSV/TSV file with a header line?"
             )
-        if not header.strip():
+        if not first.strip():
             raise ValueError(
                 f"{path}: the file is empty: a CSV/TSV log starts with a header line naming "
-                "its columns"
+                "its columns (or, mapped with header=no, with its first row)"
             )
-        delimiter = max(_DELIMITERS, key=header.count)
-        try:
-            columns = next(csv.reader([header], delimiter=delimiter), [])
-        except csv.Error as exc:
-            raise ValueError(f"{path}:1: the header is not CSV: {exc}") from None
-        _check_utf8(columns, path, 1)
-        # "user_id, item_id": the spaces are no part of a name (a mapping's are stripped)
-        columns = [c.strip() for c in columns]
-        # Unnamed columns (a trailing delimiter, an index column) cannot be mapped, so
-        # only named ones must differ.
-        # a header of numbers is most likely a first row of data: every header error says so
-        data_line = _data_line_hint(columns)
-        repeated = sorted({c for c in columns if c and columns.count(c) > 1})
-        if repeated:
-            raise ValueError(
-                f"{path}:1: the header names columns more than once: {repeated}; "
-                f"give every column its own name{data_line}"
-            )
-        if mapping is None:
-            if not set(KUAIRAND.columns()) <= set(columns):
-                raise ValueError(
-                    f"{path}: give a column mapping (--map field=column,...); the header "
-                    f"{columns} is not KuaiRand's{data_line}"
-                )
-            mapping = KUAIRAND
-        missing = [c for c in mapping.columns() if c not in columns]
-        if missing:
-            shown = columns if len(columns) <= 20 else [*columns[:20], "..."]
-            hint = (
-                " (one column: is the delimiter other than comma, tab or semicolon, or is "
-                "there no header line?)"
-                if len(columns) == 1
-                else data_line
-            )
-            raise ValueError(
-                f"{path}: the mapping names columns the file lacks: {missing}; the header "
-                f"has {shown}{hint}"
-            )
+        delimiter = max(_DELIMITERS, key=first.count)
+        fields = next(_rows([first], delimiter, path, 1), [])
+        _check_utf8(fields, path, 1)
+        if mapping is not None and mapping.header == "no":
+            columns = [str(i) for i in range(1, len(fields) + 1)]
+            _check_columns(mapping, columns, path, f"its first line has {len(fields)} fields")
+            rows: Iterable[str] = itertools.chain([first], handle)
+            first_lineno = 1
+        else:
+            columns, mapping = _header_columns(fields, mapping, path)
+            rows, first_lineno = handle, 2
         position = {name: i for i, name in enumerate(columns)}
         prefix = _id_prefix(path)
         warned = False  # about an implausible time, once a file
-        for lineno, row in enumerate(_rows(handle, delimiter, path), start=2):
+        for lineno, row in enumerate(_rows(rows, delimiter, path, first_lineno), first_lineno):
             if not any(field.strip() for field in row):  # a blank line, or ",,,"
                 continue
             _check_utf8(row, path, lineno)
             if len(row) != len(columns):
+                what = "the header has" if mapping.header == "yes" else "the first line has"
+                raise ValueError(f"{path}:{lineno}: {len(row)} fields, {what} {len(columns)}")
+            event = _mapped_event(row, position, mapping, path, prefix, lineno)
+            if event is not None:
+                warned = warned or _warn_if_late(event, path, lineno, mapping.time_unit)
+                yield event
+
+
+def _header_columns(
+    names: list[str], mapping: ColumnMapping | None, path: Path
+) -> tuple[list[str], ColumnMapping]:
+    """The header's column names, checked, and the mapping (KuaiRand's when none is given
+    and the header is KuaiRand's)."""
+    # "user_id, item_id": the spaces are no part of a name (a mapping's are stripped)
+    columns = [c.strip() for c in names]
+    # Unnamed columns (a trailing delimiter, an index column) cannot be mapped, so
+    # only named ones must differ.
+    # a header of numbers is most likely a first row of data: every header error says so
+    data_line = _data_line_hint(columns)
+    repeated = sorted({c for c in columns if c and columns.count(c) > 1})
+    if repeated:
+        raise ValueError(
+            f"{path}:1: the header names columns more than once: {repeated}; "
+            f"give every column its own name{data_line}"
+        )
+    if mapping is None:
+        if not set(KUAIRAND.columns()) <= set(columns):
+            raise ValueError(
+                f"{path}: give a column mapping (--map field=column,...); the header "
+                f"{columns} is not KuaiRand's{data_line}"
+            )
+        mapping = KUAIRAND
+    shown = columns if len(columns) <= 20 else [*columns[:20], "..."]
+    hint = (
+        " (one column: is the delimiter other than comma, tab, semicolon or '::', or is "
+        "there no header line?)"
+        if len(columns) == 1
+        else data_line
+    )
+    _check_columns(mapping, columns, path, f"the header has {shown}{hint}")
+    return columns, mapping
+
+
+def _check_columns(mapping: ColumnMapping, columns: list[str], path: Path, has: str) -> None:
+    missing = [c for c in mapping.columns() if c not in columns]
+    if missing:
+        raise ValueError(f"{path}: the mapping names columns the file lacks: {missing}; {has}")
+
+
+def _mapped_event(
+    row: list[str],
+    position: dict[str, int],
+    mapping: ColumnMapping,
+    path: Path,
+    prefix: str,
+    lineno: int,
+) -> InteractionEvent | None:
+    """The event of one mapped row (None for a middling rating); a bad one raises
+    ``ValueError("FILE:LINE: reason")``."""
+    try:
+        # zero-padded, so that the tie-break of events at one time
+        # (recoil.core.windows: by event id) is the file's order, as the replay's
+        # stable sort sends them: "log.csv:10" would sort before "log.csv:9"
+        obj = _row_event(row, position, mapping, f"{prefix}:{lineno:0{_LINE_DIGITS}d}")
+    except ValueError as exc:
+        raise ValueError(f"{path}:{lineno}: {exc}") from None
+    return None if obj is None else _valid(validate_event(obj), path, lineno)
+
+
+def _read_mapped_jsonl(
+    path: Path, mapping: ColumnMapping, opener: Callable[..., IO[Any]]
+) -> Iterator[InteractionEvent]:
+    """Objects, one a line, whose keys the mapping names, read as a table's rows: a
+    number or true/false is read as its JSON text, null as an empty field; a missing
+    key, a nested value or a line that is no object is an error of its line."""
+    columns = mapping.columns()
+    position = {name: i for i, name in enumerate(columns)}
+    prefix = _id_prefix(path)
+    warned = False
+    with opener(path, "rb") as lines:
+        for lineno, line in enumerate(lines, start=1):
+            if lineno == 1 and line.startswith(_BOM):
+                line = line[len(_BOM) :]
+            if len(line) > _MAX_HEADER_CHARS:
                 raise ValueError(
-                    f"{path}:{lineno}: {len(row)} fields, the header has {len(columns)}"
+                    f"{path}:{lineno}: the line is over {_MAX_HEADER_CHARS} bytes: one JSON "
+                    "object a line is expected"
                 )
-            try:
-                # zero-padded, so that the tie-break of events at one time
-                # (recoil.core.windows: by event id) is the file's order, as the replay's
-                # stable sort sends them: "log.csv:10" would sort before "log.csv:9"
-                obj = _row_event(row, position, mapping, f"{prefix}:{lineno:0{_LINE_DIGITS}d}")
-            except ValueError as exc:
-                raise ValueError(f"{path}:{lineno}: {exc}") from None
-            if obj is None:  # a middling rating
+            line = line.strip()
+            if not line:
                 continue
-            event = _valid(validate_event(obj), path, lineno)
-            warned = warned or _warn_if_late(event, path, lineno, mapping.time_unit)
-            yield event
+            obj = decode_json(line, "line")
+            if isinstance(obj, Invalid):
+                raise ValueError(f"{path}:{lineno}: {obj.reason}")
+            if not isinstance(obj, dict):
+                got = type(obj).__name__
+                raise ValueError(f"{path}:{lineno}: expected a JSON object, got {got}")
+            row = [_json_field(obj, name, path, lineno) for name in columns]
+            event = _mapped_event(row, position, mapping, path, prefix, lineno)
+            if event is not None:
+                warned = warned or _warn_if_late(event, path, lineno, mapping.time_unit)
+                yield event
+
+
+def _json_field(obj: dict[str, Any], key: str, path: Path, lineno: int) -> str:
+    """A mapped key's value as a table field would hold it."""
+    if key not in obj:
+        shown = sorted(obj)[:20]
+        raise ValueError(f"{path}:{lineno}: no key {key!r} (the mapping names it); keys: {shown}")
+    value = obj[key]
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float):
+        return repr(value)
+    raise ValueError(
+        f"{path}:{lineno}: key {key!r} holds a JSON {type(value).__name__}; a mapped key "
+        "needs a string, a number, true/false or null"
+    )
 
 
 def _data_line_hint(columns: list[str]) -> str:
@@ -494,18 +590,23 @@ def _data_line_hint(columns: list[str]) -> str:
     if not all(_finite_float(c) is not None for c in columns):
         return ""
     return (
-        "; every name in it is a number: is the first line data? A CSV/TSV log starts with "
-        "a header line naming its columns (for MovieLens's u.data: "
-        "'user_id<TAB>item_id<TAB>rating<TAB>timestamp', then --map "
-        "user_id=user_id,item_id=item_id,timestamp=timestamp,rating=rating)"
+        "; every name in it is a number: is the first line data? Map a file without a "
+        "header line with header=no and its columns by position (for MovieLens's u.data: "
+        "--map header=no,user_id=1,item_id=2,rating=3,timestamp=4)"
     )
 
 
-def _rows(handle: Iterator[str], delimiter: str, path: Path) -> Iterator[list[str]]:
-    """The csv module's rows; a row it cannot read is an error of its line (numbered as
-    the rows are: the header is line 1)."""
-    reader = csv.reader(handle, delimiter=delimiter)
-    lineno = 1
+def _rows(
+    lines: Iterable[str], delimiter: str, path: Path, first_lineno: int
+) -> Iterator[list[str]]:
+    """Each line's fields: the csv module's rows, or for "::" the line split on it (no
+    quoting). A row the csv module cannot read is an error of its line."""
+    if delimiter == "::":
+        for line in lines:
+            yield line.rstrip("\r\n").split("::")
+        return
+    reader = csv.reader(lines, delimiter=delimiter)
+    lineno = first_lineno - 1
     while True:
         lineno += 1
         try:

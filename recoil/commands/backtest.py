@@ -16,6 +16,7 @@ from recoil.commands._ablation_args import (
     positive_int,
     weight_average,
 )
+from recoil.commands._log_args import add_map_argument
 from recoil.core.checks import MAX_SEED
 from recoil.core.settings import add_command
 
@@ -29,23 +30,16 @@ def register(sub: Any) -> None:
         run,
         help="train every arm on a logged dataset's past and test on each user's last events",
         description="Read a JSONL event log or a CSV/TSV file (KuaiRand's header is recognised; "
-        "other files need --map), hold out each user's last events, train each arm on the "
+        "other files, JSON Lines review dumps and files without a header line need --map), "
+        "hold out each user's last events, train each arm on the "
         "rest and report HR@10/NDCG@10 of held-out positives and HR@10 and HR@100 of held-out "
         "dislikes in DIR/backtest.json, DIR/backtest.md and DIR/backtest.png.",
     )
-    parser.add_argument("file", type=Path, help="event log: .jsonl, .csv or .tsv")
-    parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="output directory")
     parser.add_argument(
-        "--map",
-        default=None,
-        metavar="FIELD=COLUMN,...",
-        help="column mapping for CSV/TSV, e.g. 'user_id=uid,item_id=video_id,timestamp=ts,"
-        "liked=is_like,disliked=is_hate,time_unit=ms', or a star rating "
-        "('...,rating=stars,rating_like=4,rating_dislike=2': rows in between are skipped), "
-        "or a preset: 'kuairand', 'movielens' (MovieLens's ratings.csv), whose fields "
-        "entries after it change ('movielens,creator_id=genres'). A file without a "
-        "creator column gets creator_id = item_id.",
+        "file", type=Path, help="event log: .jsonl, .csv, .tsv, .dat or any other text name"
     )
+    parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="output directory")
+    add_map_argument(parser)
     parser.add_argument("--holdout", type=positive_int, default=10, help="test events per user")
     parser.add_argument(
         "--max-users", type=positive_int, default=None, help="use the first N users"

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from recoil.broker.args import add_kafka_arguments, kafka_settings
+from recoil.commands._log_args import add_map_argument
 from recoil.core.settings import add_command
 from recoil.core.topics import INTERACTIONS
 from streams.replay import MAX_SORT_EVENTS
@@ -32,8 +33,8 @@ def register(sub: Any) -> None:
         help="replay a logged event file (JSONL, CSV/TSV, KuaiRand) into the interactions topic",
         description="Read a logged event file, sort its events by timestamp (stable on "
         "ties, so every user's events are in time order) and produce each to Kafka keyed by "
-        "its user id, with a progress bar. JSON Lines in the event schema, or CSV/TSV with "
-        "--map (KuaiRand's header is recognised without one).",
+        "its user id, with a progress bar. JSON Lines in the event schema, or CSV/TSV or "
+        "JSON Lines with --map (KuaiRand's header is recognised without one).",
     )
     parser.add_argument("file", type=Path, help="the event log")
     add_kafka_arguments(parser)
@@ -48,15 +49,7 @@ def register(sub: Any) -> None:
         "--as-fast-as-possible", action="store_true", help="ignore the logged timing (the default)"
     )
     parser.add_argument("--topic", default=INTERACTIONS)
-    parser.add_argument(
-        "--map",
-        default=None,
-        metavar="FIELD=COLUMN,...",
-        help="column mapping of a CSV/TSV log, e.g. "
-        "'user_id=uid,item_id=vid,timestamp=ts,time_unit=ms', or 'kuairand' or 'movielens', "
-        "optionally with changes after it ('movielens,creator_id=genres'; fields of "
-        "simulator.logs.ColumnMapping)",
-    )
+    add_map_argument(parser)
     parser.add_argument(
         "--partitions", type=int, default=4, help="partitions if the topic has to be created"
     )

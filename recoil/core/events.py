@@ -106,19 +106,27 @@ def parse_event(raw: bytes | bytearray | memoryview) -> InteractionEvent | Inval
     """Decode and validate one event from its wire bytes."""
     if len(raw) > MAX_EVENT_BYTES:
         return Invalid("oversized", f"event is {len(raw)} bytes, the limit is {MAX_EVENT_BYTES}")
+    obj = decode_json(raw, "event")
+    return obj if isinstance(obj, Invalid) else validate_event(obj)
+
+
+def decode_json(raw: bytes | bytearray | memoryview, what: str) -> object | Invalid:
+    """One JSON value from UTF-8 bytes, or why not (``what`` names it in the reason):
+    bytes that are not UTF-8, text that is not JSON, nesting too deep for the decoder
+    and a number it cannot read are reasons, never exceptions."""
     try:
         text = bytes(raw).decode("utf-8")
     except UnicodeDecodeError as exc:
-        return Invalid("invalid_utf8", f"event is not UTF-8: {exc.reason} at byte {exc.start}")
+        return Invalid("invalid_utf8", f"{what} is not UTF-8: {exc.reason} at byte {exc.start}")
     try:
-        obj = json.loads(text)
+        obj: object = json.loads(text)
     except json.JSONDecodeError as exc:
-        return Invalid("invalid_json", f"event is not JSON: {exc.msg} at char {exc.pos}")
+        return Invalid("invalid_json", f"{what} is not JSON: {exc.msg} at char {exc.pos}")
     except RecursionError:
-        return Invalid("invalid_json", "event JSON is nested too deeply")
+        return Invalid("invalid_json", f"{what} JSON is nested too deeply")
     except ValueError as exc:  # an integer of more digits than int() reads (sys.int_info)
-        return Invalid("invalid_json", f"event JSON holds a number json cannot read: {exc}")
-    return validate_event(obj)
+        return Invalid("invalid_json", f"{what} JSON holds a number json cannot read: {exc}")
+    return obj
 
 
 def validate_event(obj: object) -> InteractionEvent | Invalid:

@@ -118,6 +118,43 @@ def test_a_table_without_mapping_is_refused(
     assert "give a column mapping" in capsys.readouterr().err
 
 
+def test_a_dump_without_a_header_or_in_json_lines_backtests_as_its_table(
+    sliced: Path, tmp_path: Path
+) -> None:
+    """The slice's likes and hates as MovieLens 1M writes ratings (``::``, no header) and
+    as a JSON Lines review dump: each, mapped, backtests to the TSV's figures."""
+    torch.set_num_threads(1)
+    header, *rows = [line.split("\t") for line in sliced.read_text().splitlines()]
+    at = [header.index(name) for name in ("user_id", "video_id", "time_ms", "label")]
+    picked = [[row[i] for i in at] for row in rows]
+    dat, jsonl = tmp_path / "ratings.dat", tmp_path / "reviews.jsonl"
+    dat.write_text("".join("::".join(row) + "\n" for row in picked))
+    dump = [
+        {"uid": int(u), "vid": v, "ms": int(t), "like": label == "1", "hate": label == "0",
+         "extra": {"ignored": [1]}}
+        for u, v, t, label in picked
+    ]  # fmt: skip
+    jsonl.write_text("".join(json.dumps(row) + "\n" for row in dump))
+    runs = {
+        sliced: "user_id=user_id,item_id=video_id,timestamp=time_ms,label=label,time_unit=ms",
+        dat: "header=no,user_id=1,item_id=2,timestamp=3,label=4,time_unit=ms",
+        jsonl: "user_id=uid,item_id=vid,timestamp=ms,liked=like,disliked=hate,time_unit=ms",
+    }
+    base = ["--max-steps", "20", "--no-progress", "--holdout", "5", "--arms", "no_signal"]
+    figures = []
+    for n, (path, mapping) in enumerate(runs.items()):
+        out = tmp_path / f"out{n}"
+        assert main(["backtest", str(path), "--map", mapping, "--out", str(out), *base]) == 0
+        result = json.loads((out / "backtest.json").read_text())
+        arm = result["arms"]["no_signal"]
+        keys = ("hr_at_10", "ndcg_at_10", "hr_at_10_dislikes", "hr_at_100")
+        counts = (result["config"]["test_positives"], result["config"]["test_dislikes"])
+        figures.append((counts, [arm[key] for key in keys], arm["training"]["loss_curve"]))
+    assert figures[0][0][0] > 0 and figures[0][0][1] > 0
+    assert figures[1] == figures[0]
+    assert figures[2] == figures[0]
+
+
 def test_several_seeds_are_averaged_per_case_and_each_is_reported(
     sliced: Path, tmp_path: Path
 ) -> None:

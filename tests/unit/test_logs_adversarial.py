@@ -117,7 +117,7 @@ def test_files_that_are_no_text_log_say_what_to_do(
 def test_missing_columns_show_the_header(tmp_path: Path) -> None:
     message = _error(tmp_path / "log.csv", b"u|i|c|t|label\n1|10|5|1700000000|1\n")
     assert "the header has ['u|i|c|t|label']" in message
-    assert "is the delimiter other than comma, tab or semicolon" in message
+    assert "is the delimiter other than comma, tab, semicolon or '::'" in message
 
 
 def test_a_label_between_the_two_values_suggests_a_rating_mapping(tmp_path: Path) -> None:
