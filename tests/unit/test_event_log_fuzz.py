@@ -1,8 +1,10 @@
 """The event-log reader under generated files: events, or ``ValueError("FILE:LINE: ...")``.
 
 test_event_log_errors.py pins what each known bad input reads as; here Hypothesis
-writes MovieLens-shaped CSV and TSV rows whose fields are usually right and sometimes any
-text or bytes, and JSON Lines files of near-events and noise. Whatever the file holds,
+writes MovieLens-shaped rows (comma, tab, semicolon or "::" between fields, with or
+without a header line) whose fields are usually right and sometimes any text or bytes,
+JSON Lines files of near-events and noise, and JSON Lines review dumps read through a
+mapping. Whatever the file holds,
 ``recoil backtest`` and ``recoil replay`` must get either valid events or one error that
 names the file (and the line, where one line is at fault), never a traceback of another
 kind.
@@ -14,12 +16,13 @@ import json
 import math
 import re
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simulator.logs import MOVIELENS, read_event_log
+from simulator.logs import MOVIELENS, ColumnMapping, read_event_log
 
 _ANY_TEXT = st.text(st.characters(codec="utf-8"), max_size=12)  # no lone surrogates
 _VALID = {
@@ -32,14 +35,18 @@ _ODD_FIELD = st.one_of(
     _ANY_TEXT, st.sampled_from(["", "nan", "inf", "-1", "1e999", "0", " 4", "4,5", "9" * 400])
 )
 _HEADER = list(_VALID)
+# the same columns by position, for a file without its header line
+_BARE = replace(MOVIELENS, header="no", user_id="1", item_id="2", rating="3", timestamp="4")
 
 
 @st.composite
-def _table(draw: st.DrawFn) -> bytes:
+def _table(draw: st.DrawFn) -> tuple[bytes, ColumnMapping]:
     """A ratings file of usually valid rows; in some rows one field any text, or a field
-    too many or too few; now and then raw bytes anywhere (not UTF-8, NUL, a lone quote)."""
-    delimiter = draw(st.sampled_from([",", "\t"]))
-    lines = [delimiter.join(_HEADER)]
+    too many or too few; now and then raw bytes anywhere (not UTF-8, NUL, a lone quote).
+    With its header line or without, and the mapping that reads it."""
+    delimiter = draw(st.sampled_from([",", "\t", ";", "::"]))
+    header = draw(st.booleans())
+    lines = [delimiter.join(_HEADER)] if header else []
     for _ in range(draw(st.integers(0, 8))):
         fields = [draw(_VALID[c]) for c in _HEADER]
         wrong = draw(st.integers(0, 7))
@@ -52,7 +59,7 @@ def _table(draw: st.DrawFn) -> bytes:
     if draw(st.integers(0, 9)) == 0:
         at = draw(st.integers(0, len(body)))
         body = body[:at] + draw(st.binary(min_size=1, max_size=4)) + body[at:]
-    return body
+    return body, MOVIELENS if header else _BARE
 
 
 _EVENT = {
@@ -89,13 +96,41 @@ def _jsonl(draw: st.DrawFn) -> bytes:
     return b"\n".join(lines)
 
 
-def _read(name: str, body: bytes, movielens: bool) -> None:
+@st.composite
+def _review_dump(draw: st.DrawFn) -> bytes:
+    """JSON Lines of objects with MovieLens's keys: values usually right (as JSON numbers
+    or strings), sometimes any JSON value, a key gone or an extra one; noise lines."""
+    lines = []
+    for _ in range(draw(st.integers(0, 6))):
+        row: dict[str, object] = {key: draw(value) for key, value in _VALID.items()}
+        for key in ("userId", "movieId", "timestamp"):
+            if draw(st.booleans()):
+                row[key] = int(str(row[key]))
+        kind = draw(st.integers(0, 9))  # 4-9: the row as it is
+        if kind == 0:
+            row[draw(st.sampled_from(_HEADER))] = draw(_JSON)
+        elif kind == 1:
+            del row[draw(st.sampled_from(_HEADER))]
+        elif kind == 2:
+            row[draw(_ANY_TEXT)] = draw(_JSON)
+        line = json.dumps(row).encode()
+        if kind == 3:
+            line = (
+                draw(st.binary(max_size=20))
+                if draw(st.booleans())
+                else json.dumps(draw(_JSON)).encode()
+            )
+        lines.append(line.replace(b"\n", b" "))
+    return b"\n".join(lines)
+
+
+def _read(name: str, body: bytes, mapping: ColumnMapping | None) -> None:
     """Read ``body`` as file ``name``: every event valid, or one ValueError naming the file."""
     with tempfile.TemporaryDirectory() as directory:
         path = Path(directory) / name
         path.write_bytes(body)
         try:
-            events = list(read_event_log(path, MOVIELENS if movielens else None))
+            events = list(read_event_log(path, mapping))
         except ValueError as exc:
             # a line's fault names the line; the header's (a column missing) the file
             assert re.match(rf"{re.escape(str(path))}(:\d+)?: \S", str(exc)), str(exc)
@@ -106,14 +141,20 @@ def _read(name: str, body: bytes, movielens: bool) -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(body=_table(), suffix=st.sampled_from([".csv", ".tsv", ".txt"]))
+@given(table=_table(), suffix=st.sampled_from([".csv", ".tsv", ".txt", ".dat"]))
 def test_generated_rating_files_give_events_or_an_error_naming_the_line(
-    body: bytes, suffix: str
+    table: tuple[bytes, ColumnMapping], suffix: str
 ) -> None:
-    _read(f"ratings{suffix}", body, movielens=True)
+    _read(f"ratings{suffix}", *table)
 
 
 @settings(max_examples=300, deadline=None)
 @given(body=_jsonl())
 def test_generated_jsonl_files_give_events_or_an_error_naming_the_line(body: bytes) -> None:
-    _read("events.jsonl", body, movielens=False)
+    _read("events.jsonl", body, None)
+
+
+@settings(max_examples=300, deadline=None)
+@given(body=_review_dump())
+def test_generated_review_dumps_give_events_or_an_error_naming_the_line(body: bytes) -> None:
+    _read("reviews.jsonl", body, MOVIELENS)
