@@ -533,6 +533,11 @@ def _read_mapped_jsonl(
     """Objects, one a line, whose keys the mapping names, read as a table's rows: a
     number or true/false is read as its JSON text, null as an empty field; a missing
     key, a nested value or a line that is no object is an error of its line."""
+    if mapping.header == "no":
+        raise ValueError(
+            f"{path}: header=no is for CSV/TSV files without a header line; a JSON Lines "
+            "file's keys name its columns: drop header=no"
+        )
     columns = mapping.columns()
     position = {name: i for i, name in enumerate(columns)}
     prefix = _id_prefix(path)

@@ -146,6 +146,13 @@ def test_bad_json_lines_name_file_line_and_reason(tmp_path: Path, line: str, rea
     assert reason in message
 
 
+def test_header_no_on_json_lines_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "reviews.jsonl"
+    path.write_text('{"reviewerID": "A0", "asin": "B9", "overall": 4, "unixReviewTime": 1}\n')
+    message = _error(path, "header=no,user_id=1,item_id=2,rating=3,timestamp=4")
+    assert message.startswith(f"{path}: header=no is for CSV/TSV files")
+
+
 _ID = st.text("abcXYZ0123456789_-", min_size=1, max_size=8)
 _ROW = st.tuples(_ID, _ID, st.integers(1, 2_000_000_000), st.integers(1, 5))
 
