@@ -254,9 +254,19 @@ def encode_examples(
     label_ids = [e.label_item_id for e in examples]
     label_creator_ids = [e.label_creator_id for e in examples]
     if grow:
-        flat = _flatten([e.history for e in examples], vocabs, _keep_last(arm, max_len), grow=True)
+        histories = [e.history for e in examples]
+        # Every arm grows the vocabularies from whole histories, then the labels, so on
+        # the same examples every arm numbers the items alike, and the same seed gives an
+        # item the same initial rows in every arm: arms differ by what they read and
+        # learn, not by which item drew which row (an arm that reads the newest max_len
+        # alone numbered the items in another order, and its comparison with the others
+        # carried that draw).
+        flat = _flatten(histories, vocabs, None, grow=True)
         vocabs.items.add(label_ids)
         vocabs.creators.add(label_creator_ids)
+        keep_last = _keep_last(arm, max_len)
+        if keep_last is not None:
+            flat = _flatten(histories, vocabs, keep_last, grow=False)
     label = vocabs.items.lookup(label_ids)
     label_creator = vocabs.creators.lookup(label_creator_ids)
     wanted = np.isin(kind, [_KIND_CODE[k] for k in arm.trained_kinds])

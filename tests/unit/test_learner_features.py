@@ -182,6 +182,24 @@ def test_shared_training_on_ratings_and_in_the_order_given() -> None:
         shared_training(["nope"], ratings)
 
 
+def test_every_arm_numbers_the_items_alike() -> None:
+    """Growing on the same examples, every arm gets the same vocabularies in the same
+    order, whether it reads the whole history or the newest max_len items: with one
+    seed an item then draws the same initial rows in every arm. Before, ``no_signal``
+    (the newest 2 alone here) met "a" last, as a label, and numbered it last."""
+    examples = [
+        example(0, (A, D, B), "c", "positive"),
+        example(1, (A, D, B, C), "a", "positive"),
+    ]
+    grown = {}
+    for arm in ARMS:
+        v = Vocabularies()
+        encode_examples(examples, v, 2, arm)
+        grown[arm] = (v.items.ids(), v.creators.ids())
+    assert grown["no_signal"] == (["a", "d", "b", "c"], ["x", "z", "y"])
+    assert all(ids == grown["no_signal"] for ids in grown.values())
+
+
 def test_without_growth_unknown_labels_are_dropped() -> None:
     v = vocabs()
     out = encode_examples(EXAMPLES, v, 3, "feature_labels_skips", grow=False)
