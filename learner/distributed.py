@@ -49,8 +49,7 @@ import torch
 import torch.distributed as dist
 from lightning.fabric.plugins import TorchCheckpointIO
 
-from learner.arms import ArmConfig
-from learner.features import ExampleTensors, _keep_last
+from learner.features import ExampleTensors
 from learner.snapshot import ItemMeta, update_items_meta
 from learner.vocab import Vocabularies
 from recoil.core.records import TrainingExample
@@ -127,14 +126,14 @@ def _dedupe(ids: Iterable[str], known: Any) -> list[str]:
 
 
 def new_ids(
-    examples: Sequence[TrainingExample], vocabs: Vocabularies, arm: ArmConfig, max_len: int
+    examples: Sequence[TrainingExample], vocabs: Vocabularies
 ) -> tuple[list[str], list[str]]:
     """The item and creator ids ``encode_examples`` would add for ``examples``, in the
-    order it would add them: history items (the window the arm reads) first, then labels."""
-    keep = _keep_last(arm, max_len)
-    tails = [e.history[-keep:] if keep is not None else e.history for e in examples]
-    items = [h.item_id for t in tails for h in t] + [e.label_item_id for e in examples]
-    creators = [h.creator_id for t in tails for h in t] + [e.label_creator_id for e in examples]
+    order it would add them, under any arm: whole histories first, then labels."""
+    items = [h.item_id for e in examples for h in e.history] + [e.label_item_id for e in examples]
+    creators = [h.creator_id for e in examples for h in e.history] + [
+        e.label_creator_id for e in examples
+    ]
     return _dedupe(items, vocabs.items), _dedupe(creators, vocabs.creators)
 
 
@@ -142,12 +141,10 @@ def sync_batch(
     examples: Sequence[TrainingExample],
     vocabs: Vocabularies,
     items_meta: dict[str, ItemMeta],
-    arm: ArmConfig,
-    max_len: int,
 ) -> None:
     """Add every rank's new ids to ``vocabs`` in rank order, and every rank's item
     metadata to ``items_meta`` (collective: every rank calls it once per batch)."""
-    items, creators = new_ids(examples, vocabs, arm, max_len)
+    items, creators = new_ids(examples, vocabs)
     meta: dict[str, ItemMeta] = {}
     update_items_meta(meta, examples)
     for rank_items, rank_creators, rank_meta in all_gather((items, creators, meta)):

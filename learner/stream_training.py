@@ -100,7 +100,7 @@ def encode_batch(
     ranks, a collective every rank calls once per batch (``learner.distributed``)."""
     examples: ExampleTensors | None = None
     if ranks.distributed:
-        sync_batch(raw.examples, state.vocabs, state.items_meta, arm, max_len)
+        sync_batch(raw.examples, state.vocabs, state.items_meta)
     if raw.examples:
         update_items_meta_fast(state.items_meta, raw.examples)
         examples = encode_examples(raw.examples, state.vocabs, max_len, arm)

@@ -76,7 +76,7 @@ class _Batches(IterableDataset[StreamBatch]):
             if self.ranks is None:
                 # the ids in the order N ranks agree on: rank 0's new ones, then rank 1's
                 for share in step:
-                    items, creators = new_ids(share, self.state.vocabs, ARM, MODEL.max_len)
+                    items, creators = new_ids(share, self.state.vocabs)
                     self.state.vocabs.items.add(items)
                     self.state.vocabs.creators.add(creators)
                 examples = tuple(e for share in step for e in share)

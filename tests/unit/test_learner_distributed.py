@@ -51,7 +51,7 @@ def test_new_ids_are_exactly_what_encoding_adds_in_its_order(arm: str) -> None:
     agreed, encoded = Vocabularies(), Vocabularies()
     for start in range(0, len(examples), 23):
         batch = examples[start : start + 23]
-        items, creators = new_ids(batch, agreed, ARMS[arm], max_len=6)
+        items, creators = new_ids(batch, agreed)
         agreed.items.add(items)
         agreed.creators.add(creators)
         before = (len(agreed.items), len(agreed.creators))
