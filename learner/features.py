@@ -261,12 +261,10 @@ def encode_examples(
         # learn, not by which item drew which row (an arm that reads the newest max_len
         # alone numbered the items in another order, and its comparison with the others
         # carried that draw).
+        # (_layout keeps the newest max_len of an arm that reads no more)
         flat = _flatten(histories, vocabs, None, grow=True)
         vocabs.items.add(label_ids)
         vocabs.creators.add(label_creator_ids)
-        keep_last = _keep_last(arm, max_len)
-        if keep_last is not None:
-            flat = _flatten(histories, vocabs, keep_last, grow=False)
     label = vocabs.items.lookup(label_ids)
     label_creator = vocabs.creators.lookup(label_creator_ids)
     wanted = np.isin(kind, [_KIND_CODE[k] for k in arm.trained_kinds])
