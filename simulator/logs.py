@@ -364,15 +364,29 @@ def _read_jsonl(path: Path, opener: Callable[..., IO[Any]]) -> Iterator[Interact
     oversized line are errors of their line, like a missing field."""
     warned = False  # about an implausible time, once a file
     with opener(path, "rb") as lines:
-        for lineno, line in enumerate(lines, start=1):
-            if lineno == 1 and line.startswith(_BOM):
-                line = line[len(_BOM) :]
-            line = line.strip()
-            if not line:
-                continue
+        for lineno, line in _json_lines(lines, path):
             event = _valid(parse_event(line), path, lineno)
             warned = warned or _warn_if_late(event, path, lineno, None)
             yield event
+
+
+def _json_lines(
+    lines: Iterable[bytes], path: Path, max_bytes: int | None = None
+) -> Iterator[tuple[int, bytes]]:
+    """The numbered lines of a JSON Lines file, stripped, without a byte order mark at
+    the start and without blank lines (which still count); with ``max_bytes`` a longer
+    line is an error of its line."""
+    for lineno, line in enumerate(lines, start=1):
+        if lineno == 1 and line.startswith(_BOM):
+            line = line[len(_BOM) :]
+        if max_bytes is not None and len(line) > max_bytes:
+            raise ValueError(
+                f"{path}:{lineno}: the line is over {max_bytes} bytes: one JSON object a "
+                "line is expected"
+            )
+        line = line.strip()
+        if line:
+            yield lineno, line
 
 
 def iso_seconds(text: str) -> float | None:
@@ -543,17 +557,7 @@ def _read_mapped_jsonl(
     prefix = _id_prefix(path)
     warned = False
     with opener(path, "rb") as lines:
-        for lineno, line in enumerate(lines, start=1):
-            if lineno == 1 and line.startswith(_BOM):
-                line = line[len(_BOM) :]
-            if len(line) > _MAX_HEADER_CHARS:
-                raise ValueError(
-                    f"{path}:{lineno}: the line is over {_MAX_HEADER_CHARS} bytes: one JSON "
-                    "object a line is expected"
-                )
-            line = line.strip()
-            if not line:
-                continue
+        for lineno, line in _json_lines(lines, path, max_bytes=_MAX_HEADER_CHARS):
             obj = decode_json(line, "line")
             if isinstance(obj, Invalid):
                 raise ValueError(f"{path}:{lineno}: {obj.reason}")

@@ -146,6 +146,14 @@ def test_bad_json_lines_name_file_line_and_reason(tmp_path: Path, line: str, rea
     assert reason in message
 
 
+def test_a_json_line_over_a_mebibyte_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "reviews.jsonl"
+    row = {"reviewerID": "A0", "asin": "B9", "overall": 4, "unixReviewTime": 1}
+    long = {**row, "reviewText": "x" * (1 << 20)}
+    path.write_text(json.dumps(row) + "\n" + json.dumps(long) + "\n")
+    assert _error(path, AMAZON).startswith(f"{path}:2: the line is over {1 << 20} bytes")
+
+
 def test_header_no_on_json_lines_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "reviews.jsonl"
     path.write_text('{"reviewerID": "A0", "asin": "B9", "overall": 4, "unixReviewTime": 1}\n')
