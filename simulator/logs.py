@@ -456,18 +456,18 @@ def _read_table(
         delimiter = max(_DELIMITERS, key=first.count)
         fields = next(_rows([first], delimiter, path, 1), [])
         _check_utf8(fields, path, 1)
+        rows = _rows(handle, delimiter, path, 2)
         if mapping is not None and mapping.header == "no":
             columns = [str(i) for i in range(1, len(fields) + 1)]
             _check_columns(mapping, columns, path, f"its first line has {len(fields)} fields")
-            rows: Iterable[str] = itertools.chain([first], handle)
-            first_lineno = 1
+            rows, first_lineno = itertools.chain([fields], rows), 1  # line 1 is data
         else:
             columns, mapping = _header_columns(fields, mapping, path)
-            rows, first_lineno = handle, 2
+            first_lineno = 2
         position = {name: i for i, name in enumerate(columns)}
         prefix = _id_prefix(path)
         warned = False  # about an implausible time, once a file
-        for lineno, row in enumerate(_rows(rows, delimiter, path, first_lineno), first_lineno):
+        for lineno, row in enumerate(rows, first_lineno):
             if not any(field.strip() for field in row):  # a blank line, or ",,,"
                 continue
             _check_utf8(row, path, lineno)
