@@ -282,13 +282,22 @@ def backtest_markdown(result: dict[str, Any]) -> str:
                 "set them apart, such as skips), so it was trained once.",
             ]
         if r.get("stage_on"):
-            push = (r.get("training") or {}).get("push_weights") or []
-            off = (
-                f" The first seed's push ended off at every age (a >= 0; it only pushes "
-                f"away), so with the default model that run scores as {r['stage_on']} does."
-                if push and min(push) >= 0
-                else ""
-            )
+            training = r.get("training") or {}
+            push = training.get("push_weights") or []
+            off = ""
+            if push and min(push) >= 0:
+                off = (
+                    " The first seed's push ended off at every age (a >= 0; it only pushes "
+                    "away), so "
+                    + (
+                        # the offsets rank items down by their own dislike share whatever
+                        # the push does: that run still differs from the one it stages on
+                        f"that run differs from {r['stage_on']} by the items' own dislike "
+                        "shares alone (their ranking offsets)."
+                        if training.get("item_offsets")
+                        else f"with the default model that run scores as {r['stage_on']} does."
+                    )
+                )
             lines += [
                 "",
                 f"{arm} trained as a stage on {r['stage_on']}'s kept weights of the same "

@@ -70,4 +70,13 @@ def test_a_stage_is_named_under_the_table_and_a_push_that_ended_off_is_said(
     for text in said:
         assert "feature_and_labels trained as a stage on exclude_heuristic's kept weights" in text
     assert "push ended off at every age" in said[0]
+    assert "scores as exclude_heuristic does" in said[0]
     assert "push ended off" not in said[1]  # one age still pushes away
+    # with the items' offsets the arm still ranks otherwise than the heuristic
+    offsets = arm([0.3, 0.0, 1.2])
+    offsets["training"]["item_offsets"] = {"items_labelled": 3, "dislike_share": 0.2}  # type: ignore[index]
+    write_backtest(tmp_path, {"arms": {"feature_and_labels": offsets}, "config": config})
+    text = (tmp_path / "backtest.md").read_text()
+    assert "push ended off at every age" in text
+    assert "differs from exclude_heuristic by the items' own dislike shares alone" in text
+    assert "scores as exclude_heuristic does" not in text
