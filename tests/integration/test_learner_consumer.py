@@ -128,3 +128,36 @@ def test_a_header_key_that_is_not_utf8_does_not_stop_the_source(
         source.close()
     assert taken == [e.event_id for e in examples]
     assert consumer.unreadable_headers == len(range(0, len(examples), 3))  # each counted once
+
+
+def test_a_poll_returns_what_is_ready_without_waiting_for_a_whole_batch(
+    kafka: KafkaSettings, topic_name: Callable[[str], str]
+) -> None:
+    """Asked for 2,048 records with a minute to wait, a poll hands over the few that are
+    there as soon as one is, and a poll with nothing there waits (to its timeout) for
+    the first. librdkafka's own ``consume(n, timeout)`` waits until n are ready: asked for
+    a whole batch, the learner sat out the timeout on every short fetch."""
+    from confluent_kafka import Producer
+
+    topic = topic_name("examples")
+    ensure_topics(kafka, [topic], partitions=1)
+    config = SourceConfig(topic=topic, group=f"ready-{uuid.uuid4().hex[:8]}")
+    consumer = make_consumer(kafka, config)
+    assert isinstance(consumer, RdKafkaConsumer)
+    producer = Producer(kafka.librdkafka())
+    try:
+        consumer.assign({0: FROM_BEGINNING})
+        assert consumer.poll(300, 2048) == []  # nothing there: it waited, and says so
+        for n in range(5):
+            producer.produce(topic, value=b"ready %d" % n, partition=0)
+        producer.flush()
+        records: list[Fetched] = []
+        started = time.monotonic()
+        while len(records) < 5 and time.monotonic() - started < 60:
+            records += consumer.poll(60_000, 2048)
+        waited = time.monotonic() - started
+        assert [value for _, _, value, _ in records] == [b"ready %d" % n for n in range(5)]
+        # a poll that waited for 2,048 records would have returned after its minute
+        assert waited < 30, f"the polls took {waited:.1f} s for 5 ready records"
+    finally:
+        consumer.close()
