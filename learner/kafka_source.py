@@ -51,7 +51,7 @@ import logging
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -494,7 +494,7 @@ class EndOffsets:
             self._wait()
             self._values = self._ask(held) if held else {}
             self._asked_at = now
-        elif self._pending is None and now - self._asked_at >= self._every_s:
+        elif held and self._pending is None and now - self._asked_at >= self._every_s:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(1, thread_name_prefix="end-offsets")
             self._pending = self._pool.submit(self._ask, set(held))
@@ -511,8 +511,7 @@ class EndOffsets:
 
     def _wait(self) -> None:
         if self._pending is not None:
-            wait([self._pending])
-            self._take()
+            self._take()  # its result() waits for it
 
     def close(self) -> None:
         if self._pool is not None:
