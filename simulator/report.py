@@ -286,17 +286,17 @@ def backtest_markdown(result: dict[str, Any]) -> str:
             push = training.get("push_weights") or []
             off = ""
             if push and min(push) >= 0:
+                # the offsets rank items down by their own dislike share whatever the push
+                # does: with them that run still differs from the one it stages on
+                effect = (
+                    f"that run differs from {r['stage_on']} by the items' own dislike shares "
+                    "alone (their ranking offsets)."
+                    if training.get("item_offsets")
+                    else f"with the default model that run scores as {r['stage_on']} does."
+                )
                 off = (
                     " The first seed's push ended off at every age (a >= 0; it only pushes "
-                    "away), so "
-                    + (
-                        # the offsets rank items down by their own dislike share whatever
-                        # the push does: that run still differs from the one it stages on
-                        f"that run differs from {r['stage_on']} by the items' own dislike "
-                        "shares alone (their ranking offsets)."
-                        if training.get("item_offsets")
-                        else f"with the default model that run scores as {r['stage_on']} does."
-                    )
+                    f"away), so {effect}"
                 )
             lines += [
                 "",
