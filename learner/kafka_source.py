@@ -464,9 +464,10 @@ class KafkaExampleSource:
 
 class EndOffsets:
     """The held partitions' read_committed end offsets, for lag, refreshed every
-    ``every_s`` on a thread of their own. The ask is a broker round trip that took
-    ~250 ms a time on a busy broker: on the training thread it held the learner for 3 s of
-    a 22 s ``recoil bench pipeline`` run (py-spy). A refresh's answer is read at the
+    ``every_s`` on a thread of their own. The ask is a broker round trip: on the
+    training thread it held the learner for 3 s of one 22 s ``recoil bench pipeline``
+    run (py-spy; ~250 ms an ask on the busy broker), 0.01 s of another. A refresh's answer
+    is read at the
     next call after it comes, so lag is at most one refresh late. After a rebalance (the
     held partitions differ from those last answered) the ask is made at once and waited
     for: lag covers the partitions held now, never the last ones seen."""
